@@ -1,0 +1,1 @@
+from .sketch import GradientSketcher
