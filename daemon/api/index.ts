@@ -1,0 +1,1 @@
+export { buildApi, type ApiDeps, type ApiOptions } from './server.js';

@@ -1,0 +1,94 @@
+/** JSON Schemas of the REST contract (docs/api.md). Responses are serialised through them. */
+
+export const errorSchema = {
+  type: 'object',
+  properties: { code: { type: 'string' }, message: { type: 'string' } },
+  required: ['code', 'message'],
+} as const;
+
+export const sampleSchema = {
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    score: { type: 'number' },
+    seen: { type: 'number' },
+    votes: { type: 'integer' },
+    weight: { type: 'number' },
+    lastStep: { type: 'number' },
+  },
+  required: ['id', 'score', 'seen', 'votes', 'weight', 'lastStep'],
+} as const;
+
+export const sampleDetailSchema = {
+  type: 'object',
+  properties: { ...sampleSchema.properties, querySums: { type: 'array', items: { type: 'number' } } },
+  required: [...sampleSchema.required, 'querySums'],
+} as const;
+
+export const runSummarySchema = {
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    dim: { type: 'integer' },
+    samples: { type: 'integer' },
+    batches: { type: 'integer' },
+    sketches: { type: 'integer' },
+    lastStep: { type: 'number' },
+    queries: { type: 'integer' },
+    weightsVersion: { type: 'integer' },
+    attachedTrainers: { type: 'integer' },
+  },
+  required: ['id', 'dim', 'samples', 'batches', 'sketches', 'lastStep', 'queries', 'weightsVersion', 'attachedTrainers'],
+} as const;
+
+export const runDetailSchema = {
+  type: 'object',
+  properties: {
+    ...runSummarySchema.properties,
+    dtype: { type: 'string' },
+    scoreMode: { type: 'string' },
+    worldSize: { type: 'integer' },
+    createdAt: { type: 'string' },
+    projection: {
+      type: 'object',
+      properties: { kind: { type: 'string' }, seed: { type: 'string' }, dim: { type: 'integer' }, fingerprint: { type: 'string' } },
+      required: ['kind', 'seed', 'dim', 'fingerprint'],
+    },
+    queryIds: { type: 'array', items: { type: 'string' } },
+    queryVersion: { type: 'integer' },
+    querySets: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: { version: { type: 'integer' }, step: { type: 'number' }, queries: { type: 'integer' }, receivedAt: { type: 'string' } },
+        required: ['version', 'step', 'queries', 'receivedAt'],
+      },
+    },
+    voteThresholds: { type: 'array', items: { type: ['number', 'null'] } },
+    ranks: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: { rank: { type: 'integer' }, lastCommittedSeq: { type: 'integer' } },
+        required: ['rank', 'lastCommittedSeq'],
+      },
+    },
+    downweighted: { type: 'integer' },
+    quarantined: { type: 'integer' },
+  },
+  required: [...runSummarySchema.required, 'dtype', 'scoreMode', 'worldSize', 'createdAt', 'projection', 'queryIds', 'queryVersion', 'querySets', 'voteThresholds', 'ranks', 'downweighted', 'quarantined'],
+} as const;
+
+export const runParams = {
+  type: 'object',
+  properties: { run: { type: 'string', minLength: 1, maxLength: 128 } },
+  required: ['run'],
+  additionalProperties: false,
+} as const;
+
+export const sampleParams = {
+  type: 'object',
+  properties: { run: { type: 'string', minLength: 1, maxLength: 128 }, id: { type: 'string', minLength: 1, maxLength: 1024 } },
+  required: ['run', 'id'],
+  additionalProperties: false,
+} as const;

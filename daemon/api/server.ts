@@ -1,0 +1,216 @@
+/**
+ * The REST edge (fastify). Every route has JSON Schemas for its input and output; errors leave
+ * as `{ code, message }` with the status from the error registry.
+ */
+import Fastify, { type FastifyInstance } from 'fastify';
+import { MotiveError, isMotiveError, type Logger } from '../shared/index.js';
+import type { InfluenceEngine, RunViews, SampleOrder } from '../influence/index.js';
+import type { RunState, Store } from '../store/index.js';
+import type { WeightingService } from '../weighting/index.js';
+import {
+  errorSchema,
+  runDetailSchema,
+  runParams,
+  runSummarySchema,
+  sampleDetailSchema,
+  sampleParams,
+  sampleSchema,
+} from './schemas.js';
+
+export interface ApiDeps {
+  readonly store: Store;
+  readonly engine: InfluenceEngine;
+  readonly views: RunViews;
+  readonly weighting: WeightingService;
+  readonly log: Logger;
+  /** Attached trainer streams per run (from ingest). */
+  readonly attachedCounts: () => Map<string, number>;
+  readonly version: string;
+}
+
+export interface ApiOptions {
+  readonly maxListLimit: number;
+  /** Body limit of POST requests in bytes; a k-dim sketch as JSON needs about 24·k bytes. */
+  readonly bodyLimitBytes: number;
+}
+
+/** Builds the fastify app (not listening). Extra route plugins can be registered by the caller. */
+export function buildApi(deps: ApiDeps, options: ApiOptions): FastifyInstance {
+  const app = Fastify({ logger: false, bodyLimit: options.bodyLimitBytes });
+  const { store, views } = deps;
+
+  app.setErrorHandler((err, _req, reply) => {
+    if (isMotiveError(err)) return reply.status(err.status).send({ code: err.code, message: err.message });
+    const e = err as { validation?: unknown; statusCode?: number; message: string };
+    if (e.validation !== undefined || (e.statusCode !== undefined && e.statusCode < 500)) {
+      return reply.status(e.statusCode ?? 400).send({ code: 'MOTIVE_API_BAD_REQUEST', message: e.message });
+    }
+    deps.log.error({ err }, 'request failed');
+    return reply.status(500).send({ code: 'MOTIVE_INGEST_INTERNAL', message: 'internal error' });
+  });
+
+  const getRun = (id: string): RunState => {
+    const run = store.run(id);
+    if (run === undefined) throw new MotiveError('MOTIVE_API_RUN_NOT_FOUND', id);
+    return run;
+  };
+  const summary = (run: RunState) => ({
+    id: run.info.id,
+    dim: run.info.dim,
+    samples: run.samples.size,
+    batches: run.batches,
+    sketches: run.sketches,
+    lastStep: run.lastStep,
+    queries: run.queryIds.length,
+    weightsVersion: run.weightsVersion,
+    attachedTrainers: deps.attachedCounts().get(run.info.id) ?? 0,
+  });
+  const errors = { 400: errorSchema, 404: errorSchema };
+
+  app.get('/healthz', {
+    schema: {
+      response: {
+        200: {
+          type: 'object',
+          properties: { status: { type: 'string' }, daemon: { type: 'string' }, runs: { type: 'integer' }, queueDepth: { type: 'integer' } },
+          required: ['status', 'daemon', 'runs', 'queueDepth'],
+        },
+      },
+    },
+    handler: async () => ({ status: 'ok', daemon: deps.version, runs: store.runs().length, queueDepth: deps.engine.queueDepth }),
+  });
+
+  app.get('/v1/runs', {
+    schema: {
+      response: { 200: { type: 'object', properties: { runs: { type: 'array', items: runSummarySchema } }, required: ['runs'] } },
+    },
+    handler: async () => ({ runs: store.runs().map(summary) }),
+  });
+
+  app.get<{ Params: { run: string } }>('/v1/runs/:run', {
+    schema: { params: runParams, response: { 200: runDetailSchema, ...errors } },
+    handler: async (req) => {
+      const run = getRun(req.params.run);
+      let downweighted = 0;
+      let quarantined = 0;
+      for (const s of run.samples.values()) {
+        if (s.weight < 1) downweighted++;
+        if (s.weight === 0) quarantined++;
+      }
+      return {
+        ...summary(run),
+        dtype: run.info.dtype,
+        scoreMode: run.info.scoreMode,
+        worldSize: run.info.worldSize,
+        createdAt: new Date(run.info.createdAtMs).toISOString(),
+        projection: run.info.projection,
+        queryIds: run.queryIds,
+        queryVersion: run.latestQuerySet()?.version ?? 0,
+        querySets: run.querySets.map((q) => ({
+          version: q.version,
+          step: q.step,
+          queries: q.ids.length,
+          receivedAt: new Date(q.receivedAtMs).toISOString(),
+        })),
+        voteThresholds: [...views.thresholds(run)].map((t) => (Number.isFinite(t) ? t : null)),
+        ranks: [...run.commits.entries()].sort((a, b) => a[0] - b[0]).map(([rank, seq]) => ({ rank, lastCommittedSeq: seq })),
+        downweighted,
+        quarantined,
+      };
+    },
+  });
+
+  app.get<{ Params: { run: string }; Querystring: { order: SampleOrder; limit: number } }>('/v1/runs/:run/samples', {
+    schema: {
+      params: runParams,
+      querystring: {
+        type: 'object',
+        properties: {
+          order: { type: 'string', enum: ['harmful', 'helpful', 'votes'], default: 'harmful' },
+          limit: { type: 'integer', minimum: 1, maximum: options.maxListLimit, default: 50 },
+        },
+        additionalProperties: false,
+      },
+      response: { 200: { type: 'object', properties: { samples: { type: 'array', items: sampleSchema } }, required: ['samples'] }, ...errors },
+    },
+    handler: async (req) => ({ samples: views.list(getRun(req.params.run), req.query.order, req.query.limit) }),
+  });
+
+  app.get<{ Params: { run: string; id: string } }>('/v1/runs/:run/samples/:id', {
+    schema: { params: sampleParams, response: { 200: sampleDetailSchema, ...errors } },
+    handler: async (req) => {
+      const run = getRun(req.params.run);
+      const s = run.samples.get(req.params.id);
+      if (s === undefined) throw new MotiveError('MOTIVE_API_SAMPLE_NOT_FOUND', req.params.id);
+      const querySums = run.queryIds.map((_, j) => s.sums[j] ?? 0);
+      return { ...views.sample(run, s), querySums };
+    },
+  });
+
+  app.get<{ Params: { run: string } }>('/v1/runs/:run/weights', {
+    schema: {
+      params: runParams,
+      response: {
+        200: {
+          type: 'object',
+          properties: {
+            version: { type: 'integer' },
+            policy: { type: 'string' },
+            weights: { type: 'object', additionalProperties: { type: 'number' } },
+          },
+          required: ['version', 'policy', 'weights'],
+        },
+        ...errors,
+      },
+    },
+    handler: async (req) => {
+      const run = getRun(req.params.run);
+      const weights: Record<string, number> = {};
+      for (const s of run.samples.values()) weights[s.id] = s.weight;
+      return { version: run.weightsVersion, policy: deps.weighting.policy, weights };
+    },
+  });
+
+  app.post<{ Params: { run: string }; Body: { sketch: number[]; limit?: number } }>('/v1/runs/:run/attribute', {
+    schema: {
+      params: runParams,
+      body: {
+        type: 'object',
+        properties: {
+          sketch: { type: 'array', items: { type: 'number' }, minItems: 1 },
+          limit: { type: 'integer', minimum: 1, maximum: options.maxListLimit, default: 20 },
+        },
+        required: ['sketch'],
+        additionalProperties: false,
+      },
+      response: {
+        200: {
+          type: 'object',
+          properties: {
+            samples: {
+              type: 'array',
+              items: { type: 'object', properties: { id: { type: 'string' }, score: { type: 'number' } }, required: ['id', 'score'] },
+            },
+            scanned: { type: 'integer' },
+            elapsedMs: { type: 'number' },
+          },
+          required: ['samples', 'scanned', 'elapsedMs'],
+        },
+        ...errors,
+      },
+    },
+    handler: async (req) => {
+      const run = getRun(req.params.run);
+      const { sketch, limit = 20 } = req.body;
+      if (sketch.length !== run.info.dim) {
+        throw new MotiveError('MOTIVE_API_BAD_SKETCH', `sketch has ${sketch.length} values, the run's dim is ${run.info.dim}`);
+      }
+      if (!sketch.every(Number.isFinite)) throw new MotiveError('MOTIVE_API_BAD_SKETCH', 'sketch holds NaN or Inf');
+      const started = performance.now();
+      const samples = await deps.engine.attribute(run, Float32Array.from(sketch), limit);
+      return { samples, scanned: run.samples.size, elapsedMs: performance.now() - started };
+    },
+  });
+
+  return app;
+}

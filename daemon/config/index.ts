@@ -1,0 +1,2 @@
+export { ConfigSchema, type MotiveConfig } from './schema.js';
+export { loadConfig } from './load.js';

@@ -1,0 +1,118 @@
+import { Type, type Static } from '@sinclair/typebox';
+
+/**
+ * The one source of the daemon's configuration. `schemas/config.schema.json` is generated from
+ * this (`npm run gen:config-schema`), and a test fails when it is stale.
+ */
+export const ConfigSchema = Type.Object(
+  {
+    dataDir: Type.String({
+      default: './motive-data',
+      minLength: 1,
+      description: 'Directory of the embedded LMDB store; created when missing. Env MOTIVE_DATA_DIR.',
+    }),
+    logLevel: Type.Union(
+      [Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug')],
+      { default: 'info', description: 'Log level. Env MOTIVE_LOG_LEVEL.' },
+    ),
+    grpc: Type.Object(
+      {
+        host: Type.String({ default: '127.0.0.1', description: 'gRPC bind address. Env MOTIVE_GRPC_HOST.' }),
+        port: Type.Integer({ default: 50051, minimum: 0, maximum: 65535, description: 'gRPC port; 0 picks a free one. Env MOTIVE_GRPC_PORT.' }),
+        maxMessageBytes: Type.Integer({
+          default: 64 * 1024 * 1024,
+          minimum: 1024,
+          description: 'Largest accepted trainer message, checked from the frame header before buffering.',
+        }),
+        streamInflightBytes: Type.Integer({
+          default: 32 * 1024 * 1024,
+          minimum: 1024,
+          description: 'Bytes of uncommitted batches one stream may hold in the daemon before it stops reading (flow control).',
+        }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    http: Type.Object(
+      {
+        host: Type.String({ default: '127.0.0.1', description: 'HTTP bind address. Env MOTIVE_HTTP_HOST.' }),
+        port: Type.Integer({ default: 8080, minimum: 0, maximum: 65535, description: 'HTTP port; 0 picks a free one. Env MOTIVE_HTTP_PORT.' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    auth: Type.Object(
+      {
+        trainerToken: Type.Union([Type.String({ minLength: 8 }), Type.Null()], {
+          default: null,
+          description: 'When set, a Hello must carry this token. Env MOTIVE_TRAINER_TOKEN. Never logged.',
+        }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    store: Type.Object(
+      {
+        mapSizeBytes: Type.Integer({
+          default: 64 * 1024 ** 3,
+          minimum: 1024 * 1024,
+          description: 'Upper bound of the LMDB memory map (virtual address space, not RAM).',
+        }),
+        maxGroupBytes: Type.Integer({
+          default: 64 * 1024 * 1024,
+          minimum: 1024,
+          description: 'Most batch bytes folded into one group commit.',
+        }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    score: Type.Object(
+      {
+        normalize: Type.Union([Type.Literal('cosine'), Type.Literal('dot')], {
+          default: 'cosine',
+          description: 'cosine: train and query sketches are L2-normalised before the products; dot: raw.',
+        }),
+        votePercentile: Type.Number({
+          default: 90,
+          minimum: 0,
+          maximum: 100,
+          description: 'tau_j is this percentile (linear interpolation) of S_j over seen samples; votes count S_j > tau_j.',
+        }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    weights: Type.Object(
+      {
+        policy: Type.Union([Type.Literal('observe'), Type.Literal('downweight'), Type.Literal('quarantine')], {
+          default: 'downweight',
+          description: 'observe: compute weights, never push; downweight: push; quarantine: push, and w = 0 below quarantineZ.',
+        }),
+        minSeen: Type.Integer({ default: 2, minimum: 1, description: 'Samples seen fewer times keep weight 1.' }),
+        beta: Type.Number({ default: 0.5, exclusiveMinimum: 0, description: 'w = clamp(exp(beta * z), wMin, 1), z the robust z-score of score.' }),
+        wMin: Type.Number({ default: 0.05, minimum: 0, maximum: 1, description: 'Lowest weight the down-weight policy gives.' }),
+        quarantineZ: Type.Number({ default: -4, description: 'quarantine policy: w = 0 where z < quarantineZ.' }),
+        minDelta: Type.Number({ default: 0.01, minimum: 0, description: 'A weight change smaller than this is not pushed.' }),
+        intervalMs: Type.Integer({ default: 1000, minimum: 10, description: 'Weights of a run are recomputed at most this often (ms).' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    influence: Type.Object(
+      {
+        threads: Type.Integer({ default: 0, minimum: 0, maximum: 256, description: 'onnxruntime intra-op threads; 0 = one per core.' }),
+        scanChunkSamples: Type.Integer({ default: 8192, minimum: 1, description: 'Embeddings multiplied per kernel call in /attribute scans.' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    limits: Type.Object(
+      {
+        maxDim: Type.Integer({ default: 65536, minimum: 1, description: 'Largest sketch length k accepted.' }),
+        maxSampleIdBytes: Type.Integer({ default: 512, minimum: 1, description: 'Longest sample id (UTF-8 bytes).' }),
+        maxQueries: Type.Integer({ default: 4096, minimum: 1, description: 'Most queries in one query set.' }),
+        maxAttributeLimit: Type.Integer({ default: 10000, minimum: 1, description: 'Largest `limit` of REST listings.' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    shutdownGraceMs: Type.Integer({ default: 10000, minimum: 0, description: 'SIGTERM: time to drain streams before closing.' }),
+  },
+  { additionalProperties: false, $id: 'https://motive.dev/schemas/config.schema.json', title: 'Motive daemon configuration' },
+);
+
+/** The compiled, validated, frozen configuration. */
+export type MotiveConfig = Static<typeof ConfigSchema>;

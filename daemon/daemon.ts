@@ -1,0 +1,100 @@
+/**
+ * Wires the daemon together: config → store → kernel → engine/weighting → ingest + REST.
+ * `main.ts` adds process concerns (signals, exit codes); tests start daemons through this.
+ */
+import type { MotiveConfig } from './config/index.js';
+import { createLogger, type Logger } from './shared/index.js';
+import { Store } from './store/index.js';
+import { InfluenceEngine, MatMulKernel, RunViews } from './influence/index.js';
+import { WeightingService } from './weighting/index.js';
+import { IngestServer, DAEMON_NAME } from './ingest/index.js';
+import { buildApi } from './api/index.js';
+
+export type DaemonState = 'starting' | 'running' | 'draining' | 'stopped' | 'failed';
+
+export interface RunningDaemon {
+  readonly grpcPort: number;
+  readonly httpPort: number;
+  readonly store: Store;
+  readonly engine: InfluenceEngine;
+  readonly weighting: WeightingService;
+  readonly ingest: IngestServer;
+  readonly log: Logger;
+  state(): DaemonState;
+  /** Graceful stop: drain streams within `shutdownGraceMs`, flush weights, close the store. */
+  stop(): Promise<void>;
+}
+
+export async function startDaemon(config: MotiveConfig, log: Logger = createLogger(config.logLevel)): Promise<RunningDaemon> {
+  let state: DaemonState = 'starting';
+  const store = await Store.open({ dataDir: config.dataDir, mapSizeBytes: config.store.mapSizeBytes });
+  const kernel = await MatMulKernel.create({ threads: config.influence.threads });
+  const engine = new InfluenceEngine(store, kernel, log, {
+    maxGroupBytes: config.store.maxGroupBytes,
+    scanChunkSamples: config.influence.scanChunkSamples,
+  });
+  const weighting = new WeightingService(store, config.weights, log);
+  engine.onCommit((e) => {
+    if (e.batches > 0 || e.querySets.length > 0) weighting.schedule(e.runId);
+  });
+  const views = new RunViews(config.score.votePercentile);
+  const ingest = new IngestServer(
+    { store, engine, weighting, log },
+    {
+      host: config.grpc.host,
+      port: config.grpc.port,
+      maxMessageBytes: config.grpc.maxMessageBytes,
+      streamInflightBytes: config.grpc.streamInflightBytes,
+      trainerToken: config.auth.trainerToken,
+      scoreMode: config.score.normalize,
+      maxDim: config.limits.maxDim,
+      maxSampleIdBytes: config.limits.maxSampleIdBytes,
+      maxQueries: config.limits.maxQueries,
+    },
+  );
+  const api = buildApi(
+    { store, engine, views, weighting, log, attachedCounts: () => ingest.attachedCounts(), version: DAEMON_NAME },
+    { maxListLimit: config.limits.maxAttributeLimit, bodyLimitBytes: Math.max(1024 * 1024, config.limits.maxDim * 32) },
+  );
+  let grpcPort: number;
+  let httpPort: number;
+  try {
+    grpcPort = await ingest.listen();
+    await api.listen({ host: config.http.host, port: config.http.port });
+    const addr = api.server.address();
+    httpPort = typeof addr === 'object' && addr !== null ? addr.port : config.http.port;
+  } catch (err) {
+    state = 'failed';
+    ingest.close();
+    await api.close();
+    await kernel.close();
+    await store.close();
+    throw err;
+  }
+  state = 'running';
+  let stopping: Promise<void> | undefined;
+  return {
+    grpcPort,
+    httpPort,
+    store,
+    engine,
+    weighting,
+    ingest,
+    log,
+    state: () => state,
+    stop: () => {
+      stopping ??= (async () => {
+        state = 'draining';
+        await ingest.drain(config.shutdownGraceMs);
+        await engine.drained();
+        await weighting.flushAll();
+        weighting.close();
+        await api.close();
+        await kernel.close();
+        await store.close();
+        state = 'stopped';
+      })();
+      return stopping;
+    },
+  };
+}

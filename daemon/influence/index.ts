@@ -1,0 +1,12 @@
+export {
+  InfluenceEngine,
+  type BatchSubmission,
+  type QuerySubmission,
+  type SubmitOutcome,
+  type CommitEvent,
+  type InfluenceEngineOptions,
+} from './engine.js';
+export { MatMulKernel, type MatMulKernelOptions } from './matmul-kernel.js';
+export { RunViews, type SampleView, type SampleOrder } from './views.js';
+export { decodeSketches, dtypeBytes } from './sketch-decode.js';
+export { allFinite, median, percentile } from './math.js';

@@ -1,0 +1,57 @@
+/**
+ * Builds small ONNX models in code (serialised ModelProto bytes), so the compute kernels need
+ * no model files. Field numbers follow onnx/onnx.proto.
+ */
+import protobuf from 'protobufjs';
+
+const { Writer } = protobuf;
+
+const ONNX_IR_VERSION = 8;
+const ONNX_OPSET = 13;
+const TENSOR_FLOAT = 1;
+
+/** A dimension: a fixed size or a symbolic name (dynamic). */
+type Dim = number | string;
+
+function dimension(d: Dim): Uint8Array {
+  const w = Writer.create();
+  if (typeof d === 'number') w.uint32((1 << 3) | 0).int64(d);
+  else w.uint32((2 << 3) | 2).string(d);
+  return w.finish();
+}
+
+function valueInfo(name: string, dims: readonly Dim[]): Uint8Array {
+  const shape = Writer.create();
+  for (const d of dims) shape.uint32((1 << 3) | 2).bytes(dimension(d));
+  const tensor = Writer.create().uint32((1 << 3) | 0).int32(TENSOR_FLOAT).uint32((2 << 3) | 2).bytes(shape.finish()).finish();
+  const type = Writer.create().uint32((1 << 3) | 2).bytes(tensor).finish();
+  return Writer.create().uint32((1 << 3) | 2).string(name).uint32((2 << 3) | 2).bytes(type).finish();
+}
+
+function node(opType: string, inputs: readonly string[], outputs: readonly string[], name: string): Uint8Array {
+  const w = Writer.create();
+  for (const i of inputs) w.uint32((1 << 3) | 2).string(i);
+  for (const o of outputs) w.uint32((2 << 3) | 2).string(o);
+  w.uint32((3 << 3) | 2).string(name);
+  w.uint32((4 << 3) | 2).string(opType);
+  return w.finish();
+}
+
+/**
+ * `C[n×m] = A[n×k] · B[k×m]`, float32, every dimension dynamic.
+ */
+export function matMulModel(): Uint8Array {
+  const graph = Writer.create();
+  graph.uint32((1 << 3) | 2).bytes(node('MatMul', ['A', 'B'], ['C'], 'matmul'));
+  graph.uint32((2 << 3) | 2).string('motive_matmul');
+  graph.uint32((11 << 3) | 2).bytes(valueInfo('A', ['n', 'k']));
+  graph.uint32((11 << 3) | 2).bytes(valueInfo('B', ['k', 'm']));
+  graph.uint32((12 << 3) | 2).bytes(valueInfo('C', ['n', 'm']));
+  const opset = Writer.create().uint32((1 << 3) | 2).string('').uint32((2 << 3) | 0).int64(ONNX_OPSET).finish();
+  const model = Writer.create();
+  model.uint32((1 << 3) | 0).int64(ONNX_IR_VERSION);
+  model.uint32((2 << 3) | 2).string('motive');
+  model.uint32((7 << 3) | 2).bytes(graph.finish());
+  model.uint32((8 << 3) | 2).bytes(opset);
+  return model.finish();
+}

@@ -1,0 +1,15 @@
+import { decodeFloat16 } from '../shared/index.js';
+import type { SketchDType } from '../store/index.js';
+
+/** Bytes per value of a sketch dtype. */
+export function dtypeBytes(dtype: SketchDType): number {
+  return dtype === 'float16' ? 2 : 4;
+}
+
+/** Decodes `count` little-endian values of `dtype` from `bytes` into a new aligned Float32Array. */
+export function decodeSketches(bytes: Uint8Array, dtype: SketchDType, count: number): Float32Array {
+  const out = new Float32Array(count);
+  if (dtype === 'float16') decodeFloat16(bytes, out, count);
+  else new Uint8Array(out.buffer).set(bytes.subarray(0, count * 4));
+  return out;
+}

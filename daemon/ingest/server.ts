@@ -1,0 +1,323 @@
+/**
+ * The trainer-facing gRPC edge: `motive.v1.Attribution/Attach`, one bidi stream per rank.
+ * Each stream is handled one message at a time (the call is paused while a message is being
+ * accepted), and stops being read while its uncommitted bytes exceed `streamInflightBytes`, so a
+ * slow store slows the trainer down through HTTP/2 flow control instead of growing memory.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { MotiveError, describeError, isMotiveError, type Logger } from '../shared/index.js';
+import type { InfluenceEngine } from '../influence/index.js';
+import type { RunState, ScoreMode, Store } from '../store/index.js';
+import type { WeightingService, WeightUpdateEvent } from '../weighting/index.js';
+import { loadAttributionService, type DaemonMessageMsg, type TrainerMessageMsg } from './proto.js';
+import { decodeBatch, decodeQueries, validateHello, type IngestLimits, type ValidHello } from './validate.js';
+
+export const DAEMON_NAME = 'motived/0.1.0';
+
+export interface IngestOptions extends IngestLimits {
+  readonly host: string;
+  readonly port: number;
+  readonly maxMessageBytes: number;
+  readonly streamInflightBytes: number;
+  readonly trainerToken: string | null;
+  readonly scoreMode: ScoreMode;
+}
+
+export interface IngestDeps {
+  readonly store: Store;
+  readonly engine: InfluenceEngine;
+  readonly weighting: WeightingService;
+  readonly log: Logger;
+}
+
+/** Observations for metrics and the live feed; all optional. */
+export interface IngestObserver {
+  batchAccepted?(runId: string, sketches: number, bytes: number): void;
+  batchAcked?(runId: string, latencyMs: number): void;
+  rejected?(code: string): void;
+  attached?(runId: string, delta: 1 | -1): void;
+}
+
+type Call = grpc.ServerDuplexStream<TrainerMessageMsg, DaemonMessageMsg>;
+
+class TrainerStream {
+  hello: ValidHello | undefined;
+  inflightBytes = 0;
+  waitingForRoom = false;
+  closed = false;
+  readonly call: Call;
+
+  constructor(call: Call) {
+    this.call = call;
+  }
+
+  send(msg: DaemonMessageMsg): void {
+    if (this.closed) return;
+    try {
+      this.call.write(msg);
+    } catch {
+      this.closed = true;
+    }
+  }
+
+  fail(err: MotiveError, fatal: boolean, seq = 0): void {
+    this.send({ error: { code: err.code, message: err.message, fatal, seq } });
+    if (fatal) this.end();
+  }
+
+  end(): void {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      this.call.end();
+    } catch {
+      // already gone
+    }
+  }
+}
+
+export class IngestServer {
+  private readonly server: grpc.Server;
+  private readonly deps: IngestDeps;
+  private readonly options: IngestOptions;
+  private readonly streams = new Set<TrainerStream>();
+  private readonly creatingRuns = new Map<string, Promise<RunState>>();
+  private draining = false;
+  observer: IngestObserver = {};
+
+  constructor(deps: IngestDeps, options: IngestOptions) {
+    this.deps = deps;
+    this.options = options;
+    this.server = new grpc.Server({
+      'grpc.max_receive_message_length': options.maxMessageBytes,
+      'grpc.max_send_message_length': 256 * 1024 * 1024,
+    });
+    const { service } = loadAttributionService();
+    this.server.addService(service, { Attach: (call: Call) => this.attach(call) });
+    deps.weighting.onUpdate((e) => this.pushWeights(e));
+  }
+
+  /** Binds and starts; resolves with the bound port. */
+  listen(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.bindAsync(`${this.options.host}:${this.options.port}`, grpc.ServerCredentials.createInsecure(), (err, port) => {
+        if (err !== null) reject(err);
+        else resolve(port);
+      });
+    });
+  }
+
+  /** Attached trainer streams per run. */
+  attachedCounts(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const s of this.streams) if (s.hello !== undefined) out.set(s.hello.runId, (out.get(s.hello.runId) ?? 0) + 1);
+    return out;
+  }
+
+  private attach(call: Call): void {
+    const stream = new TrainerStream(call);
+    this.streams.add(stream);
+    const finish = (): void => {
+      if (!this.streams.delete(stream)) return;
+      stream.closed = true;
+      if (stream.hello !== undefined) this.observer.attached?.(stream.hello.runId, -1);
+    };
+    call.on('data', (msg: TrainerMessageMsg) => {
+      call.pause();
+      this.handle(stream, msg)
+        .catch((err: unknown) => {
+          this.deps.log.error({ err }, 'stream handler failed');
+          stream.fail(new MotiveError('MOTIVE_INGEST_INTERNAL', describeError(err)), true);
+        })
+        .finally(() => {
+          if (stream.closed) return;
+          if (stream.inflightBytes > this.options.streamInflightBytes) stream.waitingForRoom = true;
+          else call.resume();
+        });
+    });
+    call.on('end', () => {
+      finish();
+      stream.end();
+    });
+    call.on('error', () => finish());
+    call.on('close', () => finish());
+  }
+
+  private async handle(stream: TrainerStream, msg: TrainerMessageMsg): Promise<void> {
+    if (stream.closed) return;
+    if (this.draining) {
+      stream.fail(new MotiveError('MOTIVE_INGEST_SHUTTING_DOWN'), true);
+      return;
+    }
+    if (msg.body === 'hello' && msg.hello) {
+      if (stream.hello !== undefined) {
+        stream.fail(new MotiveError('MOTIVE_INGEST_DUPLICATE_HELLO'), true);
+        return;
+      }
+      await this.onHello(stream, msg.hello);
+      return;
+    }
+    const hello = stream.hello;
+    if (hello === undefined) {
+      this.observer.rejected?.('MOTIVE_INGEST_HELLO_REQUIRED');
+      stream.fail(new MotiveError('MOTIVE_INGEST_HELLO_REQUIRED'), true);
+      return;
+    }
+    if (msg.body === 'batch' && msg.batch) {
+      const batchMsg = msg.batch;
+      let decoded;
+      try {
+        decoded = decodeBatch(batchMsg, hello.dim, hello.dtype, this.options);
+      } catch (err) {
+        this.rejectItem(stream, err, Number.isSafeInteger(batchMsg.seq) ? batchMsg.seq : 0);
+        return;
+      }
+      const bytes = batchMsg.sketches.length + 64 * decoded.sampleIds.length;
+      stream.inflightBytes += bytes;
+      this.observer.batchAccepted?.(hello.runId, decoded.sampleIds.length, batchMsg.sketches.length);
+      const sentAt = performance.now();
+      this.deps.engine
+        .submitBatch({ runId: hello.runId, rank: hello.rank, ...decoded, bytes })
+        .then(() => {
+          stream.send({ ack: { seq: decoded.seq } });
+          this.observer.batchAcked?.(hello.runId, performance.now() - sentAt);
+        })
+        .catch((err: unknown) => this.rejectItem(stream, err, decoded.seq))
+        .finally(() => this.release(stream, bytes));
+      return;
+    }
+    if (msg.body === 'queries' && msg.queries) {
+      let decoded;
+      try {
+        decoded = decodeQueries(msg.queries, hello.dim, hello.dtype, this.options);
+      } catch (err) {
+        this.rejectItem(stream, err, 0);
+        return;
+      }
+      const bytes = msg.queries.sketches.length;
+      stream.inflightBytes += bytes;
+      this.deps.engine
+        .submitQueries({ runId: hello.runId, ...decoded, bytes })
+        .catch((err: unknown) => this.rejectItem(stream, err, 0))
+        .finally(() => this.release(stream, bytes));
+      return;
+    }
+    if (msg.body === 'heartbeat') return;
+    this.rejectItem(stream, new MotiveError('MOTIVE_INGEST_UNKNOWN_MESSAGE'), 0);
+  }
+
+  private rejectItem(stream: TrainerStream, err: unknown, seq: number): void {
+    const e = isMotiveError(err) ? err : new MotiveError('MOTIVE_INGEST_INTERNAL', describeError(err), { cause: err });
+    this.observer.rejected?.(e.code);
+    if (!isMotiveError(err)) this.deps.log.error({ err }, 'batch failed');
+    const fatal = e.code === 'MOTIVE_STORE_COMMIT' || e.code === 'MOTIVE_INGEST_INTERNAL';
+    stream.fail(e, fatal, seq);
+  }
+
+  private release(stream: TrainerStream, bytes: number): void {
+    stream.inflightBytes -= bytes;
+    if (stream.waitingForRoom && stream.inflightBytes <= this.options.streamInflightBytes && !stream.closed) {
+      stream.waitingForRoom = false;
+      stream.call.resume();
+    }
+  }
+
+  private async onHello(stream: TrainerStream, raw: NonNullable<TrainerMessageMsg['hello']>): Promise<void> {
+    let hello: ValidHello;
+    try {
+      hello = validateHello(raw, this.options, this.options.trainerToken);
+    } catch (err) {
+      const e = isMotiveError(err) ? err : new MotiveError('MOTIVE_INGEST_HELLO_INVALID', describeError(err));
+      this.observer.rejected?.(e.code);
+      this.deps.log.warn({ code: e.code, runId: raw.runId.slice(0, 128) }, 'hello refused');
+      stream.fail(e, true);
+      return;
+    }
+    let run = this.deps.store.run(hello.runId) ?? (await this.createRun(hello));
+    const p = run.info.projection;
+    if (p.fingerprint !== hello.projection.fingerprint || p.dim !== hello.dim || p.kind !== hello.projection.kind || p.seed !== hello.projection.seed) {
+      const e = new MotiveError(
+        'MOTIVE_INGEST_PROJECTION_MISMATCH',
+        `run ${hello.runId} uses ${p.kind}/dim ${p.dim}/fingerprint ${p.fingerprint}, Hello has ${hello.projection.kind}/dim ${hello.dim}/fingerprint ${hello.projection.fingerprint}`,
+      );
+      this.observer.rejected?.(e.code);
+      stream.fail(e, true);
+      return;
+    }
+    run = this.deps.store.run(hello.runId) ?? run;
+    stream.hello = hello;
+    this.observer.attached?.(hello.runId, 1);
+    this.deps.log.info({ runId: hello.runId, rank: hello.rank, client: hello.client }, 'trainer attached');
+    stream.send({
+      welcome: { lastCommittedSeq: run.commits.get(hello.rank) ?? 0, weightsVersion: run.weightsVersion, daemon: DAEMON_NAME },
+    });
+    if (hello.applyWeights && this.deps.weighting.pushes) {
+      const snap = this.deps.weighting.snapshot(run);
+      stream.send({ weights: { version: snap.version, full: true, sampleIds: snap.sampleIds, weights: snap.weights } });
+    }
+  }
+
+  private createRun(hello: ValidHello): Promise<RunState> {
+    const pending = this.creatingRuns.get(hello.runId);
+    if (pending !== undefined) return pending;
+    const created = (async () => {
+      const run = this.deps.store.createRun({
+        id: hello.runId,
+        dim: hello.dim,
+        dtype: hello.dtype,
+        projection: hello.projection,
+        scoreMode: this.options.scoreMode,
+        worldSize: hello.worldSize,
+        createdAtMs: Date.now(),
+      });
+      await this.deps.store.commit((tx) => tx.putRun(run));
+      this.deps.log.info({ runId: hello.runId, dim: hello.dim }, 'run created');
+      return run;
+    })();
+    this.creatingRuns.set(hello.runId, created);
+    return created.finally(() => this.creatingRuns.delete(hello.runId));
+  }
+
+  private pushWeights(e: WeightUpdateEvent): void {
+    if (!this.deps.weighting.pushes || e.sampleIds.length === 0) return;
+    for (const s of this.streams) {
+      if (s.hello?.runId !== e.runId || !s.hello.applyWeights) continue;
+      s.send({ weights: { version: e.version, full: e.full, sampleIds: e.sampleIds, weights: e.weights } });
+    }
+  }
+
+  /**
+   * Graceful drain: refuse new work, let queued batches commit and be acknowledged (bounded by
+   * `graceMs`), then close every stream and the server.
+   */
+  async drain(graceMs: number): Promise<void> {
+    this.draining = true;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.deps.engine.drained(),
+      new Promise<void>((r) => {
+        timer = setTimeout(r, graceMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    // Let the acknowledgements written just now leave before the streams end.
+    await new Promise((r) => setImmediate(r));
+    for (const s of this.streams) s.end();
+    await new Promise<void>((resolve) => {
+      const force = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, Math.min(graceMs, 2000));
+      this.server.tryShutdown(() => {
+        clearTimeout(force);
+        resolve();
+      });
+    });
+  }
+
+  /** Immediate stop, no drain. */
+  close(): void {
+    this.draining = true;
+    this.server.forceShutdown();
+  }
+}

@@ -1,0 +1,127 @@
+/** Validation and decoding of trainer messages. Each failure is a MotiveError with a stable code. */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { MotiveError } from '../shared/index.js';
+import { allFinite, decodeSketches, dtypeBytes } from '../influence/index.js';
+import type { SketchDType } from '../store/index.js';
+import type { HelloMsg, QuerySetMsg, SketchBatchMsg } from './proto.js';
+
+export interface IngestLimits {
+  readonly maxDim: number;
+  readonly maxSampleIdBytes: number;
+  readonly maxQueries: number;
+}
+
+const RUN_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
+
+export interface ValidHello {
+  readonly runId: string;
+  readonly rank: number;
+  readonly worldSize: number;
+  readonly dim: number;
+  readonly dtype: SketchDType;
+  readonly projection: { kind: string; seed: string; dim: number; fingerprint: string };
+  readonly client: string;
+  readonly applyWeights: boolean;
+}
+
+/** Constant-time token comparison (both sides hashed to equal length first). */
+export function tokenMatches(given: string, expected: string): boolean {
+  const a = createHash('sha256').update(given).digest();
+  const b = createHash('sha256').update(expected).digest();
+  return timingSafeEqual(a, b);
+}
+
+export function validateHello(h: HelloMsg, limits: IngestLimits, token: string | null): ValidHello {
+  if (token !== null && !tokenMatches(h.token, token)) throw new MotiveError('MOTIVE_INGEST_UNAUTHENTICATED');
+  if (!RUN_ID.test(h.runId)) {
+    throw new MotiveError('MOTIVE_INGEST_HELLO_INVALID', 'run_id must be 1-128 characters of [A-Za-z0-9._:-], starting alphanumeric');
+  }
+  const worldSize = h.worldSize === 0 ? 1 : h.worldSize;
+  if (h.rank >= worldSize) throw new MotiveError('MOTIVE_INGEST_HELLO_INVALID', `rank ${h.rank} >= world_size ${worldSize}`);
+  const p = h.projection;
+  if (p === null) throw new MotiveError('MOTIVE_INGEST_HELLO_INVALID', 'projection is required');
+  if (!Number.isInteger(p.dim) || p.dim < 1 || p.dim > limits.maxDim) {
+    throw new MotiveError('MOTIVE_INGEST_BAD_DIM', `projection.dim ${p.dim} not in [1, ${limits.maxDim}]`);
+  }
+  let dtype: SketchDType;
+  if (h.dtype === 'FLOAT32') dtype = 'float32';
+  else if (h.dtype === 'FLOAT16') dtype = 'float16';
+  else throw new MotiveError('MOTIVE_INGEST_BAD_DTYPE', `dtype ${String(h.dtype)} (expected FLOAT32 or FLOAT16)`);
+  return {
+    runId: h.runId,
+    rank: h.rank,
+    worldSize,
+    dim: p.dim,
+    dtype,
+    projection: { kind: p.kind, seed: String(p.seed), dim: p.dim, fingerprint: p.fingerprint },
+    client: h.client.slice(0, 200),
+    applyWeights: h.applyWeights,
+  };
+}
+
+function checkIds(ids: readonly string[], limits: IngestLimits, what: string): void {
+  for (const id of ids) {
+    if (id.length === 0) throw new MotiveError('MOTIVE_INGEST_SAMPLE_ID', `${what} id is empty`);
+    if (Buffer.byteLength(id, 'utf8') > limits.maxSampleIdBytes) {
+      throw new MotiveError('MOTIVE_INGEST_SAMPLE_ID', `${what} id longer than ${limits.maxSampleIdBytes} bytes`);
+    }
+    if (id.includes('\u0000') || id.includes('\uFFFD')) {
+      throw new MotiveError('MOTIVE_INGEST_SAMPLE_ID', `${what} id holds NUL or invalid UTF-8`);
+    }
+  }
+}
+
+export interface DecodedBatch {
+  readonly seq: number;
+  readonly step: number;
+  readonly lr: number;
+  readonly sampleIds: string[];
+  readonly sketches: Float32Array;
+}
+
+export function decodeBatch(b: SketchBatchMsg, dim: number, dtype: SketchDType, limits: IngestLimits): DecodedBatch {
+  if (!Number.isSafeInteger(b.seq) || b.seq < 1) throw new MotiveError('MOTIVE_INGEST_BATCH_INVALID', 'seq must be >= 1');
+  if (!Number.isSafeInteger(b.step) || b.step < 0) throw new MotiveError('MOTIVE_INGEST_BATCH_INVALID', 'step out of range');
+  if (!Number.isFinite(b.lr)) throw new MotiveError('MOTIVE_INGEST_BATCH_INVALID', 'lr must be finite');
+  const n = b.sampleIds.length;
+  if (n === 0) throw new MotiveError('MOTIVE_INGEST_BATCH_EMPTY');
+  checkIds(b.sampleIds, limits, 'sample');
+  const expected = n * dim * dtypeBytes(dtype);
+  if (b.sketches.length !== expected) {
+    throw new MotiveError('MOTIVE_INGEST_BATCH_SHAPE', `${b.sketches.length} bytes, expected ${n} x ${dim} x ${dtypeBytes(dtype)} = ${expected}`);
+  }
+  if (b.losses.length !== 0 && b.losses.length !== n) {
+    throw new MotiveError('MOTIVE_INGEST_BATCH_INVALID', `${b.losses.length} losses for ${n} samples`);
+  }
+  const sketches = decodeSketches(b.sketches, dtype, n * dim);
+  if (!allFinite(sketches)) throw new MotiveError('MOTIVE_INGEST_BATCH_NONFINITE');
+  return { seq: b.seq, step: b.step, lr: b.lr, sampleIds: b.sampleIds, sketches };
+}
+
+export interface DecodedQueries {
+  readonly version: number;
+  readonly step: number;
+  readonly ids: string[];
+  readonly groups: string[];
+  readonly sketches: Float32Array;
+}
+
+export function decodeQueries(q: QuerySetMsg, dim: number, dtype: SketchDType, limits: IngestLimits): DecodedQueries {
+  if (!Number.isSafeInteger(q.version) || q.version < 1) throw new MotiveError('MOTIVE_INGEST_QUERIES_INVALID', 'version must be >= 1');
+  if (!Number.isSafeInteger(q.step) || q.step < 0) throw new MotiveError('MOTIVE_INGEST_QUERIES_INVALID', 'step out of range');
+  const m = q.queryIds.length;
+  if (m === 0) throw new MotiveError('MOTIVE_INGEST_QUERIES_INVALID', 'no query ids');
+  if (m > limits.maxQueries) throw new MotiveError('MOTIVE_INGEST_QUERIES_INVALID', `more than ${limits.maxQueries} queries`);
+  checkIds(q.queryIds, limits, 'query');
+  if (new Set(q.queryIds).size !== m) throw new MotiveError('MOTIVE_INGEST_QUERIES_INVALID', 'query ids repeat');
+  if (q.groups.length !== 0 && q.groups.length !== m) {
+    throw new MotiveError('MOTIVE_INGEST_QUERIES_INVALID', `${q.groups.length} groups for ${m} queries`);
+  }
+  const expected = m * dim * dtypeBytes(dtype);
+  if (q.sketches.length !== expected) {
+    throw new MotiveError('MOTIVE_INGEST_QUERIES_INVALID', `${q.sketches.length} sketch bytes, expected ${expected}`);
+  }
+  const sketches = decodeSketches(q.sketches, dtype, m * dim);
+  if (!allFinite(sketches)) throw new MotiveError('MOTIVE_INGEST_QUERIES_INVALID', 'query sketch holds NaN or Inf');
+  return { version: q.version, step: q.step, ids: q.queryIds, groups: q.groups, sketches };
+}

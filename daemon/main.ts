@@ -1,0 +1,52 @@
+/**
+ * Composition root of `motived`: load config, start the daemon, print the ready line, and turn
+ * SIGTERM/SIGINT into a graceful drain. The only place that calls process.exit.
+ */
+import { loadConfig } from './config/index.js';
+import { createLogger, describeError, isMotiveError } from './shared/index.js';
+import { startDaemon } from './daemon.js';
+
+export async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    process.stderr.write(`motived: ${describeError(err)}\n`);
+    process.exit(2);
+  }
+  const log = createLogger(config.logLevel);
+  let daemon;
+  try {
+    daemon = await startDaemon(config, log);
+  } catch (err) {
+    const code = isMotiveError(err) ? err.code : 'MOTIVE_START';
+    log.fatal({ code, err: describeError(err) }, 'start failed');
+    process.stderr.write(`motived: ${describeError(err)}\n`);
+    process.exit(1);
+  }
+  log.info(
+    { grpcPort: daemon.grpcPort, httpPort: daemon.httpPort, dataDir: config.dataDir, grpcHost: config.grpc.host, httpHost: config.http.host },
+    'ready',
+  );
+  let signalled = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (signalled) {
+      log.warn({ signal }, 'second signal, exiting now');
+      process.exit(130);
+    }
+    signalled = true;
+    log.info({ signal, graceMs: config.shutdownGraceMs }, 'draining');
+    daemon.stop().then(
+      () => {
+        log.info('stopped');
+        process.exit(0);
+      },
+      (err: unknown) => {
+        log.error({ err: describeError(err) }, 'stop failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}

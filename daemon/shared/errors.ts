@@ -1,0 +1,61 @@
+/**
+ * The one error type of the daemon. Every failure that crosses a module boundary is a
+ * `MotiveError` with a stable `code`; the edges (gRPC, REST, CLI) map codes to statuses.
+ */
+
+/** Every error code, never reused. `status` is the HTTP status the REST edge answers with. */
+export const ErrorCodes = {
+  MOTIVE_CONFIG_INVALID: { status: 500, message: 'invalid configuration' },
+  MOTIVE_CONFIG_FILE: { status: 500, message: 'cannot read configuration file' },
+  MOTIVE_STORE_OPEN: { status: 500, message: 'cannot open the store' },
+  MOTIVE_STORE_FORMAT: { status: 500, message: 'store format version mismatch' },
+  MOTIVE_STORE_COMMIT: { status: 503, message: 'store commit failed' },
+  MOTIVE_STORE_FULL: { status: 507, message: 'store is full' },
+  MOTIVE_INGEST_HELLO_REQUIRED: { status: 400, message: 'first message must be Hello' },
+  MOTIVE_INGEST_HELLO_INVALID: { status: 400, message: 'invalid Hello' },
+  MOTIVE_INGEST_DUPLICATE_HELLO: { status: 400, message: 'Hello sent twice on one stream' },
+  MOTIVE_INGEST_BAD_DTYPE: { status: 400, message: 'unknown sketch dtype' },
+  MOTIVE_INGEST_BAD_DIM: { status: 400, message: 'sketch dimension out of range' },
+  MOTIVE_INGEST_PROJECTION_MISMATCH: { status: 409, message: 'projection differs from the run' },
+  MOTIVE_INGEST_UNAUTHENTICATED: { status: 401, message: 'missing or wrong token' },
+  MOTIVE_INGEST_BATCH_SHAPE: { status: 400, message: 'sketch bytes do not match ids x dim' },
+  MOTIVE_INGEST_BATCH_NONFINITE: { status: 400, message: 'sketch holds NaN or Inf' },
+  MOTIVE_INGEST_BATCH_INVALID: { status: 400, message: 'invalid batch' },
+  MOTIVE_INGEST_BATCH_EMPTY: { status: 400, message: 'batch holds no samples' },
+  MOTIVE_INGEST_SAMPLE_ID: { status: 400, message: 'invalid sample id' },
+  MOTIVE_INGEST_QUERIES_INVALID: { status: 400, message: 'invalid query set' },
+  MOTIVE_INGEST_UNKNOWN_MESSAGE: { status: 400, message: 'message has no body' },
+  MOTIVE_INGEST_SHUTTING_DOWN: { status: 503, message: 'daemon is shutting down' },
+  MOTIVE_INGEST_INTERNAL: { status: 500, message: 'internal error' },
+  MOTIVE_API_RUN_NOT_FOUND: { status: 404, message: 'run not found' },
+  MOTIVE_API_SAMPLE_NOT_FOUND: { status: 404, message: 'sample not found' },
+  MOTIVE_API_BAD_REQUEST: { status: 400, message: 'bad request' },
+  MOTIVE_API_BAD_SKETCH: { status: 400, message: 'query sketch has the wrong shape' },
+  MOTIVE_INFLUENCE_KERNEL: { status: 500, message: 'compute kernel failed' },
+} as const;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+export class MotiveError extends Error {
+  override readonly name = 'MotiveError';
+  readonly code: ErrorCode;
+  /** HTTP status for the REST edge. */
+  readonly status: number;
+
+  constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown }) {
+    const base = ErrorCodes[code].message;
+    super(detail === undefined ? base : `${base}: ${detail}`, options);
+    this.code = code;
+    this.status = ErrorCodes[code].status;
+  }
+}
+
+export function isMotiveError(err: unknown): err is MotiveError {
+  return err instanceof MotiveError;
+}
+
+/** A readable message for any thrown value. */
+export function describeError(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}

@@ -1,0 +1,4 @@
+export { ErrorCodes, MotiveError, isMotiveError, describeError, type ErrorCode } from './errors.js';
+export { decodeFloat16, encodeFloat16 } from './float16.js';
+export { createLogger, type Logger } from './logger.js';
+export { percentile, median } from './stats.js';

@@ -1,0 +1,10 @@
+export { Store, STORE_FORMAT_VERSION, type StoreOptions, type StoreTx } from './store.js';
+export {
+  RunState,
+  type RunInfo,
+  type ProjectionInfo,
+  type QuerySetRecord,
+  type SampleState,
+  type SketchDType,
+  type ScoreMode,
+} from './run-state.js';

@@ -1,0 +1,134 @@
+/**
+ * In-memory state of a run, materialised from the store at start-up and kept in step with it.
+ * The store (LMDB) is the truth; this is the index that serves scoring, weighting and reads.
+ * It is only mutated inside a store commit callback, so memory and disk move together.
+ */
+
+export type SketchDType = 'float32' | 'float16';
+export type ScoreMode = 'cosine' | 'dot';
+
+/** The projection a run's sketches were made with; a Hello must match it exactly. */
+export interface ProjectionInfo {
+  readonly kind: string;
+  /** uint64 seed, kept as a decimal string. */
+  readonly seed: string;
+  readonly dim: number;
+  readonly fingerprint: string;
+}
+
+export interface RunInfo {
+  readonly id: string;
+  readonly dim: number;
+  readonly dtype: SketchDType;
+  readonly projection: ProjectionInfo;
+  readonly scoreMode: ScoreMode;
+  readonly worldSize: number;
+  readonly createdAtMs: number;
+}
+
+/** One version of the run's query set, kept as history (DESIGN.md §4). */
+export interface QuerySetRecord {
+  readonly version: number;
+  readonly step: number;
+  readonly ids: readonly string[];
+  readonly groups: readonly string[];
+  /** Run-wide query index of each row, i.e. the position in {@link RunState.queryIds}. */
+  readonly columns: Int32Array;
+  /** [ids.length × dim] float32, already normalised per the run's score mode. */
+  readonly sketches: Float32Array;
+  readonly receivedAtMs: number;
+}
+
+/** Per-sample evidence (DESIGN.md §5). */
+export interface SampleState {
+  readonly id: string;
+  seen: number;
+  lastStep: number;
+  weight: number;
+  /** S_j(z), indexed like {@link RunState.queryIds}; shorter when queries were added later (missing = 0). */
+  sums: Float64Array;
+}
+
+export class RunState {
+  readonly info: RunInfo;
+  /** Every query id the run has seen, in first-seen order: the order of `querySums`. */
+  readonly queryIds: string[] = [];
+  readonly queryIndex = new Map<string, number>();
+  /** Sorted by (step, version). */
+  readonly querySets: QuerySetRecord[] = [];
+  /** rank → last committed batch seq. */
+  readonly commits = new Map<number, number>();
+  readonly samples = new Map<string, SampleState>();
+  weightsVersion = 0;
+  batches = 0;
+  sketches = 0;
+  lastStep = 0;
+  /** Bumped on every mutation; caches derived from samples key on it. */
+  revision = 0;
+
+  constructor(info: RunInfo) {
+    this.info = info;
+  }
+
+  /** The query set in force at `step`: the largest `step' <= step`, ties by version. */
+  querySetAt(step: number): QuerySetRecord | undefined {
+    let found: QuerySetRecord | undefined;
+    for (const qs of this.querySets) {
+      if (qs.step <= step) found = qs;
+      else break;
+    }
+    return found;
+  }
+
+  hasQueryVersion(version: number): boolean {
+    return this.querySets.some((q) => q.version === version);
+  }
+
+  /** Inserts keeping (step, version) order, registering new query ids. */
+  addQuerySet(qs: QuerySetRecord): void {
+    let at = this.querySets.length;
+    while (at > 0) {
+      const prev = this.querySets[at - 1] as QuerySetRecord;
+      if (prev.step < qs.step || (prev.step === qs.step && prev.version < qs.version)) break;
+      at--;
+    }
+    this.querySets.splice(at, 0, qs);
+    this.revision++;
+  }
+
+  /** Index of a query id, registering it when new. */
+  queryColumn(id: string): number {
+    let idx = this.queryIndex.get(id);
+    if (idx === undefined) {
+      idx = this.queryIds.length;
+      this.queryIds.push(id);
+      this.queryIndex.set(id, idx);
+    }
+    return idx;
+  }
+
+  /** The newest query set by version. */
+  latestQuerySet(): QuerySetRecord | undefined {
+    let best: QuerySetRecord | undefined;
+    for (const qs of this.querySets) if (best === undefined || qs.version > best.version) best = qs;
+    return best;
+  }
+
+  /** score(z) = mean_j S_j(z) over the run's query ids (0 before any query set). */
+  score(sample: SampleState): number {
+    const m = this.queryIds.length;
+    if (m === 0) return 0;
+    let total = 0;
+    for (let j = 0; j < sample.sums.length; j++) total += sample.sums[j] as number;
+    return total / m;
+  }
+
+  getOrCreateSample(id: string): SampleState {
+    let s = this.samples.get(id);
+    if (s === undefined) {
+      s = { id, seen: 0, lastStep: 0, weight: 1, sums: new Float64Array(this.queryIds.length) };
+      this.samples.set(id, s);
+    }
+    return s;
+  }
+}

@@ -1,0 +1,259 @@
+/**
+ * The embedded store: one LMDB environment under `dataDir`, the only module that imports lmdb.
+ *
+ * Key layout (docs/store.md):
+ *   meta        'format'              → store format version (number)
+ *   runs        runId                 → { info, queryIds, weightsVersion, batches, sketches, lastStep }
+ *   commits     [runId, rank]         → last committed batch seq (number)
+ *   queries     [runId, version]      → { version, step, ids, groups, receivedAtMs, sketches: bytes }
+ *   samples     [runId, sampleId]     → binary sample record (seen, lastStep, weight, S_j sums)
+ *   embeddings  [runId, sampleId]     → float32[k] influence embedding G(z)
+ *
+ * Every mutation happens in {@link Store.commit}: one LMDB transaction, awaited until durable.
+ */
+import { mkdirSync } from 'node:fs';
+import { open, type Database, type Key, type RootDatabase } from 'lmdb';
+import { MotiveError } from '../shared/index.js';
+import { RunState, type QuerySetRecord, type RunInfo, type SampleState } from './run-state.js';
+import { bytesToFloat32, decodeSample, encodeSample, float32Bytes } from './codec.js';
+
+/** Bumped whenever the on-disk layout changes incompatibly. */
+export const STORE_FORMAT_VERSION = 1;
+
+export interface StoreOptions {
+  readonly dataDir: string;
+  readonly mapSizeBytes: number;
+}
+
+interface RunRecord {
+  info: RunInfo;
+  queryIds: string[];
+  weightsVersion: number;
+  batches: number;
+  sketches: number;
+  lastStep: number;
+}
+
+interface QueryRecord {
+  version: number;
+  step: number;
+  ids: string[];
+  groups: string[];
+  receivedAtMs: number;
+  sketches: Uint8Array;
+}
+
+/** Writes allowed inside {@link Store.commit}. Each also updates nothing in memory by itself. */
+export interface StoreTx {
+  putRun(run: RunState): void;
+  putCommit(runId: string, rank: number, seq: number): void;
+  putQuerySet(runId: string, qs: QuerySetRecord): void;
+  putSample(runId: string, sample: SampleState): void;
+  putEmbedding(runId: string, sampleId: string, embedding: Float32Array): void;
+  /** Reads G(z) as of this transaction into `out`; false (and `out` zeroed) when absent. */
+  readEmbedding(runId: string, sampleId: string, out: Float32Array): boolean;
+  deleteRun(runId: string): void;
+}
+
+function runRange(runId: string): { start: [string, string]; end: [string] } {
+  return { start: [runId, ''], end: [`${runId}\u0000`] };
+}
+
+export class Store {
+  private readonly root: RootDatabase;
+  private readonly runsDb: Database<RunRecord, string>;
+  private readonly commitsDb: Database<number, [string, number]>;
+  private readonly queriesDb: Database<QueryRecord, [string, number]>;
+  private readonly samplesDb: Database<Buffer, [string, string]>;
+  private readonly embeddingsDb: Database<Buffer, [string, string]>;
+  private readonly metaDb: Database<number, string>;
+  private readonly runStates = new Map<string, RunState>();
+  private tail: Promise<void> = Promise.resolve();
+  readonly dataDir: string;
+
+  private constructor(root: RootDatabase, dataDir: string) {
+    this.root = root;
+    this.dataDir = dataDir;
+    this.runsDb = root.openDB<RunRecord, string>({ name: 'runs' });
+    this.commitsDb = root.openDB<number, [string, number]>({ name: 'commits' });
+    this.queriesDb = root.openDB<QueryRecord, [string, number]>({ name: 'queries' });
+    this.samplesDb = root.openDB<Buffer, [string, string]>({ name: 'samples', encoding: 'binary' });
+    this.embeddingsDb = root.openDB<Buffer, [string, string]>({ name: 'embeddings', encoding: 'binary' });
+    this.metaDb = root.openDB<number, string>({ name: 'meta' });
+  }
+
+  /** Opens (creating when missing) the store and loads every run into memory. */
+  static async open(options: StoreOptions): Promise<Store> {
+    let root: RootDatabase;
+    try {
+      mkdirSync(options.dataDir, { recursive: true });
+      root = open({ path: options.dataDir, mapSize: options.mapSizeBytes, maxDbs: 16 });
+    } catch (err) {
+      throw new MotiveError('MOTIVE_STORE_OPEN', `${options.dataDir}: ${(err as Error).message}`, { cause: err });
+    }
+    const store = new Store(root, options.dataDir);
+    const format = store.metaDb.get('format');
+    if (format === undefined) {
+      await store.metaDb.put('format', STORE_FORMAT_VERSION);
+      await root.flushed;
+    } else if (format !== STORE_FORMAT_VERSION) {
+      await root.close();
+      throw new MotiveError(
+        'MOTIVE_STORE_FORMAT',
+        `${options.dataDir} holds format ${String(format)}, this daemon reads format ${STORE_FORMAT_VERSION}`,
+      );
+    }
+    store.loadAll();
+    return store;
+  }
+
+  private loadAll(): void {
+    for (const { key, value } of this.runsDb.getRange()) {
+      const run = new RunState(value.info);
+      for (const id of value.queryIds) run.queryColumn(id);
+      run.weightsVersion = value.weightsVersion;
+      run.batches = value.batches;
+      run.sketches = value.sketches;
+      run.lastStep = value.lastStep;
+      for (const { key: k, value: seq } of this.commitsDb.getRange(runRange(key))) run.commits.set(k[1], seq);
+      for (const { value: q } of this.queriesDb.getRange(runRange(key))) {
+        const columns = Int32Array.from(q.ids, (id) => run.queryColumn(id));
+        run.addQuerySet({
+          version: q.version,
+          step: q.step,
+          ids: q.ids,
+          groups: q.groups,
+          columns,
+          sketches: bytesToFloat32(q.sketches),
+          receivedAtMs: q.receivedAtMs,
+        });
+      }
+      for (const { key: k, value: buf } of this.samplesDb.getRange(runRange(key))) {
+        run.samples.set(k[1], decodeSample(k[1], buf));
+      }
+      this.runStates.set(key, run);
+    }
+  }
+
+  run(runId: string): RunState | undefined {
+    return this.runStates.get(runId);
+  }
+
+  runs(): RunState[] {
+    return [...this.runStates.values()];
+  }
+
+  /** Registers a run in memory; persist it with `tx.putRun` in the same commit. */
+  createRun(info: RunInfo): RunState {
+    const run = new RunState(info);
+    this.runStates.set(info.id, run);
+    return run;
+  }
+
+  /**
+   * Runs `mutate` inside one LMDB write transaction and resolves once the transaction is
+   * committed and flushed to disk. Commits are serialised in call order. When the commit
+   * fails, in-memory state is reloaded from disk, so memory never runs ahead of the store.
+   */
+  commit(mutate: (tx: StoreTx) => void): Promise<void> {
+    const result = this.tail.then(() => this.commitNow(mutate));
+    this.tail = result.catch(() => undefined);
+    return result;
+  }
+
+  private async commitNow(mutate: (tx: StoreTx) => void): Promise<void> {
+    const tx: StoreTx = {
+      putRun: (run) => {
+        const record: RunRecord = {
+          info: run.info,
+          queryIds: run.queryIds,
+          weightsVersion: run.weightsVersion,
+          batches: run.batches,
+          sketches: run.sketches,
+          lastStep: run.lastStep,
+        };
+        void this.runsDb.put(run.info.id, record);
+      },
+      putCommit: (runId, rank, seq) => void this.commitsDb.put([runId, rank], seq),
+      putQuerySet: (runId, qs) => {
+        const record: QueryRecord = {
+          version: qs.version,
+          step: qs.step,
+          ids: [...qs.ids],
+          groups: [...qs.groups],
+          receivedAtMs: qs.receivedAtMs,
+          sketches: float32Bytes(qs.sketches),
+        };
+        void this.queriesDb.put([runId, qs.version], record);
+      },
+      putSample: (runId, sample) => void this.samplesDb.put([runId, sample.id], encodeSample(sample)),
+      putEmbedding: (runId, sampleId, embedding) =>
+        void this.embeddingsDb.put([runId, sampleId], Buffer.from(float32Bytes(embedding))),
+      readEmbedding: (runId, sampleId, out) => this.readEmbeddingInto(runId, sampleId, out),
+      deleteRun: (runId) => {
+        void this.runsDb.remove(runId);
+        const dbs = [this.commitsDb, this.queriesDb, this.samplesDb, this.embeddingsDb] as unknown as Database<unknown, Key[]>[];
+        for (const db of dbs) for (const key of db.getKeys(runRange(runId))) void db.remove(key);
+      },
+    };
+    try {
+      await this.root.transaction(() => {
+        mutate(tx);
+      });
+      await this.root.flushed;
+    } catch (err) {
+      this.runStates.clear();
+      this.loadAll();
+      const message = (err as Error).message;
+      if (/MDB_MAP_FULL|ENOSPC/.test(message)) throw new MotiveError('MOTIVE_STORE_FULL', message, { cause: err });
+      throw new MotiveError('MOTIVE_STORE_COMMIT', message, { cause: err });
+    }
+  }
+
+  private readEmbeddingInto(runId: string, sampleId: string, out: Float32Array): boolean {
+    // getBinaryFast's buffer is only valid until the next read: copy out at once.
+    const buf = this.embeddingsDb.getBinaryFast([runId, sampleId]);
+    if (buf === undefined) {
+      out.fill(0);
+      return false;
+    }
+    new Uint8Array(out.buffer, out.byteOffset, out.byteLength).set(buf.subarray(0, out.byteLength));
+    return true;
+  }
+
+  /** G(z) of one sample (a copy), or undefined. */
+  embedding(runId: string, sampleId: string, dim: number): Float32Array | undefined {
+    const out = new Float32Array(dim);
+    return this.readEmbeddingInto(runId, sampleId, out) ? out : undefined;
+  }
+
+  /**
+   * Streams a run's embeddings in chunks: `onChunk(ids, rows)` gets up to `chunkSamples` ids and
+   * their G(z) rows packed [n × dim]. The rows buffer is reused between calls.
+   */
+  *embeddingChunks(runId: string, dim: number, chunkSamples: number): Generator<{ ids: string[]; rows: Float32Array }> {
+    const rows = new Float32Array(chunkSamples * dim);
+    const bytes = new Uint8Array(rows.buffer);
+    let ids: string[] = [];
+    for (const { key, value } of this.embeddingsDb.getRange(runRange(runId))) {
+      bytes.set(value.subarray(0, dim * 4), ids.length * dim * 4);
+      ids.push(key[1]);
+      if (ids.length === chunkSamples) {
+        yield { ids, rows };
+        ids = [];
+      }
+    }
+    if (ids.length > 0) yield { ids, rows: rows.subarray(0, ids.length * dim) };
+  }
+
+  /** Bytes the store occupies (LMDB's own accounting). */
+  sizeBytes(): number {
+    const stats = this.root.getStats() as { pageSize?: number; lastPageNumber?: number };
+    return (stats.pageSize ?? 4096) * ((stats.lastPageNumber ?? 0) + 1);
+  }
+
+  async close(): Promise<void> {
+    await this.tail;
+    await this.root.close();
+  }
+}

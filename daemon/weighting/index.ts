@@ -1,0 +1,2 @@
+export { WeightingService, type WeightingOptions, type WeightUpdateEvent } from './service.js';
+export { computeWeights, type WeightPolicyOptions } from './policy.js';

@@ -1,0 +1,156 @@
+/**
+ * Keeps every run's weights current: after commits it recomputes a run's weights (at most once
+ * per `intervalMs`), persists the ones that moved by more than `minDelta` with a new weights
+ * version, and announces them as a delta. The full snapshot is served on attach.
+ */
+import type { Logger } from '../shared/index.js';
+import type { RunState, Store } from '../store/index.js';
+import { computeWeights, type WeightPolicyOptions } from './policy.js';
+
+export interface WeightingOptions extends WeightPolicyOptions {
+  readonly minDelta: number;
+  readonly intervalMs: number;
+}
+
+/** A set of weight changes (or a full snapshot) of one run at one weights version. */
+export interface WeightUpdateEvent {
+  readonly runId: string;
+  readonly version: number;
+  /** true: every sample not listed has weight 1. */
+  readonly full: boolean;
+  readonly sampleIds: readonly string[];
+  readonly weights: readonly number[];
+  /** Samples whose weight dropped below 1 for the first time in this update. */
+  readonly newlyDownweighted: readonly string[];
+}
+
+export class WeightingService {
+  private readonly store: Store;
+  private readonly options: WeightingOptions;
+  private readonly log: Logger;
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly lastRunAt = new Map<string, number>();
+  private readonly running = new Map<string, Promise<void>>();
+  private readonly listeners: Array<(e: WeightUpdateEvent) => void> = [];
+  private closed = false;
+
+  constructor(store: Store, options: WeightingOptions, log: Logger) {
+    this.store = store;
+    this.options = options;
+    this.log = log;
+  }
+
+  /** The configured policy. */
+  get policy(): string {
+    return this.options.policy;
+  }
+
+  /** Whether updates are pushed to trainers (not under `observe`). */
+  get pushes(): boolean {
+    return this.options.policy !== 'observe';
+  }
+
+  onUpdate(listener: (e: WeightUpdateEvent) => void): void {
+    this.listeners.push(listener);
+  }
+
+  /** Asks for a recompute of `runId`, throttled to one per `intervalMs`. */
+  schedule(runId: string): void {
+    if (this.closed || this.timers.has(runId)) return;
+    const since = Date.now() - (this.lastRunAt.get(runId) ?? 0);
+    const delay = Math.max(0, this.options.intervalMs - since);
+    const timer = setTimeout(() => {
+      this.timers.delete(runId);
+      void this.recompute(runId).catch((err: unknown) => this.log.error({ err, runId }, 'weight recompute failed'));
+    }, delay);
+    timer.unref();
+    this.timers.set(runId, timer);
+  }
+
+  /** Recomputes now; resolves after the changes are durable and announced. */
+  recompute(runId: string): Promise<void> {
+    const prev = this.running.get(runId) ?? Promise.resolve();
+    const next = prev.then(() => this.recomputeNow(runId));
+    this.running.set(runId, next.catch(() => undefined));
+    return next;
+  }
+
+  private async recomputeNow(runId: string): Promise<void> {
+    this.lastRunAt.set(runId, Date.now());
+    const run = this.store.run(runId);
+    if (run === undefined) return;
+    const samples = [...run.samples.values()];
+    const scores = new Float64Array(samples.length);
+    const eligible = new Uint8Array(samples.length);
+    samples.forEach((s, i) => {
+      scores[i] = run.score(s);
+      eligible[i] = s.seen >= this.options.minSeen ? 1 : 0;
+    });
+    const { weights } = computeWeights(scores, eligible, this.options);
+    const changedIdx: number[] = [];
+    samples.forEach((s, i) => {
+      const w = Math.fround(weights[i] as number);
+      const moved = Math.abs(w - s.weight) > this.options.minDelta || ((w === 0 || w === 1) && w !== s.weight);
+      if (moved) changedIdx.push(i);
+    });
+    if (changedIdx.length === 0) return;
+    let event: WeightUpdateEvent | undefined;
+    await this.store.commit((tx) => {
+      const ids: string[] = [];
+      const ws: number[] = [];
+      const newly: string[] = [];
+      for (const i of changedIdx) {
+        const s = samples[i];
+        if (s === undefined || run.samples.get(s.id) !== s) continue;
+        const w = Math.fround(weights[i] as number);
+        if (s.weight >= 1 && w < 1) newly.push(s.id);
+        s.weight = w;
+        ids.push(s.id);
+        ws.push(w);
+        tx.putSample(runId, s);
+      }
+      run.weightsVersion++;
+      run.revision++;
+      tx.putRun(run);
+      event = { runId, version: run.weightsVersion, full: false, sampleIds: ids, weights: ws, newlyDownweighted: newly };
+    });
+    if (event === undefined) return;
+    for (const l of this.listeners) {
+      try {
+        l(event);
+      } catch (err) {
+        this.log.error({ err }, 'weight listener failed');
+      }
+    }
+  }
+
+  /** Full snapshot: every sample whose weight is not 1, at the run's current weights version. */
+  snapshot(run: RunState): WeightUpdateEvent {
+    const ids: string[] = [];
+    const ws: number[] = [];
+    for (const s of run.samples.values()) {
+      if (s.weight !== 1) {
+        ids.push(s.id);
+        ws.push(s.weight);
+      }
+    }
+    return { runId: run.info.id, version: run.weightsVersion, full: true, sampleIds: ids, weights: ws, newlyDownweighted: [] };
+  }
+
+  /** Runs every pending recompute now (used on drain and by tests). */
+  async flushAll(): Promise<void> {
+    const pending = [...this.timers.keys()];
+    for (const runId of pending) {
+      clearTimeout(this.timers.get(runId));
+      this.timers.delete(runId);
+    }
+    await Promise.all(pending.map((r) => this.recompute(r)));
+    await Promise.all([...this.running.values()]);
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.timers.clear();
+  }
+}
