@@ -1,0 +1,177 @@
+"""The training-loop hook: motion-loss sketches of each batch and of the queries, streamed live.
+
+:class:`MotionAttributor` runs an *attribution pass* next to the training step: a second forward
+of the batch at ``t_fix`` with the seeded noise, the motion loss per sample, and the sketch
+backward. The pass leaves the training step as it was: the model's train/eval flags, parameters'
+``requires_grad`` and ``.grad``, the optimizer and the global (CPU and CUDA) RNG states are
+restored or untouched.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+
+from .client import MotiveClient
+from .loss import MotionObjective
+from .sketch import GradientSketcher, normalize_sketches
+
+__all__ = ["MotionAttributor", "isolated_pass"]
+
+
+@contextmanager
+def isolated_pass(model: nn.Module, keep: Sequence[nn.Module] = (), freeze_others: bool = True) -> Iterator[None]:
+    """Eval mode, frozen non-``keep`` parameters and saved RNG state for the length of a block.
+
+    Freezing the parameters outside the sketched layers means autograd builds the graph only from
+    the first sketched layer on, so the attribution backward is shorter than a training backward.
+    Everything is restored on exit, also after an exception.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    frozen: List[torch.nn.Parameter] = []
+    if freeze_others:
+        keep_ids = {id(p) for m in keep for p in m.parameters()}
+        for p in model.parameters():
+            if p.requires_grad and id(p) not in keep_ids:
+                frozen.append(p)
+    cpu_rng = torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    try:
+        model.eval()
+        for p in frozen:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+        for m, mode in modes:
+            m.training = mode
+        torch.set_rng_state(cpu_rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+
+
+class MotionAttributor:
+    """Sketches training batches and query clips with the motion loss and streams them.
+
+    Args:
+        model: the model being trained (the attribution pass calls it through ``predict``).
+        layers: the layers to sketch: names in ``model.named_modules()``, or ``(name, module)``
+            pairs, or a mapping.
+        predict: ``predict(model, batch, t, noise) -> (pred, target)`` (see :mod:`motive_hooks.loss`).
+        dim: sketch length k (default 512).
+        seed: projection seed (default 0).
+        client: where sketches go (None: :meth:`step` only returns them).
+        every: attribute every ``every``-th optimizer step (default 1).
+        query_every: recompute and publish the query sketches every ``query_every`` steps
+            (default 100; also on the first attributed step).
+        t_fix: fixed timestep (default 751 of 1000).
+        noise_seed: seed of the shared noise (default 0).
+        frame_dim: frame axis of the latents (default 2, ``[B, C, F, h, w]``).
+        freeze_others: see :func:`isolated_pass` (default True).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: Union[Sequence[str], Sequence[Tuple[str, nn.Module]], Dict[str, nn.Module]],
+        predict: Any,
+        dim: int = 512,
+        seed: int = 0,
+        client: Optional[MotiveClient] = None,
+        every: int = 1,
+        query_every: int = 100,
+        t_fix: int = 751,
+        noise_seed: int = 0,
+        frame_dim: int = 2,
+        freeze_others: bool = True,
+    ) -> None:
+        self.model = model
+        named = dict(model.named_modules())
+        if isinstance(layers, dict):
+            mods = dict(layers)
+        else:
+            mods = {}
+            for item in layers:
+                if isinstance(item, str):
+                    mods[item] = named[item]
+                else:
+                    mods[str(item[0])] = item[1]
+        self.sketcher = GradientSketcher(mods, dim=dim, seed=seed)
+        self.objective = MotionObjective(predict, t_fix=t_fix, noise_seed=noise_seed, frame_dim=frame_dim)
+        self.client = client
+        self.every = max(1, int(every))
+        self.query_every = max(1, int(query_every))
+        self.freeze_others = freeze_others
+        self._queries: List[Tuple[List[str], Any, Optional[torch.Tensor], Optional[List[str]]]] = []
+        self._query_step: Optional[int] = None
+
+    @property
+    def fingerprint(self) -> str:
+        """The projection fingerprint (``Hello.projection.fingerprint``)."""
+        return self.sketcher.fingerprint
+
+    def sketch(
+        self, batch: Any, masks: Optional[torch.Tensor], noise: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """L2-normalised sketches ``[B, dim]`` and motion losses ``[B]`` of a batch."""
+        raw, losses = self.raw_sketch(batch, masks, noise)
+        return normalize_sketches(raw), losses
+
+    def raw_sketch(
+        self, batch: Any, masks: Optional[torch.Tensor], noise: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Projected gradients of ``L_mot`` per sample before normalisation, and the losses."""
+        with isolated_pass(self.model, [m for _, m in self.sketcher._modules], self.freeze_others):
+            with torch.enable_grad():
+                with self.sketcher.capture():
+                    losses = self.objective.per_sample_losses(self.model, batch, masks, noise)
+                raw = self.sketcher.sketch(losses)
+        return raw, losses.detach()
+
+    def add_queries(
+        self, ids: Sequence[str], batch: Any, masks: Optional[torch.Tensor], groups: Optional[Sequence[str]] = None
+    ) -> None:
+        """Registers query clips (the motion to attribute); sketched at the next refresh."""
+        self._queries.append(([str(i) for i in ids], batch, masks, list(groups) if groups is not None else None))
+        self._query_step = None
+
+    def query_sketches(self) -> Tuple[List[str], torch.Tensor, List[str]]:
+        """Current sketches of all registered queries: ids, ``[m, dim]``, groups."""
+        ids: List[str] = []
+        groups: List[str] = []
+        rows: List[torch.Tensor] = []
+        for qids, batch, masks, grp in self._queries:
+            s, _ = self.sketch(batch, masks)
+            ids.extend(qids)
+            groups.extend(grp if grp is not None else ["motion"] * len(qids))
+            rows.append(s)
+        return ids, torch.cat(rows) if rows else torch.zeros(0, self.sketcher.dim), groups
+
+    def due(self, step: int) -> bool:
+        """Whether :meth:`step` attributes optimizer step ``step``."""
+        return step % self.every == 0
+
+    def step(
+        self, step: int, lr: float, ids: Sequence[str], batch: Any, masks: Optional[torch.Tensor]
+    ) -> Optional[torch.Tensor]:
+        """Attributes one training batch at optimizer step ``step`` (if due) and streams it.
+
+        Refreshes and publishes the query sketches first when ``query_every`` steps have passed.
+        Call it before ``optimizer.step()`` so the gradients are those of the weights the step
+        starts from. Returns the normalised sketches ``[B, dim]``, or None when not due.
+        """
+        if not self.due(step):
+            return None
+        if self._queries and (self._query_step is None or step - self._query_step >= self.query_every):
+            qids, qsk, groups = self.query_sketches()
+            if self.client is not None:
+                self.client.set_queries(qids, qsk, step=step, groups=groups)
+            self._query_step = step
+        sketches, losses = self.sketch(batch, masks)
+        if self.client is not None:
+            self.client.send(step, lr, ids, sketches, losses)
+        return sketches

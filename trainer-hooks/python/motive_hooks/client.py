@@ -1,0 +1,583 @@
+"""gRPC streaming client for the Motive daemon (``motive.v1.Attribution/Attach``).
+
+A background thread owns the stream. ``send`` only encodes the sketches and appends them to a
+bounded queue; the thread coalesces queued rows of the same step into ``SketchBatch`` messages,
+numbers them (``seq`` 1, 2, 3, ... per run and rank), keeps every batch until the daemon acks it
+(acks come after durable commit) and, after a reconnect, drops what ``Welcome.last_committed_seq``
+covers and resends the rest in order, after the latest ``QuerySet``. A daemon outage never raises
+into the training loop: when the queue is full, ``send`` waits at most ``block_timeout_s`` (policy
+``"block"``) or not at all (``"drop"``) and then drops the rows and counts them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any, Deque, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+
+import grpc
+import numpy as np
+import torch
+
+from ._proto import motive_pb2 as pb
+from .sketch import PROJECTION_KIND, GradientSketcher
+
+__all__ = ["MotiveClient", "ClientStats", "CLIENT_VERSION"]
+
+#: Version reported in ``Hello.client`` as ``motive-hooks/<version>``.
+CLIENT_VERSION = "0.1.0"
+
+_METHOD = "/motive.v1.Attribution/Attach"
+_log = logging.getLogger("motive_hooks.client")
+
+ArrayLike = Union[torch.Tensor, np.ndarray, Sequence[Sequence[float]]]
+
+
+@dataclass
+class ClientStats:
+    """Counters of a :class:`MotiveClient` (a snapshot; all counts since construction)."""
+
+    sent_batches: int = 0
+    acked_batches: int = 0
+    resent_batches: int = 0
+    rejected_batches: int = 0
+    dropped_rows: int = 0
+    dropped_sends: int = 0
+    nonfinite_rows: int = 0
+    reconnects: int = 0
+    weight_updates: int = 0
+    unacked_batches: int = 0
+    queued_sends: int = 0
+    state: str = "starting"
+    last_error: Optional[str] = None
+    errors: List[str] = field(default_factory=list)
+
+
+@dataclass
+class _Rows:
+    step: int
+    lr: float
+    ids: List[str]
+    data: bytes
+    losses: Optional[List[float]]
+
+
+@dataclass
+class _Queries:
+    msg: "pb.QuerySet"
+
+
+class _Conn:
+    """One attempt at a stream: its outbound queue and its fate."""
+
+    def __init__(self) -> None:
+        self.out: Deque[Optional[Any]] = deque()
+        self.out_cv = threading.Condition()
+        self.welcome: Optional["pb.Welcome"] = None
+        self.welcomed = threading.Event()
+        self.dead = threading.Event()
+        self.refused = False
+
+    def put(self, msg: Optional[Any]) -> None:
+        with self.out_cv:
+            self.out.append(msg)
+            self.out_cv.notify()
+
+    def requests(self, hello: Any) -> Iterator[Any]:
+        yield hello
+        while True:
+            with self.out_cv:
+                while not self.out:
+                    self.out_cv.wait()
+                item = self.out.popleft()
+            if item is None:
+                return
+            yield item
+
+
+class MotiveClient:
+    """Streams sketches of one trainer rank to the daemon and receives its sample weights.
+
+    Args:
+        address: ``host:port`` of the daemon's gRPC listener (default port 50051).
+        run_id: the run; all ranks of a run use the same id.
+        dim: sketch length k.
+        rank, world_size: this process's rank and the number of ranks.
+        dtype: ``"float16"`` or ``"float32"``: the wire encoding of sketch rows.
+        token: bearer token for a daemon that requires one (``Hello.token``).
+        sketcher: the :class:`GradientSketcher` whose projection (kind, seed, fingerprint) the
+            Hello announces; without it, ``seed`` and ``fingerprint`` are used.
+        seed, fingerprint, projection_kind: the projection identity when no sketcher is given.
+        apply_weights: ask the daemon for ``WeightUpdate`` messages (default True).
+        policy: ``"block"`` (wait up to ``block_timeout_s`` for queue room, then drop) or
+            ``"drop"`` (drop at once) when the queue is full.
+        block_timeout_s: longest a ``send`` may stall training, seconds (default 30).
+        max_queue: capacity of the send queue, in ``send`` calls (default 1024).
+        max_unacked: batches kept for resend until acked (default 1024); at the cap the sender
+            waits for acks and the queue fills.
+        max_batch_rows: most rows coalesced into one ``SketchBatch`` (default 4096).
+        connect_timeout_s: wait for ``Welcome`` after opening a stream, seconds (default 10).
+        backoff_s: reconnect delay after a failed stream, seconds, doubling up to
+            ``max_backoff_s`` (defaults 0.1 and 2).
+    """
+
+    def __init__(
+        self,
+        address: str,
+        run_id: str,
+        dim: int,
+        rank: int = 0,
+        world_size: int = 1,
+        dtype: str = "float16",
+        token: Optional[str] = None,
+        *,
+        sketcher: Optional[GradientSketcher] = None,
+        seed: int = 0,
+        fingerprint: str = "",
+        projection_kind: str = PROJECTION_KIND,
+        apply_weights: bool = True,
+        policy: str = "block",
+        block_timeout_s: float = 30.0,
+        max_queue: int = 1024,
+        max_unacked: int = 1024,
+        max_batch_rows: int = 4096,
+        connect_timeout_s: float = 10.0,
+        backoff_s: float = 0.1,
+        max_backoff_s: float = 2.0,
+    ) -> None:
+        if dtype not in ("float16", "float32"):
+            raise ValueError(f"dtype must be 'float16' or 'float32', got {dtype!r}")
+        if policy not in ("block", "drop"):
+            raise ValueError(f"policy must be 'block' or 'drop', got {policy!r}")
+        if sketcher is not None:
+            if sketcher.dim != dim:
+                raise ValueError(f"dim={dim} differs from the sketcher's dim={sketcher.dim}")
+            seed, fingerprint, projection_kind = sketcher.seed, sketcher.fingerprint, sketcher.kind
+        self.address = address
+        self.run_id = run_id
+        self.dim = int(dim)
+        self.rank = int(rank)
+        self.world_size = int(world_size)
+        self.dtype = dtype
+        self._np_dtype = np.dtype("<f2") if dtype == "float16" else np.dtype("<f4")
+        self.policy = policy
+        self.block_timeout_s = float(block_timeout_s)
+        self.max_queue = int(max_queue)
+        self.max_unacked = int(max_unacked)
+        self.max_batch_rows = int(max_batch_rows)
+        self.connect_timeout_s = float(connect_timeout_s)
+        self.backoff_s = float(backoff_s)
+        self.max_backoff_s = float(max_backoff_s)
+        self._hello = pb.TrainerMessage(
+            hello=pb.Hello(
+                run_id=run_id,
+                rank=self.rank,
+                world_size=self.world_size,
+                projection=pb.Projection(kind=projection_kind, seed=int(seed), dim=self.dim, fingerprint=fingerprint),
+                dtype=pb.FLOAT16 if dtype == "float16" else pb.FLOAT32,
+                token=token or "",
+                client=f"motive-hooks/{CLIENT_VERSION}",
+                apply_weights=bool(apply_weights),
+            )
+        )
+        self._lock = threading.Lock()
+        self._cv = threading.Condition(self._lock)
+        self._pending: Deque[Union[_Rows, _Queries]] = deque()
+        self._pending_rows = 0
+        self._unacked: "OrderedDict[int, Any]" = OrderedDict()
+        self._next_seq: Optional[int] = None
+        self._query_version = 0
+        self._latest_queries: Optional[Any] = None
+        self._last_step = -1
+        self._weights: Dict[str, float] = {}
+        self._weights_version = 0
+        self._stats = ClientStats()
+        self._closing = False
+        self._failed = False
+        self._in_flight = False  # the sender holds items taken from _pending but not yet numbered
+        self._conn: Optional[_Conn] = None
+        self._channel = grpc.insecure_channel(
+            address,
+            options=[
+                ("grpc.initial_reconnect_backoff_ms", 100),
+                ("grpc.min_reconnect_backoff_ms", 100),
+                ("grpc.max_reconnect_backoff_ms", 2000),
+                ("grpc.keepalive_time_ms", 10000),
+                ("grpc.keepalive_timeout_ms", 5000),
+                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            ],
+        )
+        self._attach = self._channel.stream_stream(
+            _METHOD,
+            request_serializer=pb.TrainerMessage.SerializeToString,
+            response_deserializer=pb.DaemonMessage.FromString,
+        )
+        self._thread = threading.Thread(target=self._run, name=f"motive-client-{run_id}-{rank}", daemon=True)
+        self._thread.start()
+
+    # -- public API -----------------------------------------------------------------------------
+
+    def _encode(self, sketches: ArrayLike, n: int) -> bytes:
+        if isinstance(sketches, torch.Tensor):
+            arr = sketches.detach().to(device="cpu", dtype=torch.float32).numpy()
+        else:
+            arr = np.asarray(sketches, dtype=np.float32)
+        if arr.shape != (n, self.dim):
+            raise ValueError(f"sketches must be [{n} x {self.dim}], got {list(arr.shape)}")
+        out = arr.astype(self._np_dtype)
+        bad = ~np.isfinite(out).all(axis=1)
+        if bad.any():
+            out[bad] = 0
+            with self._lock:
+                self._stats.nonfinite_rows += int(bad.sum())
+        return np.ascontiguousarray(out).tobytes()
+
+    def set_queries(
+        self,
+        ids: Sequence[str],
+        sketches: ArrayLike,
+        step: Optional[int] = None,
+        groups: Optional[Sequence[str]] = None,
+    ) -> int:
+        """Publishes a new QuerySet version (in force for batches with ``step >= step``).
+
+        ``step`` defaults to the step after the last ``send``. It is queued ahead of any later
+        ``send`` and is never dropped. Returns the version (1, 2, ...).
+        """
+        ids = [str(i) for i in ids]
+        data = self._encode(sketches, len(ids))
+        with self._cv:
+            if step is None:
+                step = self._last_step + 1
+            self._query_version += 1
+            msg = pb.TrainerMessage(
+                queries=pb.QuerySet(
+                    version=self._query_version,
+                    step=int(step),
+                    query_ids=ids,
+                    groups=[str(g) for g in groups] if groups is not None else [],
+                    sketches=data,
+                )
+            )
+            if not self._failed and not self._closing:
+                self._pending.append(_Queries(msg))
+                self._cv.notify_all()
+            return self._query_version
+
+    def send(
+        self,
+        step: int,
+        lr: float,
+        ids: Sequence[str],
+        sketches: ArrayLike,
+        losses: Optional[Sequence[float]] = None,
+    ) -> bool:
+        """Queues one row per sample for optimizer step ``step`` with learning rate ``lr``.
+
+        Returns False when the rows were dropped (queue full past the policy's bound, client
+        closed or refused by the daemon); the drop is counted in :meth:`stats`.
+        """
+        ids = [str(i) for i in ids]
+        data = self._encode(sketches, len(ids))
+        loss_list: Optional[List[float]] = None
+        if losses is not None:
+            loss_list = [float(v) for v in (losses.detach().cpu().tolist() if isinstance(losses, torch.Tensor) else losses)]
+        rows = _Rows(int(step), float(lr), ids, data, loss_list)
+        deadline = time.monotonic() + (self.block_timeout_s if self.policy == "block" else 0.0)
+        with self._cv:
+            self._last_step = max(self._last_step, int(step))
+            while not self._failed and not self._closing and self._pending_rows >= self.max_queue:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cv.wait(left)
+            if self._failed or self._closing or self._pending_rows >= self.max_queue:
+                self._stats.dropped_rows += len(ids)
+                self._stats.dropped_sends += 1
+                return False
+            self._pending.append(rows)
+            self._pending_rows += 1
+            self._cv.notify_all()
+            return True
+
+    def flush(self, timeout_s: Optional[float] = None) -> bool:
+        """Waits until everything queued is acked by the daemon; False on timeout or failure."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        with self._cv:
+            while self._pending or self._unacked or self._in_flight:
+                if self._failed:
+                    return False
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._cv.wait(0.05 if left is None else min(left, 0.05))
+            return not self._failed
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Flushes for at most ``timeout_s`` seconds, then ends the stream and the thread."""
+        self.flush(timeout_s)
+        with self._cv:
+            self._closing = True
+            self._cv.notify_all()
+        conn = self._conn
+        if conn is not None:
+            conn.dead.set()
+        self._thread.join(timeout=max(1.0, timeout_s))
+        self._channel.close()
+
+    def __enter__(self) -> "MotiveClient":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def weights(self) -> Dict[str, float]:
+        """The daemon's current non-default weights ``{sample_id: w}``; unlisted samples have 1."""
+        with self._lock:
+            return dict(self._weights)
+
+    def weight(self, sample_id: str) -> float:
+        """The current weight of one sample (1 when the daemon has not set one)."""
+        with self._lock:
+            return self._weights.get(str(sample_id), 1.0)
+
+    @property
+    def weights_version(self) -> int:
+        """Version of the last applied ``WeightUpdate`` (0 before the first)."""
+        with self._lock:
+            return self._weights_version
+
+    def loss_weights(self, ids: Sequence[str], device: Optional[torch.device] = None) -> torch.Tensor:
+        """Per-sample loss weights ``[len(ids)]`` float32 for loss reweighting (1 by default)."""
+        with self._lock:
+            w = [self._weights.get(str(i), 1.0) for i in ids]
+        return torch.tensor(w, dtype=torch.float32, device=device)
+
+    def stats(self) -> ClientStats:
+        """A snapshot of the counters."""
+        with self._lock:
+            s = ClientStats(**{k: getattr(self._stats, k) for k in self._stats.__dataclass_fields__})
+            s.errors = list(self._stats.errors)
+            s.unacked_batches = len(self._unacked)
+            s.queued_sends = self._pending_rows
+            return s
+
+    # -- background thread ----------------------------------------------------------------------
+
+    def _set_state(self, state: str) -> None:
+        with self._lock:
+            self._stats.state = state
+
+    def _run(self) -> None:
+        backoff = self.backoff_s
+        while True:
+            with self._lock:
+                if self._closing or self._failed:
+                    break
+            conn = _Conn()
+            self._conn = conn
+            self._set_state("connecting")
+            ok = False
+            try:
+                ok = self._serve(conn)
+            except Exception as exc:  # the training loop must never see a sender failure
+                _log.warning("motive client stream failed: %r", exc)
+                self._note_error(repr(exc))
+            finally:
+                conn.dead.set()
+                conn.put(None)
+            if conn.refused:
+                with self._cv:
+                    self._failed = True
+                    self._stats.state = "failed"
+                    self._drop_all_locked()
+                    self._cv.notify_all()
+                break
+            with self._lock:
+                if self._closing:
+                    break
+                self._stats.reconnects += 1
+                self._stats.state = "reconnecting"
+            if ok:
+                backoff = self.backoff_s
+            with self._cv:
+                self._cv.wait_for(lambda: self._closing, timeout=backoff)
+            backoff = min(self.max_backoff_s, backoff * 2)
+        with self._lock:
+            if not self._failed:
+                self._stats.state = "closed"
+
+    def _note_error(self, text: str) -> None:
+        with self._lock:
+            self._stats.last_error = text
+            self._stats.errors.append(text)
+            del self._stats.errors[:-20]
+
+    def _drop_all_locked(self) -> None:
+        for item in self._pending:
+            if isinstance(item, _Rows):
+                self._stats.dropped_rows += len(item.ids)
+                self._stats.dropped_sends += 1
+        self._pending.clear()
+        self._pending_rows = 0
+        for msg in self._unacked.values():
+            self._stats.dropped_rows += len(msg.batch.sample_ids)
+        self._unacked.clear()
+
+    def _read(self, conn: _Conn, call: Any) -> None:
+        try:
+            for msg in call:
+                self._on_message(conn, msg)
+        except grpc.RpcError as exc:
+            if not conn.dead.is_set():
+                self._note_error(f"{exc.code()}: {exc.details()}")  # type: ignore[attr-defined]
+        except Exception as exc:
+            self._note_error(repr(exc))
+        finally:
+            conn.dead.set()
+            with self._cv:
+                self._cv.notify_all()
+
+    def _on_message(self, conn: _Conn, msg: Any) -> None:
+        kind = msg.WhichOneof("body")
+        if kind == "welcome":
+            conn.welcome = msg.welcome
+            conn.welcomed.set()
+            with self._cv:
+                self._cv.notify_all()
+        elif kind == "ack":
+            with self._cv:
+                if self._unacked.pop(int(msg.ack.seq), None) is not None:
+                    self._stats.acked_batches += 1
+                self._cv.notify_all()
+        elif kind == "weights":
+            wu = msg.weights
+            with self._lock:
+                if wu.full:
+                    self._weights = {}
+                for sid, w in zip(wu.sample_ids, wu.weights):
+                    self._weights[sid] = float(w)
+                self._weights_version = int(wu.version)
+                self._stats.weight_updates += 1
+        elif kind == "error":
+            err = msg.error
+            text = f"{err.code}: {err.message}"
+            self._note_error(text)
+            if err.fatal:
+                _log.warning("motive daemon closed the stream: %s", text)
+                if not conn.welcomed.is_set():
+                    conn.refused = True
+                    conn.welcomed.set()
+                conn.dead.set()
+            elif err.seq:
+                with self._cv:
+                    if self._unacked.pop(int(err.seq), None) is not None:
+                        self._stats.rejected_batches += 1
+                    self._cv.notify_all()
+            with self._cv:
+                self._cv.notify_all()
+
+    def _serve(self, conn: _Conn) -> bool:
+        """Runs one stream until it dies or the client closes; True if it got a Welcome."""
+        call = self._attach(conn.requests(self._hello))
+        reader = threading.Thread(target=self._read, args=(conn, call), name="motive-client-reader", daemon=True)
+        reader.start()
+        try:
+            deadline = time.monotonic() + self.connect_timeout_s
+            while not conn.welcomed.wait(0.05):
+                if conn.dead.is_set() or time.monotonic() > deadline:
+                    return False
+                with self._lock:
+                    if self._closing:
+                        return False
+            if conn.refused or conn.welcome is None:
+                return False
+            last = int(conn.welcome.last_committed_seq)
+            with self._cv:
+                if self._next_seq is None:
+                    self._next_seq = last + 1
+                for seq in [s for s in self._unacked if s <= last]:
+                    del self._unacked[seq]
+                    self._stats.acked_batches += 1
+                if self._latest_queries is not None:
+                    conn.put(self._latest_queries)
+                for msg in self._unacked.values():
+                    conn.put(msg)
+                    self._stats.resent_batches += 1
+                self._stats.state = "connected"
+                self._cv.notify_all()
+            self._pump(conn)
+            return True
+        finally:
+            conn.dead.set()
+            conn.put(None)
+            call.cancel()
+            reader.join(timeout=5.0)
+
+    def _pump(self, conn: _Conn) -> None:
+        """Moves queued work onto the stream while it lives."""
+        while True:
+            with self._cv:
+                while True:
+                    if conn.dead.is_set() or self._closing:
+                        return
+                    if self._pending and (
+                        isinstance(self._pending[0], _Queries) or len(self._unacked) < self.max_unacked
+                    ):
+                        break
+                    self._cv.wait(0.05)
+                head = self._pending.popleft()
+                if isinstance(head, _Queries):
+                    self._latest_queries = head.msg
+                    conn.put(head.msg)
+                    continue
+                self._pending_rows -= 1
+                group = [head]
+                rows = len(head.ids)
+                while self._pending:
+                    nxt = self._pending[0]
+                    if not isinstance(nxt, _Rows) or nxt.step != head.step or nxt.lr != head.lr:
+                        break
+                    if rows + len(nxt.ids) > self.max_batch_rows:
+                        break
+                    self._pending.popleft()
+                    self._pending_rows -= 1
+                    group.append(nxt)
+                    rows += len(nxt.ids)
+                assert self._next_seq is not None
+                seq = self._next_seq
+                self._next_seq += 1
+                self._cv.notify_all()
+                self._in_flight = True
+            try:
+                msg = self._batch(seq, group)
+            finally:
+                with self._cv:
+                    self._unacked[seq] = msg
+                    self._stats.sent_batches += 1
+                    self._in_flight = False
+                    self._cv.notify_all()
+            conn.put(msg)
+
+    def _batch(self, seq: int, group: List[_Rows]) -> Any:
+        ids: List[str] = []
+        losses: List[float] = []
+        have_losses = all(g.losses is not None for g in group)
+        for g in group:
+            ids.extend(g.ids)
+            if have_losses and g.losses is not None:
+                losses.extend(g.losses)
+        return pb.TrainerMessage(
+            batch=pb.SketchBatch(
+                seq=seq,
+                step=group[0].step,
+                lr=group[0].lr,
+                sample_ids=ids,
+                sketches=b"".join(g.data for g in group),
+                losses=losses if have_losses else [],
+            )
+        )
