@@ -30,7 +30,8 @@ import torch.nn.functional as F
 
 __all__ = ["PROJECTION_KIND", "GradientSketcher", "LayerProjection", "normalize_sketches"]
 
-#: ``Hello.projection.kind`` of this sketcher: Kronecker-factored Gaussian projection per layer.
+#: ``Hello.projection.kind`` of this sketcher: Kronecker-factored (row-orthogonalised) Gaussian
+#: projection per layer.
 PROJECTION_KIND: str = "logra-gaussian"
 
 _FINGERPRINT_VERSION = 1
@@ -74,6 +75,21 @@ def _factor(k: int, d_out: int, d_in: int) -> Tuple[int, int]:
             best = (key, (ko, ki))
     assert best is not None
     return best[1]
+
+
+def _factor_matrix(k: int, d: int, gen: torch.Generator) -> torch.Tensor:
+    """A ``k × d`` Kronecker factor with ``E[PᵀP] = I``.
+
+    Drawn Gaussian; when ``k <= d`` its rows are orthogonalised (QR of the Gaussian draw, with the
+    sign fix that makes it Haar-distributed) and scaled by ``sqrt(d / k)``: the same expectation as
+    an i.i.d. Gaussian factor with lower variance, and exact (a rotation) when ``k == d``.
+    """
+    g = torch.randn(d, k, generator=gen, dtype=torch.float64)
+    if k > d:
+        return g.t() / math.sqrt(k)
+    q, r = torch.linalg.qr(g)
+    q = q * torch.sign(torch.diagonal(r)).unsqueeze(0)
+    return q.t() * math.sqrt(d / k)
 
 
 def _layer_seed(seed: int, index: int, name: str) -> int:
@@ -153,8 +169,8 @@ class GradientSketcher:
         for i, lp in enumerate(self._layers):
             gen = torch.Generator(device="cpu")
             gen.manual_seed(_layer_seed(self.seed, i, lp.name))
-            p_out = torch.randn(lp.k_out, lp.d_out, generator=gen, dtype=torch.float64) / math.sqrt(lp.k_out)
-            p_in = torch.randn(lp.k_in, lp.d_in, generator=gen, dtype=torch.float64) / math.sqrt(lp.k_in)
+            p_out = _factor_matrix(lp.k_out, lp.d_out, gen)
+            p_in = _factor_matrix(lp.k_in, lp.d_in, gen)
             self._cpu[lp.name] = (p_out.to(torch.float32), p_in.to(torch.float32))
         self._on_device: Dict[Tuple[str, torch.device], Tuple[torch.Tensor, torch.Tensor]] = {}
         self._captures: Dict[str, _Capture] = {}
