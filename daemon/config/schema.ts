@@ -55,6 +55,11 @@ export const ConfigSchema = Type.Object(
           minimum: 1024 * 1024,
           description: 'Upper bound of the LMDB memory map (virtual address space, not RAM).',
         }),
+        commitDelayMs: Type.Integer({
+          default: 0,
+          minimum: 0,
+          description: 'Fault injection: extra delay before every commit (ms), to test flow control against a slow disk. Keep 0.',
+        }),
         maxGroupBytes: Type.Integer({
           default: 64 * 1024 * 1024,
           minimum: 1024,

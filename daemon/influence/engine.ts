@@ -83,6 +83,7 @@ export class InfluenceEngine {
   private readonly queue: Item[] = [];
   private queueHead = 0;
   private pumping = false;
+  private pendingBytes = 0;
   private idle: Promise<void> = Promise.resolve();
   private idleResolve: (() => void) | undefined;
   private readonly transposed = new WeakMap<QuerySetRecord, Float32Array>();
@@ -98,6 +99,11 @@ export class InfluenceEngine {
   /** Subscribes to group commits. */
   onCommit(listener: (e: CommitEvent) => void): void {
     this.listeners.push(listener);
+  }
+
+  /** Wire bytes of the items queued or being committed. */
+  get queuedBytes(): number {
+    return this.pendingBytes;
   }
 
   /** Items waiting for a group commit. */
@@ -119,6 +125,22 @@ export class InfluenceEngine {
   }
 
   private enqueue(item: Item): void {
+    this.pendingBytes += item.sub.bytes;
+    let settled = false;
+    const settle = (): void => {
+      if (settled) return;
+      settled = true;
+      this.pendingBytes -= item.sub.bytes;
+    };
+    const { resolve, reject } = item;
+    item.resolve = (o) => {
+      settle();
+      resolve(o);
+    };
+    item.reject = (e) => {
+      settle();
+      reject(e);
+    };
     this.queue.push(item);
     if (!this.pumping) {
       this.pumping = true;

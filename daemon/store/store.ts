@@ -23,6 +23,8 @@ export const STORE_FORMAT_VERSION = 1;
 export interface StoreOptions {
   readonly dataDir: string;
   readonly mapSizeBytes: number;
+  /** Fault injection: delay before each commit in ms (default 0). */
+  readonly commitDelayMs?: number;
 }
 
 interface RunRecord {
@@ -55,8 +57,9 @@ export interface StoreTx {
   deleteRun(runId: string): void;
 }
 
-function runRange(runId: string): { start: [string, string]; end: [string] } {
-  return { start: [runId, ''], end: [`${runId}\u0000`] };
+/** Every key [runId, …] of a table: [runId] sorts before them all, [runId + NUL] after. */
+function runRange(runId: string): { start: [string]; end: [string] } {
+  return { start: [runId], end: [`${runId}\u0000`] };
 }
 
 export class Store {
@@ -70,10 +73,12 @@ export class Store {
   private readonly runStates = new Map<string, RunState>();
   private tail: Promise<void> = Promise.resolve();
   readonly dataDir: string;
+  private readonly commitDelayMs: number;
 
-  private constructor(root: RootDatabase, dataDir: string) {
+  private constructor(root: RootDatabase, dataDir: string, commitDelayMs: number) {
     this.root = root;
     this.dataDir = dataDir;
+    this.commitDelayMs = commitDelayMs;
     this.runsDb = root.openDB<RunRecord, string>({ name: 'runs' });
     this.commitsDb = root.openDB<number, [string, number]>({ name: 'commits' });
     this.queriesDb = root.openDB<QueryRecord, [string, number]>({ name: 'queries' });
@@ -91,7 +96,7 @@ export class Store {
     } catch (err) {
       throw new MotiveError('MOTIVE_STORE_OPEN', `${options.dataDir}: ${(err as Error).message}`, { cause: err });
     }
-    const store = new Store(root, options.dataDir);
+    const store = new Store(root, options.dataDir, options.commitDelayMs ?? 0);
     const format = store.metaDb.get('format');
     if (format === undefined) {
       await store.metaDb.put('format', STORE_FORMAT_VERSION);
@@ -162,6 +167,7 @@ export class Store {
   }
 
   private async commitNow(mutate: (tx: StoreTx) => void): Promise<void> {
+    if (this.commitDelayMs > 0) await new Promise((r) => setTimeout(r, this.commitDelayMs));
     const tx: StoreTx = {
       putRun: (run) => {
         const record: RunRecord = {

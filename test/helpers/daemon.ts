@@ -1,0 +1,86 @@
+/** Starting real daemons for tests: in-process, or as a child process that can be SIGKILLed. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { loadConfig } from '../../daemon/config/index.js';
+import { startDaemon, type RunningDaemon } from '../../daemon/daemon.js';
+import { createLogger } from '../../daemon/shared/index.js';
+
+export const REPO_ROOT = new URL('../../', import.meta.url).pathname;
+
+export function tempDir(prefix = 'motive-test-'): { path: string; remove: () => void } {
+  const path = mkdtempSync(join(tmpdir(), prefix));
+  return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+/** Starts a daemon in this process on 127.0.0.1 ephemeral ports with a temp store. */
+export async function startTestDaemon(overrides: Record<string, unknown> = {}, dataDir?: string): Promise<RunningDaemon & { dataDir: string; cleanup: () => Promise<void> }> {
+  const dir = dataDir ?? tempDir().path;
+  const config = loadConfig({
+    env: {},
+    overrides: { dataDir: dir, logLevel: 'error', grpc: { port: 0 }, http: { port: 0 }, ...overrides },
+  });
+  const d = await startDaemon(config, createLogger('error'));
+  return {
+    ...d,
+    dataDir: dir,
+    cleanup: async () => {
+      await d.stop();
+      if (dataDir === undefined) rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A free TCP port on 127.0.0.1 (for daemons that must come back on the same port). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const addr = s.address();
+      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export interface ChildDaemon {
+  readonly proc: ChildProcess;
+  readonly grpcPort: number;
+  readonly httpPort: number;
+  readonly exited: Promise<number | null>;
+}
+
+/** Spawns `node bin/motived.js` and waits for its ready line. */
+export function spawnDaemon(env: Record<string, string>): Promise<ChildDaemon> {
+  const proc = spawn(process.execPath, ['bin/motived.js'], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, MOTIVE_LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  let stderr = '';
+  proc.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`daemon did not start in 30 s: ${stderr}`)), 30_000);
+    const lines = createInterface({ input: proc.stdout! });
+    lines.on('line', (line) => {
+      try {
+        const msg = JSON.parse(line) as { msg?: string; grpcPort?: number; httpPort?: number };
+        if (msg.msg === 'ready') {
+          clearTimeout(timer);
+          resolve({ proc, grpcPort: msg.grpcPort!, httpPort: msg.httpPort!, exited });
+        }
+      } catch {
+        // not a log line
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`daemon exited (${code}) before ready: ${stderr}`));
+    });
+  });
+}

@@ -1,0 +1,378 @@
+/**
+ * TypeScript trainer client for Motive's `Attach` stream: attaches as one rank, sends sketch
+ * batches and query sets with backpressure, resends unacknowledged batches after a reconnect
+ * (exactly-once is the daemon's job, keyed by seq), and keeps the live weights the daemon pushes.
+ */
+import { EventEmitter, once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+
+const PROTO_PATH = fileURLToPath(new URL('../../schemas/motive.proto', import.meta.url));
+
+export type ClientDType = 'float32' | 'float16';
+
+export interface MotiveClientOptions {
+  /** host:port of the daemon's gRPC listener. */
+  readonly address: string;
+  readonly runId: string;
+  /** Sketch length k. */
+  readonly dim: number;
+  readonly rank?: number;
+  readonly worldSize?: number;
+  readonly dtype?: ClientDType;
+  readonly token?: string;
+  readonly projection?: { kind: string; seed: number | string; fingerprint: string };
+  /** Ask the daemon for WeightUpdates. Default true. */
+  readonly applyWeights?: boolean;
+  /** Most unacknowledged batches before `send` waits. Default 64. */
+  readonly maxUnacked?: number;
+  /** Delay between reconnect attempts in ms. Default 200. */
+  readonly reconnectDelayMs?: number;
+  /** Give up reconnecting after this long without a Welcome (ms). Default 60000. */
+  readonly reconnectTimeoutMs?: number;
+}
+
+export interface WelcomeInfo {
+  readonly lastCommittedSeq: number;
+  readonly weightsVersion: number;
+  readonly daemon: string;
+}
+
+export interface DaemonErrorInfo {
+  readonly code: string;
+  readonly message: string;
+  readonly fatal: boolean;
+  readonly seq: number;
+}
+
+export interface WeightUpdateInfo {
+  readonly version: number;
+  readonly full: boolean;
+  readonly sampleIds: string[];
+  readonly weights: number[];
+}
+
+interface PendingBatch {
+  readonly seq: number;
+  readonly message: { batch: { seq: number; step: number; lr: number; sampleIds: string[]; sketches: Buffer; losses: number[] } };
+}
+
+interface QueryMessage {
+  queries: { version: number; step: number; queryIds: string[]; groups: string[]; sketches: Buffer };
+}
+
+interface DaemonMessage {
+  body?: 'welcome' | 'ack' | 'weights' | 'error';
+  welcome?: WelcomeInfo;
+  ack?: { seq: number };
+  weights?: WeightUpdateInfo;
+  error?: DaemonErrorInfo;
+}
+
+type Stream = grpc.ClientDuplexStream<unknown, DaemonMessage>;
+
+/** A daemon error that ends the client (refused Hello and the like). */
+export class MotiveClientError extends Error {
+  override readonly name = 'MotiveClientError';
+  readonly code: string;
+
+  constructor(code: string, message: string) {
+    super(`${code}: ${message}`);
+    this.code = code;
+  }
+}
+
+let clientCtor: grpc.ServiceClientConstructor | undefined;
+function attributionClient(): grpc.ServiceClientConstructor {
+  if (clientCtor === undefined) {
+    const def = protoLoader.loadSync(PROTO_PATH, { keepCase: false, longs: Number, enums: String, defaults: true, oneofs: true });
+    const pkg = grpc.loadPackageDefinition(def) as unknown as { motive: { v1: { Attribution: grpc.ServiceClientConstructor } } };
+    clientCtor = pkg.motive.v1.Attribution;
+  }
+  return clientCtor;
+}
+
+/** Rounds float32 values to little-endian binary16 bytes. */
+export function encodeFloat16Array(values: Float32Array): Buffer {
+  const out = Buffer.allocUnsafe(values.length * 2);
+  const f = new Float32Array(1);
+  const u = new Uint32Array(f.buffer);
+  for (let i = 0; i < values.length; i++) {
+    f[0] = values[i] as number;
+    const x = u[0] as number;
+    const sign = (x >>> 16) & 0x8000;
+    const exp = (x >>> 23) & 0xff;
+    let mant = x & 0x7fffff;
+    let h: number;
+    if (exp === 0xff) h = sign | 0x7c00 | (mant !== 0 ? 0x200 : 0);
+    else {
+      const e = exp - 112;
+      if (e >= 31) h = sign | 0x7c00;
+      else if (e <= 0) {
+        if (e < -10) h = sign;
+        else {
+          mant |= 0x800000;
+          const shift = 14 - e;
+          let half = mant >>> shift;
+          const rem = mant & ((1 << shift) - 1);
+          const mid = 1 << (shift - 1);
+          if (rem > mid || (rem === mid && half & 1)) half++;
+          h = sign | half;
+        }
+      } else {
+        let half = (e << 10) | (mant >>> 13);
+        const rem = mant & 0x1fff;
+        if (rem > 0x1000 || (rem === 0x1000 && half & 1)) half++;
+        h = sign | half;
+      }
+    }
+    out.writeUInt16LE(h, i * 2);
+  }
+  return out;
+}
+
+export class MotiveClient extends EventEmitter {
+  readonly options: Required<Omit<MotiveClientOptions, 'token' | 'projection'>> & Pick<MotiveClientOptions, 'token' | 'projection'>;
+  private readonly grpcClient: grpc.Client & { Attach(): Stream };
+  private stream: Stream | undefined;
+  private nextSeq = 1;
+  private readonly unacked: PendingBatch[] = [];
+  private readonly querySets: QueryMessage[] = [];
+  private readonly weightMap = new Map<string, number>();
+  private weightsVersionValue = 0;
+  private closed = false;
+  private fatal: MotiveClientError | undefined;
+  private connected = false;
+  private connecting: Promise<WelcomeInfo> | undefined;
+  /** Batches the daemon rejected (non-fatal Error with a seq). */
+  rejected = 0;
+  /** Reconnects so far. */
+  reconnects = 0;
+
+  constructor(options: MotiveClientOptions) {
+    super();
+    this.options = {
+      rank: 0,
+      worldSize: 1,
+      dtype: 'float32',
+      applyWeights: true,
+      maxUnacked: 64,
+      reconnectDelayMs: 200,
+      reconnectTimeoutMs: 60000,
+      ...options,
+    };
+    const Ctor = attributionClient();
+    this.grpcClient = new Ctor(options.address, grpc.credentials.createInsecure(), {
+      'grpc.max_send_message_length': 256 * 1024 * 1024,
+      'grpc.initial_reconnect_backoff_ms': 100,
+      'grpc.max_reconnect_backoff_ms': 1000,
+    }) as unknown as grpc.Client & { Attach(): Stream };
+  }
+
+  /** Opens the stream and waits for the Welcome. Reconnects happen by themselves afterwards. */
+  connect(): Promise<WelcomeInfo> {
+    this.connecting ??= this.openWithRetry().finally(() => {
+      this.connecting = undefined;
+    });
+    return this.connecting;
+  }
+
+  /** The live weights (samples not listed have weight 1). */
+  weights(): ReadonlyMap<string, number> {
+    return this.weightMap;
+  }
+
+  get weightsVersion(): number {
+    return this.weightsVersionValue;
+  }
+
+  /** Seq numbers sent but not yet acknowledged. */
+  get pending(): number {
+    return this.unacked.length;
+  }
+
+  /** Registers a query-set version (sent now and again after every reconnect). */
+  setQueries(version: number, step: number, ids: string[], sketches: Float32Array, groups: string[] = []): void {
+    const msg: QueryMessage = { queries: { version, step, queryIds: ids, groups, sketches: this.encode(sketches) } };
+    this.querySets.push(msg);
+    this.write(msg);
+  }
+
+  /**
+   * Sends one batch (`sketches` row-major [ids.length × dim]); waits while `maxUnacked` batches
+   * are outstanding. Resolves with the batch's seq once it is on the wire (not yet acknowledged).
+   */
+  async send(step: number, lr: number, ids: string[], sketches: Float32Array, losses: number[] = []): Promise<number> {
+    this.throwIfFatal();
+    while (this.unacked.length >= this.options.maxUnacked) {
+      await once(this, 'progress');
+      this.throwIfFatal();
+    }
+    const seq = this.nextSeq++;
+    const pending: PendingBatch = {
+      seq,
+      message: { batch: { seq, step, lr, sampleIds: ids, sketches: this.encode(sketches), losses } },
+    };
+    this.unacked.push(pending);
+    if (this.connected) await this.writeWithBackpressure(pending.message);
+    return seq;
+  }
+
+  /** Resolves when every batch sent so far is acknowledged. */
+  async flush(timeoutMs = 60000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.unacked.length > 0) {
+      this.throwIfFatal();
+      if (Date.now() > deadline) throw new Error(`flush timed out with ${this.unacked.length} unacknowledged batches`);
+      await Promise.race([once(this, 'progress'), new Promise((r) => setTimeout(r, 100))]);
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    this.stream?.end();
+    this.stream?.cancel();
+    this.grpcClient.close();
+    this.emit('progress');
+  }
+
+  private throwIfFatal(): void {
+    if (this.fatal !== undefined) throw this.fatal;
+    if (this.closed) throw new Error('client is closed');
+  }
+
+  private encode(values: Float32Array): Buffer {
+    if (this.options.dtype === 'float16') return encodeFloat16Array(values);
+    return Buffer.from(values.buffer, values.byteOffset, values.byteLength);
+  }
+
+  private write(msg: unknown): void {
+    if (this.connected && this.stream !== undefined) this.stream.write(msg);
+  }
+
+  private async writeWithBackpressure(msg: unknown): Promise<void> {
+    const s = this.stream;
+    if (s === undefined) return;
+    if (!s.write(msg)) await Promise.race([once(s, 'drain'), once(s, 'close'), once(s, 'error').catch(() => undefined)]);
+  }
+
+  private async openWithRetry(): Promise<WelcomeInfo> {
+    const deadline = Date.now() + this.options.reconnectTimeoutMs;
+    for (;;) {
+      this.throwIfFatal();
+      try {
+        return await this.open();
+      } catch (err) {
+        if (err instanceof MotiveClientError || this.closed) throw err;
+        if (Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, this.options.reconnectDelayMs));
+      }
+    }
+  }
+
+  private open(): Promise<WelcomeInfo> {
+    return new Promise<WelcomeInfo>((resolve, reject) => {
+      const stream = this.grpcClient.Attach();
+      this.stream = stream;
+      let welcomed = false;
+      stream.on('data', (msg: DaemonMessage) => {
+        if (msg.welcome) {
+          welcomed = true;
+          this.onWelcome(msg.welcome);
+          resolve(msg.welcome);
+        } else if (msg.ack) this.onAck(msg.ack.seq);
+        else if (msg.weights) this.onWeights(msg.weights);
+        else if (msg.error) {
+          const e = msg.error;
+          if (e.fatal) {
+            const err = new MotiveClientError(e.code, e.message);
+            if (!welcomed) {
+              this.fatal = err;
+              reject(err);
+            } else if (e.code !== 'MOTIVE_INGEST_SHUTTING_DOWN' && e.code !== 'MOTIVE_INGEST_INTERNAL') this.fatal = err;
+            this.emit('daemon-error', e);
+            this.emit('progress');
+          } else {
+            this.onRejected(e);
+          }
+        }
+      });
+      const lost = (err?: Error): void => {
+        if (this.stream !== stream) return;
+        this.connected = false;
+        this.stream = undefined;
+        if (!welcomed) {
+          reject(err ?? new Error('stream ended before Welcome'));
+          return;
+        }
+        if (this.closed || this.fatal !== undefined) return;
+        this.reconnects++;
+        this.emit('disconnected', err);
+        void this.connect().catch((e: unknown) => {
+          this.fatal = e instanceof MotiveClientError ? e : new MotiveClientError('MOTIVE_CLIENT_RECONNECT', String(e));
+          this.emit('progress');
+        });
+      };
+      stream.on('error', (err: Error) => lost(err));
+      stream.on('end', () => lost());
+      stream.write({
+        hello: {
+          runId: this.options.runId,
+          rank: this.options.rank,
+          worldSize: this.options.worldSize,
+          projection: {
+            kind: this.options.projection?.kind ?? 'gaussian',
+            seed: this.options.projection?.seed ?? 0,
+            dim: this.options.dim,
+            fingerprint: this.options.projection?.fingerprint ?? '',
+          },
+          dtype: this.options.dtype === 'float16' ? 'FLOAT16' : 'FLOAT32',
+          token: this.options.token ?? '',
+          client: 'motive-ts/0.1.0',
+          applyWeights: this.options.applyWeights,
+        },
+      });
+    });
+  }
+
+  private onWelcome(w: WelcomeInfo): void {
+    while (this.unacked.length > 0 && (this.unacked[0] as PendingBatch).seq <= w.lastCommittedSeq) this.unacked.shift();
+    if (this.nextSeq <= w.lastCommittedSeq) this.nextSeq = w.lastCommittedSeq + 1;
+    this.connected = true;
+    for (const q of this.querySets) this.stream?.write(q);
+    for (const b of this.unacked) this.stream?.write(b.message);
+    this.emit('welcome', w);
+    this.emit('progress');
+  }
+
+  private onAck(seq: number): void {
+    // Acks arrive in commit order; drop everything up to and including seq.
+    let dropped = false;
+    while (this.unacked.length > 0 && (this.unacked[0] as PendingBatch).seq <= seq) {
+      this.unacked.shift();
+      dropped = true;
+    }
+    if (dropped) this.emit('progress');
+    this.emit('ack', seq);
+  }
+
+  private onRejected(e: DaemonErrorInfo): void {
+    const i = this.unacked.findIndex((b) => b.seq === e.seq);
+    if (i >= 0) this.unacked.splice(i, 1);
+    this.rejected++;
+    this.emit('rejected', e);
+    this.emit('progress');
+  }
+
+  private onWeights(u: WeightUpdateInfo): void {
+    if (u.full) this.weightMap.clear();
+    u.sampleIds.forEach((id, i) => {
+      const w = u.weights[i] as number;
+      if (w === 1) this.weightMap.delete(id);
+      else this.weightMap.set(id, w);
+    });
+    this.weightsVersionValue = u.version;
+    this.emit('weights', u);
+  }
+}
