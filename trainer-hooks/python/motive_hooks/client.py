@@ -318,7 +318,10 @@ class MotiveClient:
             return not self._failed
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Flushes for at most ``timeout_s`` seconds, then ends the stream and the thread."""
+        """Flushes for at most ``timeout_s`` seconds, then ends the stream and the thread.
+
+        Rows not acked by then are counted in ``stats().dropped_rows``.
+        """
         self.flush(timeout_s)
         with self._cv:
             self._closing = True
@@ -328,6 +331,8 @@ class MotiveClient:
             conn.dead.set()
         self._thread.join(timeout=max(1.0, timeout_s))
         self._channel.close()
+        with self._cv:
+            self._drop_all_locked()  # whatever did not reach a durable commit is counted as lost
 
     def __enter__(self) -> "MotiveClient":
         return self

@@ -314,12 +314,16 @@ class GradientSketcher:
         if n % b:
             raise ValueError(f"layer {lp.name}: leading size {n} is not a multiple of the batch size {b}")
         w_in = p_in[:, : lp.d_in - 1] if has_bias else p_in
+        if lp.d_out <= lp.k_in and not isinstance(getattr(mod, "padding", 0), str):
+            # Few output features: forming G per sample (cost ~ T·d_out·d_in, like the layer's own
+            # weight gradient) is cheaper than projecting every input position (T·k_in·d_in).
+            g = self._per_sample_grad(lp, mod, a, delta, b, has_bias)  # [B, d_out, d_in]
+            return torch.einsum("ko,boi,ji->bkj", p_out, g, p_in).reshape(b, lp.k)
         if lp.kind == "linear":
-            a_p = a.reshape(b, -1, a.shape[-1]) @ w_in.t()  # [B, T, k_in]
-            if has_bias:
-                a_p = a_p + p_in[:, -1]
-            d_p = delta.reshape(b, -1, delta.shape[-1]) @ p_out.t()  # [B, T, k_out]
-            s = torch.einsum("bto,bti->boi", d_p, a_p)
+            a_p = F.linear(a.reshape(-1, a.shape[-1]), w_in, p_in[:, -1] if has_bias else None)
+            d_p = F.linear(delta.reshape(-1, delta.shape[-1]), p_out)
+            # [B, k_out, T] @ [B, T, k_in]
+            s = torch.bmm(d_p.reshape(b, -1, lp.k_out).transpose(1, 2), a_p.reshape(b, -1, lp.k_in))
         else:
             conv = F.conv2d if lp.kind == "conv2d" else F.conv3d
             assert isinstance(mod, (nn.Conv2d, nn.Conv3d))
@@ -337,3 +341,33 @@ class GradientSketcher:
             d_p = d_p.reshape(b, r, lp.k_out, -1).transpose(1, 2).reshape(b, lp.k_out, -1)
             s = torch.einsum("bot,bit->boi", d_p, a_p)
         return s.reshape(b, lp.k)
+
+    @staticmethod
+    def _per_sample_grad(
+        lp: LayerProjection, mod: nn.Module, a: torch.Tensor, delta: torch.Tensor, b: int, has_bias: bool
+    ) -> torch.Tensor:
+        """Explicit per-sample gradient ``[B, d_out, d_in]`` in the layout of the module docs."""
+        if lp.kind == "linear":
+            a3 = a.reshape(b, -1, a.shape[-1])
+            d3 = delta.reshape(b, -1, delta.shape[-1])
+            g = torch.bmm(d3.transpose(1, 2), a3)
+            if has_bias:
+                g = torch.cat([g, d3.sum(dim=1).unsqueeze(2)], dim=2)
+            return g
+        assert isinstance(mod, (nn.Conv2d, nn.Conv3d))
+        r = a.shape[0] // b
+        if mod.padding_mode != "zeros":
+            a = F.pad(a, mod._reversed_padding_repeated_twice, mode=mod.padding_mode)
+            padding = (0,) * (a.dim() - 2)
+        else:
+            padding = tuple(mod.padding)  # type: ignore[arg-type]
+        c_in, c_out = mod.in_channels, mod.out_channels
+        # samples become convolution groups; the folded axis r becomes the batch and is summed
+        a_g = a.reshape(b, r, c_in, *a.shape[2:]).transpose(0, 1).reshape(r, b * c_in, *a.shape[2:])
+        d_g = delta.reshape(b, r, c_out, *delta.shape[2:]).transpose(0, 1).reshape(r, b * c_out, *delta.shape[2:])
+        wgrad = torch.nn.grad.conv2d_weight if lp.kind == "conv2d" else torch.nn.grad.conv3d_weight
+        g = wgrad(a_g, (b * c_out, c_in, *mod.kernel_size), d_g, mod.stride, padding, mod.dilation, groups=b)
+        g = g.reshape(b, c_out, -1)
+        if has_bias:
+            g = torch.cat([g, delta.reshape(b, r, c_out, -1).sum(dim=(1, 3)).unsqueeze(2)], dim=2)
+        return g
