@@ -27,7 +27,11 @@ export interface RunningDaemon {
 
 export async function startDaemon(config: MotiveConfig, log: Logger = createLogger(config.logLevel)): Promise<RunningDaemon> {
   let state: DaemonState = 'starting';
-  const store = await Store.open({ dataDir: config.dataDir, mapSizeBytes: config.store.mapSizeBytes, commitDelayMs: config.store.commitDelayMs });
+  const store = await Store.open({
+    dataDir: config.dataDir,
+    mapSizeBytes: config.store.mapSizeBytes,
+    commitDelayMs: config.store.commitDelayMs,
+  });
   const kernel = await MatMulKernel.create({ threads: config.influence.threads });
   const engine = new InfluenceEngine(store, kernel, log, {
     maxGroupBytes: config.store.maxGroupBytes,

@@ -25,7 +25,13 @@ export async function main(): Promise<void> {
     process.exit(1);
   }
   log.info(
-    { grpcPort: daemon.grpcPort, httpPort: daemon.httpPort, dataDir: config.dataDir, grpcHost: config.grpc.host, httpHost: config.http.host },
+    {
+      grpcPort: daemon.grpcPort,
+      httpPort: daemon.httpPort,
+      dataDir: config.dataDir,
+      grpcHost: config.grpc.host,
+      httpHost: config.http.host,
+    },
     'ready',
   );
   let signalled = false;

@@ -60,7 +60,12 @@ export const runDetailSchema = {
       type: 'array',
       items: {
         type: 'object',
-        properties: { version: { type: 'integer' }, step: { type: 'number' }, queries: { type: 'integer' }, receivedAt: { type: 'string' } },
+        properties: {
+          version: { type: 'integer' },
+          step: { type: 'number' },
+          queries: { type: 'integer' },
+          receivedAt: { type: 'string' },
+        },
         required: ['version', 'step', 'queries', 'receivedAt'],
       },
     },
@@ -76,7 +81,21 @@ export const runDetailSchema = {
     downweighted: { type: 'integer' },
     quarantined: { type: 'integer' },
   },
-  required: [...runSummarySchema.required, 'dtype', 'scoreMode', 'worldSize', 'createdAt', 'projection', 'queryIds', 'queryVersion', 'querySets', 'voteThresholds', 'ranks', 'downweighted', 'quarantined'],
+  required: [
+    ...runSummarySchema.required,
+    'dtype',
+    'scoreMode',
+    'worldSize',
+    'createdAt',
+    'projection',
+    'queryIds',
+    'queryVersion',
+    'querySets',
+    'voteThresholds',
+    'ranks',
+    'downweighted',
+    'quarantined',
+  ],
 } as const;
 
 export const runParams = {

@@ -7,15 +7,7 @@ import { MotiveError, isMotiveError, type Logger } from '../shared/index.js';
 import type { InfluenceEngine, RunViews, SampleOrder } from '../influence/index.js';
 import type { RunState, Store } from '../store/index.js';
 import type { WeightingService } from '../weighting/index.js';
-import {
-  errorSchema,
-  runDetailSchema,
-  runParams,
-  runSummarySchema,
-  sampleDetailSchema,
-  sampleParams,
-  sampleSchema,
-} from './schemas.js';
+import { errorSchema, runDetailSchema, runParams, runSummarySchema, sampleDetailSchema, sampleParams, sampleSchema } from './schemas.js';
 
 export interface ApiDeps {
   readonly store: Store;
@@ -72,7 +64,12 @@ export function buildApi(deps: ApiDeps, options: ApiOptions): FastifyInstance {
       response: {
         200: {
           type: 'object',
-          properties: { status: { type: 'string' }, daemon: { type: 'string' }, runs: { type: 'integer' }, queueDepth: { type: 'integer' } },
+          properties: {
+            status: { type: 'string' },
+            daemon: { type: 'string' },
+            runs: { type: 'integer' },
+            queueDepth: { type: 'integer' },
+          },
           required: ['status', 'daemon', 'runs', 'queueDepth'],
         },
       },
@@ -131,7 +128,10 @@ export function buildApi(deps: ApiDeps, options: ApiOptions): FastifyInstance {
         },
         additionalProperties: false,
       },
-      response: { 200: { type: 'object', properties: { samples: { type: 'array', items: sampleSchema } }, required: ['samples'] }, ...errors },
+      response: {
+        200: { type: 'object', properties: { samples: { type: 'array', items: sampleSchema } }, required: ['samples'] },
+        ...errors,
+      },
     },
     handler: async (req) => ({ samples: views.list(getRun(req.params.run), req.query.order, req.query.limit) }),
   });

@@ -27,7 +27,9 @@ async function getJson(url: string): Promise<unknown> {
   try {
     res = await fetch(url);
   } catch (err) {
-    throw new Error(`cannot reach the daemon at ${new URL(url).origin} (${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}); is it running? start it with: npm start`);
+    throw new Error(
+      `cannot reach the daemon at ${new URL(url).origin} (${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}); is it running? start it with: npm start`,
+    );
   }
   const body = (await res.json()) as { code?: string; message?: string };
   if (!res.ok) throw new Error(`${body.code ?? res.status}: ${body.message ?? res.statusText}`);
@@ -40,7 +42,10 @@ export function table(headers: string[], rows: Array<Array<string | number>>): s
   const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((r) => (r[i] ?? '').length)));
   const numeric = headers.map((_, i) => rows.length > 0 && rows.every((r) => typeof r[i] === 'number'));
   const line = (r: string[]): string =>
-    r.map((c, i) => (numeric[i] ? c.padStart(widths[i] as number) : c.padEnd(widths[i] as number))).join('  ').trimEnd();
+    r
+      .map((c, i) => (numeric[i] ? c.padStart(widths[i] as number) : c.padEnd(widths[i] as number)))
+      .join('  ')
+      .trimEnd();
   return [line(headers), line(widths.map((w) => '-'.repeat(w))), ...cells.map(line)].join('\n') + '\n';
 }
 
@@ -118,7 +123,9 @@ export async function runCli(argv: string[], io: Io = defaultIo, env: NodeJS.Pro
         const { samples } = (await getJson(
           `${url}/v1/runs/${encodeURIComponent(values.run)}/samples?order=${order}&limit=${encodeURIComponent(values.limit)}`,
         )) as { samples: SampleRow[] };
-        io.out(`run ${values.run}: ${samples.length} clip(s), ${order === 'harmful' ? 'most harmful' : order === 'helpful' ? 'most helpful' : 'most votes'} first\n`);
+        io.out(
+          `run ${values.run}: ${samples.length} clip(s), ${order === 'harmful' ? 'most harmful' : order === 'helpful' ? 'most helpful' : 'most votes'} first\n`,
+        );
         io.out(
           table(
             ['#', 'sample', 'score', 'votes', 'weight', 'seen', 'last step'],

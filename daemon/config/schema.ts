@@ -18,7 +18,12 @@ export const ConfigSchema = Type.Object(
     grpc: Type.Object(
       {
         host: Type.String({ default: '127.0.0.1', description: 'gRPC bind address. Env MOTIVE_GRPC_HOST.' }),
-        port: Type.Integer({ default: 50051, minimum: 0, maximum: 65535, description: 'gRPC port; 0 picks a free one. Env MOTIVE_GRPC_PORT.' }),
+        port: Type.Integer({
+          default: 50051,
+          minimum: 0,
+          maximum: 65535,
+          description: 'gRPC port; 0 picks a free one. Env MOTIVE_GRPC_PORT.',
+        }),
         maxMessageBytes: Type.Integer({
           default: 64 * 1024 * 1024,
           minimum: 1024,
@@ -35,7 +40,12 @@ export const ConfigSchema = Type.Object(
     http: Type.Object(
       {
         host: Type.String({ default: '127.0.0.1', description: 'HTTP bind address. Env MOTIVE_HTTP_HOST.' }),
-        port: Type.Integer({ default: 8080, minimum: 0, maximum: 65535, description: 'HTTP port; 0 picks a free one. Env MOTIVE_HTTP_PORT.' }),
+        port: Type.Integer({
+          default: 8080,
+          minimum: 0,
+          maximum: 65535,
+          description: 'HTTP port; 0 picks a free one. Env MOTIVE_HTTP_PORT.',
+        }),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -90,7 +100,11 @@ export const ConfigSchema = Type.Object(
           description: 'observe: compute weights, never push; downweight: push; quarantine: push, and w = 0 below quarantineZ.',
         }),
         minSeen: Type.Integer({ default: 2, minimum: 1, description: 'Samples seen fewer times keep weight 1.' }),
-        beta: Type.Number({ default: 0.5, exclusiveMinimum: 0, description: 'w = clamp(exp(beta * z), wMin, 1), z the robust z-score of score.' }),
+        beta: Type.Number({
+          default: 0.5,
+          exclusiveMinimum: 0,
+          description: 'w = clamp(exp(beta * z), wMin, 1), z the robust z-score of score.',
+        }),
         wMin: Type.Number({ default: 0.05, minimum: 0, maximum: 1, description: 'Lowest weight the down-weight policy gives.' }),
         quarantineZ: Type.Number({ default: -4, description: 'quarantine policy: w = 0 where z < quarantineZ.' }),
         minDelta: Type.Number({ default: 0.01, minimum: 0, description: 'A weight change smaller than this is not pushed.' }),
@@ -101,7 +115,11 @@ export const ConfigSchema = Type.Object(
     influence: Type.Object(
       {
         threads: Type.Integer({ default: 0, minimum: 0, maximum: 256, description: 'onnxruntime intra-op threads; 0 = one per core.' }),
-        scanChunkSamples: Type.Integer({ default: 8192, minimum: 1, description: 'Embeddings multiplied per kernel call in /attribute scans.' }),
+        scanChunkSamples: Type.Integer({
+          default: 8192,
+          minimum: 1,
+          description: 'Embeddings multiplied per kernel call in /attribute scans.',
+        }),
       },
       { additionalProperties: false, default: {} },
     ),

@@ -284,7 +284,8 @@ export class InfluenceEngine {
       }
     });
     const commitMs = performance.now() - started;
-    for (const p of prepared) p.item.resolve('record' in p ? (p.record === undefined ? 'duplicate' : 'committed') : p.duplicate ? 'duplicate' : 'committed');
+    for (const p of prepared)
+      p.item.resolve('record' in p ? (p.record === undefined ? 'duplicate' : 'committed') : p.duplicate ? 'duplicate' : 'committed');
     for (const [runId, ev] of events) {
       if (ev.batches === 0 && ev.qs.length === 0) continue;
       const run = this.store.run(runId);

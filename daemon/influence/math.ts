@@ -24,7 +24,7 @@ export function transpose(x: Float32Array, rows: number, cols: number): Float32A
 
 /** True when every value is finite. */
 export function allFinite(x: Float32Array): boolean {
-  for (let i = 0; i < x.length; i++) if (!Number.isFinite(x[i] as number)) return false;
+  for (let i = 0; i < x.length; i++) if (!Number.isFinite(x[i])) return false;
   return true;
 }
 

@@ -23,9 +23,22 @@ function dimension(d: Dim): Uint8Array {
 function valueInfo(name: string, dims: readonly Dim[]): Uint8Array {
   const shape = Writer.create();
   for (const d of dims) shape.uint32((1 << 3) | 2).bytes(dimension(d));
-  const tensor = Writer.create().uint32((1 << 3) | 0).int32(TENSOR_FLOAT).uint32((2 << 3) | 2).bytes(shape.finish()).finish();
-  const type = Writer.create().uint32((1 << 3) | 2).bytes(tensor).finish();
-  return Writer.create().uint32((1 << 3) | 2).string(name).uint32((2 << 3) | 2).bytes(type).finish();
+  const tensor = Writer.create()
+    .uint32((1 << 3) | 0)
+    .int32(TENSOR_FLOAT)
+    .uint32((2 << 3) | 2)
+    .bytes(shape.finish())
+    .finish();
+  const type = Writer.create()
+    .uint32((1 << 3) | 2)
+    .bytes(tensor)
+    .finish();
+  return Writer.create()
+    .uint32((1 << 3) | 2)
+    .string(name)
+    .uint32((2 << 3) | 2)
+    .bytes(type)
+    .finish();
 }
 
 function node(opType: string, inputs: readonly string[], outputs: readonly string[], name: string): Uint8Array {
@@ -47,7 +60,12 @@ export function matMulModel(): Uint8Array {
   graph.uint32((11 << 3) | 2).bytes(valueInfo('A', ['n', 'k']));
   graph.uint32((11 << 3) | 2).bytes(valueInfo('B', ['k', 'm']));
   graph.uint32((12 << 3) | 2).bytes(valueInfo('C', ['n', 'm']));
-  const opset = Writer.create().uint32((1 << 3) | 2).string('').uint32((2 << 3) | 0).int64(ONNX_OPSET).finish();
+  const opset = Writer.create()
+    .uint32((1 << 3) | 2)
+    .string('')
+    .uint32((2 << 3) | 0)
+    .int64(ONNX_OPSET)
+    .finish();
   const model = Writer.create();
   model.uint32((1 << 3) | 0).int64(ONNX_IR_VERSION);
   model.uint32((2 << 3) | 2).string('motive');

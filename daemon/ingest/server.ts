@@ -235,7 +235,12 @@ export class IngestServer {
     }
     let run = this.deps.store.run(hello.runId) ?? (await this.createRun(hello));
     const p = run.info.projection;
-    if (p.fingerprint !== hello.projection.fingerprint || p.dim !== hello.dim || p.kind !== hello.projection.kind || p.seed !== hello.projection.seed) {
+    if (
+      p.fingerprint !== hello.projection.fingerprint ||
+      p.dim !== hello.dim ||
+      p.kind !== hello.projection.kind ||
+      p.seed !== hello.projection.seed
+    ) {
       const e = new MotiveError(
         'MOTIVE_INGEST_PROJECTION_MISMATCH',
         `run ${hello.runId} uses ${p.kind}/dim ${p.dim}/fingerprint ${p.fingerprint}, Hello has ${hello.projection.kind}/dim ${hello.dim}/fingerprint ${hello.projection.fingerprint}`,
@@ -304,10 +309,13 @@ export class IngestServer {
     await new Promise((r) => setImmediate(r));
     for (const s of this.streams) s.end();
     await new Promise<void>((resolve) => {
-      const force = setTimeout(() => {
-        this.server.forceShutdown();
-        resolve();
-      }, Math.min(graceMs, 2000));
+      const force = setTimeout(
+        () => {
+          this.server.forceShutdown();
+          resolve();
+        },
+        Math.min(graceMs, 2000),
+      );
       this.server.tryShutdown(() => {
         clearTimeout(force);
         resolve();

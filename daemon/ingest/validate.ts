@@ -88,7 +88,10 @@ export function decodeBatch(b: SketchBatchMsg, dim: number, dtype: SketchDType, 
   checkIds(b.sampleIds, limits, 'sample');
   const expected = n * dim * dtypeBytes(dtype);
   if (b.sketches.length !== expected) {
-    throw new MotiveError('MOTIVE_INGEST_BATCH_SHAPE', `${b.sketches.length} bytes, expected ${n} x ${dim} x ${dtypeBytes(dtype)} = ${expected}`);
+    throw new MotiveError(
+      'MOTIVE_INGEST_BATCH_SHAPE',
+      `${b.sketches.length} bytes, expected ${n} x ${dim} x ${dtypeBytes(dtype)} = ${expected}`,
+    );
   }
   if (b.losses.length !== 0 && b.losses.length !== n) {
     throw new MotiveError('MOTIVE_INGEST_BATCH_INVALID', `${b.losses.length} losses for ${n} samples`);

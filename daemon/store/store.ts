@@ -193,8 +193,7 @@ export class Store {
         void this.queriesDb.put([runId, qs.version], record);
       },
       putSample: (runId, sample) => void this.samplesDb.put([runId, sample.id], encodeSample(sample)),
-      putEmbedding: (runId, sampleId, embedding) =>
-        void this.embeddingsDb.put([runId, sampleId], Buffer.from(float32Bytes(embedding))),
+      putEmbedding: (runId, sampleId, embedding) => void this.embeddingsDb.put([runId, sampleId], Buffer.from(float32Bytes(embedding))),
       readEmbedding: (runId, sampleId, out) => this.readEmbeddingInto(runId, sampleId, out),
       deleteRun: (runId) => {
         void this.runsDb.remove(runId);

@@ -71,7 +71,10 @@ export class WeightingService {
   recompute(runId: string): Promise<void> {
     const prev = this.running.get(runId) ?? Promise.resolve();
     const next = prev.then(() => this.recomputeNow(runId));
-    this.running.set(runId, next.catch(() => undefined));
+    this.running.set(
+      runId,
+      next.catch(() => undefined),
+    );
     return next;
   }
 

@@ -17,7 +17,10 @@ export function tempDir(prefix = 'motive-test-'): { path: string; remove: () => 
 }
 
 /** Starts a daemon in this process on 127.0.0.1 ephemeral ports with a temp store. */
-export async function startTestDaemon(overrides: Record<string, unknown> = {}, dataDir?: string): Promise<RunningDaemon & { dataDir: string; cleanup: () => Promise<void> }> {
+export async function startTestDaemon(
+  overrides: Record<string, unknown> = {},
+  dataDir?: string,
+): Promise<RunningDaemon & { dataDir: string; cleanup: () => Promise<void> }> {
   const dir = dataDir ?? tempDir().path;
   const config = loadConfig({
     env: {},
@@ -66,7 +69,7 @@ export function spawnDaemon(env: Record<string, string>): Promise<ChildDaemon> {
   proc.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`daemon did not start in 30 s: ${stderr}`)), 30_000);
-    const lines = createInterface({ input: proc.stdout! });
+    const lines = createInterface({ input: proc.stdout });
     lines.on('line', (line) => {
       try {
         const msg = JSON.parse(line) as { msg?: string; grpcPort?: number; httpPort?: number };

@@ -72,5 +72,7 @@ export function hello(runId: string, dim: number, extra: Record<string, unknown>
 }
 
 export function batch(seq: number, ids: string[], values: Float32Array, step = 0, lr = 0.01): unknown {
-  return { batch: { seq, step, lr, sampleIds: ids, sketches: Buffer.from(values.buffer, values.byteOffset, values.byteLength), losses: [] } };
+  return {
+    batch: { seq, step, lr, sampleIds: ids, sketches: Buffer.from(values.buffer, values.byteOffset, values.byteLength), losses: [] },
+  };
 }

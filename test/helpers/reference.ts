@@ -124,7 +124,12 @@ export class ReferenceModel {
 
   votes(p: number): Map<string, number> {
     const ids = [...this.samples.keys()];
-    const taus = this.queryIds.map((_, j) => ReferenceModel.percentile(ids.map((id) => this.querySums(id)[j] as number), p));
+    const taus = this.queryIds.map((_, j) =>
+      ReferenceModel.percentile(
+        ids.map((id) => this.querySums(id)[j] as number),
+        p,
+      ),
+    );
     const out = new Map<string, number>();
     for (const id of ids) {
       const sums = this.querySums(id);

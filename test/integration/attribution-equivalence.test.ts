@@ -21,7 +21,15 @@ function wireValues(values: Float32Array, dtype: 'float32' | 'float16'): number[
 async function stream(scn: Scenario, address: string, runId: string, dtype: 'float32' | 'float16'): Promise<MotiveClient[]> {
   const clients = scn.ranks.map(
     (_, rank) =>
-      new MotiveClient({ address, runId, dim: scn.dim, rank, worldSize: RANKS, dtype, projection: { kind: 'gaussian', seed: 7, fingerprint: 'fp-test' } }),
+      new MotiveClient({
+        address,
+        runId,
+        dim: scn.dim,
+        rank,
+        worldSize: RANKS,
+        dtype,
+        projection: { kind: 'gaussian', seed: 7, fingerprint: 'fp-test' },
+      }),
   );
   await Promise.all(clients.map((c) => c.connect()));
   await Promise.all(
@@ -44,7 +52,15 @@ async function stream(scn: Scenario, address: string, runId: string, dtype: 'flo
 
 describe.each(['float32', 'float16'] as const)('attribution equals the float64 reference (%s)', (dtype) => {
   let daemon: Awaited<ReturnType<typeof startTestDaemon>>;
-  const scn = makeScenario({ seed: dtype === 'float32' ? 11 : 12, dim: K, queries: M, ranks: RANKS, batches: 200, batchSize: 16, pool: 300 });
+  const scn = makeScenario({
+    seed: dtype === 'float32' ? 11 : 12,
+    dim: K,
+    queries: M,
+    ranks: RANKS,
+    batches: 200,
+    batchSize: 16,
+    pool: 300,
+  });
   const ref = new ReferenceModel(K);
   const runId = `equiv-${dtype}`;
   let base: string;
@@ -65,7 +81,12 @@ describe.each(['float32', 'float16'] as const)('attribution equals the float64 r
   });
 
   it('lists the query ids in first-seen order and every batch once', async () => {
-    const run = (await (await fetch(`${base}/v1/runs/${runId}`)).json()) as { queryIds: string[]; batches: number; samples: number; queryVersion: number };
+    const run = (await (await fetch(`${base}/v1/runs/${runId}`)).json()) as {
+      queryIds: string[];
+      batches: number;
+      samples: number;
+      queryVersion: number;
+    };
     expect(run.queryIds).toEqual(ref.queryIds);
     expect(run.batches).toBe(200);
     expect(run.samples).toBe(ref.samples.size);
@@ -114,7 +135,8 @@ describe.each(['float32', 'float16'] as const)('attribution equals the float64 r
     got.samples.forEach((s, i) => {
       expect(Math.abs(s.score - want[i]!.score)).toBeLessThanOrEqual(1e-4 * scale);
       // Same id unless the reference has a near-tie at this rank.
-      if (s.id !== want[i]!.id) expect(Math.abs(want[i]!.score - (want.find((w) => w.id === s.id)?.score ?? Infinity))).toBeLessThan(1e-4 * scale);
+      if (s.id !== want[i]!.id)
+        expect(Math.abs(want[i]!.score - (want.find((w) => w.id === s.id)?.score ?? Infinity))).toBeLessThan(1e-4 * scale);
     });
   });
 });

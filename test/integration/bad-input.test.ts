@@ -36,8 +36,16 @@ describe('bad input on the trainer stream', () => {
     ['dim over the limit', hello('r-dimbig', 5000, { token: TOKEN }), 'MOTIVE_INGEST_BAD_DIM'],
     ['an unknown dtype', hello('r-dtype', K, { token: TOKEN, dtype: 'DTYPE_UNSPECIFIED' }), 'MOTIVE_INGEST_BAD_DTYPE'],
     ['a numeric unknown dtype', hello('r-dtype7', K, { token: TOKEN, dtype: 7 }), 'MOTIVE_INGEST_BAD_DTYPE'],
-    ['a fingerprint mismatch', hello('base', K, { token: TOKEN, projection: { kind: 'gaussian', seed: 1, dim: K, fingerprint: 'other' } }), 'MOTIVE_INGEST_PROJECTION_MISMATCH'],
-    ['a dim mismatch with the run', hello('base', 32, { token: TOKEN, projection: { kind: 'gaussian', seed: 1, dim: 32, fingerprint: 'fp-1' } }), 'MOTIVE_INGEST_PROJECTION_MISMATCH'],
+    [
+      'a fingerprint mismatch',
+      hello('base', K, { token: TOKEN, projection: { kind: 'gaussian', seed: 1, dim: K, fingerprint: 'other' } }),
+      'MOTIVE_INGEST_PROJECTION_MISMATCH',
+    ],
+    [
+      'a dim mismatch with the run',
+      hello('base', 32, { token: TOKEN, projection: { kind: 'gaussian', seed: 1, dim: 32, fingerprint: 'fp-1' } }),
+      'MOTIVE_INGEST_PROJECTION_MISMATCH',
+    ],
     ['a bad run id', hello('bad run/id', K, { token: TOKEN }), 'MOTIVE_INGEST_HELLO_INVALID'],
     ['rank >= world size', hello('r-rank', K, { token: TOKEN, rank: 3, worldSize: 2 }), 'MOTIVE_INGEST_HELLO_INVALID'],
     ['a batch before Hello', batch(1, ['a'], new Float32Array(K)), 'MOTIVE_INGEST_HELLO_REQUIRED'],

@@ -33,7 +33,15 @@ describe('SIGKILL mid-stream', () => {
 
     const clients = scn.ranks.map(
       (_, rank) =>
-        new MotiveClient({ address: `127.0.0.1:${grpcPort}`, runId: 'crash', dim: K, rank, worldSize: RANKS, maxUnacked: 8, reconnectDelayMs: 100 }),
+        new MotiveClient({
+          address: `127.0.0.1:${grpcPort}`,
+          runId: 'crash',
+          dim: K,
+          rank,
+          worldSize: RANKS,
+          maxUnacked: 8,
+          reconnectDelayMs: 100,
+        }),
     );
     await Promise.all(clients.map((c) => c.connect()));
     let acked = 0;
@@ -41,8 +49,8 @@ describe('SIGKILL mid-stream', () => {
     let killed = false;
     const killer = (async () => {
       while (acked < 60) await new Promise((r) => setTimeout(r, 5));
-      daemon!.proc.kill('SIGKILL');
-      await daemon!.exited;
+      daemon.proc.kill('SIGKILL');
+      await daemon.exited;
       killed = true;
       await new Promise((r) => setTimeout(r, 300));
       daemon = await spawnDaemon(env);
@@ -69,7 +77,11 @@ describe('SIGKILL mid-stream', () => {
     clients.forEach((c) => c.close());
 
     const base = `http://127.0.0.1:${daemon.httpPort}`;
-    const run = (await (await fetch(`${base}/v1/runs/crash`)).json()) as { batches: number; samples: number; ranks: Array<{ rank: number; lastCommittedSeq: number }> };
+    const run = (await (await fetch(`${base}/v1/runs/crash`)).json()) as {
+      batches: number;
+      samples: number;
+      ranks: Array<{ rank: number; lastCommittedSeq: number }>;
+    };
     expect(run.batches).toBe(240);
     expect(run.samples).toBe(ref.samples.size);
     expect(run.ranks).toEqual([0, 1, 2].map((rank) => ({ rank, lastCommittedSeq: 80 })));
@@ -108,7 +120,14 @@ describe('graceful restart', () => {
       const run = d.store.run('persist')!;
       const rows = [...run.samples.values()]
         .sort((a, b) => (a.id < b.id ? -1 : 1))
-        .map((s) => [s.id, s.seen, s.lastStep, s.weight, Buffer.from(s.sums.buffer).toString('hex'), Buffer.from(d.store.embedding('persist', s.id, 64)!.buffer).toString('hex')]);
+        .map((s) => [
+          s.id,
+          s.seen,
+          s.lastStep,
+          s.weight,
+          Buffer.from(s.sums.buffer).toString('hex'),
+          Buffer.from(d.store.embedding('persist', s.id, 64)!.buffer).toString('hex'),
+        ]);
       return JSON.stringify({ rows, q: run.queryIds, w: run.weightsVersion, c: [...run.commits], b: run.batches });
     };
     const before = snapshot(d1);

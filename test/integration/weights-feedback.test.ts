@@ -26,7 +26,12 @@ describe('planted harmful samples', () => {
     client = new MotiveClient({ address: `127.0.0.1:${daemon.grpcPort}`, runId: 'planted', dim: K, applyWeights: true });
     client.on('weights', (u: WeightUpdateInfo) => updates.push(u));
     await client.connect();
-    client.setQueries(1, 0, Array.from({ length: M }, (_, j) => `motion-${j}`), queries);
+    client.setQueries(
+      1,
+      0,
+      Array.from({ length: M }, (_, j) => `motion-${j}`),
+      queries,
+    );
     const all = [...harmful, ...clean];
     for (let step = 0; step < 30; step++) {
       const ids = Array.from({ length: 20 }, () => all[r.int(all.length)] as string);

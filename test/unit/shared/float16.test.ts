@@ -20,7 +20,24 @@ describe('binary16', () => {
   });
 
   it('encodes to the nearest binary16 (ties to even), in the daemon and in the client', () => {
-    const cases = [0, 1, -1, 0.1, -2.5e-3, 65504, 65519, 65520, 1e-8, 6e-8, 5.96e-8, 3.0e-5, 1 + 2 ** -11, 1 + 3 * 2 ** -11, Infinity, -Infinity];
+    const cases = [
+      0,
+      1,
+      -1,
+      0.1,
+      -2.5e-3,
+      65504,
+      65519,
+      65520,
+      1e-8,
+      6e-8,
+      5.96e-8,
+      3.0e-5,
+      1 + 2 ** -11,
+      1 + 3 * 2 ** -11,
+      Infinity,
+      -Infinity,
+    ];
     const client = encodeFloat16Array(Float32Array.from(cases));
     const finite: Array<[number, number]> = [];
     for (let h = 0; h < 65536; h++) if (Number.isFinite(halfToNumber(h))) finite.push([h, halfToNumber(h)]);

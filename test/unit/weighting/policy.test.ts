@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { computeWeights } from '../../../daemon/weighting/index.js';
+import { computeWeights, type WeightPolicyOptions } from '../../../daemon/weighting/index.js';
 
-const base = { policy: 'downweight' as const, minSeen: 1, beta: 0.5, wMin: 0.05, quarantineZ: -3 };
+const base: WeightPolicyOptions = { policy: 'downweight', minSeen: 1, beta: 0.5, wMin: 0.05, quarantineZ: -3 };
 
 function referenceWeights(scores: number[], eligible: boolean[], o: typeof base): number[] {
   const pool = scores.filter((_, i) => eligible[i]).sort((a, b) => a - b);
