@@ -1,0 +1,60 @@
+/** Shared pieces of the `motive` commands: output, REST access, tables. */
+
+export interface Io {
+  out: (s: string) => void;
+  err: (s: string) => void;
+}
+
+export const defaultIo: Io = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) };
+
+/** One `motive` sub-command. `run` returns the exit code (0 ok, 1 failure, 2 usage). */
+export interface Command {
+  /** One line for `motive help`, e.g. `status [--url URL]   daemon health and its runs`. */
+  readonly usage: string;
+  run(args: string[], io: Io, env: NodeJS.ProcessEnv): Promise<number>;
+}
+
+/** Thrown for a usage error: printed with the command's usage, exit code 2. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+/** The daemon's HTTP base URL: --url, else $MOTIVE_URL, else http://127.0.0.1:8080. */
+export function baseUrl(url: string | undefined, env: NodeJS.ProcessEnv): string {
+  return (url ?? env['MOTIVE_URL'] ?? 'http://127.0.0.1:8080').replace(/\/$/, '');
+}
+
+/** GET a JSON document from the daemon, with a readable error when it is down or answers an error. */
+export async function getJson(url: string, init?: RequestInit): Promise<unknown> {
+  let res: Response;
+  try {
+    res = await fetch(url, init);
+  } catch (err) {
+    const cause = (err as Error).cause;
+    const why = cause instanceof Error ? cause.message : (err as Error).message;
+    throw new Error(`cannot reach the daemon at ${new URL(url).origin} (${why}); is it running? start it with: npm start`);
+  }
+  const body = (await res.json()) as { code?: string; message?: string };
+  if (!res.ok) throw new Error(`${body.code ?? res.status}: ${body.message ?? res.statusText}`);
+  return body;
+}
+
+/** Renders rows as an aligned text table. Numeric columns are right-aligned. */
+export function table(headers: string[], rows: Array<Array<string | number>>): string {
+  const cells = rows.map((r) => r.map((c) => (typeof c === 'number' ? formatNumber(c) : c)));
+  const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((r) => (r[i] ?? '').length)));
+  const numeric = headers.map((_, i) => rows.length > 0 && rows.every((r) => typeof r[i] === 'number'));
+  const line = (r: string[]): string =>
+    r
+      .map((c, i) => (numeric[i] ? c.padStart(widths[i] ?? 0) : c.padEnd(widths[i] ?? 0)))
+      .join('  ')
+      .trimEnd();
+  return [line(headers), line(widths.map((w) => '-'.repeat(w))), ...cells.map(line)].join('\n') + '\n';
+}
+
+export function formatNumber(n: number): string {
+  if (Number.isInteger(n)) return String(n);
+  const a = Math.abs(n);
+  if (a !== 0 && (a < 1e-3 || a >= 1e6)) return n.toExponential(3);
+  return n.toFixed(4);
+}
