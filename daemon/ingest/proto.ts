@@ -53,7 +53,7 @@ export interface TrainerMessageMsg {
   heartbeat?: { step: number } | null;
 }
 export type DaemonMessageMsg =
-  | { welcome: { lastCommittedSeq: number; weightsVersion: number; daemon: string } }
+  | { welcome: { lastCommittedSeq: number; weightsVersion: number; daemon: string; queryVersion: number } }
   | { ack: { seq: number } }
   | { weights: { version: number; full: boolean; sampleIds: readonly string[]; weights: readonly number[] } }
   | { error: { code: string; message: string; fatal: boolean; seq: number } };

@@ -254,7 +254,12 @@ export class IngestServer {
     this.observer.attached?.(hello.runId, 1);
     this.deps.log.info({ runId: hello.runId, rank: hello.rank, client: hello.client }, 'trainer attached');
     stream.send({
-      welcome: { lastCommittedSeq: run.commits.get(hello.rank) ?? 0, weightsVersion: run.weightsVersion, daemon: DAEMON_NAME },
+      welcome: {
+        lastCommittedSeq: run.commits.get(hello.rank) ?? 0,
+        weightsVersion: run.weightsVersion,
+        daemon: DAEMON_NAME,
+        queryVersion: run.latestQuerySet()?.version ?? 0,
+      },
     });
     if (hello.applyWeights && this.deps.weighting.pushes) {
       const snap = this.deps.weighting.snapshot(run);

@@ -37,6 +37,8 @@ export interface WelcomeInfo {
   readonly lastCommittedSeq: number;
   readonly weightsVersion: number;
   readonly daemon: string;
+  /** Newest query-set version the run holds: a restarted trainer numbers its next one above it. */
+  readonly queryVersion: number;
 }
 
 export interface DaemonErrorInfo {

@@ -12,8 +12,11 @@ import pytest
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.mark.skipif(shutil.which("protoc") is None, reason="protoc not installed (Debian: protobuf-compiler)")
 def test_generated_stub_is_current() -> None:
+    if shutil.which("protoc") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("protoc not installed (Debian: protobuf-compiler)")
+        pytest.skip("protoc not installed (Debian: protobuf-compiler)")
     with tempfile.TemporaryDirectory() as out:
         subprocess.run([os.path.join(HERE, "gen_proto.sh"), out], check=True)
         with open(os.path.join(out, "motive_pb2.py"), "rb") as f:
