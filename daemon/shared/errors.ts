@@ -32,6 +32,12 @@ export const ErrorCodes = {
   MOTIVE_API_BAD_REQUEST: { status: 400, message: 'bad request' },
   MOTIVE_API_BAD_SKETCH: { status: 400, message: 'query sketch has the wrong shape' },
   MOTIVE_INFLUENCE_KERNEL: { status: 500, message: 'compute kernel failed' },
+  MOTIVE_MOTION_FFMPEG_MISSING: { status: 500, message: 'ffmpeg is not installed' },
+  MOTIVE_MOTION_DECODE: { status: 422, message: 'cannot decode the clip' },
+  MOTIVE_MOTION_FLOW_MODEL: { status: 500, message: 'flow model failed' },
+  MOTIVE_MOTION_SOURCE: { status: 400, message: 'cannot read the clip list' },
+  MOTIVE_API_PROFILE_NOT_FOUND: { status: 404, message: 'no motion profile for this clip' },
+  MOTIVE_EXPORT_FORMAT: { status: 400, message: 'unknown export format' },
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

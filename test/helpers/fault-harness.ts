@@ -1,0 +1,439 @@
+/**
+ * Crash-safety harness: a child daemon on a fixed data dir and fixed ports that is SIGKILLed at
+ * seeded points while three ranks stream a scenario with query refreshes and live weights, then
+ * restarted; the final store (read over REST) is compared with the float64 reference.
+ *
+ * Used by `test/integration/fault-injection.test.ts` (a few trials) and
+ * `scripts/fault-harness.ts` (the full count).
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { MotiveClient } from '../../trainer-hooks/ts/index.js';
+import { freePort, spawnDaemon, tempDir, type ChildDaemon } from './daemon.js';
+import { ReferenceModel, decodeBytes, relErr, rng } from './reference.js';
+import { makeScenario, type Scenario } from './scenario.js';
+
+/** Where a kill lands. */
+export type KillKind =
+  /** after a seeded number of acks since the last start, plus a seeded delay */
+  | 'random'
+  /** while acks are outstanding, a seeded time into a widened (commitDelayMs) group commit */
+  | 'commit'
+  /** a seeded 0–5 ms after one rank sent a QuerySet refresh */
+  | 'query';
+
+export interface KillPlan {
+  readonly kind: KillKind;
+  /** Acks since the daemon's last start before the kill may fire. */
+  readonly afterAcks: number;
+  /** random: delay after the ack threshold; commit: time after the last ack; query: delay after the send (ms). */
+  readonly delayMs: number;
+  /** query: the rank and query-set version whose send triggers the kill. */
+  readonly rank: number;
+  readonly queryVersion: number;
+  /** store.commitDelayMs of the daemon that this kill hits. */
+  readonly commitDelayMs: number;
+  /** Down time before the restart (ms). */
+  readonly downMs: number;
+}
+
+export interface TrialPlan {
+  readonly seed: number;
+  readonly kills: readonly KillPlan[];
+}
+
+/** What happened to one kill. */
+export interface KillRecord {
+  readonly kind: KillKind | 'idle';
+  readonly acksSinceStart: number;
+  /** Batches sent but not acknowledged, over all ranks, at the kill. */
+  readonly outstanding: number;
+  readonly commitDelayMs: number;
+}
+
+export interface TrialResult {
+  readonly seed: number;
+  readonly ok: boolean;
+  readonly kills: readonly KillRecord[];
+  readonly reconnects: number;
+  readonly batches: number;
+  readonly samples: number;
+  readonly mismatches: readonly string[];
+  readonly durationMs: number;
+}
+
+export const TRIAL_RANKS = 3;
+export const TRIAL_DIM = 64;
+const KINDS: readonly KillKind[] = ['random', 'commit', 'query'];
+
+/**
+ * The seeded plan of trial `index`: its first kill cycles random → commit → query; half the
+ * trials get a second, random kill after the restart.
+ */
+export function planTrial(seed: number, index: number): TrialPlan {
+  const r = rng(seed * 7919 + 17);
+  const kill = (kind: KillKind, maxAcks: number): KillPlan => ({
+    kind,
+    afterAcks: kind === 'query' ? 0 : 3 + r.int(maxAcks),
+    delayMs: kind === 'commit' ? 2 + r.int(20) : kind === 'query' ? r.int(6) : r.int(30),
+    rank: r.int(TRIAL_RANKS),
+    queryVersion: 2 + r.int(2),
+    commitDelayMs: kind === 'commit' ? 25 + r.int(20) : [0, 0, 2, 10][r.int(4)]!,
+    downMs: r.int(300),
+  });
+  const kills = [kill(KINDS[index % KINDS.length]!, 150)];
+  if (r.uniform() < 0.5) kills.push(kill('random', 60));
+  return { seed, kills };
+}
+
+/** A child daemon that keeps its data dir and ports across SIGKILLs and restarts. */
+export class CrashableDaemon {
+  readonly dataDir: string;
+  readonly grpcPort: number;
+  readonly httpPort: number;
+  private readonly configDir: { path: string; remove: () => void };
+  private readonly data: { path: string; remove: () => void };
+  private child: ChildDaemon | undefined;
+  starts = 0;
+  /** store.commitDelayMs of the running daemon. */
+  commitDelayMs = 0;
+
+  private constructor(grpcPort: number, httpPort: number) {
+    this.data = tempDir('motive-fault-data-');
+    this.configDir = tempDir('motive-fault-cfg-');
+    this.dataDir = this.data.path;
+    this.grpcPort = grpcPort;
+    this.httpPort = httpPort;
+  }
+
+  static async create(): Promise<CrashableDaemon> {
+    return new CrashableDaemon(await freePort(), await freePort());
+  }
+
+  get proc(): ChildDaemon | undefined {
+    return this.child;
+  }
+
+  get baseUrl(): string {
+    return `http://127.0.0.1:${this.httpPort}`;
+  }
+
+  get address(): string {
+    return `127.0.0.1:${this.grpcPort}`;
+  }
+
+  /** Starts the daemon with weights on ({minSeen 1, intervalMs 50}) and the given extra config. */
+  async start(commitDelayMs = 0, config: Record<string, unknown> = {}): Promise<void> {
+    const file = join(this.configDir.path, `config-${this.starts}.json`);
+    writeFileSync(file, JSON.stringify({ weights: { minSeen: 1, intervalMs: 50 }, store: { commitDelayMs }, ...config }));
+    this.commitDelayMs = commitDelayMs;
+    this.starts++;
+    this.child = await spawnDaemon({
+      MOTIVE_CONFIG: file,
+      MOTIVE_DATA_DIR: this.dataDir,
+      MOTIVE_GRPC_PORT: String(this.grpcPort),
+      MOTIVE_HTTP_PORT: String(this.httpPort),
+    });
+  }
+
+  /** Sends `signal` and waits for the process to exit; resolves with its exit code. */
+  async stop(signal: NodeJS.Signals = 'SIGKILL'): Promise<number | null> {
+    const c = this.child;
+    if (c === undefined) return null;
+    c.proc.kill(signal);
+    const code = await c.exited;
+    this.child = undefined;
+    return code;
+  }
+
+  async dispose(): Promise<void> {
+    await this.stop('SIGKILL');
+    this.data.remove();
+    this.configDir.remove();
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function f32(v: Float32Array): number[] {
+  return decodeBytes(Buffer.from(v.buffer, v.byteOffset, v.byteLength), 'float32');
+}
+
+/** The float64 reference of a whole scenario (each batch once). */
+export function referenceOf(scn: Scenario): ReferenceModel {
+  const ref = new ReferenceModel(scn.dim);
+  for (const qs of scn.querySets) ref.addQuerySet(qs.version, qs.step, qs.ids, f32(qs.values));
+  scn.ranks.forEach((bs, rank) => bs.forEach((b) => ref.addBatch(rank, b.seq, b.step, b.lr, b.ids, f32(b.values))));
+  return ref;
+}
+
+/** One-shot trigger the kill conditions race to fire. */
+class Trigger {
+  fired = false;
+  kind: KillKind | 'idle' = 'idle';
+  private resolveFn: () => void = () => undefined;
+  readonly promise = new Promise<void>((r) => (this.resolveFn = r));
+
+  fire(kind: KillKind | 'idle'): void {
+    if (this.fired) return;
+    this.fired = true;
+    this.kind = kind;
+    this.resolveFn();
+  }
+}
+
+interface RunJson {
+  batches: number;
+  samples: number;
+  sketches: number;
+  lastStep: number;
+  queryIds: string[];
+  querySets: Array<{ version: number; step: number }>;
+  ranks: Array<{ rank: number; lastCommittedSeq: number }>;
+}
+
+interface SampleJson {
+  id: string;
+  score: number;
+  seen: number;
+  lastStep: number;
+  querySums: number[];
+}
+
+async function getJson<T>(url: string, init?: RequestInit): Promise<{ status: number; body: T }> {
+  const res = await fetch(url, init);
+  return { status: res.status, body: (await res.json()) as T };
+}
+
+/**
+ * Compares the stored run with the reference over REST: run counters and per-rank markers, every
+ * sample's seen / lastStep / querySums / score, and the /attribute ranking of a seeded query.
+ */
+export async function compareWithReference(baseUrl: string, runId: string, scn: Scenario, ref: ReferenceModel, seed: number): Promise<string[]> {
+  const out: string[] = [];
+  const run = await getJson<RunJson>(`${baseUrl}/v1/runs/${runId}`);
+  if (run.status !== 200) return [`GET run: status ${run.status}`];
+  const r = run.body;
+  const totalBatches = scn.ranks.reduce((a, b) => a + b.length, 0);
+  const totalSketches = scn.ranks.reduce((a, bs) => a + bs.reduce((x, b) => x + b.ids.length, 0), 0);
+  const lastStep = Math.max(...scn.ranks.flatMap((bs) => bs.map((b) => b.step)));
+  if (r.batches !== totalBatches) out.push(`batches ${r.batches} != ${totalBatches}`);
+  if (r.sketches !== totalSketches) out.push(`sketches ${r.sketches} != ${totalSketches}`);
+  if (r.samples !== ref.samples.size) out.push(`samples ${r.samples} != ${ref.samples.size}`);
+  if (r.lastStep !== lastStep) out.push(`lastStep ${r.lastStep} != ${lastStep}`);
+  if (JSON.stringify(r.queryIds) !== JSON.stringify(ref.queryIds)) out.push(`queryIds ${r.queryIds.join(',')} != ${ref.queryIds.join(',')}`);
+  const versions = r.querySets.map((q) => `${q.version}@${q.step}`).join(',');
+  const wantVersions = scn.querySets.map((q) => `${q.version}@${q.step}`).join(',');
+  if (versions !== wantVersions) out.push(`querySets ${versions} != ${wantVersions}`);
+  const wantRanks = scn.ranks.map((bs, rank) => ({ rank, lastCommittedSeq: bs.length }));
+  if (JSON.stringify(r.ranks) !== JSON.stringify(wantRanks)) out.push(`ranks ${JSON.stringify(r.ranks)} != ${JSON.stringify(wantRanks)}`);
+
+  for (const [id, s] of ref.samples) {
+    const got = await getJson<SampleJson>(`${baseUrl}/v1/runs/${runId}/samples/${encodeURIComponent(id)}`);
+    if (got.status !== 200) {
+      out.push(`${id}: status ${got.status}`);
+      continue;
+    }
+    const g = got.body;
+    if (g.seen !== s.seen) out.push(`${id}: seen ${g.seen} != ${s.seen}`);
+    if (g.lastStep !== s.lastStep) out.push(`${id}: lastStep ${g.lastStep} != ${s.lastStep}`);
+    const want = ref.querySums(id);
+    const e = relErr(g.querySums, want);
+    if (g.querySums.length !== want.length || !(e <= 1e-4)) out.push(`${id}: querySums rel err ${e}`);
+    const wantScore = ref.score(id);
+    if (!(Math.abs(g.score - wantScore) <= 1e-4 * Math.max(1e-6, ...want.map(Math.abs)))) out.push(`${id}: score ${g.score} != ${wantScore}`);
+    if (out.length > 20) return out;
+  }
+
+  // /attribute: the whole ranking, best first; position i must hold a sample whose reference
+  // score equals the reference's i-th score (so near-ties may swap, nothing else may).
+  const qr = rng(seed ^ 0x5eed);
+  const query = Array.from({ length: scn.dim }, () => qr.normal());
+  const want = ref.attribute(query);
+  const got = await getJson<{ samples: Array<{ id: string; score: number }> }>(`${baseUrl}/v1/runs/${runId}/attribute`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ sketch: query, limit: want.length }),
+  });
+  if (got.status !== 200) return [...out, `attribute: status ${got.status}`];
+  const refScore = new Map(want.map((w) => [w.id, w.score]));
+  const scale = Math.max(1e-9, ...want.map((w) => Math.abs(w.score)));
+  const tol = 1e-5 * scale;
+  if (got.body.samples.length !== want.length) out.push(`attribute: ${got.body.samples.length} samples != ${want.length}`);
+  got.body.samples.forEach((s, i) => {
+    const rs = refScore.get(s.id);
+    const wi = want[i]?.score;
+    if (rs === undefined || wi === undefined) out.push(`attribute[${i}]: unknown ${s.id}`);
+    else if (Math.abs(rs - wi) > tol || Math.abs(s.score - rs) > tol) out.push(`attribute[${i}]: ${s.id} (${s.score}) vs ${want[i]?.id} (${wi})`);
+  });
+  return out;
+}
+
+/** Checks that every client's live weight map equals the stored weights once they settle. */
+async function compareWeights(baseUrl: string, runId: string, clients: MotiveClient[]): Promise<string[]> {
+  let stored = { version: -1, weights: {} as Record<string, number> };
+  let stableSince = Date.now();
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const now = await getJson<{ version: number; weights: Record<string, number> }>(`${baseUrl}/v1/runs/${runId}/weights`);
+    if (now.body.version !== stored.version) {
+      stored = now.body;
+      stableSince = Date.now();
+    }
+    const settled = Date.now() - stableSince > 300 && clients.every((c) => c.weightsVersion === stored.version);
+    if (settled || Date.now() > deadline) break;
+    await sleep(50);
+  }
+  const out: string[] = [];
+  const want = Object.entries(stored.weights)
+    .filter(([, w]) => w !== 1)
+    .sort(([a], [b]) => (a < b ? -1 : 1));
+  clients.forEach((c, rank) => {
+    if (c.weightsVersion !== stored.version) out.push(`rank ${rank}: weights version ${c.weightsVersion} != stored ${stored.version}`);
+    const got = [...c.weights().entries()].sort(([a], [b]) => (a < b ? -1 : 1));
+    if (JSON.stringify(got) !== JSON.stringify(want)) out.push(`rank ${rank}: live weights (${got.length}) differ from stored (${want.length})`);
+  });
+  return out;
+}
+
+export interface TrialOptions {
+  /** Batches over all ranks (default 240). */
+  readonly batches?: number;
+  /** store.commitDelayMs for the last restart: the first kill of the next trial needs it. */
+  readonly nextCommitDelayMs?: number;
+  readonly log?: (line: string) => void;
+}
+
+/**
+ * Runs one trial on `daemon` (which must be running): a fresh run `trial-<seed>`, three ranks,
+ * the planned kills and restarts, then the comparison. Leaves the daemon running.
+ */
+export async function runCrashTrial(daemon: CrashableDaemon, plan: TrialPlan, options: TrialOptions = {}): Promise<TrialResult> {
+  const started = Date.now();
+  const runId = `trial-${plan.seed}`;
+  const scn = makeScenario({
+    seed: plan.seed,
+    dim: TRIAL_DIM,
+    queries: 4,
+    ranks: TRIAL_RANKS,
+    batches: options.batches ?? 240,
+    batchSize: 8,
+    pool: 120,
+  });
+  const ref = referenceOf(scn);
+  const clients = scn.ranks.map(
+    (_, rank) =>
+      new MotiveClient({
+        address: daemon.address,
+        runId,
+        dim: TRIAL_DIM,
+        rank,
+        worldSize: TRIAL_RANKS,
+        maxUnacked: 8,
+        reconnectDelayMs: 50,
+        applyWeights: true,
+      }),
+  );
+  const mismatches: string[] = [];
+  const records: KillRecord[] = [];
+  try {
+    const first = plan.kills[0];
+    if (daemon.proc === undefined || (first !== undefined && daemon.commitDelayMs !== first.commitDelayMs)) {
+      await daemon.stop('SIGTERM');
+      await daemon.start(first?.commitDelayMs ?? 0);
+    }
+    await Promise.all(clients.map((c) => c.connect()));
+    let acksSinceStart = 0;
+    let lastAckAt = Date.now();
+    let sendersDone = false;
+    let trigger = new Trigger();
+    let current: KillPlan | undefined;
+    const outstanding = (): number => clients.reduce((a, c) => a + c.pending, 0);
+    clients.forEach((c) =>
+      c.on('ack', () => {
+        acksSinceStart++;
+        lastAckAt = Date.now();
+      }),
+    );
+
+    const killer = (async () => {
+      for (const k of plan.kills) {
+        current = k;
+        trigger = new Trigger();
+        const t = trigger;
+        // random / commit conditions are polled; query kills fire from the send loop.
+        const poll = (async () => {
+          while (!t.fired) {
+            if (sendersDone && outstanding() === 0) t.fire('idle');
+            else if (k.kind === 'random' && acksSinceStart >= k.afterAcks) {
+              await sleep(k.delayMs);
+              t.fire('random');
+            } else if (k.kind === 'commit' && acksSinceStart >= k.afterAcks && outstanding() > 0 && Date.now() - lastAckAt >= k.delayMs) {
+              t.fire('commit');
+            }
+            await sleep(1);
+          }
+        })();
+        await t.promise;
+        await poll;
+        records.push({ kind: t.kind, acksSinceStart, outstanding: outstanding(), commitDelayMs: k.commitDelayMs });
+        await daemon.stop('SIGKILL');
+        await sleep(k.downMs);
+        const next = plan.kills[plan.kills.indexOf(k) + 1];
+        acksSinceStart = 0;
+        await daemon.start(next?.commitDelayMs ?? options.nextCommitDelayMs ?? 0);
+      }
+      current = undefined;
+    })();
+
+    await Promise.all(
+      clients.map(async (c, rank) => {
+        const sent = new Set<number>();
+        for (const b of scn.ranks[rank] ?? []) {
+          for (const qs of scn.querySets) {
+            if (qs.step <= b.step && !sent.has(qs.version)) {
+              c.setQueries(qs.version, qs.step, qs.ids, qs.values);
+              sent.add(qs.version);
+              const k = current;
+              if (k?.kind === 'query' && k.rank === rank && k.queryVersion === qs.version && !trigger.fired) {
+                const t = trigger;
+                await sleep(k.delayMs);
+                t.fire('query');
+              }
+            }
+          }
+          await c.send(b.step, b.lr, b.ids, b.values);
+          await new Promise((r) => setImmediate(r));
+        }
+      }),
+    );
+    sendersDone = true;
+    await killer;
+    await Promise.all(clients.map((c) => c.flush(60_000)));
+    mismatches.push(...(await compareWithReference(daemon.baseUrl, runId, scn, ref, plan.seed)));
+    mismatches.push(...(await compareWeights(daemon.baseUrl, runId, clients)));
+  } catch (err) {
+    mismatches.push(`error: ${err instanceof Error ? err.message : String(err)}`);
+  } finally {
+    clients.forEach((c) => c.close());
+  }
+  const result: TrialResult = {
+    seed: plan.seed,
+    ok: mismatches.length === 0,
+    kills: records,
+    reconnects: clients.reduce((a, c) => a + c.reconnects, 0),
+    batches: scn.ranks.reduce((a, b) => a + b.length, 0),
+    samples: ref.samples.size,
+    mismatches,
+    durationMs: Date.now() - started,
+  };
+  options.log?.(formatTrial(result));
+  return result;
+}
+
+/** One line per trial: seed, kills (kind@acks/outstanding, commit delay), result. */
+export function formatTrial(t: TrialResult): string {
+  const kills = t.kills.map((k) => `${k.kind}@${k.acksSinceStart}acks/${k.outstanding}out/${k.commitDelayMs}ms`).join(' ');
+  const head = `seed=${t.seed} ${t.ok ? 'PASS' : 'FAIL'} kills=[${kills}] reconnects=${t.reconnects} batches=${t.batches} samples=${t.samples} ${(t.durationMs / 1000).toFixed(1)}s`;
+  return t.ok ? head : `${head}\n  ${t.mismatches.slice(0, 10).join('\n  ')}`;
+}
