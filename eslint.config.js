@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 /** Only store/ imports lmdb, only ingest/ imports grpc, only influence/ imports onnxruntime (STYLE.md). */
-const OWNER = { lmdb: 'daemon/store', '@grpc/grpc-js': 'daemon/ingest', 'onnxruntime-node': 'daemon/influence' };
+const OWNER = { lmdb: 'daemon/store', '@grpc/grpc-js': 'daemon/ingest', 'onnxruntime-node': 'daemon/influence and daemon/motion' };
 function restrict(files, banned) {
   return {
     files,
@@ -38,10 +38,11 @@ export default tseslint.config(
     ['daemon/store/**', ['@grpc/grpc-js', 'onnxruntime-node']],
     ['daemon/ingest/**', ['lmdb', 'onnxruntime-node']],
     ['daemon/influence/**', ['lmdb', '@grpc/grpc-js']],
+    ['daemon/motion/**', ['lmdb', '@grpc/grpc-js']],
   ].map(([files, banned]) => restrict([files], banned)),
   {
     ...restrict(['daemon/**/*.ts'], ['lmdb', '@grpc/grpc-js', 'onnxruntime-node']),
-    ignores: ['daemon/store/**', 'daemon/ingest/**', 'daemon/influence/**'],
+    ignores: ['daemon/store/**', 'daemon/ingest/**', 'daemon/influence/**', 'daemon/motion/**'],
   },
   {
     files: ['test/**/*.ts', 'bench/**/*.ts', 'scripts/**/*.ts'],

@@ -8,7 +8,8 @@ import { Store } from './store/index.js';
 import { InfluenceEngine, MatMulKernel, RunViews } from './influence/index.js';
 import { WeightingService } from './weighting/index.js';
 import { IngestServer, DAEMON_NAME } from './ingest/index.js';
-import { buildApi } from './api/index.js';
+import { buildApi, LiveFeed } from './api/index.js';
+import { MotiveMetrics, registerMetricsRoute } from './metrics/index.js';
 
 export type DaemonState = 'starting' | 'running' | 'draining' | 'stopped' | 'failed';
 
@@ -20,6 +21,10 @@ export interface RunningDaemon {
   readonly weighting: WeightingService;
   readonly ingest: IngestServer;
   readonly log: Logger;
+  /** Prometheus metrics, served on `GET /metrics`. */
+  readonly metrics: MotiveMetrics;
+  /** The WebSocket live feed and the page at `/`. */
+  readonly live: LiveFeed;
   state(): DaemonState;
   /** Graceful stop: drain streams within `shutdownGraceMs`, flush weights, close the store. */
   stop(): Promise<void>;
@@ -60,6 +65,18 @@ export async function startDaemon(config: MotiveConfig, log: Logger = createLogg
     { store, engine, views, weighting, log, attachedCounts: () => ingest.attachedCounts(), version: DAEMON_NAME },
     { maxListLimit: config.limits.maxAttributeLimit, bodyLimitBytes: Math.max(1024 * 1024, config.limits.maxDim * 32) },
   );
+  const live = new LiveFeed({ store, engine, weighting, log });
+  live.register(api);
+  const metrics = new MotiveMetrics({ store, engine, attachedCounts: () => ingest.attachedCounts(), liveStats: () => live.stats() });
+  registerMetricsRoute(api, metrics);
+  engine.onCommit((e) => metrics.onCommit(e));
+  weighting.onUpdate((e) => metrics.onWeightUpdate(e));
+  ingest.observer = {
+    batchAccepted: (runId, sketches, bytes) => metrics.batchAccepted(runId, sketches, bytes),
+    batchAcked: (runId, latencyMs) => metrics.batchAcked(runId, latencyMs),
+    rejected: (code) => metrics.rejectedMessage(code),
+    attached: (runId, delta) => metrics.attached(runId, delta),
+  };
   let grpcPort: number;
   let httpPort: number;
   try {
@@ -85,6 +102,8 @@ export async function startDaemon(config: MotiveConfig, log: Logger = createLogg
     weighting,
     ingest,
     log,
+    metrics,
+    live,
     state: () => state,
     stop: () => {
       stopping ??= (async () => {

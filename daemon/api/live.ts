@@ -1,0 +1,461 @@
+/**
+ * The live feed: a WebSocket per viewer on `/v1/runs/:run/live`, pushing what happens to a run as
+ * it happens, plus the built-in page at `/` that draws it.
+ *
+ * Event types (a client picks some with `?types=a,b`; default all):
+ * - `batches`: committed batches, coalesced per run over `batchWindowMs` (leading edge: the first
+ *   commit after a quiet window goes out at once), with ingest rates per second;
+ * - `weights`: a new weights version (how many changed, totals, the first changes);
+ * - `harmful`: samples crossing the harmful threshold: their weight falls to `harmfulWeight` or
+ *   below (or to 0 under quarantine) from above it;
+ * - `queries`: a query-set refresh;
+ * - `top`: the top harmful / helpful clips and the score / weight histograms, at most once per
+ *   `topIntervalMs` per run, and once on connect.
+ *
+ * Memory stays bounded per client: each event is serialised once and shared; a client whose send
+ * buffer holds more than `maxBufferedBytes` is skipped (counted), and one that stays over it for
+ * `maxBehindMs` is disconnected (counted). Nothing is queued per client beyond the socket buffer.
+ */
+import { readFile } from 'node:fs/promises';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
+import { WebSocketServer, WebSocket } from 'ws';
+import type { Logger } from '../shared/index.js';
+import type { CommitEvent, InfluenceEngine } from '../influence/index.js';
+import type { RunState, SampleState, Store } from '../store/index.js';
+import type { WeightUpdateEvent, WeightingService } from '../weighting/index.js';
+import { DistributionCache, WEIGHT_BUCKETS, type LiveFeedStats } from '../metrics/index.js';
+
+/** Every event type of the live feed. */
+export const LIVE_EVENT_TYPES = ['batches', 'weights', 'harmful', 'queries', 'top'] as const;
+export type LiveEventType = (typeof LIVE_EVENT_TYPES)[number];
+
+export interface LiveFeedOptions {
+  /** Window over which committed batches are coalesced into one `batches` event, ms. Default 200. */
+  readonly batchWindowMs?: number;
+  /** Least time between two `top` events of a run, ms. Default 1000. */
+  readonly topIntervalMs?: number;
+  /** Rows of each top list. Default 10. */
+  readonly topLimit?: number;
+  /** A client with more than this many bytes waiting to be sent gets no new events. Default 1 MiB. */
+  readonly maxBufferedBytes?: number;
+  /** A client that stays over `maxBufferedBytes` this long is disconnected, ms. Default 5000. */
+  readonly maxBehindMs?: number;
+  /** Most simultaneous clients. Default 256. */
+  readonly maxClients?: number;
+  /**
+   * A sample is harmful once its weight is at or below this (with the default policy, beta 0.5,
+   * that is a robust z-score of about -1.4). Default 0.5.
+   */
+  readonly harmfulWeight?: number;
+  /** Most sample ids listed in one `weights` / `harmful` event (the counts stay exact). Default 100. */
+  readonly maxIdsPerEvent?: number;
+}
+
+export interface LiveFeedDeps {
+  readonly store: Store;
+  readonly engine: InfluenceEngine;
+  readonly weighting: WeightingService;
+  readonly log: Logger;
+}
+
+/** One row of a top list. */
+export interface LiveSampleRow {
+  readonly id: string;
+  readonly score: number;
+  readonly weight: number;
+  readonly seen: number;
+  readonly lastStep: number;
+}
+
+interface Client {
+  readonly ws: WebSocket;
+  readonly runId: string;
+  readonly types: ReadonlySet<LiveEventType>;
+  /** When the client's buffer first went over the limit (ms, Date.now), undefined when under. */
+  overSinceMs: number | undefined;
+}
+
+interface BatchAccumulator {
+  batches: number;
+  sketches: number;
+  bytes: number;
+  lastStep: number;
+  commitMsMax: number;
+  fromMs: number;
+  toMs: number;
+}
+
+interface RunFeedState {
+  pending: BatchAccumulator | undefined;
+  batchTimer: NodeJS.Timeout | undefined;
+  lastBatchFlushMs: number;
+  /** Recent commits (Date.now ms, sketches, batches) over the last second, for rates. */
+  recent: Array<{ t: number; sketches: number; batches: number }>;
+  topTimer: NodeJS.Timeout | undefined;
+  lastTopMs: number;
+  /** Samples at or below the harmful weight, to see crossings; filled from the store on first use. */
+  harmful: Set<string> | undefined;
+}
+
+const PAGE_URL = new URL('./page/index.html', import.meta.url);
+const LIVE_PATH = /^\/v1\/runs\/([^/?]+)\/live$/;
+
+/** Picks the `limit` samples with the lowest (`harmful`) or highest (`helpful`) score, without sorting the run. */
+export function topSamples(run: RunState, order: 'harmful' | 'helpful', limit: number): LiveSampleRow[] {
+  const sign = order === 'harmful' ? 1 : -1;
+  // `best` stays sorted by key ascending; a candidate enters only when it beats the last row.
+  const best: Array<{ key: number; s: SampleState; score: number }> = [];
+  for (const s of run.samples.values()) {
+    const score = run.score(s);
+    const key = sign * score;
+    if (best.length === limit) {
+      const last = best[best.length - 1]!;
+      if (key > last.key || (key === last.key && s.id > last.s.id)) continue;
+    }
+    let at = best.length;
+    while (at > 0) {
+      const prev = best[at - 1]!;
+      if (prev.key < key || (prev.key === key && prev.s.id < s.id)) break;
+      at--;
+    }
+    best.splice(at, 0, { key, s, score });
+    if (best.length > limit) best.pop();
+  }
+  return best.map(({ s, score }) => ({ id: s.id, score, weight: s.weight, seen: s.seen, lastStep: s.lastStep }));
+}
+
+/** Parses `?types=` into a set; throws on an unknown type. */
+export function parseTypes(raw: string | null): Set<LiveEventType> {
+  if (raw === null || raw.trim() === '') return new Set(LIVE_EVENT_TYPES);
+  const out = new Set<LiveEventType>();
+  for (const t of raw.split(',')) {
+    const name = t.trim();
+    if (!(LIVE_EVENT_TYPES as readonly string[]).includes(name))
+      throw new Error(`unknown event type "${name}"; known: ${LIVE_EVENT_TYPES.join(', ')}`);
+    out.add(name as LiveEventType);
+  }
+  return out;
+}
+
+/** The WebSocket live feed of every run; see the file comment for the events and the memory bound. */
+export class LiveFeed {
+  private readonly deps: LiveFeedDeps;
+  private readonly o: Required<LiveFeedOptions>;
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: 4096, perMessageDeflate: false });
+  private readonly clients = new Set<Client>();
+  private readonly runs = new Map<string, RunFeedState>();
+  private readonly distributions = new DistributionCache();
+  private readonly sentByType: Record<string, number> = Object.fromEntries(LIVE_EVENT_TYPES.map((t) => [t, 0]));
+  private skipped = 0;
+  private dropped = 0;
+  private closed = false;
+
+  constructor(deps: LiveFeedDeps, options: LiveFeedOptions = {}) {
+    this.deps = deps;
+    this.o = {
+      batchWindowMs: options.batchWindowMs ?? 200,
+      topIntervalMs: options.topIntervalMs ?? 1000,
+      topLimit: options.topLimit ?? 10,
+      maxBufferedBytes: options.maxBufferedBytes ?? 1024 * 1024,
+      maxBehindMs: options.maxBehindMs ?? 5000,
+      maxClients: options.maxClients ?? 256,
+      maxIdsPerEvent: options.maxIdsPerEvent ?? 100,
+      harmfulWeight: options.harmfulWeight ?? 0.5,
+    };
+    deps.engine.onCommit((e) => this.onCommit(e));
+    deps.weighting.onUpdate((e) => this.onWeights(e));
+  }
+
+  /** Counters for metrics. */
+  stats(): LiveFeedStats {
+    return { clients: this.clients.size, sent: { ...this.sentByType }, skipped: this.skipped, dropped: this.dropped };
+  }
+
+  /** Bytes waiting to be sent, per connected client (for tests and diagnostics). */
+  bufferedBytes(): number[] {
+    return [...this.clients].map((c) => c.ws.bufferedAmount);
+  }
+
+  /**
+   * Serves the page at `/` and the feed on `app.server`'s upgrade requests; closes the feed
+   * before the app closes.
+   */
+  register(app: FastifyInstance): void {
+    let page: Promise<string> | undefined;
+    app.get('/', async (_req, reply) => {
+      page ??= readFile(PAGE_URL, 'utf8');
+      return reply
+        .header('content-type', 'text/html; charset=utf-8')
+        .header('cache-control', 'no-cache')
+        .send(await page);
+    });
+    app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.upgrade(req, socket, head));
+    app.addHook('preClose', async () => this.close());
+  }
+
+  private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const admitted = this.admit(req);
+    if ('status' in admitted) {
+      const { status, text } = admitted;
+      socket.end(
+        `HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`,
+      );
+      return;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      this.connected(ws, admitted.runId, admitted.types);
+    });
+  }
+
+  /** Decides on an upgrade request: the run and event types, or the HTTP refusal. */
+  private admit(req: IncomingMessage): { runId: string; types: Set<LiveEventType> } | { status: number; text: string } {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const match = LIVE_PATH.exec(url.pathname);
+    if (match === null) return { status: 404, text: 'Not Found' };
+    if (this.closed) return { status: 503, text: 'Shutting Down' };
+    if (this.clients.size >= this.o.maxClients) return { status: 503, text: 'Too Many Live Clients' };
+    try {
+      return { types: parseTypes(url.searchParams.get('types')), runId: decodeURIComponent(match[1]!) };
+    } catch (err) {
+      return { status: 400, text: (err as Error).message };
+    }
+  }
+
+  private connected(ws: WebSocket, runId: string, types: ReadonlySet<LiveEventType>): void {
+    const client: Client = { ws, runId, types, overSinceMs: undefined };
+    this.clients.add(client);
+    ws.on('close', () => this.clients.delete(client));
+    ws.on('error', () => this.clients.delete(client));
+    // Clients only listen; anything they send is ignored (maxPayload bounds it).
+    const run = this.deps.store.run(runId);
+    this.sendTo(
+      client,
+      'hello',
+      JSON.stringify({ type: 'hello', run: runId, types: [...types], exists: run !== undefined, t: Date.now() }),
+    );
+    if (run !== undefined && types.has('top')) this.sendTo(client, 'top', JSON.stringify(this.topEvent(run)));
+  }
+
+  private hasSubscribers(runId: string, type: LiveEventType): boolean {
+    for (const c of this.clients) if (c.runId === runId && c.types.has(type)) return true;
+    return false;
+  }
+
+  /** Sends one event to every client of `runId` that asked for `type`. `make` runs only when someone listens. */
+  publish(runId: string, type: LiveEventType, make: () => object): void {
+    if (!this.hasSubscribers(runId, type)) return;
+    const payload = JSON.stringify({ type, run: runId, t: Date.now(), ...make() });
+    for (const c of this.clients) if (c.runId === runId && c.types.has(type)) this.sendTo(c, type, payload);
+  }
+
+  private sendTo(c: Client, type: string, payload: string): void {
+    if (c.ws.readyState !== WebSocket.OPEN) return;
+    const now = Date.now();
+    if (c.ws.bufferedAmount > this.o.maxBufferedBytes) {
+      this.skipped++;
+      c.overSinceMs ??= now;
+      if (now - c.overSinceMs >= this.o.maxBehindMs) {
+        this.dropped++;
+        this.clients.delete(c);
+        this.deps.log.warn({ runId: c.runId, bufferedBytes: c.ws.bufferedAmount }, 'live client too slow, disconnected');
+        c.ws.terminate();
+      }
+      return;
+    }
+    c.overSinceMs = undefined;
+    c.ws.send(payload);
+    this.sentByType[type] = (this.sentByType[type] ?? 0) + 1;
+  }
+
+  private runState(runId: string): RunFeedState {
+    let s = this.runs.get(runId);
+    if (s === undefined) {
+      s = {
+        pending: undefined,
+        batchTimer: undefined,
+        lastBatchFlushMs: 0,
+        recent: [],
+        topTimer: undefined,
+        lastTopMs: 0,
+        harmful: undefined,
+      };
+      this.runs.set(runId, s);
+    }
+    return s;
+  }
+
+  private onCommit(e: CommitEvent): void {
+    if (this.closed) return;
+    const now = Date.now();
+    if (e.batches > 0 && this.hasAnyClient(e.runId)) {
+      const st = this.runState(e.runId);
+      st.recent.push({ t: now, sketches: e.sketches, batches: e.batches });
+      const acc = (st.pending ??= { batches: 0, sketches: 0, bytes: 0, lastStep: 0, commitMsMax: 0, fromMs: now, toMs: now });
+      acc.batches += e.batches;
+      acc.sketches += e.sketches;
+      acc.bytes += e.bytes;
+      acc.lastStep = Math.max(acc.lastStep, e.lastStep);
+      acc.commitMsMax = Math.max(acc.commitMsMax, e.commitMs);
+      acc.toMs = now;
+      if (st.batchTimer === undefined) {
+        const wait = st.lastBatchFlushMs + this.o.batchWindowMs - now;
+        if (wait <= 0) this.flushBatches(e.runId);
+        else {
+          st.batchTimer = setTimeout(() => this.flushBatches(e.runId), wait);
+          st.batchTimer.unref();
+        }
+      }
+    }
+    for (const qs of e.querySets) {
+      this.publish(e.runId, 'queries', () => ({
+        version: qs.version,
+        step: qs.step,
+        queries: qs.ids.length,
+        ids: qs.ids.slice(0, this.o.maxIdsPerEvent),
+        groups: [...new Set(qs.groups)].slice(0, this.o.maxIdsPerEvent),
+      }));
+    }
+    this.scheduleTop(e.runId);
+  }
+
+  private hasAnyClient(runId: string): boolean {
+    for (const c of this.clients) if (c.runId === runId) return true;
+    return false;
+  }
+
+  private flushBatches(runId: string): void {
+    const st = this.runState(runId);
+    st.batchTimer = undefined;
+    const acc = st.pending;
+    if (acc === undefined) return;
+    st.pending = undefined;
+    const now = Date.now();
+    st.lastBatchFlushMs = now;
+    while (st.recent.length > 0 && st.recent[0]!.t < now - 1000) st.recent.shift();
+    let sketches1s = 0;
+    let batches1s = 0;
+    for (const r of st.recent) {
+      sketches1s += r.sketches;
+      batches1s += r.batches;
+    }
+    this.publish(runId, 'batches', () => ({
+      batches: acc.batches,
+      sketches: acc.sketches,
+      bytes: acc.bytes,
+      lastStep: acc.lastStep,
+      commitMs: acc.commitMsMax,
+      fromMs: acc.fromMs,
+      toMs: acc.toMs,
+      batchesPerSec: batches1s,
+      sketchesPerSec: sketches1s,
+    }));
+  }
+
+  private onWeights(e: WeightUpdateEvent): void {
+    if (this.closed) return;
+    const run = this.deps.store.run(e.runId);
+    // Crossings are tracked even with nobody watching, so a viewer who connects later sees only new ones.
+    const st = this.runState(e.runId);
+    const thr = this.o.harmfulWeight;
+    if (st.harmful === undefined) {
+      st.harmful = new Set();
+      // The store already holds this update's weights: seed from everything else.
+      const inEvent = new Set(e.sampleIds);
+      if (run !== undefined) for (const s of run.samples.values()) if (s.weight <= thr && !inEvent.has(s.id)) st.harmful.add(s.id);
+    }
+    const crossed: string[] = [];
+    e.sampleIds.forEach((id, i) => {
+      const w = e.weights[i] ?? 1;
+      if (w <= thr) {
+        if (!st.harmful!.has(id)) {
+          st.harmful!.add(id);
+          crossed.push(id);
+        }
+      } else st.harmful!.delete(id);
+    });
+    if (!this.hasAnyClient(e.runId)) return;
+    const cap = this.o.maxIdsPerEvent;
+    this.publish(e.runId, 'weights', () => {
+      const d = run === undefined ? undefined : this.distributions.get(run);
+      return {
+        version: e.version,
+        full: e.full,
+        changed: e.sampleIds.length,
+        newlyDownweighted: e.newlyDownweighted.length,
+        downweighted: d?.downweighted ?? 0,
+        quarantined: d?.quarantined ?? 0,
+        changes: e.sampleIds.slice(0, cap).map((id, i) => ({ id, weight: e.weights[i] ?? 1 })),
+      };
+    });
+    if (crossed.length > 0) {
+      this.publish(e.runId, 'harmful', () => {
+        const rows = crossed.slice(0, cap).map((id) => {
+          const s = run?.samples.get(id);
+          return {
+            id,
+            score: s === undefined || run === undefined ? 0 : run.score(s),
+            weight: s?.weight ?? 1,
+            quarantined: s?.weight === 0,
+          };
+        });
+        return { version: e.version, count: crossed.length, threshold: thr, samples: rows };
+      });
+    }
+    this.scheduleTop(e.runId);
+  }
+
+  private scheduleTop(runId: string): void {
+    if (!this.hasSubscribers(runId, 'top')) return;
+    const st = this.runState(runId);
+    if (st.topTimer !== undefined) return;
+    const wait = st.lastTopMs + this.o.topIntervalMs - Date.now();
+    const fire = (): void => {
+      st.topTimer = undefined;
+      st.lastTopMs = Date.now();
+      const run = this.deps.store.run(runId);
+      if (run !== undefined) this.publish(runId, 'top', () => this.topEvent(run));
+    };
+    if (wait <= 0) fire();
+    else {
+      st.topTimer = setTimeout(fire, wait);
+      st.topTimer.unref();
+    }
+  }
+
+  private topEvent(run: RunState): object {
+    const d = this.distributions.get(run);
+    const weightCounts = d.weightCumulative.map((c, i) => c - (i === 0 ? 0 : (d.weightCumulative[i - 1] ?? 0)));
+    return {
+      type: 'top',
+      run: run.info.id,
+      t: Date.now(),
+      samples: d.samples,
+      batches: run.batches,
+      sketches: run.sketches,
+      lastStep: run.lastStep,
+      weightsVersion: run.weightsVersion,
+      queryVersion: run.latestQuerySet()?.version ?? 0,
+      downweighted: d.downweighted,
+      quarantined: d.quarantined,
+      harmful: topSamples(run, 'harmful', this.o.topLimit),
+      helpful: topSamples(run, 'helpful', this.o.topLimit),
+      scoreHistogram: { min: d.scoreMin, max: d.scoreMax, counts: d.scoreBins },
+      weightHistogram: { le: WEIGHT_BUCKETS, counts: weightCounts },
+    };
+  }
+
+  /** Disconnects every client and stops the timers. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const st of this.runs.values()) {
+      clearTimeout(st.batchTimer);
+      clearTimeout(st.topTimer);
+    }
+    for (const c of this.clients) c.ws.terminate();
+    this.clients.clear();
+    this.wss.close();
+  }
+}

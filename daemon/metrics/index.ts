@@ -1,0 +1,10 @@
+export { MotiveMetrics, LATENCY_BUCKETS_SECONDS, type LiveFeedStats, type MetricsDeps } from './metrics.js';
+export { registerMetricsRoute } from './route.js';
+export {
+  DistributionCache,
+  computeDistribution,
+  SCORE_BINS,
+  SCORE_QUANTILES,
+  WEIGHT_BUCKETS,
+  type RunDistribution,
+} from './distribution.js';
