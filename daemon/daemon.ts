@@ -3,7 +3,8 @@
  * `main.ts` adds process concerns (signals, exit codes); tests start daemons through this.
  */
 import type { MotiveConfig } from './config/index.js';
-import { createLogger, type Logger } from './shared/index.js';
+import { readFileSync } from 'node:fs';
+import { Authorizer, MotiveError, createLogger, type Logger } from './shared/index.js';
 import { Store } from './store/index.js';
 import { InfluenceEngine, MatMulKernel, RunViews } from './influence/index.js';
 import { WeightingService } from './weighting/index.js';
@@ -30,6 +31,16 @@ export interface RunningDaemon {
   stop(): Promise<void>;
 }
 
+/** Reads the TLS key pair named in the config, failing with the file named. */
+function readTls(tls: MotiveConfig['tls']): { cert: Buffer; key: Buffer } | undefined {
+  if (tls === null) return undefined;
+  try {
+    return { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) };
+  } catch (err) {
+    throw new MotiveError('MOTIVE_CONFIG_TLS', (err as Error).message, { cause: err });
+  }
+}
+
 export async function startDaemon(config: MotiveConfig, log: Logger = createLogger(config.logLevel)): Promise<RunningDaemon> {
   let state: DaemonState = 'starting';
   const store = await Store.open({
@@ -37,10 +48,13 @@ export async function startDaemon(config: MotiveConfig, log: Logger = createLogg
     mapSizeBytes: config.store.mapSizeBytes,
     commitDelayMs: config.store.commitDelayMs,
   });
+  const auth = new Authorizer(config.auth.tokens, config.auth.trainerToken);
+  const tls = readTls(config.tls);
   const kernel = await MatMulKernel.create({ threads: config.influence.threads });
   const engine = new InfluenceEngine(store, kernel, log, {
     maxGroupBytes: config.store.maxGroupBytes,
     scanChunkSamples: config.influence.scanChunkSamples,
+    maxSamplesPerRun: config.limits.maxSamplesPerRun,
   });
   const weighting = new WeightingService(store, config.weights, log);
   engine.onCommit((e) => {
@@ -54,7 +68,9 @@ export async function startDaemon(config: MotiveConfig, log: Logger = createLogg
       port: config.grpc.port,
       maxMessageBytes: config.grpc.maxMessageBytes,
       streamInflightBytes: config.grpc.streamInflightBytes,
-      trainerToken: config.auth.trainerToken,
+      auth,
+      maxRuns: config.limits.maxRuns,
+      ...(tls === undefined ? {} : { tls }),
       scoreMode: config.score.normalize,
       maxDim: config.limits.maxDim,
       maxSampleIdBytes: config.limits.maxSampleIdBytes,
@@ -62,8 +78,22 @@ export async function startDaemon(config: MotiveConfig, log: Logger = createLogg
     },
   );
   const api = buildApi(
-    { store, engine, views, weighting, log, attachedCounts: () => ingest.attachedCounts(), version: DAEMON_NAME },
-    { maxListLimit: config.limits.maxAttributeLimit, bodyLimitBytes: Math.max(1024 * 1024, config.limits.maxDim * 32) },
+    {
+      store,
+      engine,
+      views,
+      weighting,
+      log,
+      auth,
+      attachedCounts: () => ingest.attachedCounts(),
+      detachRun: (runId) => ingest.detachRun(runId),
+      version: DAEMON_NAME,
+    },
+    {
+      maxListLimit: config.limits.maxAttributeLimit,
+      bodyLimitBytes: Math.max(1024 * 1024, config.limits.maxDim * 32),
+      ...(tls === undefined ? {} : { tls }),
+    },
   );
   const live = new LiveFeed({ store, engine, weighting, log });
   live.register(api);

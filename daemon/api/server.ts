@@ -3,7 +3,7 @@
  * as `{ code, message }` with the status from the error registry.
  */
 import Fastify, { type FastifyInstance } from 'fastify';
-import { MotiveError, isMotiveError, type Logger } from '../shared/index.js';
+import { Authorizer, MotiveError, httpToken, isMotiveError, type Action, type Grant, type Logger } from '../shared/index.js';
 import type { InfluenceEngine, RunViews, SampleOrder } from '../influence/index.js';
 import type { RunState, Store } from '../store/index.js';
 import type { WeightingService } from '../weighting/index.js';
@@ -15,8 +15,12 @@ export interface ApiDeps {
   readonly views: RunViews;
   readonly weighting: WeightingService;
   readonly log: Logger;
+  /** Tokens and roles; every route but `/healthz` needs a token when any is configured. */
+  readonly auth: Authorizer;
   /** Attached trainer streams per run (from ingest). */
   readonly attachedCounts: () => Map<string, number>;
+  /** Ends the trainer streams of a deleted run. */
+  readonly detachRun: (runId: string) => void;
   readonly version: string;
 }
 
@@ -24,12 +28,48 @@ export interface ApiOptions {
   readonly maxListLimit: number;
   /** Body limit of POST requests in bytes; a k-dim sketch as JSON needs about 24·k bytes. */
   readonly bodyLimitBytes: number;
+  /** Serve HTTPS with this PEM key pair. */
+  readonly tls?: { readonly cert: Buffer; readonly key: Buffer };
+}
+
+/**
+ * Per-route access: `config: { access: 'public' | Action }`. Without it, GET/HEAD routes need
+ * `read` and every other method `admin`. Routes with a `:run` parameter also check the token's
+ * run list.
+ */
+export interface RouteAccess {
+  readonly access?: 'public' | Action;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The token's identity; null when auth is off. */
+    grant: Grant | null;
+  }
 }
 
 /** Builds the fastify app (not listening). Extra route plugins can be registered by the caller. */
 export function buildApi(deps: ApiDeps, options: ApiOptions): FastifyInstance {
-  const app = Fastify({ logger: false, bodyLimit: options.bodyLimitBytes });
+  const app =
+    options.tls === undefined
+      ? Fastify({ logger: false, bodyLimit: options.bodyLimitBytes })
+      : (Fastify({
+          logger: false,
+          bodyLimit: options.bodyLimitBytes,
+          https: { cert: options.tls.cert, key: options.tls.key },
+        }) as unknown as FastifyInstance);
   const { store, views } = deps;
+
+  app.decorateRequest('grant', null);
+  app.addHook('onRequest', async (req) => {
+    if (!deps.auth.enabled) return;
+    const access = (req.routeOptions.config as RouteAccess).access ?? (req.method === 'GET' || req.method === 'HEAD' ? 'read' : 'admin');
+    if (access === 'public') return;
+    const runId = (req.params as { run?: unknown } | undefined)?.run;
+    const verdict = deps.auth.check(httpToken(req.headers, req.url), access, typeof runId === 'string' ? runId : undefined);
+    if (!verdict.ok) throw new MotiveError(verdict.reason === 'unauthenticated' ? 'MOTIVE_API_UNAUTHENTICATED' : 'MOTIVE_API_FORBIDDEN');
+    req.grant = verdict.grant;
+  });
 
   app.setErrorHandler((err, _req, reply) => {
     if (isMotiveError(err)) return reply.status(err.status).send({ code: err.code, message: err.message });
@@ -57,9 +97,10 @@ export function buildApi(deps: ApiDeps, options: ApiOptions): FastifyInstance {
     weightsVersion: run.weightsVersion,
     attachedTrainers: deps.attachedCounts().get(run.info.id) ?? 0,
   });
-  const errors = { 400: errorSchema, 404: errorSchema };
+  const errors = { 400: errorSchema, 401: errorSchema, 403: errorSchema, 404: errorSchema };
 
   app.get('/healthz', {
+    config: { access: 'public' } satisfies RouteAccess,
     schema: {
       response: {
         200: {
@@ -81,7 +122,12 @@ export function buildApi(deps: ApiDeps, options: ApiOptions): FastifyInstance {
     schema: {
       response: { 200: { type: 'object', properties: { runs: { type: 'array', items: runSummarySchema } }, required: ['runs'] } },
     },
-    handler: async () => ({ runs: store.runs().map(summary) }),
+    handler: async (req) => ({
+      runs: store
+        .runs()
+        .filter((r) => Authorizer.canSeeRun(req.grant, r.info.id))
+        .map(summary),
+    }),
   });
 
   app.get<{ Params: { run: string } }>('/v1/runs/:run', {
@@ -171,7 +217,57 @@ export function buildApi(deps: ApiDeps, options: ApiOptions): FastifyInstance {
     },
   });
 
+  app.delete<{ Params: { run: string } }>('/v1/runs/:run', {
+    config: { access: 'admin' } satisfies RouteAccess,
+    schema: {
+      params: runParams,
+      response: { 200: { type: 'object', properties: { deleted: { type: 'string' } }, required: ['deleted'] }, ...errors },
+    },
+    handler: async (req) => {
+      getRun(req.params.run);
+      deps.detachRun(req.params.run);
+      await deps.engine.drained();
+      await store.deleteRun(req.params.run);
+      deps.log.info({ runId: req.params.run, by: req.grant?.name ?? 'anonymous' }, 'run deleted');
+      return { deleted: req.params.run };
+    },
+  });
+
+  app.post<{ Body: { dir: string } }>('/v1/admin/backup', {
+    config: { access: 'admin' } satisfies RouteAccess,
+    schema: {
+      body: {
+        type: 'object',
+        properties: { dir: { type: 'string', minLength: 1, maxLength: 4096 } },
+        required: ['dir'],
+        additionalProperties: false,
+      },
+      response: {
+        200: {
+          type: 'object',
+          properties: { dir: { type: 'string' }, bytes: { type: 'integer' }, elapsedMs: { type: 'number' } },
+          required: ['dir', 'bytes', 'elapsedMs'],
+        },
+        ...errors,
+        500: errorSchema,
+      },
+    },
+    handler: async (req) => {
+      const started = performance.now();
+      try {
+        await store.backup(req.body.dir);
+      } catch (err) {
+        throw new MotiveError('MOTIVE_API_BACKUP', (err as Error).message, { cause: err });
+      }
+      const { statSync } = await import('node:fs');
+      const bytes = statSync(`${req.body.dir}/data.mdb`).size;
+      deps.log.info({ dir: req.body.dir, bytes, by: req.grant?.name ?? 'anonymous' }, 'backup written');
+      return { dir: req.body.dir, bytes, elapsedMs: performance.now() - started };
+    },
+  });
+
   app.post<{ Params: { run: string }; Body: { sketch: number[]; limit?: number } }>('/v1/runs/:run/attribute', {
+    config: { access: 'read' } satisfies RouteAccess,
     schema: {
       params: runParams,
       body: {

@@ -6,12 +6,18 @@ import { UsageError, defaultIo, type Command, type Io } from './common.js';
 import { startCommand } from './commands/start.js';
 import { statusCommand } from './commands/status.js';
 import { topCommand } from './commands/top.js';
+import { runsCommand } from './commands/runs.js';
+import { backupCommand } from './commands/backup.js';
+import { restoreCommand } from './commands/restore.js';
 
 /** Every sub-command, in the order `motive help` lists them. */
 export const COMMANDS: Readonly<Record<string, Command>> = {
   start: startCommand,
   status: statusCommand,
   top: topCommand,
+  runs: runsCommand,
+  backup: backupCommand,
+  restore: restoreCommand,
 };
 
 function help(): string {

@@ -24,11 +24,20 @@ export function baseUrl(url: string | undefined, env: NodeJS.ProcessEnv): string
   return (url ?? env['MOTIVE_URL'] ?? 'http://127.0.0.1:8080').replace(/\/$/, '');
 }
 
-/** GET a JSON document from the daemon, with a readable error when it is down or answers an error. */
-export async function getJson(url: string, init?: RequestInit): Promise<unknown> {
+/** Authorization header from $MOTIVE_TOKEN, when set. */
+export function authHeaders(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const token = env['MOTIVE_TOKEN'];
+  return token === undefined || token === '' ? {} : { authorization: `Bearer ${token}` };
+}
+
+/**
+ * Fetches a JSON document from the daemon (sending $MOTIVE_TOKEN as a bearer token), with a
+ * readable error when it is down or answers an error.
+ */
+export async function getJson(url: string, init?: RequestInit, env: NodeJS.ProcessEnv = process.env): Promise<unknown> {
   let res: Response;
   try {
-    res = await fetch(url, init);
+    res = await fetch(url, { ...init, headers: { ...authHeaders(env), ...(init?.headers as Record<string, string> | undefined) } });
   } catch (err) {
     const cause = (err as Error).cause;
     const why = cause instanceof Error ? cause.message : (err as Error).message;

@@ -53,10 +53,45 @@ export const ConfigSchema = Type.Object(
       {
         trainerToken: Type.Union([Type.String({ minLength: 8 }), Type.Null()], {
           default: null,
-          description: 'When set, a Hello must carry this token. Env MOTIVE_TRAINER_TOKEN. Never logged.',
+          description: 'Shorthand for one token with role trainer on every run. Env MOTIVE_TRAINER_TOKEN. Never logged.',
         }),
+        tokens: Type.Array(
+          Type.Object(
+            {
+              name: Type.String({ minLength: 1, description: 'Who holds it (shown in logs instead of the token).' }),
+              token: Type.String({ minLength: 8, description: 'The bearer secret. Never logged.' }),
+              role: Type.Union([Type.Literal('trainer'), Type.Literal('viewer'), Type.Literal('admin')], {
+                description:
+                  'trainer: attach and stream; viewer: read REST, WebSocket and metrics; admin: everything, incl. deleting runs and backups.',
+              }),
+              runs: Type.Union([Type.Array(Type.String({ minLength: 1 })), Type.Null()], {
+                default: null,
+                description: 'Run ids this token is limited to; null = every run.',
+              }),
+            },
+            { additionalProperties: false },
+          ),
+          {
+            default: [],
+            description:
+              'When any token is configured (here or trainerToken), every gRPC stream and HTTP request must present one (gRPC: Hello.token; HTTP: Authorization: Bearer, or ?token= for browsers and WebSockets).',
+          },
+        ),
       },
       { additionalProperties: false, default: {} },
+    ),
+    tls: Type.Union(
+      [
+        Type.Object(
+          {
+            certFile: Type.String({ minLength: 1, description: 'PEM certificate chain.' }),
+            keyFile: Type.String({ minLength: 1, description: 'PEM private key.' }),
+          },
+          { additionalProperties: false },
+        ),
+        Type.Null(),
+      ],
+      { default: null, description: 'Serve gRPC and HTTP over TLS with these files; null = plaintext (bind to loopback then).' },
     ),
     store: Type.Object(
       {
@@ -129,6 +164,16 @@ export const ConfigSchema = Type.Object(
         maxSampleIdBytes: Type.Integer({ default: 512, minimum: 1, description: 'Longest sample id (UTF-8 bytes).' }),
         maxQueries: Type.Integer({ default: 4096, minimum: 1, description: 'Most queries in one query set.' }),
         maxAttributeLimit: Type.Integer({ default: 10000, minimum: 1, description: 'Largest `limit` of REST listings.' }),
+        maxRuns: Type.Integer({
+          default: 1000,
+          minimum: 1,
+          description: 'Most runs the daemon holds; a Hello for a new run beyond it is refused.',
+        }),
+        maxSamplesPerRun: Type.Integer({
+          default: 50_000_000,
+          minimum: 1,
+          description: 'Most distinct samples per run; a batch that would add more is rejected.',
+        }),
       },
       { additionalProperties: false, default: {} },
     ),

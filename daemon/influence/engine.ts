@@ -54,6 +54,8 @@ export interface CommitEvent {
 export interface InfluenceEngineOptions {
   readonly maxGroupBytes: number;
   readonly scanChunkSamples: number;
+  /** Most distinct samples per run; a batch that would add more is rejected. */
+  readonly maxSamplesPerRun: number;
 }
 
 type Item =
@@ -192,6 +194,7 @@ export class InfluenceEngine {
   private async processGroup(group: Item[]): Promise<void> {
     // Prepare: dedup, query-set resolution and the products. No state is mutated here.
     const seqSeen = new Map<string, number>();
+    const newSamples = new Map<string, Set<string>>();
     const pendingQs = new Map<string, QuerySetRecord[]>();
     const prepared: Array<PreparedBatch | PreparedQueries> = [];
     for (const item of group) {
@@ -232,6 +235,16 @@ export class InfluenceEngine {
         prepared.push({ item, run, duplicate: true, products: undefined, querySet: undefined });
         continue;
       }
+      let fresh = newSamples.get(run.info.id);
+      if (fresh === undefined) newSamples.set(run.info.id, (fresh = new Set()));
+      const added = sub.sampleIds.filter((id) => !run.samples.has(id) && !(fresh as Set<string>).has(id));
+      if (run.samples.size + fresh.size + new Set(added).size > this.options.maxSamplesPerRun) {
+        item.reject(
+          new MotiveError('MOTIVE_INGEST_LIMIT_SAMPLES', `run ${run.info.id} is limited to ${this.options.maxSamplesPerRun} samples`),
+        );
+        continue;
+      }
+      for (const id of added) fresh.add(id);
       seqSeen.set(key, sub.seq);
       const n = sub.sampleIds.length;
       const k = run.info.dim;

@@ -5,7 +5,7 @@
  * slow store slows the trainer down through HTTP/2 flow control instead of growing memory.
  */
 import * as grpc from '@grpc/grpc-js';
-import { MotiveError, describeError, isMotiveError, type Logger } from '../shared/index.js';
+import { MotiveError, describeError, isMotiveError, type Authorizer, type Logger } from '../shared/index.js';
 import type { InfluenceEngine } from '../influence/index.js';
 import type { RunState, ScoreMode, Store } from '../store/index.js';
 import type { WeightingService, WeightUpdateEvent } from '../weighting/index.js';
@@ -19,8 +19,12 @@ export interface IngestOptions extends IngestLimits {
   readonly port: number;
   readonly maxMessageBytes: number;
   readonly streamInflightBytes: number;
-  readonly trainerToken: string | null;
+  readonly auth: Authorizer;
   readonly scoreMode: ScoreMode;
+  /** Most runs the daemon holds. */
+  readonly maxRuns: number;
+  /** Optional TLS key pair (PEM); plaintext when absent. */
+  readonly tls?: { readonly cert: Buffer; readonly key: Buffer };
 }
 
 export interface IngestDeps {
@@ -42,6 +46,9 @@ type Call = grpc.ServerDuplexStream<TrainerMessageMsg, DaemonMessageMsg>;
 
 class TrainerStream {
   hello: ValidHello | undefined;
+  /** Highest seq and step received on this stream: within one stream both must not go down. */
+  lastSeq = 0;
+  lastStep = -1;
   inflightBytes = 0;
   waitingForRoom = false;
   closed = false;
@@ -100,7 +107,12 @@ export class IngestServer {
   /** Binds and starts; resolves with the bound port. */
   listen(): Promise<number> {
     return new Promise((resolve, reject) => {
-      this.server.bindAsync(`${this.options.host}:${this.options.port}`, grpc.ServerCredentials.createInsecure(), (err, port) => {
+      const tls = this.options.tls;
+      const credentials =
+        tls === undefined
+          ? grpc.ServerCredentials.createInsecure()
+          : grpc.ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false);
+      this.server.bindAsync(`${this.options.host}:${this.options.port}`, credentials, (err, port) => {
         if (err !== null) reject(err);
         else resolve(port);
       });
@@ -172,6 +184,20 @@ export class IngestServer {
         this.rejectItem(stream, err, Number.isSafeInteger(batchMsg.seq) ? batchMsg.seq : 0);
         return;
       }
+      if (decoded.seq < stream.lastSeq) {
+        this.rejectItem(stream, new MotiveError('MOTIVE_INGEST_SEQ_ORDER', `seq ${decoded.seq} after ${stream.lastSeq}`), decoded.seq);
+        return;
+      }
+      if (decoded.step < stream.lastStep) {
+        this.rejectItem(
+          stream,
+          new MotiveError('MOTIVE_INGEST_STEP_BACKWARDS', `step ${decoded.step} after ${stream.lastStep}`),
+          decoded.seq,
+        );
+        return;
+      }
+      stream.lastSeq = decoded.seq;
+      stream.lastStep = decoded.step;
       const bytes = batchMsg.sketches.length + 64 * decoded.sampleIds.length;
       stream.inflightBytes += bytes;
       this.observer.batchAccepted?.(hello.runId, decoded.sampleIds.length, batchMsg.sketches.length);
@@ -210,7 +236,8 @@ export class IngestServer {
     const e = isMotiveError(err) ? err : new MotiveError('MOTIVE_INGEST_INTERNAL', describeError(err), { cause: err });
     this.observer.rejected?.(e.code);
     if (!isMotiveError(err)) this.deps.log.error({ err }, 'batch failed');
-    const fatal = e.code === 'MOTIVE_STORE_COMMIT' || e.code === 'MOTIVE_INGEST_INTERNAL';
+    // The stream cannot go on after a failed commit; the trainer reconnects and resends.
+    const fatal = e.code === 'MOTIVE_STORE_COMMIT' || e.code === 'MOTIVE_STORE_FULL' || e.code === 'MOTIVE_INGEST_INTERNAL';
     stream.fail(e, fatal, seq);
   }
 
@@ -225,7 +252,7 @@ export class IngestServer {
   private async onHello(stream: TrainerStream, raw: NonNullable<TrainerMessageMsg['hello']>): Promise<void> {
     let hello: ValidHello;
     try {
-      hello = validateHello(raw, this.options, this.options.trainerToken);
+      hello = validateHello(raw, this.options, this.options.auth);
     } catch (err) {
       const e = isMotiveError(err) ? err : new MotiveError('MOTIVE_INGEST_HELLO_INVALID', describeError(err));
       this.observer.rejected?.(e.code);
@@ -233,7 +260,15 @@ export class IngestServer {
       stream.fail(e, true);
       return;
     }
-    let run = this.deps.store.run(hello.runId) ?? (await this.createRun(hello));
+    let existing = this.deps.store.run(hello.runId);
+    if (existing === undefined && this.deps.store.runs().length >= this.options.maxRuns) {
+      const e = new MotiveError('MOTIVE_INGEST_LIMIT_RUNS', `limit ${this.options.maxRuns}`);
+      this.observer.rejected?.(e.code);
+      stream.fail(e, true);
+      return;
+    }
+    existing ??= await this.createRun(hello);
+    let run = existing;
     const p = run.info.projection;
     if (
       p.fingerprint !== hello.projection.fingerprint ||
@@ -294,6 +329,11 @@ export class IngestServer {
       if (s.hello?.runId !== e.runId || !s.hello.applyWeights) continue;
       s.send({ weights: { version: e.version, full: e.full, sampleIds: e.sampleIds, weights: e.weights } });
     }
+  }
+
+  /** Ends every stream attached to `runId` (the run was deleted). */
+  detachRun(runId: string): void {
+    for (const s of this.streams) if (s.hello?.runId === runId) s.fail(new MotiveError('MOTIVE_INGEST_RUN_DELETED', runId), true);
   }
 
   /**

@@ -1,6 +1,5 @@
 /** Validation and decoding of trainer messages. Each failure is a MotiveError with a stable code. */
-import { createHash, timingSafeEqual } from 'node:crypto';
-import { MotiveError } from '../shared/index.js';
+import { MotiveError, type Authorizer } from '../shared/index.js';
 import { allFinite, decodeSketches, dtypeBytes } from '../influence/index.js';
 import type { SketchDType } from '../store/index.js';
 import type { HelloMsg, QuerySetMsg, SketchBatchMsg } from './proto.js';
@@ -24,15 +23,12 @@ export interface ValidHello {
   readonly applyWeights: boolean;
 }
 
-/** Constant-time token comparison (both sides hashed to equal length first). */
-export function tokenMatches(given: string, expected: string): boolean {
-  const a = createHash('sha256').update(given).digest();
-  const b = createHash('sha256').update(expected).digest();
-  return timingSafeEqual(a, b);
-}
-
-export function validateHello(h: HelloMsg, limits: IngestLimits, token: string | null): ValidHello {
-  if (token !== null && !tokenMatches(h.token, token)) throw new MotiveError('MOTIVE_INGEST_UNAUTHENTICATED');
+/**
+ * Checks a Hello: the token first (so strangers learn nothing about runs), then the fields, then
+ * whether the token's role and run list allow attaching to this run.
+ */
+export function validateHello(h: HelloMsg, limits: IngestLimits, auth: Authorizer): ValidHello {
+  if (auth.enabled && auth.identify(h.token) === undefined) throw new MotiveError('MOTIVE_INGEST_UNAUTHENTICATED');
   if (!RUN_ID.test(h.runId)) {
     throw new MotiveError('MOTIVE_INGEST_HELLO_INVALID', 'run_id must be 1-128 characters of [A-Za-z0-9._:-], starting alphanumeric');
   }
@@ -47,6 +43,7 @@ export function validateHello(h: HelloMsg, limits: IngestLimits, token: string |
   if (h.dtype === 'FLOAT32') dtype = 'float32';
   else if (h.dtype === 'FLOAT16') dtype = 'float16';
   else throw new MotiveError('MOTIVE_INGEST_BAD_DTYPE', `dtype ${String(h.dtype)} (expected FLOAT32 or FLOAT16)`);
+  if (!auth.check(h.token, 'attach', h.runId).ok) throw new MotiveError('MOTIVE_INGEST_FORBIDDEN', `run ${h.runId}`);
   return {
     runId: h.runId,
     rank: h.rank,

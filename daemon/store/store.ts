@@ -11,7 +11,8 @@
  *
  * Every mutation happens in {@link Store.commit}: one LMDB transaction, awaited until durable.
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { open, type Database, type Key, type RootDatabase } from 'lmdb';
 import { MotiveError } from '../shared/index.js';
 import { RunState, type QuerySetRecord, type RunInfo, type SampleState } from './run-state.js';
@@ -249,6 +250,26 @@ export class Store {
       }
     }
     if (ids.length > 0) yield { ids, rows: rows.subarray(0, ids.length * dim) };
+  }
+
+  /** Deletes a run and everything stored under it, durably. */
+  async deleteRun(runId: string): Promise<boolean> {
+    if (!this.runStates.has(runId)) return false;
+    await this.commit((tx) => {
+      tx.deleteRun(runId);
+      this.runStates.delete(runId);
+    });
+    return true;
+  }
+
+  /**
+   * Writes a consistent, compacted copy of the whole store into `dir` (created; must not hold a
+   * store already) while the daemon keeps running. Start a daemon on that directory to restore.
+   */
+  async backup(dir: string): Promise<void> {
+    mkdirSync(dir, { recursive: true });
+    if (existsSync(join(dir, 'data.mdb'))) throw new Error(`${dir} already holds a store`);
+    await this.root.backup(dir, true);
   }
 
   /** Bytes the store occupies (LMDB's own accounting). */

@@ -8,16 +8,24 @@ import { startTestDaemon } from '../helpers/daemon.js';
 import { batch, hello, rawStream, type DaemonReply } from '../helpers/raw-stream.js';
 
 const TOKEN = 'trainer-secret-1';
+const VIEWER = 'viewer-secret-1';
 const K = 16;
 
 describe('bad input on the trainer stream', () => {
   let daemon: Awaited<ReturnType<typeof startTestDaemon>>;
   let address: string;
   const runs = async (): Promise<string[]> =>
-    ((await (await fetch(`http://127.0.0.1:${daemon.httpPort}/v1/runs`)).json()) as { runs: Array<{ id: string }> }).runs.map((r) => r.id);
+    (
+      (await (await fetch(`http://127.0.0.1:${daemon.httpPort}/v1/runs`, { headers: { authorization: `Bearer ${VIEWER}` } })).json()) as {
+        runs: Array<{ id: string }>;
+      }
+    ).runs.map((r) => r.id);
 
   beforeAll(async () => {
-    daemon = await startTestDaemon({ auth: { trainerToken: TOKEN }, limits: { maxDim: 4096 } });
+    daemon = await startTestDaemon({
+      auth: { trainerToken: TOKEN, tokens: [{ name: 'dashboards', token: VIEWER, role: 'viewer', runs: null }] },
+      limits: { maxDim: 4096 },
+    });
     address = `127.0.0.1:${daemon.grpcPort}`;
     // An established run whose projection later Hellos must match.
     const s = rawStream(address);

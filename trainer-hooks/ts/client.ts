@@ -31,6 +31,8 @@ export interface MotiveClientOptions {
   readonly reconnectDelayMs?: number;
   /** Give up reconnecting after this long without a Welcome (ms). Default 60000. */
   readonly reconnectTimeoutMs?: number;
+  /** Connect over TLS, trusting this PEM CA (or the system roots when `ca` is omitted). */
+  readonly tls?: { readonly ca?: Buffer };
 }
 
 export interface WelcomeInfo {
@@ -135,7 +137,8 @@ export function encodeFloat16Array(values: Float32Array): Buffer {
 }
 
 export class MotiveClient extends EventEmitter {
-  readonly options: Required<Omit<MotiveClientOptions, 'token' | 'projection'>> & Pick<MotiveClientOptions, 'token' | 'projection'>;
+  readonly options: Required<Omit<MotiveClientOptions, 'token' | 'projection' | 'tls'>> &
+    Pick<MotiveClientOptions, 'token' | 'projection' | 'tls'>;
   private readonly grpcClient: grpc.Client & { Attach(): Stream };
   private stream: Stream | undefined;
   private nextSeq = 1;
@@ -165,7 +168,8 @@ export class MotiveClient extends EventEmitter {
       ...options,
     };
     const Ctor = attributionClient();
-    this.grpcClient = new Ctor(options.address, grpc.credentials.createInsecure(), {
+    const credentials = options.tls === undefined ? grpc.credentials.createInsecure() : grpc.credentials.createSsl(options.tls.ca ?? null);
+    this.grpcClient = new Ctor(options.address, credentials, {
       'grpc.max_send_message_length': 256 * 1024 * 1024,
       'grpc.initial_reconnect_backoff_ms': 100,
       'grpc.max_reconnect_backoff_ms': 1000,
