@@ -21,7 +21,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { WebSocketServer, WebSocket } from 'ws';
-import type { Logger } from '../shared/index.js';
+import { MotiveError, type Logger } from '../shared/index.js';
 import type { CommitEvent, InfluenceEngine } from '../influence/index.js';
 import type { RunState, SampleState, Store } from '../store/index.js';
 import type { WeightUpdateEvent, WeightingService } from '../weighting/index.js';
@@ -51,6 +51,8 @@ export interface LiveFeedOptions {
   readonly harmfulWeight?: number;
   /** Most sample ids listed in one `weights` / `harmful` event (the counts stay exact). Default 100. */
   readonly maxIdsPerEvent?: number;
+  /** Most recent first-time down-weightings kept per run for the REST list. Default 1000. */
+  readonly recentLimit?: number;
 }
 
 export interface LiveFeedDeps {
@@ -97,6 +99,19 @@ interface RunFeedState {
   lastTopMs: number;
   /** Samples at or below the harmful weight, to see crossings; filled from the store on first use. */
   harmful: Set<string> | undefined;
+  /** The latest samples down-weighted for the first time, oldest first, at most `recentLimit`. */
+  downweightedLog: RecentDownweight[];
+}
+
+/** A sample's first drop below weight 1, as `GET /v1/runs/:run/downweighted/recent` lists it. */
+export interface RecentDownweight {
+  readonly id: string;
+  /** Its weight right after the drop. */
+  readonly weight: number;
+  /** The weights version that dropped it. */
+  readonly version: number;
+  /** When the daemon announced it (ms since the epoch). */
+  readonly atMs: number;
 }
 
 const PAGE_URL = new URL('./page/index.html', import.meta.url);
@@ -163,6 +178,7 @@ export class LiveFeed {
       maxClients: options.maxClients ?? 256,
       maxIdsPerEvent: options.maxIdsPerEvent ?? 100,
       harmfulWeight: options.harmfulWeight ?? 0.5,
+      recentLimit: options.recentLimit ?? 1000,
     };
     deps.engine.onCommit((e) => this.onCommit(e));
     deps.weighting.onUpdate((e) => this.onWeights(e));
@@ -192,7 +208,39 @@ export class LiveFeed {
         .send(await page);
     });
     app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.upgrade(req, socket, head));
+    app.get<{ Params: { run: string }; Querystring: { limit: number } }>('/v1/runs/:run/downweighted/recent', {
+      schema: {
+        params: { type: 'object', properties: { run: { type: 'string', minLength: 1 } }, required: ['run'] },
+        querystring: {
+          type: 'object',
+          properties: { limit: { type: 'integer', minimum: 1, maximum: this.o.recentLimit, default: 50 } },
+          additionalProperties: false,
+        },
+      },
+      handler: async (req) => this.recentDownweighted(req.params.run, req.query.limit),
+    });
     app.addHook('preClose', async () => this.close());
+  }
+
+  /**
+   * The run's latest first-time down-weightings, newest first, with each sample's current score and
+   * weight. Kept in memory since the daemon started (a restart empties it).
+   */
+  recentDownweighted(
+    runId: string,
+    limit: number,
+  ): { samples: Array<RecentDownweight & { at: string; score: number; currentWeight: number }> } {
+    const run = this.deps.store.run(runId);
+    if (run === undefined) throw new MotiveError('MOTIVE_API_RUN_NOT_FOUND', runId);
+    const log = this.runs.get(runId)?.downweightedLog ?? [];
+    const rows = log
+      .slice(-limit)
+      .reverse()
+      .map((r) => {
+        const s = run.samples.get(r.id);
+        return { ...r, at: new Date(r.atMs).toISOString(), score: s === undefined ? 0 : run.score(s), currentWeight: s?.weight ?? 1 };
+      });
+    return { samples: rows };
   }
 
   private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -280,6 +328,7 @@ export class LiveFeed {
         topTimer: undefined,
         lastTopMs: 0,
         harmful: undefined,
+        downweightedLog: [],
       };
       this.runs.set(runId, s);
     }
@@ -375,6 +424,11 @@ export class LiveFeed {
         }
       } else st.harmful!.delete(id);
     });
+    const atMs = Date.now();
+    const index = new Map(e.sampleIds.map((id, i) => [id, i]));
+    const log = st.downweightedLog;
+    for (const id of e.newlyDownweighted) log.push({ id, weight: e.weights[index.get(id) ?? -1] ?? 1, version: e.version, atMs });
+    if (log.length > this.o.recentLimit) log.splice(0, log.length - this.o.recentLimit);
     if (!this.hasAnyClient(e.runId)) return;
     const cap = this.o.maxIdsPerEvent;
     this.publish(e.runId, 'weights', () => {

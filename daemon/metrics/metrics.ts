@@ -98,7 +98,14 @@ export class MotiveMetrics {
     const registry = new Registry();
     this.registry = registry;
     const registers = [registry];
-    if (options.processMetrics !== false) collectDefaultMetrics({ register: registry });
+    if (options.processMetrics !== false) {
+      collectDefaultMetrics({ register: registry });
+      // prom-client also exports these totals as gauges named `_total`, which Prometheus reserves for
+      // counters (promtool rejects them); the per-type gauges without the suffix carry the same data.
+      for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+        registry.removeSingleMetric(name);
+      }
+    }
 
     this.batchesIngested = new Counter({
       name: 'motive_batches_ingested_total',
