@@ -95,7 +95,7 @@ export async function startDaemon(config: MotiveConfig, log: Logger = createLogg
       ...(tls === undefined ? {} : { tls }),
     },
   );
-  const live = new LiveFeed({ store, engine, weighting, log });
+  const live = new LiveFeed({ store, engine, weighting, log, auth });
   live.register(api);
   const metrics = new MotiveMetrics({ store, engine, attachedCounts: () => ingest.attachedCounts(), liveStats: () => live.stats() });
   registerMetricsRoute(api, metrics);

@@ -164,3 +164,30 @@ describe('live feed', () => {
     stalled.destroy();
   });
 });
+
+describe('live feed with tokens configured', () => {
+  it('needs a token that may read the run, as REST does; the page itself is public', async () => {
+    const daemon = await startTestDaemon({
+      auth: {
+        tokens: [
+          { name: 'viewer-a', token: 'viewer-a-token-0123456789', role: 'viewer', runs: ['run-a'] },
+          { name: 'viewer-all', token: 'viewer-all-token-0123456789', role: 'viewer', runs: null },
+        ],
+      },
+    });
+    try {
+      await expect(openFeed(daemon.httpPort, 'run-a')).rejects.toThrow(/401/);
+      await expect(openFeed(daemon.httpPort, 'run-b', 'top&token=viewer-a-token-0123456789')).rejects.toThrow(/403/);
+      const ok = await openFeed(daemon.httpPort, 'run-a', 'top&token=viewer-a-token-0123456789');
+      ok.ws.close();
+      expect((await fetch(`http://127.0.0.1:${daemon.httpPort}/`)).status).toBe(200);
+      expect((await fetch(`http://127.0.0.1:${daemon.httpPort}/metrics`)).status).toBe(401);
+      const metrics = await fetch(`http://127.0.0.1:${daemon.httpPort}/metrics`, {
+        headers: { authorization: 'Bearer viewer-all-token-0123456789' },
+      });
+      expect(metrics.status).toBe(200);
+    } finally {
+      await daemon.cleanup();
+    }
+  });
+});
