@@ -63,27 +63,26 @@ describe.skipIf(!have)('live page in headless Chromium', () => {
     page.on('pageerror', (e) => errors.push(e.message));
     await page.goto(`http://127.0.0.1:${daemon.httpPort}/?run=${RUN}`);
     await page.waitForSelector('#status.live', { timeout: 10_000 });
-    await page.waitForFunction(() => document.querySelectorAll('#harmful tbody tr').length === 10, undefined, { timeout: 15_000 });
+    // Browser-side checks are written as expressions: this project compiles without the DOM types.
+    const harmfulRows = "document.querySelectorAll('#harmful tbody tr')";
+    const updates = async (): Promise<number> => Number(await page.evaluate('document.body.dataset.updates ?? "0"'));
+    await page.waitForFunction(`${harmfulRows}.length === 10`, undefined, { timeout: 15_000 });
     const first = await page.locator('#harmful tbody').innerText();
-    const updatesBefore = Number(await page.evaluate(() => document.body.dataset['updates'] ?? '0'));
+    const updatesBefore = await updates();
     // The feed keeps pushing: the table's content changes without a reload.
     await page.waitForFunction(
-      (before) => document.querySelector('#harmful tbody')?.textContent !== before,
-      await page.locator('#harmful tbody').textContent(),
+      `document.querySelector('#harmful tbody').textContent !== ${JSON.stringify(await page.locator('#harmful tbody').textContent())}`,
+      undefined,
       {
         timeout: 15_000,
       },
     );
     // Let the planted harmful clips rise to the top, as a viewer would see after a few seconds.
-    await page.waitForFunction(
-      () =>
-        [...document.querySelectorAll('#harmful tbody tr')].filter((tr) => !(tr as HTMLElement).dataset['id']?.startsWith('clip-'))
-          .length >= 8,
-      undefined,
-      { timeout: 20_000 },
-    );
+    await page.waitForFunction(`[...${harmfulRows}].filter((tr) => !tr.dataset.id.startsWith('clip-')).length >= 8`, undefined, {
+      timeout: 20_000,
+    });
     const last = await page.locator('#harmful tbody').innerText();
-    const updatesAfter = Number(await page.evaluate(() => document.body.dataset['updates'] ?? '0'));
+    const updatesAfter = await updates();
     expect(last).not.toBe(first);
     expect(updatesAfter).toBeGreaterThan(updatesBefore);
     expect(await page.locator('#helpful tbody tr').count()).toBe(10);
