@@ -10,6 +10,7 @@ import { InfluenceEngine, MatMulKernel, RunViews } from './influence/index.js';
 import { WeightingService } from './weighting/index.js';
 import { IngestServer, DAEMON_NAME } from './ingest/index.js';
 import { buildApi, LiveFeed } from './api/index.js';
+import { registerMotionRoutes } from './api/motion-routes.js';
 import { MotiveMetrics, registerMetricsRoute } from './metrics/index.js';
 
 export type DaemonState = 'starting' | 'running' | 'draining' | 'stopped' | 'failed';
@@ -99,6 +100,7 @@ export async function startDaemon(config: MotiveConfig, log: Logger = createLogg
   live.register(api);
   const metrics = new MotiveMetrics({ store, engine, attachedCounts: () => ingest.attachedCounts(), liveStats: () => live.stats() });
   registerMetricsRoute(api, metrics);
+  registerMotionRoutes(api, { store, views, votePercentile: config.score.votePercentile });
   engine.onCommit((e) => metrics.onCommit(e));
   weighting.onUpdate((e) => metrics.onWeightUpdate(e));
   ingest.observer = {

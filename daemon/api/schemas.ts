@@ -1,4 +1,5 @@
 /** JSON Schemas of the REST contract (docs/api.md). Responses are serialised through them. */
+import { sampleMotionSchema } from './motion-schemas.js';
 
 export const errorSchema = {
   type: 'object',
@@ -15,6 +16,7 @@ export const sampleSchema = {
     votes: { type: 'integer' },
     weight: { type: 'number' },
     lastStep: { type: 'number' },
+    motion: sampleMotionSchema,
   },
   required: ['id', 'score', 'seen', 'votes', 'weight', 'lastStep'],
 } as const;

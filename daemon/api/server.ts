@@ -8,6 +8,7 @@ import type { InfluenceEngine, RunViews, SampleOrder } from '../influence/index.
 import type { RunState, Store } from '../store/index.js';
 import type { WeightingService } from '../weighting/index.js';
 import { errorSchema, runDetailSchema, runParams, runSummarySchema, sampleDetailSchema, sampleParams, sampleSchema } from './schemas.js';
+import { sampleMotion } from './motion-routes.js';
 
 export interface ApiDeps {
   readonly store: Store;
@@ -179,7 +180,11 @@ export function buildApi(deps: ApiDeps, options: ApiOptions): FastifyInstance {
         ...errors,
       },
     },
-    handler: async (req) => ({ samples: views.list(getRun(req.params.run), req.query.order, req.query.limit) }),
+    handler: async (req) => ({
+      samples: views
+        .list(getRun(req.params.run), req.query.order, req.query.limit)
+        .map((s) => ({ ...s, motion: sampleMotion(store, s.id) })),
+    }),
   });
 
   app.get<{ Params: { run: string; id: string } }>('/v1/runs/:run/samples/:id', {
@@ -189,7 +194,7 @@ export function buildApi(deps: ApiDeps, options: ApiOptions): FastifyInstance {
       const s = run.samples.get(req.params.id);
       if (s === undefined) throw new MotiveError('MOTIVE_API_SAMPLE_NOT_FOUND', req.params.id);
       const querySums = run.queryIds.map((_, j) => s.sums[j] ?? 0);
-      return { ...views.sample(run, s), querySums };
+      return { ...views.sample(run, s), querySums, motion: sampleMotion(store, s.id) };
     },
   });
 

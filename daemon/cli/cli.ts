@@ -9,6 +9,9 @@ import { topCommand } from './commands/top.js';
 import { runsCommand } from './commands/runs.js';
 import { backupCommand } from './commands/backup.js';
 import { restoreCommand } from './commands/restore.js';
+import { profileCommand } from './commands/profile.js';
+import { selectCommand } from './commands/select.js';
+import { exportCommand } from './commands/export.js';
 
 /** Every sub-command, in the order `motive help` lists them. */
 export const COMMANDS: Readonly<Record<string, Command>> = {
@@ -18,6 +21,9 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
   runs: runsCommand,
   backup: backupCommand,
   restore: restoreCommand,
+  profile: profileCommand,
+  select: selectCommand,
+  export: exportCommand,
 };
 
 function help(): string {

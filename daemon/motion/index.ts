@@ -24,3 +24,4 @@ export {
   type ProfilerOptions,
   type ProfileAllOptions,
 } from './profiler.js';
+export { explain, spearman, aucOf, ranks, type Explanation, type DescriptorSeparation, type ScoredProfile } from './explain.js';

@@ -1,4 +1,4 @@
-export { Store, STORE_FORMAT_VERSION, type StoreOptions, type StoreTx } from './store.js';
+export { Store, STORE_FORMAT_VERSION, type StoreOptions, type StoreTx, type ClipProfileRecord } from './store.js';
 export {
   RunState,
   type RunInfo,

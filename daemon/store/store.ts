@@ -46,6 +46,18 @@ interface QueryRecord {
   sketches: Uint8Array;
 }
 
+/**
+ * A clip's motion profile (daemon/motion), keyed by [clipId, hash] in the `profiles` database.
+ * Profiles belong to clips, not runs: every run whose sample ids name the clip shows them.
+ */
+export interface ClipProfileRecord {
+  /** sha256 of the clip file the profile was computed from, hex. */
+  readonly hash: string;
+  readonly profiledAtMs: number;
+  /** Descriptors and provenance (numbers, booleans, strings), as docs/motion-profiling.md lists them. */
+  readonly fields: Readonly<Record<string, number | boolean | string>>;
+}
+
 /** Writes allowed inside {@link Store.commit}. Each also updates nothing in memory by itself. */
 export interface StoreTx {
   putRun(run: RunState): void;
@@ -71,6 +83,7 @@ export class Store {
   private readonly samplesDb: Database<Buffer, [string, string]>;
   private readonly embeddingsDb: Database<Buffer, [string, string]>;
   private readonly metaDb: Database<number, string>;
+  private readonly profilesDb: Database<ClipProfileRecord, [string, string]>;
   private readonly runStates = new Map<string, RunState>();
   private tail: Promise<void> = Promise.resolve();
   readonly dataDir: string;
@@ -86,6 +99,7 @@ export class Store {
     this.samplesDb = root.openDB<Buffer, [string, string]>({ name: 'samples', encoding: 'binary' });
     this.embeddingsDb = root.openDB<Buffer, [string, string]>({ name: 'embeddings', encoding: 'binary' });
     this.metaDb = root.openDB<number, string>({ name: 'meta' });
+    this.profilesDb = root.openDB<ClipProfileRecord, [string, string]>({ name: 'profiles' });
   }
 
   /** Opens (creating when missing) the store and loads every run into memory. */
@@ -270,6 +284,35 @@ export class Store {
     mkdirSync(dir, { recursive: true });
     if (existsSync(join(dir, 'data.mdb'))) throw new Error(`${dir} already holds a store`);
     await this.root.backup(dir, true);
+  }
+
+  /**
+   * Stores motion profiles in one transaction, serialised with {@link Store.commit}; resolves
+   * once durable. A profile for an existing [clipId, hash] replaces it.
+   */
+  putProfiles(entries: ReadonlyArray<{ clipId: string; record: ClipProfileRecord }>): Promise<void> {
+    const result = this.tail.then(async () => {
+      await this.root.transaction(() => {
+        for (const e of entries) void this.profilesDb.put([e.clipId, e.record.hash], e.record);
+      });
+      await this.root.flushed;
+    });
+    this.tail = result.catch(() => undefined);
+    return result;
+  }
+
+  /** The clip's newest profile (by `profiledAtMs`), or undefined. */
+  profile(clipId: string): ClipProfileRecord | undefined {
+    let newest: ClipProfileRecord | undefined;
+    for (const { value } of this.profilesDb.getRange(runRange(clipId))) {
+      if (newest === undefined || value.profiledAtMs > newest.profiledAtMs) newest = value;
+    }
+    return newest;
+  }
+
+  /** Whether the clip has a profile computed from a file with this hash. */
+  hasProfile(clipId: string, hash: string): boolean {
+    return this.profilesDb.doesExist([clipId, hash]);
   }
 
   /** Bytes the store occupies (LMDB's own accounting). */

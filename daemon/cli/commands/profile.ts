@@ -1,0 +1,152 @@
+import { availableParallelism } from 'node:os';
+import { parseArgs } from 'node:util';
+import { FlowEstimator, listClips, profileAll, PROFILER_DEFAULTS, type ClipOutcome, type ClipProfile } from '../../motion/index.js';
+import { UsageError, baseUrl, getJson, table, type Command, type Io } from '../common.js';
+
+/** Progress on stderr: a redrawn bar on a terminal, otherwise a line at every quarter. */
+class Progress {
+  private done = 0;
+  private lastQuarter = 0;
+  private readonly started = performance.now();
+
+  constructor(
+    private readonly io: Io,
+    private readonly total: number,
+    private readonly tty: boolean,
+  ) {}
+
+  tick(label: string): void {
+    this.done++;
+    const elapsedS = (performance.now() - this.started) / 1000;
+    const rate = this.done / Math.max(elapsedS, 1e-3);
+    const etaS = (this.total - this.done) / rate;
+    const text = `${this.done}/${this.total} clips  ${rate.toFixed(1)} clips/s  eta ${Math.ceil(etaS)}s  ${label}`;
+    if (this.tty) {
+      const width = 24;
+      const filled = Math.round((width * this.done) / this.total);
+      this.io.err(
+        `\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${text}`.slice(0, 160).padEnd(100) + (this.done === this.total ? '\n' : ''),
+      );
+      return;
+    }
+    const quarter = Math.floor((4 * this.done) / this.total);
+    if (quarter > this.lastQuarter || this.done === this.total) {
+      this.lastQuarter = quarter;
+      this.io.err(`profile: ${text}\n`);
+    }
+  }
+}
+
+function positiveInt(name: string, v: string | undefined, fallback: number): number {
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${name} must be a positive integer`);
+  return n;
+}
+
+export const profileCommand: Command = {
+  usage: `profile <dir|manifest.jsonl|manifest.csv> [--run R] [--jobs N] [--flow-model FILE] [--flow-scale 1|255]
+          [--short-side PX] [--sample-fps F] [--max-frames N] [--url URL]
+                                     motion descriptors of each clip (ffmpeg + optical flow), stored by the daemon`,
+  run: async (args, io, env) => {
+    const { values, positionals } = parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        run: { type: 'string' },
+        jobs: { type: 'string' },
+        'flow-model': { type: 'string' },
+        'flow-scale': { type: 'string', default: '1' },
+        'short-side': { type: 'string' },
+        'sample-fps': { type: 'string' },
+        'max-frames': { type: 'string' },
+        url: { type: 'string' },
+      },
+    });
+    const source = positionals[0];
+    if (source === undefined || positionals.length > 1) throw new UsageError('give one directory or manifest');
+    const url = baseUrl(values.url, env);
+    const flowScale = Number(values['flow-scale']);
+    if (flowScale !== 1 && flowScale !== 255) throw new UsageError('--flow-scale must be 1 or 255');
+    const sampleFps = values['sample-fps'] === undefined ? PROFILER_DEFAULTS.sampleFps : Number(values['sample-fps']);
+    if (!(sampleFps > 0)) throw new UsageError('--sample-fps must be positive');
+    const profiler = {
+      ...PROFILER_DEFAULTS,
+      shortSide: positiveInt('short-side', values['short-side'], PROFILER_DEFAULTS.shortSide),
+      maxFrames: positiveInt('max-frames', values['max-frames'], PROFILER_DEFAULTS.maxFrames),
+      sampleFps,
+    };
+    const jobs = positiveInt('jobs', values.jobs, availableParallelism());
+    const clips = await listClips(source);
+    if (values.run !== undefined) await getJson(`${url}/v1/runs/${encodeURIComponent(values.run)}`, undefined, env);
+    const modelPath = values['flow-model'] ?? env['MOTIVE_FLOW_MODEL'];
+    const flow = await FlowEstimator.create({
+      ...(modelPath === undefined || modelPath === '' ? {} : { modelPath }),
+      inputScale: flowScale,
+    });
+    const progress = new Progress(io, clips.length, env['MOTIVE_PROGRESS'] !== 'lines' && process.stderr.isTTY);
+    const counts = { profiled: 0, skipped: 0, failed: 0 };
+    const failures: string[] = [];
+    try {
+      await profileAll(clips, flow, {
+        jobs,
+        profiler,
+        known: async (batch) => {
+          const { known } = (await getJson(
+            `${url}/v1/profiles/lookup`,
+            { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ clips: batch }) },
+            env,
+          )) as { known: string[] };
+          return new Set(known);
+        },
+        onOutcome: async (o: ClipOutcome) => {
+          counts[o.kind]++;
+          if (o.kind === 'profiled') {
+            // Stored one clip at a time, so an interrupted pass keeps everything finished.
+            const { path, ...rest } = o.profile satisfies ClipProfile;
+            await getJson(
+              `${url}/v1/profiles`,
+              { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ profiles: [{ ...rest, path }] }) },
+              env,
+            );
+          } else if (o.kind === 'failed') failures.push(`${o.clip.id}: ${o.error.message}`);
+          progress.tick(o.clip.id);
+        },
+      });
+    } finally {
+      await flow.close();
+    }
+    io.out(
+      `profiled ${counts.profiled}, skipped ${counts.skipped} (already profiled), failed ${counts.failed} of ${clips.length} clip(s)\n`,
+    );
+    for (const f of failures) io.out(`  failed ${f}\n`);
+    if (values.run !== undefined) {
+      const ex = (await getJson(`${url}/v1/runs/${encodeURIComponent(values.run)}/explain`, undefined, env)) as {
+        samples: number;
+        profiled: number;
+        harmful: number;
+        helpful: number;
+        descriptors: Array<{
+          name: string;
+          spearman: number | null;
+          auc: number | null;
+          harmfulMean: number | null;
+          helpfulMean: number | null;
+        }>;
+        summary: string[];
+      };
+      io.out(
+        `run ${values.run}: ${ex.profiled} of ${ex.samples} sample(s) profiled; ${ex.harmful} most harmful vs ${ex.helpful} most helpful\n`,
+      );
+      const n = (v: number | null): string | number => (v === null ? '-' : v);
+      io.out(
+        table(
+          ['descriptor', 'AUC', 'spearman', 'harmful mean', 'helpful mean'],
+          ex.descriptors.map((d) => [d.name, n(d.auc), n(d.spearman), n(d.harmfulMean), n(d.helpfulMean)]),
+        ),
+      );
+      for (const line of ex.summary) io.out(`  ${line}\n`);
+    }
+    return counts.failed > 0 ? 1 : 0;
+  },
+};
