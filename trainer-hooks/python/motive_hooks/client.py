@@ -5,8 +5,13 @@ bounded queue; the thread coalesces queued rows of the same step into ``SketchBa
 numbers them (``seq`` 1, 2, 3, ... per run and rank), keeps every batch until the daemon acks it
 (acks come after durable commit) and, after a reconnect, drops what ``Welcome.last_committed_seq``
 covers and resends the rest in order, after the latest ``QuerySet``. A daemon outage never raises
-into the training loop: when the queue is full, ``send`` waits at most ``block_timeout_s`` (policy
-``"block"``) or not at all (``"drop"``) and then drops the rows and counts them.
+into the training loop (unless ``raise_on_error=True``): when the queue is full, ``send`` waits at
+most ``block_timeout_s`` (policy ``"block"``) or not at all (``"drop"``) and then drops the rows and
+counts them; ``close`` returns within its timeout even when the daemon is gone.
+
+Query sets are numbered above both the client's own last version and ``Welcome.query_version``
+(the newest version the run already holds), so a restarted trainer's refresh is not ignored by the
+daemon as a duplicate version.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import torch
 from ._proto import motive_pb2 as pb
 from .sketch import PROJECTION_KIND, GradientSketcher
 
-__all__ = ["MotiveClient", "ClientStats", "CLIENT_VERSION"]
+__all__ = ["MotiveClient", "MotiveClientError", "ClientStats", "CLIENT_VERSION"]
 
 #: Version reported in ``Hello.client`` as ``motive-hooks/<version>``.
 CLIENT_VERSION = "0.1.0"
@@ -34,6 +39,14 @@ _METHOD = "/motive.v1.Attribution/Attach"
 _log = logging.getLogger("motive_hooks.client")
 
 ArrayLike = Union[torch.Tensor, np.ndarray, Sequence[Sequence[float]]]
+
+#: Fatal errors before ``Welcome`` that are worth a reconnect: the daemon is draining for a
+#: successor or could not commit. Every other fatal error before ``Welcome`` refuses the Hello.
+_RETRYABLE_CODES = frozenset({"MOTIVE_INGEST_SHUTTING_DOWN", "MOTIVE_STORE_COMMIT", "MOTIVE_INGEST_INTERNAL"})
+
+
+class MotiveClientError(RuntimeError):
+    """Raised by a :class:`MotiveClient` built with ``raise_on_error=True`` (never otherwise)."""
 
 
 @dataclass
@@ -122,6 +135,13 @@ class MotiveClient:
         connect_timeout_s: wait for ``Welcome`` after opening a stream, seconds (default 10).
         backoff_s: reconnect delay after a failed stream, seconds, doubling up to
             ``max_backoff_s`` (defaults 0.1 and 2).
+        raise_on_error: False (default): no method but the constructor ever raises into the
+            training loop; failures are logged, counted in :meth:`stats` and reported through
+            return values. True: ``send``, ``set_queries`` and ``flush`` raise
+            :class:`MotiveClientError` when the daemon refused the Hello, the client is closed or
+            rows are dropped, and ``ValueError`` on malformed arguments.
+
+    The constructor raises ``ValueError`` on an invalid configuration (dtype, policy, dim).
     """
 
     def __init__(
@@ -147,6 +167,7 @@ class MotiveClient:
         connect_timeout_s: float = 10.0,
         backoff_s: float = 0.1,
         max_backoff_s: float = 2.0,
+        raise_on_error: bool = False,
     ) -> None:
         if dtype not in ("float16", "float32"):
             raise ValueError(f"dtype must be 'float16' or 'float32', got {dtype!r}")
@@ -171,6 +192,7 @@ class MotiveClient:
         self.connect_timeout_s = float(connect_timeout_s)
         self.backoff_s = float(backoff_s)
         self.max_backoff_s = float(max_backoff_s)
+        self.raise_on_error = bool(raise_on_error)
         self._hello = pb.TrainerMessage(
             hello=pb.Hello(
                 run_id=run_id,
@@ -189,7 +211,9 @@ class MotiveClient:
         self._pending_rows = 0
         self._unacked: "OrderedDict[int, Any]" = OrderedDict()
         self._next_seq: Optional[int] = None
-        self._query_version = 0
+        self._query_version = 0  # the highest QuerySet version this client numbered or saw
+        self._query_floor = 0  # the highest Welcome.query_version seen (versions the run holds)
+        self._sent_query_version = 0  # the version of the last QuerySet put on a stream
         self._latest_queries: Optional[Any] = None
         self._last_step = -1
         self._weights: Dict[str, float] = {}
@@ -198,6 +222,7 @@ class MotiveClient:
         self._closing = False
         self._failed = False
         self._in_flight = False  # the sender holds items taken from _pending but not yet numbered
+        self._refusal: Optional[str] = None  # the daemon's reason for refusing the Hello
         self._conn: Optional[_Conn] = None
         self._channel = grpc.insecure_channel(
             address,
@@ -246,27 +271,57 @@ class MotiveClient:
         """Publishes a new QuerySet version (in force for batches with ``step >= step``).
 
         ``step`` defaults to the step after the last ``send``. It is queued ahead of any later
-        ``send`` and is never dropped. Returns the version (1, 2, ...).
+        ``send`` and is never dropped. Returns the version it is numbered with now: one above
+        both this client's last version and the newest version the run held at the last
+        ``Welcome``. If a later ``Welcome`` shows the run already holds that version (a restarted
+        trainer that published before attaching), it is renumbered above it when sent;
+        :attr:`query_version` tells the final number. Returns 0 when nothing was queued (the
+        client is closed or refused, or the arguments are malformed and ``raise_on_error`` is
+        False).
         """
-        ids = [str(i) for i in ids]
-        data = self._encode(sketches, len(ids))
+        try:
+            ids = [str(i) for i in ids]
+            data = self._encode(sketches, len(ids))
+            group_list = [str(g) for g in groups] if groups is not None else []
+        except Exception as exc:
+            return self._bad_call("set_queries", exc, 0)
         with self._cv:
+            if self._failed or self._closing:
+                reason = self._refusal if self._failed else "the client is closed"
+                if self.raise_on_error:
+                    raise MotiveClientError(f"query set not queued: {reason}")
+                return 0
             if step is None:
                 step = self._last_step + 1
             self._query_version += 1
             msg = pb.TrainerMessage(
                 queries=pb.QuerySet(
                     version=self._query_version,
-                    step=int(step),
+                    step=max(0, int(step)),
                     query_ids=ids,
-                    groups=[str(g) for g in groups] if groups is not None else [],
+                    groups=group_list,
                     sketches=data,
                 )
             )
-            if not self._failed and not self._closing:
-                self._pending.append(_Queries(msg))
-                self._cv.notify_all()
+            self._pending.append(_Queries(msg))
+            self._cv.notify_all()
             return self._query_version
+
+    @property
+    def query_version(self) -> int:
+        """The highest QuerySet version this client numbered or saw in a ``Welcome`` (0: none)."""
+        with self._lock:
+            return self._query_version
+
+    def _bad_call(self, what: str, exc: BaseException, result: Any) -> Any:
+        """Reports a malformed call: raises under ``raise_on_error``, else logs and counts it."""
+        if self.raise_on_error:
+            if isinstance(exc, ValueError):
+                raise exc
+            raise MotiveClientError(f"{what}: {exc!r}") from exc
+        _log.warning("motive client %s ignored: %r", what, exc)
+        self._note_error(f"{what}: {exc!r}")
+        return result
 
     def send(
         self,
@@ -278,15 +333,22 @@ class MotiveClient:
     ) -> bool:
         """Queues one row per sample for optimizer step ``step`` with learning rate ``lr``.
 
-        Returns False when the rows were dropped (queue full past the policy's bound, client
-        closed or refused by the daemon); the drop is counted in :meth:`stats`.
+        Stalls for at most ``block_timeout_s`` seconds (policy ``"block"``) or not at all
+        (``"drop"``) when the queue is full. Returns False when the rows were dropped (queue
+        full past the policy's bound, client closed or refused by the daemon, malformed
+        arguments); the drop is counted in :meth:`stats`. Under ``raise_on_error`` a drop raises
+        :class:`MotiveClientError` instead.
         """
-        ids = [str(i) for i in ids]
-        data = self._encode(sketches, len(ids))
-        loss_list: Optional[List[float]] = None
-        if losses is not None:
-            loss_list = [float(v) for v in (losses.detach().cpu().tolist() if isinstance(losses, torch.Tensor) else losses)]
-        rows = _Rows(int(step), float(lr), ids, data, loss_list)
+        try:
+            ids = [str(i) for i in ids]
+            data = self._encode(sketches, len(ids))
+            loss_list: Optional[List[float]] = None
+            if losses is not None:
+                raw = losses.detach().cpu().tolist() if isinstance(losses, torch.Tensor) else losses
+                loss_list = [float(v) for v in raw]
+            rows = _Rows(int(step), float(lr), ids, data, loss_list)
+        except Exception as exc:
+            return bool(self._bad_call("send", exc, False))
         deadline = time.monotonic() + (self.block_timeout_s if self.policy == "block" else 0.0)
         with self._cv:
             self._last_step = max(self._last_step, int(step))
@@ -298,6 +360,13 @@ class MotiveClient:
             if self._failed or self._closing or self._pending_rows >= self.max_queue:
                 self._stats.dropped_rows += len(ids)
                 self._stats.dropped_sends += 1
+                if self.raise_on_error:
+                    reason = (
+                        self._refusal
+                        if self._failed
+                        else "the client is closed" if self._closing else "the send queue is full"
+                    )
+                    raise MotiveClientError(f"{len(ids)} rows of step {step} dropped: {reason}")
                 return False
             self._pending.append(rows)
             self._pending_rows += 1
@@ -305,34 +374,56 @@ class MotiveClient:
             return True
 
     def flush(self, timeout_s: Optional[float] = None) -> bool:
-        """Waits until everything queued is acked by the daemon; False on timeout or failure."""
+        """Waits up to ``timeout_s`` seconds (None: no limit) until everything queued is acked.
+
+        Returns False on timeout or when the daemon refused the Hello (under ``raise_on_error``
+        a refusal raises :class:`MotiveClientError`).
+        """
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         with self._cv:
             while self._pending or self._unacked or self._in_flight:
                 if self._failed:
-                    return False
+                    break
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
                 self._cv.wait(0.05 if left is None else min(left, 0.05))
+            if self._failed and self.raise_on_error:
+                raise MotiveClientError(f"the daemon refused this client: {self._refusal}")
             return not self._failed
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Flushes for at most ``timeout_s`` seconds, then ends the stream and the thread.
+        """Flushes, ends the stream and stops the thread, all within about ``timeout_s`` seconds.
 
-        Rows not acked by then are counted in ``stats().dropped_rows``.
+        Never raises and never waits longer than ``timeout_s`` plus a fraction of a second, even
+        when the daemon is gone. Rows not acked by then are counted in ``stats().dropped_rows``.
+        Calling it again is harmless.
         """
-        self.flush(timeout_s)
+        deadline = time.monotonic() + max(0.0, float(timeout_s))
+        try:
+            with self._cv:
+                busy = bool(self._pending or self._unacked or self._in_flight) and not self._failed
+            if busy:
+                self.flush(max(0.0, deadline - time.monotonic() - 0.2))
+        except Exception as exc:  # close must not raise into the training loop
+            self._note_error(repr(exc))
         with self._cv:
             self._closing = True
             self._cv.notify_all()
         conn = self._conn
         if conn is not None:
             conn.dead.set()
-        self._thread.join(timeout=max(1.0, timeout_s))
-        self._channel.close()
+            conn.put(None)
+        self._thread.join(timeout=max(0.2, deadline - time.monotonic()))
+        try:
+            self._channel.close()
+        except Exception as exc:
+            self._note_error(repr(exc))
         with self._cv:
             self._drop_all_locked()  # whatever did not reach a durable commit is counted as lost
+            if self._stats.state not in ("failed", "closed"):
+                self._stats.state = "closed"
+            self._cv.notify_all()
 
     def __enter__(self) -> "MotiveClient":
         return self
@@ -475,7 +566,10 @@ class MotiveClient:
             if err.fatal:
                 _log.warning("motive daemon closed the stream: %s", text)
                 if not conn.welcomed.is_set():
-                    conn.refused = True
+                    conn.refused = err.code not in _RETRYABLE_CODES
+                    if conn.refused:
+                        with self._lock:
+                            self._refusal = text
                     conn.welcomed.set()
                 conn.dead.set()
             elif err.seq:
@@ -503,6 +597,8 @@ class MotiveClient:
                 return False
             last = int(conn.welcome.last_committed_seq)
             with self._cv:
+                self._query_floor = max(self._query_floor, int(conn.welcome.query_version))
+                self._query_version = max(self._query_version, self._query_floor)
                 if self._next_seq is None:
                     self._next_seq = last + 1
                 for seq in [s for s in self._unacked if s <= last]:
@@ -537,6 +633,11 @@ class MotiveClient:
                     self._cv.wait(0.05)
                 head = self._pending.popleft()
                 if isinstance(head, _Queries):
+                    qs = head.msg.queries
+                    # above what the run holds (Welcome) and what this client sent, in queue order
+                    qs.version = max(int(qs.version), self._query_floor + 1, self._sent_query_version + 1)
+                    self._sent_query_version = int(qs.version)
+                    self._query_version = max(self._query_version, int(qs.version))
                     self._latest_queries = head.msg
                     conn.put(head.msg)
                     continue

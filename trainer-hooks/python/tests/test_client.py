@@ -1,178 +1,471 @@
-"""MotiveClient and MotiveSampler against an in-process fake daemon (wire rules of DESIGN §4)."""
+"""MotiveClient and MotiveSampler against the real daemon (``node bin/motived.js``).
+
+One daemon (with a trainer token and a fast weight policy) serves every test of this module that
+does not kill it; the tests that SIGKILL and restart a daemon get their own. What the daemon stored
+is read back over REST and compared with a float64 reference computed from the exact bytes sent.
+"""
 
 from __future__ import annotations
 
-import socket
+import math
+import os
+import shutil
+import tempfile
 import time
+import urllib.parse
 from collections import Counter
-from typing import List
+from typing import Callable, Dict, Iterator, List, Sequence, Tuple
 
 import numpy as np
+import pytest
 import torch
 
-from fake_daemon import FakeDaemon, FakeState
 from motive_hooks import MotiveClient, MotiveSampler
+from motive_hooks.client import MotiveClientError
+from test_interop import MOTIVED, Daemon
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("node") is None or not os.path.exists(MOTIVED),
+    reason="needs node and bin/motived.js (the daemon) in this checkout",
+)
 
 DIM = 8
+TOKEN = "trainer-token-0123"
+#: A read-only token for the REST checks (with tokens configured, REST wants one too).
+VIEWER_TOKEN = "viewer-token-4567"
+#: Weights recomputed every 100 ms from the first sighting of a sample on.
+CONFIG: Dict[str, object] = {
+    "weights": {"minSeen": 1, "intervalMs": 100, "beta": 1.0},
+    "auth": {"tokens": [{"name": "tests", "token": VIEWER_TOKEN, "role": "viewer"}]},
+}
+
+#: One sent batch: (step, lr, sample ids, the row bytes as sent, wire dtype).
+Sent = Tuple[int, float, List[str], bytes, str]
 
 
-def _rows(n: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
+@pytest.fixture(scope="module")
+def daemon() -> Iterator[Daemon]:
+    """The module's shared daemon; it requires ``TOKEN`` in every Hello."""
+    tmp = tempfile.mkdtemp(prefix="motive-client-")
+    d = Daemon(os.path.join(tmp, "data"), CONFIG, env={"MOTIVE_TRAINER_TOKEN": TOKEN}, read_token=VIEWER_TOKEN)
+    try:
+        yield d
+    finally:
+        d.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+@pytest.fixture()
+def own_daemon() -> Iterator[List[Daemon]]:
+    """A daemon of the test's own, to kill; the list holds the live one after restarts."""
+    tmp = tempfile.mkdtemp(prefix="motive-client-own-")
+    box = [Daemon(os.path.join(tmp, "data"))]
+    try:
+        yield box
+    finally:
+        box[0].stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _wait(cond, timeout_s: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
+def _client(address: str, run_id: str, dim: int = DIM, **kw: object) -> MotiveClient:
+    """A client with fast reconnects (at most 0.2 s apart) and the shared daemon's token."""
+    opts: Dict[str, object] = dict(token=TOKEN, fingerprint="fp", max_backoff_s=0.2, backoff_s=0.05)
+    opts.update(kw)
+    return MotiveClient(address, run_id, dim, **opts)  # type: ignore[arg-type]
+
+
+def _rows(n: int, seed: int, dim: int = DIM) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+
+
+def _wait(cond: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    """Polls ``cond`` every 10 ms for at most ``timeout_s`` seconds."""
     end = time.monotonic() + timeout_s
     while time.monotonic() < end:
         if cond():
             return True
         time.sleep(0.01)
-    return False
+    return cond()
 
 
-def test_batches_queries_and_encoding() -> None:
-    d = FakeDaemon()
-    c = MotiveClient(d.address, "run-a", DIM, dtype="float32", fingerprint="fp1", seed=3)
+def _wire(rows: np.ndarray, dtype: str) -> bytes:
+    """The bytes the client puts on the wire for ``rows``."""
+    return np.ascontiguousarray(rows.astype("<f2" if dtype == "float16" else "<f4")).tobytes()
+
+
+def _unit(raw: bytes, n: int, dim: int, dtype: str) -> np.ndarray:
+    """Rows decoded from wire bytes to float64 and L2-normalised (zero rows stay zero)."""
+    x = np.frombuffer(raw, dtype="<f2" if dtype == "float16" else "<f4").reshape(n, dim).astype(np.float64)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms > 0, norms, 1.0)
+
+
+def _sample(d: Daemon, run_id: str, sid: str) -> Dict[str, object]:
+    return d.get(f"/v1/runs/{run_id}/samples/{urllib.parse.quote(sid, safe='')}")  # type: ignore[no-any-return]
+
+
+def _check_sums(
+    d: Daemon, run_id: str, sent: Sequence[Sent], queries: Sequence[Tuple[int, List[str], bytes, str]], dim: int = DIM
+) -> None:
+    """Every sample's ``seen`` and ``querySums`` equal the float64 reference of what was sent.
+
+    ``queries`` are ``(step, ids, bytes, dtype)`` in version order; each batch is scored against
+    the last one whose step is at most the batch's (cosine scores, summed with the batch's lr).
+    """
+    run = d.get(f"/v1/runs/{run_id}")
+    qids: List[str] = run["queryIds"]
+    expect: Dict[str, np.ndarray] = {}
+    seen: Counter = Counter()
+    for step, lr, sids, raw, dtype in sent:
+        g = _unit(raw, len(sids), dim, dtype)
+        active = [q for q in queries if q[0] <= step]
+        for r, sid in enumerate(sids):
+            seen[sid] += 1
+            acc = expect.setdefault(sid, np.zeros(len(qids)))
+            if active:
+                qstep, q_ids, q_raw, q_dtype = active[-1]
+                q = _unit(q_raw, len(q_ids), dim, q_dtype)
+                for j, qid in enumerate(qids):
+                    if qid in q_ids:
+                        acc[j] += lr * float(g[r] @ q[q_ids.index(qid)])
+    for sid, n in seen.items():
+        got = _sample(d, run_id, sid)
+        assert got["seen"] == n, (sid, got["seen"], n)
+        np.testing.assert_allclose(np.array(got["querySums"], dtype=np.float64), expect[sid], rtol=1e-5, atol=1e-7)
+
+
+def _committed(d: Daemon, run_id: str, rank: int = 0) -> int:
+    ranks = d.get(f"/v1/runs/{run_id}")["ranks"]
+    return int(next((r["lastCommittedSeq"] for r in ranks if r["rank"] == rank), 0))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_batches_queries_and_encoding(daemon: Daemon, dtype: str) -> None:
+    run_id = f"enc-{dtype}"
+    c = _client(daemon.address, run_id, dtype=dtype, fingerprint="fp1", seed=3)
     try:
         q = _rows(2, 0)
         assert c.set_queries(["q0", "q1"], q, step=0) == 1
-        sent: List[np.ndarray] = []
+        sent: List[Sent] = []
         for step in range(5):
             rows = _rows(3, step + 1)
-            sent.append(rows)
-            assert c.send(step, 0.1, [f"s{step}-{i}" for i in range(3)], rows, losses=[1.0, 2.0, 3.0])
-        assert c.flush(5.0)
-        st = d.state
-        assert [b.seq for b in st.batches] == [1, 2, 3, 4, 5]
-        for b, rows in zip(st.batches, sent):
-            got = np.frombuffer(b.sketches, dtype="<f4").reshape(-1, DIM)
-            np.testing.assert_array_equal(got, rows)
-            assert list(b.losses) == [1.0, 2.0, 3.0]
-            assert abs(b.lr - 0.1) < 1e-15
-        assert st.queries[1].query_ids == ["q0", "q1"]
-        np.testing.assert_array_equal(np.frombuffer(st.queries[1].sketches, dtype="<f4").reshape(2, DIM), q)
-        h = st.hellos[0]
-        assert h.run_id == "run-a" and h.projection.fingerprint == "fp1" and h.projection.dim == DIM
-        assert h.client.startswith("motive-hooks/") and h.apply_weights
+            lr = 0.1 * (step + 1)
+            ids = [f"s{step}-{i}" for i in range(3)]
+            assert c.send(step, lr, ids, rows, losses=[1.0, 2.0, 3.0])
+            sent.append((step, lr, ids, _wire(rows, dtype), dtype))
+        # rows of one step are coalesced into fewer batches; the daemon sees them all
+        same = _rows(4, 9)
+        for i in range(4):
+            assert c.send(7, 0.5, [f"x{i}"], same[i : i + 1])
+            sent.append((7, 0.5, [f"x{i}"], _wire(same[i : i + 1], dtype), dtype))
+        assert c.flush(10.0)
+        st = c.stats()
+        assert st.state == "connected" and st.dropped_rows == 0 and st.rejected_batches == 0
+        assert 6 <= st.sent_batches <= 9 and st.acked_batches == st.sent_batches
+        run = daemon.get(f"/v1/runs/{run_id}")
+        assert run["dim"] == DIM
+        assert run["projection"]["fingerprint"] == "fp1" and int(run["projection"]["seed"]) == 3
+        assert run["queryIds"] == ["q0", "q1"] and run["queryVersion"] == 1
+        assert run["sketches"] == 19
+        assert _committed(daemon, run_id) == st.sent_batches
+        _check_sums(daemon, run_id, sent, [(0, ["q0", "q1"], _wire(q, dtype), dtype)])
     finally:
         c.close(2.0)
-        d.stop()
 
 
-def test_float16_rows_and_coalescing() -> None:
-    d = FakeDaemon()
-    c = MotiveClient(d.address, "run-h", DIM, fingerprint="fp")
+def test_resend_after_daemon_restart_is_exactly_once(own_daemon: List[Daemon]) -> None:
+    d = own_daemon[0]
+    run_id = "restart"
+    c = _client(d.address, run_id, dtype="float32", token=None, block_timeout_s=10.0)
+    sent: List[Sent] = []
+    q = _rows(2, 100)
+    queries = [(0, ["qa", "qb"], _wire(q, "float32"), "float32")]
+
+    def send(step: int) -> None:
+        rows = _rows(2, 200 + step)
+        ids = [f"a{step}-0", f"a{step}-1"]
+        assert c.send(step, 0.01 * (step + 1), ids, rows)
+        sent.append((step, 0.01 * (step + 1), ids, _wire(rows, "float32"), "float32"))
+
     try:
-        rows = _rows(4, 9)
-        for i in range(4):  # same step: may be coalesced into fewer batches
-            c.send(7, 0.5, [f"x{i}"], rows[i : i + 1])
-        assert c.flush(5.0)
-        got = np.concatenate([np.frombuffer(b.sketches, dtype="<f2").reshape(-1, DIM) for b in d.state.batches])
-        np.testing.assert_array_equal(got, rows.astype(np.float16))
-        assert [i for b in d.state.batches for i in b.sample_ids] == ["x0", "x1", "x2", "x3"]
-    finally:
-        c.close(2.0)
-        d.stop()
-
-
-def test_resend_after_restart_is_exactly_once() -> None:
-    port = _free_port()
-    state = FakeState()
-    d = FakeDaemon(state, port=port, ack=False)  # commits but never acks: everything stays unacked
-    c = MotiveClient(f"127.0.0.1:{port}", "run-r", DIM, dtype="float32", fingerprint="fp", block_timeout_s=10.0)
-    try:
-        c.set_queries(["q"], _rows(1, 0), step=0)
-        for step in range(4):
-            c.send(step, 0.01, [f"a{step}"], _rows(1, step))
-        assert _wait(lambda: len(state.batches) == 4)
-        assert c.stats().unacked_batches == 4
-        d.stop()
-        for step in range(4, 8):  # during the outage: queued, not lost
-            assert c.send(step, 0.01, [f"a{step}"], _rows(1, step))
-        d = FakeDaemon(state, port=port, ack=True)
-        assert c.flush(15.0)
-        assert [b.seq for b in state.batches] == list(range(1, 9))
-        assert [b.sample_ids[0] for b in state.batches] == [f"a{i}" for i in range(8)]
-        assert state.duplicates == 0  # committed-but-unacked batches are not resent after Welcome
+        c.set_queries(["qa", "qb"], q, step=0)
+        for step in range(6):
+            send(step)
+        assert _wait(lambda: c.stats().sent_batches >= 3)
+        d.kill()  # batches in flight: committed or not, acked or not
+        assert _wait(lambda: c.stats().state != "connected", 5.0)
+        for step in range(6, 10):  # during the outage: queued, not lost
+            send(step)
+        d = own_daemon[0] = d.restart()
+        assert c.flush(15.0), c.stats()
         s = c.stats()
-        assert s.reconnects >= 1 and s.unacked_batches == 0 and s.dropped_rows == 0
-        assert len(state.hellos) == 2
+        assert s.reconnects >= 1 and s.unacked_batches == 0 and s.dropped_rows == 0 and s.rejected_batches == 0
+        assert _committed(d, run_id) == s.sent_batches  # numbered 1..n without gaps, each once
+        _check_sums(d, run_id, sent, queries)  # nothing lost, nothing counted twice
     finally:
         c.close(2.0)
-        d.stop()
+    # a restarted trainer continues after the daemon's last committed seq
+    c2 = _client(d.address, run_id, dtype="float32", token=None)
+    try:
+        before = _committed(d, run_id)
+        rows = _rows(1, 999)
+        assert c2.send(10, 0.5, ["late"], rows)
+        assert c2.flush(10.0)
+        assert _committed(d, run_id) == before + 1
+        sent.append((10, 0.5, ["late"], _wire(rows, "float32"), "float32"))
+        _check_sums(d, run_id, sent, queries)
+    finally:
+        c2.close(2.0)
 
 
-def test_outage_never_stalls_beyond_bound() -> None:
-    port = _free_port()  # nothing listens here
-    c = MotiveClient(f"127.0.0.1:{port}", "run-o", DIM, fingerprint="fp", policy="drop", max_queue=3)
+def test_outage_never_stalls_training_and_close_is_bounded(own_daemon: List[Daemon]) -> None:
+    d = own_daemon[0]
+    drop = _client(d.address, "outage", token=None, policy="drop", max_queue=3)
+    block = _client(d.address, "outage", token=None, policy="block", block_timeout_s=0.2, max_queue=1)
+    try:
+        assert _wait(lambda: drop.stats().state == "connected" and block.stats().state == "connected")
+        assert drop.send(0, 0.1, ["z"], _rows(1, 0)) and drop.flush(5.0)
+        d.kill()
+        assert _wait(lambda: drop.stats().state != "connected" and block.stats().state != "connected", 5.0)
+
+        t0 = time.monotonic()
+        ok = [drop.send(i, 0.1, ["z"], _rows(1, i)) for i in range(1, 11)]
+        assert time.monotonic() - t0 < 1.0
+        assert ok[:3] == [True] * 3 and not any(ok[3:])
+        assert drop.stats().dropped_rows == 7 and drop.stats().queued_sends == 3
+
+        assert block.send(0, 0.1, ["z"], _rows(1, 0))
+        t0 = time.monotonic()
+        assert not block.send(1, 0.1, ["z"], _rows(1, 1))
+        assert 0.15 <= time.monotonic() - t0 < 1.0
+        assert not block.flush(0.1)
+
+        # close with the daemon gone: bounded by its timeout; what never committed is counted
+        for c, queued, timeout_s in ((drop, 3, 0.5), (block, 1, 0.0)):
+            t0 = time.monotonic()
+            c.close(timeout_s)
+            assert time.monotonic() - t0 < timeout_s + 0.7
+            s = c.stats()
+            assert s.state == "closed" and s.queued_sends == 0 and s.unacked_batches == 0
+            assert s.dropped_rows >= queued
+            assert not c.send(99, 0.1, ["after"], _rows(1, 0))  # closed: dropped, never raised
+            t0 = time.monotonic()
+            c.close(0.2)  # again: harmless
+            assert time.monotonic() - t0 < 1.0
+    finally:
+        drop.close(0.2)
+        block.close(0.2)
+
+
+def test_close_never_hangs_without_a_daemon() -> None:
+    with tempfile.TemporaryDirectory(prefix="motive-client-gone-") as tmp:
+        d = Daemon(os.path.join(tmp, "data"))
+        address = d.address
+        c = _client(address, "gone", token=None, connect_timeout_s=30.0)
+        assert _wait(lambda: c.stats().state == "connected")
+        for step in range(5):
+            assert c.send(step, 0.1, [f"g{step}"], _rows(1, step))
+        d.kill()  # while batches may be unacked
+        for step in range(5, 8):
+            c.send(step, 0.1, [f"g{step}"], _rows(1, step))
+        t0 = time.monotonic()
+        c.close(1.0)
+        assert time.monotonic() - t0 < 1.7
+        s = c.stats()
+        assert s.state == "closed" and s.unacked_batches == 0 and s.queued_sends == 0
+        assert s.acked_batches + s.dropped_rows == 8  # one row per batch: acked or counted lost
+
+    # nothing listening at all, from the start
+    c2 = _client(address, "gone", token=None)
+    assert c2.send(0, 0.1, ["x"], _rows(1, 0))
     t0 = time.monotonic()
-    ok = [c.send(i, 0.1, ["z"], _rows(1, i)) for i in range(10)]
+    c2.close(0.3)
     assert time.monotonic() - t0 < 1.0
-    assert ok[:3] == [True] * 3 and not any(ok[3:])
-    assert c.stats().dropped_rows == 7
-    c.close(0.2)
-
-    c = MotiveClient(f"127.0.0.1:{port}", "run-o", DIM, fingerprint="fp", policy="block", block_timeout_s=0.2, max_queue=1)
-    assert c.send(0, 0.1, ["z"], _rows(1, 0))
-    t0 = time.monotonic()
-    assert not c.send(1, 0.1, ["z"], _rows(1, 1))
-    assert 0.15 <= time.monotonic() - t0 < 1.0
-    assert not c.flush(0.1)
-    c.close(0.2)
+    assert c2.stats().state == "closed" and c2.stats().dropped_rows == 1
 
 
-def test_refused_hello_fails_softly() -> None:
-    d = FakeDaemon()
-    d.state.fingerprint = "other"
-    c = MotiveClient(d.address, "run-f", DIM, fingerprint="mine")
+def test_refused_hello_fails_softly(daemon: Daemon) -> None:
+    first = _client(daemon.address, "refuse", dim=DIM)
+    try:
+        assert first.send(0, 0.1, ["a"], _rows(1, 0)) and first.flush(10.0)
+    finally:
+        first.close(1.0)
+
+    cases = [
+        (dict(dim=2 * DIM), "MOTIVE_INGEST_PROJECTION_MISMATCH"),  # the run has dim 8
+        (dict(fingerprint="other"), "MOTIVE_INGEST_PROJECTION_MISMATCH"),
+        (dict(token="wrong-token-000"), "MOTIVE_INGEST_UNAUTHENTICATED"),
+        (dict(token=None), "MOTIVE_INGEST_UNAUTHENTICATED"),
+    ]
+    for kw, code in cases:
+        c = _client(daemon.address, "refuse", **kw)  # type: ignore[arg-type]
+        try:
+            assert _wait(lambda: c.stats().state == "failed"), (kw, c.stats())
+            dim = int(kw.get("dim", DIM))  # type: ignore[call-overload]
+            assert not c.send(1, 0.1, ["b"], _rows(1, 1, dim))
+            assert c.set_queries(["q"], _rows(1, 2, dim)) == 0
+            s = c.stats()
+            assert code in (s.last_error or ""), (kw, s.last_error)
+            assert s.dropped_rows == 1 and s.reconnects == 0
+            assert not c.flush(0.5)
+        finally:
+            t0 = time.monotonic()
+            c.close(0.5)
+            assert time.monotonic() - t0 < 1.2
+        assert c.stats().state == "failed"
+    assert _sample(daemon, "refuse", "a")["seen"] == 1
+
+    # asked to raise: the refusal surfaces as MotiveClientError
+    c = _client(daemon.address, "refuse", token="wrong-token-000", raise_on_error=True)
     try:
         assert _wait(lambda: c.stats().state == "failed")
-        assert not c.send(0, 0.1, ["a"], _rows(1, 0))
-        assert "PROJECTION_MISMATCH" in (c.stats().last_error or "")
-        assert not c.flush(0.5)
+        with pytest.raises(MotiveClientError, match="UNAUTHENTICATED"):
+            c.send(1, 0.1, ["b"], _rows(1, 1))
+        with pytest.raises(MotiveClientError):
+            c.flush(0.5)
+        with pytest.raises(ValueError):
+            c.send(1, 0.1, ["b"], _rows(2, 1))  # 2 rows for 1 id
     finally:
         c.close(0.5)
-        d.stop()
 
 
-def test_rejected_batch_is_counted_and_dropped() -> None:
-    d = FakeDaemon()
-    d.state.reject_seqs = {2}
-    c = MotiveClient(d.address, "run-j", DIM, fingerprint="fp")
+class _UnsanitizedClient(MotiveClient):
+    """Sends rows as given, non-finite values included (the stock client zeroes such rows)."""
+
+    def _encode(self, sketches, n):  # type: ignore[no-untyped-def]
+        return np.ascontiguousarray(np.asarray(sketches, dtype=np.float32).astype(self._np_dtype)).tobytes()
+
+
+def test_rejected_batches_are_counted_and_dropped(daemon: Daemon) -> None:
+    run_id = "reject"
+    c = _client(daemon.address, run_id, dtype="float32")
+    raw = _UnsanitizedClient(daemon.address, run_id, DIM, dtype="float32", token=TOKEN, fingerprint="fp", rank=1, world_size=2)
     try:
-        for step in range(3):
-            c.send(step, 0.1, [f"r{step}"], _rows(1, step))
-            c.flush(5.0)  # one batch per step, so seq 2 is exactly step 1
-        assert c.flush(5.0)
-        assert c.stats().rejected_batches == 1
+        q = _rows(1, 50)
+        c.set_queries(["q"], q, step=0)
+        sent: List[Sent] = []
+        good = _rows(1, 1)
+        assert c.send(0, 0.1, ["ok0"], good) and c.flush(10.0)
+        sent.append((0, 0.1, ["ok0"], _wire(good, "float32"), "float32"))
+        assert c.send(1, float("nan"), ["badlr"], _rows(1, 2)) and c.flush(10.0)  # seq 2
+        assert c.send(2, 0.1, ["bad\x00id"], _rows(1, 3)) and c.flush(10.0)  # seq 3
+        nan_row = _rows(1, 4)
+        nan_row[0, 3] = math.nan
+        assert c.send(3, 0.1, ["zeroed"], nan_row) and c.flush(10.0)  # the client zeroes the row
+        sent.append((3, 0.1, ["zeroed"], _wire(np.zeros((1, DIM), np.float32), "float32"), "float32"))
+        good = _rows(1, 5)
+        assert c.send(4, 0.1, ["ok4"], good) and c.flush(10.0)
+        sent.append((4, 0.1, ["ok4"], _wire(good, "float32"), "float32"))
+        s = c.stats()
+        assert s.rejected_batches == 2 and s.unacked_batches == 0 and s.nonfinite_rows == 1
+        assert any("MOTIVE_INGEST_BATCH_INVALID" in e for e in s.errors)
+        assert any("MOTIVE_INGEST_SAMPLE_ID" in e for e in s.errors)
+        assert s.state == "connected"  # non-fatal: the stream goes on
+
+        assert raw.send(5, 0.1, ["nan"], nan_row) and raw.flush(10.0)  # NaN reaches the daemon
+        ok = _rows(1, 6)
+        assert raw.send(6, 0.1, ["ok6"], ok) and raw.flush(10.0)
+        sent.append((6, 0.1, ["ok6"], _wire(ok, "float32"), "float32"))
+        rs = raw.stats()
+        assert rs.rejected_batches == 1 and rs.unacked_batches == 0
+        assert any("MOTIVE_INGEST_BATCH_NONFINITE" in e for e in rs.errors)
+        assert _committed(daemon, run_id, 0) == 5 and _committed(daemon, run_id, 1) == 2
+        _check_sums(daemon, run_id, sent, [(0, ["q"], _wire(q, "float32"), "float32")])
     finally:
         c.close(1.0)
-        d.stop()
+        raw.close(1.0)
 
 
-def test_weights_drive_sampler_and_loss_weights() -> None:
-    d = FakeDaemon()
-    d.state.weights = {"s0": 0.0}
-    d.state.weights_version = 1
-    ids = [f"s{i}" for i in range(4)]
-    c = MotiveClient(d.address, "run-w", DIM, fingerprint="fp")
+def test_query_versions_continue_after_trainer_restart(daemon: Daemon) -> None:
+    run_id = "qversions"
+    q1, q2, q3 = _rows(2, 61), _rows(2, 62), _rows(2, 63)
+    a = _client(daemon.address, run_id)
     try:
-        assert _wait(lambda: c.weights_version == 1)
-        assert c.weights() == {"s0": 0.0}
-        sampler = MotiveSampler(ids, c, num_samples=4000, seed=1, refresh_every=4000)
-        counts = Counter(sampler)
-        assert counts[0] == 0 and all(900 < counts[i] < 1800 for i in (1, 2, 3))
-        d.push_weights({"s1": 0.0, "s2": 0.0})
-        assert _wait(lambda: c.weights_version == 2)
-        counts = Counter(sampler)
-        assert counts == Counter({3: 4000})
+        assert a.set_queries(["qa", "qb"], q1, step=0) == 1
+        assert a.set_queries(["qa", "qb"], q2, step=2) == 2
+        assert a.send(2, 0.1, ["s-a"], _rows(1, 64)) and a.flush(10.0)
+    finally:
+        a.close(1.0)
+    assert daemon.get(f"/v1/runs/{run_id}")["queryVersion"] == 2
+
+    # the restarted trainer publishes before its Welcome arrived: renumbered above the run's
+    b = _client(daemon.address, run_id)
+    sent: List[Sent] = []
+    try:
+        b.set_queries(["qa", "qb"], q3, step=5)
+        rows = _rows(1, 65)
+        assert b.send(5, 0.2, ["s-b"], rows) and b.flush(10.0)
+        sent.append((5, 0.2, ["s-b"], _wire(rows, "float16"), "float16"))
+        assert b.query_version == 3
+        run = daemon.get(f"/v1/runs/{run_id}")
+        assert run["queryVersion"] == 3 and [qs["version"] for qs in run["querySets"]] == [1, 2, 3]
+        # the batch at step 5 was scored against the refreshed queries, not the old version 2
+        _check_sums(daemon, run_id, sent, [(5, ["qa", "qb"], _wire(q3, "float16"), "float16")])
+        assert b.set_queries(["qa", "qb"], q1, step=6) == 4 and b.flush(10.0)
+    finally:
+        b.close(1.0)
+
+    # after its Welcome, a restarted trainer numbers directly above the run's newest version
+    c = _client(daemon.address, run_id)
+    try:
+        assert _wait(lambda: c.stats().state == "connected")
+        assert c.query_version == 4
+        assert c.set_queries(["qa", "qb"], q2, step=7) == 5 and c.flush(10.0)
+        assert daemon.get(f"/v1/runs/{run_id}")["queryVersion"] == 5
+    finally:
+        c.close(1.0)
+
+
+def test_pushed_weights_drive_sampler_and_loss_weights(daemon: Daemon) -> None:
+    run_id = "weights"
+    dim = 16
+    rng = np.random.default_rng(7)
+    q = rng.standard_normal((2, dim)).astype(np.float32)
+    direction = q.sum(axis=0) / np.linalg.norm(q.sum(axis=0))
+    normal = [f"n{i}" for i in range(10)]
+    harmful = ["h0", "h1"]
+    late = "h2"
+    ids = normal + harmful + [late]
+    c = _client(daemon.address, run_id, dim=dim)
+    try:
+        c.set_queries(["qa", "qb"], q, step=0)
+        good = (direction + 0.3 * rng.standard_normal((len(normal), dim))).astype(np.float32)
+        bad = (-direction + 0.05 * rng.standard_normal((len(harmful), dim))).astype(np.float32)
+        assert c.send(0, 0.1, normal, good) and c.send(0, 0.1, harmful, bad) and c.flush(10.0)
+
+        def synced() -> bool:
+            rest = daemon.get(f"/v1/runs/{run_id}/weights")["weights"]
+            live = c.weights()
+            return all(rest.get(h, 1.0) < 0.2 for h in harmful) and all(
+                abs(live.get(k, 1.0) - w) < 1e-6 for k, w in rest.items()
+            )
+
+        assert _wait(synced, 10.0), (c.weights(), c.stats())
+        assert c.weights_version >= 1
+        w = np.array([c.weight(i) for i in ids])
+        assert all(c.weight(h) < 0.2 for h in harmful) and c.weight(late) == 1.0
+        assert max(c.weight(h) for h in harmful) < min(c.weight(n) for n in normal)
+
         lw = c.loss_weights(ids)
-        assert torch.equal(lw, torch.tensor([0.0, 0.0, 0.0, 1.0]))
+        assert lw.dtype == torch.float32 and torch.equal(lw, torch.tensor(w, dtype=torch.float32))
+
+        n_draws = 20000
+        sampler = MotiveSampler(ids, c, num_samples=n_draws, seed=1, refresh_every=500)
+        counts = Counter(sampler)
+        for i, wi in enumerate(w):  # draws ∝ the pushed weights
+            expected = n_draws * wi / w.sum()
+            assert abs(counts[i] - expected) < 5 * math.sqrt(expected) + 5, (ids[i], counts[i], expected)
+
+        # a later harmful sample: the next WeightUpdate reaches the sampler within its epoch
+        version = c.weights_version
+        assert c.send(1, 0.1, [late], bad[:1]) and c.flush(10.0)
+        assert _wait(lambda: c.weight(late) < 0.2, 10.0), c.weights()
+        assert c.weights_version > version
+        counts = Counter(sampler)
+        w = np.array([c.weight(i) for i in ids])
+        expected_late = n_draws * w[-1] / w.sum()
+        assert counts[len(ids) - 1] < n_draws / len(ids) / 2
+        assert abs(counts[len(ids) - 1] - expected_late) < 5 * math.sqrt(expected_late) + 5
+        assert float(c.loss_weights([late])[0]) == pytest.approx(c.weight(late))
     finally:
         c.close(1.0)
-        d.stop()

@@ -10,10 +10,11 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
 from collections import Counter
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import pytest
@@ -32,23 +33,53 @@ pytestmark = pytest.mark.skipif(
 
 
 class Daemon:
-    """``node bin/motived.js`` on 127.0.0.1, started and killed by the test."""
+    """``node bin/motived.js`` on 127.0.0.1, started and killed by the test.
 
-    def __init__(self, data_dir: str, config: str, grpc_port: int = 0) -> None:
-        env = dict(os.environ)
-        env.update(
+    Args:
+        data_dir: the store directory (its last component must not contain a dot).
+        config: path of a JSON config file (``MOTIVE_CONFIG``), or a dict written to
+            ``motive.json`` beside ``data_dir``; None: defaults.
+        grpc_port, http_port: ports to bind; 0 picks free ones (a restart passes the old ones).
+        env: extra environment variables (e.g. ``MOTIVE_TRAINER_TOKEN``).
+        ready_timeout_s: how long to wait for the ``ready`` log line, seconds.
+        read_token: bearer token for REST reads, when the daemon requires tokens.
+    """
+
+    def __init__(
+        self,
+        data_dir: str,
+        config: Union[str, Dict[str, Any], None] = None,
+        grpc_port: int = 0,
+        http_port: int = 0,
+        env: Optional[Dict[str, str]] = None,
+        ready_timeout_s: float = 30.0,
+        read_token: Optional[str] = None,
+    ) -> None:
+        self.read_token = read_token
+        self.data_dir = data_dir
+        if isinstance(config, dict):
+            path = os.path.join(os.path.dirname(os.path.abspath(data_dir)), "motive.json")
+            with open(path, "w") as f:
+                json.dump(config, f)
+            config = path
+        self.config = config
+        self.extra_env = dict(env or {})
+        full_env = dict(os.environ)
+        full_env.update(
             MOTIVE_DATA_DIR=data_dir,
             MOTIVE_GRPC_PORT=str(grpc_port),
-            MOTIVE_HTTP_PORT="0",
-            MOTIVE_CONFIG=config,
+            MOTIVE_HTTP_PORT=str(http_port),
         )
+        if config is not None:
+            full_env["MOTIVE_CONFIG"] = config
+        full_env.update(self.extra_env)
         self.proc = subprocess.Popen(
-            ["node", MOTIVED], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            ["node", MOTIVED], cwd=REPO, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
         self.grpc_port = 0
         self.http_port = 0
         seen: List[str] = []
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + ready_timeout_s
         assert self.proc.stdout is not None
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
@@ -65,23 +96,51 @@ class Daemon:
                 break
         if not self.grpc_port:
             self.proc.kill()
+            self.proc.wait(10)
             raise RuntimeError("daemon did not get ready:\n" + "".join(seen[-20:]))
+        # keep reading the log so the daemon never blocks on a full pipe
+        self._drain = threading.Thread(target=self._read_log, daemon=True)
+        self._drain.start()
+
+    def _read_log(self) -> None:
+        assert self.proc.stdout is not None
+        for _ in self.proc.stdout:
+            pass
+
+    @property
+    def address(self) -> str:
+        """``127.0.0.1:<grpc port>``."""
+        return f"127.0.0.1:{self.grpc_port}"
 
     def get(self, path: str) -> Any:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=10) as r:
+        """GET ``path`` from the REST API; the decoded JSON body."""
+        req = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}")
+        if self.read_token is not None:
+            req.add_header("Authorization", f"Bearer {self.read_token}")
+        with urllib.request.urlopen(req, timeout=10) as r:
             return json.loads(r.read())
 
+    def restart(self) -> "Daemon":
+        """A new daemon on the same ports, data dir, config and environment."""
+        return Daemon(
+            self.data_dir, self.config, self.grpc_port, self.http_port, self.extra_env, read_token=self.read_token
+        )
+
     def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
+        """SIGKILL: no drain, no final commit."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
 
     def stop(self) -> None:
+        """SIGTERM (graceful drain), SIGKILL after 15 s."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+                self.proc.wait(10)
 
 
 def _decode(data: bytes, n: int, k: int) -> np.ndarray:
@@ -154,7 +213,7 @@ def test_training_run_through_daemon_crash() -> None:
         train(range(0, 6))
         daemon.kill()  # mid-run, with batches possibly unacked
         train(range(6, 9))  # trainer keeps going during the outage
-        daemon = Daemon(data_dir, config, grpc_port=daemon.grpc_port)
+        daemon = daemon.restart()
         train(range(9, 14))
         assert client.flush(60.0), client.stats()
         st = client.stats()
