@@ -12,6 +12,8 @@ import { restoreCommand } from './commands/restore.js';
 import { profileCommand } from './commands/profile.js';
 import { selectCommand } from './commands/select.js';
 import { exportCommand } from './commands/export.js';
+import { watchCommand } from './commands/watch.js';
+import { demoCommand } from './commands/demo.js';
 
 /** Every sub-command, in the order `motive help` lists them. */
 export const COMMANDS: Readonly<Record<string, Command>> = {
@@ -24,6 +26,8 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
   profile: profileCommand,
   select: selectCommand,
   export: exportCommand,
+  watch: watchCommand,
+  demo: demoCommand,
 };
 
 function help(): string {
