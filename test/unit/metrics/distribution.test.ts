@@ -1,0 +1,67 @@
+/** Run distributions (weight buckets, score quantiles and bins) against plain float64 references. */
+import { describe, expect, it } from 'vitest';
+import { SCORE_BINS, SCORE_QUANTILES, WEIGHT_BUCKETS, computeDistribution } from '../../../daemon/metrics/index.js';
+import { topSamples } from '../../../daemon/api/index.js';
+import { RunState } from '../../../daemon/store/index.js';
+import { rng } from '../../helpers/reference.js';
+
+function makeRun(n: number): { run: RunState; scores: number[]; weights: number[] } {
+  const run = new RunState({
+    id: 'r',
+    dim: 4,
+    dtype: 'float32',
+    projection: { kind: 'gaussian', seed: '1', dim: 4, fingerprint: 'f' },
+    scoreMode: 'cosine',
+    worldSize: 1,
+    createdAtMs: 0,
+  });
+  run.queryColumn('q0');
+  run.queryColumn('q1');
+  const r = rng(11);
+  const scores: number[] = [];
+  const weights: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const s = run.getOrCreateSample(`s${i}`);
+    s.sums = Float64Array.from([r.normal(), r.normal()]);
+    s.seen = 1;
+    s.weight = i % 7 === 0 ? 0 : i % 3 === 0 ? Math.fround(r.uniform()) : 1;
+    scores.push(((s.sums[0] as number) + (s.sums[1] as number)) / 2);
+    weights.push(s.weight);
+  }
+  return { run, scores, weights };
+}
+
+describe('computeDistribution', () => {
+  it('matches plain counts and numpy-style quantiles', () => {
+    const { run, scores, weights } = makeRun(1001);
+    const d = computeDistribution(run);
+    expect(d.samples).toBe(1001);
+    expect(d.downweighted).toBe(weights.filter((w) => w < 1).length);
+    expect(d.quarantined).toBe(weights.filter((w) => w === 0).length);
+    WEIGHT_BUCKETS.forEach((le, b) => expect(d.weightCumulative[b]).toBe(weights.filter((w) => w <= le).length));
+    expect(d.weightSum).toBeCloseTo(
+      weights.reduce((a, b) => a + b, 0),
+      9,
+    );
+    const sorted = [...scores].sort((a, b) => a - b);
+    SCORE_QUANTILES.forEach((q, i) => {
+      const pos = q * (sorted.length - 1);
+      const lo = sorted[Math.floor(pos)]!;
+      const hi = sorted[Math.ceil(pos)]!;
+      expect(d.scoreQuantiles[i]).toBeCloseTo(lo + (hi - lo) * (pos - Math.floor(pos)), 12);
+    });
+    expect(d.scoreBins.reduce((a, b) => a + b, 0)).toBe(1001);
+    expect(d.scoreBins).toHaveLength(SCORE_BINS);
+    expect(d.scoreMin).toBe(sorted[0]);
+    expect(d.scoreMax).toBe(sorted.at(-1));
+  });
+
+  it('picks the same top lists as a full sort', () => {
+    const { run, scores } = makeRun(500);
+    const ids = scores.map((s, i) => ({ id: `s${i}`, s }));
+    const harmful = [...ids].sort((a, b) => a.s - b.s || (a.id < b.id ? -1 : 1)).slice(0, 10);
+    const helpful = [...ids].sort((a, b) => b.s - a.s || (a.id < b.id ? -1 : 1)).slice(0, 10);
+    expect(topSamples(run, 'harmful', 10).map((r) => r.id)).toEqual(harmful.map((r) => r.id));
+    expect(topSamples(run, 'helpful', 10).map((r) => r.id)).toEqual(helpful.map((r) => r.id));
+  });
+});
