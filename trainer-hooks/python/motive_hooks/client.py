@@ -224,25 +224,45 @@ class MotiveClient:
         self._in_flight = False  # the sender holds items taken from _pending but not yet numbered
         self._refusal: Optional[str] = None  # the daemon's reason for refusing the Hello
         self._conn: Optional[_Conn] = None
-        self._channel = grpc.insecure_channel(
-            address,
+        self._channel_lock = threading.Lock()
+        self._channel: Any = None
+        self._attach: Any = None
+        self._open_channel()
+        self._thread = threading.Thread(target=self._run, name=f"motive-client-{run_id}-{rank}", daemon=True)
+        self._thread.start()
+
+    def _open_channel(self) -> None:
+        """(Re)creates the gRPC channel, closing the previous one.
+
+        A channel whose connection failed keeps its own reconnect backoff; a fresh channel
+        connects at once, so a restarted daemon is found again within ``max_backoff_s``.
+        """
+        channel = grpc.insecure_channel(
+            self.address,
             options=[
-                ("grpc.initial_reconnect_backoff_ms", 100),
-                ("grpc.min_reconnect_backoff_ms", 100),
-                ("grpc.max_reconnect_backoff_ms", 2000),
+                ("grpc.initial_reconnect_backoff_ms", max(10, int(self.backoff_s * 1000))),
+                ("grpc.max_reconnect_backoff_ms", max(10, int(self.max_backoff_s * 1000))),
                 ("grpc.keepalive_time_ms", 10000),
                 ("grpc.keepalive_timeout_ms", 5000),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
             ],
         )
-        self._attach = self._channel.stream_stream(
+        attach = channel.stream_stream(
             _METHOD,
             request_serializer=pb.TrainerMessage.SerializeToString,
             response_deserializer=pb.DaemonMessage.FromString,
         )
-        self._thread = threading.Thread(target=self._run, name=f"motive-client-{run_id}-{rank}", daemon=True)
-        self._thread.start()
+        with self._channel_lock:
+            if self._closing:  # close() has taken (or will take) the current channel down
+                old = channel
+            else:
+                old, self._channel, self._attach = self._channel, channel, attach
+        if old is not None:
+            try:
+                old.close()
+            except Exception as exc:
+                self._note_error(repr(exc))
 
     # -- public API -----------------------------------------------------------------------------
 
@@ -283,6 +303,7 @@ class MotiveClient:
             ids = [str(i) for i in ids]
             data = self._encode(sketches, len(ids))
             group_list = [str(g) for g in groups] if groups is not None else []
+            step = None if step is None else int(step)
         except Exception as exc:
             return self._bad_call("set_queries", exc, 0)
         with self._cv:
@@ -297,7 +318,7 @@ class MotiveClient:
             msg = pb.TrainerMessage(
                 queries=pb.QuerySet(
                     version=self._query_version,
-                    step=max(0, int(step)),
+                    step=max(0, step),
                     query_ids=ids,
                     groups=group_list,
                     sketches=data,
@@ -351,7 +372,7 @@ class MotiveClient:
             return bool(self._bad_call("send", exc, False))
         deadline = time.monotonic() + (self.block_timeout_s if self.policy == "block" else 0.0)
         with self._cv:
-            self._last_step = max(self._last_step, int(step))
+            self._last_step = max(self._last_step, rows.step)
             while not self._failed and not self._closing and self._pending_rows >= self.max_queue:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -415,8 +436,10 @@ class MotiveClient:
             conn.dead.set()
             conn.put(None)
         self._thread.join(timeout=max(0.2, deadline - time.monotonic()))
+        with self._channel_lock:
+            channel = self._channel
         try:
-            self._channel.close()
+            channel.close()
         except Exception as exc:
             self._note_error(repr(exc))
         with self._cv:
@@ -500,6 +523,8 @@ class MotiveClient:
                 self._stats.state = "reconnecting"
             if ok:
                 backoff = self.backoff_s
+            else:  # no Welcome: start the next attempt on a fresh connection
+                self._open_channel()
             with self._cv:
                 self._cv.wait_for(lambda: self._closing, timeout=backoff)
             backoff = min(self.max_backoff_s, backoff * 2)
@@ -659,14 +684,21 @@ class MotiveClient:
                 self._next_seq += 1
                 self._cv.notify_all()
                 self._in_flight = True
+            msg: Optional[Any] = None
             try:
                 msg = self._batch(seq, group)
             finally:
                 with self._cv:
-                    self._unacked[seq] = msg
-                    self._stats.sent_batches += 1
                     self._in_flight = False
+                    if msg is None or self._closing:  # never reaches a commit: counted as lost
+                        self._stats.dropped_rows += sum(len(g.ids) for g in group)
+                        self._stats.dropped_sends += len(group)
+                    else:
+                        self._unacked[seq] = msg
+                        self._stats.sent_batches += 1
                     self._cv.notify_all()
+            if msg is None or self._closing:
+                return
             conn.put(msg)
 
     def _batch(self, seq: int, group: List[_Rows]) -> Any:

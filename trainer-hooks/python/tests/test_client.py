@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from motive_hooks import MotiveClient, MotiveSampler
-from motive_hooks.client import MotiveClientError
+from motive_hooks.client import ArrayLike, MotiveClientError
 from test_interop import MOTIVED, Daemon
 
 pytestmark = pytest.mark.skipif(
@@ -202,6 +202,18 @@ def test_resend_after_daemon_restart_is_exactly_once(own_daemon: List[Daemon]) -
         assert s.reconnects >= 1 and s.unacked_batches == 0 and s.dropped_rows == 0 and s.rejected_batches == 0
         assert _committed(d, run_id) == s.sent_batches  # numbered 1..n without gaps, each once
         _check_sums(d, run_id, sent, queries)  # nothing lost, nothing counted twice
+
+        # a graceful restart (SIGTERM: drain, then a successor) while the trainer keeps sending
+        send(10)
+        d.stop()
+        send(11)
+        d = own_daemon[0] = d.restart()
+        send(12)
+        assert c.flush(15.0), c.stats()
+        s = c.stats()
+        assert s.dropped_rows == 0 and s.rejected_batches == 0 and s.state == "connected"
+        assert _committed(d, run_id) == s.sent_batches
+        _check_sums(d, run_id, sent, queries)
     finally:
         c.close(2.0)
     # a restarted trainer continues after the daemon's last committed seq
@@ -209,10 +221,10 @@ def test_resend_after_daemon_restart_is_exactly_once(own_daemon: List[Daemon]) -
     try:
         before = _committed(d, run_id)
         rows = _rows(1, 999)
-        assert c2.send(10, 0.5, ["late"], rows)
+        assert c2.send(13, 0.5, ["late"], rows)
         assert c2.flush(10.0)
         assert _committed(d, run_id) == before + 1
-        sent.append((10, 0.5, ["late"], _wire(rows, "float32"), "float32"))
+        sent.append((13, 0.5, ["late"], _wire(rows, "float32"), "float32"))
         _check_sums(d, run_id, sent, queries)
     finally:
         c2.close(2.0)
@@ -332,7 +344,7 @@ def test_refused_hello_fails_softly(daemon: Daemon) -> None:
 class _UnsanitizedClient(MotiveClient):
     """Sends rows as given, non-finite values included (the stock client zeroes such rows)."""
 
-    def _encode(self, sketches, n):  # type: ignore[no-untyped-def]
+    def _encode(self, sketches: ArrayLike, n: int) -> bytes:
         return np.ascontiguousarray(np.asarray(sketches, dtype=np.float32).astype(self._np_dtype)).tobytes()
 
 
@@ -469,3 +481,25 @@ def test_pushed_weights_drive_sampler_and_loss_weights(daemon: Daemon) -> None:
         assert float(c.loss_weights([late])[0]) == pytest.approx(c.weight(late))
     finally:
         c.close(1.0)
+
+
+def test_malformed_calls_never_raise_into_training(daemon: Daemon) -> None:
+    run_id = "malformed"
+    c = _client(daemon.address, run_id)
+    try:
+        assert not c.send(0, 0.1, ["a", "b"], _rows(1, 0))  # 1 row for 2 ids
+        assert not c.send(0, 0.1, ["a"], _rows(1, 0, DIM + 1))  # wrong k
+        assert not c.send("step", 0.1, ["a"], _rows(1, 0))  # type: ignore[arg-type]
+        assert not c.send(0, 0.1, ["a"], _rows(1, 0), losses=[1.0, 2.0, "x"])  # type: ignore[list-item]
+        assert c.set_queries(["q0", "q1"], _rows(1, 0)) == 0
+        assert c.set_queries(["q0"], _rows(1, 0), step="later") == 0  # type: ignore[arg-type]
+        s = c.stats()
+        assert len(s.errors) == 6 and s.queued_sends == 0
+        rows = _rows(1, 1)
+        assert c.send(0, 0.1, ["fine"], rows) and c.flush(10.0)  # the client still works
+        assert c.stats().state == "connected" and c.stats().acked_batches == 1
+        assert _sample(daemon, run_id, "fine")["seen"] == 1
+    finally:
+        c.close(1.0)
+    with pytest.raises(ValueError):
+        MotiveClient(daemon.address, run_id, DIM, dtype="bfloat16")  # configuration errors do raise
