@@ -6,10 +6,12 @@
  * Used by `test/integration/fault-injection.test.ts` (a few trials) and
  * `scripts/fault-harness.ts` (the full count).
  */
+import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { MotiveClient } from '../../trainer-hooks/ts/index.js';
-import { freePort, spawnDaemon, tempDir, type ChildDaemon } from './daemon.js';
+import { REPO_ROOT, freePort, spawnDaemon, tempDir, type ChildDaemon } from './daemon.js';
 import { ReferenceModel, decodeBytes, relErr, rng } from './reference.js';
 import { makeScenario, type Scenario } from './scenario.js';
 
@@ -122,18 +124,23 @@ export class CrashableDaemon {
     return `127.0.0.1:${this.grpcPort}`;
   }
 
-  /** Starts the daemon with weights on ({minSeen 1, intervalMs 50}) and the given extra config. */
-  async start(commitDelayMs = 0, config: Record<string, unknown> = {}): Promise<void> {
+  /**
+   * Starts the daemon with weights on ({minSeen 1, intervalMs 50}) and the given extra config.
+   * `fileLimitKiB` caps the size of every file it writes (RLIMIT_FSIZE, SIGXFSZ ignored), which
+   * is how a full disk is simulated: the store's write fails once its file would grow past it.
+   */
+  async start(commitDelayMs = 0, config: Record<string, unknown> = {}, fileLimitKiB?: number): Promise<void> {
     const file = join(this.configDir.path, `config-${this.starts}.json`);
     writeFileSync(file, JSON.stringify({ weights: { minSeen: 1, intervalMs: 50 }, store: { commitDelayMs }, ...config }));
     this.commitDelayMs = commitDelayMs;
     this.starts++;
-    this.child = await spawnDaemon({
+    const env = {
       MOTIVE_CONFIG: file,
       MOTIVE_DATA_DIR: this.dataDir,
       MOTIVE_GRPC_PORT: String(this.grpcPort),
       MOTIVE_HTTP_PORT: String(this.httpPort),
-    });
+    };
+    this.child = fileLimitKiB === undefined ? await spawnDaemon(env) : await spawnWithFileLimit(env, fileLimitKiB);
   }
 
   /** Sends `signal` and waits for the process to exit; resolves with its exit code. */
@@ -151,6 +158,37 @@ export class CrashableDaemon {
     this.data.remove();
     this.configDir.remove();
   }
+}
+
+/** `spawnDaemon` under `ulimit -f` with SIGXFSZ ignored (the disposition survives exec). */
+function spawnWithFileLimit(env: Record<string, string>, fileLimitKiB: number): Promise<ChildDaemon> {
+  const blocks = Math.max(1, Math.floor(fileLimitKiB));
+  const proc = spawn('bash', ['-c', `trap '' XFSZ; ulimit -f ${blocks}; exec "$0" bin/motived.js`, process.execPath], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, MOTIVE_LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  let stderr = '';
+  proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`daemon did not start in 30 s: ${stderr}`)), 30_000);
+    createInterface({ input: proc.stdout }).on('line', (line) => {
+      try {
+        const msg = JSON.parse(line) as { msg?: string; grpcPort?: number; httpPort?: number };
+        if (msg.msg === 'ready') {
+          clearTimeout(timer);
+          resolve({ proc, grpcPort: msg.grpcPort!, httpPort: msg.httpPort!, exited });
+        }
+      } catch {
+        // not a log line
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`daemon exited (${code}) before ready: ${stderr}`));
+    });
+  });
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

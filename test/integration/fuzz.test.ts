@@ -435,3 +435,32 @@ describe('REST parameters (property, real HTTP)', () => {
     expect(fiveHundreds).toEqual([]);
   });
 });
+
+describe('score.normalize = dot: overflow', () => {
+  // Daemon bug (daemon/influence/engine.ts): under `dot` the sketches are used as sent, and only
+  // NaN/Inf inputs are refused. Finite float32 values whose products overflow float32 (here
+  // 1e20 · 1e20 · 4) make S_j = Infinity; it is stored for good, the REST serialiser turns it into
+  // `"score": null` / `"querySums": [null]` (the schema says number), and it skews the median/MAD
+  // of the weights. The batch should be refused (MOTIVE_INGEST_BATCH_NONFINITE) or the sums kept
+  // finite.
+  it.skip('never stores a non-finite sum from finite sketches', async () => {
+    const d = await startTestDaemon({ score: { normalize: 'dot' } });
+    try {
+      const c = new MotiveClient({ address: `127.0.0.1:${d.grpcPort}`, runId: 'dot', dim: 4, applyWeights: false });
+      await c.connect();
+      c.setQueries(1, 0, ['q0'], Float32Array.from([1e20, 1e20, 1e20, 1e20]));
+      await c.send(0, 1, ['a'], Float32Array.from([1e20, 1e20, 1e20, 1e20]));
+      await c.flush();
+      c.close();
+      const res = await fetch(`http://127.0.0.1:${d.httpPort}/v1/runs/dot/samples/a`);
+      if (c.rejected === 1) expect(res.status).toBe(404);
+      else {
+        const body = (await res.json()) as { score: unknown; querySums: unknown[] };
+        expect(typeof body.score).toBe('number');
+        expect(body.querySums.every((v) => typeof v === 'number' && Number.isFinite(v))).toBe(true);
+      }
+    } finally {
+      await d.cleanup();
+    }
+  });
+});
