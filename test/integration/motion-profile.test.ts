@@ -6,7 +6,10 @@
  *
  * Needs ffmpeg (Debian package `ffmpeg`): skipped with a message without it, except under CI=true.
  */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { lkFlowModel } from '../../daemon/motion/index.js';
 import { runCli } from '../../daemon/cli/cli.js';
 import { MotiveClient } from '../../trainer-hooks/ts/index.js';
 import { startTestDaemon, tempDir } from '../helpers/daemon.js';
@@ -83,6 +86,22 @@ describe.skipIf(!HAVE_FFMPEG)('motive profile on synthetic mp4 clips', () => {
     expect(io.lines.join('')).toContain(`profiled 0, skipped ${clips.length} (already profiled)`);
   });
 
+  it('reports clips it cannot decode, and names the Debian package when ffmpeg is missing', async () => {
+    const bad = tempDir('motive-bad-clips-');
+    try {
+      writeFileSync(join(bad.path, 'broken.mp4'), 'not a video');
+      io.lines.length = 0;
+      expect(await runCli(['profile', bad.path, '--url', url], io, { MOTIVE_PROGRESS: 'lines' })).toBe(1);
+      expect(io.lines.join('')).toMatch(/failed 1 of 1 clip\(s\)\n\s+failed broken: cannot decode the clip/);
+      io.lines.length = 0;
+      const missing = ['profile', bad.path, '--ffprobe', join(bad.path, 'no-such-ffprobe'), '--url', url];
+      expect(await runCli(missing, io, { MOTIVE_PROGRESS: 'lines' })).toBe(1);
+      expect(io.lines.join('')).toContain('install the Debian package "ffmpeg"');
+    } finally {
+      bad.remove();
+    }
+  });
+
   it('separates jitter and frozen clips from clean ones, and orders clean clips by amplitude', async () => {
     const profiles = new Map<string, ProfileJson>();
     for (const clip of clips) {
@@ -148,5 +167,25 @@ describe.skipIf(!HAVE_FFMPEG)('motive profile on synthetic mp4 clips', () => {
     expect(byName.get('staticFraction')!.spearman).toBeLessThan(0);
     expect(ex.summary.join('\n')).toMatch(/harmful clips have higher staticFraction/);
     expect(ex.summary.join('\n')).toMatch(/harmful clips have higher jitter/);
+  });
+
+  it('re-profiles with --force and another flow model given by path', async () => {
+    const modelPath = join(dir.path, 'lk-3-levels.onnx');
+    writeFileSync(modelPath, lkFlowModel({ levels: 3, iterations: 3 }));
+    const manifest = join(dir.path, 'two.jsonl');
+    writeFileSync(
+      manifest,
+      clips
+        .slice(0, 2)
+        .map((c) => JSON.stringify({ id: c.id, path: c.path }))
+        .join('\n') + '\n',
+    );
+    io.lines.length = 0;
+    expect(await runCli(['profile', manifest, '--force', '--flow-model', modelPath, '--url', url], io, { MOTIVE_PROGRESS: 'lines' })).toBe(
+      0,
+    );
+    expect(io.lines.join('')).toContain('profiled 2, skipped 0 (already profiled), failed 0 of 2 clip(s)');
+    const p = (await (await fetch(`${url}/v1/profiles/${encodeURIComponent(clips[0]!.id)}`)).json()) as { flowModel: string };
+    expect(p.flowModel).toBe(modelPath);
   });
 });

@@ -46,7 +46,7 @@ function positiveInt(name: string, v: string | undefined, fallback: number): num
 
 export const profileCommand: Command = {
   usage: `profile <dir|manifest.jsonl|manifest.csv> [--run R] [--jobs N] [--flow-model FILE] [--flow-scale 1|255]
-          [--short-side PX] [--sample-fps F] [--max-frames N] [--url URL]
+          [--short-side PX] [--sample-fps F] [--max-frames N] [--force] [--ffmpeg PATH] [--ffprobe PATH] [--url URL]
                                      motion descriptors of each clip (ffmpeg + optical flow), stored by the daemon`,
   run: async (args, io, env) => {
     const { values, positionals } = parseArgs({
@@ -60,6 +60,9 @@ export const profileCommand: Command = {
         'short-side': { type: 'string' },
         'sample-fps': { type: 'string' },
         'max-frames': { type: 'string' },
+        force: { type: 'boolean', default: false },
+        ffmpeg: { type: 'string', default: 'ffmpeg' },
+        ffprobe: { type: 'string', default: 'ffprobe' },
         url: { type: 'string' },
       },
     });
@@ -75,6 +78,7 @@ export const profileCommand: Command = {
       shortSide: positiveInt('short-side', values['short-side'], PROFILER_DEFAULTS.shortSide),
       maxFrames: positiveInt('max-frames', values['max-frames'], PROFILER_DEFAULTS.maxFrames),
       sampleFps,
+      tools: { ffmpeg: values.ffmpeg, ffprobe: values.ffprobe },
     };
     const jobs = positiveInt('jobs', values.jobs, availableParallelism());
     const clips = await listClips(source);
@@ -92,6 +96,8 @@ export const profileCommand: Command = {
         jobs,
         profiler,
         known: async (batch) => {
+          // --force re-profiles every clip, e.g. after switching flow models.
+          if (values.force) return new Set<string>();
           const { known } = (await getJson(
             `${url}/v1/profiles/lookup`,
             { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ clips: batch }) },
