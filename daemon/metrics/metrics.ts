@@ -153,7 +153,7 @@ export class MotiveMetrics {
     });
     this.feedbackSeconds = new Histogram({
       name: 'motive_feedback_latency_seconds',
-      help: 'From a commit to the weight update that reflects it being announced to trainers.',
+      help: 'From the oldest commit not yet reflected in an announced weight update to that update (a recompute that moves no weight announces nothing, so the wait runs on).',
       labelNames: ['run'],
       buckets: [...LATENCY_BUCKETS_SECONDS],
       registers,
@@ -229,7 +229,6 @@ export class MotiveMetrics {
       });
     };
     const runOf = (id: string) => store.run(id);
-    let attached = new Map<string, number>();
     new Gauge({
       name: 'motive_attached_trainers',
       help: 'Trainer streams attached, per run.',
@@ -237,7 +236,7 @@ export class MotiveMetrics {
       registers,
       collect() {
         this.reset();
-        attached = deps.attachedCounts();
+        const attached = deps.attachedCounts();
         for (const run of store.runs()) this.set({ run: run.info.id }, attached.get(run.info.id) ?? 0);
       },
     });

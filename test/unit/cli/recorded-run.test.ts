@@ -1,7 +1,7 @@
 /** Reading a recorded run (Arrow IPC) in both accepted layouts. */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Binary, Float64, Int32, List, Field, Utf8, makeTable, tableToIPC, vectorFromArray } from 'apache-arrow';
+import { Binary, Field, Float64, Int32, List, Table, Utf8, tableToIPC, vectorFromArray } from 'apache-arrow';
 import protobuf from 'protobufjs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readRecordedRun, recordedDim } from '../../../daemon/cli/recorded-run.js';
@@ -21,7 +21,7 @@ describe('readRecordedRun', () => {
       enc({ queries: { version: 1, step: 0, queryIds: ['q0'], groups: ['motion'], sketches: bytes([1, 0]) } }),
       enc({ batch: { seq: 1, step: 3, lr: 0.5, sampleIds: ['a', 'b'], sketches: bytes([1, 2, 3, 4]) } }),
     ];
-    const table = makeTable({ message: vectorFromArray(rows, new Binary()), t_ms: vectorFromArray([0, 1, 2], new Float64()) });
+    const table = new Table({ message: vectorFromArray(rows, new Binary()), t_ms: vectorFromArray([0, 1, 2], new Float64()) });
     const path = join(dir.path, 'message.arrow');
     writeFileSync(path, tableToIPC(table, 'file'));
     const run = readRecordedRun(path);
@@ -36,7 +36,7 @@ describe('readRecordedRun', () => {
 
   it('reads the exploded layout and refuses a file with neither', () => {
     const strList = new List(new Field('item', new Utf8(), true));
-    const table = makeTable({
+    const table = new Table({
       kind: vectorFromArray(['queries', 'batch'], new Utf8()),
       step: vectorFromArray([0, 7], new Int32()),
       lr: vectorFromArray([0, 0.25], new Float64()),
@@ -54,7 +54,7 @@ describe('readRecordedRun', () => {
     expect(recordedDim(run)).toBe(2);
 
     const bad = join(dir.path, 'bad.arrow');
-    writeFileSync(bad, tableToIPC(makeTable({ other: vectorFromArray([1], new Int32()) }), 'file'));
+    writeFileSync(bad, tableToIPC(new Table({ other: vectorFromArray([1], new Int32()) }), 'file'));
     expect(() => readRecordedRun(bad)).toThrow(/columns: other/);
   });
 });
