@@ -12,6 +12,7 @@ export {
 export { probeVideo, decodeGrey, DEFAULT_TOOLS, type FfmpegTools, type VideoInfo, type DecodeOptions } from './ffmpeg.js';
 export {
   listClips,
+  splitCsvLine,
   profileClip,
   profileAll,
   hashFile,

@@ -73,6 +73,29 @@ export async function hashFile(path: string): Promise<string> {
   return h.digest('hex');
 }
 
+/** Splits one CSV line (RFC 4180 quoting: `"a,b"`, `""` for a quote). */
+export function splitCsvLine(line: string): string[] {
+  const cells: string[] = [];
+  let cell = '';
+  let quoted = false;
+  for (let i = 0; i < line.length; i++) {
+    const ch = line[i] as string;
+    if (quoted) {
+      if (ch === '"' && line[i + 1] === '"') {
+        cell += '"';
+        i++;
+      } else if (ch === '"') quoted = false;
+      else cell += ch;
+    } else if (ch === '"') quoted = true;
+    else if (ch === ',') {
+      cells.push(cell);
+      cell = '';
+    } else cell += ch;
+  }
+  cells.push(cell);
+  return cells;
+}
+
 /** File extensions taken as video when a directory is listed. */
 export const VIDEO_EXTENSIONS = new Set(['.mp4', '.m4v', '.mov', '.mkv', '.webm', '.avi', '.gif', '.mpg', '.mpeg', '.ts']);
 
@@ -102,12 +125,12 @@ export async function listClips(source: string): Promise<ClipSource[]> {
   const at = (p: string): string => (isAbsolute(p) ? p : join(base, p));
   const lines = text.split(/\r?\n/).filter((l) => l.trim() !== '');
   if (source.toLowerCase().endsWith('.csv')) {
-    const header = (lines[0] ?? '').split(',').map((h) => h.trim());
+    const header = splitCsvLine(lines[0] ?? '').map((h) => h.trim());
     const idCol = header.indexOf('id');
     const pathCol = header.indexOf('path');
     if (idCol < 0 || pathCol < 0) throw new MotiveError('MOTIVE_MOTION_SOURCE', `${source}: the CSV header needs "id" and "path" columns`);
     return lines.slice(1).map((l) => {
-      const cells = l.split(',');
+      const cells = splitCsvLine(l);
       return { id: (cells[idCol] ?? '').trim(), path: at((cells[pathCol] ?? '').trim()) };
     });
   }
