@@ -24,16 +24,16 @@ export async function main(): Promise<void> {
     process.stderr.write(`motived: ${describeError(err)}\n`);
     process.exit(1);
   }
-  log.info(
-    {
-      grpcPort: daemon.grpcPort,
-      httpPort: daemon.httpPort,
-      dataDir: config.dataDir,
-      grpcHost: config.grpc.host,
-      httpHost: config.http.host,
-    },
-    'ready',
-  );
+  const ready = {
+    grpcPort: daemon.grpcPort,
+    httpPort: daemon.httpPort,
+    dataDir: config.dataDir,
+    grpcHost: config.grpc.host,
+    httpHost: config.http.host,
+  };
+  // The ready line is a contract (supervisors and tests wait for it): printed at any log level.
+  if (log.isLevelEnabled('info')) log.info(ready, 'ready');
+  else process.stdout.write(`${JSON.stringify({ ...ready, msg: 'ready' })}\n`);
   let signalled = false;
   const onSignal = (signal: NodeJS.Signals): void => {
     if (signalled) {
