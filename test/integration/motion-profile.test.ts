@@ -169,6 +169,20 @@ describe.skipIf(!HAVE_FFMPEG)('motive profile on synthetic mp4 clips', () => {
     expect(ex.summary.join('\n')).toMatch(/harmful clips have higher jitter/);
   });
 
+  it('counts a scene cut in a clip that has one', async () => {
+    const cutDir = tempDir('motive-cut-clip-');
+    try {
+      const [clip] = await writeClips(cutDir.path, [{ kind: 'cut', amplitude: 1, seed: 99 }]);
+      io.lines.length = 0;
+      expect(await runCli(['profile', cutDir.path, '--url', url], io, { MOTIVE_PROGRESS: 'lines' })).toBe(0);
+      const p = (await (await fetch(`${url}/v1/profiles/${encodeURIComponent(clip!.id)}`)).json()) as ProfileJson;
+      expect(p.sceneCuts).toBe(1);
+      expect(p.staticFraction).toBe(0);
+    } finally {
+      cutDir.remove();
+    }
+  });
+
   it('re-profiles with --force and another flow model given by path', async () => {
     const modelPath = join(dir.path, 'lk-3-levels.onnx');
     writeFileSync(modelPath, lkFlowModel({ levels: 3, iterations: 3 }));
