@@ -11,7 +11,10 @@ counts them; ``close`` returns within its timeout even when the daemon is gone.
 
 Query sets are numbered above both the client's own last version and ``Welcome.query_version``
 (the newest version the run already holds), so a restarted trainer's refresh is not ignored by the
-daemon as a duplicate version.
+daemon as a duplicate version. With ``world_size > 1`` the ranks must agree on versions, so a fresh
+rank numbers 1, 2, ... and only a rank with committed batches (a restarted one) takes the run's
+newest version from its first ``Welcome`` as its base; ranks restarted together must all attach
+(see ``MotiveClient.wait_attached``) before any of them publishes a query set.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Any, Deque, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import Any, Deque, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import grpc
 import numpy as np
@@ -42,6 +45,9 @@ ArrayLike = Union[torch.Tensor, np.ndarray, Sequence[Sequence[float]]]
 
 #: Fatal errors before ``Welcome`` that are worth a reconnect: the daemon is draining for a
 #: successor or could not commit. Every other fatal error before ``Welcome`` refuses the Hello.
+#: Query sets kept for resend until a later batch is acked (the oldest are forgotten first).
+_MAX_UNCONFIRMED_QUERIES = 256
+
 _RETRYABLE_CODES = frozenset({"MOTIVE_INGEST_SHUTTING_DOWN", "MOTIVE_STORE_COMMIT", "MOTIVE_INGEST_INTERNAL"})
 
 
@@ -214,7 +220,12 @@ class MotiveClient:
         self._query_version = 0  # the highest QuerySet version this client numbered or saw
         self._query_floor = 0  # the highest Welcome.query_version seen (versions the run holds)
         self._sent_query_version = 0  # the version of the last QuerySet put on a stream
+        self._welcomed = False  # a Welcome arrived at least once
         self._latest_queries: Optional[Any] = None
+        # QuerySets sent but not known to be committed: version -> (seq of the first batch sent
+        # after it, message). The daemon commits a stream's messages in order, so the ack of
+        # that batch (or a Welcome.last_committed_seq covering it) confirms the query set.
+        self._sent_queries: "OrderedDict[int, Tuple[int, Any]]" = OrderedDict()
         self._last_step = -1
         self._weights: Dict[str, float] = {}
         self._weights_version = 0
@@ -295,7 +306,8 @@ class MotiveClient:
         both this client's last version and the newest version the run held at the last
         ``Welcome``. If a later ``Welcome`` shows the run already holds that version (a restarted
         trainer that published before attaching), it is renumbered above it when sent;
-        :attr:`query_version` tells the final number. Returns 0 when nothing was queued (the
+        :attr:`query_version` tells the final number (with ``world_size > 1`` only the first
+        ``Welcome`` of a rank with history counts). Returns 0 when nothing was queued (the
         client is closed or refused, or the arguments are malformed and ``raise_on_error`` is
         False).
         """
@@ -327,6 +339,20 @@ class MotiveClient:
             self._pending.append(_Queries(msg))
             self._cv.notify_all()
             return self._query_version
+
+    def wait_attached(self, timeout_s: float = 10.0) -> bool:
+        """Waits up to ``timeout_s`` seconds for the first ``Welcome``; False on timeout/refusal.
+
+        Ranks of a restarted multi-rank run call it (and a barrier) before publishing queries.
+        """
+        deadline = time.monotonic() + max(0.0, float(timeout_s))
+        with self._cv:
+            while not self._welcomed and not self._failed and not self._closing:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cv.wait(min(left, 0.05))
+            return self._welcomed and not self._failed
 
     @property
     def query_version(self) -> int:
@@ -538,6 +564,11 @@ class MotiveClient:
             self._stats.errors.append(text)
             del self._stats.errors[:-20]
 
+    def _confirm_queries_locked(self, committed_seq: int) -> None:
+        """Forgets the query sets sent before batch ``committed_seq``, which is committed."""
+        for version in [v for v, (first, _) in self._sent_queries.items() if first <= committed_seq]:
+            del self._sent_queries[version]
+
     def _drop_all_locked(self) -> None:
         for item in self._pending:
             if isinstance(item, _Rows):
@@ -574,6 +605,7 @@ class MotiveClient:
             with self._cv:
                 if self._unacked.pop(int(msg.ack.seq), None) is not None:
                     self._stats.acked_batches += 1
+                self._confirm_queries_locked(int(msg.ack.seq))
                 self._cv.notify_all()
         elif kind == "weights":
             wu = msg.weights
@@ -622,14 +654,25 @@ class MotiveClient:
                 return False
             last = int(conn.welcome.last_committed_seq)
             with self._cv:
-                self._query_floor = max(self._query_floor, int(conn.welcome.query_version))
-                self._query_version = max(self._query_version, self._query_floor)
+                first = not self._welcomed
+                self._welcomed = True
+                # A single rank numbers above every version the run holds. With several ranks the
+                # versions must agree across ranks (the daemon de-duplicates by version), so only
+                # a rank that already has history (a restarted trainer) takes the run's newest
+                # version at its first Welcome as its base; a fresh rank numbers 1, 2, ...
+                if self.world_size == 1 or (first and last > 0):
+                    self._query_floor = max(self._query_floor, int(conn.welcome.query_version))
+                    self._query_version = max(self._query_version, self._query_floor)
                 if self._next_seq is None:
                     self._next_seq = last + 1
                 for seq in [s for s in self._unacked if s <= last]:
                     del self._unacked[seq]
                     self._stats.acked_batches += 1
-                if self._latest_queries is not None:
+                self._confirm_queries_locked(last)
+                if self._sent_queries:  # every query set that may have been lost, in order
+                    for _, qmsg in self._sent_queries.values():
+                        conn.put(qmsg)
+                elif self._latest_queries is not None:
                     conn.put(self._latest_queries)
                 for msg in self._unacked.values():
                     conn.put(msg)
@@ -664,6 +707,10 @@ class MotiveClient:
                     self._sent_query_version = int(qs.version)
                     self._query_version = max(self._query_version, int(qs.version))
                     self._latest_queries = head.msg
+                    assert self._next_seq is not None
+                    self._sent_queries[int(qs.version)] = (self._next_seq, head.msg)
+                    while len(self._sent_queries) > _MAX_UNCONFIRMED_QUERIES:
+                        self._sent_queries.popitem(last=False)
                     conn.put(head.msg)
                     continue
                 self._pending_rows -= 1

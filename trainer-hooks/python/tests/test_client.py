@@ -56,10 +56,13 @@ def daemon() -> Iterator[Daemon]:
 
 
 @pytest.fixture()
-def own_daemon() -> Iterator[List[Daemon]]:
-    """A daemon of the test's own, to kill; the list holds the live one after restarts."""
+def own_daemon(request: pytest.FixtureRequest) -> Iterator[List[Daemon]]:
+    """A daemon of the test's own, to kill; the list holds the live one after restarts.
+
+    Parametrised indirectly, ``request.param`` is its config (a dict).
+    """
     tmp = tempfile.mkdtemp(prefix="motive-client-own-")
-    box = [Daemon(os.path.join(tmp, "data"))]
+    box = [Daemon(os.path.join(tmp, "data"), getattr(request, "param", None))]
     try:
         yield box
     finally:
@@ -173,13 +176,22 @@ def test_batches_queries_and_encoding(daemon: Daemon, dtype: str) -> None:
         c.close(2.0)
 
 
+#: Commits held back 150 ms each, so a SIGKILL finds batches and query sets received but not committed.
+SLOW_COMMITS: Dict[str, object] = {"store": {"commitDelayMs": 150}}
+
+
+@pytest.mark.parametrize("own_daemon", [SLOW_COMMITS], indirect=True)
 def test_resend_after_daemon_restart_is_exactly_once(own_daemon: List[Daemon]) -> None:
     d = own_daemon[0]
     run_id = "restart"
     c = _client(d.address, run_id, dtype="float32", token=None, block_timeout_s=10.0)
     sent: List[Sent] = []
-    q = _rows(2, 100)
-    queries = [(0, ["qa", "qb"], _wire(q, "float32"), "float32")]
+    queries: List[Tuple[int, List[str], bytes, str]] = []
+
+    def publish(step: int) -> None:
+        q = _rows(2, 100 + step)
+        c.set_queries(["qa", "qb"], q, step=step)
+        queries.append((step, ["qa", "qb"], _wire(q, "float32"), "float32"))
 
     def send(step: int) -> None:
         rows = _rows(2, 200 + step)
@@ -188,15 +200,19 @@ def test_resend_after_daemon_restart_is_exactly_once(own_daemon: List[Daemon]) -
         sent.append((step, 0.01 * (step + 1), ids, _wire(rows, "float32"), "float32"))
 
     try:
-        c.set_queries(["qa", "qb"], q, step=0)
         for step in range(6):
+            if step % 2 == 0:  # three query sets, all on the stream before the kill
+                publish(step)
             send(step)
-        assert _wait(lambda: c.stats().sent_batches >= 3)
-        d.kill()  # batches in flight: committed or not, acked or not
+        assert _wait(lambda: c.stats().sent_batches == 6)
+        d.kill()  # query sets and batches in flight: committed or not, acked or not
         assert _wait(lambda: c.stats().state != "connected", 5.0)
         for step in range(6, 10):  # during the outage: queued, not lost
+            if step == 8:
+                publish(step)
             send(step)
-        d = own_daemon[0] = d.restart()
+        # the successor: same ports and store, commits at full speed
+        d = own_daemon[0] = Daemon(d.data_dir, None, d.grpc_port, d.http_port)
         assert c.flush(15.0), c.stats()
         s = c.stats()
         assert s.reconnects >= 1 and s.unacked_batches == 0 and s.dropped_rows == 0 and s.rejected_batches == 0
@@ -426,6 +442,46 @@ def test_query_versions_continue_after_trainer_restart(daemon: Daemon) -> None:
         assert daemon.get(f"/v1/runs/{run_id}")["queryVersion"] == 5
     finally:
         c.close(1.0)
+
+
+def test_query_versions_agree_across_ranks(daemon: Daemon) -> None:
+    run_id = "qranks"
+    q1, q2, q3 = _rows(2, 71), _rows(2, 72), _rows(2, 73)
+    ids = ["qa", "qb"]
+
+    def versions() -> List[int]:
+        return [qs["version"] for qs in daemon.get(f"/v1/runs/{run_id}")["querySets"]]
+
+    r0 = _client(daemon.address, run_id, rank=0, world_size=2)
+    r1 = _client(daemon.address, run_id, rank=1, world_size=2)
+    try:
+        assert r0.wait_attached() and r0.set_queries(ids, q1, step=0) == 1
+        assert r0.send(0, 0.1, ["r0-0"], _rows(1, 1)) and r0.flush(10.0)
+        # a fresh sibling attaching after rank 0 published keeps the same numbering
+        assert r1.wait_attached() and r1.set_queries(ids, q1, step=0) == 1
+        assert r1.send(0, 0.1, ["r1-0"], _rows(1, 2)) and r1.flush(10.0)
+        assert r0.set_queries(ids, q2, step=3) == 2 and r1.set_queries(ids, q2, step=3) == 2
+        assert r0.send(3, 0.1, ["r0-3"], _rows(1, 3)) and r1.send(3, 0.1, ["r1-3"], _rows(1, 4))
+        assert r0.flush(10.0) and r1.flush(10.0) and r1.query_version == 2
+        assert versions() == [1, 2]
+    finally:
+        r0.close(1.0)
+        r1.close(1.0)
+
+    # both ranks restarted: each attaches, then both number above the run's newest version
+    n0 = _client(daemon.address, run_id, rank=0, world_size=2)
+    n1 = _client(daemon.address, run_id, rank=1, world_size=2)
+    try:
+        assert n0.wait_attached() and n1.wait_attached()
+        assert n0.set_queries(ids, q3, step=5) == 3
+        rows = _rows(1, 5)
+        assert n0.send(5, 0.2, ["r0-5"], rows) and n0.flush(10.0)
+        assert n1.set_queries(ids, q3, step=5) == 3 and n1.flush(10.0)
+        assert versions() == [1, 2, 3]
+        _check_sums(daemon, run_id, [(5, 0.2, ["r0-5"], _wire(rows, "float16"), "float16")], [(5, ids, _wire(q3, "float16"), "float16")])
+    finally:
+        n0.close(1.0)
+        n1.close(1.0)
 
 
 def test_pushed_weights_drive_sampler_and_loss_weights(daemon: Daemon) -> None:
