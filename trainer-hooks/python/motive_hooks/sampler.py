@@ -78,15 +78,29 @@ class MotiveSampler(Sampler[int]):
         while drawn < self.num_samples:
             n = min(self.refresh_every, self.num_samples - drawn)
             w = self.current_weights()
-            if not self.replacement:
-                w = w.masked_fill(taken, 0.0)
-                if float(w.sum()) <= 0.0:
-                    w = (~taken).to(torch.float64)
-            idx = torch.multinomial(w, n, replacement=self.replacement, generator=self.generator)
-            if not self.replacement:
+            if self.replacement:
+                idx = torch.multinomial(w, n, replacement=True, generator=self.generator)
+            else:
+                idx = self._draw_without_replacement(w.masked_fill(taken, 0.0), taken, n)
                 taken[idx] = True
             drawn += n
             yield from (int(i) for i in idx)
+
+    def _draw_without_replacement(self, w: torch.Tensor, taken: torch.Tensor, n: int) -> torch.Tensor:
+        """``n`` untaken indices: by weight while positive weight is left, then uniformly.
+
+        Samples of weight 0 (e.g. quarantined) come last in an epoch without replacement and
+        only when the epoch is longer than the number of samples of positive weight.
+        """
+        positive = int((w > 0).sum())
+        first = min(n, positive)
+        parts = []
+        if first > 0:
+            parts.append(torch.multinomial(w, first, replacement=False, generator=self.generator))
+        if n > first:
+            rest = (~taken & (w <= 0)).to(torch.float64)
+            parts.append(torch.multinomial(rest, n - first, replacement=False, generator=self.generator))
+        return torch.cat(parts)
 
     def __len__(self) -> int:
         return self.num_samples
