@@ -2,7 +2,14 @@
 
 :class:`MotionAttributor` runs an *attribution pass* next to the training step: a second forward
 of the batch at ``t_fix`` with the seeded noise, the motion loss per sample, and the sketch
-backward. The pass leaves the training step as it was: the model's train/eval flags, parameters'
+backward. With several objectives (``objectives=[...]``) each one is sketched with the same
+projection, L2-normalised, and the rows are concatenated (scaled by ``1/sqrt(n)``, so the row stays
+unit-norm); each query is sent once per objective, non-zero only in that objective's block, in a
+query group named after the objective. The daemon's cosine score of a clip is then the sum over
+objectives of its mean cosine with that objective's queries, and the per-query sums
+(``querySums``) keep each objective's evidence apart for rank or vote combinations.
+
+The pass leaves the training step as it was: the model's train/eval flags, parameters'
 ``requires_grad`` and ``.grad``, the optimizer and the global (CPU and CUDA) RNG states are
 restored or untouched.
 """
@@ -12,6 +19,9 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
+import hashlib
+import math
+
 import torch
 import torch.nn as nn
 
@@ -19,7 +29,24 @@ from .client import MotiveClient
 from .loss import MotionObjective
 from .sketch import GradientSketcher, normalize_sketches
 
-__all__ = ["MotionAttributor", "isolated_pass"]
+__all__ = ["MotionAttributor", "SketchIdentity", "isolated_pass"]
+
+
+class SketchIdentity:
+    """The projection identity a composite (several-objective) sketch announces in ``Hello``.
+
+    Duck-types the attributes :class:`MotiveClient` reads from a sketcher: ``dim`` (the wire sketch
+    length, objectives × per-objective dim), ``seed``, ``kind`` and ``fingerprint`` (the
+    sketcher's fingerprint hashed with the ordered objective names, so runs with different
+    objectives are refused as incompatible).
+    """
+
+    def __init__(self, sketcher: GradientSketcher, names: Sequence[str]) -> None:
+        self.dim = sketcher.dim * len(names)
+        self.seed = sketcher.seed
+        self.kind = sketcher.kind + "+concat"
+        blob = (sketcher.fingerprint + "|" + "|".join(names)).encode()
+        self.fingerprint = hashlib.sha256(blob).hexdigest()[:32]
 
 
 @contextmanager
@@ -72,6 +99,11 @@ class MotionAttributor:
         noise_seed: seed of the shared noise (default 0).
         frame_dim: frame axis of the latents (default 2, ``[B, C, F, h, w]``).
         freeze_others: see :func:`isolated_pass` (default True).
+        objectives: the attribution objective(s) (:class:`MotionObjective`); default one built
+            from ``predict``, ``t_fix``, ``noise_seed`` and ``frame_dim`` (the paper's masked
+            loss). With more than one, ``dim`` is the length per objective and the wire sketch is
+            ``len(objectives) * dim`` long (see the module doc); hand :attr:`identity` to the
+            client as its ``sketcher``.
     """
 
     def __init__(
@@ -88,6 +120,7 @@ class MotionAttributor:
         noise_seed: int = 0,
         frame_dim: int = 2,
         freeze_others: bool = True,
+        objectives: Optional[Sequence[MotionObjective]] = None,
     ) -> None:
         self.model = model
         named = dict(model.named_modules())
@@ -101,7 +134,15 @@ class MotionAttributor:
                 else:
                     mods[str(item[0])] = item[1]
         self.sketcher = GradientSketcher(mods, dim=dim, seed=seed)
-        self.objective = MotionObjective(predict, t_fix=t_fix, noise_seed=noise_seed, frame_dim=frame_dim)
+        if objectives:
+            self.objectives: List[MotionObjective] = list(objectives)
+        else:
+            self.objectives = [MotionObjective(predict, t_fix=t_fix, noise_seed=noise_seed, frame_dim=frame_dim)]
+        self.objective = self.objectives[0]
+        names = [o.name for o in self.objectives]
+        if len(set(names)) != len(names):
+            raise ValueError(f"objective names must differ: {names}")
+        self.identity: Any = self.sketcher if len(self.objectives) == 1 else SketchIdentity(self.sketcher, names)
         self.client = client
         self.every = max(1, int(every))
         self.query_every = max(1, int(query_every))
@@ -112,23 +153,42 @@ class MotionAttributor:
     @property
     def fingerprint(self) -> str:
         """The projection fingerprint (``Hello.projection.fingerprint``)."""
-        return self.sketcher.fingerprint
+        return str(self.identity.fingerprint)
+
+    @property
+    def dim(self) -> int:
+        """The wire sketch length (``Hello.projection.dim``)."""
+        return int(self.identity.dim)
 
     def sketch(
         self, batch: Any, masks: Optional[torch.Tensor], noise: Optional[torch.Tensor] = None
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """L2-normalised sketches ``[B, dim]`` and motion losses ``[B]`` of a batch."""
-        raw, losses = self.raw_sketch(batch, masks, noise)
-        return normalize_sketches(raw), losses
+        """L2-normalised sketches ``[B, self.dim]`` and losses ``[B]`` (first objective's) of a batch."""
+        parts: List[torch.Tensor] = []
+        first: Optional[torch.Tensor] = None
+        for obj in self.objectives:
+            raw, losses = self.raw_sketch(batch, masks, noise, objective=obj)
+            parts.append(normalize_sketches(raw))
+            first = losses if first is None else first
+        assert first is not None
+        if len(parts) == 1:
+            return parts[0], first
+        return torch.cat(parts, dim=1) / math.sqrt(len(parts)), first
 
     def raw_sketch(
-        self, batch: Any, masks: Optional[torch.Tensor], noise: Optional[torch.Tensor] = None
+        self,
+        batch: Any,
+        masks: Optional[torch.Tensor],
+        noise: Optional[torch.Tensor] = None,
+        objective: Optional[MotionObjective] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Projected gradients of ``L_mot`` per sample before normalisation, and the losses."""
+        """Projected gradients ``[B, sketcher.dim]`` of one objective (default the first) per sample
+        before normalisation, and the losses."""
+        obj = objective if objective is not None else self.objective
         with isolated_pass(self.model, [m for _, m in self.sketcher._modules], self.freeze_others):
             with torch.enable_grad():
                 with self.sketcher.capture():
-                    losses = self.objective.per_sample_losses(self.model, batch, masks, noise)
+                    losses = obj.per_sample_losses(self.model, batch, masks, noise)
                 raw = self.sketcher.sketch(losses)
         return raw, losses.detach()
 
@@ -140,16 +200,31 @@ class MotionAttributor:
         self._query_step = None
 
     def query_sketches(self) -> Tuple[List[str], torch.Tensor, List[str]]:
-        """Current sketches of all registered queries: ids, ``[m, dim]``, groups."""
+        """Current sketches of all registered queries: ids, ``[m, self.dim]``, groups.
+
+        With several objectives every query appears once per objective, id ``"<objective>/<id>"``,
+        group ``"<objective>"`` (or ``"<objective>/<group>"`` when the query has a group).
+        """
         ids: List[str] = []
         groups: List[str] = []
         rows: List[torch.Tensor] = []
+        n = len(self.objectives)
+        k = self.sketcher.dim
         for qids, batch, masks, grp in self._queries:
-            s, _ = self.sketch(batch, masks)
-            ids.extend(qids)
-            groups.extend(grp if grp is not None else ["motion"] * len(qids))
-            rows.append(s)
-        return ids, torch.cat(rows) if rows else torch.zeros(0, self.sketcher.dim), groups
+            if n == 1:
+                s, _ = self.sketch(batch, masks)
+                ids.extend(qids)
+                groups.extend(grp if grp is not None else ["motion"] * len(qids))
+                rows.append(s)
+                continue
+            for i, obj in enumerate(self.objectives):
+                raw, _ = self.raw_sketch(batch, masks, objective=obj)
+                block = torch.zeros(raw.shape[0], n * k)
+                block[:, i * k : (i + 1) * k] = normalize_sketches(raw)
+                ids.extend(f"{obj.name}/{q}" for q in qids)
+                groups.extend(obj.name if grp is None else f"{obj.name}/{g}" for g in (grp or qids))
+                rows.append(block)
+        return ids, torch.cat(rows) if rows else torch.zeros(0, self.dim), groups
 
     def due(self, step: int) -> bool:
         """Whether :meth:`step` attributes optimizer step ``step``."""

@@ -6,6 +6,18 @@ training and query clips (common randomness), so their gradients are comparable.
 the frame-length fix. How the model is noised and what it predicts is the caller's
 ``predict(model, latents, t, noise) -> (pred, target)``; :func:`epsilon_predict` and
 :func:`flow_matching_predict` are ready-made ones.
+
+Besides the paper's loss (``kind="masked"``) the objective offers motion-specific variants, each
+an option of :class:`MotionObjective`:
+
+- ``kind="temporal"``: :func:`temporal_difference_loss`, the error of the predicted clean clip's
+  frame-to-frame differences. For ε- and velocity-prediction ``x̂₀ − x₀`` is a per-timestep
+  multiple of ``pred − target``, so this is the squared frame difference of the prediction error.
+- ``timesteps=(t₁, t₂, …)``: the loss averaged over several fixed timesteps, each with its own
+  seeded noise draw (common randomness at every timestep).
+- ``contrast=True``: the loss of the clip minus the loss of its static copy (its first frame
+  repeated, same mask), so the gradient keeps what the clip's motion adds and drops what its
+  appearance alone explains. A frozen clip has an all-zero contrast gradient.
 """
 
 from __future__ import annotations
@@ -15,8 +27,11 @@ from typing import Any, Callable, Optional, Sequence, Tuple
 import torch
 
 __all__ = [
+    "OBJECTIVE_KINDS",
     "PredictFn",
     "motion_loss",
+    "static_copy",
+    "temporal_difference_loss",
     "seeded_noise",
     "MotionObjective",
     "epsilon_predict",
@@ -47,6 +62,38 @@ def motion_loss(
         err = err * w
     num_frames = pred.shape[frame_dim]
     return err.flatten(1).mean(dim=1) / float(num_frames)
+
+
+def temporal_difference_loss(
+    pred: torch.Tensor, target: torch.Tensor, mask: Optional[torch.Tensor], frame_dim: int = 2
+) -> torch.Tensor:
+    """Per-sample temporal-difference loss ``(1/F) · mean(W̄ · (Δ_f(pred − target))²)``, ``[B]``.
+
+    ``Δ_f e = e_{f+1} − e_f`` along ``frame_dim``; ``W̄_f = (W_f + W_{f+1}) / 2`` is the motion mask
+    of the two frames a difference spans (``None``: 1). Per-frame appearance errors that are the
+    same in consecutive frames cancel, so the loss measures how the clip changes over time. A
+    one-frame clip gives 0.
+    """
+    err = pred.float() - target.float()
+    num_frames = pred.shape[frame_dim]
+    if num_frames < 2:
+        return err.flatten(1).sum(dim=1) * 0.0
+    diff = err.narrow(frame_dim, 1, num_frames - 1) - err.narrow(frame_dim, 0, num_frames - 1)
+    sq = diff**2
+    if mask is not None:
+        w = mask.to(device=sq.device, dtype=sq.dtype)
+        fd = frame_dim - 1 if w.dim() < sq.dim() else frame_dim
+        w = 0.5 * (w.narrow(fd, 1, num_frames - 1) + w.narrow(fd, 0, num_frames - 1))
+        while w.dim() < sq.dim():
+            w = w.unsqueeze(1)
+        sq = sq * w
+    return sq.flatten(1).mean(dim=1) / float(num_frames)
+
+
+def static_copy(latents: torch.Tensor, frame_dim: int = 2) -> torch.Tensor:
+    """The clip's first frame repeated over all its frames (same shape as ``latents``)."""
+    first = latents.narrow(frame_dim, 0, 1)
+    return first.expand_as(latents).contiguous()
 
 
 def seeded_noise(
@@ -106,8 +153,13 @@ def flow_matching_predict(num_timesteps: int = 1000) -> PredictFn:
     return predict
 
 
+OBJECTIVE_KINDS = ("masked", "temporal")
+"""The per-sample losses :class:`MotionObjective` offers: ``masked`` (:func:`motion_loss`, the
+paper's) and ``temporal`` (:func:`temporal_difference_loss`)."""
+
+
 class MotionObjective:
-    """The attribution objective: ``L_mot`` at ``t_fix`` with seeded noise.
+    """The attribution objective: a motion loss at fixed timestep(s) with seeded noise.
 
     Args:
         predict: ``predict(model, batch, t, noise) -> (pred, target)``.
@@ -116,6 +168,13 @@ class MotionObjective:
         frame_dim: frame axis of the latents and of ``pred`` (2 for ``[B, C, F, h, w]``).
         latents_of: maps a batch to its latent tensor (the noise shape); default: the batch itself
             when it is a tensor, else ``batch["latents"]``.
+        kind: ``"masked"`` (default, the paper's loss) or ``"temporal"``.
+        timesteps: several fixed timesteps to average over (overrides ``t_fix``); timestep ``i``
+            uses noise seed ``noise_seed + i``.
+        contrast: subtract the loss of the clip's static copy (see the module doc). Needs a tensor
+            batch (or ``latents_of`` returning the batch itself).
+        use_mask: ``False`` ignores the masks handed in (W = 1): the "no motion mask" ablation.
+        name: a label for reports and query groups (default: built from the options).
     """
 
     def __init__(
@@ -125,12 +184,30 @@ class MotionObjective:
         noise_seed: int = 0,
         frame_dim: int = 2,
         latents_of: Optional[Callable[[Any], torch.Tensor]] = None,
+        kind: str = "masked",
+        timesteps: Optional[Sequence[int]] = None,
+        contrast: bool = False,
+        use_mask: bool = True,
+        name: Optional[str] = None,
     ) -> None:
+        if kind not in OBJECTIVE_KINDS:
+            raise ValueError(f"kind must be one of {OBJECTIVE_KINDS}, got {kind!r}")
         self.predict = predict
         self.t_fix = int(t_fix)
         self.noise_seed = int(noise_seed)
         self.frame_dim = int(frame_dim)
         self._latents_of = latents_of
+        self.kind = kind
+        self.timesteps: Tuple[int, ...] = tuple(int(t) for t in timesteps) if timesteps else (self.t_fix,)
+        self.contrast = bool(contrast)
+        self.use_mask = bool(use_mask)
+        if name is None:
+            name = kind + "@" + "+".join(str(t) for t in self.timesteps)
+            if contrast:
+                name += "-contrast"
+            if not use_mask:
+                name += "-nomask"
+        self.name = name
 
     def latents(self, batch: Any) -> torch.Tensor:
         """The latent tensor of ``batch`` (its shape is the noise shape)."""
@@ -140,6 +217,11 @@ class MotionObjective:
             return batch
         return batch["latents"]
 
+    def _loss(self, pred: torch.Tensor, target: torch.Tensor, masks: Optional[torch.Tensor]) -> torch.Tensor:
+        if self.kind == "temporal":
+            return temporal_difference_loss(pred, target, masks, frame_dim=self.frame_dim)
+        return motion_loss(pred, target, masks, frame_dim=self.frame_dim)
+
     def per_sample_losses(
         self,
         model: torch.nn.Module,
@@ -147,13 +229,43 @@ class MotionObjective:
         masks: Optional[torch.Tensor],
         noise: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        """``L_mot`` per sample, ``[B]``, with the graph kept for the sketch backward.
+        """The objective per sample, ``[B]``, with the graph kept for the sketch backward.
 
-        ``noise`` overrides the seeded draw (it must have the latents' shape).
+        ``noise`` overrides the seeded draw (it must have the latents' shape; with several
+        timesteps it is used at every one).
+
+        With ``contrast`` the forward runs on ``2B`` clips interleaved sample-major
+        (``z₀, static(z₀), z₁, static(z₁), …``), so a sketcher reading its layers' leading axis as
+        ``(b r)`` attributes both halves of a pair to the same sample.
         """
+        if not self.use_mask:
+            masks = None
         lat = self.latents(batch)
-        if noise is None:
-            noise = seeded_noise(lat.shape, self.noise_seed, self.frame_dim, device=lat.device, dtype=lat.dtype)
-        t = torch.full((lat.shape[0],), self.t_fix, dtype=torch.long, device=lat.device)
-        pred, target = self.predict(model, batch, t, noise)
-        return motion_loss(pred, target, masks, frame_dim=self.frame_dim)
+        b = lat.shape[0]
+        if self.contrast:
+            if not isinstance(batch, torch.Tensor):
+                raise TypeError("contrast=True needs the batch to be the latent tensor")
+            still = static_copy(lat, self.frame_dim)
+            # a clip equal to its static copy has no motion: exactly zero, not float round-off
+            moving = (lat != still).flatten(1).any(dim=1).to(lat.dtype)
+            pair = torch.stack([lat, still], dim=1)
+            batch = pair.reshape(2 * b, *lat.shape[1:])
+            lat = batch
+            if masks is not None:
+                masks = masks.repeat_interleave(2, dim=0)
+        total: Optional[torch.Tensor] = None
+        for i, t_val in enumerate(self.timesteps):
+            nz = noise
+            if nz is None:
+                nz = seeded_noise(lat.shape, self.noise_seed + i, self.frame_dim, device=lat.device, dtype=lat.dtype)
+            elif self.contrast:
+                nz = nz.repeat_interleave(2, dim=0)
+            t = torch.full((lat.shape[0],), t_val, dtype=torch.long, device=lat.device)
+            pred, target = self.predict(model, batch, t, nz)
+            loss = self._loss(pred, target, masks)
+            total = loss if total is None else total + loss
+        assert total is not None
+        total = total / float(len(self.timesteps))
+        if self.contrast:
+            total = (total[0::2] - total[1::2]) * moving
+        return total
