@@ -261,7 +261,7 @@ export class InfluenceEngine {
     const events = new Map<string, { batches: number; sketches: number; bytes: number; touched: Set<string>; qs: QuerySetRecord[] }>();
     const started = performance.now();
     await this.store.commit((tx) => {
-      const embeddings = new Map<string, Float32Array>();
+      const records = new Map<string, { buf: Buffer; g: Float32Array }>();
       const touchedRuns = new Set<RunState>();
       for (const p of prepared) {
         const ev = events.get(p.run.info.id) ?? { batches: 0, sketches: 0, bytes: 0, touched: new Set<string>(), qs: [] };
@@ -277,7 +277,7 @@ export class InfluenceEngine {
           continue;
         }
         if (p.duplicate) continue;
-        this.applyBatch(tx, p, embeddings, ev.touched);
+        this.applyBatch(tx, p, records, ev.touched);
         ev.batches++;
         ev.sketches += p.item.sub.sampleIds.length;
         ev.bytes += p.item.sub.bytes;
@@ -290,9 +290,7 @@ export class InfluenceEngine {
         if (ev === undefined) continue;
         for (const id of ev.touched) {
           const s = run.samples.get(id);
-          if (s !== undefined) tx.putSample(run.info.id, s);
-          const g = embeddings.get(`${run.info.id}\u0000${id}`);
-          if (g !== undefined) tx.putEmbedding(run.info.id, id, g);
+          if (s !== undefined) tx.putSample(run.info.id, s, records.get(`${run.info.id}\u0000${id}`)?.buf);
         }
       }
     });
@@ -322,7 +320,7 @@ export class InfluenceEngine {
     }
   }
 
-  private applyBatch(tx: StoreTx, p: PreparedBatch, embeddings: Map<string, Float32Array>, touched: Set<string>): void {
+  private applyBatch(tx: StoreTx, p: PreparedBatch, records: Map<string, { buf: Buffer; g: Float32Array }>, touched: Set<string>): void {
     const { run } = p;
     const sub = p.item.sub;
     const k = run.info.dim;
@@ -349,12 +347,12 @@ export class InfluenceEngine {
         }
       }
       const key = `${run.info.id}\u0000${id}`;
-      let g = embeddings.get(key);
-      if (g === undefined) {
-        g = new Float32Array(k);
-        tx.readEmbedding(run.info.id, id, g);
-        embeddings.set(key, g);
+      let record = records.get(key);
+      if (record === undefined) {
+        record = tx.openRecord(run.info.id, sample, k);
+        records.set(key, record);
       }
+      const g = record.g;
       const off = i * k;
       for (let d = 0; d < k; d++) g[d] = (g[d] as number) + lr * (sub.sketches[off + d] as number);
       touched.add(id);

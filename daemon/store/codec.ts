@@ -4,34 +4,67 @@
 import type { SampleState } from './run-state.js';
 
 /** Version tag of the sample record layout. */
-const SAMPLE_RECORD_V1 = 1;
-const SAMPLE_HEADER_BYTES = 32;
+const SAMPLE_RECORD_V2 = 2;
+/** Header bytes; a multiple of 8 so the f64 sums and the f32 embedding that follow are aligned. */
+export const SAMPLE_HEADER_BYTES = 32;
 
 /**
- * Sample record: u32 layout(=1) | u32 nq | f64 seen | f64 lastStep | f32 weight | u32 reserved |
- * f64 × nq per-query sums.
+ * Sample record (one LMDB value per sample, so ingest writes each touched sample once):
+ * u32 layout(=2) | u32 nq | f64 seen | f64 lastStep | f32 weight | u32 k | f64 × nq sums | f32 × k G(z).
  */
-export function encodeSample(s: SampleState): Buffer {
+export function sampleRecordBytes(nq: number, k: number): number {
+  return SAMPLE_HEADER_BYTES + 8 * nq + 4 * k;
+}
+
+/** Byte offset of G(z) inside a record holding `nq` sums. */
+export function embeddingOffset(nq: number): number {
+  return SAMPLE_HEADER_BYTES + 8 * nq;
+}
+
+/**
+ * A fresh record buffer for `s` (own, aligned ArrayBuffer: LMDB may keep a reference until the
+ * commit). Returns the buffer and a view of its G(z) region for the caller to fill.
+ */
+export function newSampleRecord(s: SampleState, k: number): { buf: Buffer; g: Float32Array } {
   const nq = s.sums.length;
-  const buf = Buffer.allocUnsafe(SAMPLE_HEADER_BYTES + 8 * nq);
-  buf.writeUInt32LE(SAMPLE_RECORD_V1, 0);
+  const buf = Buffer.allocUnsafeSlow(sampleRecordBytes(nq, k));
+  writeSampleHeader(buf, s, k);
+  return { buf, g: new Float32Array(buf.buffer, buf.byteOffset + embeddingOffset(nq), k) };
+}
+
+/** Writes the header and the sums of `s` into a record buffer laid out for `s.sums.length` sums. */
+export function writeSampleHeader(buf: Buffer, s: SampleState, k: number): void {
+  const nq = s.sums.length;
+  buf.writeUInt32LE(SAMPLE_RECORD_V2, 0);
   buf.writeUInt32LE(nq, 4);
   buf.writeDoubleLE(s.seen, 8);
   buf.writeDoubleLE(s.lastStep, 16);
   buf.writeFloatLE(s.weight, 24);
-  buf.writeUInt32LE(0, 28);
-  for (let j = 0; j < nq; j++) buf.writeDoubleLE(s.sums[j] as number, SAMPLE_HEADER_BYTES + 8 * j);
-  return buf;
+  buf.writeUInt32LE(k, 28);
+  new Float64Array(buf.buffer, buf.byteOffset + SAMPLE_HEADER_BYTES, nq).set(s.sums);
+}
+
+/** The record's sum count and G(z) length, after checking its layout tag. */
+export function recordShape(buf: Uint8Array): { nq: number; k: number } {
+  const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  const layout = b.readUInt32LE(0);
+  if (layout !== SAMPLE_RECORD_V2) throw new Error(`unknown sample record layout ${layout}`);
+  return { nq: b.readUInt32LE(4), k: b.readUInt32LE(28) };
 }
 
 export function decodeSample(id: string, buf: Uint8Array): SampleState {
   const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
-  const layout = b.readUInt32LE(0);
-  if (layout !== SAMPLE_RECORD_V1) throw new Error(`unknown sample record layout ${layout}`);
-  const nq = b.readUInt32LE(4);
+  const { nq } = recordShape(b);
   const sums = new Float64Array(nq);
   for (let j = 0; j < nq; j++) sums[j] = b.readDoubleLE(SAMPLE_HEADER_BYTES + 8 * j);
   return { id, seen: b.readDoubleLE(8), lastStep: b.readDoubleLE(16), weight: b.readFloatLE(24), sums };
+}
+
+/** Copies the G(z) bytes of a stored record into `out` (float32[k]). */
+export function copyEmbedding(buf: Uint8Array, out: Float32Array): void {
+  const { nq, k } = recordShape(buf);
+  const start = embeddingOffset(nq);
+  new Uint8Array(out.buffer, out.byteOffset, out.byteLength).set(buf.subarray(start, start + 4 * Math.min(k, out.length)));
 }
 
 /** A float32 array's bytes, without copying. */

@@ -6,8 +6,8 @@
  *   runs        runId                 → { info, queryIds, weightsVersion, batches, sketches, lastStep }
  *   commits     [runId, rank]         → last committed batch seq (number)
  *   queries     [runId, version]      → { version, step, ids, groups, receivedAtMs, sketches: bytes }
- *   samples     [runId, sampleId]     → binary sample record (seen, lastStep, weight, S_j sums)
- *   embeddings  [runId, sampleId]     → float32[k] influence embedding G(z)
+ *   samples     [runId, sampleId]     → binary sample record: seen, lastStep, weight, S_j sums and
+ *                                       the influence embedding G(z) (float32[k]) in one value
  *
  * Every mutation happens in {@link Store.commit}: one LMDB transaction, awaited until durable.
  */
@@ -16,10 +16,19 @@ import { join } from 'node:path';
 import { open, type Database, type Key, type RootDatabase } from 'lmdb';
 import { MotiveError } from '../shared/index.js';
 import { RunState, type QuerySetRecord, type RunInfo, type SampleState } from './run-state.js';
-import { bytesToFloat32, decodeSample, encodeSample, float32Bytes } from './codec.js';
+import {
+  bytesToFloat32,
+  copyEmbedding,
+  decodeSample,
+  embeddingOffset,
+  float32Bytes,
+  newSampleRecord,
+  recordShape,
+  writeSampleHeader,
+} from './codec.js';
 
 /** Bumped whenever the on-disk layout changes incompatibly. */
-export const STORE_FORMAT_VERSION = 1;
+export const STORE_FORMAT_VERSION = 2;
 
 export interface StoreOptions {
   readonly dataDir: string;
@@ -63,10 +72,16 @@ export interface StoreTx {
   putRun(run: RunState): void;
   putCommit(runId: string, rank: number, seq: number): void;
   putQuerySet(runId: string, qs: QuerySetRecord): void;
-  putSample(runId: string, sample: SampleState): void;
-  putEmbedding(runId: string, sampleId: string, embedding: Float32Array): void;
-  /** Reads G(z) as of this transaction into `out`; false (and `out` zeroed) when absent. */
-  readEmbedding(runId: string, sampleId: string, out: Float32Array): boolean;
+  /**
+   * Writes a sample's record. With `record` (from {@link StoreTx.openRecord}) the caller has
+   * filled its G(z); without, the stored G(z) is kept and only counters, weight and sums change.
+   */
+  putSample(runId: string, sample: SampleState, record?: Buffer): void;
+  /**
+   * A fresh record buffer for `sample` whose G(z) view holds the stored G(z) as of this
+   * transaction (zeros for a new sample), for the caller to add to and pass to putSample.
+   */
+  openRecord(runId: string, sample: SampleState, k: number): { buf: Buffer; g: Float32Array };
   deleteRun(runId: string): void;
 }
 
@@ -81,7 +96,6 @@ export class Store {
   private readonly commitsDb: Database<number, [string, number]>;
   private readonly queriesDb: Database<QueryRecord, [string, number]>;
   private readonly samplesDb: Database<Buffer, [string, string]>;
-  private readonly embeddingsDb: Database<Buffer, [string, string]>;
   private readonly metaDb: Database<number, string>;
   private readonly profilesDb: Database<ClipProfileRecord, [string, string]>;
   private readonly runStates = new Map<string, RunState>();
@@ -97,7 +111,6 @@ export class Store {
     this.commitsDb = root.openDB<number, [string, number]>({ name: 'commits' });
     this.queriesDb = root.openDB<QueryRecord, [string, number]>({ name: 'queries' });
     this.samplesDb = root.openDB<Buffer, [string, string]>({ name: 'samples', encoding: 'binary' });
-    this.embeddingsDb = root.openDB<Buffer, [string, string]>({ name: 'embeddings', encoding: 'binary' });
     this.metaDb = root.openDB<number, string>({ name: 'meta' });
     this.profilesDb = root.openDB<ClipProfileRecord, [string, string]>({ name: 'profiles' });
   }
@@ -207,12 +220,33 @@ export class Store {
         };
         void this.queriesDb.put([runId, qs.version], record);
       },
-      putSample: (runId, sample) => void this.samplesDb.put([runId, sample.id], encodeSample(sample)),
-      putEmbedding: (runId, sampleId, embedding) => void this.embeddingsDb.put([runId, sampleId], Buffer.from(float32Bytes(embedding))),
-      readEmbedding: (runId, sampleId, out) => this.readEmbeddingInto(runId, sampleId, out),
+      putSample: (runId, sample, record) => {
+        if (record !== undefined) {
+          const shape = recordShape(record);
+          if (shape.nq === sample.sums.length) {
+            writeSampleHeader(record, sample, shape.k);
+            void this.samplesDb.put([runId, sample.id], record);
+            return;
+          }
+          // Queries were added after openRecord: lay the record out again around the same G(z).
+          const grown = newSampleRecord(sample, shape.k);
+          copyEmbedding(record, grown.g);
+          void this.samplesDb.put([runId, sample.id], grown.buf);
+          return;
+        }
+        const k = this.runStates.get(runId)?.info.dim ?? 0;
+        const fresh = newSampleRecord(sample, k);
+        this.readEmbeddingInto(runId, sample.id, fresh.g);
+        void this.samplesDb.put([runId, sample.id], fresh.buf);
+      },
+      openRecord: (runId, sample, k) => {
+        const fresh = newSampleRecord(sample, k);
+        this.readEmbeddingInto(runId, sample.id, fresh.g);
+        return fresh;
+      },
       deleteRun: (runId) => {
         void this.runsDb.remove(runId);
-        const dbs = [this.commitsDb, this.queriesDb, this.samplesDb, this.embeddingsDb] as unknown as Database<unknown, Key[]>[];
+        const dbs = [this.commitsDb, this.queriesDb, this.samplesDb] as unknown as Database<unknown, Key[]>[];
         for (const db of dbs) for (const key of db.getKeys(runRange(runId))) void db.remove(key);
       },
     };
@@ -232,12 +266,12 @@ export class Store {
 
   private readEmbeddingInto(runId: string, sampleId: string, out: Float32Array): boolean {
     // getBinaryFast's buffer is only valid until the next read: copy out at once.
-    const buf = this.embeddingsDb.getBinaryFast([runId, sampleId]);
+    const buf = this.samplesDb.getBinaryFast([runId, sampleId]);
     if (buf === undefined) {
       out.fill(0);
       return false;
     }
-    new Uint8Array(out.buffer, out.byteOffset, out.byteLength).set(buf.subarray(0, out.byteLength));
+    copyEmbedding(buf, out);
     return true;
   }
 
@@ -255,8 +289,9 @@ export class Store {
     const rows = new Float32Array(chunkSamples * dim);
     const bytes = new Uint8Array(rows.buffer);
     let ids: string[] = [];
-    for (const { key, value } of this.embeddingsDb.getRange(runRange(runId))) {
-      bytes.set(value.subarray(0, dim * 4), ids.length * dim * 4);
+    for (const { key, value } of this.samplesDb.getRange(runRange(runId))) {
+      const start = embeddingOffset(recordShape(value).nq);
+      bytes.set(value.subarray(start, start + dim * 4), ids.length * dim * 4);
       ids.push(key[1]);
       if (ids.length === chunkSamples) {
         yield { ids, rows };

@@ -107,7 +107,7 @@ describe('store format version', () => {
     await db.openDB({ name: 'meta' }).put('format', 99);
     await db.close();
     await expect(Store.open({ dataDir: dir.path, mapSizeBytes: 1 << 30 })).rejects.toThrow(
-      /MOTIVE_STORE_FORMAT|holds format 99, this daemon reads format 1/,
+      /MOTIVE_STORE_FORMAT|holds format 99, this daemon reads format 2/,
     );
     expect(existsSync(join(dir.path, 'data.mdb'))).toBe(true);
     dir.remove();
