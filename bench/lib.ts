@@ -1,0 +1,224 @@
+/** Shared pieces of the benchmarks: machine description, result files, tables, a child daemon, profiles. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { cpus, loadavg, totalmem } from 'node:os';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { createInterface } from 'node:readline';
+import { table } from '../daemon/cli/common.js';
+
+export const REPO_ROOT = new URL('../', import.meta.url).pathname;
+/** Filled stores, dumped matrices and profiles live here (gitignored). */
+export const CACHE_DIR = join(REPO_ROOT, 'bench/.cache');
+
+export interface MachineInfo {
+  cpu: string;
+  cores: number;
+  memGiB: number;
+  node: string;
+  /** 1-minute load average when the bench started: the machine is shared, so this says how busy it was. */
+  load1: number;
+}
+
+export function machine(): MachineInfo {
+  const c = cpus();
+  return {
+    cpu: c[0]?.model ?? 'unknown',
+    cores: c.length,
+    memGiB: Math.round(totalmem() / 1024 ** 3),
+    node: process.version,
+    load1: Number((loadavg()[0] ?? 0).toFixed(2)),
+  };
+}
+
+/** Prints a titled table and writes `bench/results/<name>.json` with the machine and rows. */
+export function report(
+  name: string,
+  title: string,
+  headers: string[],
+  rows: Array<Array<string | number>>,
+  extra: Record<string, unknown> = {},
+): void {
+  const m = machine();
+  process.stdout.write(
+    `\n${title}\nmachine: ${m.cpu}, ${m.cores} cores, ${m.memGiB} GiB, node ${m.node}, load ${m.load1}\n\n${table(headers, rows)}`,
+  );
+  mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
+  const records = rows.map((r) => Object.fromEntries(headers.map((h, i) => [h, r[i]])));
+  writeFileSync(
+    new URL(`./results/${name}.json`, import.meta.url),
+    `${JSON.stringify({ name, title, machine: m, at: new Date().toISOString(), rows: records, ...extra }, null, 2)}\n`,
+  );
+}
+
+export function quantile(sorted: number[], q: number): number {
+  if (sorted.length === 0) return NaN;
+  const pos = q * (sorted.length - 1);
+  const lo = Math.floor(pos);
+  const hi = Math.ceil(pos);
+  return (sorted[lo] as number) + ((sorted[hi] as number) - (sorted[lo] as number)) * (pos - lo);
+}
+
+/** Best (largest or smallest), and the spread as (worst − best) / best, of repeated measurements. */
+export function bestOf(values: number[], better: 'higher' | 'lower'): { best: number; worst: number; spreadPct: number } {
+  const best = better === 'higher' ? Math.max(...values) : Math.min(...values);
+  const worst = better === 'higher' ? Math.min(...values) : Math.max(...values);
+  return { best, worst, spreadPct: best === 0 ? 0 : (Math.abs(worst - best) / best) * 100 };
+}
+
+export function fmt(x: number, digits = 1): string {
+  return Number.isFinite(x) ? x.toFixed(digits) : '–';
+}
+
+export interface BenchDaemon {
+  readonly proc: ChildProcess;
+  readonly pid: number;
+  readonly grpcPort: number;
+  readonly httpPort: number;
+  readonly startMs: number;
+  /** SIGTERM and wait for the graceful exit (which also writes a CPU profile when one was asked for). */
+  stop(): Promise<void>;
+}
+
+export interface BenchDaemonOptions {
+  readonly dataDir: string;
+  /** Extra `MOTIVE_*` env. */
+  readonly env?: Record<string, string>;
+  /** Write a V8 CPU profile of the daemon into this directory (node --cpu-prof). */
+  readonly cpuProfDir?: string;
+  readonly startTimeoutMs?: number;
+}
+
+/** Spawns `node bin/motived.js` on ephemeral ports and waits for its ready line. */
+export function startBenchDaemon(options: BenchDaemonOptions): Promise<BenchDaemon> {
+  const args = options.cpuProfDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', options.cpuProfDir];
+  const started = performance.now();
+  const proc = spawn(process.execPath, [...args, 'bin/motived.js'], {
+    cwd: REPO_ROOT,
+    env: {
+      ...process.env,
+      MOTIVE_DATA_DIR: options.dataDir,
+      MOTIVE_GRPC_PORT: '0',
+      MOTIVE_HTTP_PORT: '0',
+      MOTIVE_LOG_LEVEL: 'warn',
+      ...options.env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  let stderr = '';
+  proc.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+  const timeoutMs = options.startTimeoutMs ?? 120_000;
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`daemon did not start in ${timeoutMs} ms: ${stderr}`));
+    }, timeoutMs);
+    const lines = createInterface({ input: proc.stdout! });
+    lines.on('line', (line) => {
+      try {
+        const msg = JSON.parse(line) as { msg?: string; grpcPort?: number; httpPort?: number };
+        if (msg.msg !== 'ready') return;
+        clearTimeout(timer);
+        resolve({
+          proc,
+          pid: proc.pid!,
+          grpcPort: msg.grpcPort!,
+          httpPort: msg.httpPort!,
+          startMs: performance.now() - started,
+          stop: async () => {
+            proc.kill('SIGTERM');
+            const t = setTimeout(() => proc.kill('SIGKILL'), 60_000);
+            await exited;
+            clearTimeout(t);
+          },
+        });
+      } catch {
+        // not a log line
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`daemon exited (${code}) before ready: ${stderr}`));
+    });
+  });
+}
+
+/** VmRSS and VmHWM of a process in MiB, from /proc/<pid>/status. */
+export function rssMiB(pid: number): { rss: number; peak: number } {
+  const text = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kib = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN);
+  return { rss: kib('VmRSS') / 1024, peak: kib('VmHWM') / 1024 };
+}
+
+/** POSTs JSON to the daemon's HTTP port and returns the parsed answer. */
+export async function postJson<T>(port: number, path: string, body: unknown): Promise<T> {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  if (!res.ok) throw new Error(`${path}: HTTP ${res.status} ${await res.text()}`);
+  return (await res.json()) as T;
+}
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  hitCount?: number;
+  children?: number[];
+}
+
+export interface ProfileEntry {
+  fn: string;
+  where: string;
+  selfMs: number;
+  selfPct: number;
+}
+
+/**
+ * Top self-time functions of the newest `.cpuprofile` in `dir` (node --cpu-prof), idle and GC
+ * shown as their own entries so the share of time spent waiting is visible.
+ */
+export function summarizeProfile(dir: string, top = 12): { totalMs: number; entries: ProfileEntry[] } {
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith('.cpuprofile'))
+    .sort();
+  const file = files.at(-1);
+  if (file === undefined) throw new Error(`no .cpuprofile in ${dir}`);
+  const prof = JSON.parse(readFileSync(join(dir, file), 'utf8')) as {
+    nodes: ProfileNode[];
+    samples: number[];
+    timeDeltas: number[];
+  };
+  const byId = new Map(prof.nodes.map((n) => [n.id, n]));
+  const selfUs = new Map<string, number>();
+  let totalUs = 0;
+  for (let i = 0; i < prof.samples.length; i++) {
+    const node = byId.get(prof.samples[i] as number);
+    const dt = prof.timeDeltas[i] ?? 0;
+    if (node === undefined) continue;
+    totalUs += dt;
+    const cf = node.callFrame;
+    const url = cf.url.startsWith('file://') ? relative(REPO_ROOT, new URL(cf.url).pathname) : cf.url;
+    const key = `${cf.functionName || '(anonymous)'}\t${url === '' ? '' : `${url}:${cf.lineNumber + 1}`}`;
+    selfUs.set(key, (selfUs.get(key) ?? 0) + dt);
+  }
+  const entries = [...selfUs.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top)
+    .map(([key, us]) => {
+      const [fn, where] = key.split('\t') as [string, string];
+      return { fn, where, selfMs: Math.round(us / 1000), selfPct: Number(((us / totalUs) * 100).toFixed(1)) };
+    });
+  return { totalMs: Math.round(totalUs / 1000), entries };
+}
+
+/** Prints a profile summary as a table. */
+export function printProfile(title: string, p: { totalMs: number; entries: ProfileEntry[] }): void {
+  process.stdout.write(
+    `\n${title} (daemon CPU profile, ${p.totalMs} ms sampled)\n\n${table(
+      ['self %', 'self ms', 'function', 'where'],
+      p.entries.map((e) => [e.selfPct, e.selfMs, e.fn, e.where]),
+    )}`,
+  );
+}
