@@ -237,7 +237,7 @@ export class InfluenceEngine {
       }
       let fresh = newSamples.get(run.info.id);
       if (fresh === undefined) newSamples.set(run.info.id, (fresh = new Set()));
-      const added = sub.sampleIds.filter((id) => !run.samples.has(id) && !(fresh as Set<string>).has(id));
+      const added = sub.sampleIds.filter((id) => !run.samples.has(id) && !(fresh).has(id));
       if (run.samples.size + fresh.size + new Set(added).size > this.options.maxSamplesPerRun) {
         item.reject(
           new MotiveError('MOTIVE_INGEST_LIMIT_SAMPLES', `run ${run.info.id} is limited to ${this.options.maxSamplesPerRun} samples`),
