@@ -518,6 +518,22 @@ class MotiveClient:
             self._stats.state = state
 
     def _run(self) -> None:
+        """The sender thread. If it ever fails unexpectedly, the client turns ``failed`` so that
+        ``send`` returns at once instead of waiting for a queue nobody drains."""
+        try:
+            self._run_streams()
+        except BaseException as exc:  # pragma: no cover - a bug guard, not an expected path
+            _log.error("motive client sender stopped: %r", exc)
+            self._note_error(f"sender stopped: {exc!r}")
+            with self._cv:
+                self._failed = True
+                self._refusal = f"sender stopped: {exc!r}"
+                self._stats.state = "failed"
+                self._drop_all_locked()
+                self._cv.notify_all()
+
+    def _run_streams(self) -> None:
+        """Opens streams until closed or refused, backing off between failed attempts."""
         backoff = self.backoff_s
         while True:
             with self._lock:

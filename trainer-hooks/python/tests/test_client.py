@@ -248,13 +248,18 @@ def test_resend_after_daemon_restart_is_exactly_once(own_daemon: List[Daemon]) -
 
 def test_outage_never_stalls_training_and_close_is_bounded(own_daemon: List[Daemon]) -> None:
     d = own_daemon[0]
-    drop = _client(d.address, "outage", token=None, policy="drop", max_queue=3)
-    block = _client(d.address, "outage", token=None, policy="block", block_timeout_s=0.2, max_queue=1)
+    address = d.address
+    drop = _client(address, "outage", token=None, policy="drop", max_queue=3)
+    block = _client(address, "outage", token=None, policy="block", block_timeout_s=0.2, max_queue=1)
+    busy = _client(address, "outage-busy", token=None)
+    clients = (drop, block, busy)
     try:
-        assert _wait(lambda: drop.stats().state == "connected" and block.stats().state == "connected")
+        assert _wait(lambda: all(c.stats().state == "connected" for c in clients))
         assert drop.send(0, 0.1, ["z"], _rows(1, 0)) and drop.flush(5.0)
-        d.kill()
-        assert _wait(lambda: drop.stats().state != "connected" and block.stats().state != "connected", 5.0)
+        for step in range(5):
+            assert busy.send(step, 0.1, [f"g{step}"], _rows(1, step))
+        d.kill()  # while busy's batches may be unacked
+        assert _wait(lambda: all(c.stats().state != "connected" for c in clients), 5.0)
 
         t0 = time.monotonic()
         ok = [drop.send(i, 0.1, ["z"], _rows(1, i)) for i in range(1, 11)]
@@ -268,8 +273,11 @@ def test_outage_never_stalls_training_and_close_is_bounded(own_daemon: List[Daem
         assert 0.15 <= time.monotonic() - t0 < 1.0
         assert not block.flush(0.1)
 
+        for step in range(5, 8):
+            assert busy.send(step, 0.1, [f"g{step}"], _rows(1, step))
+
         # close with the daemon gone: bounded by its timeout; what never committed is counted
-        for c, queued, timeout_s in ((drop, 3, 0.5), (block, 1, 0.0)):
+        for c, queued, timeout_s in ((drop, 3, 0.5), (block, 1, 0.0), (busy, 3, 1.0)):
             t0 = time.monotonic()
             c.close(timeout_s)
             assert time.monotonic() - t0 < timeout_s + 0.7
@@ -280,36 +288,19 @@ def test_outage_never_stalls_training_and_close_is_bounded(own_daemon: List[Daem
             t0 = time.monotonic()
             c.close(0.2)  # again: harmless
             assert time.monotonic() - t0 < 1.0
-    finally:
-        drop.close(0.2)
-        block.close(0.2)
+        s = busy.stats()
+        assert s.acked_batches + s.dropped_rows == 8 + 1  # one row per batch: acked or counted lost
 
-
-def test_close_never_hangs_without_a_daemon() -> None:
-    with tempfile.TemporaryDirectory(prefix="motive-client-gone-") as tmp:
-        d = Daemon(os.path.join(tmp, "data"))
-        address = d.address
-        c = _client(address, "gone", token=None, connect_timeout_s=30.0)
-        assert _wait(lambda: c.stats().state == "connected")
-        for step in range(5):
-            assert c.send(step, 0.1, [f"g{step}"], _rows(1, step))
-        d.kill()  # while batches may be unacked
-        for step in range(5, 8):
-            c.send(step, 0.1, [f"g{step}"], _rows(1, step))
+        # nothing listening at all, from the start
+        never = _client(address, "gone", token=None)
+        assert never.send(0, 0.1, ["x"], _rows(1, 0))
         t0 = time.monotonic()
-        c.close(1.0)
-        assert time.monotonic() - t0 < 1.7
-        s = c.stats()
-        assert s.state == "closed" and s.unacked_batches == 0 and s.queued_sends == 0
-        assert s.acked_batches + s.dropped_rows == 8  # one row per batch: acked or counted lost
-
-    # nothing listening at all, from the start
-    c2 = _client(address, "gone", token=None)
-    assert c2.send(0, 0.1, ["x"], _rows(1, 0))
-    t0 = time.monotonic()
-    c2.close(0.3)
-    assert time.monotonic() - t0 < 1.0
-    assert c2.stats().state == "closed" and c2.stats().dropped_rows == 1
+        never.close(0.3)
+        assert time.monotonic() - t0 < 1.0
+        assert never.stats().state == "closed" and never.stats().dropped_rows == 1
+    finally:
+        for c in clients:
+            c.close(0.2)
 
 
 def test_refused_hello_fails_softly(daemon: Daemon) -> None:
