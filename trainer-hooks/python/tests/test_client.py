@@ -358,7 +358,9 @@ class _UnsanitizedClient(MotiveClient):
 def test_rejected_batches_are_counted_and_dropped(daemon: Daemon) -> None:
     run_id = "reject"
     c = _client(daemon.address, run_id, dtype="float32")
-    raw = _UnsanitizedClient(daemon.address, run_id, DIM, dtype="float32", token=TOKEN, fingerprint="fp", rank=1, world_size=2)
+    raw = _UnsanitizedClient(
+        daemon.address, run_id, DIM, rank=1, world_size=2, dtype="float32", token=TOKEN, fingerprint="fp"
+    )
     try:
         q = _rows(1, 50)
         c.set_queries(["q"], q, step=0)
@@ -469,7 +471,12 @@ def test_query_versions_agree_across_ranks(daemon: Daemon) -> None:
         assert n0.send(5, 0.2, ["r0-5"], rows) and n0.flush(10.0)
         assert n1.set_queries(ids, q3, step=5) == 3 and n1.flush(10.0)
         assert versions() == [1, 2, 3]
-        _check_sums(daemon, run_id, [(5, 0.2, ["r0-5"], _wire(rows, "float16"), "float16")], [(5, ids, _wire(q3, "float16"), "float16")])
+        _check_sums(
+            daemon,
+            run_id,
+            [(5, 0.2, ["r0-5"], _wire(rows, "float16"), "float16")],
+            [(5, ids, _wire(q3, "float16"), "float16")],
+        )
     finally:
         n0.close(1.0)
         n1.close(1.0)
