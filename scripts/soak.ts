@@ -59,6 +59,8 @@ interface Sample {
   batches: number;
   batchesPerS: number;
   storeMiB: number;
+  /** V8 heap in use (nodejs_heap_size_used_bytes from /metrics), NaN when not exported. */
+  heapUsedMiB: number;
 }
 
 function procStatus(pid: number): { vmRss: number; rssAnon: number; rssFile: number } {
@@ -96,8 +98,7 @@ const runId = 'soak';
 let acked = 0;
 const clients = Array.from(
   { length: RANKS },
-  (_, rank) =>
-    new MotiveClient({ address: daemon.address, runId, dim: K, rank, worldSize: RANKS, maxUnacked, applyWeights: true }),
+  (_, rank) => new MotiveClient({ address: daemon.address, runId, dim: K, rank, worldSize: RANKS, maxUnacked, applyWeights: true }),
 );
 clients.forEach((c) => c.on('ack', () => acked++));
 await Promise.all(clients.map((c) => c.connect()));
@@ -113,7 +114,12 @@ const senders = clients.map(async (c, rank) => {
       // Every rank sends each refresh (the daemon keeps one copy per version).
       const qr = rng(version);
       const q = Float32Array.from({ length: QUERIES * K }, () => qr.normal());
-      c.setQueries(version, step, Array.from({ length: QUERIES }, (_, j) => `motion-${j}`), q);
+      c.setQueries(
+        version,
+        step,
+        Array.from({ length: QUERIES }, (_, j) => `motion-${j}`),
+        q,
+      );
     }
     const ids = Array.from({ length: N }, () => `clip-${rr.int(POOL)}`);
     await c.send(step, 1e-4, ids, blocks[rr.int(blocks.length)] as Float32Array);
@@ -124,9 +130,21 @@ const senders = clients.map(async (c, rank) => {
 const samples: Sample[] = [];
 let lastBatches = 0;
 let lastT = started;
-const header = '   t(s)  VmRSS(MiB)  RssAnon(MiB)  RssFile(MiB)  acked batches  batches/s  store(MiB)';
+const header = '   t(s)  VmRSS(MiB)  RssAnon(MiB)  RssFile(MiB)  heapUsed(MiB)  acked batches  batches/s  store(MiB)';
 process.stdout.write(`${header}\n`);
+let heapUsedMiB = NaN;
+/** Polls the daemon's own heap figure; the table shows the latest value. */
+const pollHeap = async (): Promise<void> => {
+  try {
+    const text = await (await fetch(`${daemon.baseUrl}/metrics`)).text();
+    const m = /^nodejs_heap_size_used_bytes\s+(\S+)/m.exec(text);
+    if (m?.[1] !== undefined) heapUsedMiB = Number(m[1]) / 1024 ** 2;
+  } catch {
+    // metrics are optional here
+  }
+};
 const take = (): void => {
+  void pollHeap();
   const now = Date.now();
   const st = procStatus(pid);
   // Allocated blocks of the LMDB file (the map itself is sparse).
@@ -144,6 +162,7 @@ const take = (): void => {
     batches: acked,
     batchesPerS: ((acked - lastBatches) * 1000) / Math.max(1, now - lastT),
     storeMiB,
+    heapUsedMiB,
   };
   lastBatches = acked;
   lastT = now;
@@ -151,7 +170,9 @@ const take = (): void => {
   process.stdout.write(
     `${s.tS.toFixed(0).padStart(7)}  ${s.vmRssMiB.toFixed(1).padStart(10)}  ${s.rssAnonMiB.toFixed(1).padStart(12)}  ${s.rssFileMiB
       .toFixed(1)
-      .padStart(12)}  ${String(s.batches).padStart(13)}  ${s.batchesPerS.toFixed(1).padStart(9)}  ${Number.isFinite(s.storeMiB) ? s.storeMiB.toFixed(1).padStart(10) : '         -'}\n`,
+      .padStart(
+        12,
+      )}  ${Number.isFinite(s.heapUsedMiB) ? s.heapUsedMiB.toFixed(1).padStart(13) : '            -'}  ${String(s.batches).padStart(13)}  ${s.batchesPerS.toFixed(1).padStart(9)}  ${Number.isFinite(s.storeMiB) ? s.storeMiB.toFixed(1).padStart(10) : '         -'}\n`,
   );
 };
 take();
@@ -179,6 +200,14 @@ const anonSlope = slope(
 const first = samples[0]!;
 const last = samples[samples.length - 1]!;
 const peak = Math.max(...samples.map((s) => s.vmRssMiB));
+const heapSecond = second.filter((s) => Number.isFinite(s.heapUsedMiB));
+const heapSlope =
+  heapSecond.length > 1
+    ? slope(
+        heapSecond.map((s) => s.tS / 60),
+        heapSecond.map((s) => s.heapUsedMiB),
+      )
+    : NaN;
 const flat = Math.abs(vmSlope) <= flatMiBPerMin && Math.abs(anonSlope) <= flatMiBPerMin;
 const consistent = run.batches === acked;
 process.stdout.write(
@@ -187,7 +216,8 @@ process.stdout.write(
       `stored batches ${run.batches}, samples ${run.samples}; SIGTERM exit ${exitCode}`,
     `VmRSS start ${first.vmRssMiB.toFixed(1)} MiB, end ${last.vmRssMiB.toFixed(1)} MiB, peak ${peak.toFixed(1)} MiB; ` +
       `RssAnon start ${first.rssAnonMiB.toFixed(1)} MiB, end ${last.rssAnonMiB.toFixed(1)} MiB`,
-    `slope over the second half (${second.length} samples): VmRSS ${vmSlope.toFixed(2)} MiB/min, RssAnon ${anonSlope.toFixed(2)} MiB/min`,
+    `slope over the second half (${second.length} samples): VmRSS ${vmSlope.toFixed(2)} MiB/min, RssAnon ${anonSlope.toFixed(2)} MiB/min, ` +
+      `V8 heap used ${Number.isFinite(heapSlope) ? `${heapSlope.toFixed(2)} MiB/min` : 'n/a'}`,
     `verdict: ${flat ? 'FLAT' : 'GROWING'} (threshold ±${flatMiBPerMin} MiB/min); store ${consistent ? 'consistent' : `INCONSISTENT (${run.batches} stored vs ${acked} acked)`}`,
   ].join('\n') + '\n',
 );

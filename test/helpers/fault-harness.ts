@@ -245,20 +245,26 @@ interface SampleJson {
   querySums: number[];
 }
 
-async function getJson<T>(url: string, init?: RequestInit): Promise<{ status: number; body: T }> {
+async function getJson(url: string, init?: RequestInit): Promise<{ status: number; body: unknown }> {
   const res = await fetch(url, init);
-  return { status: res.status, body: (await res.json()) as T };
+  return { status: res.status, body: await res.json() };
 }
 
 /**
  * Compares the stored run with the reference over REST: run counters and per-rank markers, every
  * sample's seen / lastStep / querySums / score, and the /attribute ranking of a seeded query.
  */
-export async function compareWithReference(baseUrl: string, runId: string, scn: Scenario, ref: ReferenceModel, seed: number): Promise<string[]> {
+export async function compareWithReference(
+  baseUrl: string,
+  runId: string,
+  scn: Scenario,
+  ref: ReferenceModel,
+  seed: number,
+): Promise<string[]> {
   const out: string[] = [];
-  const run = await getJson<RunJson>(`${baseUrl}/v1/runs/${runId}`);
+  const run = await getJson(`${baseUrl}/v1/runs/${runId}`);
   if (run.status !== 200) return [`GET run: status ${run.status}`];
-  const r = run.body;
+  const r = run.body as RunJson;
   const totalBatches = scn.ranks.reduce((a, b) => a + b.length, 0);
   const totalSketches = scn.ranks.reduce((a, bs) => a + bs.reduce((x, b) => x + b.ids.length, 0), 0);
   const lastStep = Math.max(...scn.ranks.flatMap((bs) => bs.map((b) => b.step)));
@@ -266,27 +272,31 @@ export async function compareWithReference(baseUrl: string, runId: string, scn: 
   if (r.sketches !== totalSketches) out.push(`sketches ${r.sketches} != ${totalSketches}`);
   if (r.samples !== ref.samples.size) out.push(`samples ${r.samples} != ${ref.samples.size}`);
   if (r.lastStep !== lastStep) out.push(`lastStep ${r.lastStep} != ${lastStep}`);
-  if (JSON.stringify(r.queryIds) !== JSON.stringify(ref.queryIds)) out.push(`queryIds ${r.queryIds.join(',')} != ${ref.queryIds.join(',')}`);
+  if (JSON.stringify(r.queryIds) !== JSON.stringify(ref.queryIds))
+    out.push(`queryIds ${r.queryIds.join(',')} != ${ref.queryIds.join(',')}`);
   const versions = r.querySets.map((q) => `${q.version}@${q.step}`).join(',');
-  const wantVersions = sentQuerySets(scn).map((q) => `${q.version}@${q.step}`).join(',');
+  const wantVersions = sentQuerySets(scn)
+    .map((q) => `${q.version}@${q.step}`)
+    .join(',');
   if (versions !== wantVersions) out.push(`querySets ${versions} != ${wantVersions}`);
   const wantRanks = scn.ranks.map((bs, rank) => ({ rank, lastCommittedSeq: bs.length }));
   if (JSON.stringify(r.ranks) !== JSON.stringify(wantRanks)) out.push(`ranks ${JSON.stringify(r.ranks)} != ${JSON.stringify(wantRanks)}`);
 
   for (const [id, s] of ref.samples) {
-    const got = await getJson<SampleJson>(`${baseUrl}/v1/runs/${runId}/samples/${encodeURIComponent(id)}`);
+    const got = await getJson(`${baseUrl}/v1/runs/${runId}/samples/${encodeURIComponent(id)}`);
     if (got.status !== 200) {
       out.push(`${id}: status ${got.status}`);
       continue;
     }
-    const g = got.body;
+    const g = got.body as SampleJson;
     if (g.seen !== s.seen) out.push(`${id}: seen ${g.seen} != ${s.seen}`);
     if (g.lastStep !== s.lastStep) out.push(`${id}: lastStep ${g.lastStep} != ${s.lastStep}`);
     const want = ref.querySums(id);
     const e = relErr(g.querySums, want);
     if (g.querySums.length !== want.length || !(e <= 1e-4)) out.push(`${id}: querySums rel err ${e}`);
     const wantScore = ref.score(id);
-    if (!(Math.abs(g.score - wantScore) <= 1e-4 * Math.max(1e-6, ...want.map(Math.abs)))) out.push(`${id}: score ${g.score} != ${wantScore}`);
+    if (!(Math.abs(g.score - wantScore) <= 1e-4 * Math.max(1e-6, ...want.map(Math.abs))))
+      out.push(`${id}: score ${g.score} != ${wantScore}`);
     if (out.length > 20) return out;
   }
 
@@ -295,21 +305,23 @@ export async function compareWithReference(baseUrl: string, runId: string, scn: 
   const qr = rng(seed ^ 0x5eed);
   const query = Array.from({ length: scn.dim }, () => qr.normal());
   const want = ref.attribute(query);
-  const got = await getJson<{ samples: Array<{ id: string; score: number }> }>(`${baseUrl}/v1/runs/${runId}/attribute`, {
+  const res = await getJson(`${baseUrl}/v1/runs/${runId}/attribute`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ sketch: query, limit: want.length }),
   });
-  if (got.status !== 200) return [...out, `attribute: status ${got.status}`];
+  if (res.status !== 200) return [...out, `attribute: status ${res.status}`];
+  const got = res.body as { samples: Array<{ id: string; score: number }> };
   const refScore = new Map(want.map((w) => [w.id, w.score]));
   const scale = Math.max(1e-9, ...want.map((w) => Math.abs(w.score)));
   const tol = 1e-5 * scale;
-  if (got.body.samples.length !== want.length) out.push(`attribute: ${got.body.samples.length} samples != ${want.length}`);
-  got.body.samples.forEach((s, i) => {
+  if (got.samples.length !== want.length) out.push(`attribute: ${got.samples.length} samples != ${want.length}`);
+  got.samples.forEach((s, i) => {
     const rs = refScore.get(s.id);
     const wi = want[i]?.score;
     if (rs === undefined || wi === undefined) out.push(`attribute[${i}]: unknown ${s.id}`);
-    else if (Math.abs(rs - wi) > tol || Math.abs(s.score - rs) > tol) out.push(`attribute[${i}]: ${s.id} (${s.score}) vs ${want[i]?.id} (${wi})`);
+    else if (Math.abs(rs - wi) > tol || Math.abs(s.score - rs) > tol)
+      out.push(`attribute[${i}]: ${s.id} (${s.score}) vs ${want[i]?.id} (${wi})`);
   });
   return out;
 }
@@ -320,9 +332,9 @@ async function compareWeights(baseUrl: string, runId: string, clients: MotiveCli
   let stableSince = Date.now();
   const deadline = Date.now() + 5000;
   for (;;) {
-    const now = await getJson<{ version: number; weights: Record<string, number> }>(`${baseUrl}/v1/runs/${runId}/weights`);
-    if (now.body.version !== stored.version) {
-      stored = now.body;
+    const now = (await getJson(`${baseUrl}/v1/runs/${runId}/weights`)).body as { version: number; weights: Record<string, number> };
+    if (now.version !== stored.version) {
+      stored = now;
       stableSince = Date.now();
     }
     const settled = Date.now() - stableSince > 300 && clients.every((c) => c.weightsVersion === stored.version);
@@ -336,7 +348,8 @@ async function compareWeights(baseUrl: string, runId: string, clients: MotiveCli
   clients.forEach((c, rank) => {
     if (c.weightsVersion !== stored.version) out.push(`rank ${rank}: weights version ${c.weightsVersion} != stored ${stored.version}`);
     const got = [...c.weights().entries()].sort(([a], [b]) => (a < b ? -1 : 1));
-    if (JSON.stringify(got) !== JSON.stringify(want)) out.push(`rank ${rank}: live weights (${got.length}) differ from stored (${want.length})`);
+    if (JSON.stringify(got) !== JSON.stringify(want))
+      out.push(`rank ${rank}: live weights (${got.length}) differ from stored (${want.length})`);
   });
   return out;
 }

@@ -78,7 +78,13 @@ describe('oversized messages and a full store (in-process daemon)', () => {
       a.write(batch(1, ['s1', 's2'], new Float32Array(2 * K).fill(0.5)));
       expect(await a.next()).toEqual({ ack: { seq: 1 } });
       // 32 rows × 4 KiB = 128 KiB: refused from the frame header, the stream ends.
-      a.write(batch(2, Array.from({ length: 32 }, (_, i) => `t${i}`), new Float32Array(32 * K).fill(0.5)));
+      a.write(
+        batch(
+          2,
+          Array.from({ length: 32 }, (_, i) => `t${i}`),
+          new Float32Array(32 * K).fill(0.5),
+        ),
+      );
       expect(await a.next(10_000)).toBe('end');
       a.close();
       const b = rawStream(address);
@@ -221,7 +227,9 @@ describe('disk full (RLIMIT_FSIZE on the child daemon)', () => {
       s.close();
       const run = (await (await fetch(`${daemon.baseUrl}/v1/runs/full`)).json()) as { batches: number; samples: number };
       expect(run).toMatchObject({ batches: TOTAL, samples: TOTAL * N });
-      const list = (await (await fetch(`${daemon.baseUrl}/v1/runs/full/samples?limit=2000`)).json()) as { samples: Array<{ seen: number }> };
+      const list = (await (await fetch(`${daemon.baseUrl}/v1/runs/full/samples?limit=2000`)).json()) as {
+        samples: Array<{ seen: number }>;
+      };
       expect(list.samples.every((x) => x.seen === 1)).toBe(true);
     } finally {
       await daemon.dispose();

@@ -48,11 +48,16 @@ function sketchBytes(count: number, dtype: DType): fc.Arbitrary<Uint8Array> {
           new Float32Array(b.buffer).set(v);
           return b;
         })
-      : fc.array(fc.integer({ min: 0, max: 0xffff }).filter((h) => ((h >> 10) & 0x1f) !== 0x1f), { minLength: count, maxLength: count }).map((v) => {
-          const b = new Uint8Array(count * 2);
-          new Uint16Array(b.buffer).set(v);
-          return b;
-        });
+      : fc
+          .array(
+            fc.integer({ min: 0, max: 0xffff }).filter((h) => ((h >> 10) & 0x1f) !== 0x1f),
+            { minLength: count, maxLength: count },
+          )
+          .map((v) => {
+            const b = new Uint8Array(count * 2);
+            new Uint16Array(b.buffer).set(v);
+            return b;
+          });
   return fc.oneof(
     { weight: 3, arbitrary: finite },
     { weight: 2, arbitrary: fc.uint8Array({ minLength: bytes, maxLength: bytes }) },
@@ -76,9 +81,7 @@ const badCounter = (v: number, min: number): boolean => !Number.isSafeInteger(v)
 /** The independent decode of valid bytes (float32 values as float32 holds them). */
 function expectedValues(bytes: Uint8Array, dtype: DType): number[] {
   const copy = Uint8Array.from(bytes);
-  return dtype === 'float16'
-    ? Array.from(new Uint16Array(copy.buffer), (h) => Math.fround(halfToNumber(h)))
-    : decodeBytes(copy, 'float32');
+  return dtype === 'float16' ? Array.from(new Uint16Array(copy.buffer), (h) => Math.fround(halfToNumber(h))) : decodeBytes(copy, 'float32');
 }
 
 function sameValues(got: Float32Array, want: number[]): boolean {
@@ -99,7 +102,11 @@ function outcome<T>(f: () => T): { ok: T } | { code: ErrorCode } {
 
 describe('decodeBatch (property)', () => {
   const input = fc
-    .record({ dim: fc.integer({ min: 1, max: 6 }), dtype: fc.constantFrom<DType>('float32', 'float16'), ids: fc.array(idArb, { maxLength: 4 }) })
+    .record({
+      dim: fc.integer({ min: 1, max: 6 }),
+      dtype: fc.constantFrom<DType>('float32', 'float16'),
+      ids: fc.array(idArb, { maxLength: 4 }),
+    })
     .chain(({ dim, dtype, ids }) =>
       fc.record({
         dim: fc.constant(dim),
@@ -110,7 +117,11 @@ describe('decodeBatch (property)', () => {
         lr: fc.oneof(fc.double(), fc.constantFrom(0.001, -0.5, NaN, Infinity)),
         bytes: sketchBytes(Math.max(1, ids.length) * dim, dtype),
         offset: fc.nat(7),
-        losses: fc.oneof(fc.constant([]), fc.array(fc.float(), { minLength: ids.length, maxLength: ids.length }), fc.array(fc.float(), { maxLength: 5 })),
+        losses: fc.oneof(
+          fc.constant<number[]>([]),
+          fc.array(fc.float(), { minLength: ids.length, maxLength: ids.length }),
+          fc.array(fc.float(), { maxLength: 5 }),
+        ),
       }),
     );
 
@@ -118,7 +129,14 @@ describe('decodeBatch (property)', () => {
     fc.assert(
       fc.property(input, (x) => {
         const n = x.ids.length;
-        const msg = { seq: x.seq, step: x.step, lr: x.lr, sampleIds: [...x.ids], sketches: framed(x.bytes, x.offset), losses: x.losses };
+        const msg = {
+          seq: x.seq,
+          step: x.step,
+          lr: x.lr,
+          sampleIds: [...x.ids],
+          sketches: framed(x.bytes, x.offset),
+          losses: [...x.losses],
+        };
         const broken = new Set<ErrorCode>();
         if (badCounter(x.seq, 1) || badCounter(x.step, 0) || !Number.isFinite(x.lr)) broken.add('MOTIVE_INGEST_BATCH_INVALID');
         if (x.losses.length !== 0 && x.losses.length !== n) broken.add('MOTIVE_INGEST_BATCH_INVALID');
@@ -158,7 +176,11 @@ describe('decodeQueries (property)', () => {
         ids: fc.constant(ids),
         version: counter,
         step: counter,
-        groups: fc.oneof(fc.constant([]), fc.array(fc.constantFrom('motion', 'camera', ''), { minLength: ids.length, maxLength: ids.length }), fc.array(fc.string(), { maxLength: 4 })),
+        groups: fc.oneof(
+          fc.constant([]),
+          fc.array(fc.constantFrom('motion', 'camera', ''), { minLength: ids.length, maxLength: ids.length }),
+          fc.array(fc.string(), { maxLength: 4 }),
+        ),
         bytes: sketchBytes(Math.max(1, ids.length) * dim, dtype),
         offset: fc.nat(7),
       }),
@@ -216,7 +238,10 @@ describe('REST parameters (property, real HTTP)', () => {
   const call = async (path: string, init?: RequestInit): Promise<{ status: number; body: unknown }> => {
     const res = await fetch(`${base}${path}`, init);
     const text = await res.text();
-    if (res.status >= 500) fiveHundreds.push(`${res.status} ${init?.method ?? 'GET'} ${path} ${String(init?.body ?? '').slice(0, 200)} → ${text.slice(0, 200)}`);
+    if (res.status >= 500)
+      fiveHundreds.push(
+        `${res.status} ${init?.method ?? 'GET'} ${path} ${typeof init?.body === 'string' ? init.body.slice(0, 200) : ''} → ${text.slice(0, 200)}`,
+      );
     let body: unknown;
     try {
       body = JSON.parse(text);
@@ -253,11 +278,21 @@ describe('REST parameters (property, real HTTP)', () => {
     const r = rng(9);
     const c = new MotiveClient({ address: `127.0.0.1:${daemon.grpcPort}`, runId: RUN, dim: K, applyWeights: false });
     await c.connect();
-    c.setQueries(1, 0, ['q0', 'q1'], Float32Array.from({ length: 2 * K }, () => r.normal()));
+    c.setQueries(
+      1,
+      0,
+      ['q0', 'q1'],
+      Float32Array.from({ length: 2 * K }, () => r.normal()),
+    );
     for (let step = 0; step < 10; step++) {
       const ids = Array.from({ length: 6 }, () => KNOWN[r.int(KNOWN.length)]!);
       ids.forEach((id) => stored.add(id));
-      await c.send(step, 0.01, ids, Float32Array.from({ length: ids.length * K }, () => r.normal()));
+      await c.send(
+        step,
+        0.01,
+        ids,
+        Float32Array.from({ length: ids.length * K }, () => r.normal()),
+      );
     }
     await c.flush();
     c.close();
@@ -271,14 +306,38 @@ describe('REST parameters (property, real HTTP)', () => {
   const anyText = fc.oneof(
     fc.string({ maxLength: 12 }),
     fc.string({ unit: 'binary', maxLength: 8 }),
-    fc.constantFrom('harmful', 'helpful', 'votes', '1', '50', '100', '101', '0', '-1', '1e2', '0x10', '1.5', ' 7', 'NaN', 'Infinity', '', '9'.repeat(400)),
+    fc.constantFrom(
+      'harmful',
+      'helpful',
+      'votes',
+      '1',
+      '50',
+      '100',
+      '101',
+      '0',
+      '-1',
+      '1e2',
+      '0x10',
+      '1.5',
+      ' 7',
+      'NaN',
+      'Infinity',
+      '',
+      '9'.repeat(400),
+    ),
   );
 
   it('GET /v1/runs/:run/samples: arbitrary order, limit and extra parameters', async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.array(fc.tuple(fc.oneof(fc.constantFrom('order', 'limit'), fc.string({ maxLength: 6 })), anyText), { maxLength: 4 }),
-        fc.oneof(fc.constant(RUN), fc.constant('nope'), fc.string({ minLength: 1, maxLength: 20 }), fc.constant('x'.repeat(128)), fc.constant('x'.repeat(129))),
+        fc.oneof(
+          fc.constant(RUN),
+          fc.constant('nope'),
+          fc.string({ minLength: 1, maxLength: 20 }),
+          fc.constant('x'.repeat(128)),
+          fc.constant('x'.repeat(129)),
+        ),
         async (params, run) => {
           const qs = new URLSearchParams(params).toString();
           const { status, body } = await call(`/v1/runs/${encodeURIComponent(run)}/samples${qs === '' ? '' : `?${qs}`}`);
@@ -306,7 +365,9 @@ describe('REST parameters (property, real HTTP)', () => {
         fc.boolean(),
         async (id, raw) => {
           // Raw: the id as typed, so stray '%', '?', '#', '/' and spaces reach the router.
-          const seg = raw ? id.replace(/[\u0000-\u001f\u007f]/g, '') : encodeURIComponent(id);
+          const seg = raw
+            ? Array.from(id, (ch) => (ch.charCodeAt(0) > 0x1f && ch !== '\u007f' ? ch : '')).join('')
+            : encodeURIComponent(id);
           let res: { status: number; body: unknown };
           try {
             res = await call(`/v1/runs/${RUN}/samples/${seg}`);
@@ -334,7 +395,11 @@ describe('REST parameters (property, real HTTP)', () => {
   it('POST /v1/runs/:run/attribute: arbitrary JSON and non-JSON bodies', async () => {
     // Within float32 range: values beyond it are a known failure (skipped test below).
     const F32_MAX = 3.4028234663852886e38;
-    const number = fc.oneof(fc.double({ min: -F32_MAX, max: F32_MAX, noNaN: true }), fc.integer(), fc.constantFrom(F32_MAX, -F32_MAX, 5e-324, 1e-45));
+    const number = fc.oneof(
+      fc.double({ min: -F32_MAX, max: F32_MAX, noNaN: true }),
+      fc.integer(),
+      fc.constantFrom(F32_MAX, -F32_MAX, 5e-324, 1e-45),
+    );
     const sketchLike = fc.oneof(
       fc.array(number, { minLength: K, maxLength: K }),
       fc.array(number, { maxLength: 12 }),
@@ -342,11 +407,26 @@ describe('REST parameters (property, real HTTP)', () => {
       fc.jsonValue({ maxDepth: 2 }),
     );
     const body = fc.oneof(
-      fc.record({ sketch: sketchLike, limit: fc.oneof(fc.integer({ min: -5, max: 200 }), fc.jsonValue({ maxDepth: 1 })) }, { requiredKeys: [] }).map((b) => JSON.stringify(b)),
+      fc
+        .record(
+          { sketch: sketchLike, limit: fc.oneof(fc.integer({ min: -5, max: 200 }), fc.jsonValue({ maxDepth: 1 })) },
+          { requiredKeys: [] },
+        )
+        .map((b) => JSON.stringify(b)),
       fc.record({ sketch: sketchLike, extra: fc.jsonValue({ maxDepth: 1 }) }).map((b) => JSON.stringify(b)),
       fc.jsonValue({ maxDepth: 3 }).map((b) => JSON.stringify(b)),
       fc.string({ maxLength: 40 }),
-      fc.constantFrom('', '{', '{"sketch":[1,2', 'null', '[]', '{"sketch":null}', '{"__proto__":{"x":1},"sketch":[1]}', `{"sketch":[${'1,'.repeat(7)}1e999]}`, `{"sketch":[${'0,'.repeat(7)}0]}`),
+      fc.constantFrom(
+        '',
+        '{',
+        '{"sketch":[1,2',
+        'null',
+        '[]',
+        '{"sketch":null}',
+        '{"__proto__":{"x":1},"sketch":[1]}',
+        `{"sketch":[${'1,'.repeat(7)}1e999]}`,
+        `{"sketch":[${'0,'.repeat(7)}0]}`,
+      ),
     );
     await fc.assert(
       fc.asyncProperty(
@@ -354,7 +434,11 @@ describe('REST parameters (property, real HTTP)', () => {
         fc.constantFrom('application/json', 'application/json; charset=utf-8', 'text/plain', 'application/x-www-form-urlencoded'),
         fc.oneof(fc.constant(RUN), fc.constant('nope')),
         async (text, type, run) => {
-          const { status, body: b } = await call(`/v1/runs/${run}/attribute`, { method: 'POST', headers: { 'content-type': type }, body: text });
+          const { status, body: b } = await call(`/v1/runs/${run}/attribute`, {
+            method: 'POST',
+            headers: { 'content-type': type },
+            body: text,
+          });
           if (status >= 200 && status < 300) {
             const x = b as { samples?: unknown; scanned?: unknown; elapsedMs?: unknown };
             expect(Array.isArray(x.samples)).toBe(true);
@@ -385,7 +469,12 @@ describe('REST parameters (property, real HTTP)', () => {
     const id = `long-${'z'.repeat(145)}`;
     const c = new MotiveClient({ address: `127.0.0.1:${daemon.grpcPort}`, runId: 'long-ids', dim: K, applyWeights: false });
     await c.connect();
-    await c.send(0, 0.01, [id], Float32Array.from({ length: K }, (_, i) => i + 1));
+    await c.send(
+      0,
+      0.01,
+      [id],
+      Float32Array.from({ length: K }, (_, i) => i + 1),
+    );
     await c.flush();
     c.close();
     const res = await call(`/v1/runs/long-ids/samples/${encodeURIComponent(id)}`);
@@ -400,7 +489,11 @@ describe('REST parameters (property, real HTTP)', () => {
   // MOTIVE_API_BAD_SKETCH.
   it.skip('POST /attribute refuses a sketch value beyond float32 range with 400', async () => {
     const sketch = Array.from({ length: K }, (_, i) => (i === 3 ? 1e308 : 1));
-    const res = await call(`/v1/runs/${RUN}/attribute`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sketch }) });
+    const res = await call(`/v1/runs/${RUN}/attribute`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ sketch }),
+    });
     expect(res.status).toBe(400);
     expect((res.body as { code: string }).code).toBe('MOTIVE_API_BAD_SKETCH');
   });

@@ -48,7 +48,9 @@ class BareRank {
           const b = batches[next - 1]!;
           for (const qs of this.scn.querySets) {
             if (qs.step <= b.step && !sentQs.has(qs.version)) {
-              s.write({ queries: { version: qs.version, step: qs.step, queryIds: qs.ids, groups: [], sketches: Buffer.from(qs.values.buffer) } });
+              s.write({
+                queries: { version: qs.version, step: qs.step, queryIds: qs.ids, groups: [], sketches: Buffer.from(qs.values.buffer) },
+              });
               sentQs.add(qs.version);
             }
           }
@@ -175,7 +177,14 @@ describe('SIGTERM drain', () => {
     const commitDelayMs = 100;
     // maxGroupBytes below one batch: every batch is its own 100 ms commit, so 8+ queued batches
     // take longer than the grace.
-    const o = await drainScenario(daemon, { shutdownGraceMs: graceMs, store: { commitDelayMs, maxGroupBytes: 1024 } }, commitDelayMs, 43, 60, 10);
+    const o = await drainScenario(
+      daemon,
+      { shutdownGraceMs: graceMs, store: { commitDelayMs, maxGroupBytes: 1024 } },
+      commitDelayMs,
+      43,
+      60,
+      10,
+    );
     o.ackedBeforeExit.forEach((seq, rank) => expect(o.storedCommits[rank]).toBeGreaterThanOrEqual(seq));
     expect(o.storedBatches).toBe(o.storedCommits.reduce((a, b) => a + b, 0));
     expect(o.mismatches).toEqual([]);
