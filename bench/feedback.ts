@@ -1,0 +1,183 @@
+/**
+ * Feedback latency at a steady sketch rate: one trainer rank sends batches on a fixed schedule
+ * (default 10,000 sample-sketches/s: batches of 256, k = 512, m = 64 queries, fp16) through the real
+ * gRPC stream to a daemon child process with `{"weights": {"minSeen": 1, "intervalMs": 50}}`.
+ *
+ *   Ack latency           = Ack received − batch sent.
+ *   WeightUpdate latency  = time from sending a batch to the first WeightUpdate received after that
+ *                           batch's Ack whose version is newer than the newest version the rank had
+ *                           received when the Ack arrived (so it reflects a recompute that could
+ *                           include the batch).
+ *
+ * The first 2 s are warm-up and not counted. Sample ids are drawn from a pool of 100,000 clips.
+ *
+ *   npx tsx bench/feedback.ts [--rate 10000] [--seconds 20] [--runs 2] [--quick]
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { encodeFloat16Array } from '../trainer-hooks/ts/index.js';
+import { rng } from '../test/helpers/reference.js';
+import { tempDir } from '../test/helpers/daemon.js';
+import { rawStream } from '../test/helpers/raw-stream.js';
+import { bestOf, fmt, quantile, report, startBenchDaemon } from './lib.js';
+
+const { values } = parseArgs({
+  options: {
+    rate: { type: 'string', default: '10000' },
+    seconds: { type: 'string', default: '20' },
+    runs: { type: 'string', default: '2' },
+    batch: { type: 'string', default: '256' },
+    quick: { type: 'boolean' },
+  },
+});
+const RATE = Number(values.rate);
+const SECONDS = values.quick ? 6 : Number(values.seconds);
+const RUNS = values.quick ? 1 : Number(values.runs);
+const BATCH = Number(values.batch);
+const K = 512;
+const M = 64;
+const POOL = 100_000;
+const WARMUP_MS = 2000;
+
+interface RunResult {
+  sentRate: number;
+  ack: number[];
+  wu: number[];
+  batches: number;
+  noUpdate: number;
+  updates: number;
+  avgUpdateIds: number;
+}
+
+async function once(seed: number): Promise<RunResult> {
+  const dir = tempDir('motive-bench-feedback-');
+  const configFile = join(dir.path, 'config.json');
+  writeFileSync(configFile, JSON.stringify({ weights: { minSeen: 1, intervalMs: 50 } }));
+  const d = await startBenchDaemon({ dataDir: join(dir.path, 'store'), env: { MOTIVE_CONFIG: configFile } });
+  const r = rng(seed);
+  const payloads = Array.from({ length: 4 }, () => encodeFloat16Array(Float32Array.from({ length: BATCH * K }, () => r.normal())));
+  const queries = encodeFloat16Array(Float32Array.from({ length: M * K }, () => r.normal()));
+  const s = rawStream(`127.0.0.1:${d.grpcPort}`);
+  s.write({
+    hello: { runId: 'feedback', rank: 0, worldSize: 1, projection: { kind: 'gaussian', seed: 1, dim: K, fingerprint: 'b' }, dtype: 'FLOAT16', token: '', client: 'bench', applyWeights: true },
+  });
+  const welcome = await s.next(30_000);
+  if (welcome === 'end' || welcome.welcome === undefined) throw new Error('no Welcome');
+  s.write({ queries: { version: 1, step: 0, queryIds: Array.from({ length: M }, (_, j) => `q${j}`), groups: [], sketches: queries } });
+
+  const sentAt = new Map<number, number>();
+  const ackAt = new Map<number, number>();
+  const versionAtAck = new Map<number, number>();
+  const updates: Array<{ at: number; version: number; ids: number }> = [];
+  let newestVersion = welcome.welcome.weightsVersion;
+  let done = false;
+  const receiver = (async () => {
+    for (;;) {
+      let msg;
+      try {
+        msg = await s.next(done ? 2000 : 60_000);
+      } catch {
+        return; // quiet for 2 s after the last send: finished
+      }
+      const now = performance.now();
+      if (msg === 'end') return;
+      if (msg.error) throw new Error(`${msg.error.code}: ${msg.error.message}`);
+      if (msg.ack) {
+        ackAt.set(msg.ack.seq, now);
+        versionAtAck.set(msg.ack.seq, newestVersion);
+      }
+      if (msg.weights) {
+        updates.push({ at: now, version: msg.weights.version, ids: msg.weights.sampleIds.length });
+        if (msg.weights.version > newestVersion) newestVersion = msg.weights.version;
+      }
+    }
+  })();
+
+  const intervalMs = (BATCH / RATE) * 1000;
+  const total = Math.floor((SECONDS * 1000) / intervalMs);
+  const t0 = performance.now();
+  for (let seq = 1; seq <= total; seq++) {
+    const due = t0 + (seq - 1) * intervalMs;
+    const wait = due - performance.now();
+    if (wait > 1) await new Promise((res) => setTimeout(res, wait - 0.5));
+    while (performance.now() < due) {
+      // spin the last half millisecond so the schedule stays exact
+    }
+    const ids = Array.from({ length: BATCH }, () => `clip-${r.int(POOL)}`);
+    sentAt.set(seq, performance.now());
+    s.write({ batch: { seq, step: seq, lr: 1e-4, sampleIds: ids, sketches: payloads[seq % payloads.length] as Buffer, losses: [] } });
+  }
+  const sentRate = (total * BATCH) / ((performance.now() - t0) / 1000);
+  done = true;
+  await receiver;
+  s.close();
+  await d.stop();
+  dir.remove();
+
+  const ack: number[] = [];
+  const wu: number[] = [];
+  let noUpdate = 0;
+  let counted = 0;
+  for (const [seq, sent] of sentAt) {
+    if (sent - t0 < WARMUP_MS) continue;
+    counted++;
+    const acked = ackAt.get(seq);
+    if (acked === undefined) throw new Error(`batch ${seq} was never acknowledged`);
+    ack.push(acked - sent);
+    const v = versionAtAck.get(seq) ?? 0;
+    const next = updates.find((u) => u.at >= acked && u.version > v);
+    if (next === undefined) noUpdate++;
+    else wu.push(next.at - sent);
+  }
+  ack.sort((a, b) => a - b);
+  wu.sort((a, b) => a - b);
+  const live = updates.filter((u) => u.at - t0 >= WARMUP_MS);
+  return {
+    sentRate,
+    ack,
+    wu,
+    batches: counted,
+    noUpdate,
+    updates: live.length,
+    avgUpdateIds: live.reduce((a, u) => a + u.ids, 0) / Math.max(1, live.length),
+  };
+}
+
+const rows: Array<Array<string | number>> = [];
+const results: RunResult[] = [];
+for (let run = 1; run <= RUNS; run++) {
+  const res = await once(run);
+  results.push(res);
+  const q = (a: number[], p: number): string => fmt(quantile(a, p), 1);
+  rows.push([
+    run,
+    Math.round(res.sentRate),
+    res.batches,
+    q(res.ack, 0.5),
+    q(res.ack, 0.99),
+    fmt(res.ack.at(-1) ?? NaN),
+    q(res.wu, 0.5),
+    q(res.wu, 0.99),
+    fmt(res.wu.at(-1) ?? NaN),
+    res.noUpdate,
+    res.updates,
+    Math.round(res.avgUpdateIds),
+  ]);
+  process.stderr.write(`run ${run}: ack p99 ${q(res.ack, 0.99)} ms, WeightUpdate p99 ${q(res.wu, 0.99)} ms\n`);
+}
+const ackP99 = bestOf(results.map((r) => quantile(r.ack, 0.99)), 'lower');
+const wuP99 = bestOf(results.map((r) => quantile(r.wu, 0.99)), 'lower');
+report(
+  'feedback',
+  `Feedback latency at ${RATE} sketches/s (batch ${BATCH}, k ${K}, m ${M}, fp16, 1 rank, weights minSeen 1 / intervalMs 50), ${SECONDS} s per run, first ${WARMUP_MS / 1000} s not counted`,
+  ['run', 'sent/s', 'batches', 'ack p50 ms', 'ack p99 ms', 'ack max ms', 'WU p50 ms', 'WU p99 ms', 'WU max ms', 'no WU', 'WUs', 'ids/WU'],
+  rows,
+  {
+    best: { ackP99Ms: ackP99.best, ackP99SpreadPct: ackP99.spreadPct, weightUpdateP99Ms: wuP99.best, weightUpdateP99SpreadPct: wuP99.spreadPct },
+    definition:
+      'WU latency: batch sent -> first WeightUpdate received after the batch Ack whose version is newer than the newest version received when the Ack arrived',
+    target: 'Ack p99 <= 10 ms, WeightUpdate p99 <= 50 ms at 10k sketches/s',
+  },
+);
+process.stdout.write(`\nbest of ${RUNS}: ack p99 ${fmt(ackP99.best)} ms (spread ${fmt(ackP99.spreadPct, 0)} %), WeightUpdate p99 ${fmt(wuP99.best)} ms (spread ${fmt(wuP99.spreadPct, 0)} %)\n`);
