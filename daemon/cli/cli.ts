@@ -14,6 +14,7 @@ import { selectCommand } from './commands/select.js';
 import { exportCommand } from './commands/export.js';
 import { watchCommand } from './commands/watch.js';
 import { demoCommand } from './commands/demo.js';
+import { replayCommand } from './commands/replay.js';
 
 /** Every sub-command, in the order `motive help` lists them. */
 export const COMMANDS: Readonly<Record<string, Command>> = {
@@ -28,6 +29,7 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
   export: exportCommand,
   watch: watchCommand,
   demo: demoCommand,
+  replay: replayCommand,
 };
 
 function help(): string {
