@@ -120,7 +120,8 @@ export class Store {
     let root: RootDatabase;
     try {
       mkdirSync(options.dataDir, { recursive: true });
-      root = open({ path: options.dataDir, mapSize: options.mapSizeBytes, maxDbs: 16 });
+      // noSubdir: false, else lmdb-js takes a directory whose name has an extension for a file.
+      root = open({ path: options.dataDir, mapSize: options.mapSizeBytes, maxDbs: 16, noSubdir: false });
     } catch (err) {
       throw new MotiveError('MOTIVE_STORE_OPEN', `${options.dataDir}: ${(err as Error).message}`, { cause: err });
     }
