@@ -6,7 +6,7 @@ Importing the package has no side effects beyond registering the ``motive.v1`` p
 """
 
 from .attribution import MotionAttributor, isolated_pass
-from .client import CLIENT_VERSION, ClientStats, MotiveClient
+from .client import CLIENT_VERSION, ClientStats, MotiveClient, MotiveClientError
 from .loss import MotionObjective, epsilon_predict, flow_matching_predict, motion_loss, seeded_noise
 from .mask import flow_magnitude, lucas_kanade_flow, motion_mask
 from .sampler import MotiveSampler
@@ -22,6 +22,7 @@ __all__ = [
     "MotionAttributor",
     "MotionObjective",
     "MotiveClient",
+    "MotiveClientError",
     "MotiveSampler",
     "PROJECTION_KIND",
     "epsilon_predict",
