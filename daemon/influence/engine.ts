@@ -237,7 +237,7 @@ export class InfluenceEngine {
       }
       let fresh = newSamples.get(run.info.id);
       if (fresh === undefined) newSamples.set(run.info.id, (fresh = new Set()));
-      const added = sub.sampleIds.filter((id) => !run.samples.has(id) && !(fresh).has(id));
+      const added = sub.sampleIds.filter((id) => !run.samples.has(id) && !fresh.has(id));
       if (run.samples.size + fresh.size + new Set(added).size > this.options.maxSamplesPerRun) {
         item.reject(
           new MotiveError('MOTIVE_INGEST_LIMIT_SAMPLES', `run ${run.info.id} is limited to ${this.options.maxSamplesPerRun} samples`),
@@ -376,19 +376,54 @@ export class InfluenceEngine {
 
   /**
    * Scores a new query against every stored G(z) of a run: `<G(z), q̂>` with q normalised per
-   * the run's score mode. Returns the best `limit`, best first.
+   * the run's score mode. Returns the best `limit`, best first, exactly: the int8 mirror gives
+   * every row an approximate score with an error bound, and only rows whose bound reaches the
+   * top are rescored from the float32 G(z) in the store.
    */
   async attribute(run: RunState, query: Float32Array, limit: number): Promise<Array<{ id: string; score: number }>> {
     const k = run.info.dim;
     const q = Float32Array.from(query);
     if (run.info.scoreMode === 'cosine') normalizeRows(q, 1, k);
-    const top = new TopK(limit);
-    for (const chunk of this.store.embeddingChunks(run.info.id, k, this.options.scanChunkSamples)) {
-      const scores = await this.kernel.multiply(chunk.rows, chunk.ids.length, k, q, 1);
-      for (let i = 0; i < chunk.ids.length; i++) top.offer(chunk.ids[i] as string, scores[i] as number);
+    let qL1 = 0;
+    for (let d = 0; d < k; d++) qL1 += Math.abs(q[d] as number);
+    // Rounding each int8 value moves it by at most scale/2; float32 accumulation adds a little.
+    const boundPerScale = qL1 * (0.5 + 127 * k * 1.2e-7);
+    const mirror = run.mirror;
+    const n = mirror.size;
+    const approx = new Float32Array(n);
+    const bound = new Float32Array(n);
+    const ids: string[] = new Array<string>(n);
+    const lower = new TopK(limit);
+    for (const block of mirror.blocksView()) {
+      const c = await this.kernel.multiplyInt8(block.rows, block.count, k, q, 1);
+      for (let i = 0; i < block.count; i++) {
+        const slot = block.first + i;
+        const scale = block.scales[i] as number;
+        const a = (c[i] as number) * scale;
+        const e = scale * boundPerScale;
+        approx[slot] = a;
+        bound[slot] = e;
+        ids[slot] = block.ids[i] as string;
+        lower.offer(ids[slot], a - e);
+      }
     }
+    const threshold = lower.full ? lower.min : -Infinity;
+    const top = new TopK(limit);
+    const g = new Float32Array(k);
+    for (let slot = 0; slot < n; slot++) {
+      if ((approx[slot] as number) + (bound[slot] as number) < threshold) continue;
+      const id = ids[slot] as string;
+      if (this.store.readEmbedding(run.info.id, id, g) === undefined) continue;
+      let score = 0;
+      for (let d = 0; d < k; d++) score += (g[d] as number) * (q[d] as number);
+      top.offer(id, score);
+    }
+    this.lastScan = { rows: n, rescored: top.offered };
     return top.sorted();
   }
+
+  /** Rows scanned and rows rescored exactly by the last {@link attribute} call. */
+  lastScan = { rows: 0, rescored: 0 };
 }
 
 /** Query set in force at `step` among the committed history and this group's pending ones. */
@@ -406,12 +441,25 @@ class TopK {
   private readonly ids: string[] = [];
   private readonly scores: number[] = [];
   private readonly limit: number;
+  /** Values offered so far. */
+  offered = 0;
 
   constructor(limit: number) {
     this.limit = limit;
   }
 
+  /** True once `limit` values are held. */
+  get full(): boolean {
+    return this.ids.length >= this.limit;
+  }
+
+  /** The smallest value held (the current cut). */
+  get min(): number {
+    return this.scores[0] ?? -Infinity;
+  }
+
   offer(id: string, score: number): void {
+    this.offered++;
     if (this.limit <= 0) return;
     if (this.ids.length < this.limit) {
       this.ids.push(id);

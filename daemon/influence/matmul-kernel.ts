@@ -4,7 +4,7 @@
  */
 import * as ort from 'onnxruntime-node';
 import { MotiveError } from '../shared/index.js';
-import { matMulModel } from './onnx-model.js';
+import { int8MatMulModel, matMulModel } from './onnx-model.js';
 
 export interface MatMulKernelOptions {
   /** Intra-op threads; 0 lets onnxruntime use one per core. */
@@ -13,9 +13,11 @@ export interface MatMulKernelOptions {
 
 export class MatMulKernel {
   private readonly session: ort.InferenceSession;
+  private readonly int8Session: ort.InferenceSession;
 
-  private constructor(session: ort.InferenceSession) {
+  private constructor(session: ort.InferenceSession, int8Session: ort.InferenceSession) {
     this.session = session;
+    this.int8Session = int8Session;
   }
 
   static async create(options: MatMulKernelOptions): Promise<MatMulKernel> {
@@ -25,7 +27,8 @@ export class MatMulKernel {
     };
     if (options.threads > 0) sessionOptions.intraOpNumThreads = options.threads;
     const session = await ort.InferenceSession.create(matMulModel(), sessionOptions);
-    return new MatMulKernel(session);
+    const int8Session = await ort.InferenceSession.create(int8MatMulModel(), sessionOptions);
+    return new MatMulKernel(session, int8Session);
   }
 
   /** `a[n×k] · b[k×m]` → a new Float32Array [n×m]. */
@@ -45,7 +48,25 @@ export class MatMulKernel {
     }
   }
 
+  /** `float(a8[n×k]) · b[k×m]` → a new Float32Array [n×m] (row scales not applied). */
+  async multiplyInt8(a8: Int8Array, n: number, k: number, b: Float32Array, m: number): Promise<Float32Array> {
+    if (n === 0 || m === 0) return new Float32Array(n * m);
+    if (a8.length < n * k || b.length < k * m) throw new MotiveError('MOTIVE_INFLUENCE_KERNEL', 'operand shorter than its shape');
+    try {
+      const out = await this.int8Session.run({
+        A8: new ort.Tensor('int8', a8.length === n * k ? a8 : a8.subarray(0, n * k), [n, k]),
+        B: new ort.Tensor('float32', b.length === k * m ? b : b.subarray(0, k * m), [k, m]),
+      });
+      const c = out['C'];
+      if (c === undefined) throw new Error('no output C');
+      return c.data as Float32Array;
+    } catch (err) {
+      throw new MotiveError('MOTIVE_INFLUENCE_KERNEL', (err as Error).message, { cause: err });
+    }
+  }
+
   async close(): Promise<void> {
     await this.session.release();
+    await this.int8Session.release();
   }
 }

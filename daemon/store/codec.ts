@@ -67,6 +67,16 @@ export function copyEmbedding(buf: Uint8Array, out: Float32Array): void {
   new Uint8Array(out.buffer, out.byteOffset, out.byteLength).set(buf.subarray(start, start + 4 * Math.min(k, out.length)));
 }
 
+/** G(z) of a record as a Float32Array (a view when aligned, else a copy). Read it at once. */
+export function embeddingView(buf: Uint8Array): Float32Array {
+  const { nq, k } = recordShape(buf);
+  const start = buf.byteOffset + embeddingOffset(nq);
+  if (start % 4 === 0) return new Float32Array(buf.buffer, start, k);
+  const out = new Float32Array(k);
+  copyEmbedding(buf, out);
+  return out;
+}
+
 /** A float32 array's bytes, without copying. */
 export function float32Bytes(a: Float32Array): Buffer {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength);

@@ -4,6 +4,8 @@
  * It is only mutated inside a store commit callback, so memory and disk move together.
  */
 
+import { EmbeddingMirror } from './embedding-mirror.js';
+
 export type SketchDType = 'float32' | 'float16';
 export type ScoreMode = 'cosine' | 'dot';
 
@@ -51,6 +53,8 @@ export interface SampleState {
 
 export class RunState {
   readonly info: RunInfo;
+  /** int8 copy of every sample's G(z) for fast scans (see embedding-mirror.ts). */
+  readonly mirror: EmbeddingMirror;
   /** Every query id the run has seen, in first-seen order: the order of `querySums`. */
   readonly queryIds: string[] = [];
   readonly queryIndex = new Map<string, number>();
@@ -68,6 +72,7 @@ export class RunState {
 
   constructor(info: RunInfo) {
     this.info = info;
+    this.mirror = new EmbeddingMirror(info.dim);
   }
 
   /** The query set in force at `step`: the largest `step' <= step`, ties by version. */

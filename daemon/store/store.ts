@@ -21,6 +21,7 @@ import {
   copyEmbedding,
   decodeSample,
   embeddingOffset,
+  embeddingView,
   float32Bytes,
   newSampleRecord,
   recordShape,
@@ -164,6 +165,7 @@ export class Store {
       }
       for (const { key: k, value: buf } of this.samplesDb.getRange(runRange(key))) {
         run.samples.set(k[1], decodeSample(k[1], buf));
+        run.mirror.set(k[1], embeddingView(buf));
       }
       this.runStates.set(key, run);
     }
@@ -224,15 +226,17 @@ export class Store {
       putSample: (runId, sample, record) => {
         if (record !== undefined) {
           const shape = recordShape(record);
-          if (shape.nq === sample.sums.length) {
-            writeSampleHeader(record, sample, shape.k);
-            void this.samplesDb.put([runId, sample.id], record);
-            return;
+          let value = record;
+          if (shape.nq === sample.sums.length) writeSampleHeader(record, sample, shape.k);
+          else {
+            // Queries were added after openRecord: lay the record out again around the same G(z).
+            const grown = newSampleRecord(sample, shape.k);
+            copyEmbedding(record, grown.g);
+            value = grown.buf;
           }
-          // Queries were added after openRecord: lay the record out again around the same G(z).
-          const grown = newSampleRecord(sample, shape.k);
-          copyEmbedding(record, grown.g);
-          void this.samplesDb.put([runId, sample.id], grown.buf);
+          void this.samplesDb.put([runId, sample.id], value);
+          const run = this.runStates.get(runId);
+          if (run !== undefined) run.mirror.set(sample.id, embeddingView(value));
           return;
         }
         const k = this.runStates.get(runId)?.info.dim ?? 0;
@@ -274,6 +278,11 @@ export class Store {
     }
     copyEmbedding(buf, out);
     return true;
+  }
+
+  /** Copies G(z) of one sample into `out`; undefined when the sample is not stored. */
+  readEmbedding(runId: string, sampleId: string, out: Float32Array): Float32Array | undefined {
+    return this.readEmbeddingInto(runId, sampleId, out) ? out : undefined;
   }
 
   /** G(z) of one sample (a copy), or undefined. */

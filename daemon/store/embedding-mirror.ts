@@ -1,0 +1,89 @@
+/**
+ * An int8 copy of a run's influence embeddings G(z), kept in memory for fast `/attribute` scans.
+ *
+ * Each row is quantised symmetrically with its own scale `s = max|G| / 127`, so for any query q
+ * the approximate score `s · <q8, q>` is within `(s / 2) · ‖q‖₁` of the exact `<G, q>`. The scan
+ * uses that bound to pick the few rows whose exact score could reach the top and rescores those
+ * from the float32 G(z) in LMDB: the ranking it returns is exact. At k = 512 a row costs 516
+ * bytes, a quarter of the float32 rows, which stay in the store.
+ *
+ * Rows live in fixed-size blocks (no reallocation as a run grows); slots are assigned on first
+ * sight and never reused (deleting a run drops its whole mirror).
+ */
+
+/** Rows per block: 16 Ki rows × k bytes (8 MiB at k = 512). */
+export const MIRROR_BLOCK_ROWS = 16384;
+
+export class EmbeddingMirror {
+  readonly dim: number;
+  private readonly blocks: Int8Array[] = [];
+  private readonly scaleBlocks: Float32Array[] = [];
+  private readonly ids: string[] = [];
+  private readonly slots = new Map<string, number>();
+
+  constructor(dim: number) {
+    this.dim = dim;
+  }
+
+  /** Rows held. */
+  get size(): number {
+    return this.ids.length;
+  }
+
+  /** Bytes held by the rows and scales. */
+  get bytes(): number {
+    return this.blocks.length * MIRROR_BLOCK_ROWS * (this.dim + 4);
+  }
+
+  /** Quantises `g` into the row of `id` (assigning a slot on first sight). */
+  set(id: string, g: Float32Array): void {
+    let slot = this.slots.get(id);
+    if (slot === undefined) {
+      slot = this.ids.length;
+      this.ids.push(id);
+      this.slots.set(id, slot);
+      if (slot >= this.blocks.length * MIRROR_BLOCK_ROWS) {
+        this.blocks.push(new Int8Array(MIRROR_BLOCK_ROWS * this.dim));
+        this.scaleBlocks.push(new Float32Array(MIRROR_BLOCK_ROWS));
+      }
+    }
+    const block = this.blocks[Math.floor(slot / MIRROR_BLOCK_ROWS)] as Int8Array;
+    const scales = this.scaleBlocks[Math.floor(slot / MIRROR_BLOCK_ROWS)] as Float32Array;
+    const row = slot % MIRROR_BLOCK_ROWS;
+    const k = this.dim;
+    let max = 0;
+    for (let d = 0; d < k; d++) {
+      const a = Math.abs(g[d] as number);
+      if (a > max) max = a;
+    }
+    const scale = max / 127;
+    scales[row] = scale;
+    const off = row * k;
+    if (scale === 0) {
+      block.fill(0, off, off + k);
+      return;
+    }
+    const inv = 1 / scale;
+    for (let d = 0; d < k; d++) block[off + d] = Math.round((g[d] as number) * inv);
+  }
+
+  /**
+   * The rows block by block: `rows` is [count × dim] int8, `scales` [count], `ids` the sample
+   * ids, `first` the slot of the first row. Views into the mirror: read them before the next
+   * commit.
+   */
+  *blocksView(): Generator<{ first: number; count: number; rows: Int8Array; scales: Float32Array; ids: readonly string[] }> {
+    for (let b = 0; b < this.blocks.length; b++) {
+      const first = b * MIRROR_BLOCK_ROWS;
+      const count = Math.min(MIRROR_BLOCK_ROWS, this.ids.length - first);
+      if (count <= 0) return;
+      yield {
+        first,
+        count,
+        rows: (this.blocks[b] as Int8Array).subarray(0, count * this.dim),
+        scales: (this.scaleBlocks[b] as Float32Array).subarray(0, count),
+        ids: this.ids.slice(first, first + count),
+      };
+    }
+  }
+}
