@@ -71,7 +71,15 @@ export async function filledStore(n: number, k: number, log: (s: string) => void
   const ids = Array.from({ length: QUERIES }, (_, j) => `q${j}`);
   const sketches = Float32Array.from({ length: QUERIES * k }, rand);
   await store.commit((tx) => {
-    const qs = { version: 1, step: 0, ids, groups: [], columns: Int32Array.from(ids, (id) => run.queryColumn(id)), sketches, receivedAtMs: Date.now() };
+    const qs = {
+      version: 1,
+      step: 0,
+      ids,
+      groups: [],
+      columns: Int32Array.from(ids, (id) => run.queryColumn(id)),
+      sketches,
+      receivedAtMs: Date.now(),
+    };
     run.addQuerySet(qs);
     tx.putQuerySet(BENCH_RUN, qs);
     tx.putRun(run);
@@ -94,10 +102,14 @@ export async function filledStore(n: number, k: number, log: (s: string) => void
       run.lastStep = end;
       tx.putRun(run);
     });
-    if ((end / PER_COMMIT) % 10 === 0 || end === n) log(`  filling ${dir}: ${end}/${n} (${((performance.now() - started) / 1000).toFixed(0)} s)\n`);
+    if ((end / PER_COMMIT) % 10 === 0 || end === n)
+      log(`  filling ${dir}: ${end}/${n} (${((performance.now() - started) / 1000).toFixed(0)} s)\n`);
   }
   await store.close();
-  writeFileSync(join(dir, 'complete.json'), `${JSON.stringify({ n, k, queries: QUERIES, fillSeconds: (performance.now() - started) / 1000 })}\n`);
+  writeFileSync(
+    join(dir, 'complete.json'),
+    `${JSON.stringify({ n, k, queries: QUERIES, fillSeconds: (performance.now() - started) / 1000 })}\n`,
+  );
   return dir;
 }
 

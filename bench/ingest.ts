@@ -17,7 +17,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../test/helpers/daemon.js';
 import { rawStream } from '../test/helpers/raw-stream.js';
-import { CACHE_DIR, bestOf, fmt, printProfile, report, startBenchDaemon, summarizeProfile } from './lib.js';
+import { CACHE_DIR, bestOf, cpuMs, fmt, printProfile, report, startBenchDaemon, summarizeProfile } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -39,7 +39,16 @@ interface Case {
   ranks: number;
 }
 
-async function runCase(c: Case, cpuProfDir?: string): Promise<{ rate: number; mbps: number; batches: number }> {
+interface CaseResult {
+  rate: number;
+  mbps: number;
+  batches: number;
+  /** CPU cores busy in the daemon and in this (client) process over the measured window. */
+  daemonCores: number;
+  clientCores: number;
+}
+
+async function runCase(c: Case, cpuProfDir?: string): Promise<CaseResult> {
   const dir = tempDir('motive-bench-');
   const d = await startBenchDaemon({ dataDir: dir.path, ...(cpuProfDir === undefined ? {} : { cpuProfDir }) });
   const r = rng(c.k + c.m + c.batch);
@@ -49,17 +58,31 @@ async function runCase(c: Case, cpuProfDir?: string): Promise<{ rate: number; mb
   let acked = 0;
   let bytes = 0;
   const deadline = { at: 0 };
-  const streams = Array.from({ length: c.ranks }, (_, rank) => rawStream(`127.0.0.1:${d.grpcPort}`));
+  const streams = Array.from({ length: c.ranks }, () => rawStream(`127.0.0.1:${d.grpcPort}`));
   await Promise.all(
     streams.map(async (s, rank) => {
       s.write({
-        hello: { runId: 'bench', rank, worldSize: c.ranks, projection: { kind: 'gaussian', seed: 1, dim: c.k, fingerprint: 'b' }, dtype: 'FLOAT16', token: '', client: 'bench', applyWeights: false },
+        hello: {
+          runId: 'bench',
+          rank,
+          worldSize: c.ranks,
+          projection: { kind: 'gaussian', seed: 1, dim: c.k, fingerprint: 'b' },
+          dtype: 'FLOAT16',
+          token: '',
+          client: 'bench',
+          applyWeights: false,
+        },
       });
       await s.next(30_000);
-      if (rank === 0) s.write({ queries: { version: 1, step: 0, queryIds: Array.from({ length: c.m }, (_, j) => `q${j}`), groups: [], sketches: queries } });
+      if (rank === 0)
+        s.write({
+          queries: { version: 1, step: 0, queryIds: Array.from({ length: c.m }, (_, j) => `q${j}`), groups: [], sketches: queries },
+        });
     }),
   );
   const started = performance.now();
+  const daemonCpu0 = cpuMs(d.pid);
+  const clientCpu0 = process.cpuUsage();
   deadline.at = started + SECONDS * 1000;
   await Promise.all(
     streams.map(async (s, rank) => {
@@ -87,28 +110,46 @@ async function runCase(c: Case, cpuProfDir?: string): Promise<{ rate: number; mb
     }),
   );
   const elapsed = (performance.now() - started) / 1000;
+  const daemonCores = (cpuMs(d.pid) - daemonCpu0) / 1000 / elapsed;
+  const cu = process.cpuUsage(clientCpu0);
+  const clientCores = (cu.user + cu.system) / 1e6 / elapsed;
   streams.forEach((s) => s.close());
   await d.stop();
   dir.remove();
-  return { rate: acked / elapsed, mbps: bytes / elapsed / 1024 / 1024, batches: acked / c.batch };
+  return { rate: acked / elapsed, mbps: bytes / elapsed / 1024 / 1024, batches: acked / c.batch, daemonCores, clientCores };
 }
 
 const cases: Case[] = [];
 for (const k of values.quick ? [512] : [512, 2048])
   for (const m of values.quick ? [64] : [8, 64])
-    for (const batch of values.quick ? [256] : [16, 256]) for (const ranks of values.quick ? [1] : [1, 4]) cases.push({ k, m, batch, ranks });
+    for (const batch of values.quick ? [256] : [16, 256])
+      for (const ranks of values.quick ? [1] : [1, 4]) cases.push({ k, m, batch, ranks });
 
 const rows: Array<Array<string | number>> = [];
 for (const c of cases) {
-  const runs: Array<{ rate: number; mbps: number; batches: number }> = [];
+  const runs: CaseResult[] = [];
   for (let r = 0; r < RUNS; r++) runs.push(await runCase(c));
   const rate = bestOf(
     runs.map((x) => x.rate),
     'higher',
   );
   const best = runs.find((x) => x.rate === rate.best)!;
-  rows.push([c.k, c.m, c.batch, c.ranks, Math.round(rate.best), Math.round(rate.worst), fmt(rate.spreadPct, 0), fmt(best.mbps), Math.round(best.batches)]);
-  process.stderr.write(`k=${c.k} m=${c.m} batch=${c.batch} ranks=${c.ranks}: ${Math.round(rate.best)} sketches/s (spread ${fmt(rate.spreadPct, 0)} %)\n`);
+  rows.push([
+    c.k,
+    c.m,
+    c.batch,
+    c.ranks,
+    Math.round(rate.best),
+    Math.round(rate.worst),
+    fmt(rate.spreadPct, 0),
+    fmt(best.mbps),
+    Math.round(best.batches),
+    fmt(best.daemonCores, 2),
+    fmt(best.clientCores, 2),
+  ]);
+  process.stderr.write(
+    `k=${c.k} m=${c.m} batch=${c.batch} ranks=${c.ranks}: ${Math.round(rate.best)} sketches/s (spread ${fmt(rate.spreadPct, 0)} %)\n`,
+  );
 }
 let profile: ReturnType<typeof summarizeProfile> | undefined;
 if (values.profile === true) {
@@ -121,7 +162,7 @@ if (values.profile === true) {
 report(
   'ingest',
   `Ingest: sample-sketches/s, fp16, durable commits, ${SECONDS} s per case, best of ${RUNS}`,
-  ['k', 'm', 'batch', 'ranks', 'sketches/s', 'worst', 'spread %', 'MiB/s in', 'batches'],
+  ['k', 'm', 'batch', 'ranks', 'sketches/s', 'worst', 'spread %', 'MiB/s in', 'batches', 'daemon cores', 'client cores'],
   rows,
   { target: '>= 100000 sketches/s at k=512, m=64, fp16, batch 256', ...(profile === undefined ? {} : { profile }) },
 );

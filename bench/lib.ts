@@ -104,7 +104,7 @@ export function startBenchDaemon(options: BenchDaemonOptions): Promise<BenchDaem
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  const exited = new Promise<string>((r) => proc.once('exit', (code, signal) => r(signal ?? String(code))));
   let stderr = '';
   proc.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
   const timeoutMs = options.startTimeoutMs ?? 120_000;
@@ -113,7 +113,7 @@ export function startBenchDaemon(options: BenchDaemonOptions): Promise<BenchDaem
       proc.kill('SIGKILL');
       reject(new Error(`daemon did not start in ${timeoutMs} ms: ${stderr}`));
     }, timeoutMs);
-    const lines = createInterface({ input: proc.stdout! });
+    const lines = createInterface({ input: proc.stdout });
     lines.on('line', (line) => {
       try {
         const msg = JSON.parse(line) as { msg?: string; grpcPort?: number; httpPort?: number };
@@ -152,6 +152,15 @@ export function rssMiB(pid: number): { rss: number; anon: number; file: number; 
   const text = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kib = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN);
   return { rss: kib('VmRSS') / 1024, anon: kib('RssAnon') / 1024, file: kib('RssFile') / 1024, peak: kib('VmHWM') / 1024 };
+}
+
+/** CPU time (user + system) a process has used so far, in ms, from /proc/<pid>/stat. */
+export function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may hold spaces) start at the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return (ticks * 1000) / 100;
 }
 
 /** POSTs JSON to the daemon's HTTP port and returns the parsed answer. */

@@ -31,7 +31,13 @@ try {
 } finally {
   await d.stop();
 }
-report('memory', `Daemon memory with ${N} tracked samples (k ${K}, 8 query sums each)`, ['samples', 'when', 'RSS MiB', 'anon MiB', 'file MiB', 'peak RSS MiB', 'anon bytes/sample'], rows, {
-  target: 'RSS <= 1.5 GiB at 1M tracked samples',
-  note: 'VmRSS = RssAnon (the process heap) + RssFile (LMDB pages touched through the memory map: shared, evictable page cache) + RssShmem',
-});
+report(
+  'memory',
+  `Daemon memory with ${N} tracked samples (k ${K}, 8 query sums each)`,
+  ['samples', 'when', 'RSS MiB', 'anon MiB', 'file MiB', 'peak RSS MiB', 'anon bytes/sample'],
+  rows,
+  {
+    target: 'RSS <= 1.5 GiB at 1M tracked samples',
+    note: 'VmRSS = RssAnon (the process heap) + RssFile (LMDB pages touched through the memory map: shared, evictable page cache) + RssShmem',
+  },
+);

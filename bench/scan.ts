@@ -17,7 +17,19 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Store } from '../daemon/store/index.js';
 import { BENCH_RUN, dumpedMatrix, filledStore } from './fill.js';
-import { CACHE_DIR, REPO_ROOT, bestOf, fmt, machine, postJson, printProfile, quantile, report, startBenchDaemon, summarizeProfile } from './lib.js';
+import {
+  CACHE_DIR,
+  REPO_ROOT,
+  bestOf,
+  fmt,
+  machine,
+  postJson,
+  printProfile,
+  quantile,
+  report,
+  startBenchDaemon,
+  summarizeProfile,
+} from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -141,10 +153,14 @@ for (const n of SIZES) {
   try {
     for (let r = 0; r < REPEAT; r++) {
       const t0 = performance.now();
-      const res = await postJson<{ samples: unknown[]; scanned: number; elapsedMs: number }>(d.httpPort, `/v1/runs/${BENCH_RUN}/attribute`, {
-        sketch: queryVector(1000 + r),
-        limit: LIMIT,
-      });
+      const res = await postJson<{ samples: unknown[]; scanned: number; elapsedMs: number }>(
+        d.httpPort,
+        `/v1/runs/${BENCH_RUN}/attribute`,
+        {
+          sketch: queryVector(1000 + r),
+          limit: LIMIT,
+        },
+      );
       http.push(performance.now() - t0);
       server.push(res.elapsedMs);
       if (res.samples.length !== LIMIT) throw new Error(`attribute returned ${res.samples.length} samples`);
@@ -155,7 +171,17 @@ for (const n of SIZES) {
   if (profiling) profiles[`scan-${n}`] = summarizeProfile(profDir);
   const h = bestOf(http, 'lower');
   const s = bestOf(server, 'lower');
-  add('daemon: POST /attribute (HTTP, end to end)', h.best, h.spreadPct, `median ${fmt(quantile([...http].sort((a, b) => a - b), 0.5))} ms, first ${fmt(http[0] ?? NaN)} ms`);
+  add(
+    'daemon: POST /attribute (HTTP, end to end)',
+    h.best,
+    h.spreadPct,
+    `median ${fmt(
+      quantile(
+        [...http].sort((a, b) => a - b),
+        0.5,
+      ),
+    )} ms, first ${fmt(http[0] ?? NaN)} ms`,
+  );
   add('daemon: engine.attribute (server-side elapsedMs)', s.best, s.spreadPct);
 
   // In-process store paths (the daemon is stopped: one process holds the store at a time).
@@ -166,7 +192,12 @@ for (const n of SIZES) {
     const scanOnly = timed(() => {
       for (const chunk of store.embeddingChunks(BENCH_RUN, K, 8192)) sink += chunk.rows[0] ?? 0;
     }, 3);
-    add('store scan only: embeddingChunks, no arithmetic', scanOnly.best, ((scanOnly.worst - scanOnly.best) / scanOnly.best) * 100, 'LMDB iteration + row copy');
+    add(
+      'store scan only: embeddingChunks, no arithmetic',
+      scanOnly.best,
+      ((scanOnly.worst - scanOnly.best) / scanOnly.best) * 100,
+      'LMDB iteration + row copy',
+    );
     const out = new Float64Array(8192);
     const scanJs = timed(() => {
       let best = -Infinity;
@@ -176,7 +207,12 @@ for (const n of SIZES) {
       }
       sink += best;
     }, 2);
-    add('store scan + plain JS loops (float64)', scanJs.best, ((scanJs.worst - scanJs.best) / scanJs.best) * 100, 'the daemon path with JS arithmetic');
+    add(
+      'store scan + plain JS loops (float64)',
+      scanJs.best,
+      ((scanJs.worst - scanJs.best) / scanJs.best) * 100,
+      'the daemon path with JS arithmetic',
+    );
   } finally {
     await store.close();
   }
@@ -191,10 +227,18 @@ for (const n of SIZES) {
   add('bandwidth: JS Float32Array sum', sum.best, ((sum.worst - sum.best) / sum.best) * 100, `${fmt(gBytes / sum.best / 1e6, 2)} GB/s`);
   const scratch = new Float32Array((4 * 1024 * 1024) / 4);
   const copy = timed(() => jsCopy(g, scratch), 3);
-  add('bandwidth: JS memcpy (TypedArray.set, 4 MiB chunks)', copy.best, ((copy.worst - copy.best) / copy.best) * 100, `${fmt(gBytes / copy.best / 1e6, 2)} GB/s`);
+  add(
+    'bandwidth: JS memcpy (TypedArray.set, 4 MiB chunks)',
+    copy.best,
+    ((copy.worst - copy.best) / copy.best) * 100,
+    `${fmt(gBytes / copy.best / 1e6, 2)} GB/s`,
+  );
 
   const py = JSON.parse(
-    execFileSync('/usr/bin/python3', [join(REPO_ROOT, 'bench/baseline.py'), gFile, String(n), String(K), '3'], { encoding: 'utf8', timeout: 300_000 }),
+    execFileSync('/usr/bin/python3', [join(REPO_ROOT, 'bench/baseline.py'), gFile, String(n), String(K), '3'], {
+      encoding: 'utf8',
+      timeout: 300_000,
+    }),
   ) as { numpy: string; readS: number; matmulS: number; matmulWorstS: number; sumS: number; sumWorstS: number };
   add(`NumPy ${py.numpy}: np.fromfile`, py.readS * 1000, 0, 'page cache → memory');
   add('NumPy: G @ q (float32 BLAS)', py.matmulS * 1000, ((py.matmulWorstS - py.matmulS) / py.matmulS) * 100, 'arithmetic only');
@@ -225,7 +269,16 @@ report(
 );
 process.stdout.write(
   `\nRatios (machine ${m.cores} cores, shared)\n\n${(await import('../daemon/cli/common.js')).table(
-    ['samples', 'daemon ms', 'bandwidth-limit ms', 'daemon ÷ limit', 'plain JS (store) ÷ daemon', 'plain JS (memory) ÷ daemon', 'daemon ÷ NumPy matmul', 'store scan ÷ engine'],
+    [
+      'samples',
+      'daemon ms',
+      'bandwidth-limit ms',
+      'daemon ÷ limit',
+      'plain JS (store) ÷ daemon',
+      'plain JS (memory) ÷ daemon',
+      'daemon ÷ NumPy matmul',
+      'store scan ÷ engine',
+    ],
     summary.map((x) => [
       x['n']!,
       fmt(x['daemonMs']!),
