@@ -2,6 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { join, relative } from 'node:path';
 import { createInterface } from 'node:readline';
 import { table } from '../daemon/cli/common.js';
@@ -210,6 +211,8 @@ function summarizeOne(file: string, top: number): { totalMs: number; busyMs: num
     timeDeltas: number[];
   };
   const byId = new Map(prof.nodes.map((n) => [n.id, n]));
+  const parentOf = new Map<number, ProfileNode>();
+  for (const n of prof.nodes) for (const c of n.children ?? []) parentOf.set(c, n);
   const selfUs = new Map<string, number>();
   let totalUs = 0;
   for (let i = 0; i < prof.samples.length; i++) {
@@ -221,7 +224,13 @@ function summarizeOne(file: string, top: number): { totalMs: number; busyMs: num
     const url = cf.url.startsWith('file://') ? relative(REPO_ROOT, new URL(cf.url).pathname) : cf.url;
     // TypeScript runs through tsx's transform: its line numbers are not the source's, so only the file is shown.
     const at = url === '' ? '' : url.endsWith('.ts') ? url : `${url}:${cf.lineNumber + 1}`;
-    const key = `${cf.functionName || '(anonymous)'}\t${at}`;
+    // Native code (a binding's work, e.g. onnxruntime's run) has no name or url: name it by its caller.
+    const caller = parentOf.get(node.id)?.callFrame;
+    const native = cf.functionName === '' && cf.url === '' && caller !== undefined;
+    const callerUrl = caller?.url.startsWith('file://') ? relative(REPO_ROOT, new URL(caller.url).pathname) : (caller?.url ?? '');
+    const key = native
+      ? `(native, called from ${caller.functionName || '(anonymous)'})\t${callerUrl}`
+      : `${cf.functionName || '(anonymous)'}\t${at}`;
     selfUs.set(key, (selfUs.get(key) ?? 0) + dt);
   }
   const idleUs = selfUs.get('(idle)\t') ?? 0;
@@ -233,6 +242,31 @@ function summarizeOne(file: string, top: number): { totalMs: number; busyMs: num
       return { fn, where, selfMs: Math.round(us / 1000), selfPct: Number(((us / totalUs) * 100).toFixed(1)) };
     });
   return { totalMs: Math.round(totalUs / 1000), busyMs: Math.round((totalUs - idleUs) / 1000), entries };
+}
+
+/**
+ * Profiles this process's main thread (V8 sampling profiler, 1 ms) while `fn` runs, writes the
+ * profile to `file` (.cpuprofile, loadable in Chrome DevTools) and returns its summary. Used to
+ * profile a steady-state window of an in-process daemon without its start-up.
+ */
+export async function profileWindow(
+  file: string,
+  fn: () => Promise<void>,
+  top = 12,
+): Promise<{ totalMs: number; busyMs: number; entries: ProfileEntry[] }> {
+  const session = new Session();
+  session.connect();
+  try {
+    await session.post('Profiler.enable');
+    await session.post('Profiler.setSamplingInterval', { interval: 1000 });
+    await session.post('Profiler.start');
+    await fn();
+    const { profile } = await session.post('Profiler.stop');
+    writeFileSync(file, JSON.stringify(profile));
+  } finally {
+    session.disconnect();
+  }
+  return summarizeOne(file, top);
 }
 
 /** Prints a profile summary as a table. */

@@ -12,7 +12,8 @@
  *   npx tsx bench/scan.ts [--sizes 100000,1000000] [--repeat 5] [--profile] [--quick]
  */
 import { execFileSync } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readSync, rmSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readSync } from 'node:fs';
+import { startTestDaemon } from '../test/helpers/daemon.js';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Store } from '../daemon/store/index.js';
@@ -25,10 +26,10 @@ import {
   machine,
   postJson,
   printProfile,
+  profileWindow,
   quantile,
   report,
   startBenchDaemon,
-  summarizeProfile,
 } from './lib.js';
 
 const { values } = parseArgs({
@@ -52,6 +53,15 @@ function queryVector(seed: number): number[] {
     x ^= x << 5;
     return (x >>> 0) / 2147483648 - 1;
   });
+}
+
+async function attribute(port: number, seed: number): Promise<{ elapsedMs: number }> {
+  const res = await postJson<{ samples: unknown[]; scanned: number; elapsedMs: number }>(port, `/v1/runs/${BENCH_RUN}/attribute`, {
+    sketch: queryVector(seed),
+    limit: LIMIT,
+  });
+  if (res.samples.length !== LIMIT) throw new Error(`attribute returned ${res.samples.length} samples`);
+  return res;
 }
 
 function unitQuery(seed: number): Float64Array {
@@ -129,7 +139,7 @@ interface Row {
 }
 
 const rows: Row[] = [];
-const profiles: Record<string, ReturnType<typeof summarizeProfile>> = {};
+const profiles: Record<string, Awaited<ReturnType<typeof profileWindow>>> = {};
 const summary: Array<Record<string, number>> = [];
 
 for (const n of SIZES) {
@@ -141,34 +151,31 @@ for (const n of SIZES) {
   };
 
   // The daemon, end to end over HTTP, each request a query it has not seen.
-  const profDir = join(CACHE_DIR, `prof-scan-${n}`);
-  const profiling = values.profile === true && n === Math.max(...SIZES);
-  if (profiling) {
-    rmSync(profDir, { recursive: true, force: true });
-    mkdirSync(profDir, { recursive: true });
-  }
-  const d = await startBenchDaemon({ dataDir: storeDir, ...(profiling ? { cpuProfDir: profDir } : {}) });
+  const d = await startBenchDaemon({ dataDir: storeDir });
   const http: number[] = [];
   const server: number[] = [];
   try {
     for (let r = 0; r < REPEAT; r++) {
       const t0 = performance.now();
-      const res = await postJson<{ samples: unknown[]; scanned: number; elapsedMs: number }>(
-        d.httpPort,
-        `/v1/runs/${BENCH_RUN}/attribute`,
-        {
-          sketch: queryVector(1000 + r),
-          limit: LIMIT,
-        },
-      );
+      const res = await attribute(d.httpPort, 1000 + r);
       http.push(performance.now() - t0);
       server.push(res.elapsedMs);
-      if (res.samples.length !== LIMIT) throw new Error(`attribute returned ${res.samples.length} samples`);
     }
   } finally {
     await d.stop();
   }
-  if (profiling) profiles[`scan-${n}`] = summarizeProfile(profDir);
+  if (values.profile === true && n === Math.max(...SIZES)) {
+    // A daemon in this process, profiled over scans only (its start-up would swamp a whole-life profile).
+    const inproc = await startTestDaemon({ logLevel: 'warn' }, storeDir);
+    try {
+      mkdirSync(CACHE_DIR, { recursive: true });
+      profiles[`scan-${n}`] = await profileWindow(join(CACHE_DIR, `scan-${n}.cpuprofile`), async () => {
+        for (let r = 0; r < REPEAT; r++) await attribute(inproc.httpPort, 2000 + r);
+      });
+    } finally {
+      await inproc.cleanup();
+    }
+  }
   const h = bestOf(http, 'lower');
   const s = bestOf(server, 'lower');
   add(
