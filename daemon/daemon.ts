@@ -140,8 +140,10 @@ export async function startDaemon(config: MotiveConfig, log: Logger = createLogg
     stop: () => {
       stopping ??= (async () => {
         state = 'draining';
+        const deadline = Date.now() + config.shutdownGraceMs;
         await ingest.drain(config.shutdownGraceMs);
-        await engine.drained();
+        // Past the grace period, what is still queued was never acknowledged: trainers resend it.
+        await Promise.race([engine.drained(), new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())).unref())]);
         await weighting.flushAll();
         weighting.close();
         await api.close();

@@ -53,6 +53,12 @@ export async function main(): Promise<void> {
       },
     );
   };
+  // Past a file-size limit (ulimit -f) the kernel would kill the process; handled, the write fails
+  // with EFBIG instead and the store answers MOTIVE_STORE_FULL, like on a full disk.
+  // A failed LMDB commit also rejects lmdb-js's internal promises (e.g. its commitError); the
+  // commit's own error is already handled and reported to the trainers, so log and stay up.
+  process.on('unhandledRejection', (reason) => log.error({ err: describeError(reason) }, 'unhandled rejection'));
+  process.on('SIGXFSZ', () => log.error('file size limit reached; new batches are refused'));
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
 }

@@ -2,7 +2,7 @@
  * The REST edge (fastify). Every route has JSON Schemas for its input and output; errors leave
  * as `{ code, message }` with the status from the error registry.
  */
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { Authorizer, MotiveError, httpToken, isMotiveError, type Action, type Grant, type Logger } from '../shared/index.js';
 import type { InfluenceEngine, RunViews, SampleOrder } from '../influence/index.js';
 import type { RunState, Store } from '../store/index.js';
@@ -51,14 +51,21 @@ declare module 'fastify' {
 
 /** Builds the fastify app (not listening). Extra route plugins can be registered by the caller. */
 export function buildApi(deps: ApiDeps, options: ApiOptions): FastifyInstance {
+  const base = {
+    logger: false,
+    bodyLimit: options.bodyLimitBytes,
+    // Sample ids may be as long as the wire allows (limits.maxSampleIdBytes), URL-encoded.
+    routerOptions: { maxParamLength: 4096 },
+    // Router-level failures (bad URL escapes and the like) answer with a registered code too.
+    frameworkErrors: (err: FastifyError, _req: FastifyRequest, reply: FastifyReply) => {
+      const status = err.statusCode !== undefined && err.statusCode < 500 ? err.statusCode : 400;
+      void reply.code(status).send({ code: 'MOTIVE_API_BAD_REQUEST', message: err.message });
+    },
+  };
   const app =
     options.tls === undefined
-      ? Fastify({ logger: false, bodyLimit: options.bodyLimitBytes })
-      : (Fastify({
-          logger: false,
-          bodyLimit: options.bodyLimitBytes,
-          https: { cert: options.tls.cert, key: options.tls.key },
-        }) as unknown as FastifyInstance);
+      ? Fastify(base)
+      : (Fastify({ ...base, https: { cert: options.tls.cert, key: options.tls.key } }) as unknown as FastifyInstance);
   const { store, views } = deps;
 
   app.decorateRequest('grant', null);
@@ -306,9 +313,11 @@ export function buildApi(deps: ApiDeps, options: ApiOptions): FastifyInstance {
       if (sketch.length !== run.info.dim) {
         throw new MotiveError('MOTIVE_API_BAD_SKETCH', `sketch has ${sketch.length} values, the run's dim is ${run.info.dim}`);
       }
-      if (!sketch.every(Number.isFinite)) throw new MotiveError('MOTIVE_API_BAD_SKETCH', 'sketch holds NaN or Inf');
+      const q = Float32Array.from(sketch);
+      // Finite as float32 too: 1e308 is a JSON number but overflows the kernels.
+      if (!q.every(Number.isFinite)) throw new MotiveError('MOTIVE_API_BAD_SKETCH', 'sketch holds NaN, Inf or values beyond float32 range');
       const started = performance.now();
-      const samples = await deps.engine.attribute(run, Float32Array.from(sketch), limit);
+      const samples = await deps.engine.attribute(run, q, limit);
       return { samples, scanned: run.samples.size, elapsedMs: performance.now() - started };
     },
   });

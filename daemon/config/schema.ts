@@ -98,7 +98,8 @@ export const ConfigSchema = Type.Object(
         mapSizeBytes: Type.Integer({
           default: 64 * 1024 ** 3,
           minimum: 1024 * 1024,
-          description: 'Upper bound of the LMDB memory map (virtual address space, not RAM).',
+          description:
+            'Initial size of the LMDB memory map (virtual address space, not RAM); lmdb-js grows it as the store fills, so the disk is the bound.',
         }),
         commitDelayMs: Type.Integer({
           default: 0,

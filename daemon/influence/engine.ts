@@ -8,7 +8,7 @@
 import { MotiveError, type Logger } from '../shared/index.js';
 import type { QuerySetRecord, RunState, ScoreMode, Store, StoreTx } from '../store/index.js';
 import type { MatMulKernel } from './matmul-kernel.js';
-import { normalizeRows, transpose } from './math.js';
+import { allFinite, normalizeRows, transpose } from './math.js';
 
 /** A validated, decoded batch (DESIGN.md §4 SketchBatch). */
 export interface BatchSubmission {
@@ -253,6 +253,12 @@ export class InfluenceEngine {
       let products: Float32Array | undefined;
       if (qs !== undefined) {
         products = await this.kernel.multiply(sub.sketches, n, k, this.queryMatrix(qs, k), qs.ids.length);
+        // Under `dot`, finite sketches can still overflow float32 products: never store Inf.
+        if (!allFinite(products)) {
+          item.reject(new MotiveError('MOTIVE_INGEST_BATCH_NONFINITE', 'products with the queries overflow float32'));
+          seqSeen.set(key, last);
+          continue;
+        }
       }
       prepared.push({ item, run, duplicate: false, products, querySet: qs });
     }

@@ -142,7 +142,8 @@ export class IngestServer {
           stream.fail(new MotiveError('MOTIVE_INGEST_INTERNAL', describeError(err)), true);
         })
         .finally(() => {
-          if (stream.closed) return;
+          // While draining, stop reading: what arrived is committed and acknowledged first.
+          if (stream.closed || this.draining) return;
           if (stream.inflightBytes > this.options.streamInflightBytes) stream.waitingForRoom = true;
           else call.resume();
         });
@@ -157,10 +158,9 @@ export class IngestServer {
 
   private async handle(stream: TrainerStream, msg: TrainerMessageMsg): Promise<void> {
     if (stream.closed) return;
-    if (this.draining) {
-      stream.fail(new MotiveError('MOTIVE_INGEST_SHUTTING_DOWN'), true);
-      return;
-    }
+    // A message read while draining is left unprocessed (never acknowledged): the trainer
+    // resends it to the next daemon. The stream stays open until drain() has sent its acks.
+    if (this.draining) return;
     if (msg.body === 'hello' && msg.hello) {
       if (stream.hello !== undefined) {
         stream.fail(new MotiveError('MOTIVE_INGEST_DUPLICATE_HELLO'), true);
@@ -243,7 +243,7 @@ export class IngestServer {
 
   private release(stream: TrainerStream, bytes: number): void {
     stream.inflightBytes -= bytes;
-    if (stream.waitingForRoom && stream.inflightBytes <= this.options.streamInflightBytes && !stream.closed) {
+    if (stream.waitingForRoom && stream.inflightBytes <= this.options.streamInflightBytes && !stream.closed && !this.draining) {
       stream.waitingForRoom = false;
       stream.call.resume();
     }
@@ -352,7 +352,7 @@ export class IngestServer {
     clearTimeout(timer);
     // Let the acknowledgements written just now leave before the streams end.
     await new Promise((r) => setImmediate(r));
-    for (const s of this.streams) s.end();
+    for (const s of this.streams) s.fail(new MotiveError('MOTIVE_INGEST_SHUTTING_DOWN'), true);
     await new Promise<void>((resolve) => {
       const force = setTimeout(
         () => {

@@ -86,6 +86,16 @@ export interface StoreTx {
   deleteRun(runId: string): void;
 }
 
+/**
+ * Writes inside a transaction return their own promises, which reject when the commit fails; the
+ * commit's own promise reports that failure, so these must not become unhandled rejections (Node
+ * would exit, e.g. on a full disk).
+ */
+function settled(write: unknown): void {
+  const p = write as { then?: unknown; catch?: (f: () => undefined) => unknown } | null;
+  if (p !== null && typeof p === 'object' && typeof p.catch === 'function') p.catch(() => undefined);
+}
+
 /** Every key [runId, …] of a table: [runId] sorts before them all, [runId + NUL] after. */
 function runRange(runId: string): { start: [string]; end: [string] } {
   return { start: [runId], end: [`${runId}\u0000`] };
@@ -209,9 +219,9 @@ export class Store {
           sketches: run.sketches,
           lastStep: run.lastStep,
         };
-        void this.runsDb.put(run.info.id, record);
+        settled(this.runsDb.put(run.info.id, record));
       },
-      putCommit: (runId, rank, seq) => void this.commitsDb.put([runId, rank], seq),
+      putCommit: (runId, rank, seq) => settled(this.commitsDb.put([runId, rank], seq)),
       putQuerySet: (runId, qs) => {
         const record: QueryRecord = {
           version: qs.version,
@@ -221,7 +231,7 @@ export class Store {
           receivedAtMs: qs.receivedAtMs,
           sketches: float32Bytes(qs.sketches),
         };
-        void this.queriesDb.put([runId, qs.version], record);
+        settled(this.queriesDb.put([runId, qs.version], record));
       },
       putSample: (runId, sample, record) => {
         if (record !== undefined) {
@@ -234,7 +244,7 @@ export class Store {
             copyEmbedding(record, grown.g);
             value = grown.buf;
           }
-          void this.samplesDb.put([runId, sample.id], value);
+          settled(this.samplesDb.put([runId, sample.id], value));
           const run = this.runStates.get(runId);
           if (run !== undefined) run.mirror.set(sample.id, embeddingView(value));
           return;
@@ -242,7 +252,7 @@ export class Store {
         const k = this.runStates.get(runId)?.info.dim ?? 0;
         const fresh = newSampleRecord(sample, k);
         this.readEmbeddingInto(runId, sample.id, fresh.g);
-        void this.samplesDb.put([runId, sample.id], fresh.buf);
+        settled(this.samplesDb.put([runId, sample.id], fresh.buf));
       },
       openRecord: (runId, sample, k) => {
         const fresh = newSampleRecord(sample, k);
@@ -250,9 +260,9 @@ export class Store {
         return fresh;
       },
       deleteRun: (runId) => {
-        void this.runsDb.remove(runId);
+        settled(this.runsDb.remove(runId));
         const dbs = [this.commitsDb, this.queriesDb, this.samplesDb] as unknown as Database<unknown, Key[]>[];
-        for (const db of dbs) for (const key of db.getKeys(runRange(runId))) void db.remove(key);
+        for (const db of dbs) for (const key of db.getKeys(runRange(runId))) settled(db.remove(key));
       },
     };
     try {
@@ -261,10 +271,12 @@ export class Store {
       });
       await this.root.flushed;
     } catch (err) {
+      settled((err as { commitError?: unknown }).commitError);
       this.runStates.clear();
       this.loadAll();
       const message = (err as Error).message;
-      if (/MDB_MAP_FULL|ENOSPC/.test(message)) throw new MotiveError('MOTIVE_STORE_FULL', message, { cause: err });
+      const detail = `${message} ${String((err as { commitError?: unknown }).commitError ?? '')}`;
+      if (/MDB_MAP_FULL|ENOSPC|EFBIG|No space|too large/i.test(detail)) throw new MotiveError('MOTIVE_STORE_FULL', message, { cause: err });
       throw new MotiveError('MOTIVE_STORE_COMMIT', message, { cause: err });
     }
   }
@@ -338,7 +350,7 @@ export class Store {
   putProfiles(entries: ReadonlyArray<{ clipId: string; record: ClipProfileRecord }>): Promise<void> {
     const result = this.tail.then(async () => {
       await this.root.transaction(() => {
-        for (const e of entries) void this.profilesDb.put([e.clipId, e.record.hash], e.record);
+        for (const e of entries) settled(this.profilesDb.put([e.clipId, e.record.hash], e.record));
       });
       await this.root.flushed;
     });

@@ -465,7 +465,7 @@ describe('REST parameters (property, real HTTP)', () => {
   // limits.maxSampleIdBytes = 512). A stored sample whose id is 101+ characters cannot be read:
   // GET /v1/runs/:run/samples/:id answers 414 {"code":"FST_ERR_MAX_PARAM_LENGTH"}, which is not a
   // registered code either.
-  it.skip('GET /samples/:id serves a stored sample whose id is 101–512 characters long', async () => {
+  it('GET /samples/:id serves a stored sample whose id is 101–512 characters long', async () => {
     const id = `long-${'z'.repeat(145)}`;
     const c = new MotiveClient({ address: `127.0.0.1:${daemon.grpcPort}`, runId: 'long-ids', dim: K, applyWeights: false });
     await c.connect();
@@ -487,7 +487,7 @@ describe('REST parameters (property, real HTTP)', () => {
   // beyond float32 range (|v| > 3.4028e38, e.g. 1e308) becomes ±Infinity, the scores become NaN
   // and the response serialiser throws: 500 MOTIVE_INGEST_INTERNAL instead of 400
   // MOTIVE_API_BAD_SKETCH.
-  it.skip('POST /attribute refuses a sketch value beyond float32 range with 400', async () => {
+  it('POST /attribute refuses a sketch value beyond float32 range with 400', async () => {
     const sketch = Array.from({ length: K }, (_, i) => (i === 3 ? 1e308 : 1));
     const res = await call(`/v1/runs/${RUN}/attribute`, {
       method: 'POST',
@@ -507,7 +507,7 @@ describe('REST parameters (property, real HTTP)', () => {
   // (FST_ERR_MAX_PARAM_LENGTH, 414) — skip setErrorHandler, so they leave with fastify's codes,
   // not a MOTIVE_* code from the registry as docs/api.md promises (Fastify's `frameworkErrors`
   // option would route them through the registry).
-  it.skip('router errors carry registered MOTIVE_* codes', async () => {
+  it('router errors carry registered MOTIVE_* codes', async () => {
     for (const path of [`/v1/runs/${RUN}/samples/%E0%A4%A`, `/v1/runs/${'r'.repeat(129)}/samples`]) {
       const { status, body } = await call(path);
       expect(status).toBeLessThan(500);
@@ -536,7 +536,7 @@ describe('score.normalize = dot: overflow', () => {
   // `"score": null` / `"querySums": [null]` (the schema says number), and it skews the median/MAD
   // of the weights. The batch should be refused (MOTIVE_INGEST_BATCH_NONFINITE) or the sums kept
   // finite.
-  it.skip('never stores a non-finite sum from finite sketches', async () => {
+  it('never stores a non-finite sum from finite sketches', async () => {
     const d = await startTestDaemon({ score: { normalize: 'dot' } });
     try {
       const c = new MotiveClient({ address: `127.0.0.1:${d.grpcPort}`, runId: 'dot', dim: 4, applyWeights: false });

@@ -113,10 +113,10 @@ describe('roles', () => {
     const lines: string[] = [];
     const d = await startTestDaemon({ logLevel: 'debug', auth: { trainerToken: 'very-secret-token-42' } });
     const orig = process.stdout.write.bind(process.stdout);
-    process.stdout.write = ((chunk: string | Uint8Array) => {
+    process.stdout.write = (chunk: string | Uint8Array) => {
       lines.push(chunk.toString());
       return true;
-    });
+    };
     try {
       const s = rawStream(`127.0.0.1:${d.grpcPort}`);
       s.write(hello('logged', 4, { token: 'wrong-secret-token-43' }));

@@ -171,7 +171,7 @@ describe('SIGTERM drain', () => {
   // then awaits engine.drained() with no bound, so the process stays until the whole queue is
   // committed one group at a time (measured: SIGTERM → exit 7.8 s with shutdownGraceMs 300).
   // Safe (nothing is lost) but the grace period is not honoured; a supervisor will SIGKILL.
-  it.skip('exits within shutdownGraceMs (plus one commit) even when the queue holds more than the grace allows', async () => {
+  it('exits within shutdownGraceMs (plus one commit) even when the queue holds more than the grace allows', async () => {
     daemon = await CrashableDaemon.create();
     const graceMs = 300;
     const commitDelayMs = 100;
@@ -197,7 +197,7 @@ describe('SIGTERM drain', () => {
   // the drain then commits are dropped: the trainer must resend batches that are already durable
   // (measured: a rank with 32 batches committed had received Acks up to 17). Safe (exactly-once
   // holds), but it contradicts "let queued batches commit and be acknowledged".
-  it.skip('acknowledges, before ending a stream, every batch of it that the drain commits', async () => {
+  it('acknowledges, before ending a stream, every batch of it that the drain commits', async () => {
     daemon = await CrashableDaemon.create();
     const o = await drainScenario(daemon, { shutdownGraceMs: 5000 }, 80, 45);
     expect(o.acksDuringDrain).toBeGreaterThan(0);
@@ -209,7 +209,7 @@ describe('SIGTERM drain', () => {
   // draining, its Hello is answered with MOTIVE_INGEST_SHUTTING_DOWN ("reconnect to its
   // successor", docs/wire.md) and the client gives up: send()/flush() throw MotiveClientError and
   // the unacknowledged batches are never resent.
-  it.skip('MotiveClient reconnects through a drain and resends what was not acknowledged', async () => {
+  it('MotiveClient reconnects through a drain and resends what was not acknowledged', async () => {
     daemon = await CrashableDaemon.create();
     await daemon.start(80, { shutdownGraceMs: 5000 });
     const scn = makeScenario({ seed: 47, dim: K, queries: 4, ranks: 1, batches: 120, batchSize: 8, pool: 100 });

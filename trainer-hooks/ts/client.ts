@@ -87,6 +87,9 @@ export class MotiveClientError extends Error {
   }
 }
 
+/** Fatal daemon errors after which reconnecting and resending is the right answer. */
+const RETRYABLE = new Set(['MOTIVE_INGEST_SHUTTING_DOWN', 'MOTIVE_INGEST_INTERNAL', 'MOTIVE_STORE_COMMIT', 'MOTIVE_STORE_FULL']);
+
 let clientCtor: grpc.ServiceClientConstructor | undefined;
 function attributionClient(): grpc.ServiceClientConstructor {
   if (clientCtor === undefined) {
@@ -231,7 +234,11 @@ export class MotiveClient extends EventEmitter {
     while (this.unacked.length > 0) {
       this.throwIfFatal();
       if (Date.now() > deadline) throw new Error(`flush timed out with ${this.unacked.length} unacknowledged batches`);
-      await Promise.race([once(this, 'progress'), new Promise((r) => setTimeout(r, 100))]);
+      // Wake on progress or every 100 ms, without leaving a listener behind.
+      const ac = new AbortController();
+      const timer = setTimeout(() => ac.abort(), 100);
+      await once(this, 'progress', { signal: ac.signal }).catch(() => undefined);
+      clearTimeout(timer);
     }
   }
 
@@ -259,8 +266,19 @@ export class MotiveClient extends EventEmitter {
 
   private async writeWithBackpressure(msg: unknown): Promise<void> {
     const s = this.stream;
-    if (s === undefined) return;
-    if (!s.write(msg)) await Promise.race([once(s, 'drain'), once(s, 'close'), once(s, 'error').catch(() => undefined)]);
+    if (s === undefined || s.write(msg)) return;
+    // Wait for drain, close or error, then remove all three listeners (no leak per blocked write).
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        s.off('drain', done);
+        s.off('close', done);
+        s.off('error', done);
+        resolve();
+      };
+      s.on('drain', done);
+      s.on('close', done);
+      s.on('error', done);
+    });
   }
 
   private async openWithRetry(): Promise<WelcomeInfo> {
@@ -293,10 +311,13 @@ export class MotiveClient extends EventEmitter {
           const e = msg.error;
           if (e.fatal) {
             const err = new MotiveClientError(e.code, e.message);
-            if (!welcomed) {
+            if (RETRYABLE.has(e.code)) {
+              // The daemon is going away or failed to commit: reconnect and resend.
+              if (!welcomed) reject(new Error(`${e.code}: ${e.message}`));
+            } else {
               this.fatal = err;
-              reject(err);
-            } else if (e.code !== 'MOTIVE_INGEST_SHUTTING_DOWN' && e.code !== 'MOTIVE_INGEST_INTERNAL') this.fatal = err;
+              if (!welcomed) reject(err);
+            }
             this.emit('daemon-error', e);
             this.emit('progress');
           } else {
