@@ -14,7 +14,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type Key, type RootDatabase } from 'lmdb';
-import { MotiveError } from '../shared/index.js';
+import { MotiveError, describeError } from '../shared/index.js';
 import { RunState, type QuerySetRecord, type RunInfo, type SampleState } from './run-state.js';
 import {
   bytesToFloat32,
@@ -275,7 +275,11 @@ export class Store {
       this.runStates.clear();
       this.loadAll();
       const message = (err as Error).message;
-      const detail = `${message} ${String((err as { commitError?: unknown }).commitError ?? '')}`;
+      // lmdb-js puts the system error (ENOSPC, EIO, ...) in a promise beside the error.
+      const commitError = (err as { commitError?: unknown }).commitError;
+      let cause = '';
+      if (commitError instanceof Promise) cause = describeError(await commitError.then(() => '', (e: unknown) => e));
+      const detail = `${message} ${cause}`;
       if (/MDB_MAP_FULL|ENOSPC|EFBIG|No space|too large/i.test(detail)) throw new MotiveError('MOTIVE_STORE_FULL', message, { cause: err });
       throw new MotiveError('MOTIVE_STORE_COMMIT', message, { cause: err });
     }
