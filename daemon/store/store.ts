@@ -278,7 +278,13 @@ export class Store {
       // lmdb-js puts the system error (ENOSPC, EIO, ...) in a promise beside the error.
       const commitError = (err as { commitError?: unknown }).commitError;
       let cause = '';
-      if (commitError instanceof Promise) cause = describeError(await commitError.then(() => '', (e: unknown) => e));
+      if (commitError instanceof Promise)
+        cause = describeError(
+          await commitError.then(
+            () => '',
+            (e: unknown) => e,
+          ),
+        );
       const detail = `${message} ${cause}`;
       if (/MDB_MAP_FULL|ENOSPC|EFBIG|No space|too large/i.test(detail)) throw new MotiveError('MOTIVE_STORE_FULL', message, { cause: err });
       throw new MotiveError('MOTIVE_STORE_COMMIT', message, { cause: err });
