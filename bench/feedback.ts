@@ -1,6 +1,6 @@
 /**
  * Feedback latency at a steady sketch rate: one trainer rank sends batches on a fixed schedule
- * (10,000 sample-sketches/s, and 2,500/s as a rate below this machine's ingest capacity: batches of
+ * (10,000 sample-sketches/s, and 2,500/s and 500/s, rates below this machine's ingest capacity: batches of
  * 256, k = 512, m = 64 queries, fp16) through the real
  * gRPC stream to a daemon child process with `{"weights": {"minSeen": 1, "intervalMs": 50}}`.
  *
@@ -12,7 +12,7 @@
  *
  * The first 2 s are warm-up and not counted. Sample ids are drawn from a pool of 100,000 clips.
  *
- *   npx tsx bench/feedback.ts [--rates 10000,2500] [--seconds 15] [--runs 2] [--quick]
+ *   npx tsx bench/feedback.ts [--rates 10000,2500,500] [--seconds 15] [--runs 2] [--quick]
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,7 +25,7 @@ import { bestOf, fmt, quantile, report, startBenchDaemon } from './lib.js';
 
 const { values } = parseArgs({
   options: {
-    rates: { type: 'string', default: '10000,2500' },
+    rates: { type: 'string', default: '10000,2500,500' },
     seconds: { type: 'string', default: '15' },
     runs: { type: 'string', default: '2' },
     batch: { type: 'string', default: '256' },
