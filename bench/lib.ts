@@ -219,6 +219,8 @@ function summarizeOne(file: string, top: number): { totalMs: number; busyMs: num
     const node = byId.get(prof.samples[i] as number);
     const dt = prof.timeDeltas[i] ?? 0;
     if (node === undefined) continue;
+    // The profiler's own work when the window closes (inspector dispatch of Profiler.stop).
+    if (parentOf.get(node.id)?.callFrame.url === 'node:inspector') continue;
     totalUs += dt;
     const cf = node.callFrame;
     const url = cf.url.startsWith('file://') ? relative(REPO_ROOT, new URL(cf.url).pathname) : cf.url;
