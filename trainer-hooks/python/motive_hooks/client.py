@@ -141,6 +141,8 @@ class MotiveClient:
         connect_timeout_s: wait for ``Welcome`` after opening a stream, seconds (default 10).
         backoff_s: reconnect delay after a failed stream, seconds, doubling up to
             ``max_backoff_s`` (defaults 0.1 and 2).
+        tls, tls_root_certificates: connect over TLS (a daemon with ``tls`` configured), trusting
+            the PEM ``tls_root_certificates`` or, when None, the system roots.
         raise_on_error: False (default): no method but the constructor ever raises into the
             training loop; failures are logged, counted in :meth:`stats` and reported through
             return values. True: ``send``, ``set_queries`` and ``flush`` raise
@@ -174,6 +176,8 @@ class MotiveClient:
         backoff_s: float = 0.1,
         max_backoff_s: float = 2.0,
         raise_on_error: bool = False,
+        tls_root_certificates: Optional[bytes] = None,
+        tls: bool = False,
     ) -> None:
         if dtype not in ("float16", "float32"):
             raise ValueError(f"dtype must be 'float16' or 'float32', got {dtype!r}")
@@ -199,6 +203,8 @@ class MotiveClient:
         self.backoff_s = float(backoff_s)
         self.max_backoff_s = float(max_backoff_s)
         self.raise_on_error = bool(raise_on_error)
+        self._tls = bool(tls) or tls_root_certificates is not None
+        self._tls_root_certificates = tls_root_certificates
         self._hello = pb.TrainerMessage(
             hello=pb.Hello(
                 run_id=run_id,
@@ -248,17 +254,19 @@ class MotiveClient:
         A channel whose connection failed keeps its own reconnect backoff; a fresh channel
         connects at once, so a restarted daemon is found again within ``max_backoff_s``.
         """
-        channel = grpc.insecure_channel(
-            self.address,
-            options=[
-                ("grpc.initial_reconnect_backoff_ms", max(10, int(self.backoff_s * 1000))),
-                ("grpc.max_reconnect_backoff_ms", max(10, int(self.max_backoff_s * 1000))),
-                ("grpc.keepalive_time_ms", 10000),
-                ("grpc.keepalive_timeout_ms", 5000),
-                ("grpc.max_send_message_length", 64 * 1024 * 1024),
-                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-            ],
-        )
+        options = [
+            ("grpc.initial_reconnect_backoff_ms", max(10, int(self.backoff_s * 1000))),
+            ("grpc.max_reconnect_backoff_ms", max(10, int(self.max_backoff_s * 1000))),
+            ("grpc.keepalive_time_ms", 10000),
+            ("grpc.keepalive_timeout_ms", 5000),
+            ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+        ]
+        if self._tls:
+            credentials = grpc.ssl_channel_credentials(root_certificates=self._tls_root_certificates)
+            channel = grpc.secure_channel(self.address, credentials, options=options)
+        else:
+            channel = grpc.insecure_channel(self.address, options=options)
         attach = channel.stream_stream(
             _METHOD,
             request_serializer=pb.TrainerMessage.SerializeToString,
