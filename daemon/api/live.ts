@@ -16,6 +16,7 @@
  * buffer holds more than `maxBufferedBytes` is skipped (counted), and one that stays over it for
  * `maxBehindMs` is disconnected (counted). Nothing is queued per client beyond the socket buffer.
  */
+import { sampleMotion, type SampleMotion } from './motion-routes.js';
 import { readFile } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -505,11 +506,16 @@ export class LiveFeed {
       queryVersion: run.latestQuerySet()?.version ?? 0,
       downweighted: d.downweighted,
       quarantined: d.quarantined,
-      harmful: topSamples(run, 'harmful', this.o.topLimit),
-      helpful: topSamples(run, 'helpful', this.o.topLimit),
+      harmful: this.withMotion(topSamples(run, 'harmful', this.o.topLimit)),
+      helpful: this.withMotion(topSamples(run, 'helpful', this.o.topLimit)),
       scoreHistogram: { min: d.scoreMin, max: d.scoreMax, counts: d.scoreBins },
       weightHistogram: { le: WEIGHT_BUCKETS, counts: weightCounts },
     };
+  }
+
+  /** Adds each clip's motion descriptors (from `motive profile`), or null when not profiled. */
+  private withMotion(rows: LiveSampleRow[]): Array<LiveSampleRow & { motion: SampleMotion }> {
+    return rows.map((r) => ({ ...r, motion: sampleMotion(this.deps.store, r.id) }));
   }
 
   /** Disconnects every client and stops the timers. */
