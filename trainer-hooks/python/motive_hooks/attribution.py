@@ -161,13 +161,13 @@ class MotionAttributor:
         return int(self.identity.dim)
 
     def sketch(
-        self, batch: Any, masks: Optional[torch.Tensor], noise: Optional[torch.Tensor] = None
+        self, batch: Any, masks: Optional[torch.Tensor], noise: Optional[torch.Tensor] = None, query: bool = False
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """L2-normalised sketches ``[B, self.dim]`` and losses ``[B]`` (first objective's) of a batch."""
         parts: List[torch.Tensor] = []
         first: Optional[torch.Tensor] = None
         for obj in self.objectives:
-            raw, losses = self.raw_sketch(batch, masks, noise, objective=obj)
+            raw, losses = self.raw_sketch(batch, masks, noise, objective=obj, query=query)
             parts.append(normalize_sketches(raw))
             first = losses if first is None else first
         assert first is not None
@@ -181,6 +181,7 @@ class MotionAttributor:
         masks: Optional[torch.Tensor],
         noise: Optional[torch.Tensor] = None,
         objective: Optional[MotionObjective] = None,
+        query: bool = False,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Projected gradients ``[B, sketcher.dim]`` of one objective (default the first) per sample
         before normalisation, and the losses."""
@@ -188,7 +189,7 @@ class MotionAttributor:
         with isolated_pass(self.model, [m for _, m in self.sketcher._modules], self.freeze_others):
             with torch.enable_grad():
                 with self.sketcher.capture():
-                    losses = obj.per_sample_losses(self.model, batch, masks, noise)
+                    losses = obj.per_sample_losses(self.model, batch, masks, noise, query=query)
                 raw = self.sketcher.sketch(losses)
         return raw, losses.detach()
 
@@ -212,13 +213,13 @@ class MotionAttributor:
         k = self.sketcher.dim
         for qids, batch, masks, grp in self._queries:
             if n == 1:
-                s, _ = self.sketch(batch, masks)
+                s, _ = self.sketch(batch, masks, query=True)
                 ids.extend(qids)
                 groups.extend(grp if grp is not None else ["motion"] * len(qids))
                 rows.append(s)
                 continue
             for i, obj in enumerate(self.objectives):
-                raw, _ = self.raw_sketch(batch, masks, objective=obj)
+                raw, _ = self.raw_sketch(batch, masks, objective=obj, query=True)
                 block = torch.zeros(raw.shape[0], n * k)
                 block[:, i * k : (i + 1) * k] = normalize_sketches(raw)
                 ids.extend(f"{obj.name}/{q}" for q in qids)

@@ -18,11 +18,13 @@ an option of :class:`MotionObjective`:
 - ``contrast=True``: the loss of the clip minus the loss of its static copy (its first frame
   repeated, same mask), so the gradient keeps what the clip's motion adds and drops what its
   appearance alone explains. A frozen clip has an all-zero contrast gradient.
+  ``contrast="query"`` applies it to query clips only (a *motion-contrast query*: the query's
+  gradient minus its static copy's), training clips keep the plain loss.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence, Tuple
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -65,25 +67,30 @@ def motion_loss(
 
 
 def temporal_difference_loss(
-    pred: torch.Tensor, target: torch.Tensor, mask: Optional[torch.Tensor], frame_dim: int = 2
+    pred: torch.Tensor, target: torch.Tensor, mask: Optional[torch.Tensor], frame_dim: int = 2, order: int = 1
 ) -> torch.Tensor:
     """Per-sample temporal-difference loss ``(1/F) · mean(W̄ · (Δ_f(pred − target))²)``, ``[B]``.
 
-    ``Δ_f e = e_{f+1} − e_f`` along ``frame_dim``; ``W̄_f = (W_f + W_{f+1}) / 2`` is the motion mask
-    of the two frames a difference spans (``None``: 1). Per-frame appearance errors that are the
-    same in consecutive frames cancel, so the loss measures how the clip changes over time. A
-    one-frame clip gives 0.
+    ``Δ_f e = e_{f+1} − e_f`` along ``frame_dim`` (``order=2``: the second difference
+    ``e_{f+2} − 2 e_{f+1} + e_f``, an acceleration error); ``W̄_f`` is the mean motion mask of the
+    frames a difference spans (``None``: 1). Per-frame appearance errors that are the same in
+    consecutive frames cancel, so the loss measures how the clip changes over time. A clip with
+    at most ``order`` frames gives 0.
     """
     err = pred.float() - target.float()
     num_frames = pred.shape[frame_dim]
-    if num_frames < 2:
+    if num_frames <= order:
         return err.flatten(1).sum(dim=1) * 0.0
-    diff = err.narrow(frame_dim, 1, num_frames - 1) - err.narrow(frame_dim, 0, num_frames - 1)
+    diff = err
+    for _ in range(order):
+        n = diff.shape[frame_dim]
+        diff = diff.narrow(frame_dim, 1, n - 1) - diff.narrow(frame_dim, 0, n - 1)
     sq = diff**2
     if mask is not None:
         w = mask.to(device=sq.device, dtype=sq.dtype)
         fd = frame_dim - 1 if w.dim() < sq.dim() else frame_dim
-        w = 0.5 * (w.narrow(fd, 1, num_frames - 1) + w.narrow(fd, 0, num_frames - 1))
+        m = num_frames - order
+        w = sum(w.narrow(fd, j, m) for j in range(order + 1)) / float(order + 1)
         while w.dim() < sq.dim():
             w = w.unsqueeze(1)
         sq = sq * w
@@ -153,9 +160,9 @@ def flow_matching_predict(num_timesteps: int = 1000) -> PredictFn:
     return predict
 
 
-OBJECTIVE_KINDS = ("masked", "temporal")
+OBJECTIVE_KINDS = ("masked", "temporal", "temporal2")
 """The per-sample losses :class:`MotionObjective` offers: ``masked`` (:func:`motion_loss`, the
-paper's) and ``temporal`` (:func:`temporal_difference_loss`)."""
+paper's), ``temporal`` and ``temporal2`` (:func:`temporal_difference_loss` of order 1 and 2)."""
 
 
 class MotionObjective:
@@ -168,11 +175,11 @@ class MotionObjective:
         frame_dim: frame axis of the latents and of ``pred`` (2 for ``[B, C, F, h, w]``).
         latents_of: maps a batch to its latent tensor (the noise shape); default: the batch itself
             when it is a tensor, else ``batch["latents"]``.
-        kind: ``"masked"`` (default, the paper's loss) or ``"temporal"``.
+        kind: ``"masked"`` (default, the paper's loss), ``"temporal"`` or ``"temporal2"``.
         timesteps: several fixed timesteps to average over (overrides ``t_fix``); timestep ``i``
             uses noise seed ``noise_seed + i``.
-        contrast: subtract the loss of the clip's static copy (see the module doc). Needs a tensor
-            batch (or ``latents_of`` returning the batch itself).
+        contrast: ``True`` subtracts the loss of the clip's static copy (see the module doc);
+            ``"query"`` does so for query clips only. Needs a tensor batch.
         use_mask: ``False`` ignores the masks handed in (W = 1): the "no motion mask" ablation.
         name: a label for reports and query groups (default: built from the options).
     """
@@ -186,7 +193,7 @@ class MotionObjective:
         latents_of: Optional[Callable[[Any], torch.Tensor]] = None,
         kind: str = "masked",
         timesteps: Optional[Sequence[int]] = None,
-        contrast: bool = False,
+        contrast: Union[bool, str] = False,
         use_mask: bool = True,
         name: Optional[str] = None,
     ) -> None:
@@ -199,12 +206,14 @@ class MotionObjective:
         self._latents_of = latents_of
         self.kind = kind
         self.timesteps: Tuple[int, ...] = tuple(int(t) for t in timesteps) if timesteps else (self.t_fix,)
-        self.contrast = bool(contrast)
+        if contrast not in (False, True, "query"):
+            raise ValueError(f"contrast must be False, True or 'query', got {contrast!r}")
+        self.contrast: Union[bool, str] = contrast
         self.use_mask = bool(use_mask)
         if name is None:
             name = kind + "@" + "+".join(str(t) for t in self.timesteps)
             if contrast:
-                name += "-contrast"
+                name += "-qcontrast" if contrast == "query" else "-contrast"
             if not use_mask:
                 name += "-nomask"
         self.name = name
@@ -218,8 +227,9 @@ class MotionObjective:
         return batch["latents"]
 
     def _loss(self, pred: torch.Tensor, target: torch.Tensor, masks: Optional[torch.Tensor]) -> torch.Tensor:
-        if self.kind == "temporal":
-            return temporal_difference_loss(pred, target, masks, frame_dim=self.frame_dim)
+        if self.kind in ("temporal", "temporal2"):
+            order = 2 if self.kind == "temporal2" else 1
+            return temporal_difference_loss(pred, target, masks, frame_dim=self.frame_dim, order=order)
         return motion_loss(pred, target, masks, frame_dim=self.frame_dim)
 
     def per_sample_losses(
@@ -228,8 +238,11 @@ class MotionObjective:
         batch: Any,
         masks: Optional[torch.Tensor],
         noise: Optional[torch.Tensor] = None,
+        query: bool = False,
     ) -> torch.Tensor:
         """The objective per sample, ``[B]``, with the graph kept for the sketch backward.
+
+        ``query`` says the batch holds query clips (for ``contrast="query"``).
 
         ``noise`` overrides the seeded draw (it must have the latents' shape; with several
         timesteps it is used at every one).
@@ -242,7 +255,8 @@ class MotionObjective:
             masks = None
         lat = self.latents(batch)
         b = lat.shape[0]
-        if self.contrast:
+        contrast = self.contrast is True or (self.contrast == "query" and query)
+        if contrast:
             if not isinstance(batch, torch.Tensor):
                 raise TypeError("contrast=True needs the batch to be the latent tensor")
             still = static_copy(lat, self.frame_dim)
@@ -258,7 +272,7 @@ class MotionObjective:
             nz = noise
             if nz is None:
                 nz = seeded_noise(lat.shape, self.noise_seed + i, self.frame_dim, device=lat.device, dtype=lat.dtype)
-            elif self.contrast:
+            elif contrast:
                 nz = nz.repeat_interleave(2, dim=0)
             t = torch.full((lat.shape[0],), t_val, dtype=torch.long, device=lat.device)
             pred, target = self.predict(model, batch, t, nz)
@@ -266,6 +280,6 @@ class MotionObjective:
             total = loss if total is None else total + loss
         assert total is not None
         total = total / float(len(self.timesteps))
-        if self.contrast:
+        if contrast:
             total = (total[0::2] - total[1::2]) * moving
         return total

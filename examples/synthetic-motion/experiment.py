@@ -1,0 +1,607 @@
+"""Motive on a real (tiny) video fine-tune, end to end: live detection, down-weighting, selection.
+
+One command reproduces everything (daemon started and stopped here, tables printed, report and
+plots written):
+
+    /usr/bin/python3 examples/synthetic-motion/experiment.py            # full: 3 seeds
+    /usr/bin/python3 examples/synthetic-motion/experiment.py --quick    # 1 seed, fewer steps
+
+Steps (see README.md next to this file): a flow-matching denoiser is pre-trained on clean motion,
+then fine-tuned per seed on a mixed set (35 % harmful) in six ways: uniform sampling (all
+attribution recipes streamed live to the daemon, one run each), live Motive down-weighting, offline
+Motive selection (final-checkpoint sketches, majority vote, top x %), random x %, motion-magnitude
+top x %, and live Motive without the motion mask. Samples of every fine-tuned model are scored with
+the flow-based motion metrics of ``metrics.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "trainer-hooks", "python"))
+sys.path.insert(0, HERE)
+
+import torch  # noqa: E402
+
+from data import HARMFUL, KINDS, MOTIONS, Clip, from_latent, make_set, to_latent  # noqa: E402
+from metrics import batch_metrics  # noqa: E402
+from motive_hooks import MotionAttributor, MotiveClient, MotiveSampler, flow_matching_predict, motion_mask  # noqa: E402
+from motive_hooks._proto import motive_pb2 as pb  # noqa: E402
+from motive_hooks.loss import MotionObjective  # noqa: E402
+from motive_hooks.mask import lucas_kanade_flow  # noqa: E402
+from motive_hooks.toy import SmallVideoDenoiser  # noqa: E402
+
+
+ACCEPTANCE: Dict[str, Tuple[float, float]] = {"jitter": (0.9, 1.0), "frozen": (0.9, 1.0), "appearance": (0.0, 0.6)}
+"""The detection bar after one epoch (live score, AUC vs clean): harmful kinds found, appearance-only
+clips ranked with the clean ones."""
+
+
+@dataclass
+class Config:
+    """Every knob of the experiment (the defaults are the documented full run)."""
+
+    seeds: Tuple[int, ...] = (0, 1, 2)
+    train_counts: Dict[str, int] = field(
+        default_factory=lambda: {"clean": 80, "appearance": 24, "jitter": 14, "frozen": 14, "shuffle": 14, "flicker": 14}
+    )
+    queries_per_motion: int = 2
+    pretrain_clips: int = 192
+    pretrain_steps: int = 500
+    pretrain_lr: float = 2e-3
+    batch: int = 8
+    ft_epochs: int = 3
+    ft_lr: float = 1e-3
+    width: int = 24
+    dim: int = 256
+    query_every: int = 5
+    select_frac: float = 0.5
+    eval_samples: int = 24
+    eval_frames: int = 8
+    sample_steps: int = 16
+    best: str = "accel-multi-t"
+    recipes: Tuple[str, ...] = ("masked", "temporal", "accel-multi-t")
+    methods: Tuple[str, ...] = ("uniform", "live", "offline", "random", "magnitude", "live-nomask")
+    daemon_config: Dict[str, Any] = field(
+        default_factory=lambda: {"logLevel": "warn", "weights": {"minSeen": 1, "intervalMs": 200, "beta": 2.0, "wMin": 0.02}}
+    )
+
+
+def quick_config() -> Config:
+    return Config(seeds=(0,), ft_epochs=2, eval_samples=12, recipes=("masked", "accel-multi-t"))
+
+
+# -- attribution recipes --------------------------------------------------------------------------
+
+
+def recipe_objectives(name: str, use_mask: bool = True) -> List[MotionObjective]:
+    """The objective list of a named recipe (the hook's ``objectives=``)."""
+    p = flow_matching_predict()
+    masked = MotionObjective(p, t_fix=751, kind="masked", use_mask=use_mask)
+    temporal = MotionObjective(p, t_fix=751, kind="temporal", use_mask=use_mask)
+    contrast = MotionObjective(p, timesteps=(500, 751), kind="masked", contrast=True, use_mask=use_mask)
+    table = {
+        "masked": [masked],
+        "temporal": [temporal],
+        "accel": [MotionObjective(p, t_fix=751, kind="temporal2", use_mask=use_mask)],
+        "accel-multi-t": [MotionObjective(p, timesteps=(500, 751), kind="temporal2", use_mask=use_mask)],
+        "masked-qcontrast": [MotionObjective(p, t_fix=751, kind="masked", contrast="query", use_mask=use_mask)],
+        "masked-multi-t": [MotionObjective(p, timesteps=(250, 500, 751), kind="masked", use_mask=use_mask)],
+        "contrast": [contrast],
+        "masked.temporal": [masked, temporal],
+        "masked.temporal.contrast": [masked, temporal, contrast],
+    }
+    return table[name]
+
+
+# -- data -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Prepared:
+    clips: List[Clip]
+    latents: List[torch.Tensor]  # [3, F, 16, 16]
+    masks: List[torch.Tensor]  # [F, 16, 16]
+
+    @property
+    def ids(self) -> List[str]:
+        return [c.id for c in self.clips]
+
+
+def prepare(clips: List[Clip]) -> Prepared:
+    lats = [to_latent(c.frames) for c in clips]
+    masks = [motion_mask(c.frames, (c.frames.shape[0], 16, 16)) for c in clips]
+    return Prepared(clips, lats, masks)
+
+
+def by_length(idx: Sequence[int], data: Prepared) -> List[List[int]]:
+    groups: Dict[int, List[int]] = {}
+    for i in idx:
+        groups.setdefault(int(data.latents[i].shape[1]), []).append(i)
+    return [groups[k] for k in sorted(groups)]
+
+
+# -- model and training ---------------------------------------------------------------------------
+
+
+def fm_loss(model: torch.nn.Module, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """The flow-matching training loss per sample (velocity ε − x₀ at s ~ U(0, 1))."""
+    s = torch.rand(x.shape[0], generator=gen)
+    noise = torch.randn(x.shape, generator=gen)
+    sv = s.view(-1, 1, 1, 1, 1)
+    pred = model((1 - sv) * x + sv * noise, s)
+    return ((pred - (noise - x)) ** 2).flatten(1).mean(dim=1)
+
+
+def pretrain(cfg: Config, cache: str, fresh: bool = False) -> Dict[str, torch.Tensor]:
+    """The pre-trained weights: the checkpoint shipped next to this file when it matches the
+    configuration (unless ``fresh``), else a cached or freshly trained one."""
+    key = f"pretrained-w{cfg.width}-n{cfg.pretrain_clips}-s{cfg.pretrain_steps}.pt"
+    shipped = os.path.join(HERE, key)
+    if not fresh and os.path.exists(shipped):
+        return torch.load(shipped)
+    path = os.path.join(cache, key)
+    if not fresh and os.path.exists(path):
+        return torch.load(path)
+    torch.manual_seed(1000)
+    per = cfg.pretrain_clips // len(MOTIONS)
+    data = prepare(make_set({"clean": per * len(MOTIONS)}, 1000, "pre"))
+    model = SmallVideoDenoiser(channels=3, width=cfg.width)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.pretrain_lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.pretrain_steps)
+    gen = torch.Generator()
+    gen.manual_seed(1000)
+    for step in range(cfg.pretrain_steps):
+        idx = torch.randint(0, len(data.clips), (cfg.batch,), generator=gen).tolist()
+        opt.zero_grad()
+        loss = torch.zeros(())
+        for grp in by_length(idx, data):
+            loss = loss + fm_loss(model, torch.stack([data.latents[i] for i in grp]), gen).sum()
+        (loss / cfg.batch).backward()
+        opt.step()
+        sched.step()
+    sd = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.save(sd, path)
+    return sd
+
+
+@torch.no_grad()
+def sample(model: torch.nn.Module, n: int, frames: int, steps: int, seed: int) -> torch.Tensor:
+    """Euler samples of the flow ODE from s = 1 to 0: ``[n, F, 3, 16, 16]`` in [0, 1]."""
+    model.eval()
+    gen = torch.Generator()
+    gen.manual_seed(seed)
+    x = torch.randn(n, 3, frames, 16, 16, generator=gen)
+    ts = torch.linspace(1.0, 0.0, steps + 1)
+    for i in range(steps):
+        v = model(x, ts[i].expand(n))
+        x = x - (ts[i] - ts[i + 1]) * v
+    model.train()
+    return torch.stack([from_latent(c) for c in x])
+
+
+# -- the daemon -----------------------------------------------------------------------------------
+
+
+class Daemon:
+    """``node bin/motived.js`` on free ports with a temporary store."""
+
+    def __init__(self, config: Dict[str, Any]) -> None:
+        self.dir = tempfile.mkdtemp(prefix="motive-synthetic-")
+        cfg_path = os.path.join(self.dir, "config.json")
+        with open(cfg_path, "w") as f:
+            json.dump(config, f)
+        env = dict(os.environ, MOTIVE_DATA_DIR=os.path.join(self.dir, "data"), MOTIVE_GRPC_PORT="0", MOTIVE_HTTP_PORT="0", MOTIVE_CONFIG=cfg_path)
+        self.proc = subprocess.Popen(
+            ["node", os.path.join(ROOT, "bin", "motived.js")], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        deadline = time.time() + 60
+        assert self.proc.stdout is not None
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError("the daemon exited before it was ready")
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            if msg.get("msg") == "ready":
+                self.grpc = f"127.0.0.1:{msg['grpcPort']}"
+                self.http = f"http://127.0.0.1:{msg['httpPort']}"
+                break
+            if time.time() > deadline:
+                raise RuntimeError("the daemon did not get ready in 60 s")
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.http + path, timeout=30) as r:
+            return json.loads(r.read())
+
+    def scores(self, run: str) -> Dict[str, Tuple[float, int]]:
+        """Live score and seen count of every sample of ``run``."""
+        rows = self.get(f"/v1/runs/{run}/samples?order=harmful&limit=10000")["samples"]
+        return {r["id"]: (float(r["score"]), int(r["seen"])) for r in rows}
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# -- recording ------------------------------------------------------------------------------------
+
+CAPTURE_MAGIC = b"MOTCAP1\n"
+KIND_CODES = {"hello": 1, "batch": 2, "queries": 3}
+
+
+class RecordingClient:
+    """Forwards to a :class:`MotiveClient` and records the run's messages as a capture file.
+
+    Each record: ``u32 length, u8 kind (1 hello, 2 batch, 3 queries), u32 rank, f64 t_ms``, then the
+    serialized ``motive.v1.TrainerMessage``; little-endian, after the 8-byte magic ``MOTCAP1\\n``.
+    Batches are numbered ``seq = 1, 2, …`` per ``send``; query sets ``version = 1, 2, …``.
+    """
+
+    def __init__(self, inner: MotiveClient, path: str, identity: Any, run_id: str) -> None:
+        self.inner = inner
+        self.f = open(path, "wb")
+        self.f.write(CAPTURE_MAGIC)
+        self.t0 = time.time()
+        self.seq = 0
+        self.version = 0
+        self.dim = int(identity.dim)
+        hello = pb.Hello(
+            run_id=run_id,
+            rank=0,
+            world_size=1,
+            projection=pb.Projection(kind=identity.kind, seed=int(identity.seed), dim=self.dim, fingerprint=identity.fingerprint),
+            dtype=pb.FLOAT32,
+            client="motive-synthetic-motion",
+            apply_weights=True,
+        )
+        self._write("hello", pb.TrainerMessage(hello=hello))
+
+    def _write(self, kind: str, msg: Any) -> None:
+        blob = msg.SerializeToString()
+        self.f.write(struct.pack("<IBId", len(blob), KIND_CODES[kind], 0, 1000.0 * (time.time() - self.t0)))
+        self.f.write(blob)
+
+    def set_queries(self, ids: Sequence[str], sketches: torch.Tensor, step: int = 0, groups: Optional[Sequence[str]] = None) -> Any:
+        self.version += 1
+        arr = sketches.detach().to(torch.float32).contiguous().numpy().astype("<f4")
+        q = pb.QuerySet(version=self.version, step=int(step), query_ids=list(ids), groups=list(groups or []), sketches=arr.tobytes())
+        self._write("queries", pb.TrainerMessage(queries=q))
+        return self.inner.set_queries(ids, sketches, step=step, groups=groups)
+
+    def send(self, step: int, lr: float, ids: Sequence[str], sketches: torch.Tensor, losses: Optional[torch.Tensor] = None) -> Any:
+        self.seq += 1
+        arr = sketches.detach().to(torch.float32).contiguous().numpy().astype("<f4")
+        b = pb.SketchBatch(
+            seq=self.seq, step=int(step), lr=float(lr), sample_ids=list(ids), sketches=arr.tobytes(), losses=[] if losses is None else [float(v) for v in losses]
+        )
+        self._write("batch", pb.TrainerMessage(batch=b))
+        return self.inner.send(step, lr, ids, sketches, losses)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        self.f.close()
+        self.inner.close(timeout_s=timeout_s)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+# -- evaluation helpers ---------------------------------------------------------------------------
+
+
+def auc(neg_scores: Sequence[float], pos_scores: Sequence[float]) -> float:
+    """P(score of a ``neg`` clip < score of a ``pos`` clip), ties half: the AUC of flagging ``neg``
+    (low score = harmful) against ``pos``."""
+    if not neg_scores or not pos_scores:
+        return float("nan")
+    wins = 0.0
+    for a in neg_scores:
+        for b in pos_scores:
+            wins += 1.0 if a < b else 0.5 if a == b else 0.0
+    return wins / (len(neg_scores) * len(pos_scores))
+
+
+def detection(scores: Dict[str, float], clips: List[Clip]) -> Dict[str, float]:
+    """AUC of each kind vs clean, and of all harmful vs clean (+ appearance), from ``scores``."""
+    by_kind: Dict[str, List[float]] = {k: [] for k in KINDS}
+    for c in clips:
+        if c.id in scores:
+            by_kind[c.kind].append(scores[c.id])
+    out = {k: auc(by_kind[k], by_kind["clean"]) for k in KINDS if k != "clean"}
+    harmful = [s for k in HARMFUL for s in by_kind[k]]
+    out["harmful"] = auc(harmful, by_kind["clean"] + by_kind["appearance"])
+    return out
+
+
+def pearson(a: Sequence[float], b: Sequence[float]) -> float:
+    n = len(a)
+    ma, mb = sum(a) / n, sum(b) / n
+    cov = sum((x - ma) * (y - mb) for x, y in zip(a, b))
+    va = math.sqrt(sum((x - ma) ** 2 for x in a))
+    vb = math.sqrt(sum((y - mb) ** 2 for y in b))
+    return cov / (va * vb) if va > 0 and vb > 0 else float("nan")
+
+
+# -- one fine-tune --------------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    method: str
+    seed: int
+    metrics: Dict[str, float]
+    auc_curves: Dict[str, List[Tuple[int, Dict[str, float]]]] = field(default_factory=dict)
+    final_scores: Dict[str, Dict[str, float]] = field(default_factory=dict)
+    seconds: float = 0.0
+    selected: Optional[Dict[str, int]] = None
+
+
+def finetune(
+    cfg: Config,
+    method: str,
+    seed: int,
+    init: Dict[str, torch.Tensor],
+    train: Prepared,
+    queries: Prepared,
+    daemon: Optional[Daemon],
+    recipes: Sequence[str] = (),
+    weighted: Optional[str] = None,
+    use_mask: bool = True,
+    subset: Optional[List[int]] = None,
+    record: Optional[str] = None,
+) -> Tuple[SmallVideoDenoiser, RunResult]:
+    """Fine-tunes from ``init``; streams ``recipes`` (uniform sampling) or the ``weighted`` recipe
+    (sampling by the daemon's live weights) to the daemon; returns the model and its results."""
+    t0 = time.time()
+    torch.manual_seed(seed)
+    model = SmallVideoDenoiser(channels=3, width=cfg.width)
+    model.load_state_dict(init)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.ft_lr)
+    gen = torch.Generator()
+    gen.manual_seed(10_000 + seed)
+    pool = list(range(len(train.clips))) if subset is None else list(subset)
+    steps_per_epoch = len(train.clips) // cfg.batch
+    total_steps = cfg.ft_epochs * steps_per_epoch
+    streams: List[Tuple[str, MotionAttributor, Any]] = []
+    names = list(recipes) if weighted is None else [weighted]
+    for name in names:
+        attr = MotionAttributor(
+            model, model.sketch_layers(), flow_matching_predict(), dim=cfg.dim, query_every=cfg.query_every, objectives=recipe_objectives(name, use_mask)
+        )
+        run_id = f"s{seed}-{method}-{name}"
+        client: Any = None
+        if daemon is not None:
+            client = MotiveClient(daemon.grpc, run_id, attr.dim, sketcher=attr.identity, dtype="float32", apply_weights=weighted is not None)
+            if record is not None:
+                client = RecordingClient(client, record, attr.identity, run_id)
+        attr.client = client
+        for grp in by_length(range(len(queries.clips)), queries):
+            attr.add_queries(
+                [queries.clips[i].id for i in grp],
+                torch.stack([queries.latents[i] for i in grp]),
+                torch.stack([queries.masks[i] for i in grp]),
+                groups=[queries.clips[i].motion for i in grp],
+            )
+        streams.append((run_id, attr, client))
+    if weighted is not None:
+        assert streams and streams[0][2] is not None
+        sampler = MotiveSampler(train.ids, streams[0][2], num_samples=total_steps * cfg.batch, seed=seed, refresh_every=cfg.batch)
+        draws = iter(sampler)
+        order = [next(draws) for _ in range(cfg.batch)]  # first batch; the rest is drawn live
+    else:
+        order = []
+        while len(order) < total_steps * cfg.batch:
+            perm = torch.randperm(len(pool), generator=gen).tolist()
+            order.extend(pool[i] for i in perm)
+    result = RunResult(method, seed, {})
+    checkpoints = {max(1, steps_per_epoch // 2), steps_per_epoch, 2 * steps_per_epoch, total_steps}
+    for step in range(total_steps):
+        if weighted is not None:
+            idx = order if step == 0 else [next(draws) for _ in range(cfg.batch)]
+        else:
+            idx = order[step * cfg.batch : (step + 1) * cfg.batch]
+        opt.zero_grad()
+        loss = torch.zeros(())
+        for grp in by_length(idx, train):
+            x = torch.stack([train.latents[i] for i in grp])
+            loss = loss + fm_loss(model, x, gen).sum()
+        (loss / cfg.batch).backward()
+        lr = opt.param_groups[0]["lr"]
+        for _, attr, _ in streams:
+            for grp in by_length(idx, train):
+                x = torch.stack([train.latents[i] for i in grp])
+                m = torch.stack([train.masks[i] for i in grp])
+                attr.step(step, lr, [train.ids[i] for i in grp], x, m)
+        opt.step()
+        if daemon is not None and (step + 1) in checkpoints:
+            for run_id, _, client in streams:
+                client.flush(timeout_s=60)
+                sc = daemon.scores(run_id)
+                seen = {k: v[0] for k, v in sc.items() if v[1] > 0}
+                result.auc_curves.setdefault(run_id.split("-", 2)[2], []).append((step + 1, detection(seen, train.clips)))
+                if step + 1 == total_steps:
+                    result.final_scores[run_id.split("-", 2)[2]] = seen
+    for _, _, client in streams:
+        if client is not None:
+            client.close(timeout_s=30)
+    samples = sample(model, cfg.eval_samples, cfg.eval_frames, cfg.sample_steps, seed=20_000 + seed)
+    result.metrics = batch_metrics(samples)
+    result.seconds = time.time() - t0
+    return model, result
+
+
+def offline_scores(cfg: Config, model: SmallVideoDenoiser, train: Prepared, queries: Prepared, recipe: str) -> Tuple[List[float], List[int]]:
+    """Final-checkpoint sketches: per clip the mean cosine with the queries and the majority-vote
+    count (per query, a clip votes when its cosine is above that query's median over clips)."""
+    attr = MotionAttributor(model, model.sketch_layers(), flow_matching_predict(), dim=cfg.dim, objectives=recipe_objectives(recipe))
+    for grp in by_length(range(len(queries.clips)), queries):
+        attr.add_queries([queries.clips[i].id for i in grp], torch.stack([queries.latents[i] for i in grp]), torch.stack([queries.masks[i] for i in grp]))
+    _, q, _ = attr.query_sketches()
+    g = torch.zeros(len(train.clips), attr.dim)
+    for grp in by_length(range(len(train.clips)), train):
+        s, _ = attr.sketch(torch.stack([train.latents[i] for i in grp]), torch.stack([train.masks[i] for i in grp]))
+        g[grp] = s
+    attr.sketcher.remove()
+    cos = g @ q.t()  # [N, m]
+    tau = cos.median(dim=0).values
+    votes = (cos > tau).sum(dim=1)
+    return cos.mean(dim=1).tolist(), votes.tolist()
+
+
+def length_bias(cfg: Config, model: SmallVideoDenoiser, train: Prepared, queries: Prepared, recipe: str) -> Dict[str, float]:
+    """Pearson correlation of clip length with its final-checkpoint score, for the dot-product
+    score with and without the 1/F frame-length fix, and for the cosine score."""
+    out: Dict[str, float] = {}
+    lengths = [float(l.shape[1]) for l in train.latents]
+    for fix in (False, True):
+        objs = recipe_objectives(recipe)
+        attr = MotionAttributor(model, model.sketch_layers(), flow_matching_predict(), dim=cfg.dim, objectives=objs)
+        qs = []
+        for grp in by_length(range(len(queries.clips)), queries):
+            raw, _ = attr.raw_sketch(torch.stack([queries.latents[i] for i in grp]), torch.stack([queries.masks[i] for i in grp]))
+            f = queries.latents[grp[0]].shape[1]
+            qs.append(raw * (1.0 if fix else float(f)))
+        q = torch.cat(qs)
+        g = torch.zeros(len(train.clips), cfg.dim)
+        for grp in by_length(range(len(train.clips)), train):
+            raw, _ = attr.raw_sketch(torch.stack([train.latents[i] for i in grp]), torch.stack([train.masks[i] for i in grp]))
+            f = train.latents[grp[0]].shape[1]
+            g[grp] = raw * (1.0 if fix else float(f))
+        attr.sketcher.remove()
+        dot = (g @ q.t()).mean(dim=1).tolist()
+        out["dot, with 1/F" if fix else "dot, without 1/F"] = pearson(lengths, dot)
+        out["norm, with 1/F" if fix else "norm, without 1/F"] = pearson(lengths, g.norm(dim=1).tolist())
+        if fix:
+            gn = torch.nn.functional.normalize(g, dim=1)
+            qn = torch.nn.functional.normalize(q, dim=1)
+            out["cosine"] = pearson(lengths, (gn @ qn.t()).mean(dim=1).tolist())
+    return out
+
+
+def select_top(values: Sequence[float], frac: float, tie: Optional[Sequence[float]] = None) -> List[int]:
+    n = max(1, int(round(frac * len(values))))
+    key = [(float(v), float(tie[i]) if tie is not None else 0.0, -i) for i, v in enumerate(values)]
+    order = sorted(range(len(values)), key=lambda i: key[i], reverse=True)
+    return sorted(order[:n])
+
+
+def clip_motion(c: Clip) -> float:
+    flow = lucas_kanade_flow(c.frames)
+    return float(torch.linalg.vector_norm(flow, dim=1).mean())
+
+
+# -- the whole experiment -------------------------------------------------------------------------
+
+
+def run_seed(cfg: Config, seed: int, init: Dict[str, torch.Tensor], daemon: Daemon, record: Optional[str], log: Any) -> Dict[str, Any]:
+    counts = cfg.train_counts
+    train = prepare(make_set(counts, seed, f"s{seed}"))
+    queries = prepare(make_set({"clean": cfg.queries_per_motion * len(MOTIONS)}, 500 + seed, f"q{seed}"))
+    out: Dict[str, Any] = {"runs": {}, "kinds": {c.id: c.kind for c in train.clips}}
+    n = len(train.clips)
+    best = cfg.best
+    for method in cfg.methods:
+        subset: Optional[List[int]] = None
+        kw: Dict[str, Any] = {}
+        if method == "uniform":
+            kw["recipes"] = list(dict.fromkeys(list(cfg.recipes) + [best]))
+        elif method == "live":
+            kw["weighted"] = best
+            kw["record"] = record
+        elif method == "live-nomask":
+            kw["weighted"] = best
+            kw["use_mask"] = False
+        elif method == "offline":
+            mean_cos, votes = offline_scores(cfg, uniform_model, train, queries, best)
+            subset = select_top([float(v) for v in votes], cfg.select_frac, tie=mean_cos)
+            out["offline_auc"] = detection({train.ids[i]: votes[i] + 1e-3 * mean_cos[i] for i in range(n)}, train.clips)
+            out["length_bias"] = {r: length_bias(cfg, uniform_model, train, queries, r) for r in ("masked", best)}
+        elif method == "random":
+            g = torch.Generator()
+            g.manual_seed(30_000 + seed)
+            subset = sorted(torch.randperm(n, generator=g)[: int(round(cfg.select_frac * n))].tolist())
+        elif method == "magnitude":
+            subset = select_top([clip_motion(c) for c in train.clips], cfg.select_frac)
+        model, res = finetune(cfg, method, seed, init, train, queries, daemon, subset=subset, **kw)
+        if method == "uniform":
+            uniform_model = model
+        if subset is not None:
+            res.selected = {k: sum(1 for i in subset if train.clips[i].kind == k) for k in KINDS}
+        out["runs"][method] = asdict(res)
+        log(f"  seed {seed} {method:12s} {res.seconds:6.1f}s  " + "  ".join(f"{k} {v:.4f}" for k, v in res.metrics.items()))
+    return out
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="one seed, fewer steps (the test's version)")
+    p.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3; --quick: 1)")
+    p.add_argument("--out", default=os.path.join(HERE, "out"), help="where results.json, the cache and the capture go")
+    p.add_argument("--report", action="store_true", help="write docs/results.md and its plots")
+    p.add_argument("--record", default=None, help="capture file of seed 0's live run (convert with to-arrow.mjs)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--pretrain", action="store_true", help="pre-train afresh instead of loading the shipped checkpoint")
+    p.add_argument("--methods", default=None, help="comma-separated subset of the runs (default all)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cfg = quick_config() if args.quick else Config()
+    if args.seeds is not None:
+        cfg.seeds = tuple(range(args.seeds))
+    os.makedirs(args.out, exist_ok=True)
+    t0 = time.time()
+
+    def log(s: str) -> None:
+        print(f"[{time.time() - t0:6.1f}s] {s}", flush=True)
+
+    if args.methods:
+        cfg.methods = tuple(args.methods.split(","))
+    init = pretrain(cfg, args.out, fresh=args.pretrain)
+    base = SmallVideoDenoiser(channels=3, width=cfg.width)
+    base.load_state_dict(init)
+    log("pre-trained")
+    daemon = Daemon(cfg.daemon_config)
+    results: Dict[str, Any] = {"config": asdict(cfg), "seeds": {}}
+    try:
+        for seed in cfg.seeds:
+            rec = args.record if (seed == cfg.seeds[0]) else None
+            out = run_seed(cfg, seed, init, daemon, rec, log)
+            t1 = time.time()
+            m = batch_metrics(sample(base, cfg.eval_samples, cfg.eval_frames, cfg.sample_steps, seed=20_000 + seed))
+            out["runs"]["pretrained"] = asdict(RunResult("pretrained", seed, m, seconds=time.time() - t1))
+            results["seeds"][str(seed)] = out
+    finally:
+        daemon.stop()
+    results["seconds"] = time.time() - t0
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(results, f)
+    import report  # noqa: E402  (matplotlib only when reporting)
+
+    print(report.tables(results))
+    if args.report:
+        report.write(results, os.path.join(ROOT, "docs"))
+    log("done")
+    return results
+
+
+if __name__ == "__main__":
+    main()

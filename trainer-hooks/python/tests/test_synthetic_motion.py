@@ -1,0 +1,67 @@
+"""The reduced synthetic-motion experiment against the real daemon: one seed, one epoch of
+fine-tuning with uniform sampling, the default recipe streamed live; the daemon's live score must
+find the harmful clips (examples/synthetic-motion, docs/results.md)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+EXAMPLE = os.path.join(ROOT, "examples", "synthetic-motion")
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("node") is None or not os.path.exists(os.path.join(ROOT, "bin", "motived.js")) or not os.path.isdir(EXAMPLE),
+    reason="needs node and the daemon (bin/motived.js)",
+)
+
+
+_RESULT: dict = {}
+
+
+def _one_epoch_auc() -> dict:
+    """Live AUC per kind after one epoch (computed once for the tests of this module)."""
+    if _RESULT:
+        return _RESULT
+    sys.path.insert(0, EXAMPLE)
+    try:
+        import experiment as ex
+    finally:
+        sys.path.remove(EXAMPLE)
+    torch.set_num_threads(2)
+    cfg = ex.Config(seeds=(0,), ft_epochs=1, eval_samples=4, sample_steps=4)
+    init = ex.pretrain(cfg, os.path.join(EXAMPLE, "out"))
+    train = ex.prepare(ex.make_set(cfg.train_counts, 0, "s0"))
+    queries = ex.prepare(ex.make_set({"clean": cfg.queries_per_motion * len(ex.MOTIONS)}, 500, "q0"))
+    daemon = ex.Daemon(cfg.daemon_config)
+    try:
+        _, res = ex.finetune(cfg, "uniform", 0, init, train, queries, daemon, recipes=[cfg.best])
+    finally:
+        daemon.stop()
+    epoch_step, auc = res.auc_curves[cfg.best][-1]
+    assert epoch_step == len(train.clips) // cfg.batch
+    print({k: round(v, 3) for k, v in auc.items()})
+    _RESULT.update(auc)
+    _RESULT["acceptance"] = ex.ACCEPTANCE
+    return _RESULT
+
+
+def test_live_detection_after_one_epoch() -> None:
+    """What the default recipe achieves on seed 0 (docs/results.md): frozen and flicker clips
+    found, appearance-only clips ranked with the clean ones, harmful vs clean well above chance."""
+    auc = _one_epoch_auc()
+    assert auc["frozen"] >= 0.9, auc
+    assert auc["flicker"] >= 0.9, auc
+    assert auc["appearance"] <= 0.6, auc
+    assert auc["harmful"] >= 0.8, auc
+
+
+@pytest.mark.xfail(reason="jitter detection is below the 0.9 bar on seed 0 (docs/results.md)", strict=False)
+def test_jitter_meets_the_acceptance_bar() -> None:
+    auc = _one_epoch_auc()
+    lo, hi = auc["acceptance"]["jitter"]
+    assert lo <= auc["jitter"] <= hi, auc
