@@ -32,31 +32,29 @@ export class MatMulKernel {
   }
 
   /** `a[n×k] · b[k×m]` → a new Float32Array [n×m]. */
-  async multiply(a: Float32Array, n: number, k: number, b: Float32Array, m: number): Promise<Float32Array> {
-    if (n === 0 || m === 0) return new Float32Array(n * m);
-    if (a.length < n * k || b.length < k * m) throw new MotiveError('MOTIVE_INFLUENCE_KERNEL', 'operand shorter than its shape');
-    try {
-      const out = await this.session.run({
-        A: new ort.Tensor('float32', a.length === n * k ? a : a.subarray(0, n * k), [n, k]),
-        B: new ort.Tensor('float32', b.length === k * m ? b : b.subarray(0, k * m), [k, m]),
-      });
-      const c = out['C'];
-      if (c === undefined) throw new Error('no output C');
-      return c.data as Float32Array;
-    } catch (err) {
-      throw new MotiveError('MOTIVE_INFLUENCE_KERNEL', (err as Error).message, { cause: err });
-    }
+  multiply(a: Float32Array, n: number, k: number, b: Float32Array, m: number): Promise<Float32Array> {
+    return this.run(this.session, 'A', new ort.Tensor('float32', fit(a, n * k), [n, k]), a.length, b, n, k, m);
   }
 
   /** `float(a8[n×k]) · b[k×m]` → a new Float32Array [n×m] (row scales not applied). */
-  async multiplyInt8(a8: Int8Array, n: number, k: number, b: Float32Array, m: number): Promise<Float32Array> {
+  multiplyInt8(a8: Int8Array, n: number, k: number, b: Float32Array, m: number): Promise<Float32Array> {
+    return this.run(this.int8Session, 'A8', new ort.Tensor('int8', fit(a8, n * k), [n, k]), a8.length, b, n, k, m);
+  }
+
+  private async run(
+    session: ort.InferenceSession,
+    left: string,
+    a: ort.Tensor,
+    aLength: number,
+    b: Float32Array,
+    n: number,
+    k: number,
+    m: number,
+  ): Promise<Float32Array> {
     if (n === 0 || m === 0) return new Float32Array(n * m);
-    if (a8.length < n * k || b.length < k * m) throw new MotiveError('MOTIVE_INFLUENCE_KERNEL', 'operand shorter than its shape');
+    if (aLength < n * k || b.length < k * m) throw new MotiveError('MOTIVE_INFLUENCE_KERNEL', 'operand shorter than its shape');
     try {
-      const out = await this.int8Session.run({
-        A8: new ort.Tensor('int8', a8.length === n * k ? a8 : a8.subarray(0, n * k), [n, k]),
-        B: new ort.Tensor('float32', b.length === k * m ? b : b.subarray(0, k * m), [k, m]),
-      });
+      const out = await session.run({ [left]: a, B: new ort.Tensor('float32', fit(b, k * m), [k, m]) });
       const c = out['C'];
       if (c === undefined) throw new Error('no output C');
       return c.data as Float32Array;
@@ -69,4 +67,9 @@ export class MatMulKernel {
     await this.session.release();
     await this.int8Session.release();
   }
+}
+
+/** The first `length` values as a view (operands may come from larger pooled buffers). */
+function fit<T extends Float32Array | Int8Array>(x: T, length: number): T {
+  return (x.length === length ? x : x.subarray(0, Math.min(length, x.length))) as T;
 }

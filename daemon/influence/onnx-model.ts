@@ -103,26 +103,12 @@ export function int8MatMulModel(): Uint8Array {
   );
 }
 
-/**
- * `C[n×m] = A[n×k] · B[k×m]`, float32, every dimension dynamic.
- */
+/** `C[n×m] = A[n×k] · B[k×m]`, float32, every dimension dynamic. */
 export function matMulModel(): Uint8Array {
-  const graph = Writer.create();
-  graph.uint32((1 << 3) | 2).bytes(node('MatMul', ['A', 'B'], ['C'], 'matmul'));
-  graph.uint32((2 << 3) | 2).string('motive_matmul');
-  graph.uint32((11 << 3) | 2).bytes(valueInfo('A', ['n', 'k']));
-  graph.uint32((11 << 3) | 2).bytes(valueInfo('B', ['k', 'm']));
-  graph.uint32((12 << 3) | 2).bytes(valueInfo('C', ['n', 'm']));
-  const opset = Writer.create()
-    .uint32((1 << 3) | 2)
-    .string('')
-    .uint32((2 << 3) | 0)
-    .int64(ONNX_OPSET)
-    .finish();
-  const model = Writer.create();
-  model.uint32((1 << 3) | 0).int64(ONNX_IR_VERSION);
-  model.uint32((2 << 3) | 2).string('motive');
-  model.uint32((7 << 3) | 2).bytes(graph.finish());
-  model.uint32((8 << 3) | 2).bytes(opset);
-  return model.finish();
+  return model(
+    'motive_matmul',
+    [node('MatMul', ['A', 'B'], ['C'], 'matmul')],
+    [valueInfo('A', ['n', 'k']), valueInfo('B', ['k', 'm'])],
+    [valueInfo('C', ['n', 'm'])],
+  );
 }
