@@ -1,6 +1,6 @@
 /** Validation and decoding of trainer messages. Each failure is a MotiveError with a stable code. */
 import { MotiveError, type Authorizer } from '../shared/index.js';
-import { allFinite, decodeSketches, dtypeBytes } from '../influence/index.js';
+import { decodeFiniteSketches, dtypeBytes } from '../influence/index.js';
 import type { SketchDType } from '../store/index.js';
 import type { HelloMsg, QuerySetMsg, SketchBatchMsg } from './proto.js';
 
@@ -93,8 +93,8 @@ export function decodeBatch(b: SketchBatchMsg, dim: number, dtype: SketchDType, 
   if (b.losses.length !== 0 && b.losses.length !== n) {
     throw new MotiveError('MOTIVE_INGEST_BATCH_INVALID', `${b.losses.length} losses for ${n} samples`);
   }
-  const sketches = decodeSketches(b.sketches, dtype, n * dim);
-  if (!allFinite(sketches)) throw new MotiveError('MOTIVE_INGEST_BATCH_NONFINITE');
+  const sketches = decodeFiniteSketches(b.sketches, dtype, n * dim);
+  if (sketches === undefined) throw new MotiveError('MOTIVE_INGEST_BATCH_NONFINITE');
   return { seq: b.seq, step: b.step, lr: b.lr, sampleIds: b.sampleIds, sketches };
 }
 
@@ -121,7 +121,7 @@ export function decodeQueries(q: QuerySetMsg, dim: number, dtype: SketchDType, l
   if (q.sketches.length !== expected) {
     throw new MotiveError('MOTIVE_INGEST_QUERIES_INVALID', `${q.sketches.length} sketch bytes, expected ${expected}`);
   }
-  const sketches = decodeSketches(q.sketches, dtype, m * dim);
-  if (!allFinite(sketches)) throw new MotiveError('MOTIVE_INGEST_QUERIES_INVALID', 'query sketch holds NaN or Inf');
+  const sketches = decodeFiniteSketches(q.sketches, dtype, m * dim);
+  if (sketches === undefined) throw new MotiveError('MOTIVE_INGEST_QUERIES_INVALID', 'query sketch holds NaN or Inf');
   return { version: q.version, step: q.step, ids: q.queryIds, groups: q.groups, sketches };
 }

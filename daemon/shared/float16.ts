@@ -18,13 +18,20 @@ function buildTable(): Float32Array {
   return out;
 }
 
-/** Decodes `count` little-endian binary16 values from `bytes` into `out` (as float32). */
-export function decodeFloat16(bytes: Uint8Array, out: Float32Array, count: number): void {
+/**
+ * Decodes `count` little-endian binary16 values from `bytes` into `out` (as float32). Returns
+ * false when any value is NaN or ±Inf (all exponent bits set), found in the same pass.
+ */
+export function decodeFloat16(bytes: Uint8Array, out: Float32Array, count: number): boolean {
   table ??= buildTable();
   const t = table;
+  let special = 0;
   for (let i = 0, b = 0; i < count; i++, b += 2) {
-    out[i] = t[(bytes[b] as number) | ((bytes[b + 1] as number) << 8)] as number;
+    const h = (bytes[b] as number) | ((bytes[b + 1] as number) << 8);
+    out[i] = t[h] as number;
+    special |= (h & 0x7c00) === 0x7c00 ? 1 : 0;
   }
+  return special === 0;
 }
 
 /** Rounds a float32 value to binary16 bits (round to nearest even). Used by clients and tests. */

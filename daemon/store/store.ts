@@ -24,6 +24,7 @@ import {
   embeddingView,
   float32Bytes,
   newSampleRecord,
+  RecordSlab,
   recordShape,
   writeSampleHeader,
 } from './codec.js';
@@ -209,6 +210,7 @@ export class Store {
 
   private async commitNow(mutate: (tx: StoreTx) => void): Promise<void> {
     if (this.commitDelayMs > 0) await new Promise((r) => setTimeout(r, this.commitDelayMs));
+    const slab = new RecordSlab();
     const tx: StoreTx = {
       putRun: (run) => {
         const record: RunRecord = {
@@ -255,7 +257,7 @@ export class Store {
         settled(this.samplesDb.put([runId, sample.id], fresh.buf));
       },
       openRecord: (runId, sample, k) => {
-        const fresh = newSampleRecord(sample, k);
+        const fresh = newSampleRecord(sample, k, slab);
         this.readEmbeddingInto(runId, sample.id, fresh.g);
         return fresh;
       },
