@@ -25,39 +25,11 @@ export function embeddingOffset(nq: number): number {
  * A fresh record buffer for `s` (own, aligned ArrayBuffer: LMDB may keep a reference until the
  * commit). Returns the buffer and a view of its G(z) region for the caller to fill.
  */
-export function newSampleRecord(s: SampleState, k: number, slab?: RecordSlab): { buf: Buffer; g: Float32Array } {
+export function newSampleRecord(s: SampleState, k: number): { buf: Buffer; g: Float32Array } {
   const nq = s.sums.length;
-  const bytes = sampleRecordBytes(nq, k);
-  const buf = slab === undefined ? Buffer.allocUnsafeSlow(bytes) : slab.take(bytes);
+  const buf = Buffer.allocUnsafeSlow(sampleRecordBytes(nq, k));
   writeSampleHeader(buf, s, k);
   return { buf, g: new Float32Array(buf.buffer, buf.byteOffset + embeddingOffset(nq), k) };
-}
-
-/**
- * Hands out 8-byte-aligned record buffers carved from large blocks, so a group commit that
- * writes thousands of records allocates a few blocks instead of one buffer per record. A slab
- * lives for one commit; its blocks are freed with the last record that refers to them.
- */
-export class RecordSlab {
-  private block: ArrayBuffer | undefined;
-  private used = 0;
-  private readonly blockBytes: number;
-
-  constructor(blockBytes = 4 * 1024 * 1024) {
-    this.blockBytes = blockBytes;
-  }
-
-  take(bytes: number): Buffer {
-    const size = (bytes + 7) & ~7;
-    if (size > this.blockBytes) return Buffer.allocUnsafeSlow(bytes);
-    if (this.block === undefined || this.used + size > this.blockBytes) {
-      this.block = new ArrayBuffer(this.blockBytes);
-      this.used = 0;
-    }
-    const buf = Buffer.from(this.block, this.used, bytes);
-    this.used += size;
-    return buf;
-  }
 }
 
 /** Writes the header and the sums of `s` into a record buffer laid out for `s.sums.length` sums. */

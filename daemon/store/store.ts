@@ -24,7 +24,6 @@ import {
   embeddingView,
   float32Bytes,
   newSampleRecord,
-  RecordSlab,
   recordShape,
   writeSampleHeader,
 } from './codec.js';
@@ -210,7 +209,6 @@ export class Store {
 
   private async commitNow(mutate: (tx: StoreTx) => void): Promise<void> {
     if (this.commitDelayMs > 0) await new Promise((r) => setTimeout(r, this.commitDelayMs));
-    const slab = new RecordSlab();
     const tx: StoreTx = {
       putRun: (run) => {
         const record: RunRecord = {
@@ -257,7 +255,7 @@ export class Store {
         settled(this.samplesDb.put([runId, sample.id], fresh.buf));
       },
       openRecord: (runId, sample, k) => {
-        const fresh = newSampleRecord(sample, k, slab);
+        const fresh = newSampleRecord(sample, k);
         this.readEmbeddingInto(runId, sample.id, fresh.g);
         return fresh;
       },
