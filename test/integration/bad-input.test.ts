@@ -124,3 +124,37 @@ describe('bad input on the trainer stream', () => {
     s.close();
   });
 });
+
+describe('malformed protobuf bytes on the trainer stream', () => {
+  it('ends only that stream, stores nothing, and keeps serving', async () => {
+    const daemon = await startTestDaemon();
+    try {
+      const grpc = await import('@grpc/grpc-js');
+      const client = new grpc.Client(`127.0.0.1:${daemon.grpcPort}`, grpc.credentials.createInsecure());
+      // Bytes that are not a TrainerMessage: a field 2 (batch) whose declared length runs past the end.
+      const call = client.makeBidiStreamRequest(
+        '/motive.v1.Attribution/Attach',
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+      );
+      const status = new Promise<{ code: number; details: string }>((resolve) => {
+        call.on('status', (s: { code: number; details: string }) => resolve(s));
+        call.on('error', () => undefined);
+        call.on('data', () => undefined);
+      });
+      call.write(Buffer.from([0x12, 0xff, 0xff, 0x03, 0x01, 0x02]));
+      const s = await status;
+      expect(s.code).not.toBe(grpc.status.OK);
+      client.close();
+      expect(daemon.store.runs()).toHaveLength(0);
+      const ok = rawStream(`127.0.0.1:${daemon.grpcPort}`);
+      ok.write(hello('after-garbage', K));
+      expect(await ok.next()).toHaveProperty('welcome');
+      ok.write(batch(1, ['a'], new Float32Array(K).fill(1)));
+      expect(await ok.next()).toEqual({ ack: { seq: 1 } });
+      ok.close();
+    } finally {
+      await daemon.cleanup();
+    }
+  });
+});
