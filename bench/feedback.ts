@@ -82,13 +82,15 @@ async function once(rate: number, seed: number): Promise<RunResult> {
   const updates: Array<{ at: number; version: number; ids: number }> = [];
   let newestVersion = welcome.welcome.weightsVersion;
   let done = false;
+  const intervalMs = (BATCH / rate) * 1000;
+  const total = Math.floor((SECONDS * 1000) / intervalMs);
   const receiver = (async () => {
     for (;;) {
       let msg;
       try {
-        msg = await s.next(done ? 2000 : 60_000);
+        msg = await s.next(done && ackAt.size >= total ? 1000 : 120_000);
       } catch {
-        return; // quiet for 2 s after the last send: finished
+        return; // every batch acknowledged and then 1 s without a message: finished
       }
       const now = performance.now();
       if (msg === 'end') return;
@@ -104,8 +106,6 @@ async function once(rate: number, seed: number): Promise<RunResult> {
     }
   })();
 
-  const intervalMs = (BATCH / rate) * 1000;
-  const total = Math.floor((SECONDS * 1000) / intervalMs);
   const t0 = performance.now();
   for (let seq = 1; seq <= total; seq++) {
     const due = t0 + (seq - 1) * intervalMs;
