@@ -14,7 +14,7 @@
  *
  *   npx tsx bench/feedback.ts [--rates 10000,2500,500] [--seconds 15] [--runs 2] [--quick]
  */
-import { writeFileSync } from 'node:fs';
+import { closeSync, fdatasyncSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { encodeFloat16Array } from '../trainer-hooks/ts/index.js';
@@ -154,6 +154,36 @@ async function once(rate: number, seed: number): Promise<RunResult> {
   };
 }
 
+/**
+ * The disk's durable-write latency, the floor of any Ack: 50 times, a 256 KiB write + fdatasync
+ * then a 4 KiB write + fdatasync (an LMDB commit syncs its data pages, then its meta page).
+ */
+function diskFlushMs(): number[] {
+  const dir = tempDir('motive-bench-fsync-');
+  const fd = openSync(join(dir.path, 'f'), 'w');
+  const big = Buffer.alloc(256 * 1024, 1);
+  const small = Buffer.alloc(4096, 2);
+  const times: number[] = [];
+  try {
+    for (let i = 0; i < 50; i++) {
+      const t0 = performance.now();
+      writeSync(fd, big, 0, big.length, (i % 8) * big.length);
+      fdatasyncSync(fd);
+      writeSync(fd, small, 0, small.length, 0);
+      fdatasyncSync(fd);
+      times.push(performance.now() - t0);
+    }
+  } finally {
+    closeSync(fd);
+    dir.remove();
+  }
+  return times.sort((a, b) => a - b);
+}
+
+const flush = diskFlushMs();
+process.stderr.write(
+  `disk flush (256 KiB + 4 KiB, two fdatasync): p50 ${fmt(quantile(flush, 0.5))} ms, p99 ${fmt(quantile(flush, 0.99))} ms\n`,
+);
 const rows: Array<Array<string | number>> = [];
 const best: Record<string, unknown> = {};
 for (const rate of RATES) {
@@ -215,8 +245,12 @@ report(
   rows,
   {
     best,
+    diskFlushMs: { p50: quantile(flush, 0.5), p99: quantile(flush, 0.99), max: flush.at(-1) },
     definition:
       'WU latency: batch sent -> first WeightUpdate received after the batch Ack whose version is newer than the newest version received when the Ack arrived',
     target: 'Ack p99 <= 10 ms, WeightUpdate p99 <= 50 ms at 10k sketches/s',
   },
+);
+process.stdout.write(
+  `\nDisk flush floor (256 KiB + 4 KiB, two fdatasync, 50 times): p50 ${fmt(quantile(flush, 0.5))} ms, p99 ${fmt(quantile(flush, 0.99))} ms, max ${fmt(flush.at(-1) ?? NaN)} ms\n`,
 );
