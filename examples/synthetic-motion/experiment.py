@@ -369,9 +369,13 @@ def finetune(
     use_mask: bool = True,
     subset: Optional[List[int]] = None,
     record: Optional[str] = None,
+    max_steps: Optional[int] = None,
 ) -> Tuple[SmallVideoDenoiser, RunResult]:
     """Fine-tunes from ``init``; streams ``recipes`` (uniform sampling) or the ``weighted`` recipe
-    (sampling by the daemon's live weights) to the daemon; returns the model and its results."""
+    (sampling by the daemon's live weights) to the daemon; returns the model and its results.
+
+    ``max_steps`` stops early with the random streams of the full run (the test's reduced run is
+    the first steps of the full one, bit for bit)."""
     t0 = time.time()
     torch.manual_seed(seed)
     model = SmallVideoDenoiser(channels=3, width=cfg.width)
@@ -415,7 +419,7 @@ def finetune(
             order.extend(pool[i] for i in perm)
     result = RunResult(method, seed, {})
     checkpoints = {max(1, steps_per_epoch // 2), steps_per_epoch, 2 * steps_per_epoch, total_steps}
-    for step in range(total_steps):
+    for step in range(total_steps if max_steps is None else min(total_steps, max_steps)):
         if weighted is not None:
             idx = order if step == 0 else [next(draws) for _ in range(cfg.batch)]
         else:
@@ -438,9 +442,9 @@ def finetune(
                 client.flush(timeout_s=60)
                 sc = daemon.scores(run_id)
                 seen = {k: v[0] for k, v in sc.items() if v[1] > 0}
-                result.auc_curves.setdefault(run_id.split("-", 2)[2], []).append((step + 1, detection(seen, train.clips)))
+                result.auc_curves.setdefault(run_id[len(f"s{seed}-{method}-") :], []).append((step + 1, detection(seen, train.clips)))
                 if step + 1 == total_steps:
-                    result.final_scores[run_id.split("-", 2)[2]] = seen
+                    result.final_scores[run_id[len(f"s{seed}-{method}-") :]] = seen
     for _, _, client in streams:
         if client is not None:
             client.close(timeout_s=30)

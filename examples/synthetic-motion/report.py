@@ -67,7 +67,7 @@ def tables(results: Dict[str, Any]) -> str:
         for when in ("epoch", "final"):
             vals: Dict[str, List[float]] = {}
             for s in seeds:
-                curve = s["runs"][m]["auc_curves"][cfg["best"]]
+                curve = next(iter(s["runs"][m]["auc_curves"].values()))
                 pick = [c for c in curve if c[0] == epoch] if when == "epoch" else [curve[-1]]
                 for k, v in pick[0][1].items():
                     vals.setdefault(k, []).append(v)
