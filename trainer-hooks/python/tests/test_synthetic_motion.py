@@ -32,7 +32,8 @@ def _one_epoch_auc() -> dict:
         import experiment as ex
     finally:
         sys.path.remove(EXAMPLE)
-    torch.set_num_threads(2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # as the full run, so the reduced run is its first epoch bit for bit
     cfg = ex.Config(seeds=(0,), eval_samples=4, sample_steps=4)
     init = ex.pretrain(cfg, os.path.join(EXAMPLE, "out"))
     train = ex.prepare(ex.make_set(cfg.train_counts, 0, "s0"))
@@ -43,6 +44,7 @@ def _one_epoch_auc() -> dict:
         _, res = ex.finetune(cfg, "uniform", 0, init, train, queries, daemon, recipes=[cfg.best], max_steps=epoch)
     finally:
         daemon.stop()
+        torch.set_num_threads(threads)
     epoch_step, auc = res.auc_curves[cfg.best][-1]
     assert epoch_step == len(train.clips) // cfg.batch
     print({k: round(v, 3) for k, v in auc.items()})
