@@ -2,7 +2,7 @@
  * Feedback latency at a steady sketch rate: one trainer rank sends batches on a fixed schedule
  * (10,000 sample-sketches/s, and 2,500/s and 500/s, rates below this machine's ingest capacity: batches of
  * 256, k = 512, m = 64 queries, fp16) through the real
- * gRPC stream to a daemon child process with `{"weights": {"minSeen": 1, "intervalMs": 50}}`.
+ * gRPC stream to a daemon child process with `{"weights": {"minSeen": 1, "intervalMs": 50}}` (`--interval-ms` changes the interval).
  *
  *   Ack latency           = Ack received − batch sent.
  *   WeightUpdate latency  = time from sending a batch to the first WeightUpdate received after that
@@ -12,7 +12,7 @@
  *
  * The first 2 s are warm-up and not counted. Sample ids are drawn from a pool of 100,000 clips.
  *
- *   npx tsx bench/feedback.ts [--rates 10000,2500,500] [--seconds 15] [--runs 2] [--quick]
+ *   npx tsx bench/feedback.ts [--rates 10000,2500,500] [--interval-ms 50] [--seconds 15] [--runs 2] [--quick]
  */
 import { closeSync, fdatasyncSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
@@ -29,6 +29,7 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '15' },
     runs: { type: 'string', default: '2' },
     batch: { type: 'string', default: '256' },
+    'interval-ms': { type: 'string', default: '50' },
     quick: { type: 'boolean' },
   },
 });
@@ -36,6 +37,8 @@ const RATES = values.rates.split(',').map(Number);
 const SECONDS = values.quick ? 6 : Number(values.seconds);
 const RUNS = values.quick ? 1 : Number(values.runs);
 const BATCH = Number(values.batch);
+/** weights.intervalMs of the daemon under test. */
+const INTERVAL_MS = Number(values['interval-ms']);
 const K = 512;
 const M = 64;
 const POOL = 100_000;
@@ -54,7 +57,7 @@ interface RunResult {
 async function once(rate: number, seed: number): Promise<RunResult> {
   const dir = tempDir('motive-bench-feedback-');
   const configFile = join(dir.path, 'config.json');
-  writeFileSync(configFile, JSON.stringify({ weights: { minSeen: 1, intervalMs: 50 } }));
+  writeFileSync(configFile, JSON.stringify({ weights: { minSeen: 1, intervalMs: INTERVAL_MS } }));
   const d = await startBenchDaemon({ dataDir: join(dir.path, 'store'), env: { MOTIVE_CONFIG: configFile } });
   const r = rng(seed);
   const payloads = Array.from({ length: 4 }, () => encodeFloat16Array(Float32Array.from({ length: BATCH * K }, () => r.normal())));
@@ -226,7 +229,7 @@ for (const rate of RATES) {
 }
 report(
   'feedback',
-  `Feedback latency (batch ${BATCH}, k ${K}, m ${M}, fp16, 1 rank, weights minSeen 1 / intervalMs 50), ${SECONDS} s per run, first ${WARMUP_MS / 1000} s not counted`,
+  `Feedback latency (batch ${BATCH}, k ${K}, m ${M}, fp16, 1 rank, weights minSeen 1 / intervalMs ${INTERVAL_MS}), ${SECONDS} s per run, first ${WARMUP_MS / 1000} s not counted`,
   [
     'sketches/s',
     'run',
