@@ -566,6 +566,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--pretrain", action="store_true", help="pre-train afresh instead of loading the shipped checkpoint")
     p.add_argument("--methods", default=None, help="comma-separated subset of the runs (default all)")
+    p.add_argument("--weights", default=None, help='JSON merged into the daemon\'s "weights" config, e.g. \'{"beta": 4}\'')
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = quick_config() if args.quick else Config()
@@ -579,6 +580,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
     if args.methods:
         cfg.methods = tuple(args.methods.split(","))
+    if args.weights:
+        cfg.daemon_config["weights"] = {**cfg.daemon_config["weights"], **json.loads(args.weights)}
     init = pretrain(cfg, args.out, fresh=args.pretrain)
     base = SmallVideoDenoiser(channels=3, width=cfg.width)
     base.load_state_dict(init)
