@@ -17,8 +17,8 @@ export const statusCommand: Command = {
   run: async (args, io, env) => {
     const { values } = parseArgs({ args, options: { url: { type: 'string' } } });
     const url = baseUrl(values.url, env);
-    const health = (await getJson(`${url}/healthz`)) as { status: string; daemon: string; queueDepth: number };
-    const { runs } = (await getJson(`${url}/v1/runs`)) as { runs: RunSummary[] };
+    const health = (await getJson(`${url}/healthz`, undefined, env)) as { status: string; daemon: string; queueDepth: number };
+    const { runs } = (await getJson(`${url}/v1/runs`, undefined, env)) as { runs: RunSummary[] };
     io.out(`daemon ${health.daemon} at ${url}: ${health.status}, ${runs.length} run(s), queue depth ${health.queueDepth}\n`);
     if (runs.length > 0) {
       io.out(

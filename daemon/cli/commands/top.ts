@@ -30,6 +30,8 @@ export const topCommand: Command = {
     const url = baseUrl(values.url, env);
     const { samples } = (await getJson(
       `${url}/v1/runs/${encodeURIComponent(values.run)}/samples?order=${order}&limit=${encodeURIComponent(values.limit)}`,
+      undefined,
+      env,
     )) as { samples: SampleRow[] };
     const label = order === 'harmful' ? 'most harmful' : order === 'helpful' ? 'most helpful' : 'most votes';
     io.out(`run ${values.run}: ${samples.length} clip(s), ${label} first\n`);
