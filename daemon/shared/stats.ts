@@ -1,16 +1,57 @@
-/** Percentile with linear interpolation between order statistics (numpy's default); sorts `values` in place. */
+/**
+ * Order statistics in O(n) (quickselect), for the weight policy's median / MAD and the vote
+ * thresholds, which run over every sample of a run on the main thread.
+ */
+
+/** Reorders `a` so that a[k] is the k-th smallest, everything left of it ≤ it, right of it ≥ it. */
+export function selectInPlace(a: Float64Array, k: number): void {
+  let lo = 0;
+  let hi = a.length - 1;
+  while (hi > lo) {
+    // Median of three as the pivot keeps sorted and reversed inputs linear.
+    const mid = (lo + hi) >>> 1;
+    const x = a[lo] as number;
+    const y = a[mid] as number;
+    const z = a[hi] as number;
+    const pivot = x < y ? (y < z ? y : x < z ? z : x) : x < z ? x : y < z ? z : y;
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while ((a[i] as number) < pivot) i++;
+      while ((a[j] as number) > pivot) j--;
+      if (i <= j) {
+        const t = a[i] as number;
+        a[i] = a[j] as number;
+        a[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (k <= j) hi = j;
+    else if (k >= i) lo = i;
+    else return;
+  }
+}
+
+/**
+ * Percentile with linear interpolation between order statistics (numpy's default). Reorders
+ * `values` in place; NaN for an empty array.
+ */
 export function percentile(values: Float64Array, p: number): number {
-  if (values.length === 0) return NaN;
-  values.sort();
-  const pos = (p / 100) * (values.length - 1);
+  const n = values.length;
+  if (n === 0) return NaN;
+  const pos = (p / 100) * (n - 1);
   const lo = Math.floor(pos);
-  const hi = Math.ceil(pos);
+  selectInPlace(values, lo);
   const a = values[lo] as number;
-  const b = values[hi] as number;
+  if (pos === lo) return a;
+  // The next order statistic is the smallest value right of the selected one.
+  let b = Infinity;
+  for (let i = lo + 1; i < n; i++) if ((values[i] as number) < b) b = values[i] as number;
   return a + (b - a) * (pos - lo);
 }
 
-/** Median of `values` (sorts it in place). */
+/** Median of `values` (reorders it in place). */
 export function median(values: Float64Array): number {
   return percentile(values, 50);
 }
