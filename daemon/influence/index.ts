@@ -9,4 +9,4 @@ export {
 export { MatMulKernel, type MatMulKernelOptions } from './matmul-kernel.js';
 export { RunViews, type SampleView, type SampleOrder } from './views.js';
 export { decodeFiniteSketches, decodeSketches, dtypeBytes } from './sketch-decode.js';
-export { allFinite, median, percentile } from './math.js';
+export { allFinite } from './math.js';

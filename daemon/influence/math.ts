@@ -27,5 +27,3 @@ export function allFinite(x: Float32Array): boolean {
   for (let i = 0; i < x.length; i++) if (!Number.isFinite(x[i])) return false;
   return true;
 }
-
-export { percentile, median } from '../shared/index.js';

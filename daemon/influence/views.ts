@@ -18,7 +18,6 @@ export type SampleOrder = 'harmful' | 'helpful' | 'votes';
 
 interface VoteCache {
   readonly revision: number;
-  readonly percentile: number;
   readonly thresholds: Float64Array;
   readonly votes: Map<string, number>;
 }
@@ -54,7 +53,7 @@ export class RunViews {
       for (let j = 0; j < m; j++) if ((s.sums[j] ?? 0) > (thresholds[j] as number)) v++;
       votes.set(s.id, v);
     }
-    const fresh: VoteCache = { revision: run.revision, percentile: this.votePercentile, thresholds, votes };
+    const fresh: VoteCache = { revision: run.revision, thresholds, votes };
     this.cache.set(run, fresh);
     return fresh;
   }

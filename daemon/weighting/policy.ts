@@ -18,21 +18,13 @@ const MAD_TO_SIGMA = 1.4826;
 /** sqrt(pi/2) · mean absolute deviation estimates it too; used when MAD is 0. */
 const MEAN_AD_TO_SIGMA = Math.sqrt(Math.PI / 2);
 
-/**
- * Weights for `scores` (one per sample; `eligible[i]` false → weight 1). Pure function.
- * Returns the weights and the z-scores (NaN for ineligible samples).
- */
-export function computeWeights(
-  scores: Float64Array,
-  eligible: Uint8Array,
-  options: WeightPolicyOptions,
-): { weights: Float32Array; z: Float64Array } {
+/** Weights for `scores` (one per sample; `eligible[i]` false → weight 1). Pure function. */
+export function computeWeights(scores: Float64Array, eligible: Uint8Array, options: WeightPolicyOptions): Float32Array {
   const n = scores.length;
   const weights = new Float32Array(n).fill(1);
-  const z = new Float64Array(n).fill(NaN);
   let count = 0;
   for (let i = 0; i < n; i++) if (eligible[i]) count++;
-  if (count < 2) return { weights, z };
+  if (count < 2) return weights;
   const pool = new Float64Array(count);
   for (let i = 0, c = 0; i < n; i++) if (eligible[i]) pool[c++] = scores[i] as number;
   const med = median(pool);
@@ -47,17 +39,14 @@ export function computeWeights(
   meanAd /= count;
   let sigma = MAD_TO_SIGMA * median(dev);
   if (!(sigma > 0)) sigma = MEAN_AD_TO_SIGMA * meanAd;
-  if (!(sigma > 0)) {
-    for (let i = 0; i < n; i++) if (eligible[i]) z[i] = 0;
-    return { weights, z };
-  }
+  // All eligible scores equal: nobody stands out, everyone keeps weight 1.
+  if (!(sigma > 0)) return weights;
   for (let i = 0; i < n; i++) {
     if (!eligible[i]) continue;
     const zi = ((scores[i] as number) - med) / sigma;
-    z[i] = zi;
     let w = Math.min(1, Math.max(options.wMin, Math.exp(options.beta * zi)));
     if (options.policy === 'quarantine' && zi < options.quarantineZ) w = 0;
     weights[i] = w;
   }
-  return { weights, z };
+  return weights;
 }

@@ -89,7 +89,7 @@ export class WeightingService {
       scores[i] = run.score(s);
       eligible[i] = s.seen >= this.options.minSeen ? 1 : 0;
     });
-    const { weights } = computeWeights(scores, eligible, this.options);
+    const weights = computeWeights(scores, eligible, this.options);
     const changedIdx: number[] = [];
     samples.forEach((s, i) => {
       const w = Math.fround(weights[i] as number);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeFloat16, encodeFloat16 } from '../../../daemon/shared/index.js';
+import { decodeFloat16 } from '../../../daemon/shared/index.js';
 import { encodeFloat16Array } from '../../../trainer-hooks/ts/index.js';
 import { halfToNumber } from '../../helpers/reference.js';
 
@@ -19,7 +19,7 @@ describe('binary16', () => {
     }
   });
 
-  it('encodes to the nearest binary16 (ties to even), in the daemon and in the client', () => {
+  it('the client encodes to the nearest binary16 (ties to even)', () => {
     const cases = [
       0,
       1,
@@ -55,8 +55,7 @@ describe('binary16', () => {
         }
         want = best[1];
       }
-      expect(halfToNumber(encodeFloat16(x)) === want).toBe(true);
-      expect(client.readUInt16LE(2 * i)).toBe(encodeFloat16(x));
+      expect(halfToNumber(client.readUInt16LE(2 * i)) === want).toBe(true);
     });
   });
 });

@@ -25,13 +25,13 @@ describe('weight policy', () => {
 
   it.each(['downweight', 'quarantine', 'observe'] as const)('matches the plain formula under %s', (policy) => {
     const o = { ...base, policy };
-    const { weights } = computeWeights(Float64Array.from(scores), Uint8Array.from(eligible.map(Number)), o);
+    const weights = computeWeights(Float64Array.from(scores), Uint8Array.from(eligible.map(Number)), o);
     const want = referenceWeights(scores, eligible, o);
     want.forEach((w, i) => expect(weights[i]).toBeCloseTo(w, 6));
   });
 
   it('only down-weights, keeps ineligible samples at 1, quarantines the outlier', () => {
-    const { weights } = computeWeights(Float64Array.from(scores), Uint8Array.from(eligible.map(Number)), { ...base, policy: 'quarantine' });
+    const weights = computeWeights(Float64Array.from(scores), Uint8Array.from(eligible.map(Number)), { ...base, policy: 'quarantine' });
     for (const w of weights) expect(w).toBeLessThanOrEqual(1);
     expect(weights[9]).toBe(1);
     expect(weights[4]).toBe(0);
@@ -39,7 +39,7 @@ describe('weight policy', () => {
   });
 
   it('gives everyone weight 1 when all scores are equal (no NaN)', () => {
-    const { weights } = computeWeights(new Float64Array(5).fill(0.3), new Uint8Array(5).fill(1), base);
+    const weights = computeWeights(new Float64Array(5).fill(0.3), new Uint8Array(5).fill(1), base);
     expect([...weights]).toEqual([1, 1, 1, 1, 1]);
   });
 });
