@@ -3,7 +3,7 @@
  * run revision so repeated REST reads don't recompute the percentile cuts.
  */
 import type { RunState, SampleState } from '../store/index.js';
-import { percentile } from '../shared/index.js';
+import { percentileVotes } from '../shared/index.js';
 
 export interface SampleView {
   readonly id: string;
@@ -39,20 +39,14 @@ export class RunViews {
   private votes(run: RunState): VoteCache {
     const cached = this.cache.get(run);
     if (cached !== undefined && cached.revision === run.revision) return cached;
-    const m = run.queryIds.length;
     const samples = [...run.samples.values()].filter((s) => s.seen > 0);
-    const thresholds = new Float64Array(m);
-    const column = new Float64Array(samples.length);
-    for (let j = 0; j < m; j++) {
-      samples.forEach((s, i) => (column[i] = s.sums[j] ?? 0));
-      thresholds[j] = percentile(column, this.votePercentile);
-    }
-    const votes = new Map<string, number>();
-    for (const s of samples) {
-      let v = 0;
-      for (let j = 0; j < m; j++) if ((s.sums[j] ?? 0) > (thresholds[j] as number)) v++;
-      votes.set(s.id, v);
-    }
+    const cut = percentileVotes(
+      samples.map((s) => s.sums),
+      run.queryIds.length,
+      this.votePercentile,
+    );
+    const thresholds = cut.thresholds;
+    const votes = new Map(samples.map((s, i) => [s.id, cut.votes[i] as number]));
     const fresh: VoteCache = { revision: run.revision, thresholds, votes };
     this.cache.set(run, fresh);
     return fresh;

@@ -55,3 +55,28 @@ export function percentile(values: Float64Array, p: number): number {
 export function median(values: Float64Array): number {
   return percentile(values, 50);
 }
+
+/**
+ * The majority vote with per-query percentile cuts (DESIGN.md §5): τ_j is the `p`-th percentile of
+ * column j over `rows`, and a row's votes count the j with `row[j] > τ_j`. Rows shorter than `m`
+ * hold 0 in the missing columns (queries added after the sample was last seen).
+ */
+export function percentileVotes(
+  rows: ReadonlyArray<ArrayLike<number>>,
+  m: number,
+  p: number,
+): { thresholds: Float64Array; votes: Int32Array } {
+  const thresholds = new Float64Array(m);
+  const column = new Float64Array(rows.length);
+  for (let j = 0; j < m; j++) {
+    rows.forEach((r, i) => (column[i] = r[j] ?? 0));
+    thresholds[j] = percentile(column, p);
+  }
+  const votes = new Int32Array(rows.length);
+  rows.forEach((r, i) => {
+    let v = 0;
+    for (let j = 0; j < m; j++) if ((r[j] ?? 0) > (thresholds[j] as number)) v++;
+    votes[i] = v;
+  });
+  return { thresholds, votes };
+}

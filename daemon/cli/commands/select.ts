@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { RecordBatchReader, type RecordBatch } from 'apache-arrow';
-import { percentile } from '../../shared/index.js';
+import { percentileVotes } from '../../shared/index.js';
 import { UsageError, baseUrl, type Command } from '../common.js';
 import { fetchArrowExport } from './export.js';
 
@@ -42,17 +42,12 @@ export function selectClips(
 ): SelectedClip[] {
   const pool = candidates.filter((c) => c.seen > 0);
   const m = pool.reduce((acc, c) => Math.max(acc, c.sums.length), 0);
-  const thresholds = new Float64Array(m);
-  const column = new Float64Array(pool.length);
-  for (let j = 0; j < m; j++) {
-    pool.forEach((c, i) => (column[i] = c.sums[j] ?? 0));
-    thresholds[j] = percentile(column, votePercentile);
-  }
-  const rows = pool.map((c) => {
-    let votes = 0;
-    for (let j = 0; j < m; j++) if ((c.sums[j] ?? 0) > (thresholds[j] as number)) votes++;
-    return { c, votes };
-  });
+  const cut = percentileVotes(
+    pool.map((c) => c.sums),
+    m,
+    votePercentile,
+  );
+  const rows = pool.map((c, i) => ({ c, votes: cut.votes[i] as number }));
   const byId = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
   if (method === 'votes') rows.sort((a, b) => b.votes - a.votes || b.c.score - a.c.score || byId(a.c.id, b.c.id));
   else rows.sort((a, b) => b.c.score - a.c.score || byId(a.c.id, b.c.id));
