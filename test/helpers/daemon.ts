@@ -57,9 +57,17 @@ export interface ChildDaemon {
   readonly exited: Promise<number | null>;
 }
 
-/** Spawns `node bin/motived.js` and waits for its ready line. */
-export function spawnDaemon(env: Record<string, string>): Promise<ChildDaemon> {
-  const proc = spawn(process.execPath, ['bin/motived.js'], {
+/**
+ * Spawns `node bin/motived.js` and waits for its ready line. With `fileLimitKiB` it runs under
+ * `ulimit -f` with SIGXFSZ ignored (the disposition survives exec): a disk that fills up.
+ */
+export function spawnDaemon(env: Record<string, string>, options: { fileLimitKiB?: number } = {}): Promise<ChildDaemon> {
+  const limit = options.fileLimitKiB;
+  const [command, args] =
+    limit === undefined
+      ? [process.execPath, ['bin/motived.js']]
+      : ['bash', ['-c', `trap '' XFSZ; ulimit -f ${Math.max(1, Math.floor(limit))}; exec "$0" bin/motived.js`, process.execPath]];
+  const proc = spawn(command, args, {
     cwd: REPO_ROOT,
     env: { ...process.env, MOTIVE_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -6,14 +6,12 @@
  * Used by `test/integration/fault-injection.test.ts` (a few trials) and
  * `scripts/fault-harness.ts` (the full count).
  */
-import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { MotiveClient } from '../../trainer-hooks/ts/index.js';
-import { REPO_ROOT, freePort, spawnDaemon, tempDir, type ChildDaemon } from './daemon.js';
+import { freePort, spawnDaemon, tempDir, type ChildDaemon } from './daemon.js';
 import { ReferenceModel, decodeBytes, relErr, rng } from './reference.js';
-import { makeScenario, type Scenario } from './scenario.js';
+import { makeScenario, streamRank, type Scenario } from './scenario.js';
 
 /** Where a kill lands. */
 export type KillKind =
@@ -140,7 +138,7 @@ export class CrashableDaemon {
       MOTIVE_GRPC_PORT: String(this.grpcPort),
       MOTIVE_HTTP_PORT: String(this.httpPort),
     };
-    this.child = fileLimitKiB === undefined ? await spawnDaemon(env) : await spawnWithFileLimit(env, fileLimitKiB);
+    this.child = await spawnDaemon(env, fileLimitKiB === undefined ? {} : { fileLimitKiB });
   }
 
   /** Sends `signal` and waits for the process to exit; resolves with its exit code. */
@@ -158,37 +156,6 @@ export class CrashableDaemon {
     this.data.remove();
     this.configDir.remove();
   }
-}
-
-/** `spawnDaemon` under `ulimit -f` with SIGXFSZ ignored (the disposition survives exec). */
-function spawnWithFileLimit(env: Record<string, string>, fileLimitKiB: number): Promise<ChildDaemon> {
-  const blocks = Math.max(1, Math.floor(fileLimitKiB));
-  const proc = spawn('bash', ['-c', `trap '' XFSZ; ulimit -f ${blocks}; exec "$0" bin/motived.js`, process.execPath], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, MOTIVE_LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
-  let stderr = '';
-  proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`daemon did not start in 30 s: ${stderr}`)), 30_000);
-    createInterface({ input: proc.stdout }).on('line', (line) => {
-      try {
-        const msg = JSON.parse(line) as { msg?: string; grpcPort?: number; httpPort?: number };
-        if (msg.msg === 'ready') {
-          clearTimeout(timer);
-          resolve({ proc, grpcPort: msg.grpcPort!, httpPort: msg.httpPort!, exited });
-        }
-      } catch {
-        // not a log line
-      }
-    });
-    void exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`daemon exited (${code}) before ready: ${stderr}`));
-    });
-  });
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -445,25 +412,20 @@ export async function runCrashTrial(daemon: CrashableDaemon, plan: TrialPlan, op
     })();
 
     await Promise.all(
-      clients.map(async (c, rank) => {
-        const sent = new Set<number>();
-        for (const b of scn.ranks[rank] ?? []) {
-          for (const qs of scn.querySets) {
-            if (qs.step <= b.step && !sent.has(qs.version)) {
-              c.setQueries(qs.version, qs.step, qs.ids, qs.values);
-              sent.add(qs.version);
-              const k = current;
-              if (k?.kind === 'query' && k.rank === rank && k.queryVersion === qs.version && !trigger.fired) {
-                const t = trigger;
-                await sleep(k.delayMs);
-                t.fire('query');
-              }
+      clients.map((c, rank) =>
+        streamRank(c, scn, rank, {
+          // A 'query' kill fires a few ms after this rank sent the chosen query-set version.
+          afterQuerySet: async (qs) => {
+            const k = current;
+            if (k?.kind === 'query' && k.rank === rank && k.queryVersion === qs.version && !trigger.fired) {
+              const t = trigger;
+              await sleep(k.delayMs);
+              t.fire('query');
             }
-          }
-          await c.send(b.step, b.lr, b.ids, b.values);
-          await new Promise((r) => setImmediate(r));
-        }
-      }),
+          },
+          afterBatch: () => new Promise((r) => setImmediate(r)),
+        }),
+      ),
     );
     sendersDone = true;
     await killer;

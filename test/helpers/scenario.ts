@@ -57,3 +57,38 @@ export function makeScenario(o: ScenarioOptions): Scenario {
   }
   return { dim: o.dim, querySets, ranks };
 }
+
+/** What {@link streamRank} needs of a trainer client. */
+export interface ScenarioClient {
+  setQueries(version: number, step: number, ids: string[], sketches: Float32Array): void;
+  send(step: number, lr: number, ids: string[], sketches: Float32Array): Promise<number>;
+}
+
+/**
+ * Streams one rank's batches in order, sending each query-set version before the rank's first
+ * batch at or after its step (DESIGN.md §4: every rank sends it before its own batches). Hooks
+ * run after a query set is sent, before each batch and after each batch.
+ */
+export async function streamRank(
+  client: ScenarioClient,
+  scn: Scenario,
+  rank: number,
+  hooks: {
+    afterQuerySet?: (qs: ScenarioQuerySet) => Promise<void> | void;
+    beforeBatch?: (b: ScenarioBatch) => void;
+    afterBatch?: (b: ScenarioBatch) => Promise<void> | void;
+  } = {},
+): Promise<void> {
+  const sent = new Set<number>();
+  for (const b of scn.ranks[rank] ?? []) {
+    for (const qs of scn.querySets) {
+      if (qs.step > b.step || sent.has(qs.version)) continue;
+      client.setQueries(qs.version, qs.step, qs.ids, qs.values);
+      sent.add(qs.version);
+      await hooks.afterQuerySet?.(qs);
+    }
+    hooks.beforeBatch?.(b);
+    await client.send(b.step, b.lr, b.ids, b.values);
+    await hooks.afterBatch?.(b);
+  }
+}

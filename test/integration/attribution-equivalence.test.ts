@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MotiveClient, encodeFloat16Array } from '../../trainer-hooks/ts/index.js';
 import { ReferenceModel, decodeBytes, relErr, rng } from '../helpers/reference.js';
-import { makeScenario, type Scenario } from '../helpers/scenario.js';
+import { makeScenario, streamRank, type Scenario } from '../helpers/scenario.js';
 import { startTestDaemon } from '../helpers/daemon.js';
 
 const K = 512;
@@ -34,16 +34,7 @@ async function stream(scn: Scenario, address: string, runId: string, dtype: 'flo
   await Promise.all(clients.map((c) => c.connect()));
   await Promise.all(
     clients.map(async (c, rank) => {
-      const sentQs = new Set<number>();
-      for (const b of scn.ranks[rank] ?? []) {
-        for (const qs of scn.querySets) {
-          if (qs.step <= b.step && !sentQs.has(qs.version)) {
-            c.setQueries(qs.version, qs.step, qs.ids, qs.values);
-            sentQs.add(qs.version);
-          }
-        }
-        await c.send(b.step, b.lr, b.ids, b.values);
-      }
+      await streamRank(c, scn, rank);
       await c.flush();
     }),
   );

@@ -6,7 +6,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { MotiveClient } from '../../trainer-hooks/ts/index.js';
 import { ReferenceModel, decodeBytes, relErr } from '../helpers/reference.js';
-import { makeScenario } from '../helpers/scenario.js';
+import { makeScenario, streamRank } from '../helpers/scenario.js';
 import { freePort, spawnDaemon, startTestDaemon, tempDir, type ChildDaemon } from '../helpers/daemon.js';
 
 const K = 128;
@@ -55,21 +55,7 @@ describe('SIGKILL mid-stream', () => {
       await new Promise((r) => setTimeout(r, 300));
       daemon = await spawnDaemon(env);
     })();
-    await Promise.all(
-      clients.map(async (c, rank) => {
-        const sent = new Set<number>();
-        for (const b of scn.ranks[rank] ?? []) {
-          for (const qs of scn.querySets) {
-            if (qs.step <= b.step && !sent.has(qs.version)) {
-              c.setQueries(qs.version, qs.step, qs.ids, qs.values);
-              sent.add(qs.version);
-            }
-          }
-          await c.send(b.step, b.lr, b.ids, b.values);
-          await new Promise((r) => setImmediate(r));
-        }
-      }),
-    );
+    await Promise.all(clients.map((c, rank) => streamRank(c, scn, rank, { afterBatch: () => new Promise((r) => setImmediate(r)) })));
     await killer;
     await Promise.all(clients.map((c) => c.flush(60_000)));
     expect(killed).toBe(true);

@@ -17,7 +17,7 @@ import { RecordBatchReader } from 'apache-arrow';
 import { runCli } from '../../daemon/cli/cli.js';
 import { MotiveClient } from '../../trainer-hooks/ts/index.js';
 import { ReferenceModel, decodeBytes } from '../helpers/reference.js';
-import { makeScenario } from '../helpers/scenario.js';
+import { makeScenario, streamRank } from '../helpers/scenario.js';
 import { startTestDaemon, tempDir } from '../helpers/daemon.js';
 
 const DIM = 16;
@@ -55,17 +55,7 @@ describe('motive select and motive export on a known run', () => {
     await Promise.all(clients.map((c) => c.connect()));
     await Promise.all(
       clients.map(async (c, rank) => {
-        const sent = new Set<number>();
-        for (const b of scn.ranks[rank] ?? []) {
-          for (const qs of scn.querySets) {
-            if (qs.step <= b.step && !sent.has(qs.version)) {
-              c.setQueries(qs.version, qs.step, qs.ids, qs.values);
-              sent.add(qs.version);
-            }
-          }
-          ref.addBatch(rank, b.seq, b.step, b.lr, b.ids, f32(b.values));
-          await c.send(b.step, b.lr, b.ids, b.values);
-        }
+        await streamRank(c, scn, rank, { beforeBatch: (b) => ref.addBatch(rank, b.seq, b.step, b.lr, b.ids, f32(b.values)) });
         await c.flush();
         c.close();
       }),

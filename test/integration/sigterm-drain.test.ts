@@ -13,7 +13,7 @@ import { MotiveClient, type DaemonErrorInfo } from '../../trainer-hooks/ts/index
 import { Store } from '../../daemon/store/index.js';
 import { CrashableDaemon, compareWithReference, referenceOf } from '../helpers/fault-harness.js';
 import { batch, hello, rawStream, type DaemonReply } from '../helpers/raw-stream.js';
-import { makeScenario, type Scenario } from '../helpers/scenario.js';
+import { makeScenario, streamRank, type Scenario } from '../helpers/scenario.js';
 
 const K = 64;
 const RANKS = 2;
@@ -222,16 +222,7 @@ describe('SIGTERM drain', () => {
     c.on('ack', () => acked++);
     const d = daemon;
     const sender = (async () => {
-      const sent = new Set<number>();
-      for (const b of scn.ranks[0]!) {
-        for (const qs of scn.querySets) {
-          if (qs.step <= b.step && !sent.has(qs.version)) {
-            c.setQueries(qs.version, qs.step, qs.ids, qs.values);
-            sent.add(qs.version);
-          }
-        }
-        await c.send(b.step, b.lr, b.ids, b.values);
-      }
+      await streamRank(c, scn, 0);
       await c.flush(60_000);
     })();
     const failed = sender.then(
