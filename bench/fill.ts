@@ -5,7 +5,7 @@
  */
 import { existsSync, mkdirSync, openSync, closeSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { Store, STORE_FORMAT_VERSION, type RunState, type SampleState, type StoreTx } from '../daemon/store/index.js';
+import { Store, STORE_FORMAT_VERSION, type RunState, type SampleState } from '../daemon/store/index.js';
 import { CACHE_DIR } from './lib.js';
 
 export const BENCH_RUN = 'bench';
@@ -32,23 +32,6 @@ export function sampleId(i: number): string {
  * (`openRecord` → fill its G(z) view → `putSample(run, sample, record)`), or a sample record plus a
  * separate embedding (`putSample` + `putEmbedding`).
  */
-function putFilled(tx: StoreTx, runId: string, sample: SampleState, g: Float32Array): void {
-  const t = tx as unknown as {
-    putSample: (runId: string, s: SampleState, record?: Buffer) => void;
-    openRecord?: (runId: string, s: SampleState, k: number) => { buf: Buffer; g: Float32Array };
-    putEmbedding?: (runId: string, id: string, g: Float32Array) => void;
-  };
-  if (typeof t.openRecord === 'function') {
-    const rec = t.openRecord(runId, sample, g.length);
-    rec.g.set(g);
-    t.putSample(runId, sample, rec.buf);
-  } else if (typeof t.putEmbedding === 'function') {
-    t.putSample(runId, sample);
-    t.putEmbedding(runId, sample.id, g);
-  } else {
-    throw new Error('StoreTx has neither openRecord nor putEmbedding: update bench/fill.ts');
-  }
-}
 
 /** Path of a cached store holding `n` samples at dimension `k`, filling it first when missing. */
 export async function filledStore(n: number, k: number, log: (s: string) => void = (s) => process.stderr.write(s)): Promise<string> {
@@ -58,7 +41,7 @@ export async function filledStore(n: number, k: number, log: (s: string) => void
   mkdirSync(dir, { recursive: true });
   const started = performance.now();
   const store = await Store.open({ dataDir: dir, mapSizeBytes: 64 * 1024 ** 3 });
-  const run: RunState = store.createRun({
+  const run: RunState = await store.createRun({
     id: BENCH_RUN,
     dim: k,
     dtype: 'float16',
@@ -84,24 +67,24 @@ export async function filledStore(n: number, k: number, log: (s: string) => void
     tx.putQuerySet(BENCH_RUN, qs);
     tx.putRun(run);
   });
-  const g = new Float32Array(k);
   for (let start = 0; start < n; start += PER_COMMIT) {
     const end = Math.min(n, start + PER_COMMIT);
-    await store.commit((tx) => {
-      for (let i = start; i < end; i++) {
-        const s = run.getOrCreateSample(sampleId(i));
-        s.seen = 1 + (i % 5);
-        s.lastStep = i;
-        if (s.sums.length < QUERIES) s.sums = new Float64Array(QUERIES);
-        for (let j = 0; j < QUERIES; j++) s.sums[j] = rand() * 1e-4;
-        for (let d = 0; d < k; d++) g[d] = rand() * 1e-4;
-        putFilled(tx, BENCH_RUN, s, g);
-      }
-      run.sketches += end - start;
-      run.batches += Math.ceil((end - start) / 256);
-      run.lastStep = end;
-      tx.putRun(run);
-    });
+    const entries: Array<{ sample: SampleState; g: Float32Array }> = [];
+    for (let i = start; i < end; i++) {
+      const s = run.getOrCreateSample(sampleId(i));
+      s.seen = 1 + (i % 5);
+      s.lastStep = i;
+      if (s.sums.length < QUERIES) s.sums = new Float64Array(QUERIES);
+      for (let j = 0; j < QUERIES; j++) s.sums[j] = rand() * 1e-4;
+      const g = new Float32Array(k);
+      for (let d = 0; d < k; d++) g[d] = rand() * 1e-4;
+      entries.push({ sample: s, g });
+    }
+    await store.writeSamples(BENCH_RUN, entries);
+    run.sketches += end - start;
+    run.batches += Math.ceil((end - start) / 256);
+    run.lastStep = end;
+    await store.commit((tx) => tx.putRun(run));
     if ((end / PER_COMMIT) % 10 === 0 || end === n)
       log(`  filling ${dir}: ${end}/${n} (${((performance.now() - started) / 1000).toFixed(0)} s)\n`);
   }

@@ -48,6 +48,9 @@ export async function startDaemon(config: MotiveConfig, log: Logger = createLogg
     dataDir: config.dataDir,
     mapSizeBytes: config.store.mapSizeBytes,
     commitDelayMs: config.store.commitDelayMs,
+    maxDirtySamples: config.store.maxDirtySamples,
+    flushIntervalMs: config.store.flushIntervalMs,
+    flushChunkSamples: config.store.flushChunkSamples,
   });
   const auth = new Authorizer(config.auth.tokens, config.auth.trainerToken);
   const tls = readTls(config.tls);

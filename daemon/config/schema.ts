@@ -111,6 +111,23 @@ export const ConfigSchema = Type.Object(
           minimum: 1024,
           description: 'Most batch bytes folded into one group commit.',
         }),
+        maxDirtySamples: Type.Integer({
+          default: 65536,
+          minimum: 1,
+          description:
+            'Most samples whose newest state is only in the log and in memory (their G(z) cached, 4·k bytes each); ingest waits for the flusher beyond it.',
+        }),
+        flushIntervalMs: Type.Integer({
+          default: 1000,
+          minimum: 1,
+          description:
+            'A flush of dirty samples into the samples environment starts this long after the first one turns dirty (or at half of maxDirtySamples).',
+        }),
+        flushChunkSamples: Type.Integer({
+          default: 4096,
+          minimum: 1,
+          description: 'Sample records per flush transaction.',
+        }),
       },
       { additionalProperties: false, default: {} },
     ),

@@ -5,10 +5,10 @@
  * (run, rank) commit markers in one durable store transaction. Submissions resolve only after
  * that commit, which is what lets ingest acknowledge exactly-once.
  */
-import { MotiveError, type Logger } from '../shared/index.js';
-import type { QuerySetRecord, RunState, ScoreMode, Store, StoreTx } from '../store/index.js';
+import { MotiveError, normalizeRows, type Logger } from '../shared/index.js';
+import type { QuerySetRecord, RunState, ScoreMode, Store } from '../store/index.js';
 import type { MatMulKernel } from './matmul-kernel.js';
-import { allFinite, normalizeRows, transpose } from './math.js';
+import { allFinite, transpose } from './math.js';
 
 /** A validated, decoded batch (DESIGN.md §4 SketchBatch). */
 export interface BatchSubmission {
@@ -20,6 +20,8 @@ export interface BatchSubmission {
   readonly sampleIds: readonly string[];
   /** [sampleIds.length × k] float32, raw (normalised here per the run's score mode). */
   readonly sketches: Float32Array;
+  /** The sketch bytes as received, in the run's dtype: what the store logs. */
+  readonly wire: Uint8Array;
   /** Wire bytes, for group sizing. */
   readonly bytes: number;
 }
@@ -46,7 +48,6 @@ export interface CommitEvent {
   readonly sketches: number;
   readonly bytes: number;
   readonly lastStep: number;
-  readonly samplesTouched: readonly string[];
   readonly querySets: readonly QuerySetRecord[];
   readonly commitMs: number;
 }
@@ -67,8 +68,10 @@ interface PreparedBatch {
   readonly run: RunState;
   readonly duplicate: boolean;
   /** [n × m] products with the query set in force, or undefined before the first query set. */
-  readonly products: Float32Array | undefined;
+  products: Float32Array | undefined;
   readonly querySet: QuerySetRecord | undefined;
+  /** Rejected while preparing (products overflow): neither committed nor applied. */
+  rejected: boolean;
 }
 
 interface PreparedQueries {
@@ -76,6 +79,19 @@ interface PreparedQueries {
   readonly run: RunState;
   readonly record: QuerySetRecord | undefined;
 }
+
+interface PreparedGroup {
+  readonly items: Array<PreparedBatch | PreparedQueries>;
+  /** Query ids new to each run in this group, in first-seen order: their columns follow the run's. */
+  readonly newQueryIds: Map<RunState, string[]>;
+  /** Each run's query ids once this group is applied (what its commit persists). */
+  readonly queryIds: Map<RunState, string[]>;
+  /** The engine's failure epoch when prepared: a group prepared before a failed commit is void. */
+  readonly epoch: number;
+}
+
+/** Groups committing while the next one is prepared. */
+const GROUPS_IN_FLIGHT = 2;
 
 export class InfluenceEngine {
   private readonly store: Store;
@@ -90,6 +106,17 @@ export class InfluenceEngine {
   private idleResolve: (() => void) | undefined;
   private readonly transposed = new WeakMap<QuerySetRecord, Float32Array>();
   private readonly listeners: Array<(e: CommitEvent) => void> = [];
+  /**
+   * What groups prepared but not yet applied will change, so the next group is prepared as if
+   * they were applied: the last seq per (run, rank), query sets, new query ids and new samples.
+   */
+  private readonly ahead = {
+    seqs: new Map<string, number>(),
+    querySets: new Map<RunState, QuerySetRecord[]>(),
+    queryIds: new Map<RunState, string[]>(),
+    samples: new Map<RunState, Set<string>>(),
+  };
+  private epoch = 0;
 
   constructor(store: Store, kernel: MatMulKernel, log: Logger, options: InfluenceEngineOptions) {
     this.store = store;
@@ -169,16 +196,26 @@ export class InfluenceEngine {
   }
 
   private async pump(): Promise<void> {
+    const inFlight: Array<Promise<void>> = [];
     try {
       while (this.queueDepth > 0) {
         const group = this.takeGroup();
+        let prepared: PreparedGroup;
         try {
-          await this.processGroup(group);
+          // Bound memory: wait while the store holds too many samples not yet flushed.
+          await this.store.room();
+          prepared = await this.prepare(group);
         } catch (err) {
-          this.log.error({ err }, 'group commit failed');
+          this.log.error({ err }, 'group prepare failed');
           for (const item of group) item.reject(err);
+          continue;
         }
+        inFlight.push(this.commitGroup(prepared));
+        if (inFlight.length >= GROUPS_IN_FLIGHT) await inFlight.shift();
+        // Let the group's commit start before preparing the next one.
+        if (this.queueDepth === 0 && inFlight.length > 0) await inFlight.shift();
       }
+      await Promise.all(inFlight);
     } finally {
       this.pumping = false;
       this.idleResolve?.();
@@ -191,12 +228,12 @@ export class InfluenceEngine {
     return run;
   }
 
-  private async processGroup(group: Item[]): Promise<void> {
-    // Prepare: dedup, query-set resolution and the products. No state is mutated here.
-    const seqSeen = new Map<string, number>();
-    const newSamples = new Map<string, Set<string>>();
-    const pendingQs = new Map<string, QuerySetRecord[]>();
-    const prepared: Array<PreparedBatch | PreparedQueries> = [];
+  /** Dedup, query-set resolution and the products, as if every group ahead were applied. */
+  private async prepare(group: Item[]): Promise<PreparedGroup> {
+    const ahead = this.ahead;
+    const newQueryIds = new Map<RunState, string[]>();
+    const items: Array<PreparedBatch | PreparedQueries> = [];
+    const products: Array<Promise<Float32Array> | undefined> = [];
     for (const item of group) {
       let run: RunState;
       try {
@@ -205,103 +242,206 @@ export class InfluenceEngine {
         item.reject(err);
         continue;
       }
+      const pendingQs = ahead.querySets.get(run) ?? [];
       if (item.kind === 'queries') {
-        const pending = pendingQs.get(run.info.id) ?? [];
-        const dup = run.hasQueryVersion(item.sub.version) || pending.some((q) => q.version === item.sub.version);
+        const dup = run.hasQueryVersion(item.sub.version) || pendingQs.some((q) => q.version === item.sub.version);
         let record: QuerySetRecord | undefined;
         if (!dup) {
           const m = item.sub.ids.length;
           const sketches = item.sub.sketches;
           if (run.info.scoreMode === 'cosine') normalizeRows(sketches, m, run.info.dim);
+          let fresh = newQueryIds.get(run);
+          if (fresh === undefined) newQueryIds.set(run, (fresh = []));
+          let freshAhead = ahead.queryIds.get(run);
+          if (freshAhead === undefined) ahead.queryIds.set(run, (freshAhead = []));
+          const columns = new Int32Array(m);
+          item.sub.ids.forEach((id, j) => {
+            let col = run.queryIndex.get(id);
+            if (col === undefined) {
+              let at = freshAhead.indexOf(id);
+              if (at < 0) {
+                at = freshAhead.push(id) - 1;
+                fresh.push(id);
+              }
+              col = run.queryIds.length + at;
+            }
+            columns[j] = col;
+          });
           record = {
             version: item.sub.version,
             step: item.sub.step,
             ids: item.sub.ids,
             groups: item.sub.groups,
-            columns: new Int32Array(m),
+            columns,
             sketches,
             receivedAtMs: Date.now(),
           };
-          pending.push(record);
-          pendingQs.set(run.info.id, pending);
+          pendingQs.push(record);
+          ahead.querySets.set(run, pendingQs);
         }
-        prepared.push({ item, run, record });
+        items.push({ item, run, record });
+        products.push(undefined);
         continue;
       }
       const sub = item.sub;
       const key = `${sub.runId}\u0000${sub.rank}`;
-      const last = seqSeen.get(key) ?? run.commits.get(sub.rank) ?? 0;
+      const last = ahead.seqs.get(key) ?? run.commits.get(sub.rank) ?? 0;
       if (sub.seq <= last) {
-        prepared.push({ item, run, duplicate: true, products: undefined, querySet: undefined });
+        items.push({ item, run, duplicate: true, products: undefined, querySet: undefined, rejected: false });
+        products.push(undefined);
         continue;
       }
-      let fresh = newSamples.get(run.info.id);
-      if (fresh === undefined) newSamples.set(run.info.id, (fresh = new Set()));
-      const added = sub.sampleIds.filter((id) => !run.samples.has(id) && !fresh.has(id));
-      if (run.samples.size + fresh.size + new Set(added).size > this.options.maxSamplesPerRun) {
-        item.reject(
-          new MotiveError('MOTIVE_INGEST_LIMIT_SAMPLES', `run ${run.info.id} is limited to ${this.options.maxSamplesPerRun} samples`),
-        );
-        continue;
+      let fresh = ahead.samples.get(run);
+      if (fresh === undefined) ahead.samples.set(run, (fresh = new Set()));
+      let added = 0;
+      for (const id of sub.sampleIds) if (!run.samples.has(id) && !fresh.has(id)) added++;
+      if (added > 0 && run.samples.size + fresh.size + added > this.options.maxSamplesPerRun) {
+        // Duplicate ids within the batch may have been counted twice: count exactly.
+        const distinct = new Set(sub.sampleIds.filter((id) => !run.samples.has(id) && !fresh.has(id))).size;
+        if (run.samples.size + fresh.size + distinct > this.options.maxSamplesPerRun) {
+          item.reject(
+            new MotiveError('MOTIVE_INGEST_LIMIT_SAMPLES', `run ${run.info.id} is limited to ${this.options.maxSamplesPerRun} samples`),
+          );
+          continue;
+        }
       }
-      for (const id of added) fresh.add(id);
-      seqSeen.set(key, sub.seq);
+      if (added > 0) for (const id of sub.sampleIds) if (!run.samples.has(id)) fresh.add(id);
+      ahead.seqs.set(key, sub.seq);
       const n = sub.sampleIds.length;
       const k = run.info.dim;
       if (run.info.scoreMode === 'cosine') normalizeRows(sub.sketches, n, k);
-      const qs = querySetAt(run, pendingQs.get(run.info.id) ?? [], sub.step);
-      let products: Float32Array | undefined;
-      if (qs !== undefined) {
-        products = await this.kernel.multiply(sub.sketches, n, k, this.queryMatrix(qs, k), qs.ids.length);
-        // Under `dot`, finite sketches can still overflow float32 products: never store Inf.
-        if (!allFinite(products)) {
-          item.reject(new MotiveError('MOTIVE_INGEST_BATCH_NONFINITE', 'products with the queries overflow float32'));
-          seqSeen.set(key, last);
-          continue;
-        }
-      }
-      prepared.push({ item, run, duplicate: false, products, querySet: qs });
+      const qs = querySetAt(run, pendingQs, sub.step);
+      // Started now, awaited below: the kernel's thread works while this one prepares the rest.
+      products.push(qs === undefined ? undefined : this.kernel.multiply(sub.sketches, n, k, this.queryMatrix(qs, k), qs.ids.length));
+      items.push({ item, run, duplicate: false, products: undefined, querySet: qs, rejected: false });
     }
-
-    // Apply + commit: memory and disk change together inside one transaction.
-    const events = new Map<string, { batches: number; sketches: number; bytes: number; touched: Set<string>; qs: QuerySetRecord[] }>();
-    const started = performance.now();
-    await this.store.commit((tx) => {
-      const records = new Map<string, { buf: Buffer; g: Float32Array }>();
-      const touchedRuns = new Set<RunState>();
-      for (const p of prepared) {
-        const ev = events.get(p.run.info.id) ?? { batches: 0, sketches: 0, bytes: 0, touched: new Set<string>(), qs: [] };
-        events.set(p.run.info.id, ev);
-        if ('record' in p) {
-          if (p.record === undefined) continue;
-          const cols = p.record.columns;
-          p.record.ids.forEach((id, j) => (cols[j] = p.run.queryColumn(id)));
-          p.run.addQuerySet(p.record);
-          tx.putQuerySet(p.run.info.id, p.record);
-          touchedRuns.add(p.run);
-          ev.qs.push(p.record);
-          continue;
-        }
-        if (p.duplicate) continue;
-        this.applyBatch(tx, p, records, ev.touched);
-        ev.batches++;
-        ev.sketches += p.item.sub.sampleIds.length;
-        ev.bytes += p.item.sub.bytes;
-        touchedRuns.add(p.run);
-      }
-      for (const run of touchedRuns) {
-        run.revision++;
-        tx.putRun(run);
-        const ev = events.get(run.info.id);
-        if (ev === undefined) continue;
-        for (const id of ev.touched) {
-          const s = run.samples.get(id);
-          if (s !== undefined) tx.putSample(run.info.id, s, records.get(`${run.info.id}\u0000${id}`)?.buf);
-        }
+    const done = await Promise.all(products.map((p) => p ?? Promise.resolve(undefined)));
+    items.forEach((p, i) => {
+      if ('record' in p || p.duplicate) return;
+      p.products = done[i];
+      // Under `dot`, finite sketches can still overflow float32 products: never store Inf.
+      if (p.products !== undefined && !allFinite(p.products)) {
+        p.rejected = true;
+        p.item.reject(new MotiveError('MOTIVE_INGEST_BATCH_NONFINITE', 'products with the queries overflow float32'));
       }
     });
+    const queryIds = new Map<RunState, string[]>();
+    for (const p of items) if (!queryIds.has(p.run)) queryIds.set(p.run, [...p.run.queryIds, ...(ahead.queryIds.get(p.run) ?? [])]);
+    return { items, newQueryIds, queryIds, epoch: this.epoch };
+  }
+
+  /**
+   * Commits a prepared group: one durable transaction appends every batch to the store's log
+   * with its commit marker, the new query sets and the runs' counters. Then applies it to memory
+   * (in group order, exactly as recovery would replay it) and resolves its items.
+   */
+  private async commitGroup(g: PreparedGroup): Promise<void> {
+    const live = g.items.filter((p) => !('rejected' in p && p.rejected));
+    const started = performance.now();
+    let lsns: Map<PreparedBatch, number>;
+    try {
+      lsns = await this.store.commit((tx) => {
+        if (g.epoch !== this.epoch) throw new MotiveError('MOTIVE_STORE_COMMIT', 'an earlier group commit failed');
+        const out = new Map<PreparedBatch, number>();
+        const counters = new Map<RunState, { addBatches: number; addSketches: number; lastStep: number }>();
+        for (const p of live) {
+          const c = counters.get(p.run) ?? { addBatches: 0, addSketches: 0, lastStep: 0 };
+          counters.set(p.run, c);
+          if ('record' in p) {
+            if (p.record !== undefined) tx.putQuerySet(p.run.info.id, p.record);
+            continue;
+          }
+          if (p.duplicate) continue;
+          const sub = p.item.sub;
+          const lsn = tx.appendBatch(sub.runId, {
+            step: sub.step,
+            lr: sub.lr,
+            sampleIds: sub.sampleIds,
+            wire: sub.wire,
+            querySet: p.querySet,
+            products: p.products,
+          });
+          out.set(p, lsn);
+          tx.putCommit(sub.runId, sub.rank, sub.seq);
+          c.addBatches++;
+          c.addSketches += sub.sampleIds.length;
+          if (sub.step > c.lastStep) c.lastStep = sub.step;
+        }
+        for (const [run, c] of counters) {
+          tx.updateRun(run, { ...c, queryIds: g.queryIds.get(run) ?? run.queryIds });
+        }
+        return out;
+      });
+    } catch (err) {
+      if (g.epoch === this.epoch) {
+        this.log.error({ err }, 'group commit failed');
+        // Groups prepared after this one assumed it: void them and forget what they assumed.
+        this.epoch++;
+        this.ahead.seqs.clear();
+        this.ahead.querySets.clear();
+        this.ahead.queryIds.clear();
+        this.ahead.samples.clear();
+      }
+      for (const p of live) p.item.reject(err);
+      return;
+    }
     const commitMs = performance.now() - started;
-    for (const p of prepared)
+    this.apply(g, live, lsns, commitMs);
+  }
+
+  private apply(
+    g: PreparedGroup,
+    live: ReadonlyArray<PreparedBatch | PreparedQueries>,
+    lsns: Map<PreparedBatch, number>,
+    commitMs: number,
+  ): void {
+    const events = new Map<string, { batches: number; sketches: number; bytes: number; qs: QuerySetRecord[] }>();
+    for (const [run, ids] of g.newQueryIds) {
+      for (const id of ids) run.queryColumn(id);
+      const ahead = this.ahead.queryIds.get(run);
+      if (ahead !== undefined) {
+        ahead.splice(0, ids.length);
+        if (ahead.length === 0) this.ahead.queryIds.delete(run);
+      }
+    }
+    for (const p of live) {
+      const ev = events.get(p.run.info.id) ?? { batches: 0, sketches: 0, bytes: 0, qs: [] };
+      events.set(p.run.info.id, ev);
+      p.run.revision++;
+      if ('record' in p) {
+        if (p.record === undefined) continue;
+        p.run.addQuerySet(p.record);
+        const pending = this.ahead.querySets.get(p.run);
+        const at = pending?.indexOf(p.record) ?? -1;
+        if (pending !== undefined && at >= 0) pending.splice(at, 1);
+        if (pending?.length === 0) this.ahead.querySets.delete(p.run);
+        ev.qs.push(p.record);
+        continue;
+      }
+      if (p.duplicate) continue;
+      const sub = p.item.sub;
+      const lsn = lsns.get(p) as number;
+      this.store.applyBatch(
+        p.run,
+        { sampleIds: sub.sampleIds, step: sub.step, lr: sub.lr, sketches: sub.sketches, querySet: p.querySet, products: p.products },
+        lsn,
+      );
+      p.run.commits.set(sub.rank, sub.seq);
+      const key = `${sub.runId}\u0000${sub.rank}`;
+      if (this.ahead.seqs.get(key) === sub.seq) this.ahead.seqs.delete(key);
+      const fresh = this.ahead.samples.get(p.run);
+      if (fresh !== undefined) {
+        for (const id of sub.sampleIds) fresh.delete(id);
+        if (fresh.size === 0) this.ahead.samples.delete(p.run);
+      }
+      p.run.batches++;
+      p.run.sketches += sub.sampleIds.length;
+      if (sub.step > p.run.lastStep) p.run.lastStep = sub.step;
+      ev.batches++;
+      ev.sketches += sub.sampleIds.length;
+      ev.bytes += sub.bytes;
+    }
+    for (const p of live)
       p.item.resolve('record' in p ? (p.record === undefined ? 'duplicate' : 'committed') : p.duplicate ? 'duplicate' : 'committed');
     for (const [runId, ev] of events) {
       if (ev.batches === 0 && ev.qs.length === 0) continue;
@@ -312,7 +452,6 @@ export class InfluenceEngine {
         sketches: ev.sketches,
         bytes: ev.bytes,
         lastStep: run?.lastStep ?? 0,
-        samplesTouched: [...ev.touched],
         querySets: ev.qs,
         commitMs,
       };
@@ -324,50 +463,6 @@ export class InfluenceEngine {
         }
       }
     }
-  }
-
-  private applyBatch(tx: StoreTx, p: PreparedBatch, records: Map<string, { buf: Buffer; g: Float32Array }>, touched: Set<string>): void {
-    const { run } = p;
-    const sub = p.item.sub;
-    const k = run.info.dim;
-    const n = sub.sampleIds.length;
-    const lr = sub.lr;
-    const qs = p.querySet;
-    const m = qs?.ids.length ?? 0;
-    const nq = run.queryIds.length;
-    for (let i = 0; i < n; i++) {
-      const id = sub.sampleIds[i] as string;
-      const sample = run.getOrCreateSample(id);
-      if (sample.sums.length < nq) {
-        const grown = new Float64Array(nq);
-        grown.set(sample.sums);
-        sample.sums = grown;
-      }
-      sample.seen++;
-      if (sub.step > sample.lastStep || sample.seen === 1) sample.lastStep = sub.step;
-      if (qs !== undefined && p.products !== undefined) {
-        const cols = qs.columns;
-        for (let j = 0; j < m; j++) {
-          const col = cols[j] as number;
-          sample.sums[col] = (sample.sums[col] as number) + lr * (p.products[i * m + j] as number);
-        }
-      }
-      const key = `${run.info.id}\u0000${id}`;
-      let record = records.get(key);
-      if (record === undefined) {
-        record = tx.openRecord(run.info.id, sample, k);
-        records.set(key, record);
-      }
-      const g = record.g;
-      const off = i * k;
-      for (let d = 0; d < k; d++) g[d] = (g[d] as number) + lr * (sub.sketches[off + d] as number);
-      touched.add(id);
-    }
-    run.commits.set(sub.rank, sub.seq);
-    tx.putCommit(run.info.id, sub.rank, sub.seq);
-    run.batches++;
-    run.sketches += n;
-    if (sub.step > run.lastStep) run.lastStep = sub.step;
   }
 
   /** Qᵀ [k × m] of a query set, cached. */
@@ -394,6 +489,7 @@ export class InfluenceEngine {
     for (let d = 0; d < k; d++) qL1 += Math.abs(q[d] as number);
     // Rounding each int8 value moves it by at most scale/2; float32 accumulation adds a little.
     const boundPerScale = qL1 * (0.5 + 127 * k * 1.2e-7);
+    this.store.syncMirror(run);
     const mirror = run.mirror;
     const n = mirror.size;
     const approx = new Float32Array(n);
@@ -441,7 +537,7 @@ export class InfluenceEngine {
 /** Rows per kernel call in `/attribute` scans of the int8 mirror. */
 const SCAN_CHUNK_ROWS = 2048;
 
-/** Query set in force at `step` among the committed history and this group's pending ones. */
+/** Query set in force at `step` among the committed history and the ones ahead of it. */
 function querySetAt(run: RunState, pending: readonly QuerySetRecord[], step: number): QuerySetRecord | undefined {
   let best = run.querySetAt(step);
   for (const qs of pending) {

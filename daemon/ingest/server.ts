@@ -306,7 +306,7 @@ export class IngestServer {
     const pending = this.creatingRuns.get(hello.runId);
     if (pending !== undefined) return pending;
     const created = (async () => {
-      const run = this.deps.store.createRun({
+      const run = await this.deps.store.createRun({
         id: hello.runId,
         dim: hello.dim,
         dtype: hello.dtype,
@@ -315,7 +315,6 @@ export class IngestServer {
         worldSize: hello.worldSize,
         createdAtMs: Date.now(),
       });
-      await this.deps.store.commit((tx) => tx.putRun(run));
       this.deps.log.info({ runId: hello.runId, dim: hello.dim }, 'run created');
       return run;
     })();

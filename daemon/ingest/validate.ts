@@ -74,6 +74,8 @@ export interface DecodedBatch {
   readonly lr: number;
   readonly sampleIds: string[];
   readonly sketches: Float32Array;
+  /** The sketch bytes as received (a view into the message), for the store's log. */
+  readonly wire: Uint8Array;
 }
 
 export function decodeBatch(b: SketchBatchMsg, dim: number, dtype: SketchDType, limits: IngestLimits): DecodedBatch {
@@ -95,7 +97,7 @@ export function decodeBatch(b: SketchBatchMsg, dim: number, dtype: SketchDType, 
   }
   const sketches = decodeFiniteSketches(b.sketches, dtype, n * dim);
   if (sketches === undefined) throw new MotiveError('MOTIVE_INGEST_BATCH_NONFINITE');
-  return { seq: b.seq, step: b.step, lr: b.lr, sampleIds: b.sampleIds, sketches };
+  return { seq: b.seq, step: b.step, lr: b.lr, sampleIds: b.sampleIds, sketches, wire: b.sketches };
 }
 
 export interface DecodedQueries {

@@ -4,13 +4,14 @@
 import type { SampleState } from './run-state.js';
 
 /** Version tag of the sample record layout. */
-const SAMPLE_RECORD_V2 = 2;
+const SAMPLE_RECORD_V3 = 3;
 /** Header bytes; a multiple of 8 so the f64 sums and the f32 embedding that follow are aligned. */
-export const SAMPLE_HEADER_BYTES = 32;
+export const SAMPLE_HEADER_BYTES = 40;
 
 /**
- * Sample record (one LMDB value per sample, so ingest writes each touched sample once):
- * u32 layout(=2) | u32 nq | f64 seen | f64 lastStep | f32 weight | u32 k | f64 × nq sums | f32 × k G(z).
+ * Sample record (one value per sample in the samples environment, written by the flusher):
+ * u32 layout(=3) | u32 nq | f64 seen | f64 lastStep | f32 weight | u32 k | f64 lsn | f64 × nq sums |
+ * f32 × k G(z). `lsn` is the last log entry folded into the record (recovery replays later ones).
  */
 export function sampleRecordBytes(nq: number, k: number): number {
   return SAMPLE_HEADER_BYTES + 8 * nq + 4 * k;
@@ -25,39 +26,47 @@ export function embeddingOffset(nq: number): number {
  * A fresh record buffer for `s` (own, aligned ArrayBuffer: LMDB may keep a reference until the
  * commit). Returns the buffer and a view of its G(z) region for the caller to fill.
  */
-export function newSampleRecord(s: SampleState, k: number): { buf: Buffer; g: Float32Array } {
-  const nq = s.sums.length;
-  const buf = Buffer.allocUnsafeSlow(sampleRecordBytes(nq, k));
-  writeSampleHeader(buf, s, k);
-  return { buf, g: new Float32Array(buf.buffer, buf.byteOffset + embeddingOffset(nq), k) };
+export function newSampleRecord(s: SampleState, k: number, lsn: number): { buf: Buffer; g: Float32Array } {
+  const buf = Buffer.allocUnsafeSlow(sampleRecordBytes(s.sums.length, k));
+  return { buf, g: writeSampleRecord(buf, s, k, lsn) };
 }
 
-/** Writes the header and the sums of `s` into a record buffer laid out for `s.sums.length` sums. */
-export function writeSampleHeader(buf: Buffer, s: SampleState, k: number): void {
+/**
+ * Lays out the record of `s` in `buf` (at least {@link sampleRecordBytes} long, 8-byte aligned):
+ * header and sums written, G(z) left as it was. Returns a view of the G(z) region.
+ */
+export function writeSampleRecord(buf: Buffer, s: SampleState, k: number, lsn: number): Float32Array {
   const nq = s.sums.length;
-  buf.writeUInt32LE(SAMPLE_RECORD_V2, 0);
+  buf.writeUInt32LE(SAMPLE_RECORD_V3, 0);
   buf.writeUInt32LE(nq, 4);
   buf.writeDoubleLE(s.seen, 8);
   buf.writeDoubleLE(s.lastStep, 16);
   buf.writeFloatLE(s.weight, 24);
   buf.writeUInt32LE(k, 28);
+  buf.writeDoubleLE(lsn, 32);
   new Float64Array(buf.buffer, buf.byteOffset + SAMPLE_HEADER_BYTES, nq).set(s.sums);
+  return new Float32Array(buf.buffer, buf.byteOffset + embeddingOffset(nq), k);
 }
 
 /** The record's sum count and G(z) length, after checking its layout tag. */
 export function recordShape(buf: Uint8Array): { nq: number; k: number } {
   const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
   const layout = b.readUInt32LE(0);
-  if (layout !== SAMPLE_RECORD_V2) throw new Error(`unknown sample record layout ${layout}`);
+  if (layout !== SAMPLE_RECORD_V3) throw new Error(`unknown sample record layout ${layout}`);
   return { nq: b.readUInt32LE(4), k: b.readUInt32LE(28) };
 }
 
-export function decodeSample(id: string, buf: Uint8Array): SampleState {
+/** The sample state of a record and the last log entry folded into it. */
+export function decodeSample(id: string, buf: Uint8Array): { sample: SampleState; lsn: number } {
   const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
   const { nq } = recordShape(b);
   const sums = new Float64Array(nq);
   for (let j = 0; j < nq; j++) sums[j] = b.readDoubleLE(SAMPLE_HEADER_BYTES + 8 * j);
-  return { id, seen: b.readDoubleLE(8), lastStep: b.readDoubleLE(16), weight: b.readFloatLE(24), sums };
+  const lsn = b.readDoubleLE(32);
+  return {
+    sample: { id, seen: b.readDoubleLE(8), lastStep: b.readDoubleLE(16), weight: b.readFloatLE(24), sums, lsn, flushedLsn: lsn, delta: -1 },
+    lsn,
+  };
 }
 
 /** Copies the G(z) bytes of a stored record into `out` (float32[k]). */

@@ -1,4 +1,14 @@
-export { Store, STORE_FORMAT_VERSION, type StoreOptions, type StoreTx, type ClipProfileRecord } from './store.js';
+export {
+  Store,
+  STORE_FORMAT_VERSION,
+  type StoreOptions,
+  type StoreTx,
+  type ClipProfileRecord,
+  type BatchEffect,
+  type FlushStats,
+  type LoggedBatch,
+  type RunUpdate,
+} from './store.js';
 export {
   RunState,
   type RunInfo,

@@ -1,7 +1,7 @@
 /**
  * In-memory state of a run, materialised from the store at start-up and kept in step with it.
  * The store (LMDB) is the truth; this is the index that serves scoring, weighting and reads.
- * It is only mutated inside a store commit callback, so memory and disk move together.
+ * It changes only after the store commit that makes the change durable.
  */
 
 import { EmbeddingMirror } from './embedding-mirror.js';
@@ -49,6 +49,12 @@ export interface SampleState {
   weight: number;
   /** S_j(z), indexed like {@link RunState.queryIds}; shorter when queries were added later (missing = 0). */
   sums: Float64Array;
+  /** Store bookkeeping: the last log entry applied to this sample (0: none). */
+  lsn: number;
+  /** Store bookkeeping: the last log entry folded into its written record (0: never written). */
+  flushedLsn: number;
+  /** Store bookkeeping: row of its pending G(z) change in the store's delta pool (-1: none). */
+  delta: number;
 }
 
 export class RunState {
@@ -131,7 +137,7 @@ export class RunState {
   getOrCreateSample(id: string): SampleState {
     let s = this.samples.get(id);
     if (s === undefined) {
-      s = { id, seen: 0, lastStep: 0, weight: 1, sums: new Float64Array(this.queryIds.length) };
+      s = { id, seen: 0, lastStep: 0, weight: 1, sums: new Float64Array(this.queryIds.length), lsn: 0, flushedLsn: 0, delta: -1 };
       this.samples.set(id, s);
     }
     return s;

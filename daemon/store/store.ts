@@ -1,20 +1,20 @@
 /**
- * The embedded store: one LMDB environment under `dataDir`, the only module that imports lmdb.
+ * The embedded store, the only module that imports lmdb. Two LMDB environments under `dataDir`:
  *
- * Key layout (docs/store.md):
- *   meta        'format'              → store format version (number)
- *   runs        runId                 → { info, queryIds, weightsVersion, batches, sketches, lastStep }
- *   commits     [runId, rank]         → last committed batch seq (number)
- *   queries     [runId, version]      → { version, step, ids, groups, receivedAtMs, sketches: bytes }
- *   samples     [runId, sampleId]     → binary sample record: seen, lastStep, weight, S_j sums and
- *                                       the influence embedding G(z) (float32[k]) in one value
+ *   dataDir/            meta, runs, commits, queries, profiles and the write-ahead `log`
+ *   dataDir/samples/    one record per sample: counters, S_j sums and G(z) (float32[k])
  *
- * Every mutation happens in {@link Store.commit}: one LMDB transaction, awaited until durable.
+ * Ingest appends each batch to the log (one sequential value per batch) in a small durable
+ * transaction and acknowledges it; the batch's effect on its samples is then applied in memory,
+ * where touched samples stay *dirty* (their current G(z) cached) until a background flusher
+ * writes them, sorted, in large transactions to the samples environment, and trims the log behind
+ * them. Each environment has its own write thread, so a flush never delays an Ack. On start-up
+ * the log entries newer than a sample's record are replayed (docs/store.md).
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type Key, type RootDatabase } from 'lmdb';
-import { MotiveError, describeError } from '../shared/index.js';
+import { MotiveError, decodeFloat16, describeError, normalizeRows } from '../shared/index.js';
 import { RunState, type QuerySetRecord, type RunInfo, type SampleState } from './run-state.js';
 import {
   bytesToFloat32,
@@ -25,17 +25,25 @@ import {
   float32Bytes,
   newSampleRecord,
   recordShape,
-  writeSampleHeader,
+  sampleRecordBytes,
+  writeSampleRecord,
 } from './codec.js';
+import { DeltaPool } from './delta-pool.js';
 
 /** Bumped whenever the on-disk layout changes incompatibly. */
-export const STORE_FORMAT_VERSION = 2;
+export const STORE_FORMAT_VERSION = 3;
 
 export interface StoreOptions {
   readonly dataDir: string;
   readonly mapSizeBytes: number;
   /** Fault injection: delay before each commit in ms (default 0). */
   readonly commitDelayMs?: number;
+  /** Most dirty samples held in memory before ingest waits for the flusher (default 65,536). */
+  readonly maxDirtySamples?: number;
+  /** A flush starts this long after the first sample turns dirty, or at half of maxDirtySamples (default 1000). */
+  readonly flushIntervalMs?: number;
+  /** Records per samples-environment transaction while flushing (default 4096). */
+  readonly flushChunkSamples?: number;
 }
 
 interface RunRecord {
@@ -47,6 +55,17 @@ interface RunRecord {
   lastStep: number;
 }
 
+/** A change to a run's persisted record ({@link StoreTx.updateRun}). */
+export interface RunUpdate {
+  readonly addBatches?: number;
+  readonly addSketches?: number;
+  /** Raises lastStep to this when larger. */
+  readonly lastStep?: number;
+  readonly weightsVersion?: number;
+  /** The full list of query ids (only ever appended to). */
+  readonly queryIds?: readonly string[];
+}
+
 interface QueryRecord {
   version: number;
   step: number;
@@ -54,6 +73,46 @@ interface QueryRecord {
   groups: string[];
   receivedAtMs: number;
   sketches: Uint8Array;
+}
+
+/** A log entry: a committed batch, or a weight change (docs/store.md). */
+type LogRecord =
+  | {
+      kind: 'batch';
+      runId: string;
+      step: number;
+      lr: number;
+      /** Version of the query set the products were taken with; 0 before the first. */
+      qsVersion: number;
+      ids: string[];
+      /** float32 LE [n × m] products with that query set (empty when qsVersion is 0). */
+      products: Uint8Array;
+      /** The sketches as they came off the wire, in the run's dtype, [n × k]. */
+      sketches: Uint8Array;
+    }
+  | { kind: 'weights'; runId: string; ids: string[]; weights: Uint8Array };
+
+/** A batch to log: what recovery needs to apply it again exactly as it was applied live. */
+export interface LoggedBatch {
+  readonly step: number;
+  readonly lr: number;
+  readonly sampleIds: readonly string[];
+  /** Wire bytes of the sketches, in the run's dtype. */
+  readonly wire: Uint8Array;
+  readonly querySet: QuerySetRecord | undefined;
+  /** [n × m] float32 products with `querySet`. */
+  readonly products: Float32Array | undefined;
+}
+
+/** A committed batch's effect on its samples (DESIGN.md §5). */
+export interface BatchEffect {
+  readonly sampleIds: readonly string[];
+  readonly step: number;
+  readonly lr: number;
+  /** [n × k] float32, normalised per the run's score mode. */
+  readonly sketches: Float32Array;
+  readonly querySet: QuerySetRecord | undefined;
+  readonly products: Float32Array | undefined;
 }
 
 /**
@@ -68,22 +127,33 @@ export interface ClipProfileRecord {
   readonly fields: Readonly<Record<string, number | boolean | string>>;
 }
 
-/** Writes allowed inside {@link Store.commit}. Each also updates nothing in memory by itself. */
+/** Writes allowed inside {@link Store.commit}. None changes memory. */
 export interface StoreTx {
+  /** Persists the run as it is in memory (info, query ids, counters). */
   putRun(run: RunState): void;
+  /**
+   * Changes the run's persisted record relative to what earlier commits persisted (which may be
+   * ahead of memory while their callers have not applied them yet).
+   */
+  updateRun(run: RunState, update: RunUpdate): void;
   putCommit(runId: string, rank: number, seq: number): void;
   putQuerySet(runId: string, qs: QuerySetRecord): void;
-  /**
-   * Writes a sample's record. With `record` (from {@link StoreTx.openRecord}) the caller has
-   * filled its G(z); without, the stored G(z) is kept and only counters, weight and sums change.
-   */
-  putSample(runId: string, sample: SampleState, record?: Buffer): void;
-  /**
-   * A fresh record buffer for `sample` whose G(z) view holds the stored G(z) as of this
-   * transaction (zeros for a new sample), for the caller to add to and pass to putSample.
-   */
-  openRecord(runId: string, sample: SampleState, k: number): { buf: Buffer; g: Float32Array };
-  deleteRun(runId: string): void;
+  /** Appends a batch to the log; returns its log sequence number, for {@link Store.applyBatch}. */
+  appendBatch(runId: string, batch: LoggedBatch): number;
+  /** Appends a weight change to the log; returns its log sequence number, for {@link Store.applyWeights}. */
+  appendWeights(runId: string, ids: readonly string[], weights: Float32Array): number;
+}
+
+/** What the flusher is doing, for metrics and `motive status`. */
+export interface FlushStats {
+  /** Samples whose newest state is only in the log and in memory. */
+  readonly dirtySamples: number;
+  /** Log entries not yet trimmed. */
+  readonly logEntries: number;
+  readonly cycles: number;
+  readonly samplesFlushed: number;
+  readonly lastCycleMs: number;
+  readonly lastError: string | undefined;
 }
 
 /**
@@ -96,63 +166,135 @@ function settled(write: unknown): void {
   if (p !== null && typeof p === 'object' && typeof p.catch === 'function') p.catch(() => undefined);
 }
 
+/** Maps a failed LMDB write to MOTIVE_STORE_FULL (no space) or MOTIVE_STORE_COMMIT. */
+async function storeError(err: unknown): Promise<MotiveError> {
+  if (err instanceof MotiveError) return err;
+  // lmdb-js puts the system error (ENOSPC, EIO, ...) in a promise beside the error.
+  const commitError = (err as { commitError?: unknown }).commitError;
+  settled(commitError);
+  const message = (err as Error).message;
+  let cause = '';
+  if (commitError instanceof Promise)
+    cause = describeError(
+      await commitError.then(
+        () => '',
+        (e: unknown) => e,
+      ),
+    );
+  const detail = `${message} ${cause}`;
+  if (/MDB_MAP_FULL|ENOSPC|EFBIG|No space|too large/i.test(detail)) return new MotiveError('MOTIVE_STORE_FULL', message, { cause: err });
+  return new MotiveError('MOTIVE_STORE_COMMIT', message, { cause: err });
+}
+
 /** Every key [runId, …] of a table: [runId] sorts before them all, [runId + NUL] after. */
 function runRange(runId: string): { start: [string]; end: [string] } {
   return { start: [runId], end: [`${runId}\u0000`] };
 }
 
+function openEnv(path: string, mapSize: number): RootDatabase {
+  mkdirSync(path, { recursive: true });
+  // noSubdir: false, else lmdb-js takes a directory whose name has an extension for a file.
+  return open({ path, mapSize, maxDbs: 16, noSubdir: false });
+}
+
 export class Store {
   private readonly root: RootDatabase;
+  private readonly samplesEnv: RootDatabase;
   private readonly runsDb: Database<RunRecord, string>;
   private readonly commitsDb: Database<number, [string, number]>;
   private readonly queriesDb: Database<QueryRecord, [string, number]>;
+  private readonly logDb: Database<LogRecord, number>;
   private readonly samplesDb: Database<Buffer, [string, string]>;
   private readonly metaDb: Database<number, string>;
   private readonly profilesDb: Database<ClipProfileRecord, [string, string]>;
   private readonly runStates = new Map<string, RunState>();
+  /** Each run's record as last committed: ahead of memory while a commit awaits its apply. */
+  private readonly persistedRuns = new Map<string, RunRecord>();
   private tail: Promise<void> = Promise.resolve();
   readonly dataDir: string;
   private readonly commitDelayMs: number;
+  private readonly maxDirty: number;
+  private readonly flushIntervalMs: number;
+  private readonly flushChunk: number;
 
-  private constructor(root: RootDatabase, dataDir: string, commitDelayMs: number) {
+  /** Last log sequence number handed out, and the last one applied to memory. */
+  private lsn = 0;
+  private appliedLsn = 0;
+  /** Per run: samples changed since their record was written, and their pending G(z) changes. */
+  private readonly dirty = new Map<RunState, Set<SampleState>>();
+  private readonly deltas = new Map<RunState, DeltaPool>();
+  private dirtyCount = 0;
+  /**
+   * Records handed to a flush transaction not known durable yet (or whose transaction failed):
+   * for these samples the record here, not the one in LMDB, is the base their delta adds to.
+   */
+  private readonly inflight = new Map<SampleState, Buffer>();
+  /** Committed log entries not applied to memory yet, with their run. */
+  private readonly unapplied = new Map<number, RunState | undefined>();
+  /** True while the log is replayed at start-up. */
+  private replaying = false;
+  private logEntries = 0;
+  private flushTimer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> | undefined;
+  private flushPaused = 0;
+  private closed = false;
+  private stats = { cycles: 0, samplesFlushed: 0, lastCycleMs: 0, lastError: undefined as string | undefined };
+  private roomWaiters: Array<{ resolve: () => void; reject: (err: unknown) => void }> = [];
+  /** The last flush failure, while ingest is held back by it. */
+  private flushFailure: MotiveError | undefined;
+
+  private constructor(root: RootDatabase, samplesEnv: RootDatabase, dataDir: string, options: StoreOptions) {
     this.root = root;
+    this.samplesEnv = samplesEnv;
     this.dataDir = dataDir;
-    this.commitDelayMs = commitDelayMs;
+    this.commitDelayMs = options.commitDelayMs ?? 0;
+    this.maxDirty = options.maxDirtySamples ?? 65536;
+    this.flushIntervalMs = options.flushIntervalMs ?? 1000;
+    this.flushChunk = options.flushChunkSamples ?? 4096;
     this.runsDb = root.openDB<RunRecord, string>({ name: 'runs' });
     this.commitsDb = root.openDB<number, [string, number]>({ name: 'commits' });
     this.queriesDb = root.openDB<QueryRecord, [string, number]>({ name: 'queries' });
-    this.samplesDb = root.openDB<Buffer, [string, string]>({ name: 'samples', encoding: 'binary' });
+    this.logDb = root.openDB<LogRecord, number>({ name: 'log' });
     this.metaDb = root.openDB<number, string>({ name: 'meta' });
     this.profilesDb = root.openDB<ClipProfileRecord, [string, string]>({ name: 'profiles' });
+    this.samplesDb = samplesEnv.openDB<Buffer, [string, string]>({ name: 'samples', encoding: 'binary' });
   }
 
-  /** Opens (creating when missing) the store and loads every run into memory. */
+  /** Opens (creating when missing) the store, loads every run into memory and replays the log. */
   static async open(options: StoreOptions): Promise<Store> {
     let root: RootDatabase;
+    let samplesEnv: RootDatabase;
     try {
-      mkdirSync(options.dataDir, { recursive: true });
-      // noSubdir: false, else lmdb-js takes a directory whose name has an extension for a file.
-      root = open({ path: options.dataDir, mapSize: options.mapSizeBytes, maxDbs: 16, noSubdir: false });
+      root = openEnv(options.dataDir, options.mapSizeBytes);
     } catch (err) {
       throw new MotiveError('MOTIVE_STORE_OPEN', `${options.dataDir}: ${(err as Error).message}`, { cause: err });
     }
-    const store = new Store(root, options.dataDir, options.commitDelayMs ?? 0);
-    const format = store.metaDb.get('format');
-    if (format === undefined) {
-      await store.metaDb.put('format', STORE_FORMAT_VERSION);
-      await root.flushed;
-    } else if (format !== STORE_FORMAT_VERSION) {
+    const metaDb = root.openDB<number, string>({ name: 'meta' });
+    const format = metaDb.get('format');
+    if (format !== undefined && format !== STORE_FORMAT_VERSION) {
       await root.close();
       throw new MotiveError(
         'MOTIVE_STORE_FORMAT',
         `${options.dataDir} holds format ${String(format)}, this daemon reads format ${STORE_FORMAT_VERSION}`,
       );
     }
+    try {
+      samplesEnv = openEnv(join(options.dataDir, 'samples'), options.mapSizeBytes);
+    } catch (err) {
+      await root.close();
+      throw new MotiveError('MOTIVE_STORE_OPEN', `${options.dataDir}/samples: ${(err as Error).message}`, { cause: err });
+    }
+    const store = new Store(root, samplesEnv, options.dataDir, options);
+    if (format === undefined) {
+      await metaDb.put('format', STORE_FORMAT_VERSION);
+      await root.flushed;
+    }
     store.loadAll();
     return store;
   }
 
   private loadAll(): void {
+    let maxLsn = 0;
     for (const { key, value } of this.runsDb.getRange()) {
       const run = new RunState(value.info);
       for (const id of value.queryIds) run.queryColumn(id);
@@ -160,6 +302,7 @@ export class Store {
       run.batches = value.batches;
       run.sketches = value.sketches;
       run.lastStep = value.lastStep;
+      this.persistedRuns.set(key, value);
       for (const { key: k, value: seq } of this.commitsDb.getRange(runRange(key))) run.commits.set(k[1], seq);
       for (const { value: q } of this.queriesDb.getRange(runRange(key))) {
         const columns = Int32Array.from(q.ids, (id) => run.queryColumn(id));
@@ -174,11 +317,57 @@ export class Store {
         });
       }
       for (const { key: k, value: buf } of this.samplesDb.getRange(runRange(key))) {
-        run.samples.set(k[1], decodeSample(k[1], buf));
+        const { sample, lsn } = decodeSample(k[1], buf);
+        run.samples.set(k[1], sample);
         run.mirror.set(k[1], embeddingView(buf));
+        if (lsn > maxLsn) maxLsn = lsn;
       }
       this.runStates.set(key, run);
     }
+    this.lsn = maxLsn;
+    this.appliedLsn = maxLsn;
+    this.replaying = true;
+    try {
+      this.replayLog();
+    } finally {
+      this.replaying = false;
+    }
+    for (const run of this.dirty.keys()) this.syncMirror(run);
+  }
+
+  /** Applies every logged change newer than the record it touches (crash recovery). */
+  private replayLog(): void {
+    this.logEntries = 0;
+    for (const { key: lsn, value } of this.logDb.getRange()) {
+      this.logEntries++;
+      if (lsn > this.lsn) this.lsn = lsn;
+      const run = this.runStates.get(value.runId);
+      if (run === undefined) continue;
+      if (value.kind === 'weights') {
+        this.applyWeights(run, value.ids, bytesToFloat32(value.weights), lsn);
+        continue;
+      }
+      const n = value.ids.length;
+      const k = run.info.dim;
+      const sketches = new Float32Array(n * k);
+      if (run.info.dtype === 'float16') decodeFloat16(value.sketches, sketches, n * k);
+      else new Uint8Array(sketches.buffer).set(value.sketches.subarray(0, n * k * 4));
+      if (run.info.scoreMode === 'cosine') normalizeRows(sketches, n, k);
+      const querySet = value.qsVersion === 0 ? undefined : run.querySets.find((q) => q.version === value.qsVersion);
+      this.applyBatch(
+        run,
+        {
+          sampleIds: value.ids,
+          step: value.step,
+          lr: value.lr,
+          sketches,
+          querySet,
+          products: querySet === undefined ? undefined : bytesToFloat32(value.products),
+        },
+        lsn,
+      );
+    }
+    this.appliedLsn = this.lsn;
   }
 
   run(runId: string): RunState | undefined {
@@ -189,37 +378,61 @@ export class Store {
     return [...this.runStates.values()];
   }
 
-  /** Registers a run in memory; persist it with `tx.putRun` in the same commit. */
-  createRun(info: RunInfo): RunState {
+  /** Creates a run, durably, and registers it in memory. */
+  async createRun(info: RunInfo): Promise<RunState> {
     const run = new RunState(info);
+    await this.commit((tx) => tx.putRun(run));
     this.runStates.set(info.id, run);
     return run;
   }
 
   /**
-   * Runs `mutate` inside one LMDB write transaction and resolves once the transaction is
-   * committed and flushed to disk. Commits are serialised in call order. When the commit
-   * fails, in-memory state is reloaded from disk, so memory never runs ahead of the store.
+   * Runs `mutate` inside one LMDB write transaction of the main environment and resolves with
+   * its result once the transaction is committed and flushed to disk. Commits are serialised in
+   * call order. `mutate` only writes; callers change memory after the promise resolves, so
+   * memory never runs ahead of the disk.
    */
-  commit(mutate: (tx: StoreTx) => void): Promise<void> {
+  commit<T>(mutate: (tx: StoreTx) => T): Promise<T> {
     const result = this.tail.then(() => this.commitNow(mutate));
-    this.tail = result.catch(() => undefined);
+    this.tail = result.then(
+      () => undefined,
+      () => undefined,
+    );
     return result;
   }
 
-  private async commitNow(mutate: (tx: StoreTx) => void): Promise<void> {
+  private async commitNow<T>(mutate: (tx: StoreTx) => T): Promise<T> {
     if (this.commitDelayMs > 0) await new Promise((r) => setTimeout(r, this.commitDelayMs));
+    const lsnBefore = this.lsn;
+    const appended: Array<{ lsn: number; runId: string }> = [];
+    /** persistedRuns entries as they were before this transaction, to restore if it fails. */
+    const before = new Map<string, RunRecord | undefined>();
+    const persist = (record: RunRecord): void => {
+      if (!before.has(record.info.id)) before.set(record.info.id, this.persistedRuns.get(record.info.id));
+      this.persistedRuns.set(record.info.id, record);
+      settled(this.runsDb.put(record.info.id, record));
+    };
     const tx: StoreTx = {
-      putRun: (run) => {
-        const record: RunRecord = {
+      putRun: (run) =>
+        persist({
           info: run.info,
-          queryIds: run.queryIds,
+          queryIds: [...run.queryIds],
           weightsVersion: run.weightsVersion,
           batches: run.batches,
           sketches: run.sketches,
           lastStep: run.lastStep,
-        };
-        settled(this.runsDb.put(run.info.id, record));
+        }),
+      updateRun: (run, u) => {
+        const prev = this.persistedRuns.get(run.info.id);
+        if (prev === undefined) throw new MotiveError('MOTIVE_INGEST_INTERNAL', `run ${run.info.id} is not persisted`);
+        persist({
+          info: prev.info,
+          queryIds: u.queryIds === undefined ? prev.queryIds : [...u.queryIds],
+          weightsVersion: u.weightsVersion ?? prev.weightsVersion,
+          batches: prev.batches + (u.addBatches ?? 0),
+          sketches: prev.sketches + (u.addSketches ?? 0),
+          lastStep: Math.max(prev.lastStep, u.lastStep ?? 0),
+        });
       },
       putCommit: (runId, rank, seq) => settled(this.commitsDb.put([runId, rank], seq)),
       putQuerySet: (runId, qs) => {
@@ -233,67 +446,327 @@ export class Store {
         };
         settled(this.queriesDb.put([runId, qs.version], record));
       },
-      putSample: (runId, sample, record) => {
-        if (record !== undefined) {
-          const shape = recordShape(record);
-          let value = record;
-          if (shape.nq === sample.sums.length) writeSampleHeader(record, sample, shape.k);
-          else {
-            // Queries were added after openRecord: lay the record out again around the same G(z).
-            const grown = newSampleRecord(sample, shape.k);
-            copyEmbedding(record, grown.g);
-            value = grown.buf;
-          }
-          settled(this.samplesDb.put([runId, sample.id], value));
-          const run = this.runStates.get(runId);
-          if (run !== undefined) run.mirror.set(sample.id, embeddingView(value));
-          return;
-        }
-        const k = this.runStates.get(runId)?.info.dim ?? 0;
-        const fresh = newSampleRecord(sample, k);
-        this.readEmbeddingInto(runId, sample.id, fresh.g);
-        settled(this.samplesDb.put([runId, sample.id], fresh.buf));
+      appendBatch: (runId, b) => {
+        const lsn = ++this.lsn;
+        appended.push({ lsn, runId });
+        const record: LogRecord = {
+          kind: 'batch',
+          runId,
+          step: b.step,
+          lr: b.lr,
+          qsVersion: b.querySet?.version ?? 0,
+          ids: b.sampleIds as string[],
+          products: b.products === undefined ? new Uint8Array(0) : float32Bytes(b.products),
+          sketches: b.wire,
+        };
+        settled(this.logDb.put(lsn, record));
+        return lsn;
       },
-      openRecord: (runId, sample, k) => {
-        const fresh = newSampleRecord(sample, k);
-        this.readEmbeddingInto(runId, sample.id, fresh.g);
-        return fresh;
-      },
-      deleteRun: (runId) => {
-        settled(this.runsDb.remove(runId));
-        const dbs = [this.commitsDb, this.queriesDb, this.samplesDb] as unknown as Database<unknown, Key[]>[];
-        for (const db of dbs) for (const key of db.getKeys(runRange(runId))) settled(db.remove(key));
+      appendWeights: (runId, ids, weights) => {
+        const lsn = ++this.lsn;
+        appended.push({ lsn, runId });
+        settled(this.logDb.put(lsn, { kind: 'weights', runId, ids: ids as string[], weights: float32Bytes(weights) }));
+        return lsn;
       },
     };
+    let result: T;
     try {
-      await this.root.transaction(() => {
-        mutate(tx);
-      });
+      result = await this.root.transaction(() => mutate(tx));
       await this.root.flushed;
     } catch (err) {
-      settled((err as { commitError?: unknown }).commitError);
-      this.runStates.clear();
-      this.loadAll();
-      const message = (err as Error).message;
-      // lmdb-js puts the system error (ENOSPC, EIO, ...) in a promise beside the error.
-      const commitError = (err as { commitError?: unknown }).commitError;
-      let cause = '';
-      if (commitError instanceof Promise)
-        cause = describeError(
-          await commitError.then(
-            () => '',
-            (e: unknown) => e,
-          ),
-        );
-      const detail = `${message} ${cause}`;
-      if (/MDB_MAP_FULL|ENOSPC|EFBIG|No space|too large/i.test(detail)) throw new MotiveError('MOTIVE_STORE_FULL', message, { cause: err });
-      throw new MotiveError('MOTIVE_STORE_COMMIT', message, { cause: err });
+      this.lsn = lsnBefore;
+      for (const [id, record] of before) {
+        if (record === undefined) this.persistedRuns.delete(id);
+        else this.persistedRuns.set(id, record);
+      }
+      throw await storeError(err);
+    }
+    this.logEntries += appended.length;
+    for (const a of appended) this.unapplied.set(a.lsn, this.runStates.get(a.runId));
+    return result;
+  }
+
+  /**
+   * Applies a committed batch (logged as `lsn`) to its samples in memory: seen, lastStep,
+   * S_j += lr · products and G(z) += lr · ĝ (into the sample's pending delta). Called once per
+   * batch in log order, live after the commit and again by recovery, which skips samples whose
+   * record already holds the entry.
+   */
+  applyBatch(run: RunState, b: BatchEffect, lsn: number): void {
+    const k = run.info.dim;
+    const n = b.sampleIds.length;
+    const qs = b.querySet;
+    const m = qs?.ids.length ?? 0;
+    const nq = run.queryIds.length;
+    const pool = this.deltaPool(run);
+    const dirty = this.dirtySet(run);
+    const lr = b.lr;
+    const sketches = b.sketches;
+    for (let i = 0; i < n; i++) {
+      const sample = run.getOrCreateSample(b.sampleIds[i] as string);
+      if (lsn <= sample.flushedLsn) continue;
+      if (sample.sums.length < nq) {
+        const grown = new Float64Array(nq);
+        grown.set(sample.sums);
+        sample.sums = grown;
+      }
+      sample.seen++;
+      if (b.step > sample.lastStep || sample.seen === 1) sample.lastStep = b.step;
+      if (qs !== undefined && b.products !== undefined) {
+        const cols = qs.columns;
+        const sums = sample.sums;
+        const products = b.products;
+        for (let j = 0; j < m; j++) {
+          const col = cols[j] as number;
+          sums[col] = (sums[col] as number) + lr * (products[i * m + j] as number);
+        }
+      }
+      if (sample.delta < 0) sample.delta = pool.alloc();
+      const row = pool.block(sample.delta);
+      const at = pool.offset(sample.delta);
+      const off = i * k;
+      for (let d = 0; d < k; d++) row[at + d] = (row[at + d] as number) + lr * (sketches[off + d] as number);
+      this.touch(dirty, sample, lsn);
+    }
+    this.applied(lsn);
+  }
+
+  /** Applies a committed weight change (logged as `lsn`) in memory. */
+  applyWeights(run: RunState, ids: readonly string[], weights: Float32Array, lsn: number): void {
+    const dirty = this.dirtySet(run);
+    ids.forEach((id, i) => {
+      const sample = run.samples.get(id);
+      if (sample === undefined || lsn <= sample.flushedLsn) return;
+      sample.weight = weights[i] as number;
+      this.touch(dirty, sample, lsn);
+    });
+    this.applied(lsn);
+  }
+
+  private touch(dirty: Set<SampleState>, sample: SampleState, lsn: number): void {
+    sample.lsn = lsn;
+    if (dirty.has(sample)) return;
+    dirty.add(sample);
+    this.dirtyCount++;
+  }
+
+  private dirtySet(run: RunState): Set<SampleState> {
+    let set = this.dirty.get(run);
+    if (set === undefined) this.dirty.set(run, (set = new Set()));
+    return set;
+  }
+
+  private deltaPool(run: RunState): DeltaPool {
+    let pool = this.deltas.get(run);
+    if (pool === undefined) this.deltas.set(run, (pool = new DeltaPool(run.info.dim)));
+    return pool;
+  }
+
+  private applied(lsn: number): void {
+    this.unapplied.delete(lsn);
+    if (lsn > this.appliedLsn) this.appliedLsn = lsn;
+    this.afterApply();
+  }
+
+  /** The newest LSN such that every committed entry up to it is applied to memory. */
+  private appliedPrefix(): number {
+    let upTo = this.appliedLsn;
+    for (const [lsn, run] of this.unapplied) {
+      // An entry of a run deleted meanwhile is never applied, and has no effect to wait for.
+      if (run === undefined || this.runStates.get(run.info.id) !== run) this.unapplied.delete(lsn);
+      else if (lsn - 1 < upTo) upTo = lsn - 1;
+    }
+    return upTo;
+  }
+
+  private afterApply(): void {
+    if (this.closed || this.replaying) return;
+    if (this.dirtyCount >= this.maxDirty / 2) this.startFlush();
+    else if (this.flushTimer === undefined && this.flushing === undefined) {
+      this.flushTimer = setTimeout(() => {
+        this.flushTimer = undefined;
+        this.startFlush();
+      }, this.flushIntervalMs);
+      this.flushTimer.unref();
     }
   }
 
-  private readEmbeddingInto(runId: string, sampleId: string, out: Float32Array): boolean {
+  /**
+   * Resolves once fewer than `maxDirtySamples` samples are dirty: ingest awaits it before each
+   * group, so memory stays bounded when the flusher falls behind.
+   */
+  room(): Promise<void> {
+    if (this.dirtyCount < this.maxDirty) return Promise.resolve();
+    // The flusher cannot make room (e.g. the disk is full): fail instead of waiting forever.
+    if (this.flushFailure !== undefined && this.flushing === undefined) return Promise.reject(this.flushFailure);
+    this.startFlush();
+    return new Promise((resolve, reject) => this.roomWaiters.push({ resolve, reject }));
+  }
+
+  private wakeRoomWaiters(): void {
+    const failure = this.dirtyCount >= this.maxDirty && !this.closed ? this.flushFailure : undefined;
+    if (this.dirtyCount >= this.maxDirty && !this.closed && failure === undefined) return;
+    const waiters = this.roomWaiters;
+    this.roomWaiters = [];
+    for (const w of waiters) {
+      if (failure === undefined) w.resolve();
+      else w.reject(failure);
+    }
+  }
+
+  private startFlush(): void {
+    if (this.flushing !== undefined || this.flushPaused > 0 || this.closed) return;
+    if (this.flushTimer !== undefined) {
+      clearTimeout(this.flushTimer);
+      this.flushTimer = undefined;
+    }
+    const cycle = this.flushCycle()
+      .then(
+        () => {
+          this.flushFailure = undefined;
+        },
+        async (err: unknown) => {
+          this.flushFailure = await storeError(err);
+          this.stats.lastError = `${this.flushFailure.code}: ${this.flushFailure.message}`;
+        },
+      )
+      .finally(() => {
+        this.flushing = undefined;
+        this.wakeRoomWaiters();
+        if (this.dirtyCount > 0 && !this.closed && this.flushPaused === 0) this.afterApply();
+      });
+    this.flushing = cycle;
+  }
+
+  /**
+   * One flush cycle: writes every sample dirty now (run by run, in key order, in chunks of one
+   * samples transaction each) as base record + pending delta, then trims the log up to the last
+   * entry applied when the cycle began. Samples touched again meanwhile stay dirty, with the log
+   * entries they need.
+   */
+  private async flushCycle(): Promise<void> {
+    const started = performance.now();
+    const upTo = this.appliedPrefix();
+    for (const [run, set] of [...this.dirty]) {
+      const samples = [...set].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      for (let at = 0; at < samples.length; at += this.flushChunk) {
+        if (this.runStates.get(run.info.id) !== run) break;
+        await this.flushChunkOf(run, samples.slice(at, at + this.flushChunk));
+      }
+    }
+    await this.trimLog(upTo);
+    this.stats.cycles++;
+    this.stats.lastCycleMs = performance.now() - started;
+    this.stats.lastError = undefined;
+  }
+
+  /** Writes one chunk of a run's dirty samples in one samples transaction. */
+  private async flushChunkOf(run: RunState, samples: readonly SampleState[]): Promise<void> {
+    const k = run.info.dim;
+    const runId = run.info.id;
+    const pool = this.deltaPool(run);
+    const set = this.dirtySet(run);
+    // One arena per chunk; each record 8-byte aligned for its f64 / f32 views.
+    const sizes = samples.map((s) => sampleRecordBytes(s.sums.length, k));
+    const arena = Buffer.allocUnsafeSlow(sizes.reduce((t, b) => t + Math.ceil(b / 8) * 8, 0));
+    const records: Array<{ sample: SampleState; buf: Buffer; flushedBefore: number }> = [];
+    let offset = 0;
+    samples.forEach((sample, i) => {
+      if (!set.has(sample)) return;
+      const size = sizes[i] as number;
+      const buf = arena.subarray(offset, offset + size);
+      offset += Math.ceil(size / 8) * 8;
+      const g = writeSampleRecord(buf, sample, k, sample.lsn);
+      const flushedBefore = sample.flushedLsn;
+      this.baseEmbedding(runId, sample, g);
+      if (sample.delta >= 0) {
+        pool.addTo(sample.delta, g);
+        pool.release(sample.delta);
+        sample.delta = -1;
+      }
+      sample.flushedLsn = sample.lsn;
+      set.delete(sample);
+      this.dirtyCount--;
+      this.inflight.set(sample, buf);
+      run.mirror.set(sample.id, g);
+      records.push({ sample, buf, flushedBefore });
+    });
+    if (records.length === 0) return;
+    try {
+      await this.samplesEnv.transaction(() => {
+        for (const r of records) settled(this.samplesDb.put([runId, r.sample.id], r.buf));
+      });
+      await this.samplesEnv.flushed;
+    } catch (err) {
+      // Not written: each record stays the sample's base (in `inflight`) and the sample dirty,
+      // so the next cycle writes it again; nothing the log still holds is trimmed meanwhile.
+      for (const r of records) {
+        r.sample.flushedLsn = r.flushedBefore;
+        this.touch(set, r.sample, r.sample.lsn);
+      }
+      throw err;
+    }
+    for (const r of records) if (this.inflight.get(r.sample) === r.buf) this.inflight.delete(r.sample);
+    this.stats.samplesFlushed += records.length;
+    this.wakeRoomWaiters();
+  }
+
+  /**
+   * Removes log entries ≤ `upTo`. Safe after a cycle that began at `upTo`: every sample dirty then
+   * was written with a state at least that new, and samples dirtied later only hold newer entries.
+   */
+  private async trimLog(upTo: number): Promise<void> {
+    if (upTo <= 0) return;
+    const keys = [...this.logDb.getKeys({ end: upTo + 1 })];
+    if (keys.length === 0) return;
+    await this.commit(() => {
+      for (const key of keys) settled(this.logDb.remove(key));
+    });
+    this.logEntries -= keys.length;
+  }
+
+  /**
+   * Pauses the flusher and waits for a running cycle to end; the returned function resumes it.
+   * Deleting a run and taking a backup need the samples environment to hold still.
+   */
+  private async pauseFlusher(): Promise<() => void> {
+    this.flushPaused++;
+    if (this.flushTimer !== undefined) {
+      clearTimeout(this.flushTimer);
+      this.flushTimer = undefined;
+    }
+    while (this.flushing !== undefined) await this.flushing;
+    return () => {
+      this.flushPaused--;
+      if (this.flushPaused === 0 && this.dirtyCount > 0 && !this.closed) this.afterApply();
+    };
+  }
+
+  /** Writes every dirty sample and trims the log; resolves once both are durable. */
+  async flush(): Promise<void> {
+    while (this.flushing !== undefined) await this.flushing;
+    while (this.dirtyCount > 0 || this.logEntries > 0) {
+      const before = this.stats.samplesFlushed;
+      const entriesBefore = this.logEntries;
+      await this.flushCycle();
+      if (this.stats.samplesFlushed === before && this.logEntries === entriesBefore) break;
+    }
+  }
+
+  /** Flusher and log state. */
+  flushStats(): FlushStats {
+    return { dirtySamples: this.dirtyCount, logEntries: this.logEntries, ...this.stats };
+  }
+
+  /** Copies the G(z) of the sample's written record (in flight or in LMDB) into `out`; zeros if none. */
+  private baseEmbedding(runId: string, sample: SampleState, out: Float32Array): boolean {
+    const pending = this.inflight.get(sample);
+    if (pending !== undefined) {
+      copyEmbedding(pending, out);
+      return true;
+    }
     // getBinaryFast's buffer is only valid until the next read: copy out at once.
-    const buf = this.samplesDb.getBinaryFast([runId, sampleId]);
+    const buf = this.samplesDb.getBinaryFast([runId, sample.id]);
     if (buf === undefined) {
       out.fill(0);
       return false;
@@ -302,29 +775,76 @@ export class Store {
     return true;
   }
 
-  /** Copies G(z) of one sample into `out`; undefined when the sample is not stored. */
+  /** Current G(z) of a sample: its written record plus its pending delta. */
+  private currentEmbedding(run: RunState, sample: SampleState, out: Float32Array): void {
+    this.baseEmbedding(run.info.id, sample, out);
+    if (sample.delta >= 0) this.deltaPool(run).addTo(sample.delta, out);
+  }
+
+  /**
+   * Brings the int8 mirror rows of the run's dirty samples up to date (ingest leaves them for
+   * the flusher); call before scanning the mirror.
+   */
+  syncMirror(run: RunState): void {
+    const set = this.dirty.get(run);
+    if (set === undefined) return;
+    const g = new Float32Array(run.info.dim);
+    for (const sample of set) {
+      if (sample.delta < 0 && !this.inflight.has(sample)) continue;
+      this.currentEmbedding(run, sample, g);
+      run.mirror.set(sample.id, g);
+    }
+  }
+
+  /** Copies G(z) of one sample into `out`; undefined when the run has no such sample. */
   readEmbedding(runId: string, sampleId: string, out: Float32Array): Float32Array | undefined {
-    return this.readEmbeddingInto(runId, sampleId, out) ? out : undefined;
+    const run = this.runStates.get(runId);
+    const sample = run?.samples.get(sampleId);
+    if (run === undefined || sample === undefined) return undefined;
+    this.currentEmbedding(run, sample, out);
+    return out;
   }
 
   /** G(z) of one sample (a copy), or undefined. */
   embedding(runId: string, sampleId: string, dim: number): Float32Array | undefined {
-    const out = new Float32Array(dim);
-    return this.readEmbeddingInto(runId, sampleId, out) ? out : undefined;
+    return this.readEmbedding(runId, sampleId, new Float32Array(dim));
   }
 
   /**
-   * Streams a run's embeddings in chunks: `onChunk(ids, rows)` gets up to `chunkSamples` ids and
-   * their G(z) rows packed [n × dim]. The rows buffer is reused between calls.
+   * Streams a run's current embeddings in chunks of up to `chunkSamples` ids and their G(z) rows
+   * packed [n × dim]: the samples environment in key order (rows of changed samples computed from
+   * memory), then the samples not written yet. The rows buffer is reused between chunks.
    */
   *embeddingChunks(runId: string, dim: number, chunkSamples: number): Generator<{ ids: string[]; rows: Float32Array }> {
+    const run = this.runStates.get(runId);
+    if (run === undefined) return;
     const rows = new Float32Array(chunkSamples * dim);
     const bytes = new Uint8Array(rows.buffer);
+    const changed = new Set<SampleState>(this.dirty.get(run));
+    for (const s of this.inflight.keys()) if (run.samples.get(s.id) === s) changed.add(s);
+    const g = new Float32Array(run.info.dim);
     let ids: string[] = [];
+    const put = (sample: SampleState): void => {
+      this.currentEmbedding(run, sample, g);
+      rows.set(g.subarray(0, dim), ids.length * dim);
+      ids.push(sample.id);
+    };
     for (const { key, value } of this.samplesDb.getRange(runRange(runId))) {
-      const start = embeddingOffset(recordShape(value).nq);
-      bytes.set(value.subarray(start, start + dim * 4), ids.length * dim * 4);
-      ids.push(key[1]);
+      const sample = run.samples.get(key[1]);
+      if (sample === undefined) continue;
+      if (changed.delete(sample)) put(sample);
+      else {
+        const start = embeddingOffset(recordShape(value).nq);
+        bytes.set(value.subarray(start, start + dim * 4), ids.length * dim * 4);
+        ids.push(key[1]);
+      }
+      if (ids.length === chunkSamples) {
+        yield { ids, rows };
+        ids = [];
+      }
+    }
+    for (const sample of changed) {
+      put(sample);
       if (ids.length === chunkSamples) {
         yield { ids, rows };
         ids = [];
@@ -333,14 +853,75 @@ export class Store {
     if (ids.length > 0) yield { ids, rows: rows.subarray(0, ids.length * dim) };
   }
 
+  /**
+   * Writes sample records straight into the samples environment, durably, bypassing the log
+   * (imports and fixtures): the samples' current counters, sums and weight, with `g` as G(z)
+   * (default: the current G(z)). The run must be committed already.
+   */
+  async writeSamples(runId: string, entries: ReadonlyArray<{ sample: SampleState; g?: Float32Array }>): Promise<void> {
+    const run = this.runStates.get(runId);
+    if (run === undefined) throw new MotiveError('MOTIVE_INGEST_INTERNAL', `run ${runId} is not registered`);
+    const resume = await this.pauseFlusher();
+    try {
+      const k = run.info.dim;
+      const set = this.dirtySet(run);
+      const pool = this.deltaPool(run);
+      const puts = entries.map(({ sample, g }) => {
+        const record = newSampleRecord(sample, k, this.appliedLsn);
+        if (g !== undefined) record.g.set(g.subarray(0, k));
+        else this.currentEmbedding(run, sample, record.g);
+        return { sample, record };
+      });
+      await this.samplesEnv.transaction(() => {
+        for (const p of puts) settled(this.samplesDb.put([runId, p.sample.id], p.record.buf));
+      });
+      await this.samplesEnv.flushed;
+      for (const { sample, record } of puts) {
+        run.samples.set(sample.id, sample);
+        run.mirror.set(sample.id, record.g);
+        sample.lsn = sample.flushedLsn = this.appliedLsn;
+        if (sample.delta >= 0) pool.release(sample.delta);
+        sample.delta = -1;
+        this.inflight.delete(sample);
+        if (set.delete(sample)) this.dirtyCount--;
+      }
+    } finally {
+      resume();
+    }
+  }
+
   /** Deletes a run and everything stored under it, durably. */
   async deleteRun(runId: string): Promise<boolean> {
-    if (!this.runStates.has(runId)) return false;
-    await this.commit((tx) => {
-      tx.deleteRun(runId);
+    const run = this.runStates.get(runId);
+    if (run === undefined) return false;
+    const resume = await this.pauseFlusher();
+    try {
+      // Samples first: a crash in between leaves the run without samples, never orphan records.
+      const sampleKeys = [...this.samplesDb.getKeys(runRange(runId))];
+      await this.samplesEnv.transaction(() => {
+        for (const key of sampleKeys) settled(this.samplesDb.remove(key));
+      });
+      await this.samplesEnv.flushed;
+      const logKeys: number[] = [];
+      for (const { key, value } of this.logDb.getRange()) if (value.runId === runId) logKeys.push(key);
+      await this.commit(() => {
+        settled(this.runsDb.remove(runId));
+        const dbs = [this.commitsDb, this.queriesDb] as unknown as Database<unknown, Key[]>[];
+        for (const db of dbs) for (const key of db.getKeys(runRange(runId))) settled(db.remove(key));
+        for (const key of logKeys) settled(this.logDb.remove(key));
+      });
+      this.persistedRuns.delete(runId);
+      this.logEntries -= logKeys.length;
       this.runStates.delete(runId);
-    });
-    return true;
+      this.dirtyCount -= this.dirty.get(run)?.size ?? 0;
+      this.dirty.delete(run);
+      this.deltas.delete(run);
+      for (const sample of run.samples.values()) this.inflight.delete(sample);
+      this.wakeRoomWaiters();
+      return true;
+    } finally {
+      resume();
+    }
   }
 
   /**
@@ -350,7 +931,16 @@ export class Store {
   async backup(dir: string): Promise<void> {
     mkdirSync(dir, { recursive: true });
     if (existsSync(join(dir, 'data.mdb'))) throw new Error(`${dir} already holds a store`);
-    await this.root.backup(dir, true);
+    const resume = await this.pauseFlusher();
+    try {
+      // Samples first, then the main environment: with the flusher paused the log is not trimmed
+      // in between, so the copy's log holds every change newer than the copy's sample records.
+      mkdirSync(join(dir, 'samples'), { recursive: true });
+      await this.samplesEnv.backup(join(dir, 'samples'), true);
+      await this.root.backup(dir, true);
+    } finally {
+      resume();
+    }
   }
 
   /**
@@ -358,14 +948,9 @@ export class Store {
    * once durable. A profile for an existing [clipId, hash] replaces it.
    */
   putProfiles(entries: ReadonlyArray<{ clipId: string; record: ClipProfileRecord }>): Promise<void> {
-    const result = this.tail.then(async () => {
-      await this.root.transaction(() => {
-        for (const e of entries) settled(this.profilesDb.put([e.clipId, e.record.hash], e.record));
-      });
-      await this.root.flushed;
+    return this.commit(() => {
+      for (const e of entries) settled(this.profilesDb.put([e.clipId, e.record.hash], e.record));
     });
-    this.tail = result.catch(() => undefined);
-    return result;
   }
 
   /** The clip's newest profile (by `profiledAtMs`), or undefined. */
@@ -382,14 +967,29 @@ export class Store {
     return this.profilesDb.doesExist([clipId, hash]);
   }
 
-  /** Bytes the store occupies (LMDB's own accounting). */
+  /** Bytes the store occupies (LMDB's own accounting, both environments). */
   sizeBytes(): number {
-    const stats = this.root.getStats() as { pageSize?: number; lastPageNumber?: number };
-    return (stats.pageSize ?? 4096) * ((stats.lastPageNumber ?? 0) + 1);
+    let total = 0;
+    for (const env of [this.root, this.samplesEnv]) {
+      const stats = env.getStats() as { pageSize?: number; lastPageNumber?: number };
+      total += (stats.pageSize ?? 4096) * ((stats.lastPageNumber ?? 0) + 1);
+    }
+    return total;
   }
 
+  /** Writes every dirty sample, trims the log and closes both environments. */
   async close(): Promise<void> {
     await this.tail;
-    await this.root.close();
+    if (this.flushTimer !== undefined) clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    try {
+      await this.flush();
+    } finally {
+      this.closed = true;
+      this.wakeRoomWaiters();
+      await this.tail;
+      await this.root.close();
+      await this.samplesEnv.close();
+    }
   }
 }

@@ -129,7 +129,16 @@ export class CrashableDaemon {
    */
   async start(commitDelayMs = 0, config: Record<string, unknown> = {}, fileLimitKiB?: number): Promise<void> {
     const file = join(this.configDir.path, `config-${this.starts}.json`);
-    writeFileSync(file, JSON.stringify({ weights: { minSeen: 1, intervalMs: 50 }, store: { commitDelayMs }, ...config }));
+    // The flusher's settings cycle with each start, so kills land before, during and between
+    // flushes and log trims, with and without ingest waiting for the flusher.
+    const v = this.starts % 3;
+    const store = {
+      commitDelayMs,
+      flushIntervalMs: [5, 50, 1000][v],
+      flushChunkSamples: [16, 128, 4096][v],
+      maxDirtySamples: [64, 1024, 65536][v],
+    };
+    writeFileSync(file, JSON.stringify({ weights: { minSeen: 1, intervalMs: 50 }, store, ...config }));
     this.commitDelayMs = commitDelayMs;
     this.starts++;
     const env = {

@@ -214,7 +214,7 @@ describe('Arrow export backpressure', () => {
 
   beforeAll(async () => {
     daemon = await startTestDaemon();
-    const run = daemon.store.createRun({
+    const run = await daemon.store.createRun({
       id: 'big',
       dim: 4,
       dtype: 'float32',
@@ -224,17 +224,17 @@ describe('Arrow export backpressure', () => {
       createdAtMs: Date.now(),
     });
     for (const q of ['a', 'b', 'c', 'd']) run.queryColumn(q);
-    await daemon.store.commit((tx) => {
-      for (let i = 0; i < SAMPLES; i++) {
-        const s = run.getOrCreateSample(`clip-${String(i).padStart(7, '0')}`);
-        s.seen = 1 + (i % 3);
-        s.lastStep = i;
-        s.sums = Float64Array.from([i % 7, -(i % 5), (i % 11) / 3, 0.5]);
-        tx.putSample('big', s);
-      }
-      run.revision++;
-      tx.putRun(run);
-    });
+    await daemon.store.commit((tx) => tx.putRun(run));
+    const entries = [];
+    for (let i = 0; i < SAMPLES; i++) {
+      const s = run.getOrCreateSample(`clip-${String(i).padStart(7, '0')}`);
+      s.seen = 1 + (i % 3);
+      s.lastStep = i;
+      s.sums = Float64Array.from([i % 7, -(i % 5), (i % 11) / 3, 0.5]);
+      entries.push({ sample: s });
+    }
+    await daemon.store.writeSamples('big', entries);
+    run.revision++;
   }, 120_000);
 
   afterAll(async () => {

@@ -9,7 +9,7 @@ import { open } from 'lmdb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MotiveClient } from '../../trainer-hooks/ts/index.js';
 import { runCli } from '../../daemon/cli/cli.js';
-import { Store } from '../../daemon/store/index.js';
+import { STORE_FORMAT_VERSION, Store, type RunState } from '../../daemon/store/index.js';
 import { startTestDaemon, tempDir } from '../helpers/daemon.js';
 import { batch, hello, rawStream, type DaemonReply } from '../helpers/raw-stream.js';
 
@@ -68,7 +68,10 @@ describe('run deletion, backup and restore', () => {
     const copy = await Store.open({ dataDir: restored, mapSizeBytes: 1 << 30 });
     const orig = daemon.store.run('keep')!;
     const back = copy.run('keep')!;
-    expect([...back.samples.values()]).toEqual([...orig.samples.values()]);
+    // The evidence, not the store's bookkeeping (log positions, pending rows), must match.
+    const evidence = (r: RunState): unknown[] =>
+      [...r.samples.values()].map(({ id, seen, lastStep, weight, sums }) => ({ id, seen, lastStep, weight, sums }));
+    expect(evidence(back)).toEqual(evidence(orig));
     expect(back.queryIds).toEqual(orig.queryIds);
     expect(copy.embedding('keep', 'a', 3)).toEqual(daemon.store.embedding('keep', 'a', 3));
     await copy.close();
@@ -107,7 +110,7 @@ describe('store format version', () => {
     await db.openDB({ name: 'meta' }).put('format', 99);
     await db.close();
     await expect(Store.open({ dataDir: dir.path, mapSizeBytes: 1 << 30 })).rejects.toThrow(
-      /MOTIVE_STORE_FORMAT|holds format 99, this daemon reads format 2/,
+      `holds format 99, this daemon reads format ${STORE_FORMAT_VERSION}`,
     );
     expect(existsSync(join(dir.path, 'data.mdb'))).toBe(true);
     dir.remove();
