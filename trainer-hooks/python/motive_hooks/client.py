@@ -504,6 +504,23 @@ class MotiveClient:
         with self._lock:
             return self._weights_version
 
+    def wait_weights(self, after_version: int, timeout_s: float) -> bool:
+        """Waits up to ``timeout_s`` seconds for a ``WeightUpdate`` newer than ``after_version``.
+
+        For a trainer that gates a step on the daemon's verdict: flush the step's sketches (their
+        ack means they are committed), read :attr:`weights_version`, wait here for the
+        recompute that follows the commit, then read :meth:`loss_weights`. The daemon pushes an
+        update only when some weight moved, so False (timeout) can also mean "nothing changed".
+        """
+        deadline = time.monotonic() + max(0.0, float(timeout_s))
+        with self._cv:
+            while self._weights_version <= after_version and not self._failed and not self._closing:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cv.wait(left)
+            return self._weights_version > after_version
+
     def loss_weights(self, ids: Sequence[str], device: Optional[torch.device] = None) -> torch.Tensor:
         """Per-sample loss weights ``[len(ids)]`` float32 for loss reweighting (1 by default)."""
         with self._lock:
@@ -633,13 +650,14 @@ class MotiveClient:
                 self._cv.notify_all()
         elif kind == "weights":
             wu = msg.weights
-            with self._lock:
+            with self._cv:
                 if wu.full:
                     self._weights = {}
                 for sid, w in zip(wu.sample_ids, wu.weights):
                     self._weights[sid] = float(w)
                 self._weights_version = int(wu.version)
                 self._stats.weight_updates += 1
+                self._cv.notify_all()
         elif kind == "error":
             err = msg.error
             text = f"{err.code}: {err.message}"

@@ -537,6 +537,29 @@ def test_pushed_weights_drive_sampler_and_loss_weights(daemon: Daemon) -> None:
         c.close(1.0)
 
 
+def test_wait_weights_gates_a_step_on_the_daemons_verdict(daemon: Daemon) -> None:
+    """A trainer sends a step's sketches, waits for the weight update that follows their commit
+    and weights that same step's losses by it (the synthetic-motion experiment's gated mode)."""
+    dim = 16
+    rng = np.random.default_rng(11)
+    q = rng.standard_normal((2, dim)).astype(np.float32)
+    direction = q.sum(axis=0) / np.linalg.norm(q.sum(axis=0))
+    c = _client(daemon.address, "gated", dim=dim)
+    try:
+        assert c.wait_weights(c.weights_version, 0.05) is False  # nothing pushed yet: a timeout
+        c.set_queries(["qa", "qb"], q, step=0)
+        good = (direction + 0.3 * rng.standard_normal((10, dim))).astype(np.float32)
+        assert c.send(0, 0.1, [f"n{i}" for i in range(10)], good) and c.flush(10.0)
+        version = c.weights_version
+        bad = (-direction).reshape(1, dim).astype(np.float32)
+        assert c.send(1, 0.1, ["h0"], bad) and c.flush(10.0)
+        assert c.wait_weights(version, 10.0), c.stats()
+        assert c.weights_version > version
+        assert float(c.loss_weights(["h0"])[0]) < 0.2
+    finally:
+        c.close(1.0)
+
+
 def test_malformed_calls_never_raise_into_training(daemon: Daemon) -> None:
     run_id = "malformed"
     c = _client(daemon.address, run_id)
