@@ -8,7 +8,9 @@
  * `--profile` reruns the target case (k 512, m 64, batch 256, 1 rank) under `node --cpu-prof`
  * and prints the daemon's top self-time functions.
  *
- *   npx tsx bench/ingest.ts [--seconds 4] [--runs 2] [--profile] [--quick]
+ *   npx tsx bench/ingest.ts [--seconds 4] [--runs 2] [--profile] [--quick] [--config FILE]
+ *
+ * `--config` starts the daemon with that config file (e.g. larger `store.maxDirtySamples`).
  */
 import { parseArgs } from 'node:util';
 import { encodeFloat16Array } from '../trainer-hooks/ts/index.js';
@@ -25,6 +27,7 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '2' },
     profile: { type: 'boolean' },
     quick: { type: 'boolean' },
+    config: { type: 'string' },
   },
 });
 const SECONDS = Number(values.seconds);
@@ -46,11 +49,18 @@ interface CaseResult {
   /** CPU cores busy in the daemon and in this (client) process over the measured window. */
   daemonCores: number;
   clientCores: number;
+  /** The daemon's flusher when the window closed: samples written, samples still dirty. */
+  flushed: number;
+  dirty: number;
 }
 
 async function runCase(c: Case, cpuProfDir?: string): Promise<CaseResult> {
   const dir = tempDir('motive-bench-');
-  const d = await startBenchDaemon({ dataDir: dir.path, ...(cpuProfDir === undefined ? {} : { cpuProfDir }) });
+  const d = await startBenchDaemon({
+    dataDir: dir.path,
+    ...(cpuProfDir === undefined ? {} : { cpuProfDir }),
+    ...(values.config === undefined ? {} : { env: { MOTIVE_CONFIG: values.config } }),
+  });
   const r = rng(c.k + c.m + c.batch);
   // A few distinct pre-encoded payloads, reused with fresh sample ids.
   const payloads = Array.from({ length: 4 }, () => encodeFloat16Array(Float32Array.from({ length: c.batch * c.k }, () => r.normal())));
@@ -113,17 +123,27 @@ async function runCase(c: Case, cpuProfDir?: string): Promise<CaseResult> {
   const daemonCores = (cpuMs(d.pid) - daemonCpu0) / 1000 / elapsed;
   const cu = process.cpuUsage(clientCpu0);
   const clientCores = (cu.user + cu.system) / 1e6 / elapsed;
+  const metrics = await (await fetch(`http://127.0.0.1:${d.httpPort}/metrics`)).text();
+  const metric = (name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1] ?? NaN);
   streams.forEach((s) => s.close());
   await d.stop();
   dir.remove();
-  return { rate: acked / elapsed, mbps: bytes / elapsed / 1024 / 1024, batches: acked / c.batch, daemonCores, clientCores };
+  return {
+    rate: acked / elapsed,
+    mbps: bytes / elapsed / 1024 / 1024,
+    batches: acked / c.batch,
+    daemonCores,
+    clientCores,
+    flushed: metric('motive_store_flushed_samples_total'),
+    dirty: metric('motive_store_dirty_samples'),
+  };
 }
 
 const cases: Case[] = [];
 for (const k of values.quick ? [512] : [512, 2048])
   for (const m of values.quick ? [64] : [8, 64])
     for (const batch of values.quick ? [256] : [16, 256])
-      for (const ranks of values.quick ? [1] : [1, 4]) cases.push({ k, m, batch, ranks });
+      for (const ranks of values.quick ? [Number(process.env.RANKS ?? 1)] : [1, 4]) cases.push({ k, m, batch, ranks });
 
 const rows: Array<Array<string | number>> = [];
 for (const c of cases) {
@@ -146,6 +166,8 @@ for (const c of cases) {
     Math.round(best.batches),
     fmt(best.daemonCores, 2),
     fmt(best.clientCores, 2),
+    best.flushed,
+    best.dirty,
   ]);
   process.stderr.write(
     `k=${c.k} m=${c.m} batch=${c.batch} ranks=${c.ranks}: ${Math.round(rate.best)} sketches/s (spread ${fmt(rate.spreadPct, 0)} %)\n`,
@@ -162,7 +184,21 @@ if (values.profile === true) {
 report(
   'ingest',
   `Ingest: sample-sketches/s, fp16, durable commits, ${SECONDS} s per case, best of ${RUNS}`,
-  ['k', 'm', 'batch', 'ranks', 'sketches/s', 'worst', 'spread %', 'MiB/s in', 'batches', 'daemon cores', 'client cores'],
+  [
+    'k',
+    'm',
+    'batch',
+    'ranks',
+    'sketches/s',
+    'worst',
+    'spread %',
+    'MiB/s in',
+    'batches',
+    'daemon cores',
+    'client cores',
+    'flushed',
+    'dirty at end',
+  ],
   rows,
   { target: '>= 100000 sketches/s at k=512, m=64, fp16, batch 256', ...(profile === undefined ? {} : { profile }) },
 );

@@ -72,6 +72,7 @@ export async function startDaemon(config: MotiveConfig, log: Logger = createLogg
       port: config.grpc.port,
       maxMessageBytes: config.grpc.maxMessageBytes,
       streamInflightBytes: config.grpc.streamInflightBytes,
+      receiveWindowBytes: config.grpc.receiveWindowBytes,
       auth,
       maxRuns: config.limits.maxRuns,
       ...(tls === undefined ? {} : { tls }),

@@ -29,6 +29,13 @@ export const ConfigSchema = Type.Object(
           minimum: 1024,
           description: 'Largest accepted trainer message, checked from the frame header before buffering.',
         }),
+        receiveWindowBytes: Type.Integer({
+          default: 8 * 1024 * 1024,
+          minimum: 65535,
+          maximum: 2147483647,
+          description:
+            'HTTP/2 receive window per connection and per stream: how much a trainer may send ahead of the daemon reading it. The protocol default (64 KiB) makes large batches wait on window updates.',
+        }),
         streamInflightBytes: Type.Integer({
           default: 32 * 1024 * 1024,
           minimum: 1024,

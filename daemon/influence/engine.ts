@@ -430,7 +430,7 @@ export class InfluenceEngine {
       const key = `${sub.runId}\u0000${sub.rank}`;
       if (this.ahead.seqs.get(key) === sub.seq) this.ahead.seqs.delete(key);
       const fresh = this.ahead.samples.get(p.run);
-      if (fresh !== undefined) {
+      if (fresh !== undefined && fresh.size > 0) {
         for (const id of sub.sampleIds) fresh.delete(id);
         if (fresh.size === 0) this.ahead.samples.delete(p.run);
       }

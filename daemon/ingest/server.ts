@@ -4,6 +4,7 @@
  * accepted), and stops being read while its uncommitted bytes exceed `streamInflightBytes`, so a
  * slow store slows the trainer down through HTTP/2 flow control instead of growing memory.
  */
+import type { Http2SecureServer, Http2Server, ServerHttp2Session } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { MotiveError, describeError, isMotiveError, type Authorizer, type Logger } from '../shared/index.js';
 import type { InfluenceEngine } from '../influence/index.js';
@@ -19,6 +20,8 @@ export interface IngestOptions extends IngestLimits {
   readonly port: number;
   readonly maxMessageBytes: number;
   readonly streamInflightBytes: number;
+  /** HTTP/2 receive window per connection and per stream (see {@link widenFlowControl}). */
+  readonly receiveWindowBytes: number;
   readonly auth: Authorizer;
   readonly scoreMode: ScoreMode;
   /** Most runs the daemon holds. */
@@ -83,6 +86,28 @@ class TrainerStream {
   }
 }
 
+/**
+ * Raises the HTTP/2 receive windows (per connection and per stream) of every session the server
+ * accepts. With HTTP/2's default 64 KiB windows a trainer can only send 64 KiB per round trip of
+ * WINDOW_UPDATEs, which a busy event loop delays: a 256-sketch fp16 batch (256 KiB) then takes
+ * several turns to arrive, and ingest is bound by flow control, not by work. grpc-js has no server
+ * option for it, so this reaches its HTTP/2 servers after bind.
+ */
+function widenFlowControl(server: grpc.Server, windowBytes: number): void {
+  const servers = (server as unknown as { http2Servers?: Map<Http2Server | Http2SecureServer, unknown> }).http2Servers;
+  if (servers === undefined) return;
+  for (const h2 of servers.keys()) {
+    h2.on('session', (session: ServerHttp2Session) => {
+      try {
+        session.settings({ initialWindowSize: windowBytes });
+        session.setLocalWindowSize(windowBytes);
+      } catch {
+        // A session that closed before its settings went out needs none.
+      }
+    });
+  }
+}
+
 export class IngestServer {
   private readonly server: grpc.Server;
   private readonly deps: IngestDeps;
@@ -113,8 +138,12 @@ export class IngestServer {
           ? grpc.ServerCredentials.createInsecure()
           : grpc.ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false);
       this.server.bindAsync(`${this.options.host}:${this.options.port}`, credentials, (err, port) => {
-        if (err !== null) reject(err);
-        else resolve(port);
+        if (err !== null) {
+          reject(err);
+          return;
+        }
+        widenFlowControl(this.server, this.options.receiveWindowBytes);
+        resolve(port);
       });
     });
   }

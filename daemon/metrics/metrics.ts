@@ -209,6 +209,39 @@ export class MotiveMetrics {
       },
     });
     new Gauge({
+      name: 'motive_store_dirty_samples',
+      help: 'Samples whose newest state is only in the write-ahead log and in memory (not flushed yet).',
+      registers,
+      collect() {
+        this.set(store.flushStats().dirtySamples);
+      },
+    });
+    new Gauge({
+      name: 'motive_store_log_entries',
+      help: 'Write-ahead log entries not trimmed yet.',
+      registers,
+      collect() {
+        this.set(store.flushStats().logEntries);
+      },
+    });
+    new Counter({
+      name: 'motive_store_flushed_samples_total',
+      help: 'Sample records written by the flusher.',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(store.flushStats().samplesFlushed);
+      },
+    });
+    new Gauge({
+      name: 'motive_store_flush_last_seconds',
+      help: 'Duration of the last flush cycle.',
+      registers,
+      collect() {
+        this.set(store.flushStats().lastCycleMs / 1000);
+      },
+    });
+    new Gauge({
       name: 'motive_runs',
       help: 'Runs the daemon knows.',
       registers,

@@ -166,6 +166,9 @@ function settled(write: unknown): void {
   if (p !== null && typeof p === 'object' && typeof p.catch === 'function') p.catch(() => undefined);
 }
 
+/** Records the flusher builds and hands to LMDB per event-loop turn. */
+const FLUSH_SLICE = 256;
+
 /** Maps a failed LMDB write to MOTIVE_STORE_FULL (no space) or MOTIVE_STORE_COMMIT. */
 async function storeError(err: unknown): Promise<MotiveError> {
   if (err instanceof MotiveError) return err;
@@ -660,46 +663,53 @@ export class Store {
     this.stats.lastError = undefined;
   }
 
-  /** Writes one chunk of a run's dirty samples in one samples transaction. */
+  /**
+   * Writes one chunk of a run's dirty samples. Records are built and handed to LMDB's write
+   * thread in slices, yielding to the event loop between slices, so a flush never holds the
+   * main thread (and the Acks it sends) for long.
+   */
   private async flushChunkOf(run: RunState, samples: readonly SampleState[]): Promise<void> {
     const k = run.info.dim;
     const runId = run.info.id;
     const pool = this.deltaPool(run);
     const set = this.dirtySet(run);
-    // One arena per chunk; each record 8-byte aligned for its f64 / f32 views.
-    const sizes = samples.map((s) => sampleRecordBytes(s.sums.length, k));
-    const arena = Buffer.allocUnsafeSlow(sizes.reduce((t, b) => t + Math.ceil(b / 8) * 8, 0));
     const records: Array<{ sample: SampleState; buf: Buffer; flushedBefore: number }> = [];
-    let offset = 0;
-    samples.forEach((sample, i) => {
-      if (!set.has(sample)) return;
-      const size = sizes[i] as number;
-      const buf = arena.subarray(offset, offset + size);
-      offset += Math.ceil(size / 8) * 8;
-      const g = writeSampleRecord(buf, sample, k, sample.lsn);
-      const flushedBefore = sample.flushedLsn;
-      this.baseEmbedding(runId, sample, g);
-      if (sample.delta >= 0) {
-        pool.addTo(sample.delta, g);
-        pool.release(sample.delta);
-        sample.delta = -1;
-      }
-      sample.flushedLsn = sample.lsn;
-      set.delete(sample);
-      this.dirtyCount--;
-      this.inflight.set(sample, buf);
-      run.mirror.set(sample.id, g);
-      records.push({ sample, buf, flushedBefore });
-    });
+    const writes: Array<Promise<unknown>> = [];
+    for (let at = 0; at < samples.length; at += FLUSH_SLICE) {
+      if (at > 0) await new Promise((resolve) => setImmediate(resolve));
+      const slice = samples.slice(at, at + FLUSH_SLICE).filter((sample) => set.has(sample));
+      // One arena per slice; each record 8-byte aligned for its f64 / f32 views.
+      const sizes = slice.map((sample) => Math.ceil(sampleRecordBytes(sample.sums.length, k) / 8) * 8);
+      const arena = Buffer.allocUnsafeSlow(sizes.reduce((t, b) => t + b, 0));
+      let offset = 0;
+      slice.forEach((sample, i) => {
+        const buf = arena.subarray(offset, offset + sampleRecordBytes(sample.sums.length, k));
+        offset += sizes[i] as number;
+        const g = writeSampleRecord(buf, sample, k, sample.lsn);
+        const flushedBefore = sample.flushedLsn;
+        this.baseEmbedding(runId, sample, g);
+        if (sample.delta >= 0) {
+          pool.addTo(sample.delta, g);
+          pool.release(sample.delta);
+          sample.delta = -1;
+        }
+        sample.flushedLsn = sample.lsn;
+        set.delete(sample);
+        this.dirtyCount--;
+        this.inflight.set(sample, buf);
+        run.mirror.set(sample.id, g);
+        records.push({ sample, buf, flushedBefore });
+        writes.push(this.samplesDb.put([runId, sample.id], buf));
+      });
+    }
     if (records.length === 0) return;
     try {
-      await this.samplesEnv.transaction(() => {
-        for (const r of records) settled(this.samplesDb.put([runId, r.sample.id], r.buf));
-      });
+      await Promise.all(writes);
       await this.samplesEnv.flushed;
     } catch (err) {
-      // Not written: each record stays the sample's base (in `inflight`) and the sample dirty,
-      // so the next cycle writes it again; nothing the log still holds is trimmed meanwhile.
+      // Not known written: each record stays the sample's base (in `inflight`) and the sample
+      // dirty, so the next cycle writes it again; nothing the log still holds is trimmed meanwhile.
+      for (const w of writes) settled(w);
       for (const r of records) {
         r.sample.flushedLsn = r.flushedBefore;
         this.touch(set, r.sample, r.sample.lsn);

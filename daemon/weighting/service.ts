@@ -97,27 +97,29 @@ export class WeightingService {
       if (moved) changedIdx.push(i);
     });
     if (changedIdx.length === 0) return;
-    let event: WeightUpdateEvent | undefined;
-    await this.store.commit((tx) => {
-      const ids: string[] = [];
-      const ws: number[] = [];
-      const newly: string[] = [];
-      for (const i of changedIdx) {
-        const s = samples[i];
-        if (s === undefined || run.samples.get(s.id) !== s) continue;
-        const w = Math.fround(weights[i] as number);
-        if (s.weight >= 1 && w < 1) newly.push(s.id);
-        s.weight = w;
-        ids.push(s.id);
-        ws.push(w);
-        tx.putSample(runId, s);
-      }
-      run.weightsVersion++;
-      run.revision++;
-      tx.putRun(run);
-      event = { runId, version: run.weightsVersion, full: false, sampleIds: ids, weights: ws, newlyDownweighted: newly };
+    const ids: string[] = [];
+    const newly: string[] = [];
+    const ws = new Float32Array(changedIdx.length);
+    for (const i of changedIdx) {
+      const s = samples[i];
+      if (s === undefined) continue;
+      const w = Math.fround(weights[i] as number);
+      if (s.weight >= 1 && w < 1) newly.push(s.id);
+      ws[ids.length] = w;
+      ids.push(s.id);
+    }
+    const changed = ws.subarray(0, ids.length);
+    const version = run.weightsVersion + 1;
+    const lsn = await this.store.commit((tx) => {
+      tx.updateRun(run, { weightsVersion: version });
+      return tx.appendWeights(runId, ids, changed);
     });
-    if (event === undefined) return;
+    // The run may have been deleted (and made again) while the commit was in flight.
+    if (this.store.run(runId) !== run) return;
+    this.store.applyWeights(run, ids, changed, lsn);
+    run.weightsVersion = version;
+    run.revision++;
+    const event: WeightUpdateEvent = { runId, version, full: false, sampleIds: ids, weights: [...changed], newlyDownweighted: newly };
     for (const l of this.listeners) {
       try {
         l(event);

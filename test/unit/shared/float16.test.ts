@@ -4,19 +4,22 @@ import { encodeFloat16Array } from '../../../trainer-hooks/ts/index.js';
 import { halfToNumber } from '../../helpers/reference.js';
 
 describe('binary16', () => {
-  it('decodes every bit pattern like the plain formula', () => {
-    const bytes = new Uint8Array(65536 * 2);
+  it.each([0, 1])('decodes every bit pattern like the plain formula (bytes at offset %i)', (offset) => {
+    // Offset 1 puts the halves off a 2-byte boundary, as a view into a received message can be.
+    const bytes = new Uint8Array(65536 * 2 + offset).subarray(offset);
     for (let h = 0; h < 65536; h++) {
       bytes[2 * h] = h & 0xff;
       bytes[2 * h + 1] = h >> 8;
     }
     const out = new Float32Array(65536);
-    decodeFloat16(bytes, out, 65536);
+    expect(decodeFloat16(bytes, out, 65536)).toBe(false);
     for (let h = 0; h < 65536; h++) {
       const want = halfToNumber(h);
       if (Number.isNaN(want)) expect(out[h]).toBeNaN();
       else expect(out[h]).toBe(Math.fround(want));
     }
+    const finite = bytes.subarray(0, 2 * 0x7c00);
+    expect(decodeFloat16(finite, out, 0x7c00)).toBe(true);
   });
 
   it('the client encodes to the nearest binary16 (ties to even)', () => {
