@@ -6,12 +6,13 @@ import type { SampleState } from './run-state.js';
 /** Version tag of the sample record layout. */
 const SAMPLE_RECORD_V3 = 3;
 /** Header bytes; a multiple of 8 so the f64 sums and the f32 embedding that follow are aligned. */
-export const SAMPLE_HEADER_BYTES = 40;
+export const SAMPLE_HEADER_BYTES = 48;
 
 /**
  * Sample record (one value per sample in the samples environment, written by the flusher):
- * u32 layout(=3) | u32 nq | f64 seen | f64 lastStep | f32 weight | u32 k | f64 lsn | f64 × nq sums |
- * f32 × k G(z). `lsn` is the last log entry folded into the record (recovery replays later ones).
+ * u32 layout(=3) | u32 nq | f64 seen | f64 lastStep | f32 weight | u32 k | f64 lsn | f64 total |
+ * f64 × nq sums | f32 × k G(z). `lsn` is the last log entry folded into the record (recovery
+ * replays later ones); `total` is Σ_j S_j as accumulated.
  */
 export function sampleRecordBytes(nq: number, k: number): number {
   return SAMPLE_HEADER_BYTES + 8 * nq + 4 * k;
@@ -44,6 +45,7 @@ export function writeSampleRecord(buf: Buffer, s: SampleState, k: number, lsn: n
   buf.writeFloatLE(s.weight, 24);
   buf.writeUInt32LE(k, 28);
   buf.writeDoubleLE(lsn, 32);
+  buf.writeDoubleLE(s.total, 40);
   new Float64Array(buf.buffer, buf.byteOffset + SAMPLE_HEADER_BYTES, nq).set(s.sums);
   return new Float32Array(buf.buffer, buf.byteOffset + embeddingOffset(nq), k);
 }
@@ -64,7 +66,17 @@ export function decodeSample(id: string, buf: Uint8Array): { sample: SampleState
   for (let j = 0; j < nq; j++) sums[j] = b.readDoubleLE(SAMPLE_HEADER_BYTES + 8 * j);
   const lsn = b.readDoubleLE(32);
   return {
-    sample: { id, seen: b.readDoubleLE(8), lastStep: b.readDoubleLE(16), weight: b.readFloatLE(24), sums, lsn, flushedLsn: lsn, delta: -1 },
+    sample: {
+      id,
+      seen: b.readDoubleLE(8),
+      lastStep: b.readDoubleLE(16),
+      weight: b.readFloatLE(24),
+      sums,
+      total: b.readDoubleLE(40),
+      lsn,
+      flushedLsn: lsn,
+      delta: -1,
+    },
     lsn,
   };
 }

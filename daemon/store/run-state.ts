@@ -49,6 +49,8 @@ export interface SampleState {
   weight: number;
   /** S_j(z), indexed like {@link RunState.queryIds}; shorter when queries were added later (missing = 0). */
   sums: Float64Array;
+  /** Σ_j S_j(z), kept with the sums (the same increments) so that score(z) is O(1). */
+  total: number;
   /** Store bookkeeping: the last log entry applied to this sample (0: none). */
   lsn: number;
   /** Store bookkeeping: the last log entry folded into its written record (0: never written). */
@@ -128,16 +130,13 @@ export class RunState {
   /** score(z) = mean_j S_j(z) over the run's query ids (0 before any query set). */
   score(sample: SampleState): number {
     const m = this.queryIds.length;
-    if (m === 0) return 0;
-    let total = 0;
-    for (let j = 0; j < sample.sums.length; j++) total += sample.sums[j] as number;
-    return total / m;
+    return m === 0 ? 0 : sample.total / m;
   }
 
   getOrCreateSample(id: string): SampleState {
     let s = this.samples.get(id);
     if (s === undefined) {
-      s = { id, seen: 0, lastStep: 0, weight: 1, sums: new Float64Array(this.queryIds.length), lsn: 0, flushedLsn: 0, delta: -1 };
+      s = { id, seen: 0, lastStep: 0, weight: 1, sums: new Float64Array(this.queryIds.length), total: 0, lsn: 0, flushedLsn: 0, delta: -1 };
       this.samples.set(id, s);
     }
     return s;

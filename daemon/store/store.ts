@@ -519,10 +519,14 @@ export class Store {
         const cols = qs.columns;
         const sums = sample.sums;
         const products = b.products;
+        let total = 0;
         for (let j = 0; j < m; j++) {
           const col = cols[j] as number;
-          sums[col] = (sums[col] as number) + lr * (products[i * m + j] as number);
+          const c = lr * (products[i * m + j] as number);
+          sums[col] = (sums[col] as number) + c;
+          total += c;
         }
+        sample.total += total;
       }
       if (sample.delta < 0) sample.delta = pool.alloc();
       const row = pool.block(sample.delta);
@@ -877,6 +881,8 @@ export class Store {
       const set = this.dirtySet(run);
       const pool = this.deltaPool(run);
       const puts = entries.map(({ sample, g }) => {
+        // Imports set the sums; the total follows them.
+        sample.total = sample.sums.reduce((t, x) => t + x, 0);
         const record = newSampleRecord(sample, k, this.appliedLsn);
         if (g !== undefined) record.g.set(g.subarray(0, k));
         else this.currentEmbedding(run, sample, record.g);

@@ -23,6 +23,7 @@ function makeRun(n: number): { run: RunState; scores: number[]; weights: number[
   for (let i = 0; i < n; i++) {
     const s = run.getOrCreateSample(`s${i}`);
     s.sums = Float64Array.from([r.normal(), r.normal()]);
+    s.total = (s.sums[0] as number) + (s.sums[1] as number);
     s.seen = 1;
     s.weight = i % 7 === 0 ? 0 : i % 3 === 0 ? Math.fround(r.uniform()) : 1;
     scores.push(((s.sums[0] as number) + (s.sums[1] as number)) / 2);
