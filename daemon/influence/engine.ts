@@ -198,7 +198,15 @@ export class InfluenceEngine {
   private async pump(): Promise<void> {
     const inFlight: Array<Promise<void>> = [];
     try {
-      while (this.queueDepth > 0) {
+      for (;;) {
+        if (this.queueDepth === 0) {
+          // Nothing to prepare: wait for a commit; stop only when none is left (checked and
+          // left synchronously, so an item enqueued meanwhile always finds a running pump).
+          const next = inFlight.shift();
+          if (next === undefined) break;
+          await next;
+          continue;
+        }
         const group = this.takeGroup();
         let prepared: PreparedGroup;
         try {
@@ -212,10 +220,7 @@ export class InfluenceEngine {
         }
         inFlight.push(this.commitGroup(prepared));
         if (inFlight.length >= GROUPS_IN_FLIGHT) await inFlight.shift();
-        // Let the group's commit start before preparing the next one.
-        if (this.queueDepth === 0 && inFlight.length > 0) await inFlight.shift();
       }
-      await Promise.all(inFlight);
     } finally {
       this.pumping = false;
       this.idleResolve?.();

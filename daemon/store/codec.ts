@@ -58,11 +58,11 @@ export function recordShape(buf: Uint8Array): { nq: number; k: number } {
   return { nq: b.readUInt32LE(4), k: b.readUInt32LE(28) };
 }
 
-/** The sample state of a record and the last log entry folded into it. */
-export function decodeSample(id: string, buf: Uint8Array): { sample: SampleState; lsn: number } {
+/** The sample state of a record (sums in an array from `newSums`) and the last log entry folded into it. */
+export function decodeSample(id: string, buf: Uint8Array, newSums: (nq: number) => Float64Array): { sample: SampleState; lsn: number } {
   const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
   const { nq } = recordShape(b);
-  const sums = new Float64Array(nq);
+  const sums = newSums(nq);
   for (let j = 0; j < nq; j++) sums[j] = b.readDoubleLE(SAMPLE_HEADER_BYTES + 8 * j);
   const lsn = b.readDoubleLE(32);
   return {

@@ -136,9 +136,29 @@ export class RunState {
   getOrCreateSample(id: string): SampleState {
     let s = this.samples.get(id);
     if (s === undefined) {
-      s = { id, seen: 0, lastStep: 0, weight: 1, sums: new Float64Array(this.queryIds.length), total: 0, lsn: 0, flushedLsn: 0, delta: -1 };
+      s = { id, seen: 0, lastStep: 0, weight: 1, sums: this.newSums(this.queryIds.length), total: 0, lsn: 0, flushedLsn: 0, delta: -1 };
       this.samples.set(id, s);
     }
     return s;
   }
+
+  private slab: Float64Array | undefined;
+  private slabUsed = 0;
+
+  /**
+   * A zeroed sums array of length `nq`, carved from a shared slab: a view per sample instead of
+   * an ArrayBuffer per sample, which keeps a million samples cheap for the garbage collector.
+   */
+  newSums(nq: number): Float64Array {
+    if (this.slab === undefined || this.slabUsed + nq > this.slab.length) {
+      this.slab = new Float64Array(Math.max(nq, 1) * SUMS_SLAB_ROWS);
+      this.slabUsed = 0;
+    }
+    const view = this.slab.subarray(this.slabUsed, this.slabUsed + nq);
+    this.slabUsed += nq;
+    return view;
+  }
 }
+
+/** Samples' sums per slab allocation. */
+const SUMS_SLAB_ROWS = 4096;

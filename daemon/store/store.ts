@@ -320,7 +320,7 @@ export class Store {
         });
       }
       for (const { key: k, value: buf } of this.samplesDb.getRange(runRange(key))) {
-        const { sample, lsn } = decodeSample(k[1], buf);
+        const { sample, lsn } = decodeSample(k[1], buf, (nq) => run.newSums(nq));
         run.samples.set(k[1], sample);
         run.mirror.set(k[1], embeddingView(buf));
         if (lsn > maxLsn) maxLsn = lsn;
@@ -509,7 +509,7 @@ export class Store {
       const sample = run.getOrCreateSample(b.sampleIds[i] as string);
       if (lsn <= sample.flushedLsn) continue;
       if (sample.sums.length < nq) {
-        const grown = new Float64Array(nq);
+        const grown = run.newSums(nq);
         grown.set(sample.sums);
         sample.sums = grown;
       }

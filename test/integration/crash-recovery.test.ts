@@ -111,7 +111,8 @@ describe('graceful restart', () => {
           s.seen,
           s.lastStep,
           s.weight,
-          Buffer.from(s.sums.buffer).toString('hex'),
+          s.total,
+          Buffer.from(s.sums.buffer, s.sums.byteOffset, s.sums.byteLength).toString('hex'),
           Buffer.from(d.store.embedding('persist', s.id, 64)!.buffer).toString('hex'),
         ]);
       return JSON.stringify({ rows, q: run.queryIds, w: run.weightsVersion, c: [...run.commits], b: run.batches });
