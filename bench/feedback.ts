@@ -52,6 +52,9 @@ interface RunResult {
   noUpdate: number;
   updates: number;
   avgUpdateIds: number;
+  /** The daemon's own view (prom-client default metrics): GC pause time and worst event-loop lag. */
+  gcMs: number;
+  loopLagMaxMs: number;
 }
 
 async function once(rate: number, seed: number): Promise<RunResult> {
@@ -125,6 +128,10 @@ async function once(rate: number, seed: number): Promise<RunResult> {
   done = true;
   await receiver;
   s.close();
+  const metrics = await (await fetch(`http://127.0.0.1:${d.httpPort}/metrics`)).text();
+  let gcSeconds = 0;
+  for (const m of metrics.matchAll(/^nodejs_gc_duration_seconds_sum\{[^}]*\} (\S+)$/gm)) gcSeconds += Number(m[1]);
+  const lagMax = Number(/^nodejs_eventloop_lag_max_seconds (\S+)$/m.exec(metrics)?.[1] ?? NaN);
   await d.stop();
   dir.remove();
 
@@ -154,6 +161,8 @@ async function once(rate: number, seed: number): Promise<RunResult> {
     noUpdate,
     updates: live.length,
     avgUpdateIds: live.reduce((a, u) => a + u.ids, 0) / Math.max(1, live.length),
+    gcMs: gcSeconds * 1000,
+    loopLagMaxMs: lagMax * 1000,
   };
 }
 
@@ -209,6 +218,8 @@ for (const rate of RATES) {
       res.noUpdate,
       res.updates,
       Math.round(res.avgUpdateIds),
+      fmt(res.gcMs, 0),
+      fmt(res.loopLagMaxMs, 0),
     ]);
     process.stderr.write(`${rate}/s run ${run}: ack p99 ${q(res.ack, 0.99)} ms, WeightUpdate p99 ${q(res.wu, 0.99)} ms\n`);
   }
@@ -244,6 +255,8 @@ report(
     'no WU',
     'WUs',
     'ids/WU',
+    'GC ms',
+    'loop lag max ms',
   ],
   rows,
   {

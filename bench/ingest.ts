@@ -15,7 +15,7 @@
 import { parseArgs } from 'node:util';
 import { encodeFloat16Array } from '../trainer-hooks/ts/index.js';
 import { rng } from '../test/helpers/reference.js';
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../test/helpers/daemon.js';
 import { rawStream } from '../test/helpers/raw-stream.js';
@@ -23,7 +23,7 @@ import { CACHE_DIR, bestOf, cpuMs, fmt, printProfile, report, startBenchDaemon, 
 
 const { values } = parseArgs({
   options: {
-    seconds: { type: 'string', default: '4' },
+    seconds: { type: 'string', default: '8' },
     runs: { type: 'string', default: '2' },
     profile: { type: 'boolean' },
     quick: { type: 'boolean' },
@@ -40,6 +40,8 @@ interface Case {
   m: number;
   batch: number;
   ranks: number;
+  /** Daemon config file (default: the defaults), and its label in the table. */
+  config?: { file: string; label: string };
 }
 
 interface CaseResult {
@@ -59,7 +61,7 @@ async function runCase(c: Case, cpuProfDir?: string): Promise<CaseResult> {
   const d = await startBenchDaemon({
     dataDir: dir.path,
     ...(cpuProfDir === undefined ? {} : { cpuProfDir }),
-    ...(values.config === undefined ? {} : { env: { MOTIVE_CONFIG: values.config } }),
+    ...(c.config === undefined ? {} : { env: { MOTIVE_CONFIG: c.config.file } }),
   });
   const r = rng(c.k + c.m + c.batch);
   // A few distinct pre-encoded payloads, reused with fresh sample ids.
@@ -143,7 +145,23 @@ const cases: Case[] = [];
 for (const k of values.quick ? [512] : [512, 2048])
   for (const m of values.quick ? [64] : [8, 64])
     for (const batch of values.quick ? [256] : [16, 256])
-      for (const ranks of values.quick ? [Number(process.env.RANKS ?? 1)] : [1, 4]) cases.push({ k, m, batch, ranks });
+      for (const ranks of values.quick ? [1] : [1, 4])
+        cases.push({
+          k,
+          m,
+          batch,
+          ranks,
+          ...(values.config === undefined ? {} : { config: { file: values.config, label: values.config } }),
+        });
+if (values.quick !== true && values.config === undefined) {
+  // The target case again with room for the whole pool dirty: each sample is then written once
+  // per flush however often it was touched (docs/performance.md, sizing).
+  const file = join(CACHE_DIR, 'ingest-dirty-256k.json');
+  mkdirSync(CACHE_DIR, { recursive: true });
+  writeFileSync(file, JSON.stringify({ store: { maxDirtySamples: 262144, flushIntervalMs: 4000 } }));
+  for (const ranks of [1, 4])
+    cases.push({ k: 512, m: 64, batch: 256, ranks, config: { file, label: 'maxDirtySamples 262144, flushIntervalMs 4000' } });
+}
 
 const rows: Array<Array<string | number>> = [];
 for (const c of cases) {
@@ -168,6 +186,7 @@ for (const c of cases) {
     fmt(best.clientCores, 2),
     best.flushed,
     best.dirty,
+    c.config?.label ?? 'defaults',
   ]);
   process.stderr.write(
     `k=${c.k} m=${c.m} batch=${c.batch} ranks=${c.ranks}: ${Math.round(rate.best)} sketches/s (spread ${fmt(rate.spreadPct, 0)} %)\n`,
@@ -198,6 +217,7 @@ report(
     'client cores',
     'flushed',
     'dirty at end',
+    'store config',
   ],
   rows,
   { target: '>= 100000 sketches/s at k=512, m=64, fp16, batch 256', ...(profile === undefined ? {} : { profile }) },

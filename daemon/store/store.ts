@@ -646,8 +646,8 @@ export class Store {
   }
 
   /**
-   * One flush cycle: writes every sample dirty now (run by run, in key order, in chunks of one
-   * samples transaction each) as base record + pending delta, then trims the log up to the last
+   * One flush cycle: writes every sample dirty now (run by run, in chunks of one samples
+   * transaction each) as base record + pending delta, then trims the log up to the last
    * entry applied when the cycle began. Samples touched again meanwhile stay dirty, with the log
    * entries they need.
    */
@@ -655,7 +655,9 @@ export class Store {
     const started = performance.now();
     const upTo = this.appliedPrefix();
     for (const [run, set] of [...this.dirty]) {
-      const samples = [...set].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      // Unsorted: sorting by key saved about 10 % of LMDB's write time in large transactions but
+      // held the main thread for tens of milliseconds at the start of every cycle.
+      const samples = [...set];
       for (let at = 0; at < samples.length; at += this.flushChunk) {
         if (this.runStates.get(run.info.id) !== run) break;
         await this.flushChunkOf(run, samples.slice(at, at + this.flushChunk));
