@@ -55,7 +55,12 @@ export function recordShape(buf: Uint8Array): { nq: number; k: number } {
   const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
   const layout = b.readUInt32LE(0);
   if (layout !== SAMPLE_RECORD_V3) throw new Error(`unknown sample record layout ${layout}`);
-  return { nq: b.readUInt32LE(4), k: b.readUInt32LE(28) };
+  const shape = { nq: b.readUInt32LE(4), k: b.readUInt32LE(28) };
+  // `length`, not `byteLength`: lmdb-js's getBinaryFast buffer is a view of a larger reused buffer
+  // whose `length` is the value's size.
+  if (buf.length !== sampleRecordBytes(shape.nq, shape.k))
+    throw new Error(`sample record of ${buf.length} bytes, expected ${sampleRecordBytes(shape.nq, shape.k)} for ${shape.nq} sums and k = ${shape.k}`);
+  return shape;
 }
 
 /** The sample state of a record (sums in an array from `newSums`) and the last log entry folded into it. */
