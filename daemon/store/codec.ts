@@ -59,7 +59,9 @@ export function recordShape(buf: Uint8Array): { nq: number; k: number } {
   // `length`, not `byteLength`: lmdb-js's getBinaryFast buffer is a view of a larger reused buffer
   // whose `length` is the value's size.
   if (buf.length !== sampleRecordBytes(shape.nq, shape.k))
-    throw new Error(`sample record of ${buf.length} bytes, expected ${sampleRecordBytes(shape.nq, shape.k)} for ${shape.nq} sums and k = ${shape.k}`);
+    throw new Error(
+      `sample record of ${buf.length} bytes, expected ${sampleRecordBytes(shape.nq, shape.k)} for ${shape.nq} sums and k = ${shape.k}`,
+    );
   return shape;
 }
 
