@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -59,7 +59,7 @@ class Config:
     train_counts: Dict[str, int] = field(
         default_factory=lambda: {"clean": 80, "appearance": 24, "jitter": 14, "frozen": 14, "shuffle": 14, "flicker": 14}
     )
-    queries_per_motion: int = 2
+    queries_per_motion: int = 4
     pretrain_clips: int = 192
     pretrain_steps: int = 500
     pretrain_lr: float = 2e-3
@@ -68,16 +68,28 @@ class Config:
     ft_lr: float = 1e-3
     width: int = 24
     dim: int = 256
+    sketch_layers: Tuple[str, ...] = ("mlp_in", "mlp_out", "conv_out")
+    """The sketched layers: the token MLP and the 3D output conv; not the per-frame 2D conv
+    ``frame_conv`` (a purely spatial, per-frame layer: its gradient is appearance, see
+    docs/results.md)."""
     query_every: int = 5
     select_frac: float = 0.5
     eval_samples: int = 24
     eval_frames: int = 8
     sample_steps: int = 16
     best: str = "accel-multi-t"
+    live_sampler: bool = False
+    """Live runs draw their batches by the daemon's weights (``MotiveSampler``); False: in the
+    uniform run's order (the same clips, order and noise, only the weights differ)."""
+    live_loss_weights: bool = True
+    """Live runs weight each step's per-sample losses by the daemon's weights, gated: the step's
+    sketches are sent first, and the step waits (at most ``gate_timeout_s``) for the daemon's
+    weight update that follows their commit (see :func:`finetune`)."""
+    gate_timeout_s: float = 0.5
     recipes: Tuple[str, ...] = ("masked", "temporal", "accel-multi-t")
-    methods: Tuple[str, ...] = ("uniform", "live", "offline", "random", "magnitude", "live-nomask")
+    methods: Tuple[str, ...] = ("uniform", "live", "live-sampler", "offline", "random", "magnitude", "live-nomask")
     daemon_config: Dict[str, Any] = field(
-        default_factory=lambda: {"logLevel": "warn", "weights": {"minSeen": 1, "intervalMs": 200, "beta": 2.0, "wMin": 0.02}}
+        default_factory=lambda: {"logLevel": "warn", "weights": {"minSeen": 1, "intervalMs": 20, "beta": 2.0, "wMin": 0.02}}
     )
 
 
@@ -198,7 +210,10 @@ def sample(model: torch.nn.Module, n: int, frames: int, steps: int, seed: int) -
 
 
 class Daemon:
-    """``node bin/motived.js`` on free ports with a temporary store."""
+    """``node bin/motived.js`` on free ports with a temporary store.
+
+    ``MOTIVE_DAEMON_ROOT`` (environment) runs the daemon of another checkout (default: this one).
+    """
 
     def __init__(self, config: Dict[str, Any]) -> None:
         self.dir = tempfile.mkdtemp(prefix="motive-synthetic-")
@@ -206,8 +221,9 @@ class Daemon:
         with open(cfg_path, "w") as f:
             json.dump(config, f)
         env = dict(os.environ, MOTIVE_DATA_DIR=os.path.join(self.dir, "data"), MOTIVE_GRPC_PORT="0", MOTIVE_HTTP_PORT="0", MOTIVE_CONFIG=cfg_path)
+        root = os.environ.get("MOTIVE_DAEMON_ROOT") or ROOT
         self.proc = subprocess.Popen(
-            ["node", os.path.join(ROOT, "bin", "motived.js")], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+            ["node", os.path.join(root, "bin", "motived.js")], cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
         )
         deadline = time.time() + 60
         assert self.proc.stdout is not None
@@ -354,6 +370,7 @@ class RunResult:
     final_scores: Dict[str, Dict[str, float]] = field(default_factory=dict)
     seconds: float = 0.0
     selected: Optional[Dict[str, int]] = None
+    gate: Dict[str, int] = field(default_factory=dict)
 
 
 def finetune(
@@ -386,11 +403,12 @@ def finetune(
     pool = list(range(len(train.clips))) if subset is None else list(subset)
     steps_per_epoch = len(train.clips) // cfg.batch
     total_steps = cfg.ft_epochs * steps_per_epoch
+    gated = weighted is not None and cfg.live_loss_weights
     streams: List[Tuple[str, MotionAttributor, Any]] = []
     names = list(recipes) if weighted is None else [weighted]
     for name in names:
         attr = MotionAttributor(
-            model, model.sketch_layers(), flow_matching_predict(), dim=cfg.dim, query_every=cfg.query_every, objectives=recipe_objectives(name, use_mask)
+            model, list(cfg.sketch_layers), flow_matching_predict(), dim=cfg.dim, query_every=cfg.query_every, objectives=recipe_objectives(name, use_mask)
         )
         run_id = f"s{seed}-{method}-{name}"
         client: Any = None
@@ -407,7 +425,7 @@ def finetune(
                 groups=[queries.clips[i].motion for i in grp],
             )
         streams.append((run_id, attr, client))
-    if weighted is not None:
+    if weighted is not None and cfg.live_sampler:
         assert streams and streams[0][2] is not None
         sampler = MotiveSampler(train.ids, streams[0][2], num_samples=total_steps * cfg.batch, seed=seed, refresh_every=cfg.batch)
         draws = iter(sampler)
@@ -420,22 +438,46 @@ def finetune(
     result = RunResult(method, seed, {})
     checkpoints = {max(1, steps_per_epoch // 2), steps_per_epoch, 2 * steps_per_epoch, total_steps}
     for step in range(total_steps if max_steps is None else min(total_steps, max_steps)):
-        if weighted is not None:
+        if weighted is not None and cfg.live_sampler:
             idx = order if step == 0 else [next(draws) for _ in range(cfg.batch)]
         else:
             idx = order[step * cfg.batch : (step + 1) * cfg.batch]
+        lr = opt.param_groups[0]["lr"]
+        loss_w: Optional[Dict[int, float]] = None
+        if gated:
+            # the attribution pass first (it leaves the model, its gradients and the RNG as they
+            # were), then the daemon's verdict on these very clips weights this step's loss
+            _, attr, client = streams[0]
+            for grp in by_length(idx, train):
+                attr.step(step, lr, [train.ids[i] for i in grp], torch.stack([train.latents[i] for i in grp]), torch.stack([train.masks[i] for i in grp]))
+            client.flush(timeout_s=cfg.gate_timeout_s)
+            waited = client.wait_weights(client.weights_version, cfg.gate_timeout_s)
+            result.gate["steps"] = result.gate.get("steps", 0) + 1
+            result.gate["timeouts"] = result.gate.get("timeouts", 0) + (0 if waited else 1)
+            w = client.loss_weights([train.ids[i] for i in idx]).tolist()
+            loss_w = {i: float(v) for i, v in zip(idx, w)}
         opt.zero_grad()
         loss = torch.zeros(())
+        total_w = 0.0
         for grp in by_length(idx, train):
             x = torch.stack([train.latents[i] for i in grp])
-            loss = loss + fm_loss(model, x, gen).sum()
-        (loss / cfg.batch).backward()
-        lr = opt.param_groups[0]["lr"]
-        for _, attr, _ in streams:
-            for grp in by_length(idx, train):
-                x = torch.stack([train.latents[i] for i in grp])
-                m = torch.stack([train.masks[i] for i in grp])
-                attr.step(step, lr, [train.ids[i] for i in grp], x, m)
+            per = fm_loss(model, x, gen)
+            if loss_w is None:
+                loss = loss + per.sum()
+            else:
+                wg = torch.tensor([loss_w[i] for i in grp])
+                loss = loss + (wg * per).sum()
+                total_w += float(wg.sum())
+        if loss_w is None:
+            (loss / cfg.batch).backward()
+        else:  # a weighted mean: the step keeps its size, the weights say whose gradient it is
+            (loss / max(total_w, 1e-6)).backward()
+        if not gated:
+            for _, attr, _ in streams:
+                for grp in by_length(idx, train):
+                    x = torch.stack([train.latents[i] for i in grp])
+                    m = torch.stack([train.masks[i] for i in grp])
+                    attr.step(step, lr, [train.ids[i] for i in grp], x, m)
         opt.step()
         if daemon is not None and (step + 1) in checkpoints:
             for run_id, _, client in streams:
@@ -457,7 +499,7 @@ def finetune(
 def offline_scores(cfg: Config, model: SmallVideoDenoiser, train: Prepared, queries: Prepared, recipe: str) -> Tuple[List[float], List[int]]:
     """Final-checkpoint sketches: per clip the mean cosine with the queries and the majority-vote
     count (per query, a clip votes when its cosine is above that query's median over clips)."""
-    attr = MotionAttributor(model, model.sketch_layers(), flow_matching_predict(), dim=cfg.dim, objectives=recipe_objectives(recipe))
+    attr = MotionAttributor(model, list(cfg.sketch_layers), flow_matching_predict(), dim=cfg.dim, objectives=recipe_objectives(recipe))
     for grp in by_length(range(len(queries.clips)), queries):
         attr.add_queries([queries.clips[i].id for i in grp], torch.stack([queries.latents[i] for i in grp]), torch.stack([queries.masks[i] for i in grp]))
     _, q, _ = attr.query_sketches()
@@ -479,7 +521,7 @@ def length_bias(cfg: Config, model: SmallVideoDenoiser, train: Prepared, queries
     lengths = [float(l.shape[1]) for l in train.latents]
     for fix in (False, True):
         objs = recipe_objectives(recipe)
-        attr = MotionAttributor(model, model.sketch_layers(), flow_matching_predict(), dim=cfg.dim, objectives=objs)
+        attr = MotionAttributor(model, list(cfg.sketch_layers), flow_matching_predict(), dim=cfg.dim, objectives=objs)
         qs = []
         for grp in by_length(range(len(queries.clips)), queries):
             raw, _ = attr.raw_sketch(torch.stack([queries.latents[i] for i in grp]), torch.stack([queries.masks[i] for i in grp]))
@@ -532,6 +574,9 @@ def run_seed(cfg: Config, seed: int, init: Dict[str, torch.Tensor], daemon: Daem
         elif method == "live":
             kw["weighted"] = best
             kw["record"] = record
+        elif method == "live-sampler":  # the sampler alone, no gate: weights act from the next draw on
+            kw["weighted"] = best
+            kw["run_cfg"] = replace(cfg, live_sampler=True, live_loss_weights=False)
         elif method == "live-nomask":
             kw["weighted"] = best
             kw["use_mask"] = False
@@ -546,7 +591,8 @@ def run_seed(cfg: Config, seed: int, init: Dict[str, torch.Tensor], daemon: Daem
             subset = sorted(torch.randperm(n, generator=g)[: int(round(cfg.select_frac * n))].tolist())
         elif method == "magnitude":
             subset = select_top([clip_motion(c) for c in train.clips], cfg.select_frac)
-        model, res = finetune(cfg, method, seed, init, train, queries, daemon, subset=subset, **kw)
+        run_cfg = kw.pop("run_cfg", cfg)
+        model, res = finetune(run_cfg, method, seed, init, train, queries, daemon, subset=subset, **kw)
         if method == "uniform":
             uniform_model = model
         if subset is not None:

@@ -53,7 +53,7 @@ def main() -> None:
     model = ex.SmallVideoDenoiser(channels=3, width=cfg.width)
     model.load_state_dict(init)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.ft_lr)
-    attrs = {n: MotionAttributor(model, model.sketch_layers(), P, dim=cfg.dim, objectives=[MotionObjective(P, **OBJECTIVES[n])]) for n in names}  # type: ignore[arg-type]
+    attrs = {n: MotionAttributor(model, list(cfg.sketch_layers), P, dim=cfg.dim, objectives=[MotionObjective(P, **OBJECTIVES[n])]) for n in names}  # type: ignore[arg-type]
     scores = {n: torch.zeros(len(train.clips)) for n in names}
     qbar: Dict[str, torch.Tensor] = {}
     gen = torch.Generator()

@@ -9,10 +9,81 @@ import json
 import math
 import os
 import sys
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Sequence, Tuple
 
 KIND_ORDER = ("jitter", "frozen", "shuffle", "flicker", "appearance", "harmful")
-METRICS = (("smoothness", "motion smoothness ↑"), ("dynamic", "dynamic degree ↑"), ("motion_px", "motion (px/frame)"), ("flicker", "temporal flicker ↓"))
+METRICS = (
+    ("smoothness", "motion smoothness ↑"),
+    ("dynamic", "dynamic degree ↑"),
+    ("dynamic_2px", "dynamic degree @2 px ↑"),
+    ("motion_px", "motion (px/frame)"),
+    ("motion_min_px", "slowest sample (px/frame)"),
+    ("flicker", "temporal flicker ↓"),
+)
+ACCEPT_AUC = {"jitter": (0.9, 1.0), "frozen": (0.9, 1.0), "appearance": (0.0, 0.6)}
+"""The issue's detection bar (live score after one epoch, AUC vs clean), per seed."""
+
+
+def _ms(xs: Sequence[float]) -> Tuple[float, float]:
+    m = sum(xs) / len(xs)
+    sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
+    return m, sd
+
+
+def verdict(results: Dict[str, Any]) -> str:
+    """The acceptance bars, per seed and on the mean, from the run itself."""
+    cfg = results["config"]
+    seeds = _seeds(results)
+    names = list(results["seeds"].keys())
+    lines: List[str] = []
+    aucs = live_auc_at(results, "epoch").get(cfg["best"], {})
+    rows = []
+    for k in ("jitter", "frozen", "shuffle", "flicker", "appearance", "harmful"):
+        xs = aucs.get(k, [])
+        if not xs:
+            continue
+        m, sd = _ms(xs)
+        lo, hi = ACCEPT_AUC.get(k, (float("nan"), float("nan")))
+        if k in ACCEPT_AUC:
+            ok = all(lo <= x <= hi for x in xs)
+            bar = f"≥ {lo}" if lo > 0 else f"≤ {hi}"
+            met = "yes, every seed" if ok else ("on the mean only" if lo <= m <= hi else "no")
+        else:
+            bar, met = "—", "—"
+        rows.append([k, bar, f"{m:.3f} ± {sd:.3f}", " / ".join(f"{x:.3f}" for x in xs), met])
+    lines.append(
+        f"Live detection after one epoch (recipe {cfg['best']}, uniform-sampling run), seeds {', '.join(names)}:\n\n"
+        + md_table(["kind", "bar", "mean ± std", "per seed", "met"], rows)
+    )
+    if all("uniform" in s["runs"] and "live" in s["runs"] for s in seeds):
+        rows = []
+        for key, title in METRICS:
+            if not all(key in s["runs"][r]["metrics"] for s in seeds for r in ("uniform", "live")):
+                continue
+            u = [s["runs"]["uniform"]["metrics"][key] for s in seeds]
+            lv = [s["runs"]["live"]["metrics"][key] for s in seeds]
+            (mu, su), (ml, sl) = _ms(u), _ms(lv)
+            d = [b - a for a, b in zip(u, lv)]
+            rows.append(
+                [
+                    title,
+                    f"{mu:.4f} ± {su:.4f}",
+                    f"{ml:.4f} ± {sl:.4f}",
+                    f"{ml - mu:+.4f}",
+                    f"{2 * max(su, sl):.4f}",
+                    " / ".join(f"{x:+.4f}" for x in d),
+                ]
+            )
+        lines.append(
+            "Live weighting vs uniform sampling (Δ = live − uniform; 2σ = twice the larger of the two seed standard deviations):\n\n"
+            + md_table(["metric", "uniform", "live", "Δ", "2σ", "Δ per seed"], rows)
+        )
+        gates = [s["runs"]["live"].get("gate") or {} for s in seeds]
+        if any(gates):
+            steps = sum(g.get("steps", 0) for g in gates)
+            touts = sum(g.get("timeouts", 0) for g in gates)
+            lines.append(f"Gated steps of the live runs: {steps}, of which {touts} timed out waiting for the daemon's weight update.")
+    return "\n\n".join(lines)
 
 
 def mean_std(xs: Sequence[float]) -> str:
@@ -51,7 +122,7 @@ def live_auc_at(results: Dict[str, Any], step_of: str = "epoch") -> Dict[str, Di
 
 
 def tables(results: Dict[str, Any]) -> str:
-    parts: List[str] = []
+    parts: List[str] = ["### Against the bar\n\n" + verdict(results)]
     cfg = results["config"]
     for when, title in (("epoch", "after one epoch"), ("final", f"after {cfg['ft_epochs']} epochs")):
         aucs = live_auc_at(results, when)
@@ -61,7 +132,7 @@ def tables(results: Dict[str, Any]) -> str:
     n = sum(cfg["train_counts"].values())
     epoch = n // cfg["batch"]
     rows = []
-    for m in ("live", "live-nomask"):
+    for m in ("live", "live-sampler", "live-nomask"):
         if not all(m in s["runs"] for s in seeds):
             continue
         for when in ("epoch", "final"):
@@ -83,7 +154,7 @@ def tables(results: Dict[str, Any]) -> str:
     methods = ["pretrained"] + [m for m in cfg["methods"] if all(m in s["runs"] for s in seeds)]
     rows = []
     for m in methods:
-        rows.append([m] + [mean_std([s["runs"][m]["metrics"][k] for s in seeds]) for k, _ in METRICS] + [mean_std([s["runs"][m]["seconds"] for s in seeds])])
+        rows.append([m] + [mean_std([s["runs"][m]["metrics"].get(k, float("nan")) for s in seeds]) for k, _ in METRICS] + [mean_std([s["runs"][m]["seconds"] for s in seeds])])
     parts.append("### Motion metrics of generated samples per run (mean ± std over seeds)\n\n" + md_table(["run"] + [t for _, t in METRICS] + ["seconds"], rows))
     sel = [m for m in methods if seeds[0]["runs"][m].get("selected")]
     if sel:
@@ -132,7 +203,7 @@ def plots(results: Dict[str, Any], docs: str) -> List[str]:
         written.append(path)
     methods = ["pretrained"] + [m for m in cfg["methods"] if all(m in s["runs"] for s in seeds)]
     fig, axes = plt.subplots(1, 3, figsize=(10, 3.4))
-    for ax, (key, title) in zip(axes, (METRICS[0], METRICS[2], METRICS[3])):
+    for ax, (key, title) in zip(axes, (METRICS[0], METRICS[3], METRICS[5])):
         for j, m in enumerate(methods):
             ys = [s["runs"][m]["metrics"][key] for s in seeds]
             ax.scatter([j] * len(ys), ys, s=14)

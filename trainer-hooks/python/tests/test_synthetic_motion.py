@@ -54,18 +54,17 @@ def _one_epoch_auc() -> dict:
 
 
 def test_live_detection_after_one_epoch() -> None:
-    """What the default recipe achieves on seed 0 (docs/results.md): frozen and flicker clips
-    found, harmful vs clean well above chance, appearance-only clips close to the clean ones."""
-    auc = _one_epoch_auc()
-    assert auc["frozen"] >= 0.9, auc
-    assert auc["flicker"] >= 0.9, auc
-    assert auc["harmful"] >= 0.85, auc
-    assert auc["jitter"] >= 0.8, auc
-    assert auc["appearance"] <= 0.7, auc
-
-
-@pytest.mark.xfail(reason="seed 0 misses the bar after one epoch: jitter 0.88 < 0.9, appearance 0.64 > 0.6 (docs/results.md)", strict=False)
-def test_acceptance_bar_after_one_epoch() -> None:
+    """The issue's bar on the reduced run (seed 0, the first epoch of the full run bit for bit):
+    jitter and frozen clips found (AUC >= 0.9), appearance-only clips ranked with the clean ones
+    (AUC <= 0.6); docs/results.md has the three-seed figures."""
     auc = _one_epoch_auc()
     for kind, (lo, hi) in auc["acceptance"].items():
-        assert lo <= auc[kind] <= hi, f"{kind}: AUC {auc[kind]:.3f} outside [{lo}, {hi}]"
+        assert lo <= auc[kind] <= hi, f"{kind}: AUC {auc[kind]:.3f} outside [{lo}, {hi}]: {auc}"
+
+
+def test_other_corruptions_after_one_epoch() -> None:
+    """What the bar does not name but the default recipe also finds on seed 0."""
+    auc = _one_epoch_auc()
+    assert auc["flicker"] >= 0.9, auc
+    assert auc["shuffle"] >= 0.8, auc
+    assert auc["harmful"] >= 0.9, auc
