@@ -1,9 +1,10 @@
 /**
  * The influence engine (DESIGN.md §5): a single writer that folds queued batches and query sets
  * into group commits. For each group it scores every batch against the query set in force at the
- * batch's step (onnxruntime MatMul), then applies seen / lastStep / S_j / G(z) updates and the
- * (run, rank) commit markers in one durable store transaction. Submissions resolve only after
- * that commit, which is what lets ingest acknowledge exactly-once.
+ * batch's step (onnxruntime MatMul), appends the batches to the store's write-ahead log with their
+ * (run, rank) commit markers in one durable transaction, and only then applies the seen /
+ * lastStep / S_j / G(z) updates in memory (docs/store.md). Submissions resolve after that, which
+ * is what lets ingest acknowledge exactly-once. The next group is prepared while one commits.
  */
 import { MotiveError, normalizeRows, type Logger } from '../shared/index.js';
 import type { QuerySetRecord, RunState, ScoreMode, Store } from '../store/index.js';
@@ -215,6 +216,10 @@ export class InfluenceEngine {
           prepared = await this.prepare(group);
         } catch (err) {
           this.log.error({ err }, 'group prepare failed');
+          // The failed group may have left its seqs, query sets and samples in `ahead`: let the
+          // groups before it finish, then forget what was assumed, so a resent batch is counted.
+          await Promise.allSettled(inFlight.splice(0));
+          this.forgetAhead();
           for (const item of group) item.reject(err);
           continue;
         }
@@ -225,6 +230,15 @@ export class InfluenceEngine {
       this.pumping = false;
       this.idleResolve?.();
     }
+  }
+
+  /** Voids every group prepared so far (their commits will refuse) and what they assumed. */
+  private forgetAhead(): void {
+    this.epoch++;
+    this.ahead.seqs.clear();
+    this.ahead.querySets.clear();
+    this.ahead.queryIds.clear();
+    this.ahead.samples.clear();
   }
 
   private runFor(runId: string): RunState {
@@ -381,11 +395,7 @@ export class InfluenceEngine {
       if (g.epoch === this.epoch) {
         this.log.error({ err }, 'group commit failed');
         // Groups prepared after this one assumed it: void them and forget what they assumed.
-        this.epoch++;
-        this.ahead.seqs.clear();
-        this.ahead.querySets.clear();
-        this.ahead.queryIds.clear();
-        this.ahead.samples.clear();
+        this.forgetAhead();
       }
       for (const p of live) p.item.reject(err);
       return;
