@@ -54,6 +54,9 @@ describe('run deletion, backup and restore', () => {
     await c.send(0, 0.5, ['a', 'b'], Float32Array.from([1, 0, 0, 0, 1, 0]));
     await c.flush();
     c.close();
+    // Flushed, so the samples are in the samples environment, not only in the log.
+    await daemon.store.flush();
+    expect(daemon.store.flushStats()).toMatchObject({ dirtySamples: 0, logEntries: 0 });
     const out = join(dir.path, 'backup');
     const q = quiet();
     expect(await runCli(['backup', '--out', out], q.io, env())).toBe(0);
