@@ -150,7 +150,10 @@ const take = (): void => {
   // Allocated blocks of the LMDB file (the map itself is sparse).
   let storeMiB = NaN;
   try {
-    storeMiB = (statSync(join(daemon.dataDir, 'data.mdb')).blocks * 512) / 1024 ** 2;
+    // Both environments: the main one (with the write-ahead log) and the samples (docs/store.md).
+    storeMiB = 0;
+    for (const file of ['data.mdb', join('samples', 'data.mdb')])
+      storeMiB += (statSync(join(daemon.dataDir, file)).blocks * 512) / 1024 ** 2;
   } catch {
     // not created yet
   }
