@@ -655,6 +655,13 @@ export class Store {
     const started = performance.now();
     const upTo = this.appliedPrefix();
     for (const [run, set] of [...this.dirty]) {
+      if (this.runStates.get(run.info.id) !== run) {
+        // Deleted while a group of it was committing: nothing of it is written any more.
+        this.dirtyCount -= set.size;
+        this.dirty.delete(run);
+        this.deltas.delete(run);
+        continue;
+      }
       // Unsorted: sorting by key saved about 10 % of LMDB's write time in large transactions but
       // held the main thread for tens of milliseconds at the start of every cycle.
       const samples = [...set];
