@@ -550,6 +550,10 @@ def test_wait_weights_gates_a_step_on_the_daemons_verdict(daemon: Daemon) -> Non
         c.set_queries(["qa", "qb"], q, step=0)
         good = (direction + 0.3 * rng.standard_normal((10, dim))).astype(np.float32)
         assert c.send(0, 0.1, [f"n{i}" for i in range(10)], good) and c.flush(10.0)
+        # let the recomputes that the first commits asked for finish (intervalMs is 100), so the
+        # next update is the one that follows h0's commit
+        assert c.wait_weights(0, 10.0), c.stats()
+        time.sleep(0.5)
         version = c.weights_version
         bad = (-direction).reshape(1, dim).astype(np.float32)
         assert c.send(1, 0.1, ["h0"], bad) and c.flush(10.0)
