@@ -51,10 +51,11 @@ def verdict(results: Dict[str, Any]) -> str:
         else:
             bar, met = "—", "—"
         rows.append([k, bar, f"{m:.3f} ± {sd:.3f}", " / ".join(f"{x:.3f}" for x in xs), met])
-    lines.append(
-        f"Live detection after one epoch (recipe {cfg['best']}, uniform-sampling run), seeds {', '.join(names)}:\n\n"
-        + md_table(["kind", "bar", "mean ± std", "per seed", "met"], rows)
-    )
+    if rows:
+        lines.append(
+            f"Live detection after one epoch (recipe {cfg['best']}, uniform-sampling run), seeds {', '.join(names)}:\n\n"
+            + md_table(["kind", "bar", "mean ± std", "per seed", "met"], rows)
+        )
     if all("uniform" in s["runs"] and "live" in s["runs"] for s in seeds):
         rows = []
         for key, title in METRICS:
@@ -112,6 +113,8 @@ def live_auc_at(results: Dict[str, Any], step_of: str = "epoch") -> Dict[str, Di
     epoch = n // cfg["batch"]
     out: Dict[str, Dict[str, List[float]]] = {}
     for s in _seeds(results):
+        if "uniform" not in s["runs"]:
+            continue
         for recipe, curve in s["runs"]["uniform"]["auc_curves"].items():
             pick = [c for c in curve if c[0] == epoch] if step_of == "epoch" else [curve[-1]]
             if not pick:
