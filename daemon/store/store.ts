@@ -340,6 +340,8 @@ export class Store {
       this.replaying = false;
     }
     for (const run of this.dirty.keys()) this.syncMirror(run);
+    // What the log held is now dirty in memory: write it out soon, not at the next ingest.
+    if (this.dirtyCount > 0) this.afterApply();
   }
 
   /** Applies every logged change newer than the record it touches (crash recovery). */
