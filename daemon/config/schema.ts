@@ -176,9 +176,10 @@ export const ConfigSchema = Type.Object(
       {
         threads: Type.Integer({ default: 0, minimum: 0, maximum: 256, description: 'onnxruntime intra-op threads; 0 = one per core.' }),
         scanChunkSamples: Type.Integer({
-          default: 8192,
+          default: 2048,
           minimum: 1,
-          description: 'Embeddings multiplied per kernel call in /attribute scans.',
+          description:
+            'Rows of the int8 embedding mirror multiplied per kernel call in /attribute scans (2048 keeps the float32 copy of a chunk in cache at k = 512).',
         }),
       },
       { additionalProperties: false, default: {} },

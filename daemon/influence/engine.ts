@@ -55,6 +55,7 @@ export interface CommitEvent {
 
 export interface InfluenceEngineOptions {
   readonly maxGroupBytes: number;
+  /** Rows of the int8 mirror per kernel call in `/attribute` scans. */
   readonly scanChunkSamples: number;
   /** Most distinct samples per run; a batch that would add more is rejected. */
   readonly maxSamplesPerRun: number;
@@ -515,8 +516,9 @@ export class InfluenceEngine {
       // Small sub-chunks keep the kernel's float32 copy of the int8 rows in cache (2.5× faster
       // than whole 16 Ki-row blocks at k = 512, measured).
       const c = new Float32Array(block.count);
-      for (let at = 0; at < block.count; at += SCAN_CHUNK_ROWS) {
-        const rows = Math.min(SCAN_CHUNK_ROWS, block.count - at);
+      const chunk = this.options.scanChunkSamples;
+      for (let at = 0; at < block.count; at += chunk) {
+        const rows = Math.min(chunk, block.count - at);
         c.set(await this.kernel.multiplyInt8(block.rows.subarray(at * k, (at + rows) * k), rows, k, q, 1), at);
       }
       for (let i = 0; i < block.count; i++) {
@@ -541,16 +543,9 @@ export class InfluenceEngine {
       for (let d = 0; d < k; d++) score += (g[d] as number) * (q[d] as number);
       top.offer(id, score);
     }
-    this.lastScan = { rows: n, rescored: top.offered };
     return top.sorted();
   }
-
-  /** Rows scanned and rows rescored exactly by the last {@link attribute} call. */
-  lastScan = { rows: 0, rescored: 0 };
 }
-
-/** Rows per kernel call in `/attribute` scans of the int8 mirror. */
-const SCAN_CHUNK_ROWS = 2048;
 
 /** Query set in force at `step` among the committed history and the ones ahead of it. */
 function querySetAt(run: RunState, pending: readonly QuerySetRecord[], step: number): QuerySetRecord | undefined {
@@ -567,8 +562,6 @@ class TopK {
   private readonly ids: string[] = [];
   private readonly scores: number[] = [];
   private readonly limit: number;
-  /** Values offered so far. */
-  offered = 0;
 
   constructor(limit: number) {
     this.limit = limit;
@@ -585,7 +578,6 @@ class TopK {
   }
 
   offer(id: string, score: number): void {
-    this.offered++;
     if (this.limit <= 0) return;
     if (this.ids.length < this.limit) {
       this.ids.push(id);

@@ -17,11 +17,6 @@ export class DeltaPool {
     this.dim = dim;
   }
 
-  /** Rows in use. */
-  get used(): number {
-    return this.next - this.free.length;
-  }
-
   /** A zeroed row. */
   alloc(): number {
     const reused = this.free.pop();
