@@ -17,11 +17,3 @@ export function decodeFiniteSketches(bytes: Uint8Array, dtype: SketchDType, coun
   for (let i = 0; i < count; i++) if (!Number.isFinite(out[i])) return undefined;
   return out;
 }
-
-/** Decodes `count` little-endian values of `dtype` from `bytes` into a new aligned Float32Array. */
-export function decodeSketches(bytes: Uint8Array, dtype: SketchDType, count: number): Float32Array {
-  const out = new Float32Array(count);
-  if (dtype === 'float16') decodeFloat16(bytes, out, count);
-  else new Uint8Array(out.buffer).set(bytes.subarray(0, count * 4));
-  return out;
-}

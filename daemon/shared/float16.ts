@@ -47,3 +47,14 @@ export function decodeFloat16(bytes: Uint8Array, out: Float32Array, count: numbe
   }
   return special === 0;
 }
+
+/**
+ * Decodes `count` little-endian values of `dtype` (as the wire carries sketches) from `bytes`
+ * into a new aligned Float32Array, without checking them.
+ */
+export function decodeSketches(bytes: Uint8Array, dtype: 'float16' | 'float32', count: number): Float32Array {
+  const out = new Float32Array(count);
+  if (dtype === 'float16') decodeFloat16(bytes, out, count);
+  else new Uint8Array(out.buffer).set(bytes.subarray(0, count * 4));
+  return out;
+}

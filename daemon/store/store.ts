@@ -14,7 +14,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type Key, type RootDatabase } from 'lmdb';
-import { MotiveError, decodeFloat16, describeError, normalizeRows } from '../shared/index.js';
+import { MotiveError, decodeSketches, describeError, normalizeRows } from '../shared/index.js';
 import { RunState, type QuerySetRecord, type RunInfo, type SampleState } from './run-state.js';
 import {
   bytesToFloat32,
@@ -339,7 +339,7 @@ export class Store {
     } finally {
       this.replaying = false;
     }
-    for (const run of this.dirty.keys()) this.syncMirror(run);
+    // Mirror rows of replayed samples are brought up to date by the next scan (syncMirror).
     // What the log held is now dirty in memory: write it out soon, not at the next ingest.
     if (this.dirtyCount > 0) this.afterApply();
   }
@@ -358,9 +358,8 @@ export class Store {
       }
       const n = value.ids.length;
       const k = run.info.dim;
-      const sketches = new Float32Array(n * k);
-      if (run.info.dtype === 'float16') decodeFloat16(value.sketches, sketches, n * k);
-      else new Uint8Array(sketches.buffer).set(value.sketches.subarray(0, n * k * 4));
+      // Decoded and normalised exactly as ingest did (validate.ts, engine.ts): the same floats.
+      const sketches = decodeSketches(value.sketches, run.info.dtype, n * k);
       if (run.info.scoreMode === 'cosine') normalizeRows(sketches, n, k);
       const querySet = value.qsVersion === 0 ? undefined : run.querySets.find((q) => q.version === value.qsVersion);
       this.applyBatch(
