@@ -21,7 +21,7 @@ import { encodeFloat16Array } from '../trainer-hooks/ts/index.js';
 import { rng } from '../test/helpers/reference.js';
 import { tempDir } from '../test/helpers/daemon.js';
 import { rawStream } from '../test/helpers/raw-stream.js';
-import { bestOf, fmt, quantile, report, startBenchDaemon } from './lib.js';
+import { bestOf, fmt, quantile, report, scrapeMetric, startBenchDaemon } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -128,10 +128,7 @@ async function once(rate: number, seed: number): Promise<RunResult> {
   done = true;
   await receiver;
   s.close();
-  const metrics = await (await fetch(`http://127.0.0.1:${d.httpPort}/metrics`)).text();
-  let gcSeconds = 0;
-  for (const m of metrics.matchAll(/^nodejs_gc_duration_seconds_sum\{[^}]*\} (\S+)$/gm)) gcSeconds += Number(m[1]);
-  const lagMax = Number(/^nodejs_eventloop_lag_max_seconds (\S+)$/m.exec(metrics)?.[1] ?? NaN);
+  const [gcSeconds = NaN, lagMax = NaN] = await scrapeMetric(d, 'nodejs_gc_duration_seconds_sum', 'nodejs_eventloop_lag_max_seconds');
   await d.stop();
   dir.remove();
 

@@ -19,7 +19,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../test/helpers/daemon.js';
 import { rawStream } from '../test/helpers/raw-stream.js';
-import { CACHE_DIR, bestOf, cpuMs, fmt, printProfile, report, startBenchDaemon, summarizeProfile } from './lib.js';
+import { CACHE_DIR, bestOf, cpuMs, fmt, printProfile, report, startBenchDaemon, scrapeMetric, summarizeProfile } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -125,8 +125,7 @@ async function runCase(c: Case, cpuProfDir?: string): Promise<CaseResult> {
   const daemonCores = (cpuMs(d.pid) - daemonCpu0) / 1000 / elapsed;
   const cu = process.cpuUsage(clientCpu0);
   const clientCores = (cu.user + cu.system) / 1e6 / elapsed;
-  const metrics = await (await fetch(`http://127.0.0.1:${d.httpPort}/metrics`)).text();
-  const metric = (name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1] ?? NaN);
+  const [flushed, dirty] = await scrapeMetric(d, 'motive_store_flushed_samples_total', 'motive_store_dirty_samples');
   streams.forEach((s) => s.close());
   await d.stop();
   dir.remove();
@@ -136,8 +135,8 @@ async function runCase(c: Case, cpuProfDir?: string): Promise<CaseResult> {
     batches: acked / c.batch,
     daemonCores,
     clientCores,
-    flushed: metric('motive_store_flushed_samples_total'),
-    dirty: metric('motive_store_dirty_samples'),
+    flushed: flushed ?? NaN,
+    dirty: dirty ?? NaN,
   };
 }
 

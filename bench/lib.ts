@@ -165,6 +165,19 @@ export function cpuMs(pid: number): number {
 }
 
 /** POSTs JSON to the daemon's HTTP port and returns the parsed answer. */
+/**
+ * The bench daemon's Prometheus metrics `names`, each summed over its label sets (NaN when absent).
+ */
+export async function scrapeMetric(d: BenchDaemon, ...names: string[]): Promise<number[]> {
+  const text = await (await fetch(`http://127.0.0.1:${d.httpPort}/metrics`)).text();
+  return names.map((name) => {
+    let total = NaN;
+    for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm')))
+      total = (Number.isNaN(total) ? 0 : total) + Number(m[1]);
+    return total;
+  });
+}
+
 export async function postJson<T>(port: number, path: string, body: unknown): Promise<T> {
   const res = await fetch(`http://127.0.0.1:${port}${path}`, {
     method: 'POST',

@@ -96,20 +96,18 @@ export function renderWatch(state: WatchState): string {
       const le = t.weightHistogram.le[i] ?? 1;
       lines.push(`  w ≤ ${le.toFixed(2)}  ${'█'.repeat(Math.round((30 * c) / max)).padEnd(30)} ${c}`);
     });
-    lines.push('', 'most harmful');
-    lines.push(
-      table(
-        ['#', 'clip', 'score', 'weight', 'seen'],
-        t.harmful.map((s, i) => [i + 1, s.id, s.score, s.weight, s.seen]),
-      ).trimEnd(),
-    );
-    lines.push('', 'most helpful');
-    lines.push(
-      table(
-        ['#', 'clip', 'score', 'weight', 'seen'],
-        t.helpful.map((s, i) => [i + 1, s.id, s.score, s.weight, s.seen]),
-      ).trimEnd(),
-    );
+    for (const [title, rows] of [
+      ['most harmful', t.harmful],
+      ['most helpful', t.helpful],
+    ] as const) {
+      lines.push('', title);
+      lines.push(
+        table(
+          ['#', 'clip', 'score', 'weight', 'seen'],
+          rows.map((s, i) => [i + 1, s.id, s.score, s.weight, s.seen]),
+        ).trimEnd(),
+      );
+    }
   }
   lines.push('', 'events', ...state.log.map((l) => `  ${l}`));
   return lines.join('\n') + '\n';
