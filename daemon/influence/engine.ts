@@ -7,9 +7,10 @@
  * is what lets ingest acknowledge exactly-once. The next group is prepared while one commits.
  */
 import { MotiveError, normalizeRows, type Logger } from '../shared/index.js';
-import type { QuerySetRecord, RunState, ScoreMode, Store } from '../store/index.js';
+import type { QuerySetRecord, RunState, SampleState, ScoreMode, Store } from '../store/index.js';
 import type { MatMulKernel } from './matmul-kernel.js';
 import { allFinite, transpose } from './math.js';
+import { sketchBuffers } from './sketch-decode.js';
 
 /** A validated, decoded batch (DESIGN.md §4 SketchBatch). */
 export interface BatchSubmission {
@@ -69,6 +70,8 @@ interface PreparedBatch {
   readonly item: Extract<Item, { kind: 'batch' }>;
   readonly run: RunState;
   readonly duplicate: boolean;
+  /** Each id's sample when prepared (undefined: new to the run, created when applied). */
+  readonly samples: Array<SampleState | undefined> | undefined;
   /** [n × m] products with the query set in force, or undefined before the first query set. */
   products: Float32Array | undefined;
   readonly querySet: QuerySetRecord | undefined;
@@ -307,17 +310,26 @@ export class InfluenceEngine {
       const key = `${sub.runId}\u0000${sub.rank}`;
       const last = ahead.seqs.get(key) ?? run.commits.get(sub.rank) ?? 0;
       if (sub.seq <= last) {
-        items.push({ item, run, duplicate: true, products: undefined, querySet: undefined, rejected: false });
+        items.push({ item, run, duplicate: true, samples: undefined, products: undefined, querySet: undefined, rejected: false });
         products.push(undefined);
         continue;
       }
       let fresh = ahead.samples.get(run);
       if (fresh === undefined) ahead.samples.set(run, (fresh = new Set()));
+      // One lookup per id: a sample known now stays in the run until the batch is applied (a
+      // deleted run is replaced by a new RunState, never emptied).
+      const ids = sub.sampleIds;
+      const samples = new Array<SampleState | undefined>(ids.length);
       let added = 0;
-      for (const id of sub.sampleIds) if (!run.samples.has(id) && !fresh.has(id)) added++;
+      for (let i = 0; i < ids.length; i++) {
+        const id = ids[i] as string;
+        const sample = run.samples.get(id);
+        samples[i] = sample;
+        if (sample === undefined && !fresh.has(id)) added++;
+      }
       if (added > 0 && run.samples.size + fresh.size + added > this.options.maxSamplesPerRun) {
         // Duplicate ids within the batch may have been counted twice: count exactly.
-        const distinct = new Set(sub.sampleIds.filter((id) => !run.samples.has(id) && !fresh.has(id))).size;
+        const distinct = new Set(ids.filter((id, i) => samples[i] === undefined && !fresh.has(id))).size;
         if (run.samples.size + fresh.size + distinct > this.options.maxSamplesPerRun) {
           item.reject(
             new MotiveError('MOTIVE_INGEST_LIMIT_SAMPLES', `run ${run.info.id} is limited to ${this.options.maxSamplesPerRun} samples`),
@@ -325,15 +337,16 @@ export class InfluenceEngine {
           continue;
         }
       }
-      if (added > 0) for (const id of sub.sampleIds) if (!run.samples.has(id)) fresh.add(id);
+      if (added > 0) for (let i = 0; i < ids.length; i++) if (samples[i] === undefined) fresh.add(ids[i] as string);
       ahead.seqs.set(key, sub.seq);
       const n = sub.sampleIds.length;
       const k = run.info.dim;
       if (run.info.scoreMode === 'cosine') normalizeRows(sub.sketches, n, k);
       const qs = querySetAt(run, pendingQs, sub.step);
-      // Started now, awaited below: the kernel's thread works while this one prepares the rest.
+      // Queued now, awaited below: onnxruntime-node runs each product on a later turn of this
+      // thread (with its intra-op threads), so the products of a group run back to back.
       products.push(qs === undefined ? undefined : this.kernel.multiply(sub.sketches, n, k, this.queryMatrix(qs, k), qs.ids.length));
-      items.push({ item, run, duplicate: false, products: undefined, querySet: qs, rejected: false });
+      items.push({ item, run, duplicate: false, samples, products: undefined, querySet: qs, rejected: false });
     }
     const done = await Promise.all(products.map((p) => p ?? Promise.resolve(undefined)));
     items.forEach((p, i) => {
@@ -434,20 +447,36 @@ export class InfluenceEngine {
         ev.qs.push(p.record);
         continue;
       }
-      if (p.duplicate) continue;
       const sub = p.item.sub;
+      if (p.duplicate) {
+        sketchBuffers.give(sub.sketches);
+        continue;
+      }
       const lsn = lsns.get(p) as number;
       this.store.applyBatch(
         p.run,
-        { sampleIds: sub.sampleIds, step: sub.step, lr: sub.lr, sketches: sub.sketches, querySet: p.querySet, products: p.products },
+        {
+          sampleIds: sub.sampleIds,
+          step: sub.step,
+          lr: sub.lr,
+          sketches: sub.sketches,
+          querySet: p.querySet,
+          products: p.products,
+          samples: p.samples,
+        },
         lsn,
       );
+      sketchBuffers.give(sub.sketches);
       p.run.commits.set(sub.rank, sub.seq);
       const key = `${sub.runId}\u0000${sub.rank}`;
       if (this.ahead.seqs.get(key) === sub.seq) this.ahead.seqs.delete(key);
       const fresh = this.ahead.samples.get(p.run);
       if (fresh !== undefined && fresh.size > 0) {
-        for (const id of sub.sampleIds) fresh.delete(id);
+        // Only ids new when prepared can be in `fresh`.
+        const known = p.samples;
+        sub.sampleIds.forEach((id, i) => {
+          if (known?.[i] === undefined) fresh.delete(id);
+        });
         if (fresh.size === 0) this.ahead.samples.delete(p.run);
       }
       p.run.batches++;

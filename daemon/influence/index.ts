@@ -8,5 +8,5 @@ export {
 } from './engine.js';
 export { MatMulKernel, type MatMulKernelOptions } from './matmul-kernel.js';
 export { RunViews, type SampleView, type SampleOrder } from './views.js';
-export { decodeFiniteSketches, dtypeBytes } from './sketch-decode.js';
+export { decodeFiniteSketches, dtypeBytes, sketchBuffers } from './sketch-decode.js';
 export { allFinite } from './math.js';

@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import { decodeFiniteSketches, sketchBuffers } from '../../../daemon/influence/index.js';
+import { encodeFloat16Array } from '../../../trainer-hooks/ts/index.js';
+
+describe('decoded sketch buffers', () => {
+  it('reuses a returned buffer, and decodes into it exactly as into a new one', () => {
+    const count = 4 * 64;
+    const a = Float32Array.from({ length: count }, (_, i) => Math.sin(i) * 3);
+    const b = Float32Array.from({ length: count }, (_, i) => Math.cos(i) / 7);
+    const first = decodeFiniteSketches(encodeFloat16Array(a), 'float16', count) as Float32Array;
+    const copy = Float32Array.from(first);
+    sketchBuffers.give(first);
+    const second = decodeFiniteSketches(encodeFloat16Array(b), 'float16', count) as Float32Array;
+    expect(second).toBe(first);
+    // Every value rewritten: binary16 of b, none of a left over.
+    b.forEach((v, i) => expect(Math.abs((second[i] as number) - v)).toBeLessThanOrEqual(Math.abs(v) * 2 ** -11 + 2 ** -24));
+    expect(copy).not.toEqual(second);
+  });
+
+  it('never hands out a caller-owned array or the same buffer twice', () => {
+    const count = 3 * 64;
+    const mine = new Float32Array(count).fill(5);
+    sketchBuffers.give(mine);
+    const bytes = encodeFloat16Array(new Float32Array(count).fill(1));
+    const got = decodeFiniteSketches(bytes, 'float16', count) as Float32Array;
+    expect(got).not.toBe(mine);
+    expect(mine.every((v) => v === 5)).toBe(true);
+    sketchBuffers.give(got);
+    sketchBuffers.give(got);
+    const x = decodeFiniteSketches(bytes, 'float16', count);
+    const y = decodeFiniteSketches(bytes, 'float16', count);
+    expect(x).not.toBe(y);
+  });
+
+  it('rejects NaN and Inf (float32 and float16) and takes the buffer back', () => {
+    const f32 = new Float32Array([1, 2, Number.NaN, 4]);
+    expect(decodeFiniteSketches(new Uint8Array(f32.buffer), 'float32', 4)).toBeUndefined();
+    const inf = new Uint16Array([0x3c00, 0x7c00]);
+    expect(decodeFiniteSketches(new Uint8Array(inf.buffer), 'float16', 2)).toBeUndefined();
+    const ok = decodeFiniteSketches(new Uint8Array(new Float32Array([1, -2, 3, 0.5]).buffer), 'float32', 4);
+    expect([...(ok as Float32Array)]).toEqual([1, -2, 3, 0.5]);
+  });
+});
