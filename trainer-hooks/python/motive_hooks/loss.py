@@ -15,6 +15,11 @@ an option of :class:`MotionObjective`:
   multiple of ``pred − target``, so this is the squared frame difference of the prediction error.
 - ``timesteps=(t₁, t₂, …)``: the loss averaged over several fixed timesteps, each with its own
   seeded noise draw (common randomness at every timestep).
+- ``spatial_pool=p``: the prediction error (and the motion mask) average-pooled over ``p × p``
+  blocks of the latent grid before the loss (:func:`spatial_pool`), so the loss compares the
+  coarse-scale predicted clip: fine texture (a few latent pixels per period) averages out, while
+  the displacement of an object larger than the block survives. For the temporal kinds this
+  keeps what moves and drops most of what only looks different.
 - ``contrast=True``: the loss of the clip minus the loss of its static copy (its first frame
   repeated, same mask), so the gradient keeps what the clip's motion adds and drops what its
   appearance alone explains. A frozen clip has an all-zero contrast gradient.
@@ -35,6 +40,7 @@ __all__ = [
     "static_copy",
     "temporal_difference_loss",
     "seeded_noise",
+    "spatial_pool",
     "MotionObjective",
     "epsilon_predict",
     "flow_matching_predict",
@@ -95,6 +101,25 @@ def temporal_difference_loss(
             w = w.unsqueeze(1)
         sq = sq * w
     return sq.flatten(1).mean(dim=1) / float(num_frames)
+
+
+def spatial_pool(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """``x`` average-pooled over non-overlapping ``factor × factor`` blocks of its last two axes.
+
+    ``[..., h, w] -> [..., h / factor, w / factor]``; ``factor = 1`` returns ``x`` itself. Raises
+    ``ValueError`` when ``h`` or ``w`` is not a multiple of ``factor``.
+    """
+    factor = int(factor)
+    if factor == 1:
+        return x
+    if factor < 1:
+        raise ValueError(f"spatial_pool must be >= 1, got {factor}")
+    h, w = int(x.shape[-2]), int(x.shape[-1])
+    if h % factor or w % factor:
+        raise ValueError(f"spatial_pool {factor} does not divide the latent grid {h}x{w}")
+    lead = x.shape[:-2]
+    blocks = x.reshape(*lead, h // factor, factor, w // factor, factor)
+    return blocks.mean(dim=(-3, -1))
 
 
 def static_copy(latents: torch.Tensor, frame_dim: int = 2) -> torch.Tensor:
@@ -181,6 +206,9 @@ class MotionObjective:
         contrast: ``True`` subtracts the loss of the clip's static copy (see the module doc);
             ``"query"`` does so for query clips only. Needs a tensor batch.
         use_mask: ``False`` ignores the masks handed in (W = 1): the "no motion mask" ablation.
+        spatial_pool: average-pool the prediction error and the mask over ``p × p`` blocks of the
+            last two (spatial) axes before the loss (default 1: no pooling); the latent grid
+            must be a multiple of ``p``. See the module doc.
         name: a label for reports and query groups (default: built from the options).
     """
 
@@ -195,6 +223,7 @@ class MotionObjective:
         timesteps: Optional[Sequence[int]] = None,
         contrast: Union[bool, str] = False,
         use_mask: bool = True,
+        spatial_pool: int = 1,
         name: Optional[str] = None,
     ) -> None:
         if kind not in OBJECTIVE_KINDS:
@@ -210,10 +239,15 @@ class MotionObjective:
             raise ValueError(f"contrast must be False, True or 'query', got {contrast!r}")
         self.contrast: Union[bool, str] = contrast
         self.use_mask = bool(use_mask)
+        if int(spatial_pool) < 1:
+            raise ValueError(f"spatial_pool must be >= 1, got {spatial_pool!r}")
+        self.spatial_pool = int(spatial_pool)
         if name is None:
             name = kind + "@" + "+".join(str(t) for t in self.timesteps)
             if contrast:
                 name += "-qcontrast" if contrast == "query" else "-contrast"
+            if self.spatial_pool > 1:
+                name += f"-pool{self.spatial_pool}"
             if not use_mask:
                 name += "-nomask"
         self.name = name
@@ -227,6 +261,12 @@ class MotionObjective:
         return batch["latents"]
 
     def _loss(self, pred: torch.Tensor, target: torch.Tensor, masks: Optional[torch.Tensor]) -> torch.Tensor:
+        if self.spatial_pool > 1:
+            # pooling is linear: the pooled error is the coarse-scale prediction's error
+            pred = spatial_pool(pred.float() - target.float(), self.spatial_pool)
+            target = torch.zeros_like(pred)
+            if masks is not None:
+                masks = spatial_pool(masks.float(), self.spatial_pool)
         if self.kind in ("temporal", "temporal2"):
             order = 2 if self.kind == "temporal2" else 1
             return temporal_difference_loss(pred, target, masks, frame_dim=self.frame_dim, order=order)

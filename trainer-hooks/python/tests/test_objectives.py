@@ -1,8 +1,10 @@
-"""The attribution objectives: temporal-difference loss, several timesteps, static contrast, and
-several objectives concatenated into one sketch."""
+"""The attribution objectives: temporal-difference loss, several timesteps, static contrast, spatial
+pooling, and several objectives concatenated into one sketch."""
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 
 from motive_hooks import MotionAttributor, flow_matching_predict
@@ -85,3 +87,71 @@ def test_no_mask_objective_ignores_masks() -> None:
     a = MotionObjective(p, use_mask=False).per_sample_losses(model, x, torch.zeros(2, 4, 6, 6))
     b = MotionObjective(p).per_sample_losses(model, x, None)
     assert torch.allclose(a, b)
+
+
+def _pooled_accel_reference(err: np.ndarray, mask: np.ndarray, p: int) -> np.ndarray:
+    """Plain float64 loops: the p×p block means of the error and of the mask, then the masked
+    second temporal difference, (1/F) · mean over (c, f, y, x)."""
+    b_n, c_n, f_n, h, w = err.shape
+    out = np.zeros(b_n)
+    for b in range(b_n):
+        e = np.zeros((c_n, f_n, h // p, w // p))
+        m = np.zeros((f_n, h // p, w // p))
+        for y in range(h // p):
+            for x in range(w // p):
+                for dy in range(p):
+                    for dx in range(p):
+                        e[:, :, y, x] += err[b, :, :, y * p + dy, x * p + dx] / (p * p)
+                        m[:, y, x] += mask[b, :, y * p + dy, x * p + dx] / (p * p)
+        acc, count = 0.0, 0
+        for c in range(c_n):
+            for f in range(f_n - 2):
+                for y in range(h // p):
+                    for x in range(w // p):
+                        d2 = e[c, f + 2, y, x] - 2 * e[c, f + 1, y, x] + e[c, f, y, x]
+                        wf = (m[f, y, x] + m[f + 1, y, x] + m[f + 2, y, x]) / 3
+                        acc += wf * d2 * d2
+                        count += 1
+        out[b] = acc / count / f_n
+    return out
+
+
+def test_spatial_pool_matches_a_plain_reference() -> None:
+    torch.manual_seed(0)
+    pred, target = torch.randn(2, 3, 6, 8, 8), torch.randn(2, 3, 6, 8, 8)
+    mask = torch.rand(2, 6, 8, 8)
+    err = (pred - target).double().numpy()
+    for p in (1, 2, 4):
+        obj = MotionObjective(flow_matching_predict(), kind="temporal2", spatial_pool=p)
+        got = obj._loss(pred, target, mask).double().numpy()
+        want = _pooled_accel_reference(err, mask.double().numpy(), p)
+        assert np.allclose(got, want, rtol=1e-5, atol=1e-9), (p, got, want)
+    assert MotionObjective(flow_matching_predict(), kind="temporal2", spatial_pool=2).name == "temporal2@751-pool2"
+
+
+def test_spatial_pool_drops_texture_finer_than_the_block() -> None:
+    # an error that alternates sign within every 2x2 block (a checker) is invisible to pool 2;
+    # a block-constant error (coarse displacement) keeps its full size
+    checker = torch.tensor([[1.0, -1.0], [-1.0, 1.0]]).repeat(4, 4)  # [8, 8]
+    wiggle = torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0, -1.0]).view(1, 1, 6, 1, 1)
+    fine = (wiggle * checker).expand(1, 3, 6, 8, 8)
+    coarse = wiggle.expand(1, 3, 6, 8, 8)
+    obj = MotionObjective(flow_matching_predict(), kind="temporal2", spatial_pool=2)
+    zero = torch.zeros(1, 3, 6, 8, 8)
+    assert float(obj._loss(fine, zero, None)[0]) < 1e-12
+    plain = MotionObjective(flow_matching_predict(), kind="temporal2")
+    assert abs(float(obj._loss(coarse, zero, None)[0]) - float(plain._loss(coarse, zero, None)[0])) < 1e-6
+
+
+def test_spatial_pool_gradients_through_the_model_and_bad_grids() -> None:
+    torch.manual_seed(0)
+    model = SmallVideoDenoiser(channels=4, width=8)
+    x = synthetic_latents(2, frames=5, size=8)
+    masks = torch.rand(2, 5, 8, 8)
+    p = flow_matching_predict()
+    losses = MotionObjective(p, kind="temporal2", timesteps=(500, 751), spatial_pool=2).per_sample_losses(model, x, masks)
+    assert losses.shape == (2,) and bool((losses > 0).all()) and losses.requires_grad
+    with pytest.raises(ValueError):
+        MotionObjective(p, kind="temporal2", spatial_pool=3).per_sample_losses(model, x, masks)
+    with pytest.raises(ValueError):
+        MotionObjective(p, spatial_pool=0)
