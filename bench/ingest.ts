@@ -11,6 +11,11 @@
  *   npx tsx bench/ingest.ts [--seconds 4] [--runs 2] [--profile] [--quick] [--config FILE]
  *
  * `--config` starts the daemon with that config file (e.g. larger `store.maxDirtySamples`).
+ *
+ * CPU columns: cores busy over the window in the whole daemon and in its main thread (where its
+ * JavaScript runs, from /proc/<pid>/task/<pid>/stat), and the same per acknowledged sketch. They
+ * bound the rate on any machine: at most 1e6 / (main thread µs/sketch) sketches/s while the main
+ * thread does that work alone, and at most cores · 1e6 / (daemon CPU µs/sketch).
  */
 import { parseArgs } from 'node:util';
 import { encodeFloat16Array } from '../trainer-hooks/ts/index.js';
@@ -50,6 +55,8 @@ interface CaseResult {
   batches: number;
   /** CPU cores busy in the daemon and in this (client) process over the measured window. */
   daemonCores: number;
+  /** Of those, the daemon's main thread (JavaScript, onnxruntime's calls, lmdb-js reads). */
+  mainCores: number;
   clientCores: number;
   /** The daemon's flusher when the window closed: samples written, samples still dirty. */
   flushed: number;
@@ -94,6 +101,7 @@ async function runCase(c: Case, cpuProfDir?: string): Promise<CaseResult> {
   );
   const started = performance.now();
   const daemonCpu0 = cpuMs(d.pid);
+  const mainCpu0 = cpuMs(d.pid, d.pid);
   const clientCpu0 = process.cpuUsage();
   deadline.at = started + SECONDS * 1000;
   await Promise.all(
@@ -123,6 +131,7 @@ async function runCase(c: Case, cpuProfDir?: string): Promise<CaseResult> {
   );
   const elapsed = (performance.now() - started) / 1000;
   const daemonCores = (cpuMs(d.pid) - daemonCpu0) / 1000 / elapsed;
+  const mainCores = (cpuMs(d.pid, d.pid) - mainCpu0) / 1000 / elapsed;
   const cu = process.cpuUsage(clientCpu0);
   const clientCores = (cu.user + cu.system) / 1e6 / elapsed;
   const [flushed, dirty] = await scrapeMetric(d, 'motive_store_flushed_samples_total', 'motive_store_dirty_samples');
@@ -134,6 +143,7 @@ async function runCase(c: Case, cpuProfDir?: string): Promise<CaseResult> {
     mbps: bytes / elapsed / 1024 / 1024,
     batches: acked / c.batch,
     daemonCores,
+    mainCores,
     clientCores,
     flushed: flushed ?? NaN,
     dirty: dirty ?? NaN,
@@ -182,6 +192,9 @@ for (const c of cases) {
     fmt(best.mbps),
     Math.round(best.batches),
     fmt(best.daemonCores, 2),
+    fmt(best.mainCores, 2),
+    fmt((best.daemonCores * 1e6) / best.rate, 1),
+    fmt((best.mainCores * 1e6) / best.rate, 1),
     fmt(best.clientCores, 2),
     best.flushed,
     best.dirty,
@@ -213,6 +226,9 @@ report(
     'MiB/s in',
     'batches',
     'daemon cores',
+    'main thread cores',
+    'daemon CPU µs/sketch',
+    'main thread µs/sketch',
     'client cores',
     'flushed',
     'dirty at end',
