@@ -18,34 +18,48 @@ const MAD_TO_SIGMA = 1.4826;
 /** sqrt(pi/2) · mean absolute deviation estimates it too; used when MAD is 0. */
 const MEAN_AD_TO_SIGMA = Math.sqrt(Math.PI / 2);
 
-/** Weights for `scores` (one per sample; `eligible[i]` false → weight 1). Pure function. */
-export function computeWeights(scores: Float64Array, eligible: Uint8Array, options: WeightPolicyOptions): Float32Array {
+/** Work arrays reused across calls (a recompute over 100k samples needs 1.6 MB of them). */
+let poolScratch = new Float64Array(0);
+
+function scratch(count: number): Float64Array {
+  if (poolScratch.length < count) poolScratch = new Float64Array(2 ** Math.ceil(Math.log2(count)));
+  return poolScratch.subarray(0, count);
+}
+
+/**
+ * Weights for `scores` (one per sample; `eligible[i]` false → weight 1), written into `out` when
+ * given (at least `scores.length` long). Depends only on its arguments.
+ */
+export function computeWeights(scores: Float64Array, eligible: Uint8Array, options: WeightPolicyOptions, out?: Float32Array): Float32Array {
   const n = scores.length;
-  const weights = new Float32Array(n).fill(1);
+  const weights = out === undefined ? new Float32Array(n) : out.subarray(0, n);
+  weights.fill(1);
   let count = 0;
   for (let i = 0; i < n; i++) if (eligible[i]) count++;
   if (count < 2) return weights;
-  const pool = new Float64Array(count);
+  // One work array serves both order statistics: the scores, then their absolute deviations.
+  const pool = scratch(count);
   for (let i = 0, c = 0; i < n; i++) if (eligible[i]) pool[c++] = scores[i] as number;
   const med = median(pool);
-  const dev = new Float64Array(count);
   let meanAd = 0;
   for (let i = 0, c = 0; i < n; i++) {
     if (!eligible[i]) continue;
     const d = Math.abs((scores[i] as number) - med);
-    dev[c++] = d;
+    pool[c++] = d;
     meanAd += d;
   }
   meanAd /= count;
-  let sigma = MAD_TO_SIGMA * median(dev);
+  let sigma = MAD_TO_SIGMA * median(pool);
   if (!(sigma > 0)) sigma = MEAN_AD_TO_SIGMA * meanAd;
   // All eligible scores equal: nobody stands out, everyone keeps weight 1.
   if (!(sigma > 0)) return weights;
+  const quarantine = options.policy === 'quarantine';
   for (let i = 0; i < n; i++) {
     if (!eligible[i]) continue;
     const zi = ((scores[i] as number) - med) / sigma;
-    let w = Math.min(1, Math.max(options.wMin, Math.exp(options.beta * zi)));
-    if (options.policy === 'quarantine' && zi < options.quarantineZ) w = 0;
+    // beta > 0: at zi >= 0, exp(beta · zi) >= 1 and the weight is 1 without computing it.
+    let w = zi >= 0 ? 1 : Math.min(1, Math.max(options.wMin, Math.exp(options.beta * zi)));
+    if (quarantine && zi < options.quarantineZ) w = 0;
     weights[i] = w;
   }
   return weights;

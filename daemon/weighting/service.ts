@@ -4,7 +4,7 @@
  * version, and announces them as a delta. The full snapshot is served on attach.
  */
 import type { Logger } from '../shared/index.js';
-import type { RunState, Store } from '../store/index.js';
+import type { RunState, SampleState, Store } from '../store/index.js';
 import { computeWeights, type WeightPolicyOptions } from './policy.js';
 
 export interface WeightingOptions extends WeightPolicyOptions {
@@ -33,6 +33,12 @@ export class WeightingService {
   private readonly running = new Map<string, Promise<void>>();
   private readonly listeners: Array<(e: WeightUpdateEvent) => void> = [];
   private closed = false;
+  private readonly work = {
+    samples: [] as Array<SampleState | undefined>,
+    scores: new Float64Array(0),
+    eligible: new Uint8Array(0),
+    weights: new Float32Array(0),
+  };
 
   constructor(store: Store, options: WeightingOptions, log: Logger) {
     this.store = store;
@@ -82,32 +88,49 @@ export class WeightingService {
     this.lastRunAt.set(runId, Date.now());
     const run = this.store.run(runId);
     if (run === undefined) return;
-    const samples = [...run.samples.values()];
-    const scores = new Float64Array(samples.length);
-    const eligible = new Uint8Array(samples.length);
-    samples.forEach((s, i) => {
-      scores[i] = run.score(s);
-      eligible[i] = s.seen >= this.options.minSeen ? 1 : 0;
-    });
-    const weights = computeWeights(scores, eligible, this.options);
+    // Work arrays kept between recomputes: at a short interval over many samples, new ones each
+    // time were megabytes of garbage per second.
+    const n = run.samples.size;
+    const w = this.work;
+    if (w.scores.length < n) {
+      const size = 2 ** Math.ceil(Math.log2(n));
+      w.scores = new Float64Array(size);
+      w.eligible = new Uint8Array(size);
+      w.weights = new Float32Array(size);
+    }
+    const samples = w.samples;
+    const scores = w.scores.subarray(0, n);
+    const eligible = w.eligible.subarray(0, n);
+    const minSeen = this.options.minSeen;
+    let at = 0;
+    for (const s of run.samples.values()) {
+      samples[at] = s;
+      scores[at] = run.score(s);
+      eligible[at] = s.seen >= minSeen ? 1 : 0;
+      at++;
+    }
+    const weights = computeWeights(scores, eligible, this.options, w.weights);
     const changedIdx: number[] = [];
-    samples.forEach((s, i) => {
-      const w = Math.fround(weights[i] as number);
-      const moved = Math.abs(w - s.weight) > this.options.minDelta || ((w === 0 || w === 1) && w !== s.weight);
-      if (moved) changedIdx.push(i);
-    });
-    if (changedIdx.length === 0) return;
+    const minDelta = this.options.minDelta;
+    for (let i = 0; i < n; i++) {
+      const wi = weights[i] as number;
+      const prev = (samples[i] as SampleState).weight;
+      if (Math.abs(wi - prev) > minDelta || ((wi === 0 || wi === 1) && wi !== prev)) changedIdx.push(i);
+    }
     const ids: string[] = [];
     const newly: string[] = [];
     const ws = new Float32Array(changedIdx.length);
     for (const i of changedIdx) {
       const s = samples[i];
       if (s === undefined) continue;
-      const w = Math.fround(weights[i] as number);
-      if (s.weight >= 1 && w < 1) newly.push(s.id);
-      ws[ids.length] = w;
+      const wi = weights[i] as number;
+      if (s.weight >= 1 && wi < 1) newly.push(s.id);
+      ws[ids.length] = wi;
       ids.push(s.id);
     }
+    // Drop the references (a deleted run's samples must not stay reachable from here).
+    samples.fill(undefined, 0, n);
+    if (ids.length === 0) return;
     const changed = ws.subarray(0, ids.length);
     const version = run.weightsVersion + 1;
     const lsn = await this.store.commit((tx) => {

@@ -42,4 +42,26 @@ describe('weight policy', () => {
     const weights = computeWeights(new Float64Array(5).fill(0.3), new Uint8Array(5).fill(1), base);
     expect([...weights]).toEqual([1, 1, 1, 1, 1]);
   });
+
+  it('matches the plain formula on large random runs, calls after calls, into a reused array', () => {
+    // Work arrays are reused between calls: a smaller call after a larger one must not see its data.
+    const out = new Float32Array(5000);
+    let seed = 12345;
+    const next = (): number => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed / 2 ** 32;
+    };
+    for (const n of [5000, 37, 2000, 1]) {
+      const s = Array.from({ length: n }, () => (next() - 0.5) * 10 ** (next() * 3));
+      const e = Array.from({ length: n }, () => next() < 0.8);
+      for (const policy of ['downweight', 'quarantine'] as const) {
+        const o = { ...base, policy, beta: 1.5, quarantineZ: -2 };
+        const got = computeWeights(Float64Array.from(s), Uint8Array.from(e.map(Number)), o, out);
+        expect(got.length).toBe(n);
+        expect(got.buffer).toBe(out.buffer);
+        const want = referenceWeights(s, e, o);
+        want.forEach((w, i) => expect(got[i]).toBe(Math.fround(w)));
+      }
+    }
+  });
 });
