@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -33,12 +33,38 @@ import experiment as ex  # noqa: E402
 from motive_hooks import MotionAttributor, flow_matching_predict, normalize_sketches  # noqa: E402
 from motive_hooks.loss import MotionObjective  # noqa: E402
 
-Component = Tuple[str, int, int, int]
-"""(kind, timestep, noise seed, spatial pool)."""
+Component = Tuple[str, int, int, Union[int, str]]
+"""(kind, timestep, noise seed, spatial pool); a pool ``"b3"`` is a 3×3 box blur (stride 1)."""
+
+
+class BlurObjective(MotionObjective):
+    """The objective with the prediction error and mask box-blurred (``width × width``, stride 1,
+    edges averaged over the inside of the window) instead of block-pooled."""
+
+    def __init__(self, *args: object, blur: int = 3, **kw: object) -> None:
+        super().__init__(*args, **kw)  # type: ignore[arg-type]
+        self.blur = blur
+
+    def _loss(self, pred: torch.Tensor, target: torch.Tensor, masks: Optional[torch.Tensor], pool: int = 1) -> torch.Tensor:
+        def box(x: torch.Tensor) -> torch.Tensor:
+            lead, (h, w) = x.shape[:-2], x.shape[-2:]
+            y = torch.nn.functional.avg_pool2d(x.reshape(-1, 1, h, w), self.blur, stride=1, padding=self.blur // 2, count_include_pad=False)
+            return y.reshape(*lead, h, w)
+
+        err = box(pred.float() - target.float())
+        return super()._loss(err, torch.zeros_like(err), None if masks is None else box(masks.float()))
+
+
+def objective(c: "Component") -> MotionObjective:
+    p = flow_matching_predict()
+    if isinstance(c[3], str):
+        return BlurObjective(p, kind=c[0], t_fix=c[1], noise_seed=c[2], blur=int(c[3][1:]))
+    return MotionObjective(p, kind=c[0], t_fix=c[1], noise_seed=c[2], spatial_pool=c[3])
+
 
 COMPONENTS: List[Component] = [
     (kind, t, s, p)
-    for p in (1, 2, 4)
+    for p in (1, 2, 4, "b3")
     for kind, t, s in (
         ("temporal2", 500, 0),
         ("temporal2", 751, 1),
@@ -48,11 +74,11 @@ COMPONENTS: List[Component] = [
         ("temporal2", 500, 1),
         ("temporal2", 751, 2),
     )
-]
+] + [("temporal2", 250, s, p) for p in (2, 4) for s in (1, 3)]
 
 
 def comp_name(c: Component) -> str:
-    return f"{c[0]}@{c[1]}n{c[2]}p{c[3]}"
+    return f"{c[0]}@{c[1]}n{c[2]}" + (c[3] if isinstance(c[3], str) else f"p{c[3]}")
 
 
 def study_dir(out: str, seed: int) -> str:
@@ -84,7 +110,7 @@ def sketch_seed(seed: int, out: str, comps: Sequence[Component]) -> None:
         order.extend(torch.randperm(n, generator=gen).tolist())
     p = flow_matching_predict()
     attrs = {
-        c: MotionAttributor(model, list(cfg.sketch_layers), p, dim=cfg.dim, objectives=[MotionObjective(p, kind=c[0], t_fix=c[1], noise_seed=c[2], spatial_pool=c[3])])
+        c: MotionAttributor(model, list(cfg.sketch_layers), p, dim=cfg.dim, objectives=[objective(c)])
         for c in todo
     }
     train_raw = {c: torch.zeros(n, cfg.dim) for c in todo}
@@ -158,6 +184,8 @@ RECIPES: Dict[str, Recipe] = {
     "pool4 @250+500+751": recipe(multi_t((250, 500, 751), 4)),
     "pool4 @500+751+250": recipe(multi_t((500, 751, 250), 4)),
     "pool4 @500+751+375": recipe(multi_t((500, 751, 375), 4)),
+    # t = 250 added at the coarse scale only (the hook's spatial_pool=(1, 1, 2)): the default
+    "accel-coarse250": [[(("temporal2", 500, 0, 1), 1 / 3), (("temporal2", 751, 1, 1), 1 / 3), (("temporal2", 250, 2, 2), 1 / 3)]],
     # per-timestep normalisation: each timestep its own objective (sum of cosines)
     "per-t @500,751": recipe(*[[c] for c in multi_t((500, 751))]),
     "per-t @250,500,751": recipe(*[[c] for c in multi_t((250, 500, 751))]),
@@ -221,8 +249,11 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(2)
     if a.what == "sketch":
+        comps = COMPONENTS
+        if a.recipes:  # only what these recipes need
+            comps = list(dict.fromkeys(c for n in a.recipes.split(",") for obj in RECIPES[n] for c, _ in obj))
         for seed in a.seeds:
-            sketch_seed(seed, a.out, COMPONENTS)
+            sketch_seed(seed, a.out, comps)
             print(f"seed {seed}: sketched", flush=True)
         return
     names = a.recipes.split(",") if a.recipes else list(RECIPES)

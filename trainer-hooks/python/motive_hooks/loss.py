@@ -19,7 +19,9 @@ an option of :class:`MotionObjective`:
   blocks of the latent grid before the loss (:func:`spatial_pool`), so the loss compares the
   coarse-scale predicted clip: fine texture (a few latent pixels per period) averages out, while
   the displacement of an object larger than the block survives. For the temporal kinds this
-  keeps what moves and drops most of what only looks different.
+  keeps what moves and drops most of what only looks different. A sequence gives one factor per
+  timestep: at low noise the prediction error is dominated by fine texture, at high noise the
+  prediction is coarse already, so pooling can be kept to the low timesteps.
 - ``contrast=True``: the loss of the clip minus the loss of its static copy (its first frame
   repeated, same mask), so the gradient keeps what the clip's motion adds and drops what its
   appearance alone explains. A frozen clip has an all-zero contrast gradient.
@@ -208,7 +210,8 @@ class MotionObjective:
         use_mask: ``False`` ignores the masks handed in (W = 1): the "no motion mask" ablation.
         spatial_pool: average-pool the prediction error and the mask over ``p × p`` blocks of the
             last two (spatial) axes before the loss (default 1: no pooling); the latent grid
-            must be a multiple of ``p``. See the module doc.
+            must be a multiple of ``p``. A sequence gives one factor per timestep (as long as
+            ``timesteps``). See the module doc.
         name: a label for reports and query groups (default: built from the options).
     """
 
@@ -223,7 +226,7 @@ class MotionObjective:
         timesteps: Optional[Sequence[int]] = None,
         contrast: Union[bool, str] = False,
         use_mask: bool = True,
-        spatial_pool: int = 1,
+        spatial_pool: Union[int, Sequence[int]] = 1,
         name: Optional[str] = None,
     ) -> None:
         if kind not in OBJECTIVE_KINDS:
@@ -239,15 +242,17 @@ class MotionObjective:
             raise ValueError(f"contrast must be False, True or 'query', got {contrast!r}")
         self.contrast: Union[bool, str] = contrast
         self.use_mask = bool(use_mask)
-        if int(spatial_pool) < 1:
-            raise ValueError(f"spatial_pool must be >= 1, got {spatial_pool!r}")
-        self.spatial_pool = int(spatial_pool)
+        pools = (int(spatial_pool),) * len(self.timesteps) if isinstance(spatial_pool, int) else tuple(int(p) for p in spatial_pool)
+        if len(pools) != len(self.timesteps) or any(p < 1 for p in pools):
+            raise ValueError(f"spatial_pool must be >= 1, one value or one per timestep ({len(self.timesteps)}), got {spatial_pool!r}")
+        self.spatial_pools: Tuple[int, ...] = pools
+        """The pooling factor of each timestep."""
         if name is None:
             name = kind + "@" + "+".join(str(t) for t in self.timesteps)
             if contrast:
                 name += "-qcontrast" if contrast == "query" else "-contrast"
-            if self.spatial_pool > 1:
-                name += f"-pool{self.spatial_pool}"
+            if any(p > 1 for p in pools):
+                name += "-pool" + (str(pools[0]) if len(set(pools)) == 1 else "+".join(str(p) for p in pools))
             if not use_mask:
                 name += "-nomask"
         self.name = name
@@ -260,13 +265,13 @@ class MotionObjective:
             return batch
         return batch["latents"]
 
-    def _loss(self, pred: torch.Tensor, target: torch.Tensor, masks: Optional[torch.Tensor]) -> torch.Tensor:
-        if self.spatial_pool > 1:
+    def _loss(self, pred: torch.Tensor, target: torch.Tensor, masks: Optional[torch.Tensor], pool: int = 1) -> torch.Tensor:
+        if pool > 1:
             # pooling is linear: the pooled error is the coarse-scale prediction's error
-            pred = spatial_pool(pred.float() - target.float(), self.spatial_pool)
+            pred = spatial_pool(pred.float() - target.float(), pool)
             target = torch.zeros_like(pred)
             if masks is not None:
-                masks = spatial_pool(masks.float(), self.spatial_pool)
+                masks = spatial_pool(masks.float(), pool)
         if self.kind in ("temporal", "temporal2"):
             order = 2 if self.kind == "temporal2" else 1
             return temporal_difference_loss(pred, target, masks, frame_dim=self.frame_dim, order=order)
@@ -316,7 +321,7 @@ class MotionObjective:
                 nz = nz.repeat_interleave(2, dim=0)
             t = torch.full((lat.shape[0],), t_val, dtype=torch.long, device=lat.device)
             pred, target = self.predict(model, batch, t, nz)
-            loss = self._loss(pred, target, masks)
+            loss = self._loss(pred, target, masks, self.spatial_pools[i])
             total = loss if total is None else total + loss
         assert total is not None
         total = total / float(len(self.timesteps))

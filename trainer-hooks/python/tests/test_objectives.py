@@ -122,8 +122,8 @@ def test_spatial_pool_matches_a_plain_reference() -> None:
     mask = torch.rand(2, 6, 8, 8)
     err = (pred - target).double().numpy()
     for p in (1, 2, 4):
-        obj = MotionObjective(flow_matching_predict(), kind="temporal2", spatial_pool=p)
-        got = obj._loss(pred, target, mask).double().numpy()
+        obj = MotionObjective(flow_matching_predict(), kind="temporal2")
+        got = obj._loss(pred, target, mask, pool=p).double().numpy()
         want = _pooled_accel_reference(err, mask.double().numpy(), p)
         assert np.allclose(got, want, rtol=1e-5, atol=1e-9), (p, got, want)
     assert MotionObjective(flow_matching_predict(), kind="temporal2", spatial_pool=2).name == "temporal2@751-pool2"
@@ -136,11 +136,10 @@ def test_spatial_pool_drops_texture_finer_than_the_block() -> None:
     wiggle = torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0, -1.0]).view(1, 1, 6, 1, 1)
     fine = (wiggle * checker).expand(1, 3, 6, 8, 8)
     coarse = wiggle.expand(1, 3, 6, 8, 8)
-    obj = MotionObjective(flow_matching_predict(), kind="temporal2", spatial_pool=2)
+    obj = MotionObjective(flow_matching_predict(), kind="temporal2")
     zero = torch.zeros(1, 3, 6, 8, 8)
-    assert float(obj._loss(fine, zero, None)[0]) < 1e-12
-    plain = MotionObjective(flow_matching_predict(), kind="temporal2")
-    assert abs(float(obj._loss(coarse, zero, None)[0]) - float(plain._loss(coarse, zero, None)[0])) < 1e-6
+    assert float(obj._loss(fine, zero, None, pool=2)[0]) < 1e-12
+    assert abs(float(obj._loss(coarse, zero, None, pool=2)[0]) - float(obj._loss(coarse, zero, None)[0])) < 1e-6
 
 
 def test_spatial_pool_gradients_through_the_model_and_bad_grids() -> None:
@@ -155,3 +154,23 @@ def test_spatial_pool_gradients_through_the_model_and_bad_grids() -> None:
         MotionObjective(p, kind="temporal2", spatial_pool=3).per_sample_losses(model, x, masks)
     with pytest.raises(ValueError):
         MotionObjective(p, spatial_pool=0)
+    with pytest.raises(ValueError):
+        MotionObjective(p, timesteps=(500, 751), spatial_pool=(1, 2, 2))
+
+
+def test_spatial_pool_per_timestep_is_the_mean_of_single_timestep_objectives() -> None:
+    # timestep i keeps noise seed i and gets its own pooling factor
+    torch.manual_seed(0)
+    model = SmallVideoDenoiser(channels=4, width=8)
+    x = synthetic_latents(2, frames=5, size=8)
+    masks = torch.rand(2, 5, 8, 8)
+    p = flow_matching_predict()
+    mixed = MotionObjective(p, kind="temporal2", timesteps=(500, 751, 250), spatial_pool=(1, 1, 2))
+    assert mixed.name == "temporal2@500+751+250-pool1+1+2"
+    parts = [
+        MotionObjective(p, kind="temporal2", t_fix=500, noise_seed=0),
+        MotionObjective(p, kind="temporal2", t_fix=751, noise_seed=1),
+        MotionObjective(p, kind="temporal2", t_fix=250, noise_seed=2, spatial_pool=2),
+    ]
+    want = sum(o.per_sample_losses(model, x, masks) for o in parts) / 3
+    assert torch.allclose(mixed.per_sample_losses(model, x, masks), want, atol=1e-7)
