@@ -11,6 +11,9 @@
  *                           include the batch).
  *
  * The first 2 s are warm-up and not counted. Sample ids are drawn from a pool of 100,000 clips.
+ * The `wait` … `apply` columns are the daemon's own mean ms per step of the Ack path after the
+ * warm-up (`motive_ingest_stage_seconds`, docs/observability.md); the rest of an Ack's latency is
+ * decoding before and transport after.
  *
  *   npx tsx bench/feedback.ts [--rates 10000,2500,500] [--interval-ms 50] [--seconds 15] [--runs 2] [--quick]
  */
@@ -55,6 +58,25 @@ interface RunResult {
   /** The daemon's own view (prom-client default metrics): GC pause time and worst event-loop lag. */
   gcMs: number;
   loopLagMaxMs: number;
+  /** Mean ms per Ack-path stage after the warm-up (the daemon's motive_ingest_stage_seconds). */
+  stages: Record<Stage, number>;
+}
+
+/** The daemon's Ack-path stages (docs/observability.md, motive_ingest_stage_seconds). */
+const STAGES = ['wait', 'score', 'queued', 'commit', 'apply'] as const;
+type Stage = (typeof STAGES)[number];
+
+/** Cumulative sum and count of each stage's histogram. */
+async function scrapeStages(d: Parameters<typeof scrapeMetric>[0]): Promise<Record<Stage, { sum: number; count: number }>> {
+  const names = STAGES.flatMap((st) => [
+    `motive_ingest_stage_seconds_sum\\{stage="${st}"\\}`,
+    `motive_ingest_stage_seconds_count\\{stage="${st}"\\}`,
+  ]);
+  const v = await scrapeMetric(d, ...names);
+  return Object.fromEntries(STAGES.map((st, i) => [st, { sum: v[2 * i] ?? NaN, count: v[2 * i + 1] ?? NaN }])) as Record<
+    Stage,
+    { sum: number; count: number }
+  >;
 }
 
 async function once(rate: number, seed: number): Promise<RunResult> {
@@ -113,6 +135,9 @@ async function once(rate: number, seed: number): Promise<RunResult> {
   })();
 
   const t0 = performance.now();
+  const atWarmup = new Promise<Awaited<ReturnType<typeof scrapeStages>>>((resolve, reject) =>
+    setTimeout(() => void scrapeStages(d).then(resolve, reject), WARMUP_MS),
+  );
   for (let seq = 1; seq <= total; seq++) {
     const due = t0 + (seq - 1) * intervalMs;
     const wait = due - performance.now();
@@ -129,6 +154,10 @@ async function once(rate: number, seed: number): Promise<RunResult> {
   await receiver;
   s.close();
   const [gcSeconds = NaN, lagMax = NaN] = await scrapeMetric(d, 'nodejs_gc_duration_seconds_sum', 'nodejs_eventloop_lag_max_seconds');
+  const [early, late] = [await atWarmup, await scrapeStages(d)];
+  const stages = Object.fromEntries(
+    STAGES.map((st) => [st, ((late[st].sum - early[st].sum) / (late[st].count - early[st].count)) * 1000]),
+  ) as Record<Stage, number>;
   await d.stop();
   dir.remove();
 
@@ -160,6 +189,7 @@ async function once(rate: number, seed: number): Promise<RunResult> {
     avgUpdateIds: live.reduce((a, u) => a + u.ids, 0) / Math.max(1, live.length),
     gcMs: gcSeconds * 1000,
     loopLagMaxMs: lagMax * 1000,
+    stages,
   };
 }
 
@@ -217,6 +247,7 @@ for (const rate of RATES) {
       Math.round(res.avgUpdateIds),
       fmt(res.gcMs, 0),
       fmt(res.loopLagMaxMs, 0),
+      ...STAGES.map((st) => fmt(res.stages[st], 1)),
     ]);
     process.stderr.write(`${rate}/s run ${run}: ack p99 ${q(res.ack, 0.99)} ms, WeightUpdate p99 ${q(res.wu, 0.99)} ms\n`);
   }
@@ -254,6 +285,7 @@ report(
     'ids/WU',
     'GC ms',
     'loop lag max ms',
+    ...STAGES.map((st) => `${st} ms`),
   ],
   rows,
   {

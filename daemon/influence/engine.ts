@@ -51,7 +51,24 @@ export interface CommitEvent {
   readonly bytes: number;
   readonly lastStep: number;
   readonly querySets: readonly QuerySetRecord[];
+  /** Durable transaction of the group, from its turn in the store (waiting for earlier commits included). */
   readonly commitMs: number;
+  /** Where the group's time went (docs/observability.md, `motive_ingest_stage_seconds`). */
+  readonly stages: CommitStages;
+}
+
+/** Time of each step between a batch's arrival and its Ack, for one group commit. */
+export interface CommitStages {
+  /** Per batch of the run in this group: from submission until its group was taken up. */
+  readonly waitMs: readonly number[];
+  /** Preparing the group: de-duplication, normalisation and the products with the queries. */
+  readonly scoreMs: number;
+  /** From prepared until its transaction began (the previous group's commit still running). */
+  readonly queuedMs: number;
+  /** The durable transaction itself: the log entries written and synced. */
+  readonly durableMs: number;
+  /** Applying the group to memory after its commit. */
+  readonly applyMs: number;
 }
 
 export interface InfluenceEngineOptions {
@@ -63,8 +80,8 @@ export interface InfluenceEngineOptions {
 }
 
 type Item =
-  | { kind: 'batch'; sub: BatchSubmission; resolve: (o: SubmitOutcome) => void; reject: (e: unknown) => void }
-  | { kind: 'queries'; sub: QuerySubmission; resolve: (o: SubmitOutcome) => void; reject: (e: unknown) => void };
+  | { kind: 'batch'; sub: BatchSubmission; at: number; resolve: (o: SubmitOutcome) => void; reject: (e: unknown) => void }
+  | { kind: 'queries'; sub: QuerySubmission; at: number; resolve: (o: SubmitOutcome) => void; reject: (e: unknown) => void };
 
 interface PreparedBatch {
   readonly item: Extract<Item, { kind: 'batch' }>;
@@ -93,6 +110,9 @@ interface PreparedGroup {
   readonly queryIds: Map<RunState, string[]>;
   /** The engine's failure epoch when prepared: a group prepared before a failed commit is void. */
   readonly epoch: number;
+  /** performance.now() when the group was taken from the queue, and when its preparation ended. */
+  readonly takenAt: number;
+  readonly preparedAt: number;
 }
 
 /** Groups committing while the next one is prepared. */
@@ -146,11 +166,11 @@ export class InfluenceEngine {
   }
 
   submitBatch(sub: BatchSubmission): Promise<SubmitOutcome> {
-    return new Promise((resolve, reject) => this.enqueue({ kind: 'batch', sub, resolve, reject }));
+    return new Promise((resolve, reject) => this.enqueue({ kind: 'batch', sub, at: performance.now(), resolve, reject }));
   }
 
   submitQueries(sub: QuerySubmission): Promise<SubmitOutcome> {
-    return new Promise((resolve, reject) => this.enqueue({ kind: 'queries', sub, resolve, reject }));
+    return new Promise((resolve, reject) => this.enqueue({ kind: 'queries', sub, at: performance.now(), resolve, reject }));
   }
 
   /** Resolves when everything queued so far is committed. */
@@ -217,7 +237,7 @@ export class InfluenceEngine {
         try {
           // Bound memory: wait while the store holds too many samples not yet flushed.
           await this.store.room();
-          prepared = await this.prepare(group);
+          prepared = await this.prepare(group, performance.now());
         } catch (err) {
           this.log.error({ err }, 'group prepare failed');
           // The failed group may have left its seqs, query sets and samples in `ahead`: let the
@@ -252,7 +272,7 @@ export class InfluenceEngine {
   }
 
   /** Dedup, query-set resolution and the products, as if every group ahead were applied. */
-  private async prepare(group: Item[]): Promise<PreparedGroup> {
+  private async prepare(group: Item[], takenAt: number): Promise<PreparedGroup> {
     const ahead = this.ahead;
     const newQueryIds = new Map<RunState, string[]>();
     const items: Array<PreparedBatch | PreparedQueries> = [];
@@ -360,7 +380,7 @@ export class InfluenceEngine {
     });
     const queryIds = new Map<RunState, string[]>();
     for (const p of items) if (!queryIds.has(p.run)) queryIds.set(p.run, [...p.run.queryIds, ...(ahead.queryIds.get(p.run) ?? [])]);
-    return { items, newQueryIds, queryIds, epoch: this.epoch };
+    return { items, newQueryIds, queryIds, epoch: this.epoch, takenAt, preparedAt: performance.now() };
   }
 
   /**
@@ -372,8 +392,10 @@ export class InfluenceEngine {
     const live = g.items.filter((p) => !('rejected' in p && p.rejected));
     const started = performance.now();
     let lsns: Map<PreparedBatch, number>;
+    let txAt = started;
     try {
       lsns = await this.store.commit((tx) => {
+        txAt = performance.now();
         if (g.epoch !== this.epoch) throw new MotiveError('MOTIVE_STORE_COMMIT', 'an earlier group commit failed');
         const out = new Map<PreparedBatch, number>();
         const counters = new Map<RunState, { addBatches: number; addSketches: number; lastStep: number }>();
@@ -414,8 +436,8 @@ export class InfluenceEngine {
       for (const p of live) p.item.reject(err);
       return;
     }
-    const commitMs = performance.now() - started;
-    this.apply(g, live, lsns, commitMs);
+    const now = performance.now();
+    this.apply(g, live, lsns, now - started, { queuedMs: txAt - g.preparedAt, durableMs: now - txAt });
   }
 
   private apply(
@@ -423,8 +445,10 @@ export class InfluenceEngine {
     live: ReadonlyArray<PreparedBatch | PreparedQueries>,
     lsns: Map<PreparedBatch, number>,
     commitMs: number,
+    commitStages: { queuedMs: number; durableMs: number },
   ): void {
-    const events = new Map<string, { batches: number; sketches: number; bytes: number; qs: QuerySetRecord[] }>();
+    const applyStart = performance.now();
+    const events = new Map<string, { batches: number; sketches: number; bytes: number; qs: QuerySetRecord[]; waitMs: number[] }>();
     for (const [run, ids] of g.newQueryIds) {
       for (const id of ids) run.queryColumn(id);
       const ahead = this.ahead.queryIds.get(run);
@@ -434,7 +458,7 @@ export class InfluenceEngine {
       }
     }
     for (const p of live) {
-      const ev = events.get(p.run.info.id) ?? { batches: 0, sketches: 0, bytes: 0, qs: [] };
+      const ev = events.get(p.run.info.id) ?? { batches: 0, sketches: 0, bytes: 0, qs: [], waitMs: [] };
       events.set(p.run.info.id, ev);
       p.run.revision++;
       if ('record' in p) {
@@ -485,7 +509,9 @@ export class InfluenceEngine {
       ev.batches++;
       ev.sketches += sub.sampleIds.length;
       ev.bytes += sub.bytes;
+      ev.waitMs.push(g.takenAt - p.item.at);
     }
+    const applyMs = performance.now() - applyStart;
     for (const p of live)
       p.item.resolve('record' in p ? (p.record === undefined ? 'duplicate' : 'committed') : p.duplicate ? 'duplicate' : 'committed');
     for (const [runId, ev] of events) {
@@ -499,6 +525,7 @@ export class InfluenceEngine {
         lastStep: run?.lastStep ?? 0,
         querySets: ev.qs,
         commitMs,
+        stages: { waitMs: ev.waitMs, scoreMs: g.preparedAt - g.takenAt, ...commitStages, applyMs },
       };
       for (const l of this.listeners) {
         try {

@@ -4,6 +4,7 @@ export {
   type QuerySubmission,
   type SubmitOutcome,
   type CommitEvent,
+  type CommitStages,
   type InfluenceEngineOptions,
 } from './engine.js';
 export { MatMulKernel, type MatMulKernelOptions } from './matmul-kernel.js';

@@ -85,6 +85,7 @@ export class MotiveMetrics {
   private readonly rejected: Counter<'code'>;
   private readonly commitSeconds: Histogram<'run'>;
   private readonly ackSeconds: Histogram<'run'>;
+  private readonly stageSeconds: Histogram<'stage'>;
   private readonly feedbackSeconds: Histogram<'run'>;
   private readonly weightUpdates: Counter<'run'>;
   private readonly newlyDownweighted: Counter<'run'>;
@@ -139,7 +140,7 @@ export class MotiveMetrics {
     });
     this.commitSeconds = new Histogram({
       name: 'motive_commit_duration_seconds',
-      help: 'Duration of group commits (scoring plus the durable store transaction).',
+      help: 'Duration of group commits: the durable store transaction, waiting for the commit before it included.',
       labelNames: ['run'],
       buckets: [...LATENCY_BUCKETS_SECONDS],
       registers,
@@ -148,6 +149,13 @@ export class MotiveMetrics {
       name: 'motive_ack_latency_seconds',
       help: 'From a batch being accepted to its Ack being sent (queueing plus commit).',
       labelNames: ['run'],
+      buckets: [...LATENCY_BUCKETS_SECONDS],
+      registers,
+    });
+    this.stageSeconds = new Histogram({
+      name: 'motive_ingest_stage_seconds',
+      help: 'Where a batch waits between being accepted and its Ack: wait (queued for a group), score (the group prepared: normalisation, products), queued (prepared, waiting for the previous commit), commit (the durable transaction), apply (memory); score, queued, commit and apply once per group and run.',
+      labelNames: ['stage'],
       buckets: [...LATENCY_BUCKETS_SECONDS],
       registers,
     });
@@ -400,6 +408,13 @@ export class MotiveMetrics {
   onCommit(e: CommitEvent): void {
     const labels = { run: e.runId };
     this.commitSeconds.observe(labels, e.commitMs / 1000);
+    for (const ms of e.stages.waitMs) this.stageSeconds.observe({ stage: 'wait' }, ms / 1000);
+    if (e.batches > 0) {
+      this.stageSeconds.observe({ stage: 'score' }, e.stages.scoreMs / 1000);
+      this.stageSeconds.observe({ stage: 'queued' }, e.stages.queuedMs / 1000);
+      this.stageSeconds.observe({ stage: 'commit' }, e.stages.durableMs / 1000);
+      this.stageSeconds.observe({ stage: 'apply' }, e.stages.applyMs / 1000);
+    }
     if (e.batches > 0) this.batchesCommitted.inc(labels, e.batches);
     if (e.querySets.length > 0) this.queryRefreshes.inc(labels, e.querySets.length);
     if (!this.feedbackPendingSince.has(e.runId)) this.feedbackPendingSince.set(e.runId, performance.now());
