@@ -2,7 +2,7 @@
  * Feedback latency at a steady sketch rate: one trainer rank sends batches on a fixed schedule
  * (10,000 sample-sketches/s, and 2,500/s and 500/s, rates below this machine's ingest capacity: batches of
  * 256, k = 512, m = 64 queries, fp16) through the real
- * gRPC stream to a daemon child process with `{"weights": {"minSeen": 1, "intervalMs": 50}}` (`--interval-ms` changes the interval).
+ * gRPC stream to a daemon child process with `{"weights": {"minSeen": 1, "intervalMs": 50}}` (`--interval-ms` changes the interval; `--sync-commits` adds `{"store": {"syncCommits": true}}` and writes `feedback-sync-commits.json`).
  *
  *   Ack latency           = Ack received − batch sent.
  *   WeightUpdate latency  = time from sending a batch to the first WeightUpdate received after that
@@ -15,7 +15,7 @@
  * warm-up (`motive_ingest_stage_seconds`, docs/observability.md); the rest of an Ack's latency is
  * decoding before and transport after.
  *
- *   npx tsx bench/feedback.ts [--rates 10000,2500,500] [--interval-ms 50] [--seconds 15] [--runs 2] [--quick]
+ *   npx tsx bench/feedback.ts [--rates 10000,2500,500] [--interval-ms 50] [--sync-commits] [--seconds 15] [--runs 2] [--quick]
  */
 import { closeSync, fdatasyncSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
@@ -33,6 +33,7 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '2' },
     batch: { type: 'string', default: '256' },
     'interval-ms': { type: 'string', default: '50' },
+    'sync-commits': { type: 'boolean' },
     quick: { type: 'boolean' },
   },
 });
@@ -42,6 +43,8 @@ const RUNS = values.quick ? 1 : Number(values.runs);
 const BATCH = Number(values.batch);
 /** weights.intervalMs of the daemon under test. */
 const INTERVAL_MS = Number(values['interval-ms']);
+/** store.syncCommits of the daemon under test. */
+const SYNC_COMMITS = values['sync-commits'] === true;
 const K = 512;
 const M = 64;
 const POOL = 100_000;
@@ -82,7 +85,10 @@ async function scrapeStages(d: Parameters<typeof scrapeMetric>[0]): Promise<Reco
 async function once(rate: number, seed: number): Promise<RunResult> {
   const dir = tempDir('motive-bench-feedback-');
   const configFile = join(dir.path, 'config.json');
-  writeFileSync(configFile, JSON.stringify({ weights: { minSeen: 1, intervalMs: INTERVAL_MS } }));
+  writeFileSync(
+    configFile,
+    JSON.stringify({ weights: { minSeen: 1, intervalMs: INTERVAL_MS }, ...(SYNC_COMMITS ? { store: { syncCommits: true } } : {}) }),
+  );
   const d = await startBenchDaemon({ dataDir: join(dir.path, 'store'), env: { MOTIVE_CONFIG: configFile } });
   const r = rng(seed);
   const payloads = Array.from({ length: 4 }, () => encodeFloat16Array(Float32Array.from({ length: BATCH * K }, () => r.normal())));
@@ -267,8 +273,8 @@ for (const rate of RATES) {
   };
 }
 report(
-  'feedback',
-  `Feedback latency (batch ${BATCH}, k ${K}, m ${M}, fp16, 1 rank, weights minSeen 1 / intervalMs ${INTERVAL_MS}), ${SECONDS} s per run, first ${WARMUP_MS / 1000} s not counted`,
+  SYNC_COMMITS ? 'feedback-sync-commits' : 'feedback',
+  `Feedback latency (batch ${BATCH}, k ${K}, m ${M}, fp16, 1 rank, weights minSeen 1 / intervalMs ${INTERVAL_MS}${SYNC_COMMITS ? ', store.syncCommits' : ''}), ${SECONDS} s per run, first ${WARMUP_MS / 1000} s not counted`,
   [
     'sketches/s',
     'run',

@@ -130,13 +130,15 @@ export class CrashableDaemon {
   async start(commitDelayMs = 0, config: Record<string, unknown> = {}, fileLimitKiB?: number): Promise<void> {
     const file = join(this.configDir.path, `config-${this.starts}.json`);
     // The flusher's settings cycle with each start, so kills land before, during and between
-    // flushes and log trims, with and without ingest waiting for the flusher.
+    // flushes and log trims, with and without ingest waiting for the flusher; commits alternate
+    // between LMDB's write thread and synchronous ones.
     const v = this.starts % 3;
     const store = {
       commitDelayMs,
       flushIntervalMs: [5, 50, 1000][v],
       flushChunkSamples: [16, 128, 4096][v],
       maxDirtySamples: [64, 1024, 65536][v],
+      syncCommits: this.starts % 2 === 1,
     };
     writeFileSync(file, JSON.stringify({ weights: { minSeen: 1, intervalMs: 50 }, store, ...config }));
     this.commitDelayMs = commitDelayMs;
