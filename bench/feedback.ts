@@ -16,6 +16,7 @@
  * decoding before and transport after.
  *
  *   npx tsx bench/feedback.ts [--rates 10000,2500,500] [--interval-ms 50] [--sync-commits] [--seconds 15] [--runs 2] [--quick]
+ *                             [--cpu-prof DIR]   (the daemon under node --cpu-prof, its profiles written to DIR)
  */
 import { closeSync, fdatasyncSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
@@ -34,6 +35,7 @@ const { values } = parseArgs({
     batch: { type: 'string', default: '256' },
     'interval-ms': { type: 'string', default: '50' },
     'sync-commits': { type: 'boolean' },
+    'cpu-prof': { type: 'string' },
     quick: { type: 'boolean' },
   },
 });
@@ -89,7 +91,11 @@ async function once(rate: number, seed: number): Promise<RunResult> {
     configFile,
     JSON.stringify({ weights: { minSeen: 1, intervalMs: INTERVAL_MS }, ...(SYNC_COMMITS ? { store: { syncCommits: true } } : {}) }),
   );
-  const d = await startBenchDaemon({ dataDir: join(dir.path, 'store'), env: { MOTIVE_CONFIG: configFile } });
+  const d = await startBenchDaemon({
+    dataDir: join(dir.path, 'store'),
+    env: { MOTIVE_CONFIG: configFile },
+    ...(values['cpu-prof'] === undefined ? {} : { cpuProfDir: values['cpu-prof'] }),
+  });
   const r = rng(seed);
   const payloads = Array.from({ length: 4 }, () => encodeFloat16Array(Float32Array.from({ length: BATCH * K }, () => r.normal())));
   const queries = encodeFloat16Array(Float32Array.from({ length: M * K }, () => r.normal()));
