@@ -138,7 +138,7 @@ export const ConfigSchema = Type.Object(
         syncCommits: Type.Boolean({
           default: false,
           description:
-            'Write each group commit (and its fsync) synchronously on the main thread instead of through LMDB\'s write thread: lower Ack tail latency on a fast local disk (one event-loop hop instead of three), but the main thread waits out every fsync (docs/performance.md).',
+            "Write each group commit (and its fsync) synchronously on the main thread instead of through LMDB's write thread: lower Ack tail latency on a fast local disk (one event-loop hop instead of three), but the main thread waits out every fsync (docs/performance.md).",
         }),
       },
       { additionalProperties: false, default: {} },
@@ -179,7 +179,13 @@ export const ConfigSchema = Type.Object(
     ),
     influence: Type.Object(
       {
-        threads: Type.Integer({ default: 0, minimum: 0, maximum: 256, description: 'onnxruntime intra-op threads; 0 = one per core.' }),
+        threads: Type.Integer({
+          default: 1,
+          minimum: 0,
+          maximum: 256,
+          description:
+            'onnxruntime intra-op threads for scoring and scans; 0 = one per core. One is the default: sharing cores with other work (a trainer, data loaders), a second thread made 1M-sample scans 3-5x slower on 2 cores, not faster (docs/performance.md).',
+        }),
         scanChunkSamples: Type.Integer({
           default: 2048,
           minimum: 1,

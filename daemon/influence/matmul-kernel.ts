@@ -26,10 +26,11 @@ export class MatMulKernel {
       graphOptimizationLevel: 'all',
     };
     if (options.threads > 0) sessionOptions.intraOpNumThreads = options.threads;
-    // Ingest scores a small batch after every few milliseconds of other work, and onnxruntime's
-    // intra-op threads spin-wait after each run by default: at 30,000 sketches/s that spinning
-    // took 10-20 µs of CPU per sketch (a third of the daemon's CPU on 2 cores) from the main
-    // thread and LMDB's writer. Scans run their chunks back to back and keep spinning.
+    // With more than one thread (influence.threads): ingest scores a small batch after every few
+    // milliseconds of other work, and onnxruntime's intra-op threads spin-wait after each run by
+    // default; at 30,000 sketches/s with two threads that spinning took 10-20 µs of CPU per sketch
+    // (a third of the daemon's CPU on 2 cores) from the main thread and LMDB's writer. Scans run
+    // their chunks back to back and keep spinning.
     const session = await ort.InferenceSession.create(matMulModel(), {
       ...sessionOptions,
       extra: { session: { intra_op: { allow_spinning: '0' } } },
