@@ -183,7 +183,7 @@ def plots(results: Dict[str, Any], docs: str) -> List[str]:
     seeds = _seeds(results)
     cfg = results["config"]
     recipes = list(seeds[0]["runs"]["uniform"]["auc_curves"].keys())
-    for recipe in dict.fromkeys(["masked", cfg["best"]]):
+    for recipe in dict.fromkeys(["masked", "accel-multi-t", cfg["best"]]):
         if recipe not in recipes:
             continue
         fig, ax = plt.subplots(figsize=(6, 3.6))

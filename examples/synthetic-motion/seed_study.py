@@ -158,7 +158,7 @@ def recipe(*objectives: Sequence[Component]) -> Recipe:
     return [[(c, 1.0 / len(o)) for c in o] for o in objectives]
 
 
-def multi_t(ts: Sequence[int], pool: int = 1, kind: str = "temporal2") -> Sequence[Component]:
+def multi_t(ts: Sequence[int], pool: Union[int, str] = 1, kind: str = "temporal2") -> Sequence[Component]:
     """The components of ``MotionObjective(kind, timesteps=ts, spatial_pool=pool)`` (noise seed i)."""
     return [(kind, t, i, pool) for i, t in enumerate(ts)]
 
@@ -184,8 +184,15 @@ RECIPES: Dict[str, Recipe] = {
     "pool4 @250+500+751": recipe(multi_t((250, 500, 751), 4)),
     "pool4 @500+751+250": recipe(multi_t((500, 751, 250), 4)),
     "pool4 @500+751+375": recipe(multi_t((500, 751, 375), 4)),
-    # t = 250 added at the coarse scale only (the hook's spatial_pool=(1, 1, 2)): the default
-    "accel-coarse250": [[(("temporal2", 500, 0, 1), 1 / 3), (("temporal2", 751, 1, 1), 1 / 3), (("temporal2", 250, 2, 2), 1 / 3)]],
+    "blur3 @250+500+751": recipe(multi_t((250, 500, 751), "b3")),
+    # the low timestep added at the coarse scale only (the hook's spatial_pool=(1, 1, p)); the
+    # first is the default
+    "accel-coarse250": recipe([("temporal2", 500, 0, 1), ("temporal2", 751, 1, 1), ("temporal2", 250, 2, 2)]),
+    "accel-coarse375": recipe([("temporal2", 500, 0, 1), ("temporal2", 751, 1, 1), ("temporal2", 375, 2, 2)]),
+    "accel-coarse250-pool4": recipe([("temporal2", 500, 0, 1), ("temporal2", 751, 1, 1), ("temporal2", 250, 2, 4)]),
+    # accel-multi-t and a coarse t = 250 term with 4 noise draws as two objectives
+    "accel-multi-t + pool2 @250x4": recipe(multi_t((500, 751)), [("temporal2", 250, n, 2) for n in range(4)]),
+    "accel-multi-t + pool4 @250x4": recipe(multi_t((500, 751)), [("temporal2", 250, n, 4) for n in range(4)]),
     # per-timestep normalisation: each timestep its own objective (sum of cosines)
     "per-t @500,751": recipe(*[[c] for c in multi_t((500, 751))]),
     "per-t @250,500,751": recipe(*[[c] for c in multi_t((250, 500, 751))]),
@@ -209,8 +216,19 @@ def load(out: str, seed: int, c: Component) -> Dict[str, object]:
     return torch.load(os.path.join(study_dir(out, seed), comp_name(c) + ".pt"))
 
 
-def score(out: str, seed: int, rec: Recipe) -> Tuple[torch.Tensor, List[str]]:
-    """The daemon's cosine score of every training clip after one epoch under ``rec``."""
+def layer_blocks(cfg: "ex.Config") -> List[Tuple[int, int]]:
+    """The columns of each sketched layer in a sketch (the sketcher's layout)."""
+    attr = MotionAttributor(ex.SmallVideoDenoiser(channels=3, width=cfg.width), list(cfg.sketch_layers), flow_matching_predict(), dim=cfg.dim)
+    return [(lp.offset, lp.offset + lp.k) for lp in attr.sketcher.layers]
+
+
+def score(out: str, seed: int, rec: Recipe, combine: str = "mean") -> Tuple[torch.Tensor, List[str]]:
+    """The daemon's cosine score of every training clip after one epoch under ``rec``.
+
+    ``combine``: ``mean`` (the daemon's score: mean over queries), ``vote`` (majority vote: how
+    many queries' per-query sums are above that query's median over clips, the cut interpolated
+    as the daemon's ``votePercentile`` is; ties count half in the AUC) or ``perlayer`` (each
+    sketched layer's block L2-normalised before the whole sketch)."""
     total = None
     kinds: List[str] = []
     for obj in rec:
@@ -225,11 +243,24 @@ def score(out: str, seed: int, rec: Recipe) -> Tuple[torch.Tensor, List[str]]:
             refresh = d["refresh_steps"]
             lrs = d["lr"]
         assert g is not None and q is not None
-        gn = normalize_sketches(g)
-        qbar = torch.stack([normalize_sketches(qr).mean(dim=0) for qr in q])  # [refreshes, k]
+        if combine == "perlayer":
+            blocks = layer_blocks(ex.Config())
+
+            def norm(x: torch.Tensor) -> torch.Tensor:
+                return normalize_sketches(torch.cat([normalize_sketches(x[:, a:b]) for a, b in blocks], dim=1))
+
+        else:
+            norm = normalize_sketches
+        gn = norm(g)
+        qn = torch.stack([norm(qr) for qr in q])  # [refreshes, m, k]
         which = torch.tensor([max(i for i, s in enumerate(refresh) if s <= int(st)) for st in clip_step])  # type: ignore[union-attr]
         lr = torch.tensor([lrs[int(st)] for st in clip_step])  # type: ignore[index,union-attr]
-        s = lr * (gn * qbar[which]).sum(dim=1)
+        per_query = lr.unsqueeze(1) * torch.einsum("nk,nmk->nm", gn, qn[which])  # S_j(z)
+        s = per_query.mean(dim=1)
+        if combine == "vote":
+            # the daemon's votes at votePercentile 50 (linear interpolation); ties count half
+            tau = torch.quantile(per_query, 0.5, dim=0)
+            s = (per_query > tau).sum(dim=1).float()
         total = s if total is None else total + s
     assert total is not None
     return total, kinds
@@ -246,6 +277,7 @@ def main() -> None:
     ap.add_argument("seeds", type=int, nargs="+")
     ap.add_argument("--recipes", default=None, help="comma-separated names (default all)")
     ap.add_argument("--out", default=os.path.join(ex.HERE, "out"))
+    ap.add_argument("--combine", choices=("mean", "vote", "perlayer"), default="mean", help="how a clip's score is formed (see score())")
     a = ap.parse_args()
     torch.set_num_threads(2)
     if a.what == "sketch":
@@ -258,7 +290,7 @@ def main() -> None:
         return
     names = a.recipes.split(",") if a.recipes else list(RECIPES)
     for name in names:
-        res = [aucs(*score(a.out, seed, RECIPES[name])) for seed in a.seeds]
+        res = [aucs(*score(a.out, seed, RECIPES[name], a.combine)) for seed in a.seeds]
         cols = []
         for k in ("jitter", "frozen", "shuffle", "flicker", "appearance"):
             cols.append(f"{k[:4]} " + "/".join(f"{r[k]:.3f}" for r in res))
