@@ -242,7 +242,10 @@ class MotionObjective:
             raise ValueError(f"contrast must be False, True or 'query', got {contrast!r}")
         self.contrast: Union[bool, str] = contrast
         self.use_mask = bool(use_mask)
-        pools = (int(spatial_pool),) * len(self.timesteps) if isinstance(spatial_pool, int) else tuple(int(p) for p in spatial_pool)
+        if isinstance(spatial_pool, (list, tuple)):
+            pools = tuple(int(p) for p in spatial_pool)
+        else:
+            pools = (int(spatial_pool),) * len(self.timesteps)
         if len(pools) != len(self.timesteps) or any(p < 1 for p in pools):
             raise ValueError(f"spatial_pool must be >= 1, one value or one per timestep ({len(self.timesteps)}), got {spatial_pool!r}")
         self.spatial_pools: Tuple[int, ...] = pools
