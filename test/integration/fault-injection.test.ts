@@ -175,19 +175,23 @@ describe('disk full (RLIMIT_FSIZE on the child daemon)', () => {
   // details)", nobody handles them, and Node exits on the unhandled rejection. The daemon dies
   // (and, restarted on the same full disk, dies again) instead of answering a fatal
   // MOTIVE_STORE_FULL / MOTIVE_STORE_COMMIT and serving reads.
-  it('stays up when the disk is full: a fatal MOTIVE_STORE_* error, reads still served', async () => {
-    const daemon = await CrashableDaemon.create();
-    try {
-      await daemon.start(0, {}, 2048);
-      const { lastAck, error } = await fill(daemon.address);
-      expect(error, `acked ${lastAck}, then the stream ended without an Error`).toBeDefined();
-      expect(['MOTIVE_STORE_FULL', 'MOTIVE_STORE_COMMIT']).toContain(error?.code);
-      expect(error?.fatal).toBe(true);
-      const res = await fetch(`${daemon.baseUrl}/v1/runs/full`);
-      expect(res.status).toBe(200);
-      expect(((await res.json()) as { batches: number }).batches).toBe(lastAck);
-    } finally {
-      await daemon.dispose();
-    }
-  }, 60_000);
+  it.each([false, true])(
+    'stays up when the disk is full (syncCommits %s): a fatal MOTIVE_STORE_* error, reads still served',
+    async (syncCommits) => {
+      const daemon = await CrashableDaemon.create();
+      try {
+        await daemon.start(0, { store: { syncCommits } }, 2048);
+        const { lastAck, error } = await fill(daemon.address);
+        expect(error, `acked ${lastAck}, then the stream ended without an Error`).toBeDefined();
+        expect(['MOTIVE_STORE_FULL', 'MOTIVE_STORE_COMMIT']).toContain(error?.code);
+        expect(error?.fatal).toBe(true);
+        const res = await fetch(`${daemon.baseUrl}/v1/runs/full`);
+        expect(res.status).toBe(200);
+        expect(((await res.json()) as { batches: number }).batches).toBe(lastAck);
+      } finally {
+        await daemon.dispose();
+      }
+    },
+    60_000,
+  );
 });
