@@ -65,4 +65,28 @@ describe('computeDistribution', () => {
     expect(topSamples(run, 'harmful', 10).map((r) => r.id)).toEqual(harmful.map((r) => r.id));
     expect(topSamples(run, 'helpful', 10).map((r) => r.id)).toEqual(helpful.map((r) => r.id));
   });
+
+  it.each([1, 2, 3, 5, 8, 101])('gives the sorted-array quantiles and bins with %i samples, ties included', (n) => {
+    const { run } = makeRun(n);
+    // Few distinct values, so positions land on runs of equal scores.
+    const scores: number[] = [];
+    [...run.samples.values()].forEach((s, i) => {
+      s.total = 2 * ((i * 7) % 4) - 3;
+      scores.push(s.total / 2);
+    });
+    run.revision++;
+    const d = computeDistribution(run);
+    const sorted = [...scores].sort((a, b) => a - b);
+    SCORE_QUANTILES.forEach((q, i) => {
+      const pos = q * (n - 1);
+      const lo = sorted[Math.floor(pos)]!;
+      const hi = sorted[Math.ceil(pos)]!;
+      expect(d.scoreQuantiles[i]).toBe(lo + (hi - lo) * (pos - Math.floor(pos)));
+    });
+    const width = (sorted.at(-1)! - sorted[0]!) / SCORE_BINS;
+    const bins = new Array<number>(SCORE_BINS).fill(0);
+    for (const v of scores) bins[width > 0 ? Math.min(SCORE_BINS - 1, Math.floor((v - sorted[0]!) / width)) : 0]!++;
+    expect(d.scoreBins).toEqual(bins);
+    expect([d.scoreMin, d.scoreMax]).toEqual([sorted[0], sorted.at(-1)]);
+  });
 });
