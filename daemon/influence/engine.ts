@@ -10,7 +10,7 @@ import { MotiveError, normalizeRows, type Logger } from '../shared/index.js';
 import type { QuerySetRecord, RunState, SampleState, ScoreMode, Store } from '../store/index.js';
 import type { MatMulKernel } from './matmul-kernel.js';
 import { allFinite, transpose } from './math.js';
-import { sketchBuffers } from './sketch-decode.js';
+import { SketchBuffers } from './sketch-decode.js';
 
 /** A validated, decoded batch (DESIGN.md §4 SketchBatch). */
 export interface BatchSubmission {
@@ -142,6 +142,11 @@ export class InfluenceEngine {
     samples: new Map<RunState, Set<string>>(),
   };
   private epoch = 0;
+  /**
+   * Buffers for decoded batches: ingest decodes into one, and the engine gives it back once the
+   * batch is applied (or found a duplicate).
+   */
+  readonly sketchBuffers = new SketchBuffers();
 
   constructor(store: Store, kernel: MatMulKernel, log: Logger, options: InfluenceEngineOptions) {
     this.store = store;
@@ -473,7 +478,7 @@ export class InfluenceEngine {
       }
       const sub = p.item.sub;
       if (p.duplicate) {
-        sketchBuffers.give(sub.sketches);
+        this.sketchBuffers.give(sub.sketches);
         continue;
       }
       const lsn = lsns.get(p) as number;
@@ -490,7 +495,7 @@ export class InfluenceEngine {
         },
         lsn,
       );
-      sketchBuffers.give(sub.sketches);
+      this.sketchBuffers.give(sub.sketches);
       p.run.commits.set(sub.rank, sub.seq);
       const key = `${sub.runId}\u0000${sub.rank}`;
       if (this.ahead.seqs.get(key) === sub.seq) this.ahead.seqs.delete(key);

@@ -9,5 +9,5 @@ export {
 } from './engine.js';
 export { MatMulKernel, type MatMulKernelOptions } from './matmul-kernel.js';
 export { RunViews, type SampleView, type SampleOrder } from './views.js';
-export { decodeFiniteSketches, dtypeBytes, sketchBuffers } from './sketch-decode.js';
+export { decodeFiniteSketches, dtypeBytes, SketchBuffers } from './sketch-decode.js';
 export { allFinite } from './math.js';

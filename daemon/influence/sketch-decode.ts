@@ -11,7 +11,7 @@ export function dtypeBytes(dtype: SketchDType): number {
  * and allocating one per batch made V8 start a full garbage collection about every second at
  * 10,000 sketches/s (it counts external memory towards its heap limit).
  */
-class SketchBuffers {
+export class SketchBuffers {
   private readonly free = new Map<number, Float32Array[]>();
   /** Buffers this pool made: only those come back (a caller's own array is never recycled). */
   private readonly own = new WeakSet<Float32Array>();
@@ -46,14 +46,17 @@ class SketchBuffers {
   }
 }
 
-export const sketchBuffers = new SketchBuffers();
-
 /**
- * Decodes `count` little-endian values of `dtype` into an aligned Float32Array taken from
- * {@link sketchBuffers}, or undefined when any value is NaN or ±Inf.
+ * Decodes `count` little-endian values of `dtype` into an aligned Float32Array, taken from
+ * `buffers` when given (new otherwise), or undefined when any value is NaN or ±Inf.
  */
-export function decodeFiniteSketches(bytes: Uint8Array, dtype: SketchDType, count: number): Float32Array | undefined {
-  const out = sketchBuffers.take(count);
+export function decodeFiniteSketches(
+  bytes: Uint8Array,
+  dtype: SketchDType,
+  count: number,
+  buffers?: SketchBuffers,
+): Float32Array | undefined {
+  const out = buffers === undefined ? new Float32Array(count) : buffers.take(count);
   let finite = true;
   if (dtype === 'float16') finite = decodeFloat16(bytes, out, count);
   else {
@@ -61,6 +64,6 @@ export function decodeFiniteSketches(bytes: Uint8Array, dtype: SketchDType, coun
     for (let i = 0; i < count && finite; i++) finite = Number.isFinite(out[i]);
   }
   if (finite) return out;
-  sketchBuffers.give(out);
+  buffers?.give(out);
   return undefined;
 }

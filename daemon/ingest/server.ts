@@ -208,7 +208,7 @@ export class IngestServer {
       const batchMsg = msg.batch;
       let decoded;
       try {
-        decoded = decodeBatch(batchMsg, hello.dim, hello.dtype, this.options);
+        decoded = decodeBatch(batchMsg, hello.dim, hello.dtype, this.options, this.deps.engine.sketchBuffers);
       } catch (err) {
         this.rejectItem(stream, err, Number.isSafeInteger(batchMsg.seq) ? batchMsg.seq : 0);
         return;

@@ -1,6 +1,6 @@
 /** Validation and decoding of trainer messages. Each failure is a MotiveError with a stable code. */
 import { MotiveError, type Authorizer } from '../shared/index.js';
-import { decodeFiniteSketches, dtypeBytes } from '../influence/index.js';
+import { decodeFiniteSketches, dtypeBytes, type SketchBuffers } from '../influence/index.js';
 import type { SketchDType } from '../store/index.js';
 import type { HelloMsg, QuerySetMsg, SketchBatchMsg } from './proto.js';
 
@@ -78,7 +78,14 @@ export interface DecodedBatch {
   readonly wire: Uint8Array;
 }
 
-export function decodeBatch(b: SketchBatchMsg, dim: number, dtype: SketchDType, limits: IngestLimits): DecodedBatch {
+/** Decodes a batch; its sketches go into a buffer from `buffers` when given (see SketchBuffers). */
+export function decodeBatch(
+  b: SketchBatchMsg,
+  dim: number,
+  dtype: SketchDType,
+  limits: IngestLimits,
+  buffers?: SketchBuffers,
+): DecodedBatch {
   if (!Number.isSafeInteger(b.seq) || b.seq < 1) throw new MotiveError('MOTIVE_INGEST_BATCH_INVALID', 'seq must be >= 1');
   if (!Number.isSafeInteger(b.step) || b.step < 0) throw new MotiveError('MOTIVE_INGEST_BATCH_INVALID', 'step out of range');
   if (!Number.isFinite(b.lr)) throw new MotiveError('MOTIVE_INGEST_BATCH_INVALID', 'lr must be finite');
@@ -95,7 +102,7 @@ export function decodeBatch(b: SketchBatchMsg, dim: number, dtype: SketchDType, 
   if (b.losses.length !== 0 && b.losses.length !== n) {
     throw new MotiveError('MOTIVE_INGEST_BATCH_INVALID', `${b.losses.length} losses for ${n} samples`);
   }
-  const sketches = decodeFiniteSketches(b.sketches, dtype, n * dim);
+  const sketches = decodeFiniteSketches(b.sketches, dtype, n * dim, buffers);
   if (sketches === undefined) throw new MotiveError('MOTIVE_INGEST_BATCH_NONFINITE');
   return { seq: b.seq, step: b.step, lr: b.lr, sampleIds: b.sampleIds, sketches, wire: b.sketches };
 }

@@ -18,19 +18,19 @@ const MAD_TO_SIGMA = 1.4826;
 /** sqrt(pi/2) · mean absolute deviation estimates it too; used when MAD is 0. */
 const MEAN_AD_TO_SIGMA = Math.sqrt(Math.PI / 2);
 
-/** Work arrays reused across calls (a recompute over 100k samples needs 1.6 MB of them). */
-let poolScratch = new Float64Array(0);
-
-function scratch(count: number): Float64Array {
-  if (poolScratch.length < count) poolScratch = new Float64Array(2 ** Math.ceil(Math.log2(count)));
-  return poolScratch.subarray(0, count);
-}
-
 /**
  * Weights for `scores` (one per sample; `eligible[i]` false → weight 1), written into `out` when
- * given (at least `scores.length` long). Depends only on its arguments.
+ * given (at least `scores.length` long). `work`, when at least as long as `scores`, holds the order
+ * statistics' working copy instead of a new array (a caller that recomputes often keeps one).
+ * Depends only on its arguments.
  */
-export function computeWeights(scores: Float64Array, eligible: Uint8Array, options: WeightPolicyOptions, out?: Float32Array): Float32Array {
+export function computeWeights(
+  scores: Float64Array,
+  eligible: Uint8Array,
+  options: WeightPolicyOptions,
+  out?: Float32Array,
+  work?: Float64Array,
+): Float32Array {
   const n = scores.length;
   const weights = out === undefined ? new Float32Array(n) : out.subarray(0, n);
   weights.fill(1);
@@ -38,7 +38,7 @@ export function computeWeights(scores: Float64Array, eligible: Uint8Array, optio
   for (let i = 0; i < n; i++) if (eligible[i]) count++;
   if (count < 2) return weights;
   // One work array serves both order statistics: the scores, then their absolute deviations.
-  const pool = scratch(count);
+  const pool = work !== undefined && work.length >= count ? work.subarray(0, count) : new Float64Array(count);
   for (let i = 0, c = 0; i < n; i++) if (eligible[i]) pool[c++] = scores[i] as number;
   const med = median(pool);
   let meanAd = 0;

@@ -38,6 +38,7 @@ export class WeightingService {
     scores: new Float64Array(0),
     eligible: new Uint8Array(0),
     weights: new Float32Array(0),
+    order: new Float64Array(0),
   };
 
   constructor(store: Store, options: WeightingOptions, log: Logger) {
@@ -97,6 +98,7 @@ export class WeightingService {
       w.scores = new Float64Array(size);
       w.eligible = new Uint8Array(size);
       w.weights = new Float32Array(size);
+      w.order = new Float64Array(size);
     }
     const samples = w.samples;
     const scores = w.scores.subarray(0, n);
@@ -109,7 +111,7 @@ export class WeightingService {
       eligible[at] = s.seen >= minSeen ? 1 : 0;
       at++;
     }
-    const weights = computeWeights(scores, eligible, this.options, w.weights);
+    const weights = computeWeights(scores, eligible, this.options, w.weights, w.order);
     const changedIdx: number[] = [];
     const minDelta = this.options.minDelta;
     for (let i = 0; i < n; i++) {

@@ -1,16 +1,17 @@
 import { describe, expect, it } from 'vitest';
-import { decodeFiniteSketches, sketchBuffers } from '../../../daemon/influence/index.js';
+import { SketchBuffers, decodeFiniteSketches } from '../../../daemon/influence/index.js';
 import { encodeFloat16Array } from '../../../trainer-hooks/ts/index.js';
 
 describe('decoded sketch buffers', () => {
+  const sketchBuffers = new SketchBuffers();
   it('reuses a returned buffer, and decodes into it exactly as into a new one', () => {
     const count = 4 * 64;
     const a = Float32Array.from({ length: count }, (_, i) => Math.sin(i) * 3);
     const b = Float32Array.from({ length: count }, (_, i) => Math.cos(i) / 7);
-    const first = decodeFiniteSketches(encodeFloat16Array(a), 'float16', count) as Float32Array;
+    const first = decodeFiniteSketches(encodeFloat16Array(a), 'float16', count, sketchBuffers) as Float32Array;
     const copy = Float32Array.from(first);
     sketchBuffers.give(first);
-    const second = decodeFiniteSketches(encodeFloat16Array(b), 'float16', count) as Float32Array;
+    const second = decodeFiniteSketches(encodeFloat16Array(b), 'float16', count, sketchBuffers) as Float32Array;
     expect(second).toBe(first);
     // Every value rewritten: binary16 of b, none of a left over.
     b.forEach((v, i) => expect(Math.abs((second[i] as number) - v)).toBeLessThanOrEqual(Math.abs(v) * 2 ** -11 + 2 ** -24));
@@ -22,13 +23,13 @@ describe('decoded sketch buffers', () => {
     const mine = new Float32Array(count).fill(5);
     sketchBuffers.give(mine);
     const bytes = encodeFloat16Array(new Float32Array(count).fill(1));
-    const got = decodeFiniteSketches(bytes, 'float16', count) as Float32Array;
+    const got = decodeFiniteSketches(bytes, 'float16', count, sketchBuffers) as Float32Array;
     expect(got).not.toBe(mine);
     expect(mine.every((v) => v === 5)).toBe(true);
     sketchBuffers.give(got);
     sketchBuffers.give(got);
-    const x = decodeFiniteSketches(bytes, 'float16', count);
-    const y = decodeFiniteSketches(bytes, 'float16', count);
+    const x = decodeFiniteSketches(bytes, 'float16', count, sketchBuffers);
+    const y = decodeFiniteSketches(bytes, 'float16', count, sketchBuffers);
     expect(x).not.toBe(y);
   });
 

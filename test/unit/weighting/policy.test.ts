@@ -43,9 +43,11 @@ describe('weight policy', () => {
     expect([...weights]).toEqual([1, 1, 1, 1, 1]);
   });
 
-  it('matches the plain formula on large random runs, calls after calls, into a reused array', () => {
-    // Work arrays are reused between calls: a smaller call after a larger one must not see its data.
+  it('matches the plain formula on large random runs, calls after calls, with reused arrays', () => {
+    // The output and work arrays are reused between calls: a smaller call after a larger one must
+    // not see its data.
     const out = new Float32Array(5000);
+    const work = new Float64Array(5000);
     let seed = 12345;
     const next = (): number => {
       seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
@@ -56,7 +58,7 @@ describe('weight policy', () => {
       const e = Array.from({ length: n }, () => next() < 0.8);
       for (const policy of ['downweight', 'quarantine'] as const) {
         const o = { ...base, policy, beta: 1.5, quarantineZ: -2 };
-        const got = computeWeights(Float64Array.from(s), Uint8Array.from(e.map(Number)), o, out);
+        const got = computeWeights(Float64Array.from(s), Uint8Array.from(e.map(Number)), o, out, work);
         expect(got.length).toBe(n);
         expect(got.buffer).toBe(out.buffer);
         const want = referenceWeights(s, e, o);
