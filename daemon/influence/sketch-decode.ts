@@ -1,4 +1,4 @@
-import { decodeFloat16 } from '../shared/index.js';
+import { decodeSketchesInto } from '../shared/index.js';
 import type { SketchDType } from '../store/index.js';
 
 /** Bytes per value of a sketch dtype. */
@@ -57,13 +57,7 @@ export function decodeFiniteSketches(
   buffers?: SketchBuffers,
 ): Float32Array | undefined {
   const out = buffers === undefined ? new Float32Array(count) : buffers.take(count);
-  let finite = true;
-  if (dtype === 'float16') finite = decodeFloat16(bytes, out, count);
-  else {
-    new Uint8Array(out.buffer, 0, count * 4).set(bytes.subarray(0, count * 4));
-    for (let i = 0; i < count && finite; i++) finite = Number.isFinite(out[i]);
-  }
-  if (finite) return out;
+  if (decodeSketchesInto(bytes, dtype, out, count)) return out;
   buffers?.give(out);
   return undefined;
 }

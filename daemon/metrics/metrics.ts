@@ -410,12 +410,12 @@ export class MotiveMetrics {
     this.commitSeconds.observe(labels, e.commitMs / 1000);
     for (const ms of e.stages.waitMs) this.stageSeconds.observe({ stage: 'wait' }, ms / 1000);
     if (e.batches > 0) {
+      this.batchesCommitted.inc(labels, e.batches);
       this.stageSeconds.observe({ stage: 'score' }, e.stages.scoreMs / 1000);
       this.stageSeconds.observe({ stage: 'queued' }, e.stages.queuedMs / 1000);
       this.stageSeconds.observe({ stage: 'commit' }, e.stages.durableMs / 1000);
       this.stageSeconds.observe({ stage: 'apply' }, e.stages.applyMs / 1000);
     }
-    if (e.batches > 0) this.batchesCommitted.inc(labels, e.batches);
     if (e.querySets.length > 0) this.queryRefreshes.inc(labels, e.querySets.length);
     if (!this.feedbackPendingSince.has(e.runId)) this.feedbackPendingSince.set(e.runId, performance.now());
   }

@@ -50,11 +50,18 @@ export function decodeFloat16(bytes: Uint8Array, out: Float32Array, count: numbe
 
 /**
  * Decodes `count` little-endian values of `dtype` (as the wire carries sketches) from `bytes`
- * into a new aligned Float32Array, without checking them.
+ * into `out`. Returns false when any value is NaN or ±Inf.
  */
+export function decodeSketchesInto(bytes: Uint8Array, dtype: 'float16' | 'float32', out: Float32Array, count: number): boolean {
+  if (dtype === 'float16') return decodeFloat16(bytes, out, count);
+  new Uint8Array(out.buffer, out.byteOffset, count * 4).set(bytes.subarray(0, count * 4));
+  for (let i = 0; i < count; i++) if (!Number.isFinite(out[i])) return false;
+  return true;
+}
+
+/** {@link decodeSketchesInto} a new Float32Array, for sketches already checked when received. */
 export function decodeSketches(bytes: Uint8Array, dtype: 'float16' | 'float32', count: number): Float32Array {
   const out = new Float32Array(count);
-  if (dtype === 'float16') decodeFloat16(bytes, out, count);
-  else new Uint8Array(out.buffer).set(bytes.subarray(0, count * 4));
+  decodeSketchesInto(bytes, dtype, out, count);
   return out;
 }

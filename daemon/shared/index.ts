@@ -1,5 +1,5 @@
 export { ErrorCodes, MotiveError, isMotiveError, describeError, type ErrorCode } from './errors.js';
-export { decodeFloat16, decodeSketches } from './float16.js';
+export { decodeFloat16, decodeSketches, decodeSketchesInto } from './float16.js';
 export { normalizeRows } from './vectors.js';
 export { createLogger, type Logger } from './logger.js';
 export { percentile, percentileVotes, median } from './stats.js';

@@ -6,8 +6,8 @@
  *
  * Ingest appends each batch to the log (one sequential value per batch) in a small durable
  * transaction and acknowledges it; the batch's effect on its samples is then applied in memory,
- * where touched samples stay *dirty* (their current G(z) cached) until a background flusher
- * writes them, sorted, in large transactions to the samples environment, and trims the log behind
+ * where touched samples stay *dirty* (their pending G(z) change held in memory) until a background
+ * flusher writes them in large transactions to the samples environment, and trims the log behind
  * them. Each environment has its own write thread, so a flush never delays an Ack. On start-up
  * the log entries newer than a sample's record are replayed (docs/store.md).
  */
@@ -829,20 +829,11 @@ export class Store {
   }
 
   /** Copies the G(z) of the sample's written record (in flight or in LMDB) into `out`; zeros if none. */
-  private baseEmbedding(runId: string, sample: SampleState, out: Float32Array): boolean {
-    const pending = this.inflight.get(sample);
-    if (pending !== undefined) {
-      copyEmbedding(pending, out);
-      return true;
-    }
-    // getBinaryFast's buffer is only valid until the next read: copy out at once.
-    const buf = this.samplesDb.getBinaryFast([runId, sample.id]);
-    if (buf === undefined) {
-      out.fill(0);
-      return false;
-    }
-    copyEmbedding(buf, out);
-    return true;
+  private baseEmbedding(runId: string, sample: SampleState, out: Float32Array): void {
+    // getBinaryFast's buffer is only valid until the next read: copied out at once.
+    const buf = this.inflight.get(sample) ?? this.samplesDb.getBinaryFast([runId, sample.id]);
+    if (buf === undefined) out.fill(0);
+    else copyEmbedding(buf, out);
   }
 
   /** Current G(z) of a sample: its written record plus its pending delta. */

@@ -112,28 +112,22 @@ export class WeightingService {
       at++;
     }
     const weights = computeWeights(scores, eligible, this.options, w.weights, w.order);
-    const changedIdx: number[] = [];
     const minDelta = this.options.minDelta;
-    for (let i = 0; i < n; i++) {
-      const wi = weights[i] as number;
-      const prev = (samples[i] as SampleState).weight;
-      if (Math.abs(wi - prev) > minDelta || ((wi === 0 || wi === 1) && wi !== prev)) changedIdx.push(i);
-    }
     const ids: string[] = [];
+    const moved: number[] = [];
     const newly: string[] = [];
-    const ws = new Float32Array(changedIdx.length);
-    for (const i of changedIdx) {
-      const s = samples[i];
-      if (s === undefined) continue;
+    for (let i = 0; i < n; i++) {
+      const s = samples[i] as SampleState;
       const wi = weights[i] as number;
+      if (!(Math.abs(wi - s.weight) > minDelta || ((wi === 0 || wi === 1) && wi !== s.weight))) continue;
       if (s.weight >= 1 && wi < 1) newly.push(s.id);
-      ws[ids.length] = wi;
       ids.push(s.id);
+      moved.push(wi);
     }
     // Drop the references (a deleted run's samples must not stay reachable from here).
     samples.fill(undefined, 0, n);
     if (ids.length === 0) return;
-    const changed = ws.subarray(0, ids.length);
+    const changed = Float32Array.from(moved);
     const version = run.weightsVersion + 1;
     const lsn = await this.store.commit((tx) => {
       tx.updateRun(run, { weightsVersion: version });
