@@ -8,7 +8,6 @@
  *
  *   npx tsx bench/engine.ts [--seconds 8] [--runs 2] [--k 512] [--m 64] [--batch 256] [--pool 200000] [--window 32]
  */
-import { rmSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { InfluenceEngine, MatMulKernel, decodeFiniteSketches } from '../daemon/influence/index.js';
 import { createLogger } from '../daemon/shared/index.js';
@@ -122,7 +121,7 @@ async function once(seed: number): Promise<RunResult> {
   } finally {
     await store.close();
     await kernel.close();
-    rmSync(dir.path, { recursive: true, force: true });
+    dir.remove();
   }
 }
 

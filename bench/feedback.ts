@@ -25,7 +25,7 @@ import { encodeFloat16Array } from '../trainer-hooks/ts/index.js';
 import { rng } from '../test/helpers/reference.js';
 import { tempDir } from '../test/helpers/daemon.js';
 import { rawStream } from '../test/helpers/raw-stream.js';
-import { bestOf, fmt, quantile, report, scrapeMetric, startBenchDaemon } from './lib.js';
+import { bestOf, fmt, quantile, report, scrapeMetric, startBenchDaemon, type BenchDaemon } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -72,7 +72,7 @@ const STAGES = ['wait', 'score', 'queued', 'commit', 'apply'] as const;
 type Stage = (typeof STAGES)[number];
 
 /** Cumulative sum and count of each stage's histogram. */
-async function scrapeStages(d: Parameters<typeof scrapeMetric>[0]): Promise<Record<Stage, { sum: number; count: number }>> {
+async function scrapeStages(d: BenchDaemon): Promise<Record<Stage, { sum: number; count: number }>> {
   const names = STAGES.flatMap((st) => [
     `motive_ingest_stage_seconds_sum\\{stage="${st}"\\}`,
     `motive_ingest_stage_seconds_count\\{stage="${st}"\\}`,

@@ -12,8 +12,11 @@ export const BENCH_RUN = 'bench';
 const QUERIES = 8;
 const PER_COMMIT = 20_000;
 
-/** Fast deterministic uniform values in [-1, 1): G(z) contents do not matter for timing. */
-function filler(seed: number): () => number {
+/**
+ * Fast deterministic uniform values in [-1, 1) (xorshift32): G(z) contents and query vectors do
+ * not matter for timing.
+ */
+export function filler(seed: number): () => number {
   let x = seed >>> 0 || 1;
   return () => {
     x ^= x << 13;
@@ -26,12 +29,6 @@ function filler(seed: number): () => number {
 export function sampleId(i: number): string {
   return `clip-${String(i).padStart(7, '0')}`;
 }
-
-/**
- * Writes one sample and its G(z) through whichever StoreTx the store has: one combined record
- * (`openRecord` → fill its G(z) view → `putSample(run, sample, record)`), or a sample record plus a
- * separate embedding (`putSample` + `putEmbedding`).
- */
 
 /** Path of a cached store holding `n` samples at dimension `k`, filling it first when missing. */
 export async function filledStore(n: number, k: number, log: (s: string) => void = (s) => process.stderr.write(s)): Promise<string> {

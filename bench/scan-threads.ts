@@ -9,7 +9,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { BENCH_RUN, filledStore } from './fill.js';
+import { BENCH_RUN, filledStore, filler } from './fill.js';
 import { CACHE_DIR, fmt, postJson, report, startBenchDaemon } from './lib.js';
 
 const { values } = parseArgs({
@@ -26,16 +26,6 @@ const ROUNDS = Number(values.rounds);
 const N = Number(values.samples);
 const K = 512;
 
-function query(seed: number): number[] {
-  let x = seed;
-  return Array.from({ length: K }, () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 2147483648 - 1;
-  });
-}
-
 const storeDir = await filledStore(N, K);
 const rows: Array<Array<string | number>> = [];
 for (let round = 1; round <= ROUNDS; round++) {
@@ -47,7 +37,7 @@ for (let round = 1; round <= ROUNDS; round++) {
     try {
       for (let q = 0; q < QUERIES; q++) {
         const res = await postJson<{ elapsedMs: number }>(d.httpPort, `/v1/runs/${BENCH_RUN}/attribute`, {
-          sketch: query(7000 + 100 * round + q),
+          sketch: Array.from({ length: K }, filler(7000 + 100 * round + q)),
           limit: 20,
         });
         ms.push(res.elapsedMs);

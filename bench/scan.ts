@@ -17,7 +17,7 @@ import { startTestDaemon } from '../test/helpers/daemon.js';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Store } from '../daemon/store/index.js';
-import { BENCH_RUN, dumpedMatrix, filledStore } from './fill.js';
+import { BENCH_RUN, dumpedMatrix, filledStore, filler } from './fill.js';
 import {
   CACHE_DIR,
   REPO_ROOT,
@@ -46,13 +46,7 @@ const K = 512;
 const LIMIT = 20;
 
 function queryVector(seed: number): number[] {
-  let x = seed * 2654435761 || 1;
-  return Array.from({ length: K }, () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 2147483648 - 1;
-  });
+  return Array.from({ length: K }, filler(seed * 2654435761));
 }
 
 async function attribute(port: number, seed: number): Promise<{ elapsedMs: number }> {
