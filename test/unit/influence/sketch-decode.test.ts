@@ -34,11 +34,17 @@ describe('decoded sketch buffers', () => {
   });
 
   it('rejects NaN and Inf (float32 and float16) and takes the buffer back', () => {
+    const pool = new SketchBuffers();
+    const okBytes = new Uint8Array(new Float32Array([1, -2, 3, 0.5]).buffer);
+    const first = decodeFiniteSketches(okBytes, 'float32', 4, pool) as Float32Array;
+    pool.give(first);
     const f32 = new Float32Array([1, 2, Number.NaN, 4]);
-    expect(decodeFiniteSketches(new Uint8Array(f32.buffer), 'float32', 4)).toBeUndefined();
+    expect(decodeFiniteSketches(new Uint8Array(f32.buffer), 'float32', 4, pool)).toBeUndefined();
     const inf = new Uint16Array([0x3c00, 0x7c00]);
-    expect(decodeFiniteSketches(new Uint8Array(inf.buffer), 'float16', 2)).toBeUndefined();
-    const ok = decodeFiniteSketches(new Uint8Array(new Float32Array([1, -2, 3, 0.5]).buffer), 'float32', 4);
+    expect(decodeFiniteSketches(new Uint8Array(inf.buffer), 'float16', 2, pool)).toBeUndefined();
+    // The rejected decode held `first` and gave it back.
+    const ok = decodeFiniteSketches(okBytes, 'float32', 4, pool);
+    expect(ok).toBe(first);
     expect([...(ok as Float32Array)]).toEqual([1, -2, 3, 0.5]);
   });
 });
