@@ -22,6 +22,12 @@ an option of :class:`MotionObjective`:
   keeps what moves and drops most of what only looks different. A sequence gives one factor per
   timestep: at low noise the prediction error is dominated by fine texture, at high noise the
   prediction is coarse already, so pooling can be kept to the low timesteps.
+- ``channel_pool=True``: the prediction error averaged over the channel axis before the loss,
+  so the loss sees one error per position and frame, not which channel it is in. For pixel or
+  colour-like latents (RGB, or a VAE whose channels stay close to colour) that is the luminance
+  error: a clip's colours stop steering the direction of its gradient, while a displacement,
+  which moves every channel together, keeps its full size. In a learned latent space whose
+  channels are not colour, the channel mean is one fixed projection: check it on the data.
 - ``contrast=True``: the loss of the clip minus the loss of its static copy (its first frame
   repeated, same mask), so the gradient keeps what the clip's motion adds and drops what its
   appearance alone explains. A frozen clip has an all-zero contrast gradient.
@@ -212,6 +218,8 @@ class MotionObjective:
             last two (spatial) axes before the loss (default 1: no pooling); the latent grid
             must be a multiple of ``p``. A sequence gives one factor per timestep (as long as
             ``timesteps``). See the module doc.
+        channel_pool: average the prediction error over the channel axis (1, or 2 when
+            ``frame_dim`` is 1) before the loss, at every timestep. See the module doc.
         name: a label for reports and query groups (default: built from the options).
     """
 
@@ -227,6 +235,7 @@ class MotionObjective:
         contrast: Union[bool, str] = False,
         use_mask: bool = True,
         spatial_pool: Union[int, Sequence[int]] = 1,
+        channel_pool: bool = False,
         name: Optional[str] = None,
     ) -> None:
         if kind not in OBJECTIVE_KINDS:
@@ -250,12 +259,17 @@ class MotionObjective:
             raise ValueError(f"spatial_pool must be >= 1, one value or one per timestep ({len(self.timesteps)}), got {spatial_pool!r}")
         self.spatial_pools: Tuple[int, ...] = pools
         """The pooling factor of each timestep."""
+        self.channel_pool = bool(channel_pool)
+        self.channel_dim = 2 if self.frame_dim == 1 else 1
+        """The channel axis of the latents and of ``pred``."""
         if name is None:
             name = kind + "@" + "+".join(str(t) for t in self.timesteps)
             if contrast:
                 name += "-qcontrast" if contrast == "query" else "-contrast"
             if any(p > 1 for p in pools):
                 name += "-pool" + (str(pools[0]) if len(set(pools)) == 1 else "+".join(str(p) for p in pools))
+            if channel_pool:
+                name += "-cmean"
             if not use_mask:
                 name += "-nomask"
         self.name = name
@@ -269,12 +283,16 @@ class MotionObjective:
         return batch["latents"]
 
     def _loss(self, pred: torch.Tensor, target: torch.Tensor, masks: Optional[torch.Tensor], pool: int = 1) -> torch.Tensor:
-        if pool > 1:
-            # pooling is linear: the pooled error is the coarse-scale prediction's error
-            pred = spatial_pool(pred.float() - target.float(), pool)
-            target = torch.zeros_like(pred)
-            if masks is not None:
-                masks = spatial_pool(masks.float(), pool)
+        if self.channel_pool or pool > 1:
+            # both are linear: the pooled error is the pooled prediction's error
+            err = pred.float() - target.float()
+            if self.channel_pool:
+                err = err.mean(dim=self.channel_dim, keepdim=True)
+            if pool > 1:
+                err = spatial_pool(err, pool)
+                if masks is not None:
+                    masks = spatial_pool(masks.float(), pool)
+            pred, target = err, torch.zeros_like(err)
         if self.kind in ("temporal", "temporal2"):
             order = 2 if self.kind == "temporal2" else 1
             return temporal_difference_loss(pred, target, masks, frame_dim=self.frame_dim, order=order)

@@ -174,3 +174,49 @@ def test_spatial_pool_per_timestep_is_the_mean_of_single_timestep_objectives() -
     ]
     want = sum(o.per_sample_losses(model, x, masks) for o in parts) / 3
     assert torch.allclose(mixed.per_sample_losses(model, x, masks), want, atol=1e-7)
+
+
+def test_channel_pool_matches_a_plain_reference() -> None:
+    # the channel mean of the error, then (optionally) the block pool, then the acceleration loss
+    torch.manual_seed(1)
+    pred, target = torch.randn(2, 3, 6, 8, 8), torch.randn(2, 3, 6, 8, 8)
+    mask = torch.rand(2, 6, 8, 8)
+    err = (pred - target).double().numpy()
+    luma = err.mean(axis=1, keepdims=True)
+    for p in (1, 2):
+        obj = MotionObjective(flow_matching_predict(), kind="temporal2", channel_pool=True)
+        got = obj._loss(pred, target, mask, pool=p).double().numpy()
+        want = _pooled_accel_reference(luma, mask.double().numpy(), p)
+        assert np.allclose(got, want, rtol=1e-5, atol=1e-9), (p, got, want)
+    named = MotionObjective(flow_matching_predict(), kind="temporal2", timesteps=(500, 751, 250), spatial_pool=(1, 1, 2), channel_pool=True)
+    assert named.name == "temporal2@500+751+250-pool1+1+2-cmean"
+
+
+def test_channel_pool_drops_colour_and_keeps_what_moves_every_channel() -> None:
+    # an error that only shifts colour (sums to zero over the channels) is invisible; one that is
+    # the same in every channel (a displacement of a grey edge) keeps its full size
+    wiggle = torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0, -1.0]).view(1, 1, 6, 1, 1)
+    chroma = (torch.tensor([1.0, -2.0, 1.0]).view(1, 3, 1, 1, 1) * wiggle).expand(1, 3, 6, 4, 4)
+    grey = wiggle.expand(1, 3, 6, 4, 4)
+    zero = torch.zeros(1, 3, 6, 4, 4)
+    pooled = MotionObjective(flow_matching_predict(), kind="temporal2", channel_pool=True)
+    plain = MotionObjective(flow_matching_predict(), kind="temporal2")
+    assert float(pooled._loss(chroma, zero, None)[0]) < 1e-12
+    assert float(plain._loss(chroma, zero, None)[0]) > 1.0
+    assert abs(float(pooled._loss(grey, zero, None)[0]) - float(plain._loss(grey, zero, None)[0])) < 1e-6
+    # frames first ([B, F, C, h, w]): the channel axis is 2
+    assert MotionObjective(flow_matching_predict(), frame_dim=1, channel_pool=True).channel_dim == 2
+
+
+def test_channel_pool_gradients_through_the_model() -> None:
+    torch.manual_seed(0)
+    model = SmallVideoDenoiser(channels=4, width=8)
+    x = synthetic_latents(2, frames=5, size=8)
+    masks = torch.rand(2, 5, 8, 8)
+    p = flow_matching_predict()
+    obj = MotionObjective(p, kind="temporal2", timesteps=(500, 751, 250), spatial_pool=(1, 1, 2), channel_pool=True)
+    losses = obj.per_sample_losses(model, x, masks)
+    assert losses.shape == (2,) and bool((losses > 0).all()) and losses.requires_grad
+    attr = MotionAttributor(model, model.sketch_layers(), p, dim=48, objectives=[obj])
+    raw, _ = attr.raw_sketch(x, masks)
+    assert raw.shape == (2, 48) and bool(torch.isfinite(raw).all()) and float(raw.abs().max()) > 0
