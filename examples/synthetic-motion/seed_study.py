@@ -34,7 +34,8 @@ from motive_hooks import MotionAttributor, flow_matching_predict, normalize_sket
 from motive_hooks.loss import MotionObjective  # noqa: E402
 
 Component = Tuple[str, int, int, Union[int, str]]
-"""(kind, timestep, noise seed, spatial pool); a pool ``"b3"`` is a 3×3 box blur (stride 1)."""
+"""(kind, timestep, noise seed, spatial pool); a pool ``"b3"`` is a 3×3 box blur (stride 1), a pool
+``"cP"`` is the channel mean of the error then ``P × P`` pooling (the hook's ``channel_pool``)."""
 
 
 class BlurObjective(MotionObjective):
@@ -57,6 +58,8 @@ class BlurObjective(MotionObjective):
 
 def objective(c: "Component") -> MotionObjective:
     p = flow_matching_predict()
+    if isinstance(c[3], str) and c[3].startswith("c"):
+        return MotionObjective(p, kind=c[0], t_fix=c[1], noise_seed=c[2], spatial_pool=int(c[3][1:]), channel_pool=True)
     if isinstance(c[3], str):
         return BlurObjective(p, kind=c[0], t_fix=c[1], noise_seed=c[2], blur=int(c[3][1:]))
     return MotionObjective(p, kind=c[0], t_fix=c[1], noise_seed=c[2], spatial_pool=c[3])
@@ -74,7 +77,7 @@ COMPONENTS: List[Component] = [
         ("temporal2", 500, 1),
         ("temporal2", 751, 2),
     )
-] + [("temporal2", 250, s, p) for p in (2, 4) for s in (1, 3)]
+] + [("temporal2", 250, s, p) for p in (2, 4) for s in (1, 3)] + [("temporal2", 500, 0, "c1"), ("temporal2", 751, 1, "c1"), ("temporal2", 250, 2, "c2")]
 
 
 def comp_name(c: Component) -> str:
@@ -188,6 +191,10 @@ RECIPES: Dict[str, Recipe] = {
     # the low timestep added at the coarse scale only (the hook's spatial_pool=(1, 1, p)); the
     # first is the default
     "accel-coarse250": recipe([("temporal2", 500, 0, 1), ("temporal2", 751, 1, 1), ("temporal2", 250, 2, 2)]),
+    # accel-coarse250 on the channel mean of the error (the hook's channel_pool): the default
+    "accel-luma": recipe([("temporal2", 500, 0, "c1"), ("temporal2", 751, 1, "c1"), ("temporal2", 250, 2, "c2")]),
+    "accel-coarse250 luma@250 only": recipe([("temporal2", 500, 0, 1), ("temporal2", 751, 1, 1), ("temporal2", 250, 2, "c2")]),
+    "accel-luma colour@250": recipe([("temporal2", 500, 0, "c1"), ("temporal2", 751, 1, "c1"), ("temporal2", 250, 2, 2)]),
     "accel-coarse375": recipe([("temporal2", 500, 0, 1), ("temporal2", 751, 1, 1), ("temporal2", 375, 2, 2)]),
     "accel-coarse250-pool4": recipe([("temporal2", 500, 0, 1), ("temporal2", 751, 1, 1), ("temporal2", 250, 2, 4)]),
     # accel-multi-t and a coarse t = 250 term with 4 noise draws as two objectives
