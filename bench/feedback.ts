@@ -2,7 +2,7 @@
  * Feedback latency at a steady sketch rate: one trainer rank sends batches on a fixed schedule
  * (10,000 sample-sketches/s, and 2,500/s and 500/s, rates below this machine's ingest capacity: batches of
  * 256, k = 512, m = 64 queries, fp16) through the real
- * gRPC stream to a daemon child process with `{"weights": {"minSeen": 1, "intervalMs": 50}}` (`--interval-ms` changes the interval; `--sync-commits` adds `{"store": {"syncCommits": true}}` and writes `feedback-sync-commits.json`).
+ * gRPC stream to a daemon child process with `{"weights": {"minSeen": 1, "intervalMs": 50}}` (`--interval-ms` changes the interval; `--sync-commits` adds `{"store": {"syncCommits": true}}` and writes `feedback-sync-commits.json`; `--batch-updates off` turns `weights.batchUpdates` off and writes `feedback-no-batch-updates.json`).
  *
  *   Ack latency           = Ack received − batch sent.
  *   WeightUpdate latency  = time from sending a batch to the first WeightUpdate received after that
@@ -15,7 +15,7 @@
  * warm-up (`motive_ingest_stage_seconds`, docs/observability.md); the rest of an Ack's latency is
  * decoding before and transport after.
  *
- *   npx tsx bench/feedback.ts [--rates 10000,2500,500] [--interval-ms 50] [--sync-commits] [--seconds 15] [--runs 2] [--quick]
+ *   npx tsx bench/feedback.ts [--rates 10000,2500,500] [--interval-ms 50] [--sync-commits] [--batch-updates on|off] [--seconds 15] [--runs 2] [--quick]
  *                             [--cpu-prof DIR]   (the daemon under node --cpu-prof, its profiles written to DIR)
  */
 import { closeSync, fdatasyncSync, openSync, writeFileSync, writeSync } from 'node:fs';
@@ -35,6 +35,7 @@ const { values } = parseArgs({
     batch: { type: 'string', default: '256' },
     'interval-ms': { type: 'string', default: '50' },
     'sync-commits': { type: 'boolean' },
+    'batch-updates': { type: 'string', default: 'on' },
     'cpu-prof': { type: 'string' },
     quick: { type: 'boolean' },
   },
@@ -47,6 +48,10 @@ const BATCH = Number(values.batch);
 const INTERVAL_MS = Number(values['interval-ms']);
 /** store.syncCommits of the daemon under test. */
 const SYNC_COMMITS = values['sync-commits'] === true;
+if (values['batch-updates'] !== 'on' && values['batch-updates'] !== 'off')
+  throw new Error(`--batch-updates must be on or off, got ${values['batch-updates']}`);
+/** weights.batchUpdates of the daemon under test. */
+const BATCH_UPDATES = values['batch-updates'] === 'on';
 const K = 512;
 const M = 64;
 const POOL = 100_000;
@@ -89,7 +94,10 @@ async function once(rate: number, seed: number): Promise<RunResult> {
   const configFile = join(dir.path, 'config.json');
   writeFileSync(
     configFile,
-    JSON.stringify({ weights: { minSeen: 1, intervalMs: INTERVAL_MS }, ...(SYNC_COMMITS ? { store: { syncCommits: true } } : {}) }),
+    JSON.stringify({
+      weights: { minSeen: 1, intervalMs: INTERVAL_MS, batchUpdates: BATCH_UPDATES },
+      ...(SYNC_COMMITS ? { store: { syncCommits: true } } : {}),
+    }),
   );
   const d = await startBenchDaemon({
     dataDir: join(dir.path, 'store'),
@@ -279,8 +287,8 @@ for (const rate of RATES) {
   };
 }
 report(
-  SYNC_COMMITS ? 'feedback-sync-commits' : 'feedback',
-  `Feedback latency (batch ${BATCH}, k ${K}, m ${M}, fp16, 1 rank, weights minSeen 1 / intervalMs ${INTERVAL_MS}${SYNC_COMMITS ? ', store.syncCommits' : ''}), ${SECONDS} s per run, first ${WARMUP_MS / 1000} s not counted`,
+  (SYNC_COMMITS ? 'feedback-sync-commits' : 'feedback') + (BATCH_UPDATES ? '' : '-no-batch-updates'),
+  `Feedback latency (batch ${BATCH}, k ${K}, m ${M}, fp16, 1 rank, weights minSeen 1 / intervalMs ${INTERVAL_MS}${BATCH_UPDATES ? '' : ' / batchUpdates off'}${SYNC_COMMITS ? ', store.syncCommits' : ''}), ${SECONDS} s per run, first ${WARMUP_MS / 1000} s not counted`,
   [
     'sketches/s',
     'run',

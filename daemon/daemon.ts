@@ -63,7 +63,7 @@ export async function startDaemon(config: MotiveConfig, log: Logger = createLogg
   });
   const weighting = new WeightingService(store, config.weights, log);
   engine.onCommit((e) => {
-    if (e.batches > 0 || e.querySets.length > 0) weighting.schedule(e.runId);
+    if (e.batches > 0 || e.querySets.length > 0) weighting.committed(e.runId, e.sampleIds, e.querySets.length > 0);
   });
   const views = new RunViews(config.score.votePercentile);
   const ingest = new IngestServer(

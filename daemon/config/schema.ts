@@ -174,6 +174,11 @@ export const ConfigSchema = Type.Object(
         quarantineZ: Type.Number({ default: -4, description: 'quarantine policy: w = 0 where z < quarantineZ.' }),
         minDelta: Type.Number({ default: 0.01, minimum: 0, description: 'A weight change smaller than this is not pushed.' }),
         intervalMs: Type.Integer({ default: 1000, minimum: 10, description: 'Weights of a run are recomputed at most this often (ms).' }),
+        batchUpdates: Type.Boolean({
+          default: true,
+          description:
+            "After each commit, push the weights of the committed batches' samples at once, from the last recompute's median and scale (the next recompute refreshes them).",
+        }),
       },
       { additionalProperties: false, default: {} },
     ),

@@ -51,6 +51,8 @@ export interface CommitEvent {
   readonly bytes: number;
   readonly lastStep: number;
   readonly querySets: readonly QuerySetRecord[];
+  /** The sample ids of each batch committed (duplicates left out), in commit order. */
+  readonly sampleIds: ReadonlyArray<readonly string[]>;
   /** Durable transaction of the group, from its turn in the store (waiting for earlier commits included). */
   readonly commitMs: number;
   /** Where the group's time went (docs/observability.md, `motive_ingest_stage_seconds`). */
@@ -453,7 +455,10 @@ export class InfluenceEngine {
     commitStages: { queuedMs: number; durableMs: number },
   ): void {
     const applyStart = performance.now();
-    const events = new Map<string, { batches: number; sketches: number; bytes: number; qs: QuerySetRecord[]; waitMs: number[] }>();
+    const events = new Map<
+      string,
+      { batches: number; sketches: number; bytes: number; qs: QuerySetRecord[]; ids: Array<readonly string[]>; waitMs: number[] }
+    >();
     for (const [run, ids] of g.newQueryIds) {
       for (const id of ids) run.queryColumn(id);
       const ahead = this.ahead.queryIds.get(run);
@@ -463,7 +468,7 @@ export class InfluenceEngine {
       }
     }
     for (const p of live) {
-      const ev = events.get(p.run.info.id) ?? { batches: 0, sketches: 0, bytes: 0, qs: [], waitMs: [] };
+      const ev = events.get(p.run.info.id) ?? { batches: 0, sketches: 0, bytes: 0, qs: [], ids: [], waitMs: [] };
       events.set(p.run.info.id, ev);
       p.run.revision++;
       if ('record' in p) {
@@ -513,6 +518,7 @@ export class InfluenceEngine {
       if (sub.step > p.run.lastStep) p.run.lastStep = sub.step;
       ev.batches++;
       ev.sketches += sub.sampleIds.length;
+      ev.ids.push(sub.sampleIds);
       ev.bytes += sub.bytes;
       ev.waitMs.push(g.takenAt - p.item.at);
     }
@@ -529,6 +535,7 @@ export class InfluenceEngine {
         bytes: ev.bytes,
         lastStep: run?.lastStep ?? 0,
         querySets: ev.qs,
+        sampleIds: ev.ids,
         commitMs,
         stages: { waitMs: ev.waitMs, scoreMs: g.preparedAt - g.takenAt, ...commitStages, applyMs },
       };

@@ -18,25 +18,22 @@ const MAD_TO_SIGMA = 1.4826;
 /** sqrt(pi/2) · mean absolute deviation estimates it too; used when MAD is 0. */
 const MEAN_AD_TO_SIGMA = Math.sqrt(Math.PI / 2);
 
+/** The robust location and scale of the eligible scores: median, and 1.4826 · MAD (or the mean absolute deviation's estimate where MAD is 0). */
+export interface RobustStats {
+  readonly median: number;
+  readonly sigma: number;
+}
+
 /**
- * Weights for `scores` (one per sample; `eligible[i]` false → weight 1), written into `out` when
- * given (at least `scores.length` long). `work`, when at least as long as `scores`, holds the order
- * statistics' working copy instead of a new array (a caller that recomputes often keeps one).
- * Depends only on its arguments.
+ * The robust statistics of the eligible `scores`; undefined when fewer than two are eligible or
+ * all of them are equal (nobody stands out). `work`, when at least as long as the eligible count,
+ * holds the order statistics' working copy instead of a new array.
  */
-export function computeWeights(
-  scores: Float64Array,
-  eligible: Uint8Array,
-  options: WeightPolicyOptions,
-  out?: Float32Array,
-  work?: Float64Array,
-): Float32Array {
+export function robustStats(scores: Float64Array, eligible: Uint8Array, work?: Float64Array): RobustStats | undefined {
   const n = scores.length;
-  const weights = out === undefined ? new Float32Array(n) : out.subarray(0, n);
-  weights.fill(1);
   let count = 0;
   for (let i = 0; i < n; i++) if (eligible[i]) count++;
-  if (count < 2) return weights;
+  if (count < 2) return undefined;
   // One work array serves both order statistics: the scores, then their absolute deviations.
   const pool = work !== undefined && work.length >= count ? work.subarray(0, count) : new Float64Array(count);
   for (let i = 0, c = 0; i < n; i++) if (eligible[i]) pool[c++] = scores[i] as number;
@@ -51,16 +48,37 @@ export function computeWeights(
   meanAd /= count;
   let sigma = MAD_TO_SIGMA * median(pool);
   if (!(sigma > 0)) sigma = MEAN_AD_TO_SIGMA * meanAd;
-  // All eligible scores equal: nobody stands out, everyone keeps weight 1.
-  if (!(sigma > 0)) return weights;
-  const quarantine = options.policy === 'quarantine';
-  for (let i = 0; i < n; i++) {
-    if (!eligible[i]) continue;
-    const zi = ((scores[i] as number) - med) / sigma;
-    // beta > 0: at zi >= 0, exp(beta · zi) >= 1 and the weight is 1 without computing it.
-    let w = zi >= 0 ? 1 : Math.min(1, Math.max(options.wMin, Math.exp(options.beta * zi)));
-    if (quarantine && zi < options.quarantineZ) w = 0;
-    weights[i] = w;
-  }
+  return sigma > 0 ? { median: med, sigma } : undefined;
+}
+
+/** The weight of one eligible sample whose score is `score`, under `stats`. */
+export function weightFor(score: number, stats: RobustStats, options: WeightPolicyOptions): number {
+  const z = (score - stats.median) / stats.sigma;
+  // beta > 0: at z >= 0, exp(beta · z) >= 1 and the weight is 1 without computing it.
+  let w = z >= 0 ? 1 : Math.min(1, Math.max(options.wMin, Math.exp(options.beta * z)));
+  if (options.policy === 'quarantine' && z < options.quarantineZ) w = 0;
+  return w;
+}
+
+/**
+ * Weights for `scores` (one per sample; `eligible[i]` false → weight 1), written into `out` when
+ * given (at least `scores.length` long). `work` as for {@link robustStats}. Depends only on its
+ * arguments; `stats`, when given, receives the statistics used (undefined: everyone weight 1).
+ */
+export function computeWeights(
+  scores: Float64Array,
+  eligible: Uint8Array,
+  options: WeightPolicyOptions,
+  out?: Float32Array,
+  work?: Float64Array,
+  stats?: { value: RobustStats | undefined },
+): Float32Array {
+  const n = scores.length;
+  const weights = out === undefined ? new Float32Array(n) : out.subarray(0, n);
+  weights.fill(1);
+  const st = robustStats(scores, eligible, work);
+  if (stats !== undefined) stats.value = st;
+  if (st === undefined) return weights;
+  for (let i = 0; i < n; i++) if (eligible[i]) weights[i] = weightFor(scores[i] as number, st, options);
   return weights;
 }

@@ -1,15 +1,57 @@
 /**
  * Keeps every run's weights current: after commits it recomputes a run's weights (at most once
  * per `intervalMs`), persists the ones that moved by more than `minDelta` with a new weights
- * version, and announces them as a delta. The full snapshot is served on attach.
+ * version, and announces them as a delta. The full snapshot is served on attach. A recompute
+ * gathers the scores in slices, yielding to the event loop between them, so a large run does not
+ * hold the Acks behind it.
+ *
+ * With `batchUpdates`, the samples of each committed batch also get their weights at once, from
+ * the median and scale of the run's last recompute: a trainer learns its batch's weights right
+ * after the batch's Ack instead of up to `intervalMs` later. The next recompute refreshes them
+ * (and everyone else's) with current statistics. A new query set changes every score, so after
+ * one the batch updates wait for the recompute that follows it.
  */
 import type { Logger } from '../shared/index.js';
 import type { RunState, SampleState, Store } from '../store/index.js';
-import { computeWeights, type WeightPolicyOptions } from './policy.js';
+import { robustStats, weightFor, type RobustStats, type WeightPolicyOptions } from './policy.js';
 
 export interface WeightingOptions extends WeightPolicyOptions {
   readonly minDelta: number;
   readonly intervalMs: number;
+  /** Weights for each committed batch's samples at once, from the last recompute's statistics. */
+  readonly batchUpdates?: boolean;
+}
+
+/** Samples a recompute gathers between yields to the event loop. */
+const RECOMPUTE_SLICE = 8192;
+
+/** A recompute's working arrays, one slot per sample. */
+interface Work {
+  samples: Array<SampleState | undefined>;
+  scores: Float64Array;
+  eligible: Uint8Array;
+  order: Float64Array;
+}
+
+function newWork(): Work {
+  return { samples: [], scores: new Float64Array(0), eligible: new Uint8Array(0), order: new Float64Array(0) };
+}
+
+/** Grows `w` to `size` slots, keeping what it holds. */
+function grow(w: Work, size: number): void {
+  const scores = new Float64Array(size);
+  scores.set(w.scores);
+  const eligible = new Uint8Array(size);
+  eligible.set(w.eligible);
+  w.scores = scores;
+  w.eligible = eligible;
+  w.order = new Float64Array(size);
+}
+
+/** The statistics of a run's last recompute, and the query count its scores were taken over. */
+interface RunStats {
+  readonly stats: RobustStats | undefined;
+  readonly queries: number;
 }
 
 /** A set of weight changes (or a full snapshot) of one run at one weights version. */
@@ -30,16 +72,12 @@ export class WeightingService {
   private readonly log: Logger;
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private readonly lastRunAt = new Map<string, number>();
-  private readonly running = new Map<string, Promise<void>>();
+  private readonly recomputing = new Map<string, Promise<void>>();
+  private readonly publishing = new Map<string, Promise<void>>();
+  private readonly stats = new Map<string, RunStats>();
+  private readonly freeWork: Work[] = [];
   private readonly listeners: Array<(e: WeightUpdateEvent) => void> = [];
   private closed = false;
-  private readonly work = {
-    samples: [] as Array<SampleState | undefined>,
-    scores: new Float64Array(0),
-    eligible: new Uint8Array(0),
-    weights: new Float32Array(0),
-    order: new Float64Array(0),
-  };
 
   constructor(store: Store, options: WeightingOptions, log: Logger) {
     this.store = store;
@@ -74,59 +112,122 @@ export class WeightingService {
     this.timers.set(runId, timer);
   }
 
+  /**
+   * After a commit of `runId`: the batch update of `sampleIds` (with `batchUpdates`, unless
+   * `querySetChanged`) and a scheduled recompute.
+   */
+  committed(runId: string, sampleIds: ReadonlyArray<readonly string[]>, querySetChanged: boolean): void {
+    if (this.closed) return;
+    if (querySetChanged) this.stats.delete(runId);
+    else if (this.options.batchUpdates === true && sampleIds.length > 0) this.batchUpdate(runId, sampleIds);
+    this.schedule(runId);
+  }
+
   /** Recomputes now; resolves after the changes are durable and announced. */
   recompute(runId: string): Promise<void> {
-    const prev = this.running.get(runId) ?? Promise.resolve();
+    const prev = this.recomputing.get(runId) ?? Promise.resolve();
     const next = prev.then(() => this.recomputeNow(runId));
-    this.running.set(
+    this.recomputing.set(
       runId,
       next.catch(() => undefined),
     );
     return next;
   }
 
+  /** The batch update: the weights of `lists`' samples under the last recompute's statistics. */
+  private batchUpdate(runId: string, lists: ReadonlyArray<readonly string[]>): void {
+    const cached = this.stats.get(runId);
+    const run = this.store.run(runId);
+    if (cached?.stats === undefined || run === undefined || run.queryIds.length !== cached.queries) return;
+    const stats = cached.stats;
+    const minSeen = this.options.minSeen;
+    const done = new Set<string>();
+    const ids: string[] = [];
+    const moved: number[] = [];
+    const newly: string[] = [];
+    for (const list of lists) {
+      for (const id of list) {
+        if (done.has(id)) continue;
+        done.add(id);
+        const s = run.samples.get(id);
+        if (s === undefined) continue;
+        // float32, as the stored weights are
+        const wi = s.seen >= minSeen ? Math.fround(weightFor(run.score(s), stats, this.options)) : 1;
+        this.collect(s, wi, ids, moved, newly);
+      }
+    }
+    void this.publish(run, runId, ids, moved, newly).catch((err: unknown) => this.log.error({ err, runId }, 'batch weight update failed'));
+  }
+
+  /** Adds `s` to the update when its new weight `wi` moved enough to push. */
+  private collect(s: SampleState, wi: number, ids: string[], moved: number[], newly: string[]): void {
+    if (!(Math.abs(wi - s.weight) > this.options.minDelta || ((wi === 0 || wi === 1) && wi !== s.weight))) return;
+    if (s.weight >= 1 && wi < 1) newly.push(s.id);
+    ids.push(s.id);
+    moved.push(wi);
+  }
+
+  /**
+   * The recompute: every sample's score gathered in slices (yielding to the event loop between
+   * them, so Acks are not held behind a pass over a large run), the median and scale taken over
+   * the eligible ones, and every weight computed from the sample's score at that moment (batches
+   * applied during the gather count).
+   */
   private async recomputeNow(runId: string): Promise<void> {
     this.lastRunAt.set(runId, Date.now());
     const run = this.store.run(runId);
     if (run === undefined) return;
-    // Work arrays kept between recomputes: at a short interval over many samples, new ones each
-    // time were megabytes of garbage per second.
-    const n = run.samples.size;
-    const w = this.work;
-    if (w.scores.length < n) {
-      const size = 2 ** Math.ceil(Math.log2(n));
-      w.scores = new Float64Array(size);
-      w.eligible = new Uint8Array(size);
-      w.weights = new Float32Array(size);
-      w.order = new Float64Array(size);
-    }
-    const samples = w.samples;
-    const scores = w.scores.subarray(0, n);
-    const eligible = w.eligible.subarray(0, n);
+    // Work arrays kept between recomputes (one set per recompute in progress): at a short
+    // interval over many samples, new ones each time were megabytes of garbage per second.
+    const w = this.freeWork.pop() ?? newWork();
     const minSeen = this.options.minSeen;
-    let at = 0;
-    for (const s of run.samples.values()) {
-      samples[at] = s;
-      scores[at] = run.score(s);
-      eligible[at] = s.seen >= minSeen ? 1 : 0;
-      at++;
-    }
-    const weights = computeWeights(scores, eligible, this.options, w.weights, w.order);
-    const minDelta = this.options.minDelta;
     const ids: string[] = [];
     const moved: number[] = [];
     const newly: string[] = [];
-    for (let i = 0; i < n; i++) {
-      const s = samples[i] as SampleState;
-      const wi = weights[i] as number;
-      if (!(Math.abs(wi - s.weight) > minDelta || ((wi === 0 || wi === 1) && wi !== s.weight))) continue;
-      if (s.weight >= 1 && wi < 1) newly.push(s.id);
-      ids.push(s.id);
-      moved.push(wi);
+    let n = 0;
+    try {
+      const it = run.samples.values();
+      for (let r = it.next(); !r.done; r = it.next()) {
+        if (n === w.scores.length) grow(w, Math.max(RECOMPUTE_SLICE, 2 * n));
+        const s = r.value;
+        w.samples[n] = s;
+        w.scores[n] = run.score(s);
+        w.eligible[n] = s.seen >= minSeen ? 1 : 0;
+        n++;
+        if (n % RECOMPUTE_SLICE === 0) {
+          await new Promise((resolve) => setImmediate(resolve));
+          if (this.closed || this.store.run(runId) !== run) return;
+        }
+      }
+      const stats = robustStats(w.scores.subarray(0, n), w.eligible.subarray(0, n), w.order);
+      this.stats.set(runId, { stats, queries: run.queryIds.length });
+      for (let i = 0; i < n; i++) {
+        const s = w.samples[i] as SampleState;
+        const wi = stats !== undefined && s.seen >= minSeen ? Math.fround(weightFor(run.score(s), stats, this.options)) : 1;
+        this.collect(s, wi, ids, moved, newly);
+      }
+    } finally {
+      // Drop the references (a deleted run's samples must not stay reachable from here).
+      w.samples.fill(undefined, 0, n);
+      if (this.freeWork.length < 2) this.freeWork.push(w);
     }
-    // Drop the references (a deleted run's samples must not stay reachable from here).
-    samples.fill(undefined, 0, n);
-    if (ids.length === 0) return;
+    await this.publish(run, runId, ids, moved, newly);
+  }
+
+  /** Publishes in call order per run, so versions are announced in order. */
+  private publish(run: RunState, runId: string, ids: string[], moved: number[], newly: string[]): Promise<void> {
+    if (ids.length === 0) return Promise.resolve();
+    const prev = this.publishing.get(runId) ?? Promise.resolve();
+    const next = prev.then(() => this.publishNow(run, runId, ids, moved, newly));
+    this.publishing.set(
+      runId,
+      next.catch(() => undefined),
+    );
+    return next;
+  }
+
+  /** Persists `ids`' new weights under the next weights version, applies and announces them. */
+  private async publishNow(run: RunState, runId: string, ids: string[], moved: number[], newly: string[]): Promise<void> {
     const changed = Float32Array.from(moved);
     const version = run.weightsVersion + 1;
     const lsn = await this.store.commit((tx) => {
@@ -169,7 +270,8 @@ export class WeightingService {
       this.timers.delete(runId);
     }
     await Promise.all(pending.map((r) => this.recompute(r)));
-    await Promise.all([...this.running.values()]);
+    await Promise.all([...this.recomputing.values()]);
+    await Promise.all([...this.publishing.values()]);
   }
 
   close(): void {
