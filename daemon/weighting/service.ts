@@ -48,6 +48,14 @@ function grow(w: Work, size: number): void {
   w.order = new Float64Array(size);
 }
 
+/** Weight changes of one run waiting behind its publish in flight. */
+interface Waiting {
+  readonly run: RunState;
+  readonly weights: Map<string, number>;
+  readonly newly: Set<string>;
+  done: Promise<void>;
+}
+
 /** The statistics of a run's last recompute, and the query count its scores were taken over. */
 interface RunStats {
   readonly stats: RobustStats | undefined;
@@ -74,6 +82,7 @@ export class WeightingService {
   private readonly lastRunAt = new Map<string, number>();
   private readonly recomputing = new Map<string, Promise<void>>();
   private readonly publishing = new Map<string, Promise<void>>();
+  private readonly waiting = new Map<string, Waiting>();
   private readonly stats = new Map<string, RunStats>();
   private readonly freeWork: Work[] = [];
   private readonly listeners: Array<(e: WeightUpdateEvent) => void> = [];
@@ -214,16 +223,36 @@ export class WeightingService {
     await this.publish(run, runId, ids, moved, newly);
   }
 
-  /** Publishes in call order per run, so versions are announced in order. */
+  /**
+   * Publishes in call order per run, so versions are announced in order. Changes that arrive
+   * while an earlier publish of the run is in flight wait for it merged into one update (the
+   * latest weight of each sample), so a busy run makes one weights commit per turn of the store
+   * rather than one per batch.
+   */
   private publish(run: RunState, runId: string, ids: string[], moved: number[], newly: string[]): Promise<void> {
     if (ids.length === 0) return Promise.resolve();
+    const waiting = this.waiting.get(runId);
+    if (waiting !== undefined && waiting.run === run) {
+      ids.forEach((id, i) => waiting.weights.set(id, moved[i] as number));
+      for (const id of newly) waiting.newly.add(id);
+      return waiting.done;
+    }
+    const weights = new Map<string, number>();
+    ids.forEach((id, i) => weights.set(id, moved[i] as number));
+    const entry: Waiting = { run, weights, newly: new Set(newly), done: Promise.resolve() };
     const prev = this.publishing.get(runId) ?? Promise.resolve();
-    const next = prev.then(() => this.publishNow(run, runId, ids, moved, newly));
+    entry.done = prev.then(() => {
+      if (this.waiting.get(runId) === entry) this.waiting.delete(runId);
+      const merged = [...entry.weights.keys()];
+      const down = [...entry.newly].filter((id) => (entry.weights.get(id) as number) < 1);
+      return this.publishNow(run, runId, merged, [...entry.weights.values()], down);
+    });
+    this.waiting.set(runId, entry);
     this.publishing.set(
       runId,
-      next.catch(() => undefined),
+      entry.done.catch(() => undefined),
     );
-    return next;
+    return entry.done;
   }
 
   /** Persists `ids`' new weights under the next weights version, applies and announces them. */

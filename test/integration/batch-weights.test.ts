@@ -9,6 +9,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { MotiveClient, type WeightUpdateInfo } from '../../trainer-hooks/ts/index.js';
 import { rng } from '../helpers/reference.js';
 import { startTestDaemon } from '../helpers/daemon.js';
+import { WeightingService, type WeightUpdateEvent } from '../../daemon/weighting/index.js';
+import { createLogger } from '../../daemon/shared/index.js';
 
 const K = 64;
 const M = 4;
@@ -57,8 +59,8 @@ describe('batch weight updates', () => {
   });
 
   /** A run with 40 samples and one recompute behind it; returns what the test needs. */
-  async function setUp(batchUpdates: boolean) {
-    daemon = await startTestDaemon({ weights: { minSeen: 1, intervalMs: 60_000, beta: BETA, wMin: W_MIN, batchUpdates } });
+  async function setUp(batchUpdates: boolean, store: Record<string, unknown> = {}) {
+    daemon = await startTestDaemon({ weights: { minSeen: 1, intervalMs: 60_000, beta: BETA, wMin: W_MIN, batchUpdates }, store });
     const r = rng(11);
     const queries = Float32Array.from({ length: M * K }, () => r.normal());
     const mean = new Float64Array(K);
@@ -123,6 +125,54 @@ describe('batch weight updates', () => {
     // fine-1 points the queries' way: at or above the median, weight 1, nothing to push
     expect((now.get('fine-1') as Sample).score).toBeGreaterThan(med);
     expect((u as WeightUpdateInfo).sampleIds).not.toContain('fine-1');
+  });
+
+  it('merges the batch updates that arrive while a weights commit is in flight', async () => {
+    // The daemon's own service makes no batch updates here; a second one over the same store
+    // (batchUpdates on) is driven by hand. Every store transaction waits 40 ms first, so the
+    // first update is still committing when the next three commits are announced.
+    const { c, sketches } = await setUp(false, { commitDelayMs: 40 });
+    const d = daemon as Daemon;
+    const svc = new WeightingService(
+      d.store,
+      {
+        policy: 'downweight',
+        minSeen: 1,
+        beta: BETA,
+        wMin: W_MIN,
+        quarantineZ: -4,
+        minDelta: 0.01,
+        intervalMs: 60_000,
+        batchUpdates: true,
+      },
+      createLogger('error'),
+    );
+    const events: WeightUpdateEvent[] = [];
+    svc.onUpdate((e) => events.push(e));
+    try {
+      await svc.recompute('bw'); // the statistics the batch updates use
+      events.length = 0;
+      const bad = ['bad-0', 'bad-1', 'bad-2', 'bad-3'];
+      await c.send(
+        2,
+        1e-3,
+        bad,
+        sketches(bad.length, () => -2),
+      );
+      await c.flush();
+      svc.committed('bw', [['bad-0']], false);
+      await new Promise((r) => setImmediate(r)); // its commit is now in flight
+      svc.committed('bw', [['bad-1']], false);
+      svc.committed('bw', [['bad-2']], false);
+      svc.committed('bw', [['bad-3', 'bad-2']], false);
+      for (let i = 0; i < 100 && events.length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 200));
+      expect(events.map((e) => [...e.sampleIds].sort())).toEqual([['bad-0'], ['bad-1', 'bad-2', 'bad-3']]);
+      expect(events[1]?.version).toBe((events[0]?.version as number) + 1);
+      expect(events[1]?.newlyDownweighted.length).toBe(3);
+    } finally {
+      svc.close();
+    }
   });
 
   it('without batchUpdates the weight waits for the next recompute', async () => {
