@@ -1,14 +1,15 @@
 """Motive on a real (tiny) video fine-tune, end to end: live detection, down-weighting, selection.
 
-One command reproduces everything (daemon started and stopped here, tables printed, report and
-plots written):
+One command reproduces everything (daemon started and stopped here, tables printed; with
+``--report`` the tables and plots under docs/ written):
 
-    /usr/bin/python3 examples/synthetic-motion/experiment.py            # full: 3 seeds
+    /usr/bin/python3 examples/synthetic-motion/experiment.py --report   # full: 3 seeds
     /usr/bin/python3 examples/synthetic-motion/experiment.py --quick    # 1 seed, fewer steps
 
 Steps (see README.md next to this file): a flow-matching denoiser is pre-trained on clean motion,
-then fine-tuned per seed on a mixed set (35 % harmful) in six ways: uniform sampling (all
-attribution recipes streamed live to the daemon, one run each), live Motive down-weighting, offline
+then fine-tuned per seed on a mixed set (35 % harmful) in seven ways: uniform sampling (all
+attribution recipes streamed live to the daemon, one run each), live Motive down-weighting (gated
+per-sample loss weights, and in the sampler only), offline
 Motive selection (final-checkpoint sketches, majority vote, top x %), random x %, motion-magnitude
 top x %, and live Motive without the motion mask. Samples of every fine-tuned model are scored with
 the flow-based motion metrics of ``metrics.py``.
