@@ -244,7 +244,8 @@ export class WeightingService {
     entry.done = prev.then(() => {
       if (this.waiting.get(runId) === entry) this.waiting.delete(runId);
       const merged = [...entry.weights.keys()];
-      const down = [...entry.newly].filter((id) => (entry.weights.get(id) as number) < 1);
+      // Newly down-weighted: below 1 now, and still at 1 after the publishes before this one.
+      const down = [...entry.newly].filter((id) => (entry.weights.get(id) as number) < 1 && (run.samples.get(id)?.weight ?? 1) >= 1);
       return this.publishNow(run, runId, merged, [...entry.weights.values()], down);
     });
     this.waiting.set(runId, entry);
