@@ -18,7 +18,10 @@ const MAD_TO_SIGMA = 1.4826;
 /** sqrt(pi/2) · mean absolute deviation estimates it too; used when MAD is 0. */
 const MEAN_AD_TO_SIGMA = Math.sqrt(Math.PI / 2);
 
-/** The robust location and scale of the eligible scores: median, and 1.4826 · MAD (or the mean absolute deviation's estimate where MAD is 0). */
+/**
+ * The robust location and scale of the eligible scores: the median, and 1.4826 · MAD (or the mean
+ * absolute deviation's estimate where MAD is 0).
+ */
 export interface RobustStats {
   readonly median: number;
   readonly sigma: number;
@@ -63,7 +66,7 @@ export function weightFor(score: number, stats: RobustStats, options: WeightPoli
 /**
  * Weights for `scores` (one per sample; `eligible[i]` false → weight 1), written into `out` when
  * given (at least `scores.length` long). `work` as for {@link robustStats}. Depends only on its
- * arguments; `stats`, when given, receives the statistics used (undefined: everyone weight 1).
+ * arguments.
  */
 export function computeWeights(
   scores: Float64Array,
@@ -71,13 +74,11 @@ export function computeWeights(
   options: WeightPolicyOptions,
   out?: Float32Array,
   work?: Float64Array,
-  stats?: { value: RobustStats | undefined },
 ): Float32Array {
   const n = scores.length;
   const weights = out === undefined ? new Float32Array(n) : out.subarray(0, n);
   weights.fill(1);
   const st = robustStats(scores, eligible, work);
-  if (stats !== undefined) stats.value = st;
   if (st === undefined) return weights;
   for (let i = 0; i < n; i++) if (eligible[i]) weights[i] = weightFor(scores[i] as number, st, options);
   return weights;
