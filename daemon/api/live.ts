@@ -26,7 +26,7 @@ import { MotiveError, httpToken, type Authorizer, type Logger } from '../shared/
 import type { CommitEvent, InfluenceEngine } from '../influence/index.js';
 import type { RunState, SampleState, Store } from '../store/index.js';
 import type { WeightUpdateEvent, WeightingService } from '../weighting/index.js';
-import { DistributionCache, WEIGHT_BUCKETS, type LiveFeedStats } from '../metrics/index.js';
+import { DistributionCache, WEIGHT_BUCKETS, weightCounts, type LiveFeedStats } from '../metrics/index.js';
 
 /** Every event type of the live feed. */
 export const LIVE_EVENT_TYPES = ['batches', 'weights', 'harmful', 'queries', 'top'] as const;
@@ -445,7 +445,8 @@ export class LiveFeed {
     if (!this.hasAnyClient(e.runId)) return;
     const cap = this.o.maxIdsPerEvent;
     this.publish(e.runId, 'weights', () => {
-      const d = run === undefined ? undefined : this.distributions.get(run);
+      // Counted from the weights alone: a weights event comes with every commit that moved one.
+      const d = run === undefined ? undefined : weightCounts(run);
       return {
         version: e.version,
         full: e.full,
@@ -482,7 +483,12 @@ export class LiveFeed {
       st.topTimer = undefined;
       st.lastTopMs = Date.now();
       const run = this.deps.store.run(runId);
-      if (run !== undefined) this.publish(runId, 'top', () => this.topEvent(run));
+      // The distribution in slices first (it passes over every sample), then the event from it.
+      if (run !== undefined)
+        void this.distributions.refresh(run).then(
+          () => this.publish(runId, 'top', () => this.topEvent(run)),
+          (err: unknown) => this.deps.log.error({ err, runId }, 'live top event failed'),
+        );
     };
     if (wait <= 0) fire();
     else {
@@ -492,7 +498,7 @@ export class LiveFeed {
   }
 
   private topEvent(run: RunState): object {
-    const d = this.distributions.get(run);
+    const d = this.distributions.latest(run) ?? this.distributions.get(run);
     const weightCounts = d.weightCumulative.map((c, i) => c - (i === 0 ? 0 : (d.weightCumulative[i - 1] ?? 0)));
     return {
       type: 'top',

@@ -63,68 +63,139 @@ function quantiles(values: Float64Array, qs: readonly number[]): number[] {
   });
 }
 
-/** Computes a run's distributions: one pass over the samples, then O(n) per score quantile. */
-export function computeDistribution(run: RunState): RunDistribution {
-  const n = run.samples.size;
-  const scores = new Float64Array(n);
-  const weightCumulative = new Array<number>(WEIGHT_BUCKETS.length).fill(0);
-  let weightSum = 0;
-  let downweighted = 0;
-  let quarantined = 0;
-  let scoreSum = 0;
-  let i = 0;
-  for (const s of run.samples.values()) {
-    const score = run.score(s);
-    scores[i++] = score;
-    scoreSum += score;
-    const w = s.weight;
-    weightSum += w;
-    if (w < 1) downweighted++;
-    if (w === 0) quarantined++;
-    // First bucket whose bound holds w; cumulated below.
+/** Samples {@link DistributionCache.refresh} reads between yields to the event loop. */
+const REFRESH_SLICE = 16384;
+
+/** Accumulates one pass over a run's samples; {@link finish} makes the distribution. */
+class DistributionBuilder {
+  private scores: Float64Array;
+  private n = 0;
+  private readonly weightCumulative = new Array<number>(WEIGHT_BUCKETS.length).fill(0);
+  private weightSum = 0;
+  private downweighted = 0;
+  private quarantined = 0;
+  private scoreSum = 0;
+
+  constructor(sizeHint: number) {
+    this.scores = new Float64Array(Math.max(16, sizeHint));
+  }
+
+  add(score: number, w: number): void {
+    if (this.n === this.scores.length) {
+      const grown = new Float64Array(2 * this.n);
+      grown.set(this.scores);
+      this.scores = grown;
+    }
+    this.scores[this.n++] = score;
+    this.scoreSum += score;
+    this.weightSum += w;
+    if (w < 1) this.downweighted++;
+    if (w === 0) this.quarantined++;
+    // First bucket whose bound holds w; cumulated in finish().
     let b = 0;
     while (b < WEIGHT_BUCKETS.length && w > (WEIGHT_BUCKETS[b] as number)) b++;
-    if (b < weightCumulative.length) weightCumulative[b] = (weightCumulative[b] as number) + 1;
+    if (b < this.weightCumulative.length) this.weightCumulative[b] = (this.weightCumulative[b] as number) + 1;
   }
-  for (let b = 1; b < weightCumulative.length; b++)
-    weightCumulative[b] = (weightCumulative[b] as number) + (weightCumulative[b - 1] as number);
-  let scoreMin = n > 0 ? Infinity : 0;
-  let scoreMax = n > 0 ? -Infinity : 0;
-  for (const v of scores) {
-    if (v < scoreMin) scoreMin = v;
-    if (v > scoreMax) scoreMax = v;
+
+  finish(revision: number): RunDistribution {
+    const n = this.n;
+    const scores = this.scores.subarray(0, n);
+    const weightCumulative = this.weightCumulative;
+    for (let b = 1; b < weightCumulative.length; b++)
+      weightCumulative[b] = (weightCumulative[b] as number) + (weightCumulative[b - 1] as number);
+    let scoreMin = n > 0 ? Infinity : 0;
+    let scoreMax = n > 0 ? -Infinity : 0;
+    for (const v of scores) {
+      if (v < scoreMin) scoreMin = v;
+      if (v > scoreMax) scoreMax = v;
+    }
+    const scoreBins = new Array<number>(SCORE_BINS).fill(0);
+    const width = (scoreMax - scoreMin) / SCORE_BINS;
+    for (const v of scores) {
+      const bin = width > 0 ? Math.min(SCORE_BINS - 1, Math.floor((v - scoreMin) / width)) : 0;
+      scoreBins[bin] = (scoreBins[bin] as number) + 1;
+    }
+    return {
+      revision,
+      samples: n,
+      downweighted: this.downweighted,
+      quarantined: this.quarantined,
+      weightCumulative,
+      weightSum: this.weightSum,
+      // Last: selection reorders `scores`, which the bins above no longer need.
+      scoreQuantiles: quantiles(scores, SCORE_QUANTILES),
+      scoreSum: this.scoreSum,
+      scoreBins,
+      scoreMin,
+      scoreMax,
+    };
   }
-  const scoreBins = new Array<number>(SCORE_BINS).fill(0);
-  const width = (scoreMax - scoreMin) / SCORE_BINS;
-  for (const v of scores) {
-    const bin = width > 0 ? Math.min(SCORE_BINS - 1, Math.floor((v - scoreMin) / width)) : 0;
-    scoreBins[bin] = (scoreBins[bin] as number) + 1;
-  }
-  return {
-    revision: run.revision,
-    samples: n,
-    downweighted,
-    quarantined,
-    weightCumulative,
-    weightSum,
-    // Last: selection reorders `scores`, which the bins above no longer need.
-    scoreQuantiles: quantiles(scores, SCORE_QUANTILES),
-    scoreSum,
-    scoreBins,
-    scoreMin,
-    scoreMax,
-  };
 }
 
-/** Caches {@link computeDistribution} per run, keyed on the run's revision. */
+/** Computes a run's distributions: one pass over the samples, then O(n) per score quantile. */
+export function computeDistribution(run: RunState): RunDistribution {
+  const b = new DistributionBuilder(run.samples.size);
+  for (const s of run.samples.values()) b.add(run.score(s), s.weight);
+  return b.finish(run.revision);
+}
+
+/** Samples with weight below 1 and at 0: one pass over the weights only (no scores, no order statistics). */
+export function weightCounts(run: RunState): { downweighted: number; quarantined: number } {
+  let downweighted = 0;
+  let quarantined = 0;
+  for (const s of run.samples.values()) {
+    if (s.weight < 1) downweighted++;
+    if (s.weight === 0) quarantined++;
+  }
+  return { downweighted, quarantined };
+}
+
+/**
+ * Caches {@link computeDistribution} per run, keyed on the run's revision. {@link refresh} computes
+ * in slices that yield to the event loop (a pass over a large run would otherwise hold the Acks
+ * behind it); its result is the run as read during the pass, kept as {@link latest} even after
+ * ingest moves the run on.
+ */
 export class DistributionCache {
   private readonly cache = new WeakMap<RunState, RunDistribution>();
+  private readonly pending = new WeakMap<RunState, Promise<RunDistribution>>();
 
+  /** The distribution at the run's current revision, computed now if it is not cached. */
   get(run: RunState): RunDistribution {
     const hit = this.cache.get(run);
     if (hit?.revision === run.revision) return hit;
     const fresh = computeDistribution(run);
     this.cache.set(run, fresh);
     return fresh;
+  }
+
+  /** The last distribution computed for the run, whatever its revision. */
+  latest(run: RunState): RunDistribution | undefined {
+    return this.cache.get(run);
+  }
+
+  /** Brings the run's distribution up to date without holding the event loop for the whole pass. */
+  refresh(run: RunState): Promise<RunDistribution> {
+    const hit = this.cache.get(run);
+    if (hit?.revision === run.revision) return Promise.resolve(hit);
+    let p = this.pending.get(run);
+    if (p === undefined) {
+      p = this.computeSliced(run).finally(() => this.pending.delete(run));
+      this.pending.set(run, p);
+    }
+    return p;
+  }
+
+  private async computeSliced(run: RunState): Promise<RunDistribution> {
+    const revision = run.revision;
+    const b = new DistributionBuilder(run.samples.size);
+    let i = 0;
+    for (const s of run.samples.values()) {
+      b.add(run.score(s), s.weight);
+      if (++i % REFRESH_SLICE === 0) await new Promise((resolve) => setImmediate(resolve));
+    }
+    const d = b.finish(revision);
+    this.cache.set(run, d);
+    return d;
   }
 }

@@ -3,6 +3,7 @@ export { registerMetricsRoute } from './route.js';
 export {
   DistributionCache,
   computeDistribution,
+  weightCounts,
   SCORE_BINS,
   SCORE_QUANTILES,
   WEIGHT_BUCKETS,

@@ -7,9 +7,9 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 import type { CommitEvent, InfluenceEngine } from '../influence/index.js';
-import type { Store } from '../store/index.js';
+import type { RunState, Store } from '../store/index.js';
 import type { WeightUpdateEvent } from '../weighting/index.js';
-import { DistributionCache, SCORE_QUANTILES, WEIGHT_BUCKETS } from './distribution.js';
+import { DistributionCache, SCORE_QUANTILES, WEIGHT_BUCKETS, type RunDistribution } from './distribution.js';
 
 /** Counters the live feed keeps; read at scrape time. */
 export interface LiveFeedStats {
@@ -94,10 +94,12 @@ export class MotiveMetrics {
   /** run → time (performance.now ms) of the oldest commit not yet reflected in a weight update. */
   private readonly feedbackPendingSince = new Map<string, number>();
   private readonly distributions = new DistributionCache();
+  private readonly store: Store;
 
   constructor(deps: MetricsDeps, options: { readonly processMetrics?: boolean } = {}) {
     const registry = new Registry();
     this.registry = registry;
+    this.store = deps.store;
     const registers = [registry];
     if (options.processMetrics !== false) {
       collectDefaultMetrics({ register: registry });
@@ -284,11 +286,11 @@ export class MotiveMetrics {
     perRun('motive_samples_tracked', 'Samples with evidence in the run.', (id) => runOf(id)?.samples.size ?? 0);
     perRun('motive_samples_downweighted', 'Samples whose current weight is below 1.', (id) => {
       const run = runOf(id);
-      return run === undefined ? 0 : this.distributions.get(run).downweighted;
+      return run === undefined ? 0 : this.distribution(run).downweighted;
     });
     perRun('motive_samples_quarantined', 'Samples whose current weight is 0.', (id) => {
       const run = runOf(id);
-      return run === undefined ? 0 : this.distributions.get(run).quarantined;
+      return run === undefined ? 0 : this.distribution(run).quarantined;
     });
     perRun('motive_weights_version', 'Current weights version of the run.', (id) => runOf(id)?.weightsVersion ?? 0);
     perRun('motive_last_step', 'Highest optimizer step committed for the run.', (id) => runOf(id)?.lastStep ?? 0);
@@ -308,7 +310,7 @@ export class MotiveMetrics {
       new SnapshotMetric('motive_sample_weight', 'Distribution of the current per-sample weights.', 'histogram', () => {
         const out: SnapshotValue[] = [];
         for (const run of store.runs()) {
-          const d = distributions.get(run);
+          const d = distributions.latest(run) ?? distributions.get(run);
           const labels = { run: run.info.id };
           WEIGHT_BUCKETS.forEach((le, b) =>
             out.push({ metricName: 'motive_sample_weight_bucket', labels: { ...labels, le }, value: d.weightCumulative[b] ?? 0 }),
@@ -328,7 +330,7 @@ export class MotiveMetrics {
         () => {
           const out: SnapshotValue[] = [];
           for (const run of store.runs()) {
-            const d = distributions.get(run);
+            const d = distributions.latest(run) ?? distributions.get(run);
             const labels = { run: run.info.id };
             if (d.samples > 0) {
               SCORE_QUANTILES.forEach((q, i) => out.push({ labels: { ...labels, quantile: q }, value: d.scoreQuantiles[i] ?? NaN }));
@@ -433,8 +435,16 @@ export class MotiveMetrics {
   }
 
   /** The Prometheus text exposition. */
-  render(): Promise<string> {
+  async render(): Promise<string> {
+    // The run distributions in slices first, so a scrape does not hold the Acks behind one pass
+    // over every sample; the collectors then read them as computed.
+    for (const run of this.store.runs()) await this.distributions.refresh(run);
     return this.registry.metrics();
+  }
+
+  /** The run's distribution as last computed (by the scrape's refresh), or now. */
+  private distribution(run: RunState): RunDistribution {
+    return this.distributions.latest(run) ?? this.distributions.get(run);
   }
 
   /** Content type of {@link render}'s output. */

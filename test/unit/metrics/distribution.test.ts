@@ -1,6 +1,13 @@
 /** Run distributions (weight buckets, score quantiles and bins) against plain float64 references. */
 import { describe, expect, it } from 'vitest';
-import { SCORE_BINS, SCORE_QUANTILES, WEIGHT_BUCKETS, computeDistribution } from '../../../daemon/metrics/index.js';
+import {
+  DistributionCache,
+  SCORE_BINS,
+  SCORE_QUANTILES,
+  WEIGHT_BUCKETS,
+  computeDistribution,
+  weightCounts,
+} from '../../../daemon/metrics/index.js';
 import { topSamples } from '../../../daemon/api/index.js';
 import { RunState } from '../../../daemon/store/index.js';
 import { rng } from '../../helpers/reference.js';
@@ -55,6 +62,35 @@ describe('computeDistribution', () => {
     expect(d.scoreBins).toHaveLength(SCORE_BINS);
     expect(d.scoreMin).toBe(sorted[0]);
     expect(d.scoreMax).toBe(sorted.at(-1));
+  });
+
+  it('refreshes in slices to the same numbers, yielding to the event loop on the way', async () => {
+    const n = 40_000; // more than two slices
+    const { run, scores, weights } = makeRun(n);
+    const cache = new DistributionCache();
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 0);
+    const d = await cache.refresh(run);
+    clearInterval(timer);
+    expect(ticks).toBeGreaterThan(0); // timers ran while it computed
+    expect(cache.latest(run)).toBe(d);
+    expect(cache.get(run)).toBe(d); // same revision: cached
+    expect(d.samples).toBe(n);
+    expect(d.downweighted).toBe(weights.filter((w) => w < 1).length);
+    expect(d.quarantined).toBe(weights.filter((w) => w === 0).length);
+    WEIGHT_BUCKETS.forEach((le, b) => expect(d.weightCumulative[b]).toBe(weights.filter((w) => w <= le).length));
+    const sorted = [...scores].sort((a, b) => a - b);
+    SCORE_QUANTILES.forEach((q, i) => {
+      const pos = q * (sorted.length - 1);
+      const lo = sorted[Math.floor(pos)]!;
+      const hi = sorted[Math.ceil(pos)]!;
+      expect(d.scoreQuantiles[i]).toBeCloseTo(lo + (hi - lo) * (pos - Math.floor(pos)), 12);
+    });
+    expect(weightCounts(run)).toEqual({ downweighted: d.downweighted, quarantined: d.quarantined });
+    // a change: latest() keeps the old one until the next refresh
+    run.revision++;
+    expect(cache.latest(run)).toBe(d);
+    expect(await cache.refresh(run)).not.toBe(d);
   });
 
   it('picks the same top lists as a full sort', () => {
