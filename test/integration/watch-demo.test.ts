@@ -31,12 +31,10 @@ describe('motive watch', () => {
       stepDelayMs: 5,
       signal: stop.signal,
     });
+    // The run exists before the watch starts, and the window leaves room for a loaded machine.
+    for (let i = 0; i < 200 && daemon.store.run('w1') === undefined; i++) await new Promise((r) => setTimeout(r, 25));
     const c = captureIo();
-    const code = await runCli(
-      ['watch', '--run', 'w1', '--url', `http://127.0.0.1:${daemon.httpPort}`, '--for', '1.5', '--plain'],
-      c.io,
-      {},
-    );
+    const code = await runCli(['watch', '--run', 'w1', '--url', `http://127.0.0.1:${daemon.httpPort}`, '--for', '3', '--plain'], c.io, {});
     stop.abort();
     await streaming;
     expect(c.err()).toBe('');
