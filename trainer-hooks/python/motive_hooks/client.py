@@ -508,9 +508,11 @@ class MotiveClient:
         """Waits up to ``timeout_s`` seconds for a ``WeightUpdate`` newer than ``after_version``.
 
         For a trainer that gates a step on the daemon's verdict: flush the step's sketches (their
-        ack means they are committed), read :attr:`weights_version`, wait here for the
-        recompute that follows the commit, then read :meth:`loss_weights`. The daemon pushes an
-        update only when some weight moved, so False (timeout) can also mean "nothing changed".
+        ack means they are committed), read :attr:`weights_version`, wait here for the update
+        that follows the commit (with the daemon's ``weights.batchUpdates``, on by default, the
+        batch's own weights right after its commit; otherwise the next recompute), then read
+        :meth:`loss_weights`. The daemon pushes an update only when some weight moved, so False
+        (timeout) can also mean "nothing changed".
         """
         deadline = time.monotonic() + max(0.0, float(timeout_s))
         with self._cv:
