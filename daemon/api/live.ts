@@ -498,7 +498,7 @@ export class LiveFeed {
   }
 
   private topEvent(run: RunState): object {
-    const d = this.distributions.latest(run) ?? this.distributions.get(run);
+    const d = this.distributions.last(run);
     const weightCounts = d.weightCumulative.map((c, i) => c - (i === 0 ? 0 : (d.weightCumulative[i - 1] ?? 0)));
     return {
       type: 'top',

@@ -151,27 +151,19 @@ export function weightCounts(run: RunState): { downweighted: number; quarantined
 }
 
 /**
- * Caches {@link computeDistribution} per run, keyed on the run's revision. {@link refresh} computes
- * in slices that yield to the event loop (a pass over a large run would otherwise hold the Acks
- * behind it); its result is the run as read during the pass, kept as {@link latest} even after
- * ingest moves the run on.
+ * Caches a distribution per run. {@link refresh} brings it up to date in slices that yield to the
+ * event loop (a pass over a large run would otherwise hold the Acks behind it); its result is the
+ * run as read during the pass, and {@link last} keeps serving it after ingest moves the run on.
  */
 export class DistributionCache {
   private readonly cache = new WeakMap<RunState, RunDistribution>();
   private readonly pending = new WeakMap<RunState, Promise<RunDistribution>>();
 
-  /** The distribution at the run's current revision, computed now if it is not cached. */
-  get(run: RunState): RunDistribution {
-    const hit = this.cache.get(run);
-    if (hit?.revision === run.revision) return hit;
-    const fresh = computeDistribution(run);
-    this.cache.set(run, fresh);
-    return fresh;
-  }
-
-  /** The last distribution computed for the run, whatever its revision. */
-  latest(run: RunState): RunDistribution | undefined {
-    return this.cache.get(run);
+  /** The last distribution computed for the run, whatever its revision; computed now if none. */
+  last(run: RunState): RunDistribution {
+    let d = this.cache.get(run);
+    if (d === undefined) this.cache.set(run, (d = computeDistribution(run)));
+    return d;
   }
 
   /** Brings the run's distribution up to date without holding the event loop for the whole pass. */

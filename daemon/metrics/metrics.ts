@@ -7,9 +7,9 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 import type { CommitEvent, InfluenceEngine } from '../influence/index.js';
-import type { RunState, Store } from '../store/index.js';
+import type { Store } from '../store/index.js';
 import type { WeightUpdateEvent } from '../weighting/index.js';
-import { DistributionCache, SCORE_QUANTILES, WEIGHT_BUCKETS, type RunDistribution } from './distribution.js';
+import { DistributionCache, SCORE_QUANTILES, WEIGHT_BUCKETS } from './distribution.js';
 
 /** Counters the live feed keeps; read at scrape time. */
 export interface LiveFeedStats {
@@ -286,11 +286,11 @@ export class MotiveMetrics {
     perRun('motive_samples_tracked', 'Samples with evidence in the run.', (id) => runOf(id)?.samples.size ?? 0);
     perRun('motive_samples_downweighted', 'Samples whose current weight is below 1.', (id) => {
       const run = runOf(id);
-      return run === undefined ? 0 : this.distribution(run).downweighted;
+      return run === undefined ? 0 : this.distributions.last(run).downweighted;
     });
     perRun('motive_samples_quarantined', 'Samples whose current weight is 0.', (id) => {
       const run = runOf(id);
-      return run === undefined ? 0 : this.distribution(run).quarantined;
+      return run === undefined ? 0 : this.distributions.last(run).quarantined;
     });
     perRun('motive_weights_version', 'Current weights version of the run.', (id) => runOf(id)?.weightsVersion ?? 0);
     perRun('motive_last_step', 'Highest optimizer step committed for the run.', (id) => runOf(id)?.lastStep ?? 0);
@@ -310,7 +310,7 @@ export class MotiveMetrics {
       new SnapshotMetric('motive_sample_weight', 'Distribution of the current per-sample weights.', 'histogram', () => {
         const out: SnapshotValue[] = [];
         for (const run of store.runs()) {
-          const d = distributions.latest(run) ?? distributions.get(run);
+          const d = distributions.last(run);
           const labels = { run: run.info.id };
           WEIGHT_BUCKETS.forEach((le, b) =>
             out.push({ metricName: 'motive_sample_weight_bucket', labels: { ...labels, le }, value: d.weightCumulative[b] ?? 0 }),
@@ -330,7 +330,7 @@ export class MotiveMetrics {
         () => {
           const out: SnapshotValue[] = [];
           for (const run of store.runs()) {
-            const d = distributions.latest(run) ?? distributions.get(run);
+            const d = distributions.last(run);
             const labels = { run: run.info.id };
             if (d.samples > 0) {
               SCORE_QUANTILES.forEach((q, i) => out.push({ labels: { ...labels, quantile: q }, value: d.scoreQuantiles[i] ?? NaN }));
@@ -440,11 +440,6 @@ export class MotiveMetrics {
     // over every sample; the collectors then read them as computed.
     for (const run of this.store.runs()) await this.distributions.refresh(run);
     return this.registry.metrics();
-  }
-
-  /** The run's distribution as last computed (by the scrape's refresh), or now. */
-  private distribution(run: RunState): RunDistribution {
-    return this.distributions.latest(run) ?? this.distributions.get(run);
   }
 
   /** Content type of {@link render}'s output. */

@@ -7,6 +7,7 @@ import {
   WEIGHT_BUCKETS,
   computeDistribution,
   weightCounts,
+  type RunDistribution,
 } from '../../../daemon/metrics/index.js';
 import { topSamples } from '../../../daemon/api/index.js';
 import { RunState } from '../../../daemon/store/index.js';
@@ -39,29 +40,33 @@ function makeRun(n: number): { run: RunState; scores: number[]; weights: number[
   return { run, scores, weights };
 }
 
+/** `d` against plain counts and numpy-style (linearly interpolated) quantiles of the inputs. */
+function expectReference(d: RunDistribution, scores: number[], weights: number[]): void {
+  expect(d.samples).toBe(scores.length);
+  expect(d.downweighted).toBe(weights.filter((w) => w < 1).length);
+  expect(d.quarantined).toBe(weights.filter((w) => w === 0).length);
+  WEIGHT_BUCKETS.forEach((le, b) => expect(d.weightCumulative[b]).toBe(weights.filter((w) => w <= le).length));
+  expect(d.weightSum).toBeCloseTo(
+    weights.reduce((a, b) => a + b, 0),
+    9,
+  );
+  const sorted = [...scores].sort((a, b) => a - b);
+  SCORE_QUANTILES.forEach((q, i) => {
+    const pos = q * (sorted.length - 1);
+    const lo = sorted[Math.floor(pos)]!;
+    const hi = sorted[Math.ceil(pos)]!;
+    expect(d.scoreQuantiles[i]).toBeCloseTo(lo + (hi - lo) * (pos - Math.floor(pos)), 12);
+  });
+  expect(d.scoreBins.reduce((a, b) => a + b, 0)).toBe(scores.length);
+  expect(d.scoreBins).toHaveLength(SCORE_BINS);
+  expect(d.scoreMin).toBe(sorted[0]);
+  expect(d.scoreMax).toBe(sorted.at(-1));
+}
+
 describe('computeDistribution', () => {
   it('matches plain counts and numpy-style quantiles', () => {
     const { run, scores, weights } = makeRun(1001);
-    const d = computeDistribution(run);
-    expect(d.samples).toBe(1001);
-    expect(d.downweighted).toBe(weights.filter((w) => w < 1).length);
-    expect(d.quarantined).toBe(weights.filter((w) => w === 0).length);
-    WEIGHT_BUCKETS.forEach((le, b) => expect(d.weightCumulative[b]).toBe(weights.filter((w) => w <= le).length));
-    expect(d.weightSum).toBeCloseTo(
-      weights.reduce((a, b) => a + b, 0),
-      9,
-    );
-    const sorted = [...scores].sort((a, b) => a - b);
-    SCORE_QUANTILES.forEach((q, i) => {
-      const pos = q * (sorted.length - 1);
-      const lo = sorted[Math.floor(pos)]!;
-      const hi = sorted[Math.ceil(pos)]!;
-      expect(d.scoreQuantiles[i]).toBeCloseTo(lo + (hi - lo) * (pos - Math.floor(pos)), 12);
-    });
-    expect(d.scoreBins.reduce((a, b) => a + b, 0)).toBe(1001);
-    expect(d.scoreBins).toHaveLength(SCORE_BINS);
-    expect(d.scoreMin).toBe(sorted[0]);
-    expect(d.scoreMax).toBe(sorted.at(-1));
+    expectReference(computeDistribution(run), scores, weights);
   });
 
   it('refreshes in slices to the same numbers, yielding to the event loop on the way', async () => {
@@ -73,24 +78,21 @@ describe('computeDistribution', () => {
     const d = await cache.refresh(run);
     clearInterval(timer);
     expect(ticks).toBeGreaterThan(0); // timers ran while it computed
-    expect(cache.latest(run)).toBe(d);
-    expect(cache.get(run)).toBe(d); // same revision: cached
-    expect(d.samples).toBe(n);
-    expect(d.downweighted).toBe(weights.filter((w) => w < 1).length);
-    expect(d.quarantined).toBe(weights.filter((w) => w === 0).length);
-    WEIGHT_BUCKETS.forEach((le, b) => expect(d.weightCumulative[b]).toBe(weights.filter((w) => w <= le).length));
-    const sorted = [...scores].sort((a, b) => a - b);
-    SCORE_QUANTILES.forEach((q, i) => {
-      const pos = q * (sorted.length - 1);
-      const lo = sorted[Math.floor(pos)]!;
-      const hi = sorted[Math.ceil(pos)]!;
-      expect(d.scoreQuantiles[i]).toBeCloseTo(lo + (hi - lo) * (pos - Math.floor(pos)), 12);
-    });
-    expect(weightCounts(run)).toEqual({ downweighted: d.downweighted, quarantined: d.quarantined });
-    // a change: latest() keeps the old one until the next refresh
+    expectReference(d, scores, weights);
+    expect(cache.last(run)).toBe(d);
+    expect(await cache.refresh(run)).toBe(d); // same revision: cached
+    // a change: last() keeps the old one until the next refresh
     run.revision++;
-    expect(cache.latest(run)).toBe(d);
+    expect(cache.last(run)).toBe(d);
     expect(await cache.refresh(run)).not.toBe(d);
+  });
+
+  it('counts the down-weighted and quarantined samples from the weights alone', () => {
+    const { run, weights } = makeRun(1001);
+    expect(weightCounts(run)).toEqual({
+      downweighted: weights.filter((w) => w < 1).length,
+      quarantined: weights.filter((w) => w === 0).length,
+    });
   });
 
   it('picks the same top lists as a full sort', () => {
