@@ -76,40 +76,29 @@ describe('batch weight updates', () => {
       Array.from({ length: M }, (_, j) => `q${j}`),
       queries,
     );
-    /** Sketches: noise plus `pull` times the mean query direction. */
-    const sketches = (n: number, pull: (i: number) => number) => {
-      const sk = new Float32Array(n * K);
-      for (let i = 0; i < n; i++) for (let d = 0; d < K; d++) sk[i * K + d] = r.normal() * 0.5 + pull(i) * (mean[d] as number);
-      return sk;
+    /** Sends one batch and waits for its Ack: sketch i is noise plus `pull(i)` times the mean query direction. */
+    const send = async (step: number, ids: string[], pull: (i: number) => number) => {
+      const sk = new Float32Array(ids.length * K);
+      for (let i = 0; i < ids.length; i++) for (let d = 0; d < K; d++) sk[i * K + d] = r.normal() * 0.5 + pull(i) * (mean[d] as number);
+      await c.send(step, 1e-3, ids, sk);
+      await c.flush();
     };
     const first = Array.from({ length: 40 }, (_, i) => `clip-${i}`);
-    await c.send(
-      1,
-      1e-3,
-      first,
-      sketches(40, (i) => (i % 5) * 0.1),
-    );
-    await c.flush();
+    await send(1, first, (i) => (i % 5) * 0.1);
     // The first commit's recompute runs at once (no earlier one): wait until it has run.
     await daemon.weighting.flushAll();
     const before = await samples(daemon, 'bw');
     const scores = first.map((id) => (before.get(id) as Sample).score);
     const med = median(scores);
     const sigma = 1.4826 * median(scores.map((s) => Math.abs(s - med)));
-    return { c, updates, sketches, queries, med, sigma };
+    return { c, updates, send, queries, med, sigma };
   }
 
   it("pushes a new harmful sample's weight right after its batch, from the last recompute's statistics", async () => {
-    const { c, updates, sketches, med, sigma } = await setUp(true);
+    const { updates, send, med, sigma } = await setUp(true);
     expect(sigma).toBeGreaterThan(0);
     const sent = Date.now();
-    await c.send(
-      2,
-      1e-3,
-      ['bad-1', 'fine-1'],
-      sketches(2, (i) => (i === 0 ? -2 : 0.3)),
-    );
-    await c.flush();
+    await send(2, ['bad-1', 'fine-1'], (i) => (i === 0 ? -2 : 0.3));
     const u = await updateFor(updates, 'bad-1', 5000);
     expect(u, 'a batch update for bad-1 well before the 60 s recompute').toBeDefined();
     expect(Date.now() - sent).toBeLessThan(5000);
@@ -131,7 +120,7 @@ describe('batch weight updates', () => {
     // The daemon's own service makes no batch updates here; a second one over the same store
     // (batchUpdates on) is driven by hand. Every store transaction waits 40 ms first, so the
     // first update is still committing when the next three commits are announced.
-    const { c, sketches } = await setUp(false, { commitDelayMs: 40 });
+    const { send } = await setUp(false, { commitDelayMs: 40 });
     const d = daemon as Daemon;
     const svc = new WeightingService(
       d.store,
@@ -153,13 +142,7 @@ describe('batch weight updates', () => {
       await svc.recompute('bw'); // the statistics the batch updates use
       events.length = 0;
       const bad = ['bad-0', 'bad-1', 'bad-2', 'bad-3'];
-      await c.send(
-        2,
-        1e-3,
-        bad,
-        sketches(bad.length, () => -2),
-      );
-      await c.flush();
+      await send(2, bad, () => -2);
       svc.committed('bw', [['bad-0']], false);
       await new Promise((r) => setImmediate(r)); // its commit is now in flight
       svc.committed('bw', [['bad-1']], false);
@@ -176,21 +159,15 @@ describe('batch weight updates', () => {
   });
 
   it('without batchUpdates the weight waits for the next recompute', async () => {
-    const { c, updates, sketches } = await setUp(false);
-    await c.send(
-      2,
-      1e-3,
-      ['bad-1'],
-      sketches(1, () => -2),
-    );
-    await c.flush();
+    const { updates, send } = await setUp(false);
+    await send(2, ['bad-1'], () => -2);
     expect(await updateFor(updates, 'bad-1', 1000)).toBeUndefined();
     await (daemon as Daemon).weighting.flushAll();
     expect(await updateFor(updates, 'bad-1', 2000)).toBeDefined();
   });
 
   it('after a new query set the batch updates wait for the recompute that follows it', async () => {
-    const { c, updates, sketches, queries } = await setUp(true);
+    const { c, updates, send, queries } = await setUp(true);
     // the same directions under new ids: every score changes (new columns), the harmful side stays
     c.setQueries(
       2,
@@ -198,23 +175,11 @@ describe('batch weight updates', () => {
       Array.from({ length: M }, (_, j) => `q2-${j}`),
       queries,
     );
-    await c.send(
-      3,
-      1e-3,
-      ['bad-2'],
-      sketches(1, () => -2),
-    );
-    await c.flush();
+    await send(3, ['bad-2'], () => -2);
     expect(await updateFor(updates, 'bad-2', 1000)).toBeUndefined();
     await (daemon as Daemon).weighting.flushAll();
     // once recomputed, batch updates resume with the new statistics
-    await c.send(
-      4,
-      1e-3,
-      ['bad-3'],
-      sketches(1, () => -3),
-    );
-    await c.flush();
+    await send(4, ['bad-3'], () => -3);
     expect(await updateFor(updates, 'bad-3', 5000)).toBeDefined();
   });
 });
