@@ -138,7 +138,7 @@ export const ConfigSchema = Type.Object(
         syncCommits: Type.Boolean({
           default: false,
           description:
-            "Write each group commit (and its fsync) synchronously on the main thread instead of through LMDB's write thread: lower Ack tail latency on a fast local disk (one event-loop hop instead of three), but the main thread waits out every fsync (docs/performance.md).",
+            "Write each group commit (and its fsync) synchronously on the main thread instead of through LMDB's write thread: lower Ack tail latency on a fast local disk (one event-loop hop instead of two), but the main thread waits out every fsync (docs/performance.md).",
         }),
       },
       { additionalProperties: false, default: {} },

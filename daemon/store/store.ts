@@ -412,10 +412,10 @@ export class Store {
   }
 
   /**
-   * Runs `mutate` inside one LMDB write transaction of the main environment and resolves with
-   * its result once the transaction is committed and flushed to disk. Commits are serialised in
-   * call order. `mutate` only writes; callers change memory after the promise resolves, so
-   * memory never runs ahead of the disk.
+   * Runs `mutate` and writes what it wrote in one LMDB write transaction of the main environment
+   * (nothing if it throws), and resolves with its result once the transaction is committed and
+   * flushed to disk. Commits are serialised in call order. `mutate` only writes; callers change
+   * memory after the promise resolves, so memory never runs ahead of the disk.
    */
   commit<T>(mutate: (tx: StoreTx) => T): Promise<T> {
     const result = this.tail.then(() => this.commitNow(mutate));
@@ -430,12 +430,14 @@ export class Store {
     if (this.commitDelayMs > 0) await new Promise((r) => setTimeout(r, this.commitDelayMs));
     const lsnBefore = this.lsn;
     const appended: Array<{ lsn: number; runId: string }> = [];
+    /** The transaction's writes, issued only once `mutate` has returned (all of them or none). */
+    const writes: Array<() => void> = [];
     /** persistedRuns entries as they were before this transaction, to restore if it fails. */
     const before = new Map<string, RunRecord | undefined>();
     const persist = (record: RunRecord): void => {
       if (!before.has(record.info.id)) before.set(record.info.id, this.persistedRuns.get(record.info.id));
       this.persistedRuns.set(record.info.id, record);
-      settled(this.runsDb.put(record.info.id, record));
+      writes.push(() => settled(this.runsDb.put(record.info.id, record)));
     };
     const tx: StoreTx = {
       putRun: (run) =>
@@ -459,7 +461,7 @@ export class Store {
           lastStep: Math.max(prev.lastStep, u.lastStep ?? 0),
         });
       },
-      putCommit: (runId, rank, seq) => settled(this.commitsDb.put([runId, rank], seq)),
+      putCommit: (runId, rank, seq) => void writes.push(() => settled(this.commitsDb.put([runId, rank], seq))),
       putQuerySet: (runId, qs) => {
         const record: QueryRecord = {
           version: qs.version,
@@ -469,7 +471,7 @@ export class Store {
           receivedAtMs: qs.receivedAtMs,
           sketches: float32Bytes(qs.sketches),
         };
-        settled(this.queriesDb.put([runId, qs.version], record));
+        writes.push(() => settled(this.queriesDb.put([runId, qs.version], record)));
       },
       appendBatch: (runId, b) => {
         const lsn = ++this.lsn;
@@ -484,22 +486,29 @@ export class Store {
           products: b.products === undefined ? new Uint8Array(0) : float32Bytes(b.products),
           sketches: b.wire,
         };
-        settled(this.logDb.put(lsn, record));
+        writes.push(() => settled(this.logDb.put(lsn, record)));
         return lsn;
       },
       appendWeights: (runId, ids, weights) => {
         const lsn = ++this.lsn;
         appended.push({ lsn, runId });
-        settled(this.logDb.put(lsn, { kind: 'weights', runId, ids: ids as string[], weights: float32Bytes(weights) }));
+        const record: LogRecord = { kind: 'weights', runId, ids: ids as string[], weights: float32Bytes(weights) };
+        writes.push(() => settled(this.logDb.put(lsn, record)));
         return lsn;
       },
     };
     let result: T;
     try {
-      // Synchronous: the transaction is written here and its result is final at once; the
-      // write thread's way costs the main thread two more turns (start, commit) before
-      // `flushed`, each behind whatever else it is running. Durable only after `flushed` either way.
-      result = this.syncCommits ? this.root.transactionSync(() => mutate(tx)) : await this.root.transaction(() => mutate(tx));
+      result = mutate(tx);
+      const write = (): void => {
+        for (const w of writes) w();
+      };
+      // The writes as one batch: lmdb-js runs it on its write thread in one transaction, with no
+      // turn of this thread in between (a transaction callback would hold the write lock until
+      // this thread got to it). `syncCommits` writes it here, synchronously, instead. Durable
+      // only after `flushed` either way.
+      if (this.syncCommits) this.root.transactionSync(write);
+      else await this.root.batch(write);
       await this.root.flushed;
     } catch (err) {
       this.lsn = lsnBefore;

@@ -135,4 +135,40 @@ describe('store recovery (write-ahead log replay)', () => {
     await reopened.close();
     await store.close();
   }, 60_000);
+
+  it('a commit whose mutate throws after writing writes nothing, in memory or on disk', async () => {
+    const dir = tempDir('motive-commit-abort-');
+    dirs.push(dir);
+    const store = await Store.open({ dataDir: dir.path, mapSizeBytes: 1 << 30 });
+    const run = await store.createRun({
+      id: 'r',
+      dim: K,
+      dtype: 'float32',
+      projection: { kind: 'gaussian', seed: '1', dim: K, fingerprint: 'fp' },
+      scoreMode: 'cosine',
+      worldSize: 1,
+      createdAtMs: 0,
+    });
+    let failedLsn = 0;
+    await expect(
+      store.commit((tx) => {
+        failedLsn = tx.appendWeights('r', ['clip-1'], Float32Array.of(0.5));
+        tx.putCommit('r', 7, 99);
+        tx.updateRun(run, { addBatches: 5, addSketches: 50, lastStep: 9 });
+        throw new Error('mutate failed after writing');
+      }),
+    ).rejects.toThrow(/mutate failed after writing/);
+    // The LSN it took is free again, and the run's persisted counters are as before.
+    const lsn = await store.commit((tx) => {
+      tx.updateRun(run, { lastStep: 1 });
+      return tx.appendWeights('r', ['clip-2'], Float32Array.of(0.25));
+    });
+    expect(lsn).toBe(failedLsn);
+    await store.close();
+    const reopened = await Store.open({ dataDir: dir.path, mapSizeBytes: 1 << 30 });
+    const back = reopened.run('r')!;
+    expect(back.commits.get(7)).toBeUndefined();
+    expect({ batches: back.batches, sketches: back.sketches, lastStep: back.lastStep }).toEqual({ batches: 0, sketches: 0, lastStep: 1 });
+    await reopened.close();
+  });
 });
