@@ -17,6 +17,9 @@
  *
  *   npx tsx bench/feedback.ts [--rates 10000,2500,500] [--interval-ms 50] [--sync-commits] [--batch-updates on|off] [--seconds 15] [--runs 2] [--quick]
  *                             [--cpu-prof DIR]   (the daemon under node --cpu-prof, its profiles written to DIR)
+ *                             [--store JSON]     (merged into the daemon's `store` config, e.g. '{"flushChunkSamples": 512}')
+ *                             [--trace]          (the daemon's Ack-path trace: where the median and the slowest 1 % of Acks
+ *                                                 spent their time, and what ran meanwhile; bench/ack-trace.ts)
  */
 import { closeSync, fdatasyncSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,6 +28,8 @@ import { encodeFloat16Array } from '../trainer-hooks/ts/index.js';
 import { rng } from '../test/helpers/reference.js';
 import { tempDir } from '../test/helpers/daemon.js';
 import { rawStream } from '../test/helpers/raw-stream.js';
+import { table } from '../daemon/cli/common.js';
+import { ACK_STEPS, OVERLAPS, readAckTrace, type AckTraceSummary } from './ack-trace.js';
 import { bestOf, fmt, quantile, report, scrapeMetric, startBenchDaemon, type BenchDaemon } from './lib.js';
 
 const { values } = parseArgs({
@@ -37,6 +42,8 @@ const { values } = parseArgs({
     'sync-commits': { type: 'boolean' },
     'batch-updates': { type: 'string', default: 'on' },
     'cpu-prof': { type: 'string' },
+    trace: { type: 'boolean' },
+    store: { type: 'string' },
     quick: { type: 'boolean' },
   },
 });
@@ -52,6 +59,8 @@ if (values['batch-updates'] !== 'on' && values['batch-updates'] !== 'off')
   throw new Error(`--batch-updates must be on or off, got ${values['batch-updates']}`);
 /** weights.batchUpdates of the daemon under test. */
 const BATCH_UPDATES = values['batch-updates'] === 'on';
+/** More of the daemon's `store` config (--store). */
+const STORE_CONFIG = JSON.parse(values.store ?? '{}') as Record<string, unknown>;
 const K = 512;
 const M = 64;
 const POOL = 100_000;
@@ -70,6 +79,8 @@ interface RunResult {
   loopLagMaxMs: number;
   /** Mean ms per Ack-path stage after the warm-up (the daemon's motive_ingest_stage_seconds). */
   stages: Record<Stage, number>;
+  /** With --trace: the daemon's Ack-path trace, summarised. */
+  trace: AckTraceSummary | undefined;
 }
 
 /** The daemon's Ack-path stages (docs/observability.md, motive_ingest_stage_seconds). */
@@ -92,16 +103,17 @@ async function scrapeStages(d: BenchDaemon): Promise<Record<Stage, { sum: number
 async function once(rate: number, seed: number): Promise<RunResult> {
   const dir = tempDir('motive-bench-feedback-');
   const configFile = join(dir.path, 'config.json');
+  const traceFile = join(dir.path, 'ack-trace.txt');
   writeFileSync(
     configFile,
     JSON.stringify({
       weights: { minSeen: 1, intervalMs: INTERVAL_MS, batchUpdates: BATCH_UPDATES },
-      ...(SYNC_COMMITS ? { store: { syncCommits: true } } : {}),
+      store: { ...(SYNC_COMMITS ? { syncCommits: true } : {}), ...STORE_CONFIG },
     }),
   );
   const d = await startBenchDaemon({
     dataDir: join(dir.path, 'store'),
-    env: { MOTIVE_CONFIG: configFile },
+    env: { MOTIVE_CONFIG: configFile, ...(values.trace === true ? { MOTIVE_TRACE_FILE: traceFile } : {}) },
     ...(values['cpu-prof'] === undefined ? {} : { cpuProfDir: values['cpu-prof'] }),
   });
   const r = rng(seed);
@@ -179,6 +191,7 @@ async function once(rate: number, seed: number): Promise<RunResult> {
     STAGES.map((st) => [st, ((late[st].sum - early[st].sum) / (late[st].count - early[st].count)) * 1000]),
   ) as Record<Stage, number>;
   await d.stop();
+  const trace = values.trace === true ? readAckTrace(traceFile, WARMUP_MS) : undefined;
   dir.remove();
 
   const ack: number[] = [];
@@ -210,6 +223,7 @@ async function once(rate: number, seed: number): Promise<RunResult> {
     gcMs: gcSeconds * 1000,
     loopLagMaxMs: lagMax * 1000,
     stages,
+    trace,
   };
 }
 
@@ -243,7 +257,9 @@ const flush = diskFlushMs();
 process.stderr.write(
   `disk flush (256 KiB + 4 KiB, two fdatasync): p50 ${fmt(quantile(flush, 0.5))} ms, p99 ${fmt(quantile(flush, 0.99))} ms\n`,
 );
+const TRACE_HEADERS = ['sketches/s', 'run', 'Acks', 'n', 'Ack ms', ...ACK_STEPS.map((s) => `${s} ms`), ...OVERLAPS.map((o) => `${o} ms`)];
 const rows: Array<Array<string | number>> = [];
+const traceRows: Array<Array<string | number>> = [];
 const best: Record<string, unknown> = {};
 for (const rate of RATES) {
   const results: RunResult[] = [];
@@ -269,6 +285,16 @@ for (const rate of RATES) {
       fmt(res.loopLagMaxMs, 0),
       ...STAGES.map((st) => fmt(res.stages[st], 1)),
     ]);
+    for (const g of res.trace?.groups ?? [])
+      traceRows.push([
+        rate,
+        run,
+        g.name,
+        g.acks,
+        fmt(g.ackMs, 1),
+        ...ACK_STEPS.map((s) => fmt(g.steps[s], 1)),
+        ...OVERLAPS.map((o) => fmt(g.overlap[o], 1)),
+      ]);
     process.stderr.write(`${rate}/s run ${run}: ack p99 ${q(res.ack, 0.99)} ms, WeightUpdate p99 ${q(res.wu, 0.99)} ms\n`);
   }
   const ackP99 = bestOf(
@@ -309,6 +335,7 @@ report(
   ],
   rows,
   {
+    ...(traceRows.length > 0 ? { ackTrace: traceRows.map((r) => Object.fromEntries(TRACE_HEADERS.map((h, j) => [h, r[j]]))) } : {}),
     best,
     diskFlushMs: { p50: quantile(flush, 0.5), p99: quantile(flush, 0.99), max: flush.at(-1) },
     definition:
@@ -316,6 +343,11 @@ report(
     target: 'Ack p99 <= 10 ms, WeightUpdate p99 <= 50 ms at 10k sketches/s',
   },
 );
+if (traceRows.length > 0)
+  process.stdout.write(
+    `\nWhere the Acks went (the daemon's Ack-path trace, --trace): mean ms per Ack, from reading the batch off its stream to sending its Ack,\n` +
+      `by step, and the ms of that span the main thread spent on the flusher, recomputes and GC, or a flusher transaction was writing\n\n${table(TRACE_HEADERS, traceRows)}`,
+  );
 process.stdout.write(
   `\nDisk flush floor (256 KiB + 4 KiB, two fdatasync, 50 times): p50 ${fmt(quantile(flush, 0.5))} ms, p99 ${fmt(quantile(flush, 0.99))} ms, max ${fmt(flush.at(-1) ?? NaN)} ms\n`,
 );

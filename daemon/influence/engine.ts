@@ -6,7 +6,7 @@
  * lastStep / S_j / G(z) updates in memory (docs/store.md). Submissions resolve after that, which
  * is what lets ingest acknowledge exactly-once. The next group is prepared while one commits.
  */
-import { MotiveError, normalizeRows, type Logger } from '../shared/index.js';
+import { MotiveError, normalizeRows, trace, type Logger } from '../shared/index.js';
 import type { QuerySetRecord, RunState, SampleState, ScoreMode, Store } from '../store/index.js';
 import type { MatMulKernel } from './matmul-kernel.js';
 import { allFinite, transpose } from './math.js';
@@ -513,6 +513,8 @@ export class InfluenceEngine {
         });
         if (fresh.size === 0) this.ahead.samples.delete(p.run);
       }
+      if (trace.on)
+        trace.event('batch', sub.rank, sub.seq, p.item.at, g.takenAt, g.preparedAt, g.preparedAt + commitStages.queuedMs, applyStart);
       p.run.batches++;
       p.run.sketches += sub.sampleIds.length;
       if (sub.step > p.run.lastStep) p.run.lastStep = sub.step;

@@ -6,7 +6,7 @@
  */
 import type { Http2SecureServer, Http2Server, ServerHttp2Session } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
-import { MotiveError, describeError, isMotiveError, type Authorizer, type Logger } from '../shared/index.js';
+import { MotiveError, describeError, isMotiveError, trace, type Authorizer, type Logger } from '../shared/index.js';
 import type { InfluenceEngine } from '../influence/index.js';
 import type { RunState, ScoreMode, Store } from '../store/index.js';
 import type { WeightingService, WeightUpdateEvent } from '../weighting/index.js';
@@ -165,7 +165,7 @@ export class IngestServer {
     };
     call.on('data', (msg: TrainerMessageMsg) => {
       call.pause();
-      this.handle(stream, msg)
+      this.handle(stream, msg, trace.on ? performance.now() : 0)
         .catch((err: unknown) => {
           this.deps.log.error({ err }, 'stream handler failed');
           stream.fail(new MotiveError('MOTIVE_INGEST_INTERNAL', describeError(err)), true);
@@ -185,7 +185,8 @@ export class IngestServer {
     call.on('close', () => finish());
   }
 
-  private async handle(stream: TrainerStream, msg: TrainerMessageMsg): Promise<void> {
+  /** `receivedAt`: when the message was read off the stream (performance.now(), while tracing). */
+  private async handle(stream: TrainerStream, msg: TrainerMessageMsg, receivedAt: number): Promise<void> {
     if (stream.closed) return;
     // A message read while draining is left unprocessed (never acknowledged): the trainer
     // resends it to the next daemon. The stream stays open until drain() has sent its acks.
@@ -235,6 +236,7 @@ export class IngestServer {
         .submitBatch({ runId: hello.runId, rank: hello.rank, ...decoded, bytes })
         .then(() => {
           stream.send({ ack: { seq: decoded.seq } });
+          if (trace.on) trace.event('ack', hello.rank, decoded.seq, receivedAt, sentAt, performance.now());
           this.observer.batchAcked?.(hello.runId, performance.now() - sentAt);
         })
         .catch((err: unknown) => this.rejectItem(stream, err, decoded.seq))

@@ -1,6 +1,7 @@
 export { ErrorCodes, MotiveError, isMotiveError, describeError, type ErrorCode } from './errors.js';
 export { decodeFloat16, decodeSketches, decodeSketchesInto } from './float16.js';
 export { normalizeRows } from './vectors.js';
+export { trace } from './trace.js';
 export { createLogger, type Logger } from './logger.js';
 export { percentile, percentileVotes, median } from './stats.js';
 export { Authorizer, httpToken, type Action, type AuthResult, type Grant, type Role, type TokenSpec } from './auth.js';

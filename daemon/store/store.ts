@@ -14,7 +14,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type Key, type RootDatabase } from 'lmdb';
-import { MotiveError, decodeSketches, describeError, normalizeRows } from '../shared/index.js';
+import { MotiveError, decodeSketches, describeError, normalizeRows, trace } from '../shared/index.js';
 import { RunState, type QuerySetRecord, type RunInfo, type SampleState } from './run-state.js';
 import {
   bytesToFloat32,
@@ -428,6 +428,7 @@ export class Store {
 
   private async commitNow<T>(mutate: (tx: StoreTx) => T): Promise<T> {
     if (this.commitDelayMs > 0) await new Promise((r) => setTimeout(r, this.commitDelayMs));
+    const started = trace.on ? performance.now() : 0;
     const lsnBefore = this.lsn;
     const appended: Array<{ lsn: number; runId: string }> = [];
     /** The transaction's writes, issued only once `mutate` has returned (all of them or none). */
@@ -518,6 +519,7 @@ export class Store {
       }
       throw await storeError(err);
     }
+    if (trace.on) trace.event('commit', started, performance.now(), appended.length);
     this.logEntries += appended.length;
     for (const a of appended) this.unapplied.set(a.lsn, this.runStates.get(a.runId));
     return result;
@@ -724,8 +726,10 @@ export class Store {
     const records: Array<{ sample: SampleState; buf: Buffer; flushedBefore: number }> = [];
     const writes: Array<Promise<unknown>> = [];
     const arenas: Buffer[] = [];
+    const chunkStart = trace.on ? performance.now() : 0;
     for (let at = 0; at < samples.length; at += FLUSH_SLICE) {
       if (at > 0) await new Promise((resolve) => setImmediate(resolve));
+      const sliceStart = trace.on ? performance.now() : 0;
       const slice = samples.slice(at, at + FLUSH_SLICE).filter((sample) => set.has(sample));
       // One arena per slice; each record 8-byte aligned for its f64 / f32 views.
       const sizes = slice.map((sample) => Math.ceil(sampleRecordBytes(sample.sums.length, k) / 8) * 8);
@@ -751,11 +755,13 @@ export class Store {
         records.push({ sample, buf, flushedBefore });
         writes.push(this.samplesDb.put([runId, sample.id], buf));
       });
+      if (trace.on) trace.event('flush', sliceStart, performance.now(), slice.length);
     }
     if (records.length === 0) return;
     try {
       await Promise.all(writes);
       await this.samplesEnv.flushed;
+      if (trace.on) trace.event('flush-write', chunkStart, performance.now(), records.length);
     } catch (err) {
       // Not known written: each record stays the sample's base (in `inflight`) and the sample
       // dirty, so the next cycle writes it again; nothing the log still holds is trimmed meanwhile.

@@ -11,7 +11,7 @@
  * (and everyone else's) with current statistics. A new query set changes every score, so after
  * one the batch updates wait for the recompute that follows it.
  */
-import type { Logger } from '../shared/index.js';
+import { trace, type Logger } from '../shared/index.js';
 import type { RunState, SampleState, Store } from '../store/index.js';
 import { robustStats, weightFor, type RobustStats, type WeightPolicyOptions } from './policy.js';
 
@@ -194,6 +194,7 @@ export class WeightingService {
     const moved: number[] = [];
     const newly: string[] = [];
     let n = 0;
+    let stretch = trace.on ? performance.now() : 0;
     try {
       const it = run.samples.values();
       for (let r = it.next(); !r.done; r = it.next()) {
@@ -204,7 +205,9 @@ export class WeightingService {
         w.eligible[n] = s.seen >= minSeen ? 1 : 0;
         n++;
         if (n % RECOMPUTE_SLICE === 0) {
+          if (trace.on) trace.event('recompute', stretch, performance.now());
           await new Promise((resolve) => setImmediate(resolve));
+          if (trace.on) stretch = performance.now();
           if (this.closed || this.store.run(runId) !== run) return;
         }
       }
@@ -215,6 +218,7 @@ export class WeightingService {
         const wi = stats !== undefined && s.seen >= minSeen ? Math.fround(weightFor(run.score(s), stats, this.options)) : 1;
         this.collect(s, wi, ids, moved, newly);
       }
+      if (trace.on) trace.event('recompute', stretch, performance.now());
     } finally {
       // Drop the references (a deleted run's samples must not stay reachable from here).
       w.samples.fill(undefined, 0, n);

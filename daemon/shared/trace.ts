@@ -1,0 +1,58 @@
+/**
+ * The Ack-path trace (docs/performance.md, "Where the slow Acks go"): with `MOTIVE_TRACE_FILE`
+ * set, the daemon writes one line per event to that file (emptied first), each a kind and its times in
+ * milliseconds on this process's `performance.now()` clock:
+ *
+ *   ack RANK SEQ RECEIVED SUBMITTED ACKED            a batch: read off its stream, decoded, Ack sent
+ *   batch RANK SEQ SUBMITTED TAKEN PREPARED WRITING APPLYING
+ *                                                    its group: taken up, prepared (scored),
+ *                                                    transaction begun, durable (apply begins)
+ *   commit START END ENTRIES                         one store commit (a group's, or a weights update): begun, durable
+ *   flush START END RECORDS                          one slice of the flusher on the main thread
+ *   flush-write START END RECORDS                    one samples-environment transaction: first record handed to LMDB → synced
+ *   recompute START END                              one stretch of a weights recompute on the main thread
+ *   gc START END                                     one garbage collection
+ *
+ * Off (the default), every call site is one boolean test. `bench/feedback.ts --trace` sets it
+ * and reports where the slowest Acks spent their time and what ran on the main thread meanwhile.
+ */
+import { closeSync, openSync, writeSync } from 'node:fs';
+import { PerformanceObserver } from 'node:perf_hooks';
+
+class Trace {
+  private fd = -1;
+  private observer: PerformanceObserver | undefined;
+
+  /** True while tracing: call sites test it before building an event. */
+  get on(): boolean {
+    return this.fd >= 0;
+  }
+
+  /** Starts writing to `file` (truncated). */
+  open(file: string): void {
+    this.close();
+    this.fd = openSync(file, 'w');
+    this.observer = new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) this.event('gc', e.startTime, e.startTime + e.duration);
+    });
+    this.observer.observe({ entryTypes: ['gc'] });
+  }
+
+  /** One event: its kind, then its fields (times in ms, to 0.01 ms). */
+  event(kind: string, ...fields: number[]): void {
+    if (this.fd < 0) return;
+    let line = kind;
+    for (const f of fields) line += ` ${Number.isInteger(f) ? f : f.toFixed(2)}`;
+    writeSync(this.fd, `${line}\n`);
+  }
+
+  close(): void {
+    this.observer?.disconnect();
+    this.observer = undefined;
+    if (this.fd >= 0) closeSync(this.fd);
+    this.fd = -1;
+  }
+}
+
+/** The process's trace; `main` opens it when `MOTIVE_TRACE_FILE` is set. */
+export const trace = new Trace();
