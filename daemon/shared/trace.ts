@@ -9,7 +9,7 @@
  *                                                    transaction begun, durable (apply begins)
  *   commit START END ENTRIES                         one store commit (a group's, or a weights update): begun, durable
  *   flush START END RECORDS                          one slice of the flusher on the main thread
- *   flush-write START END RECORDS                    one samples-environment transaction: first record handed to LMDB → synced
+ *   flush-write START END RECORDS                    one flush chunk: its first record built → its samples transaction synced
  *   recompute START END                              one stretch of a weights recompute on the main thread
  *   gc START END                                     one garbage collection
  *

@@ -714,9 +714,9 @@ export class Store {
   }
 
   /**
-   * Writes one chunk of a run's dirty samples. Records are built and handed to LMDB's write
-   * thread in slices, yielding to the event loop between slices, so a flush never holds the
-   * main thread (and the Acks it sends) for long.
+   * Writes one chunk of a run's dirty samples. Records are built in slices, yielding to the
+   * event loop between slices, so a flush never holds the main thread (and the Acks it sends)
+   * for long, then handed to LMDB's write thread as one transaction.
    */
   private async flushChunkOf(run: RunState, samples: readonly SampleState[]): Promise<void> {
     const k = run.info.dim;
@@ -724,7 +724,6 @@ export class Store {
     const pool = this.deltaPool(run);
     const set = this.dirtySet(run);
     const records: Array<{ sample: SampleState; buf: Buffer; flushedBefore: number }> = [];
-    const writes: Array<Promise<unknown>> = [];
     const arenas: Buffer[] = [];
     const chunkStart = trace.on ? performance.now() : 0;
     for (let at = 0; at < samples.length; at += FLUSH_SLICE) {
@@ -753,19 +752,22 @@ export class Store {
         this.inflight.set(sample, buf);
         run.mirror.set(sample.id, g);
         records.push({ sample, buf, flushedBefore });
-        writes.push(this.samplesDb.put([runId, sample.id], buf));
       });
       if (trace.on) trace.event('flush', sliceStart, performance.now(), slice.length);
     }
     if (records.length === 0) return;
+    // The chunk's records as one batch, handed over once all are built: one samples transaction
+    // (and one sync) per chunk. Put slice by slice, lmdb-js cut a chunk of 4,096 into 4–18
+    // transactions, each synced, which cost its write thread about 10 % more CPU per sketch.
     try {
-      await Promise.all(writes);
+      await this.samplesEnv.batch(() => {
+        for (const r of records) settled(this.samplesDb.put([runId, r.sample.id], r.buf));
+      });
       await this.samplesEnv.flushed;
       if (trace.on) trace.event('flush-write', chunkStart, performance.now(), records.length);
     } catch (err) {
       // Not known written: each record stays the sample's base (in `inflight`) and the sample
       // dirty, so the next cycle writes it again; nothing the log still holds is trimmed meanwhile.
-      for (const w of writes) settled(w);
       for (const r of records) {
         r.sample.flushedLsn = r.flushedBefore;
         this.touch(set, r.sample, r.sample.lsn);

@@ -171,4 +171,75 @@ describe('store recovery (write-ahead log replay)', () => {
     expect({ batches: back.batches, sketches: back.sketches, lastStep: back.lastStep }).toEqual({ batches: 0, sketches: 0, lastStep: 1 });
     await reopened.close();
   });
+
+  it('writes each flush chunk in one samples transaction, and the records hold every delta', async () => {
+    const dir = tempDir('motive-flush-chunk-');
+    dirs.push(dir);
+    const CHUNK = 200;
+    const store = await Store.open({
+      dataDir: dir.path,
+      mapSizeBytes: 1 << 30,
+      flushIntervalMs: 1e9,
+      maxDirtySamples: 1e9,
+      flushChunkSamples: CHUNK,
+    });
+    const kernel = await MatMulKernel.create({ threads: 1 });
+    const engine = new InfluenceEngine(store, kernel, createLogger('warn'), {
+      maxGroupBytes: 1 << 20,
+      scanChunkSamples: 64,
+      maxSamplesPerRun: 1e6,
+    });
+    const run = await store.createRun({
+      id: 'r',
+      dim: K,
+      dtype: 'float32',
+      projection: { kind: 'gaussian', seed: '1', dim: K, fingerprint: 'fp' },
+      scoreMode: 'cosine',
+      worldSize: 1,
+      createdAtMs: 0,
+    });
+    const r = rng(9);
+    // 450 distinct samples, each in one batch of 50: three chunks (200, 200, 50), the first two
+    // built over four event-loop turns each (slices of 64).
+    const expected = new Map<string, Float64Array>();
+    for (let b = 0; b < 9; b++) {
+      const ids = Array.from({ length: 50 }, (_, i) => `clip-${b * 50 + i}`);
+      const sketches = Float32Array.from({ length: 50 * K }, () => r.normal());
+      const lr = 0.01 * (b + 1);
+      // G(z) = lr · ĝ, ĝ the row normalised (cosine runs), in float64.
+      ids.forEach((id, i) => {
+        const row = Array.from(sketches.subarray(i * K, (i + 1) * K), Number);
+        const norm = Math.sqrt(row.reduce((a, x) => a + x * x, 0));
+        expected.set(
+          id,
+          Float64Array.from(row, (x) => (lr * x) / norm),
+        );
+      });
+      const wire = new Uint8Array(sketches.buffer.slice(0));
+      await engine.submitBatch({
+        runId: 'r',
+        rank: 0,
+        seq: b + 1,
+        step: b + 1,
+        lr,
+        sampleIds: ids,
+        sketches,
+        wire,
+        bytes: wire.byteLength,
+      });
+    }
+    const samplesEnv = (store as unknown as { samplesEnv: { getStats(): { lastTxnId: number } } }).samplesEnv;
+    const before = samplesEnv.getStats().lastTxnId;
+    await store.flush();
+    expect(samplesEnv.getStats().lastTxnId - before).toBe(3);
+    expect(store.flushStats()).toMatchObject({ dirtySamples: 0, logEntries: 0 });
+    let worst = 0;
+    for (const [id, g] of expected) {
+      const got = store.embedding('r', id, K)!;
+      for (let d = 0; d < K; d++) worst = Math.max(worst, Math.abs((got[d] as number) - (g[d] as number)));
+    }
+    expect(worst).toBeLessThan(1e-6);
+    expect(run.samples.size).toBe(450);
+    await store.close();
+  }, 60_000);
 });
