@@ -14,7 +14,7 @@ function restrict(files, banned) {
 }
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'trainer-hooks/python/', 'dashboards/', 'bench/results/', 'docs/', 'motive-data/'] },
+  { ignores: ['node_modules/', 'trainer-hooks/python/', 'dashboards/', 'bench/results/', 'bench/.cache/', 'docs/', 'motive-data/'] },
   js.configs.recommended,
   ...tseslint.configs.strictTypeChecked,
   {

@@ -3,7 +3,7 @@
  * the Acks' time went: for the median Acks and for the slowest 1 %, the mean time of each step
  * between reading a batch off its stream and sending its Ack, and how much of the Ack's span the
  * main thread spent on the flusher, on weight recomputes and on garbage collection, and how much
- * of it a samples-environment transaction (the flusher's disk writes) was in flight.
+ * of it a flush chunk (its records built, then written and synced) was in flight.
  */
 import { readFileSync } from 'node:fs';
 

@@ -1,17 +1,20 @@
 /**
  * The Ack-path trace (docs/performance.md, "Where the slow Acks go"): with `MOTIVE_TRACE_FILE`
- * set, the daemon writes one line per event to that file (emptied first), each a kind and its times in
- * milliseconds on this process's `performance.now()` clock:
+ * set, the daemon writes one line per event to that file (emptied first), each a kind and its
+ * times in milliseconds on this process's `performance.now()` clock:
  *
- *   ack RANK SEQ RECEIVED SUBMITTED ACKED            a batch: read off its stream, decoded, Ack sent
+ *   ack RANK SEQ RECEIVED SUBMITTED ACKED     a batch read off its stream, decoded and handed to
+ *                                             the engine, its Ack sent
  *   batch RANK SEQ SUBMITTED TAKEN PREPARED WRITING APPLYING
- *                                                    its group: taken up, prepared (scored),
- *                                                    transaction begun, durable (apply begins)
- *   commit START END ENTRIES                         one store commit (a group's, or a weights update): begun, durable
- *   flush START END RECORDS                          one slice of the flusher on the main thread
- *   flush-write START END RECORDS                    one flush chunk: its first record built → its samples transaction synced
- *   recompute START END                              one stretch of a weights recompute on the main thread
- *   gc START END                                     one garbage collection
+ *                                             its group taken up, prepared (scored), its commit
+ *                                             begun, durable (the apply begins)
+ *   commit START END ENTRIES                  one store commit (a group's or a weights update's):
+ *                                             begun, durable
+ *   flush START END RECORDS                   one slice of the flusher on the main thread
+ *   flush-write START END RECORDS             one flush chunk: its first record built, its
+ *                                             samples transaction synced
+ *   recompute START END                       one stretch of a weights recompute on the main thread
+ *   gc START END                              one garbage collection
  *
  * Off (the default), every call site is one boolean test. `bench/feedback.ts --trace` sets it
  * and reports where the slowest Acks spent their time and what ran on the main thread meanwhile.
