@@ -19,7 +19,7 @@
  *                             [--cpu-prof DIR]   (the daemon under node --cpu-prof, its profiles written to DIR)
  *                             [--store JSON]     (merged into the daemon's `store` config, e.g. '{"flushChunkSamples": 512}')
  *                             [--trace]          (the daemon's Ack-path trace: where the median and the slowest 1 % of Acks
- *                                                 spent their time, and what ran meanwhile; bench/ack-trace.ts)
+ *                                                 spent their time, and what ran meanwhile; daemon/shared/trace-summary.ts)
  */
 import { closeSync, fdatasyncSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
@@ -29,7 +29,7 @@ import { rng } from '../test/helpers/reference.js';
 import { tempDir } from '../test/helpers/daemon.js';
 import { rawStream } from '../test/helpers/raw-stream.js';
 import { table } from '../daemon/cli/common.js';
-import { ACK_STEPS, OVERLAPS, readAckTrace, type AckTraceSummary } from './ack-trace.js';
+import { ACK_STEPS, OVERLAPS, readAckTrace, type AckTraceSummary } from '../daemon/shared/trace-summary.js';
 import { bestOf, fmt, quantile, report, scrapeMetric, startBenchDaemon, type BenchDaemon } from './lib.js';
 
 const { values } = parseArgs({

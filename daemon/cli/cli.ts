@@ -15,6 +15,7 @@ import { exportCommand } from './commands/export.js';
 import { watchCommand } from './commands/watch.js';
 import { demoCommand } from './commands/demo.js';
 import { replayCommand } from './commands/replay.js';
+import { traceCommand } from './commands/trace.js';
 
 /** Every sub-command, in the order `motive help` lists them. */
 export const COMMANDS: Readonly<Record<string, Command>> = {
@@ -30,6 +31,7 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
   watch: watchCommand,
   demo: demoCommand,
   replay: replayCommand,
+  trace: traceCommand,
 };
 
 function help(): string {

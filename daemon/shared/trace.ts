@@ -16,8 +16,9 @@
  *   recompute START END                       one stretch of a weights recompute on the main thread
  *   gc START END                              one garbage collection
  *
- * Off (the default), every call site is one boolean test. `bench/feedback.ts --trace` sets it
- * and reports where the slowest Acks spent their time and what ran on the main thread meanwhile.
+ * Off (the default), every call site is one boolean test. `motive trace FILE` reads it
+ * (`trace-summary.ts`): where the median and the slowest Acks spent their time and what ran on the
+ * main thread meanwhile; `bench/feedback.ts --trace` runs its daemon with it.
  */
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { PerformanceObserver } from 'node:perf_hooks';

@@ -1,12 +1,12 @@
 /**
  * The Ack-path trace (`MOTIVE_TRACE_FILE`, daemon/shared/trace.ts): a real daemon process writes
  * one `ack` and one `batch` line per acknowledged batch, their times in the order the Ack path
- * runs, and `bench/ack-trace.ts` reads them back.
+ * runs, and `motive trace` (daemon/shared/trace-summary.ts) reads them back.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { summariseAckTrace } from '../../bench/ack-trace.js';
+import { summariseAckTrace } from '../../daemon/shared/trace-summary.js';
 import { spawnDaemon, tempDir } from '../helpers/daemon.js';
 import { batch, hello, rawStream } from '../helpers/raw-stream.js';
 

@@ -1,5 +1,5 @@
 /**
- * Reads the daemon's Ack-path trace (`MOTIVE_TRACE_FILE`, daemon/shared/trace.ts) and says where
+ * Reads the daemon's Ack-path trace (`MOTIVE_TRACE_FILE`, `trace.ts`) and says where
  * the Acks' time went: for the median Acks and for the slowest 1 %, the mean time of each step
  * between reading a batch off its stream and sending its Ack, and how much of the Ack's span the
  * main thread spent on the flusher, on weight recomputes and on garbage collection, and how much
@@ -97,6 +97,7 @@ export function summariseAckTrace(text: string, warmupMs: number): AckTraceSumma
   };
 }
 
+/** {@link summariseAckTrace} of a trace file. */
 export function readAckTrace(file: string, warmupMs: number): AckTraceSummary {
   return summariseAckTrace(readFileSync(file, 'utf8'), warmupMs);
 }

@@ -1,9 +1,9 @@
 /**
- * The Ack-path trace summary (bench/ack-trace.ts) against a trace written by hand, whose every
+ * The Ack-path trace summary (daemon/shared/trace-summary.ts) against a trace written by hand, whose every
  * figure is worked out here independently.
  */
 import { describe, expect, it } from 'vitest';
-import { overlapMs, summariseAckTrace } from '../../../bench/ack-trace.js';
+import { overlapMs, summariseAckTrace } from '../../../daemon/shared/trace-summary.js';
 
 describe('Ack-path trace summary', () => {
   it('measures overlap as the length of the spans inside the window', () => {
