@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { InfluenceEngine } from '../../daemon/influence/index.js';
 import { MatMulKernel } from '../../daemon/influence/matmul-kernel.js';
 import { createLogger } from '../../daemon/shared/index.js';
-import { Store, type RunState } from '../../daemon/store/index.js';
+import { Store, type RunState, type StoreOptions } from '../../daemon/store/index.js';
 import { tempDir } from '../helpers/daemon.js';
 import { rng } from '../helpers/reference.js';
 
@@ -28,32 +28,43 @@ function snapshot(store: Store, run: RunState): string {
   return JSON.stringify({ rows, queryIds: run.queryIds, commits: [...run.commits], batches: run.batches, sketches: run.sketches });
 }
 
+/** A store in a new temp dir with run `r` (k = K, cosine) in it, and an engine over it. */
+async function openRun(
+  prefix: string,
+  options: Partial<StoreOptions> = {},
+): Promise<{ dir: string; store: Store; run: RunState; engine: InfluenceEngine }> {
+  const d = tempDir(prefix);
+  dirs.push(d);
+  const store = await Store.open({ dataDir: d.path, mapSizeBytes: 1 << 30, ...options });
+  const engine = new InfluenceEngine(store, await MatMulKernel.create({ threads: 1 }), createLogger('warn'), {
+    maxGroupBytes: 1 << 20,
+    scanChunkSamples: 64,
+    maxSamplesPerRun: 1e6,
+  });
+  const run = await store.createRun({
+    id: 'r',
+    dim: K,
+    dtype: 'float32',
+    projection: { kind: 'gaussian', seed: '1', dim: K, fingerprint: 'fp' },
+    scoreMode: 'cosine',
+    worldSize: 1,
+    createdAtMs: 0,
+  });
+  return { dir: d.path, store, run, engine };
+}
+
 describe('store recovery (write-ahead log replay)', () => {
   it('a crash copy taken mid-run, with part of the samples flushed, replays to the live state exactly', async () => {
-    const live = tempDir('motive-replay-');
-    dirs.push(live);
     // The flusher runs only when asked, so the test decides what is on disk at the copy.
-    const store = await Store.open({
-      dataDir: live.path,
-      mapSizeBytes: 1 << 30,
+    const {
+      dir: live,
+      store,
+      run,
+      engine,
+    } = await openRun('motive-replay-', {
       flushIntervalMs: 1e9,
       maxDirtySamples: 1e9,
       flushChunkSamples: 2,
-    });
-    const kernel = await MatMulKernel.create({ threads: 1 });
-    const engine = new InfluenceEngine(store, kernel, createLogger('warn'), {
-      maxGroupBytes: 1 << 20,
-      scanChunkSamples: 64,
-      maxSamplesPerRun: 1e6,
-    });
-    const run = await store.createRun({
-      id: 'r',
-      dim: K,
-      dtype: 'float32',
-      projection: { kind: 'gaussian', seed: '1', dim: K, fingerprint: 'fp' },
-      scoreMode: 'cosine',
-      worldSize: 1,
-      createdAtMs: 0,
     });
     const r = rng(5);
     const matrix = (rows: number): Float32Array => Float32Array.from({ length: rows * K }, () => r.normal());
@@ -121,7 +132,7 @@ describe('store recovery (write-ahead log replay)', () => {
 
     const crash = tempDir('motive-replay-crash-');
     dirs.push(crash);
-    cpSync(live.path, crash.path, { recursive: true });
+    cpSync(live, crash.path, { recursive: true });
     const recovered = await Store.open({ dataDir: crash.path, mapSizeBytes: 1 << 30 });
     const back = recovered.run('r')!;
     expect(snapshot(recovered, back)).toBe(snapshot(store, run));
@@ -137,18 +148,7 @@ describe('store recovery (write-ahead log replay)', () => {
   }, 60_000);
 
   it('a commit whose mutate throws after writing writes nothing, in memory or on disk', async () => {
-    const dir = tempDir('motive-commit-abort-');
-    dirs.push(dir);
-    const store = await Store.open({ dataDir: dir.path, mapSizeBytes: 1 << 30 });
-    const run = await store.createRun({
-      id: 'r',
-      dim: K,
-      dtype: 'float32',
-      projection: { kind: 'gaussian', seed: '1', dim: K, fingerprint: 'fp' },
-      scoreMode: 'cosine',
-      worldSize: 1,
-      createdAtMs: 0,
-    });
+    const { dir, store, run } = await openRun('motive-commit-abort-');
     let failedLsn = 0;
     await expect(
       store.commit((tx) => {
@@ -165,7 +165,7 @@ describe('store recovery (write-ahead log replay)', () => {
     });
     expect(lsn).toBe(failedLsn);
     await store.close();
-    const reopened = await Store.open({ dataDir: dir.path, mapSizeBytes: 1 << 30 });
+    const reopened = await Store.open({ dataDir: dir, mapSizeBytes: 1 << 30 });
     const back = reopened.run('r')!;
     expect(back.commits.get(7)).toBeUndefined();
     expect({ batches: back.batches, sketches: back.sketches, lastStep: back.lastStep }).toEqual({ batches: 0, sketches: 0, lastStep: 1 });
@@ -173,30 +173,11 @@ describe('store recovery (write-ahead log replay)', () => {
   });
 
   it('writes each flush chunk in one samples transaction, and the records hold every delta', async () => {
-    const dir = tempDir('motive-flush-chunk-');
-    dirs.push(dir);
     const CHUNK = 200;
-    const store = await Store.open({
-      dataDir: dir.path,
-      mapSizeBytes: 1 << 30,
+    const { store, run, engine } = await openRun('motive-flush-chunk-', {
       flushIntervalMs: 1e9,
       maxDirtySamples: 1e9,
       flushChunkSamples: CHUNK,
-    });
-    const kernel = await MatMulKernel.create({ threads: 1 });
-    const engine = new InfluenceEngine(store, kernel, createLogger('warn'), {
-      maxGroupBytes: 1 << 20,
-      scanChunkSamples: 64,
-      maxSamplesPerRun: 1e6,
-    });
-    const run = await store.createRun({
-      id: 'r',
-      dim: K,
-      dtype: 'float32',
-      projection: { kind: 'gaussian', seed: '1', dim: K, fingerprint: 'fp' },
-      scoreMode: 'cosine',
-      worldSize: 1,
-      createdAtMs: 0,
     });
     const r = rng(9);
     // 450 distinct samples, each in one batch of 50: three chunks (200, 200, 50), the first two
