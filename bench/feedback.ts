@@ -29,7 +29,7 @@ import { rng } from '../test/helpers/reference.js';
 import { tempDir } from '../test/helpers/daemon.js';
 import { rawStream } from '../test/helpers/raw-stream.js';
 import { table } from '../daemon/cli/common.js';
-import { ACK_STEPS, OVERLAPS, readAckTrace, type AckTraceSummary } from '../daemon/shared/trace-summary.js';
+import { SUMMARY_HEADERS, readAckTrace, summaryRows, type AckTraceSummary } from '../daemon/shared/trace-summary.js';
 import { bestOf, fmt, quantile, report, scrapeMetric, startBenchDaemon, type BenchDaemon } from './lib.js';
 
 const { values } = parseArgs({
@@ -257,7 +257,7 @@ const flush = diskFlushMs();
 process.stderr.write(
   `disk flush (256 KiB + 4 KiB, two fdatasync): p50 ${fmt(quantile(flush, 0.5))} ms, p99 ${fmt(quantile(flush, 0.99))} ms\n`,
 );
-const TRACE_HEADERS = ['sketches/s', 'run', 'Acks', 'n', 'Ack ms', ...ACK_STEPS.map((s) => `${s} ms`), ...OVERLAPS.map((o) => `${o} ms`)];
+const TRACE_HEADERS = ['sketches/s', 'run', ...SUMMARY_HEADERS];
 const rows: Array<Array<string | number>> = [];
 const traceRows: Array<Array<string | number>> = [];
 const best: Record<string, unknown> = {};
@@ -285,16 +285,7 @@ for (const rate of RATES) {
       fmt(res.loopLagMaxMs, 0),
       ...STAGES.map((st) => fmt(res.stages[st], 1)),
     ]);
-    for (const g of res.trace?.groups ?? [])
-      traceRows.push([
-        rate,
-        run,
-        g.name,
-        g.acks,
-        fmt(g.ackMs, 1),
-        ...ACK_STEPS.map((s) => fmt(g.steps[s], 1)),
-        ...OVERLAPS.map((o) => fmt(g.overlap[o], 1)),
-      ]);
+    if (res.trace !== undefined) for (const row of summaryRows(res.trace)) traceRows.push([rate, run, ...row]);
     process.stderr.write(`${rate}/s run ${run}: ack p99 ${q(res.ack, 0.99)} ms, WeightUpdate p99 ${q(res.wu, 0.99)} ms\n`);
   }
   const ackP99 = bestOf(
@@ -346,7 +337,7 @@ report(
 if (traceRows.length > 0)
   process.stdout.write(
     `\nWhere the Acks went (the daemon's Ack-path trace, --trace): mean ms per Ack, from reading the batch off its stream to sending its Ack,\n` +
-      `by step, and the ms of that span the main thread spent on the flusher, recomputes and GC, or a flusher transaction was writing\n\n${table(TRACE_HEADERS, traceRows)}`,
+      `by step, and the ms of that span the main thread spent on the flusher, recomputes and GC, or a flush chunk was in flight\n\n${table(TRACE_HEADERS, traceRows)}`,
   );
 process.stdout.write(
   `\nDisk flush floor (256 KiB + 4 KiB, two fdatasync, 50 times): p50 ${fmt(quantile(flush, 0.5))} ms, p99 ${fmt(quantile(flush, 0.99))} ms, max ${fmt(flush.at(-1) ?? NaN)} ms\n`,

@@ -97,6 +97,20 @@ export function summariseAckTrace(text: string, warmupMs: number): AckTraceSumma
   };
 }
 
+/** Column headers of {@link summaryRows}. */
+export const SUMMARY_HEADERS = ['Acks', 'n', 'Ack ms', ...ACK_STEPS.map((s) => `${s} ms`), ...OVERLAPS.map((o) => `${o} ms`)];
+
+/** One table row per group of a summary (ms to 0.1), under {@link SUMMARY_HEADERS}. */
+export function summaryRows(summary: AckTraceSummary): Array<Array<string | number>> {
+  return summary.groups.map((g) => [
+    g.name,
+    g.acks,
+    g.ackMs.toFixed(1),
+    ...ACK_STEPS.map((s) => g.steps[s].toFixed(1)),
+    ...OVERLAPS.map((o) => g.overlap[o].toFixed(1)),
+  ]);
+}
+
 /** {@link summariseAckTrace} of a trace file. */
 export function readAckTrace(file: string, warmupMs: number): AckTraceSummary {
   return summariseAckTrace(readFileSync(file, 'utf8'), warmupMs);

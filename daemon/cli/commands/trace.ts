@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { ACK_STEPS, OVERLAPS, readAckTrace } from '../../shared/trace-summary.js';
+import { SUMMARY_HEADERS, readAckTrace, summaryRows } from '../../shared/trace-summary.js';
 import { UsageError, table, type Command } from '../common.js';
 
 /**
@@ -29,17 +29,10 @@ export const traceCommand: Command = {
       io.out(`${JSON.stringify(summary, null, 2)}\n`);
       return Promise.resolve(0);
     }
-    const rows = summary.groups.map((g) => [
-      g.name,
-      g.acks,
-      g.ackMs.toFixed(1),
-      ...ACK_STEPS.map((s) => g.steps[s].toFixed(1)),
-      ...OVERLAPS.map((o) => g.overlap[o].toFixed(1)),
-    ]);
     io.out(
       `${summary.acks} Acks: p50 ${summary.p50Ms.toFixed(1)} ms, p99 ${summary.p99Ms.toFixed(1)} ms (read off the stream → Ack sent, in the daemon)\n` +
         `mean ms per Ack by step, and ms of its span spent on (main thread) or overlapping (flush writes):\n\n` +
-        table(['Acks', 'n', 'Ack', ...ACK_STEPS, ...OVERLAPS], rows),
+        table(SUMMARY_HEADERS, summaryRows(summary)),
     );
     return Promise.resolve(0);
   },
