@@ -62,8 +62,9 @@ export async function startDaemon(config: MotiveConfig, log: Logger = createLogg
     maxSamplesPerRun: config.limits.maxSamplesPerRun,
   });
   const weighting = new WeightingService(store, config.weights, log);
+  engine.setWeigher(weighting);
   engine.onCommit((e) => {
-    if (e.batches > 0 || e.querySets.length > 0) weighting.committed(e.runId, e.sampleIds, e.querySets.length > 0);
+    if (e.batches > 0 || e.querySets.length > 0) weighting.committed(e.runId, e.querySets.length > 0);
   });
   const views = new RunViews(config.score.votePercentile);
   const ingest = new IngestServer(

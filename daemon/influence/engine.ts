@@ -98,6 +98,42 @@ interface PreparedBatch {
   rejected: boolean;
 }
 
+/**
+ * Batch weights (`weights.batchUpdates`): while a group is prepared, the engine projects each of
+ * its samples' score and `seen` as they will be once the group is applied, and the weighting
+ * service maps them to weights with the statistics of the run's last recompute. The weights that
+ * moved are logged in the group's own transaction, so a batch's WeightUpdate follows its Ack with
+ * no commit of its own.
+ */
+export interface BatchWeigher {
+  /**
+   * The weight of a sample of `run` with score `score` after `seen` batches, or undefined when the
+   * run has no statistics to use (batch updates off, no recompute yet, or it scored over a query
+   * count other than `queries`).
+   */
+  batchPolicy(run: RunState, queries: number): ((score: number, seen: number) => number) | undefined;
+  /** Whether a weight that moves from `from` to `to` is pushed. */
+  moves(from: number, to: number): boolean;
+  /** Batch weights committed with their group at weights `version`, applied to memory: announce them. */
+  announce(run: RunState, version: number, ids: readonly string[], weights: Float32Array, newlyDownweighted: readonly string[]): void;
+}
+
+/** A sample as it will be once every prepared group is applied (score total, seen, weight). */
+interface Projected {
+  total: number;
+  seen: number;
+  weight: number;
+  /** The last prepared group that touched it: the entry is dropped once that group is applied. */
+  group: number;
+}
+
+/** A run's batch weights in one group: logged in its transaction, applied and announced after. */
+interface GroupWeights {
+  readonly ids: string[];
+  readonly weights: Float32Array;
+  readonly newly: string[];
+}
+
 interface PreparedQueries {
   readonly item: Extract<Item, { kind: 'queries' }>;
   readonly run: RunState;
@@ -112,6 +148,10 @@ interface PreparedGroup {
   readonly queryIds: Map<RunState, string[]>;
   /** The engine's failure epoch when prepared: a group prepared before a failed commit is void. */
   readonly epoch: number;
+  /** Preparation order, for the projected samples it leaves in `ahead.projected`. */
+  readonly id: number;
+  /** Each run's batch weights, logged in this group's transaction. */
+  readonly weights: Map<RunState, GroupWeights>;
   /** performance.now() when the group was taken from the queue, and when its preparation ended. */
   readonly takenAt: number;
   readonly preparedAt: number;
@@ -142,8 +182,12 @@ export class InfluenceEngine {
     querySets: new Map<RunState, QuerySetRecord[]>(),
     queryIds: new Map<RunState, string[]>(),
     samples: new Map<RunState, Set<string>>(),
+    /** Every sample a prepared, unapplied group touches, as it will be once they are applied. */
+    projected: new Map<RunState, Map<string, Projected>>(),
   };
   private epoch = 0;
+  private groupIds = 0;
+  private weigher: BatchWeigher | undefined;
   /**
    * Buffers for decoded batches: ingest decodes into one, and the engine gives it back once the
    * batch is applied (or found a duplicate).
@@ -155,6 +199,11 @@ export class InfluenceEngine {
     this.kernel = kernel;
     this.log = log;
     this.options = options;
+  }
+
+  /** Where batch weights come from (the weighting service); without one, groups carry none. */
+  setWeigher(weigher: BatchWeigher): void {
+    this.weigher = weigher;
   }
 
   /** Subscribes to group commits. */
@@ -270,6 +319,7 @@ export class InfluenceEngine {
     this.ahead.querySets.clear();
     this.ahead.queryIds.clear();
     this.ahead.samples.clear();
+    this.ahead.projected.clear();
   }
 
   private runFor(runId: string): RunState {
@@ -387,7 +437,72 @@ export class InfluenceEngine {
     });
     const queryIds = new Map<RunState, string[]>();
     for (const p of items) if (!queryIds.has(p.run)) queryIds.set(p.run, [...p.run.queryIds, ...(ahead.queryIds.get(p.run) ?? [])]);
-    return { items, newQueryIds, queryIds, epoch: this.epoch, takenAt, preparedAt: performance.now() };
+    const id = ++this.groupIds;
+    const weights = this.projectWeights(items, id);
+    return { items, newQueryIds, queryIds, epoch: this.epoch, id, weights, takenAt, preparedAt: performance.now() };
+  }
+
+  /**
+   * Projects every sample the group's batches touch to its state once the group is applied (on
+   * top of the groups prepared before it), exactly as the apply will add to it, and, for runs
+   * whose batch weights apply, the weights that move with it.
+   */
+  private projectWeights(items: ReadonlyArray<PreparedBatch | PreparedQueries>, group: number): Map<RunState, GroupWeights> {
+    const touched = new Map<RunState, Map<string, Projected>>();
+    for (const p of items) {
+      if ('record' in p || p.duplicate || p.rejected) continue;
+      const run = p.run;
+      let projected = this.ahead.projected.get(run);
+      if (projected === undefined) this.ahead.projected.set(run, (projected = new Map<string, Projected>()));
+      let mine = touched.get(run);
+      if (mine === undefined) touched.set(run, (mine = new Map<string, Projected>()));
+      const sub = p.item.sub;
+      const ids = sub.sampleIds;
+      const products = p.products;
+      const m = products === undefined ? 0 : (p.querySet?.ids.length ?? 0);
+      for (let i = 0; i < ids.length; i++) {
+        const id = ids[i] as string;
+        let e = projected.get(id);
+        if (e === undefined) {
+          const s = p.samples?.[i];
+          e = { total: s?.total ?? 0, seen: s?.seen ?? 0, weight: s?.weight ?? 1, group };
+          projected.set(id, e);
+        }
+        if (products !== undefined) {
+          // The apply's own sum, in its order (store.applyBatch).
+          let t = 0;
+          for (let j = 0; j < m; j++) t += sub.lr * (products[i * m + j] as number);
+          e.total += t;
+        }
+        e.seen++;
+        e.group = group;
+        mine.set(id, e);
+      }
+    }
+    const out = new Map<RunState, GroupWeights>();
+    const weigher = this.weigher;
+    if (weigher === undefined) return out;
+    for (const [run, mine] of touched) {
+      // A query set committed after the last recompute, ahead or in this group changes every
+      // score: no batch weights until the recompute after it.
+      if ((this.ahead.querySets.get(run)?.length ?? 0) > 0 || (this.ahead.queryIds.get(run)?.length ?? 0) > 0) continue;
+      const queries = run.queryIds.length;
+      const policy = weigher.batchPolicy(run, queries);
+      if (policy === undefined || queries === 0) continue;
+      const ids: string[] = [];
+      const moved: number[] = [];
+      const newly: string[] = [];
+      for (const [id, e] of mine) {
+        const w = policy(e.total / queries, e.seen);
+        if (!weigher.moves(e.weight, w)) continue;
+        if (e.weight >= 1 && w < 1) newly.push(id);
+        ids.push(id);
+        moved.push(w);
+        e.weight = w;
+      }
+      if (ids.length > 0) out.set(run, { ids, weights: Float32Array.from(moved), newly });
+    }
+    return out;
   }
 
   /**
@@ -399,6 +514,8 @@ export class InfluenceEngine {
     const live = g.items.filter((p) => !('rejected' in p && p.rejected));
     const started = performance.now();
     let lsns: Map<PreparedBatch, number>;
+    /** Each run's batch weights: the log entry and the weights version they were committed at. */
+    const weightLsns = new Map<RunState, { lsn: number; version: number }>();
     let txAt = started;
     try {
       lsns = await this.store.commit((tx) => {
@@ -429,8 +546,18 @@ export class InfluenceEngine {
           c.addSketches += sub.sampleIds.length;
           if (sub.step > c.lastStep) c.lastStep = sub.step;
         }
+        // After the batches, as recovery replays them: the weights name samples they create.
+        for (const [run, w] of g.weights) {
+          const version = tx.weightsVersion(run) + 1;
+          weightLsns.set(run, { lsn: tx.appendWeights(run.info.id, w.ids, w.weights), version });
+        }
         for (const [run, c] of counters) {
-          tx.updateRun(run, { ...c, queryIds: g.queryIds.get(run) ?? run.queryIds });
+          const version = weightLsns.get(run)?.version;
+          tx.updateRun(run, {
+            ...c,
+            queryIds: g.queryIds.get(run) ?? run.queryIds,
+            ...(version === undefined ? {} : { weightsVersion: version }),
+          });
         }
         return out;
       });
@@ -444,13 +571,14 @@ export class InfluenceEngine {
       return;
     }
     const now = performance.now();
-    this.apply(g, live, lsns, now - started, { queuedMs: txAt - g.preparedAt, durableMs: now - txAt });
+    this.apply(g, live, lsns, weightLsns, now - started, { queuedMs: txAt - g.preparedAt, durableMs: now - txAt });
   }
 
   private apply(
     g: PreparedGroup,
     live: ReadonlyArray<PreparedBatch | PreparedQueries>,
     lsns: Map<PreparedBatch, number>,
+    weightLsns: Map<RunState, { lsn: number; version: number }>,
     commitMs: number,
     commitStages: { queuedMs: number; durableMs: number },
   ): void {
@@ -524,9 +652,30 @@ export class InfluenceEngine {
       ev.bytes += sub.bytes;
       ev.waitMs.push(g.takenAt - p.item.at);
     }
+    for (const [run, w] of weightLsns) {
+      const weights = g.weights.get(run) as GroupWeights;
+      this.store.applyWeights(run, weights.ids, weights.weights, w.lsn);
+      if (w.version > run.weightsVersion) run.weightsVersion = w.version;
+      run.revision++;
+    }
+    for (const [run, projected] of this.ahead.projected) {
+      for (const [id, e] of projected) if (e.group === g.id) projected.delete(id);
+      if (projected.size === 0) this.ahead.projected.delete(run);
+    }
     const applyMs = performance.now() - applyStart;
     for (const p of live)
       p.item.resolve('record' in p ? (p.record === undefined ? 'duplicate' : 'committed') : p.duplicate ? 'duplicate' : 'committed');
+    if (weightLsns.size > 0 && this.weigher !== undefined) {
+      const weigher = this.weigher;
+      // Queued after the resolutions above, so each batch's Ack is written to its stream before
+      // the WeightUpdate that carries its weights.
+      queueMicrotask(() => {
+        for (const [run, w] of weightLsns) {
+          const weights = g.weights.get(run) as GroupWeights;
+          weigher.announce(run, w.version, weights.ids, weights.weights, weights.newly);
+        }
+      });
+    }
     for (const [runId, ev] of events) {
       if (ev.batches === 0 && ev.qs.length === 0) continue;
       const run = this.store.run(runId);

@@ -152,6 +152,11 @@ export interface StoreTx {
   appendBatch(runId: string, batch: LoggedBatch): number;
   /** Appends a weight change to the log; returns its log sequence number, for {@link Store.applyWeights}. */
   appendWeights(runId: string, ids: readonly string[], weights: Float32Array): number;
+  /**
+   * The run's weights version as persisted by the commits before this one and this one so far:
+   * a new weights version is this + 1, allocated in log order whoever commits it.
+   */
+  weightsVersion(run: RunState): number;
 }
 
 /** What the flusher is doing, for metrics and `motive status`. */
@@ -257,6 +262,7 @@ export class Store {
   /** True while the log is replayed at start-up. */
   private replaying = false;
   private logEntries = 0;
+  private commitCount = 0;
   private flushTimer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   private flushPaused = 0;
@@ -490,6 +496,11 @@ export class Store {
         writes.push(() => settled(this.logDb.put(lsn, record)));
         return lsn;
       },
+      weightsVersion: (run) => {
+        const prev = this.persistedRuns.get(run.info.id);
+        if (prev === undefined) throw new MotiveError('MOTIVE_INGEST_INTERNAL', `run ${run.info.id} is not persisted`);
+        return prev.weightsVersion;
+      },
       appendWeights: (runId, ids, weights) => {
         const lsn = ++this.lsn;
         appended.push({ lsn, runId });
@@ -520,6 +531,7 @@ export class Store {
       throw await storeError(err);
     }
     if (trace.on) trace.event('commit', started, performance.now(), appended.length);
+    this.commitCount++;
     this.logEntries += appended.length;
     for (const a of appended) this.unapplied.set(a.lsn, this.runStates.get(a.runId));
     return result;
@@ -838,6 +850,11 @@ export class Store {
       await this.flushCycle();
       if (this.stats.samplesFlushed === before && this.logEntries === entriesBefore) break;
     }
+  }
+
+  /** Durable transactions {@link Store.commit} has made since the store was opened. */
+  get commits(): number {
+    return this.commitCount;
   }
 
   /** Flusher and log state. */

@@ -5,12 +5,15 @@
  * gathers the scores in slices, yielding to the event loop between them, so a large run does not
  * hold the Acks behind it.
  *
- * With `batchUpdates`, the samples of each committed batch also get their weights at once, from
- * the median and scale of the run's last recompute: a trainer learns its batch's weights right
+ * With `batchUpdates`, the samples of each batch also get their weights with the batch, from the
+ * median and scale of the run's last recompute: the influence engine projects their scores while
+ * it prepares the batch's group and asks {@link WeightingService.batchPolicy} for the weights,
+ * which it logs in the group's own transaction, so a trainer learns its batch's weights right
  * after the batch's Ack instead of up to `intervalMs` later. The next recompute refreshes them
  * (and everyone else's) with current statistics. A new query set changes every score, so after
- * one the batch updates wait for the recompute that follows it.
+ * one the batch weights wait for the recompute that follows it.
  */
+import type { BatchWeigher } from '../influence/engine.js';
 import { trace, type Logger } from '../shared/index.js';
 import type { RunState, SampleState, Store } from '../store/index.js';
 import { robustStats, weightFor, type RobustStats, type WeightPolicyOptions } from './policy.js';
@@ -48,14 +51,6 @@ function grow(w: Work, size: number): void {
   w.order = new Float64Array(size);
 }
 
-/** Weight changes of one run waiting behind its publish in flight. */
-interface Waiting {
-  readonly run: RunState;
-  readonly weights: Map<string, number>;
-  readonly newly: Set<string>;
-  done: Promise<void>;
-}
-
 /** The statistics of a run's last recompute, and the query count its scores were taken over. */
 interface RunStats {
   readonly stats: RobustStats | undefined;
@@ -74,15 +69,13 @@ export interface WeightUpdateEvent {
   readonly newlyDownweighted: readonly string[];
 }
 
-export class WeightingService {
+export class WeightingService implements BatchWeigher {
   private readonly store: Store;
   private readonly options: WeightingOptions;
   private readonly log: Logger;
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private readonly lastRunAt = new Map<string, number>();
   private readonly recomputing = new Map<string, Promise<void>>();
-  private readonly publishing = new Map<string, Promise<void>>();
-  private readonly waiting = new Map<string, Waiting>();
   private readonly stats = new Map<string, RunStats>();
   private readonly freeWork: Work[] = [];
   private readonly listeners: Array<(e: WeightUpdateEvent) => void> = [];
@@ -121,14 +114,10 @@ export class WeightingService {
     this.timers.set(runId, timer);
   }
 
-  /**
-   * After a commit of `runId`: the batch update of `sampleIds` (with `batchUpdates`, unless
-   * `querySetChanged`) and a scheduled recompute.
-   */
-  committed(runId: string, sampleIds: ReadonlyArray<readonly string[]>, querySetChanged: boolean): void {
+  /** After a commit of `runId`: a scheduled recompute (a new query set voids the statistics). */
+  committed(runId: string, querySetChanged: boolean): void {
     if (this.closed) return;
     if (querySetChanged) this.stats.delete(runId);
-    else if (this.options.batchUpdates === true && sampleIds.length > 0) this.batchUpdate(runId, sampleIds);
     this.schedule(runId);
   }
 
@@ -143,34 +132,34 @@ export class WeightingService {
     return next;
   }
 
-  /** The batch update: the weights of `lists`' samples under the last recompute's statistics. */
-  private batchUpdate(runId: string, lists: ReadonlyArray<readonly string[]>): void {
-    const cached = this.stats.get(runId);
-    const run = this.store.run(runId);
-    if (cached?.stats === undefined || run === undefined || run.queryIds.length !== cached.queries) return;
+  /**
+   * Batch weights (`batchUpdates`): a sample's weight from its projected score and `seen` under the
+   * statistics of the run's last recompute, float32 as stored; undefined without batch updates, a
+   * recompute, or when that recompute scored over another query count.
+   */
+  batchPolicy(run: RunState, queries: number): ((score: number, seen: number) => number) | undefined {
+    if (this.closed || this.options.batchUpdates !== true) return undefined;
+    const cached = this.stats.get(run.info.id);
+    if (cached?.stats === undefined || cached.queries !== queries || this.store.run(run.info.id) !== run) return undefined;
     const stats = cached.stats;
     const minSeen = this.options.minSeen;
-    const done = new Set<string>();
-    const ids: string[] = [];
-    const moved: number[] = [];
-    const newly: string[] = [];
-    for (const list of lists) {
-      for (const id of list) {
-        if (done.has(id)) continue;
-        done.add(id);
-        const s = run.samples.get(id);
-        if (s === undefined) continue;
-        // float32, as the stored weights are
-        const wi = s.seen >= minSeen ? Math.fround(weightFor(run.score(s), stats, this.options)) : 1;
-        this.collect(s, wi, ids, moved, newly);
-      }
-    }
-    void this.publish(run, runId, ids, moved, newly).catch((err: unknown) => this.log.error({ err, runId }, 'batch weight update failed'));
+    return (score, seen) => (seen >= minSeen ? Math.fround(weightFor(score, stats, this.options)) : 1);
+  }
+
+  /** Whether a weight that moves from `from` to `to` is pushed: by more than `minDelta`, or to 0 or 1. */
+  moves(from: number, to: number): boolean {
+    return Math.abs(to - from) > this.options.minDelta || ((to === 0 || to === 1) && to !== from);
+  }
+
+  /** Announces batch weights the engine committed with their group at `version`. */
+  announce(run: RunState, version: number, ids: readonly string[], weights: Float32Array, newlyDownweighted: readonly string[]): void {
+    if (this.closed) return;
+    this.emit({ runId: run.info.id, version, full: false, sampleIds: ids, weights: [...weights], newlyDownweighted });
   }
 
   /** Adds `s` to the update when its new weight `wi` moved enough to push. */
   private collect(s: SampleState, wi: number, ids: string[], moved: number[], newly: string[]): void {
-    if (!(Math.abs(wi - s.weight) > this.options.minDelta || ((wi === 0 || wi === 1) && wi !== s.weight))) return;
+    if (!this.moves(s.weight, wi)) return;
     if (s.weight >= 1 && wi < 1) newly.push(s.id);
     ids.push(s.id);
     moved.push(wi);
@@ -228,52 +217,30 @@ export class WeightingService {
   }
 
   /**
-   * Publishes in call order per run, so versions are announced in order. Changes that arrive
-   * while an earlier publish of the run is in flight wait for it merged into one update (the
-   * latest weight of each sample), so a busy run makes one weights commit per turn of the store
-   * rather than one per batch.
+   * Persists a recompute's changed weights under the next weights version (allocated in log order,
+   * after any batch weights committed meanwhile), applies and announces them. Recomputes of a run
+   * run one at a time, so its publishes are in order.
    */
-  private publish(run: RunState, runId: string, ids: string[], moved: number[], newly: string[]): Promise<void> {
-    if (ids.length === 0) return Promise.resolve();
-    const waiting = this.waiting.get(runId);
-    if (waiting !== undefined && waiting.run === run) {
-      ids.forEach((id, i) => waiting.weights.set(id, moved[i] as number));
-      for (const id of newly) waiting.newly.add(id);
-      return waiting.done;
-    }
-    const weights = new Map<string, number>();
-    ids.forEach((id, i) => weights.set(id, moved[i] as number));
-    const entry: Waiting = { run, weights, newly: new Set(newly), done: Promise.resolve() };
-    const prev = this.publishing.get(runId) ?? Promise.resolve();
-    entry.done = prev.then(() => {
-      if (this.waiting.get(runId) === entry) this.waiting.delete(runId);
-      const merged = [...entry.weights.keys()];
-      // Newly down-weighted: below 1 now, and still at 1 after the publishes before this one.
-      const down = [...entry.newly].filter((id) => (entry.weights.get(id) as number) < 1 && (run.samples.get(id)?.weight ?? 1) >= 1);
-      return this.publishNow(run, runId, merged, [...entry.weights.values()], down);
-    });
-    this.waiting.set(runId, entry);
-    this.publishing.set(
-      runId,
-      entry.done.catch(() => undefined),
-    );
-    return entry.done;
-  }
-
-  /** Persists `ids`' new weights under the next weights version, applies and announces them. */
-  private async publishNow(run: RunState, runId: string, ids: string[], moved: number[], newly: string[]): Promise<void> {
+  private async publish(run: RunState, runId: string, ids: string[], moved: number[], newly: string[]): Promise<void> {
+    if (ids.length === 0) return;
     const changed = Float32Array.from(moved);
-    const version = run.weightsVersion + 1;
+    let version = 0;
     const lsn = await this.store.commit((tx) => {
+      version = tx.weightsVersion(run) + 1;
       tx.updateRun(run, { weightsVersion: version });
       return tx.appendWeights(runId, ids, changed);
     });
     // The run may have been deleted (and made again) while the commit was in flight.
     if (this.store.run(runId) !== run) return;
+    // Newly down-weighted (`newly` go below 1 here): those still at 1 after what was applied meanwhile.
+    const down = newly.filter((id) => (run.samples.get(id)?.weight ?? 1) >= 1);
     this.store.applyWeights(run, ids, changed, lsn);
-    run.weightsVersion = version;
+    if (version > run.weightsVersion) run.weightsVersion = version;
     run.revision++;
-    const event: WeightUpdateEvent = { runId, version, full: false, sampleIds: ids, weights: [...changed], newlyDownweighted: newly };
+    this.emit({ runId, version, full: false, sampleIds: ids, weights: [...changed], newlyDownweighted: down });
+  }
+
+  private emit(event: WeightUpdateEvent): void {
     for (const l of this.listeners) {
       try {
         l(event);
@@ -305,7 +272,6 @@ export class WeightingService {
     }
     await Promise.all(pending.map((r) => this.recompute(r)));
     await Promise.all([...this.recomputing.values()]);
-    await Promise.all([...this.publishing.values()]);
   }
 
   close(): void {

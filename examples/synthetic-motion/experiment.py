@@ -462,7 +462,7 @@ def finetune(
             for grp in by_length(idx, train):
                 attr.step(step, lr, [train.ids[i] for i in grp], torch.stack([train.latents[i] for i in grp]), torch.stack([train.masks[i] for i in grp]))
             client.flush(timeout_s=cfg.gate_timeout_s)
-            waited = client.wait_weights(client.weights_version, cfg.gate_timeout_s)
+            waited = client.wait_weights(client.acked_weights_version, cfg.gate_timeout_s)
             result.gate["steps"] = result.gate.get("steps", 0) + 1
             result.gate["timeouts"] = result.gate.get("timeouts", 0) + (0 if waited else 1)
             w = client.loss_weights([train.ids[i] for i in idx]).tolist()

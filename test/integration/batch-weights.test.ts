@@ -9,8 +9,6 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { MotiveClient, type WeightUpdateInfo } from '../../trainer-hooks/ts/index.js';
 import { rng } from '../helpers/reference.js';
 import { startTestDaemon } from '../helpers/daemon.js';
-import { WeightingService, type WeightUpdateEvent } from '../../daemon/weighting/index.js';
-import { createLogger } from '../../daemon/shared/index.js';
 
 const K = 64;
 const M = 4;
@@ -59,8 +57,11 @@ describe('batch weight updates', () => {
   });
 
   /** A run with 40 samples and one recompute behind it; returns what the test needs. */
-  async function setUp(batchUpdates: boolean, store: Record<string, unknown> = {}) {
-    daemon = await startTestDaemon({ weights: { minSeen: 1, intervalMs: 60_000, beta: BETA, wMin: W_MIN, batchUpdates }, store });
+  async function setUp(batchUpdates: boolean, store: Record<string, unknown> = {}, weights: Record<string, unknown> = {}) {
+    daemon = await startTestDaemon({
+      weights: { minSeen: 1, intervalMs: 60_000, beta: BETA, wMin: W_MIN, batchUpdates, ...weights },
+      store,
+    });
     const r = rng(11);
     const queries = Float32Array.from({ length: M * K }, () => r.normal());
     const mean = new Float64Array(K);
@@ -116,46 +117,47 @@ describe('batch weight updates', () => {
     expect((u as WeightUpdateInfo).sampleIds).not.toContain('fine-1');
   });
 
-  it('merges the batch updates that arrive while a weights commit is in flight', async () => {
-    // The daemon's own service makes no batch updates here; a second one over the same store
-    // (batchUpdates on) is driven by hand. Every store transaction waits 40 ms first, so the
-    // first update is still committing when the next three commits are announced.
-    const { send } = await setUp(false, { commitDelayMs: 40 });
+  it("logs a batch's weights in its group's own transaction: no commit of their own", async () => {
+    // No flush cycle (whose log trim is a commit) during the test.
+    const { updates, send } = await setUp(true, { flushIntervalMs: 600_000 });
     const d = daemon as Daemon;
-    const svc = new WeightingService(
-      d.store,
-      {
-        policy: 'downweight',
-        minSeen: 1,
-        beta: BETA,
-        wMin: W_MIN,
-        quarantineZ: -4,
-        minDelta: 0.01,
-        intervalMs: 60_000,
-        batchUpdates: true,
-      },
-      createLogger('error'),
-    );
-    const events: WeightUpdateEvent[] = [];
-    svc.onUpdate((e) => events.push(e));
-    try {
-      await svc.recompute('bw'); // the statistics the batch updates use
-      events.length = 0;
-      const bad = ['bad-0', 'bad-1', 'bad-2', 'bad-3'];
-      await send(2, bad, () => -2);
-      svc.committed('bw', [['bad-0']], false);
-      await new Promise((r) => setImmediate(r)); // its commit is now in flight
-      svc.committed('bw', [['bad-1']], false);
-      svc.committed('bw', [['bad-2']], false);
-      svc.committed('bw', [['bad-3', 'bad-2']], false);
-      for (let i = 0; i < 100 && events.length < 2; i++) await new Promise((r) => setTimeout(r, 20));
-      await new Promise((r) => setTimeout(r, 200));
-      expect(events.map((e) => [...e.sampleIds].sort())).toEqual([['bad-0'], ['bad-1', 'bad-2', 'bad-3']]);
-      expect(events[1]?.version).toBe((events[0]?.version as number) + 1);
-      expect(events[1]?.newlyDownweighted.length).toBe(3);
-    } finally {
-      svc.close();
+    const version = d.store.run('bw')?.weightsVersion as number;
+    const commits = d.store.commits;
+    await send(2, ['bad-1'], () => -2);
+    const u = await updateFor(updates, 'bad-1', 5000);
+    expect(u, 'a batch update for bad-1').toBeDefined();
+    expect(d.store.commits - commits).toBe(1);
+    expect(u?.version).toBe(version + 1);
+    expect(d.store.run('bw')?.weightsVersion).toBe(version + 1);
+  });
+
+  it('weighs samples from their scores after every group still committing ahead of theirs', async () => {
+    // One batch per group, and every transaction waits 30 ms first, so batches sent back to back
+    // are prepared while the groups before them commit; each sample is in every batch.
+    // minDelta 0: each weight is the one of its sample's final score, exactly (float32), from the
+    // statistics of the setup's recompute, computed here in float64.
+    const { c, med, sigma } = await setUp(true, { commitDelayMs: 30, flushIntervalMs: 600_000, maxGroupBytes: 1024 }, { minDelta: 0 });
+    const d = daemon as Daemon;
+    const commits = d.store.commits;
+    const ids = Array.from({ length: 8 }, (_, i) => `x${i}`);
+    const r = rng(5);
+    for (let b = 0; b < 12; b++) {
+      const sk = Float32Array.from({ length: ids.length * K }, () => r.normal());
+      await c.send(3 + b, 2e-4, ids, sk);
     }
+    await c.flush();
+    // One transaction per batch, its weights in it.
+    expect(d.store.commits - commits).toBe(12);
+    const now = await samples(d, 'bw');
+    let unclamped = 0;
+    for (const id of ids) {
+      const s = now.get(id) as Sample;
+      const want = Math.min(1, Math.max(W_MIN, Math.exp((BETA * (s.score - med)) / sigma)));
+      if (want > W_MIN && want < 1) unclamped++;
+      expect(Math.abs(s.weight - want), id).toBeLessThan(1e-6);
+      expect(client?.weights().get(id) ?? 1, id).toBeCloseTo(s.weight, 6);
+    }
+    expect(unclamped, 'weights between wMin and 1').toBeGreaterThanOrEqual(3);
   });
 
   it('without batchUpdates the weight waits for the next recompute', async () => {

@@ -235,6 +235,7 @@ class MotiveClient:
         self._last_step = -1
         self._weights: Dict[str, float] = {}
         self._weights_version = 0
+        self._acked_weights_version = 0
         self._stats = ClientStats()
         self._closing = False
         self._failed = False
@@ -504,15 +505,29 @@ class MotiveClient:
         with self._lock:
             return self._weights_version
 
+    @property
+    def acked_weights_version(self) -> int:
+        """The weights version this client held when the latest ack arrived.
+
+        The daemon sends a batch's ack before the ``WeightUpdate`` that carries its weights (with
+        ``weights.batchUpdates`` both leave together, right after the commit), so an update that
+        reflects the acked batches is newer than this: wait for it with
+        ``wait_weights(acked_weights_version, ...)``. By the time ``flush`` returns,
+        :attr:`weights_version` may already include it.
+        """
+        with self._lock:
+            return self._acked_weights_version
+
     def wait_weights(self, after_version: int, timeout_s: float) -> bool:
         """Waits up to ``timeout_s`` seconds for a ``WeightUpdate`` newer than ``after_version``.
 
         For a trainer that gates a step on the daemon's verdict: flush the step's sketches (their
-        ack means they are committed), read :attr:`weights_version`, wait here for the update
-        that follows the commit (with the daemon's ``weights.batchUpdates``, on by default, the
-        batch's own weights right after its commit; otherwise the next recompute), then read
-        :meth:`loss_weights`. The daemon pushes an update only when some weight moved, so False
-        (timeout) can also mean "nothing changed".
+        ack means they are committed), then wait here with ``after_version`` =
+        :attr:`acked_weights_version` for the update that follows the commit (with the daemon's
+        ``weights.batchUpdates``, on by default, the batch's own weights, sent right after its
+        ack; otherwise the next recompute), then read :meth:`loss_weights`. Returns at once if
+        that update already arrived. The daemon pushes an update only when some weight moved, so
+        False (timeout) can also mean "nothing changed".
         """
         deadline = time.monotonic() + max(0.0, float(timeout_s))
         with self._cv:
@@ -648,6 +663,7 @@ class MotiveClient:
             with self._cv:
                 if self._unacked.pop(int(msg.ack.seq), None) is not None:
                     self._stats.acked_batches += 1
+                self._acked_weights_version = self._weights_version
                 self._confirm_queries_locked(int(msg.ack.seq))
                 self._cv.notify_all()
         elif kind == "weights":
