@@ -188,8 +188,31 @@ function settled(write: unknown): void {
  */
 const FLUSH_SLICE = 64;
 
-/** Free flush-slice buffers kept per size (a chunk of 4096 records uses 64; 16 MiB at k = 512). */
-const ARENAS_KEPT = 64;
+/**
+ * Free flush-slice buffers kept per size: a chunk of 4096 records uses 64, and two chunks are in
+ * flight at a time (one written while the next is built), 32 MiB at k = 512.
+ */
+const ARENAS_KEPT = 128;
+
+/**
+ * Page size of a new samples environment (LMDB fixes it when the environment is created; a store
+ * made with another keeps its own). A sample record (2,608 bytes at k = 512, m = 64) is larger than
+ * half a 4 KiB page, so there each record took an overflow page of its own, and every rewrite
+ * allocated one page and freed another: in 8 KiB pages records sit in the leaves, and a flush
+ * transaction of 4,096 records wrote 42,000–44,000 records/s instead of 28,000–31,000 (17–19 µs of
+ * the write thread per record instead of 24; docs/performance.md).
+ */
+const SAMPLES_PAGE_BYTES = 8192;
+
+/** A flush chunk's records, built and not yet known written. */
+interface FlushChunk {
+  readonly run: RunState;
+  readonly records: Array<{ sample: SampleState; buf: Buffer; flushedBefore: number }>;
+  /** The slices' buffers, given back once the records are written. */
+  readonly arenas: Buffer[];
+  /** performance.now() when its build began (the trace's flush-write span), 0 without a trace. */
+  readonly builtFrom: number;
+}
 
 /** Maps a failed LMDB write to MOTIVE_STORE_FULL (no space) or MOTIVE_STORE_COMMIT. */
 async function storeError(err: unknown): Promise<MotiveError> {
@@ -216,10 +239,10 @@ function runRange(runId: string): { start: [string]; end: [string] } {
   return { start: [runId], end: [`${runId}\u0000`] };
 }
 
-function openEnv(path: string, mapSize: number): RootDatabase {
+function openEnv(path: string, mapSize: number, pageSize?: number): RootDatabase {
   mkdirSync(path, { recursive: true });
   // noSubdir: false, else lmdb-js takes a directory whose name has an extension for a file.
-  return open({ path, mapSize, maxDbs: 16, noSubdir: false });
+  return open({ path, mapSize, maxDbs: 16, noSubdir: false, ...(pageSize === undefined ? {} : { pageSize }) });
 }
 
 export class Store {
@@ -309,7 +332,7 @@ export class Store {
       );
     }
     try {
-      samplesEnv = openEnv(join(options.dataDir, 'samples'), options.mapSizeBytes);
+      samplesEnv = openEnv(join(options.dataDir, 'samples'), options.mapSizeBytes, SAMPLES_PAGE_BYTES);
     } catch (err) {
       await root.close();
       throw new MotiveError('MOTIVE_STORE_OPEN', `${options.dataDir}/samples: ${(err as Error).message}`, { cause: err });
@@ -703,6 +726,8 @@ export class Store {
   private async flushCycle(): Promise<void> {
     const started = performance.now();
     const upTo = this.appliedPrefix();
+    /** The chunk being written, if any. */
+    let writing: Promise<void> | undefined;
     for (const [run, set] of [...this.dirty]) {
       if (this.runStates.get(run.info.id) !== run) {
         // Deleted while a group of it was committing: nothing of it is written any more.
@@ -716,9 +741,29 @@ export class Store {
       const samples = [...set];
       for (let at = 0; at < samples.length; at += this.flushChunk) {
         if (this.runStates.get(run.info.id) !== run) break;
-        await this.flushChunkOf(run, samples.slice(at, at + this.flushChunk));
+        // The next chunk is built while the one before it is written (its transaction and sync
+        // on the write thread): built one after the other, a chunk's build waited for the
+        // previous write and the write thread for the build.
+        const chunk = await this.buildChunk(run, samples.slice(at, at + this.flushChunk));
+        if (writing !== undefined) {
+          try {
+            await writing;
+          } catch (err) {
+            if (chunk !== undefined) this.unflushed(chunk);
+            throw err;
+          } finally {
+            writing = undefined;
+          }
+        }
+        if (chunk !== undefined) {
+          writing = this.writeChunk(chunk);
+          // Awaited before the next chunk is handed over or the cycle ends; handled here so that
+          // a failure while the next chunk is built is not an unhandled rejection meanwhile.
+          writing.catch(() => undefined);
+        }
       }
     }
+    if (writing !== undefined) await writing;
     await this.trimLog(upTo);
     this.stats.cycles++;
     this.stats.lastCycleMs = performance.now() - started;
@@ -726,18 +771,19 @@ export class Store {
   }
 
   /**
-   * Writes one chunk of a run's dirty samples. Records are built in slices, yielding to the
-   * event loop between slices, so a flush never holds the main thread (and the Acks it sends)
-   * for long, then handed to LMDB's write thread as one transaction.
+   * Builds the records of one chunk of a run's dirty samples (base record + pending delta; the
+   * samples are then clean, their records their base in `inflight`). Records are built in slices,
+   * yielding to the event loop between slices, so a flush never holds the main thread (and the
+   * Acks it sends) for long. Undefined when none of them is dirty any more.
    */
-  private async flushChunkOf(run: RunState, samples: readonly SampleState[]): Promise<void> {
+  private async buildChunk(run: RunState, samples: readonly SampleState[]): Promise<FlushChunk | undefined> {
     const k = run.info.dim;
     const runId = run.info.id;
     const pool = this.deltaPool(run);
     const set = this.dirtySet(run);
-    const records: Array<{ sample: SampleState; buf: Buffer; flushedBefore: number }> = [];
+    const records: FlushChunk['records'] = [];
     const arenas: Buffer[] = [];
-    const chunkStart = trace.on ? performance.now() : 0;
+    const builtFrom = trace.on ? performance.now() : 0;
     for (let at = 0; at < samples.length; at += FLUSH_SLICE) {
       if (at > 0) await new Promise((resolve) => setImmediate(resolve));
       const sliceStart = trace.on ? performance.now() : 0;
@@ -767,30 +813,44 @@ export class Store {
       });
       if (trace.on) trace.event('flush', sliceStart, performance.now(), slice.length);
     }
-    if (records.length === 0) return;
-    // The chunk's records as one batch, handed over once all are built: one samples transaction
-    // (and one sync) per chunk. Put slice by slice, lmdb-js cut a chunk of 4,096 into 4–18
-    // transactions, each synced, which cost its write thread about 10 % more CPU per sketch.
+    return records.length === 0 ? undefined : { run, records, arenas, builtFrom };
+  }
+
+  /**
+   * Writes a built chunk as one samples transaction (and one sync): handed over once all its
+   * records are built. Put slice by slice, lmdb-js cut a chunk of 4,096 into 4–18 transactions,
+   * each synced, which cost its write thread about 10 % more CPU per sketch.
+   */
+  private async writeChunk(chunk: FlushChunk): Promise<void> {
+    const runId = chunk.run.info.id;
     try {
       await this.samplesEnv.batch(() => {
-        for (const r of records) settled(this.samplesDb.put([runId, r.sample.id], r.buf));
+        for (const r of chunk.records) settled(this.samplesDb.put([runId, r.sample.id], r.buf));
       });
       await this.samplesEnv.flushed;
-      if (trace.on) trace.event('flush-write', chunkStart, performance.now(), records.length);
+      if (trace.on) trace.event('flush-write', chunk.builtFrom, performance.now(), chunk.records.length);
     } catch (err) {
-      // Not known written: each record stays the sample's base (in `inflight`) and the sample
-      // dirty, so the next cycle writes it again; nothing the log still holds is trimmed meanwhile.
-      for (const r of records) {
-        r.sample.flushedLsn = r.flushedBefore;
-        this.touch(set, r.sample, r.sample.lsn);
-      }
+      this.unflushed(chunk);
       throw err;
     }
-    for (const r of records) if (this.inflight.get(r.sample) === r.buf) this.inflight.delete(r.sample);
+    for (const r of chunk.records) if (this.inflight.get(r.sample) === r.buf) this.inflight.delete(r.sample);
     // Durable, and no longer any sample's base: nothing refers to these records any more.
-    for (const arena of arenas) this.giveArena(arena);
-    this.stats.samplesFlushed += records.length;
+    for (const arena of chunk.arenas) this.giveArena(arena);
+    this.stats.samplesFlushed += chunk.records.length;
     this.wakeRoomWaiters();
+  }
+
+  /**
+   * A chunk not known written: each record stays the sample's base (in `inflight`) and the
+   * sample dirty again, so the next cycle writes it again; nothing the log still holds is trimmed
+   * meanwhile.
+   */
+  private unflushed(chunk: FlushChunk): void {
+    const set = this.dirtySet(chunk.run);
+    for (const r of chunk.records) {
+      r.sample.flushedLsn = r.flushedBefore;
+      this.touch(set, r.sample, r.sample.lsn);
+    }
   }
 
   /**

@@ -223,4 +223,62 @@ describe('store recovery (write-ahead log replay)', () => {
     expect(run.samples.size).toBe(450);
     await store.close();
   }, 60_000);
+
+  it('a flush chunk whose write fails leaves it, and the chunk built behind it, dirty; the next cycle writes every delta', async () => {
+    const CHUNK = 200;
+    const { store, engine } = await openRun('motive-flush-fail-', {
+      flushIntervalMs: 1e9,
+      maxDirtySamples: 1e9,
+      flushChunkSamples: CHUNK,
+    });
+    const r = rng(10);
+    const expected = new Map<string, Float64Array>();
+    for (let b = 0; b < 9; b++) {
+      const ids = Array.from({ length: 50 }, (_, i) => `clip-${b * 50 + i}`);
+      const sketches = Float32Array.from({ length: 50 * K }, () => r.normal());
+      const lr = 0.01 * (b + 1);
+      ids.forEach((id, i) => {
+        const row = Array.from(sketches.subarray(i * K, (i + 1) * K), Number);
+        const norm = Math.sqrt(row.reduce((a, x) => a + x * x, 0));
+        expected.set(
+          id,
+          Float64Array.from(row, (x) => (lr * x) / norm),
+        );
+      });
+      const wire = new Uint8Array(sketches.buffer.slice(0));
+      await engine.submitBatch({
+        runId: 'r',
+        rank: 0,
+        seq: b + 1,
+        step: b + 1,
+        lr,
+        sampleIds: ids,
+        sketches,
+        wire,
+        bytes: wire.byteLength,
+      });
+    }
+    // The first chunk's samples transaction fails after 50 ms: by then the second chunk is built.
+    const env = (store as unknown as { samplesEnv: { batch(write: () => void): Promise<unknown> } }).samplesEnv;
+    const batch = env.batch.bind(env);
+    let handed = 0;
+    env.batch = (write) => {
+      handed++;
+      if (handed > 1) return batch(write);
+      return new Promise((_, reject) => setTimeout(() => reject(new Error('injected write failure')), 50));
+    };
+    await expect(store.flush()).rejects.toThrow('injected write failure');
+    expect(handed, 'the chunk built behind the failed one is not written').toBe(1);
+    expect(store.flushStats()).toMatchObject({ dirtySamples: 450, logEntries: 9 });
+    env.batch = batch;
+    await store.flush();
+    expect(store.flushStats()).toMatchObject({ dirtySamples: 0, logEntries: 0 });
+    let worst = 0;
+    for (const [id, g] of expected) {
+      const got = store.embedding('r', id, K)!;
+      for (let d = 0; d < K; d++) worst = Math.max(worst, Math.abs((got[d] as number) - (g[d] as number)));
+    }
+    expect(worst).toBeLessThan(1e-6);
+    await store.close();
+  }, 60_000);
 });
