@@ -13,7 +13,9 @@
  * `--config` starts the daemon with that config file (e.g. larger `store.maxDirtySamples`).
  * `--warm` measures a later epoch: before the window, rank 0 sends every clip of the pool once (not
  * timed), so the window updates samples the run already holds instead of creating most of them
- * (in the default cold run about 150,000 of the 200,000 clips are new during the 8 s).
+ * (in the default cold run about 150,000 of the 200,000 clips are new during the 8 s). The full run
+ * also measures the target case for 30 s, cold and warm: sustained, with the flusher in its steady
+ * state.
  *
  * CPU columns: cores busy over the window in the whole daemon and in its main thread (where its
  * JavaScript runs, from /proc/<pid>/task/<pid>/stat), and the same per acknowledged sketch. They
@@ -52,6 +54,10 @@ interface Case {
   ranks: number;
   /** Daemon config file (default: the defaults), and its label in the table. */
   config?: { file: string; label: string };
+  /** Seconds measured (default --seconds). */
+  seconds?: number;
+  /** Every clip of the pool sent once before the window (default --warm). */
+  warm?: boolean;
 }
 
 interface CaseResult {
@@ -106,7 +112,7 @@ async function runCase(c: Case, cpuProfDir?: string): Promise<CaseResult> {
   );
   /** Each rank's last seq sent before the window. */
   const seqStart = streams.map(() => 0);
-  if (WARM) {
+  if (c.warm ?? WARM) {
     // Every clip of the pool once, from rank 0, acknowledged before the window opens.
     const s = streams[0] as (typeof streams)[number];
     let inflight = 0;
@@ -131,7 +137,7 @@ async function runCase(c: Case, cpuProfDir?: string): Promise<CaseResult> {
   const daemonCpu0 = cpuMs(d.pid);
   const mainCpu0 = cpuMs(d.pid, d.pid);
   const clientCpu0 = process.cpuUsage();
-  deadline.at = started + SECONDS * 1000;
+  deadline.at = started + (c.seconds ?? SECONDS) * 1000;
   await Promise.all(
     streams.map(async (s, rank) => {
       let seq = seqStart[rank] as number;
@@ -198,6 +204,10 @@ if (values.quick !== true && values.config === undefined && !WARM) {
   writeFileSync(file, JSON.stringify({ store: { maxDirtySamples: 262144, flushIntervalMs: 4000 } }));
   for (const ranks of [1, 4])
     cases.push({ k: 512, m: 64, batch: 256, ranks, config: { file, label: 'maxDirtySamples 262144, flushIntervalMs 4000' } });
+  // Sustained: the target case for 30 s, long enough for the flusher to reach its steady state
+  // (in 8 s it is still catching up with what it did not have to write yet), with most samples
+  // new (a first epoch) and with every sample already in the run (a later epoch).
+  for (const warm of [false, true]) cases.push({ k: 512, m: 64, batch: 256, ranks: 1, seconds: 30, warm });
 }
 
 const rows: Array<Array<string | number>> = [];
@@ -214,6 +224,8 @@ for (const c of cases) {
     c.m,
     c.batch,
     c.ranks,
+    c.seconds ?? SECONDS,
+    (c.warm ?? WARM) ? 'existing' : 'mostly new',
     Math.round(rate.best),
     Math.round(rate.worst),
     fmt(rate.spreadPct, 0),
@@ -242,12 +254,14 @@ if (values.profile === true) {
 }
 report(
   WARM ? 'ingest-warm' : 'ingest',
-  `Ingest: sample-sketches/s, fp16, durable commits, ${SECONDS} s per case, best of ${RUNS}${WARM ? ', every clip of the pool already in the run (--warm)' : ''}`,
+  `Ingest: sample-sketches/s, fp16, durable commits, best of ${RUNS}; samples: mostly new (a first epoch) or existing (every clip of the pool sent once before the window)`,
   [
     'k',
     'm',
     'batch',
     'ranks',
+    'seconds',
+    'samples',
     'sketches/s',
     'worst',
     'spread %',

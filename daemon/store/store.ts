@@ -31,7 +31,7 @@ import {
 import { DeltaPool } from './delta-pool.js';
 
 /** Bumped whenever the on-disk layout changes incompatibly. */
-export const STORE_FORMAT_VERSION = 3;
+export const STORE_FORMAT_VERSION = 4;
 
 export interface StoreOptions {
   readonly dataDir: string;
@@ -204,10 +204,15 @@ const ARENAS_KEPT = 128;
  */
 const SAMPLES_PAGE_BYTES = 8192;
 
+/** A weight entry: f64 lsn (the last log entry it reflects), f32 weight. */
+const WEIGHT_ENTRY_BYTES = 12;
+
 /** A flush chunk's records, built and not yet known written. */
 interface FlushChunk {
   readonly run: RunState;
   readonly records: Array<{ sample: SampleState; buf: Buffer; flushedBefore: number }>;
+  /** Samples whose weight alone changed since their record: a weight entry each (lsn, weight). */
+  readonly weights: Array<{ sample: SampleState; buf: Buffer; flushedBefore: number }>;
   /** The slices' buffers, given back once the records are written. */
   readonly arenas: Buffer[];
   /** performance.now() when its build began (the trace's flush-write span), 0 without a trace. */
@@ -253,6 +258,8 @@ export class Store {
   private readonly queriesDb: Database<QueryRecord, [string, number]>;
   private readonly logDb: Database<LogRecord, number>;
   private readonly samplesDb: Database<Buffer, [string, string]>;
+  /** Weights written without their record (a weight change alone): [runId, sampleId] → lsn, weight. */
+  private readonly weightsDb: Database<Buffer, [string, string]>;
   private readonly metaDb: Database<number, string>;
   private readonly profilesDb: Database<ClipProfileRecord, [string, string]>;
   private readonly runStates = new Map<string, RunState>();
@@ -311,6 +318,7 @@ export class Store {
     this.metaDb = root.openDB<number, string>({ name: 'meta' });
     this.profilesDb = root.openDB<ClipProfileRecord, [string, string]>({ name: 'profiles' });
     this.samplesDb = samplesEnv.openDB<Buffer, [string, string]>({ name: 'samples', encoding: 'binary' });
+    this.weightsDb = samplesEnv.openDB<Buffer, [string, string]>({ name: 'weights', encoding: 'binary' });
   }
 
   /** Opens (creating when missing) the store, loads every run into memory and replays the log. */
@@ -324,7 +332,7 @@ export class Store {
     }
     const metaDb = root.openDB<number, string>({ name: 'meta' });
     const format = metaDb.get('format');
-    if (format !== undefined && format !== STORE_FORMAT_VERSION) {
+    if (format !== undefined && format !== STORE_FORMAT_VERSION && format !== 3) {
       await root.close();
       throw new MotiveError(
         'MOTIVE_STORE_FORMAT',
@@ -338,7 +346,9 @@ export class Store {
       throw new MotiveError('MOTIVE_STORE_OPEN', `${options.dataDir}/samples: ${(err as Error).message}`, { cause: err });
     }
     const store = new Store(root, samplesEnv, options.dataDir, options);
-    if (format === undefined) {
+    // Format 3 is format 4 without weight entries: it is read as it is, and marked 4 (a daemon
+    // that reads 3 only would ignore the weight entries written from now on).
+    if (format !== STORE_FORMAT_VERSION) {
       await metaDb.put('format', STORE_FORMAT_VERSION);
       await root.flushed;
     }
@@ -373,6 +383,16 @@ export class Store {
         const { sample, lsn } = decodeSample(k[1], buf, (nq) => run.newSums(nq));
         run.samples.set(k[1], sample);
         run.mirror.set(k[1], embeddingView(buf));
+        if (lsn > maxLsn) maxLsn = lsn;
+      }
+      // A weight entry newer than its sample's record holds the sample's weight (and every
+      // change up to its lsn: only weights changed since the record).
+      for (const { key: k, value: buf } of this.weightsDb.getRange(runRange(key))) {
+        const sample = run.samples.get(k[1]);
+        const lsn = buf.readDoubleLE(0);
+        if (sample === undefined || lsn <= sample.flushedLsn) continue;
+        sample.weight = buf.readFloatLE(8);
+        sample.lsn = sample.flushedLsn = lsn;
         if (lsn > maxLsn) maxLsn = lsn;
       }
       this.runStates.set(key, run);
@@ -782,12 +802,27 @@ export class Store {
     const pool = this.deltaPool(run);
     const set = this.dirtySet(run);
     const records: FlushChunk['records'] = [];
+    const weights: FlushChunk['weights'] = [];
     const arenas: Buffer[] = [];
     const builtFrom = trace.on ? performance.now() : 0;
     for (let at = 0; at < samples.length; at += FLUSH_SLICE) {
       if (at > 0) await new Promise((resolve) => setImmediate(resolve));
       const sliceStart = trace.on ? performance.now() : 0;
-      const slice = samples.slice(at, at + FLUSH_SLICE).filter((sample) => set.has(sample));
+      const slice: SampleState[] = [];
+      for (const sample of samples.slice(at, at + FLUSH_SLICE)) {
+        if (!set.has(sample)) continue;
+        // No batch since its record was written (no pending delta, no unwritten record as its
+        // base): only its weight changed, and 12 bytes say so instead of the whole record.
+        if (sample.delta < 0 && !this.inflight.has(sample)) {
+          const buf = Buffer.allocUnsafe(WEIGHT_ENTRY_BYTES);
+          buf.writeDoubleLE(sample.lsn, 0);
+          buf.writeFloatLE(sample.weight, 8);
+          weights.push({ sample, buf, flushedBefore: sample.flushedLsn });
+          sample.flushedLsn = sample.lsn;
+          set.delete(sample);
+          this.dirtyCount--;
+        } else slice.push(sample);
+      }
       // One arena per slice; each record 8-byte aligned for its f64 / f32 views.
       const sizes = slice.map((sample) => Math.ceil(sampleRecordBytes(sample.sums.length, k) / 8) * 8);
       const arena = this.takeArena(sizes.reduce((t, b) => t + b, 0));
@@ -813,7 +848,7 @@ export class Store {
       });
       if (trace.on) trace.event('flush', sliceStart, performance.now(), slice.length);
     }
-    return records.length === 0 ? undefined : { run, records, arenas, builtFrom };
+    return records.length === 0 && weights.length === 0 ? undefined : { run, records, weights, arenas, builtFrom };
   }
 
   /**
@@ -826,9 +861,10 @@ export class Store {
     try {
       await this.samplesEnv.batch(() => {
         for (const r of chunk.records) settled(this.samplesDb.put([runId, r.sample.id], r.buf));
+        for (const w of chunk.weights) settled(this.weightsDb.put([runId, w.sample.id], w.buf));
       });
       await this.samplesEnv.flushed;
-      if (trace.on) trace.event('flush-write', chunk.builtFrom, performance.now(), chunk.records.length);
+      if (trace.on) trace.event('flush-write', chunk.builtFrom, performance.now(), chunk.records.length + chunk.weights.length);
     } catch (err) {
       this.unflushed(chunk);
       throw err;
@@ -836,7 +872,7 @@ export class Store {
     for (const r of chunk.records) if (this.inflight.get(r.sample) === r.buf) this.inflight.delete(r.sample);
     // Durable, and no longer any sample's base: nothing refers to these records any more.
     for (const arena of chunk.arenas) this.giveArena(arena);
-    this.stats.samplesFlushed += chunk.records.length;
+    this.stats.samplesFlushed += chunk.records.length + chunk.weights.length;
     this.wakeRoomWaiters();
   }
 
@@ -847,7 +883,7 @@ export class Store {
    */
   private unflushed(chunk: FlushChunk): void {
     const set = this.dirtySet(chunk.run);
-    for (const r of chunk.records) {
+    for (const r of [...chunk.records, ...chunk.weights]) {
       r.sample.flushedLsn = r.flushedBefore;
       this.touch(set, r.sample, r.sample.lsn);
     }
@@ -1055,8 +1091,10 @@ export class Store {
     try {
       // Samples first: a crash in between leaves the run without samples, never orphan records.
       const sampleKeys = [...this.samplesDb.getKeys(runRange(runId))];
+      const weightKeys = [...this.weightsDb.getKeys(runRange(runId))];
       await this.samplesEnv.transaction(() => {
         for (const key of sampleKeys) settled(this.samplesDb.remove(key));
+        for (const key of weightKeys) settled(this.weightsDb.remove(key));
       });
       await this.samplesEnv.flushed;
       const logKeys: number[] = [];

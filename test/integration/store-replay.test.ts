@@ -224,6 +224,61 @@ describe('store recovery (write-ahead log replay)', () => {
     await store.close();
   }, 60_000);
 
+  it('flushes a weight change alone as a weight entry, not its record; a later record supersedes it', async () => {
+    const { dir, store, run, engine } = await openRun('motive-weight-entry-', { flushIntervalMs: 1e9, maxDirtySamples: 1e9 });
+    const r = rng(12);
+    let seq = 0;
+    const batch = async (ids: string[]): Promise<void> => {
+      seq++;
+      const sketches = Float32Array.from({ length: ids.length * K }, () => r.normal());
+      const wire = new Uint8Array(sketches.buffer.slice(0));
+      await engine.submitBatch({ runId: 'r', rank: 0, seq, step: seq, lr: 0.01, sampleIds: ids, sketches, wire, bytes: wire.byteLength });
+    };
+    const reweigh = async (ids: string[], ws: number[]): Promise<void> => {
+      const weights = Float32Array.from(ws);
+      const lsn = await store.commit((tx) => {
+        tx.updateRun(run, { weightsVersion: tx.weightsVersion(run) + 1 });
+        return tx.appendWeights('r', ids, weights);
+      });
+      store.applyWeights(run, ids, weights, lsn);
+      run.weightsVersion++;
+    };
+    const internals = store as unknown as {
+      samplesDb: { getBinary(key: [string, string]): Buffer | undefined };
+      weightsDb: { getBinary(key: [string, string]): Buffer | undefined };
+    };
+    const record = (id: string): Buffer => Buffer.from(internals.samplesDb.getBinary(['r', id]) as Buffer);
+    await batch(Array.from({ length: 10 }, (_, i) => `clip-${i}`));
+    await store.flush();
+    const before = [record('clip-1'), record('clip-2')];
+
+    await reweigh(['clip-1', 'clip-2'], [0.25, 0.5]);
+    await store.flush();
+    // The records are as they were; the weights are in their entries.
+    expect(record('clip-1').equals(before[0] as Buffer)).toBe(true);
+    expect(record('clip-2').equals(before[1] as Buffer)).toBe(true);
+    expect(internals.weightsDb.getBinary(['r', 'clip-1'])?.readFloatLE(8)).toBe(0.25);
+    expect(store.flushStats()).toMatchObject({ dirtySamples: 0, logEntries: 0 });
+
+    // clip-1's weight changes again and a batch touches it: its record is written, with the new
+    // weight and a newer lsn than its (now stale) entry.
+    await reweigh(['clip-1'], [0.75]);
+    await batch(['clip-1', 'clip-5']);
+    await store.flush();
+    expect(record('clip-1').equals(before[0] as Buffer)).toBe(false);
+    expect(internals.weightsDb.getBinary(['r', 'clip-1'])?.readFloatLE(8)).toBe(0.25);
+    const live = snapshot(store, run);
+    expect(run.samples.get('clip-1')?.weight).toBe(0.75);
+    await store.close();
+
+    const reopened = await Store.open({ dataDir: dir, mapSizeBytes: 1 << 30 });
+    const back = reopened.run('r')!;
+    expect(snapshot(reopened, back)).toBe(live);
+    expect([back.samples.get('clip-1')?.weight, back.samples.get('clip-2')?.weight]).toEqual([0.75, 0.5]);
+    expect(reopened.flushStats()).toMatchObject({ dirtySamples: 0, logEntries: 0 });
+    await reopened.close();
+  }, 60_000);
+
   it('a flush chunk whose write fails leaves it, and the chunk built behind it, dirty; the next cycle writes every delta', async () => {
     const CHUNK = 200;
     const { store, engine } = await openRun('motive-flush-fail-', {
