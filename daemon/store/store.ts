@@ -194,16 +194,6 @@ const FLUSH_SLICE = 64;
  */
 const ARENAS_KEPT = 128;
 
-/**
- * Page size of a new samples environment (LMDB fixes it when the environment is created; a store
- * made with another keeps its own). A sample record (2,608 bytes at k = 512, m = 64) is larger than
- * half a 4 KiB page, so there each record took an overflow page of its own, and every rewrite
- * allocated one page and freed another: in 8 KiB pages records sit in the leaves, and a flush
- * transaction of 4,096 records wrote 42,000–44,000 records/s instead of 28,000–31,000 (17–19 µs of
- * the write thread per record instead of 24; docs/performance.md).
- */
-const SAMPLES_PAGE_BYTES = 8192;
-
 /** A weight entry: f64 lsn (the last log entry it reflects), f32 weight. */
 const WEIGHT_ENTRY_BYTES = 12;
 
@@ -244,10 +234,10 @@ function runRange(runId: string): { start: [string]; end: [string] } {
   return { start: [runId], end: [`${runId}\u0000`] };
 }
 
-function openEnv(path: string, mapSize: number, pageSize?: number): RootDatabase {
+function openEnv(path: string, mapSize: number): RootDatabase {
   mkdirSync(path, { recursive: true });
   // noSubdir: false, else lmdb-js takes a directory whose name has an extension for a file.
-  return open({ path, mapSize, maxDbs: 16, noSubdir: false, ...(pageSize === undefined ? {} : { pageSize }) });
+  return open({ path, mapSize, maxDbs: 16, noSubdir: false });
 }
 
 export class Store {
@@ -340,7 +330,7 @@ export class Store {
       );
     }
     try {
-      samplesEnv = openEnv(join(options.dataDir, 'samples'), options.mapSizeBytes, SAMPLES_PAGE_BYTES);
+      samplesEnv = openEnv(join(options.dataDir, 'samples'), options.mapSizeBytes);
     } catch (err) {
       await root.close();
       throw new MotiveError('MOTIVE_STORE_OPEN', `${options.dataDir}/samples: ${(err as Error).message}`, { cause: err });
