@@ -74,6 +74,32 @@ interface CaseResult {
   dirty: number;
 }
 
+/**
+ * Keeps up to WINDOW batches unacknowledged on `s`: `send` writes one, and after each Ack another
+ * while `more()`; resolves with the number of Acks once none is outstanding.
+ */
+async function keepSending(s: ReturnType<typeof rawStream>, send: () => void, more: () => boolean): Promise<number> {
+  let inflight = 0;
+  let acks = 0;
+  while (inflight < WINDOW && more()) {
+    send();
+    inflight++;
+  }
+  while (inflight > 0) {
+    const m = await s.next(60_000);
+    if (m === 'end') throw new Error('stream ended');
+    if (m.error) throw new Error(`${m.error.code}: ${m.error.message}`);
+    if (!m.ack) continue;
+    inflight--;
+    acks++;
+    if (more()) {
+      send();
+      inflight++;
+    }
+  }
+  return acks;
+}
+
 async function runCase(c: Case, cpuProfDir?: string): Promise<CaseResult> {
   const dir = tempDir('motive-bench-');
   const d = await startBenchDaemon({
@@ -115,23 +141,16 @@ async function runCase(c: Case, cpuProfDir?: string): Promise<CaseResult> {
   if (c.warm ?? WARM) {
     // Every clip of the pool once, from rank 0, acknowledged before the window opens.
     const s = streams[0] as (typeof streams)[number];
-    let inflight = 0;
     const total = Math.ceil(POOL / c.batch);
-    const send = (): void => {
-      const seq = ++seqStart[0]!;
-      const ids = Array.from({ length: c.batch }, (_, i) => `clip-${((seq - 1) * c.batch + i) % POOL}`);
-      s.write({ batch: { seq, step: seq, lr: 1e-4, sampleIds: ids, sketches: payloads[seq % payloads.length] as Buffer, losses: [] } });
-      inflight++;
-    };
-    while (inflight < WINDOW && seqStart[0]! < total) send();
-    while (inflight > 0) {
-      const m = await s.next(60_000);
-      if (m === 'end') throw new Error('stream ended');
-      if (m.error) throw new Error(`${m.error.code}: ${m.error.message}`);
-      if (!m.ack) continue;
-      inflight--;
-      if (seqStart[0]! < total) send();
-    }
+    await keepSending(
+      s,
+      () => {
+        const seq = ++seqStart[0]!;
+        const ids = Array.from({ length: c.batch }, (_, i) => `clip-${((seq - 1) * c.batch + i) % POOL}`);
+        s.write({ batch: { seq, step: seq, lr: 1e-4, sampleIds: ids, sketches: payloads[seq % payloads.length] as Buffer, losses: [] } });
+      },
+      () => seqStart[0]! < total,
+    );
   }
   const started = performance.now();
   const daemonCpu0 = cpuMs(d.pid);
@@ -141,7 +160,6 @@ async function runCase(c: Case, cpuProfDir?: string): Promise<CaseResult> {
   await Promise.all(
     streams.map(async (s, rank) => {
       let seq = seqStart[rank] as number;
-      let inflight = 0;
       const rr = rng(rank + 1);
       const send = (): void => {
         seq++;
@@ -149,18 +167,9 @@ async function runCase(c: Case, cpuProfDir?: string): Promise<CaseResult> {
         const sketches = payloads[seq % payloads.length] as Buffer;
         s.write({ batch: { seq, step: seq, lr: 1e-4, sampleIds: ids, sketches, losses: [] } });
         bytes += sketches.length;
-        inflight++;
       };
-      while (inflight < WINDOW) send();
-      while (inflight > 0) {
-        const m = await s.next(60_000);
-        if (m === 'end') throw new Error('stream ended');
-        if (m.error) throw new Error(`${m.error.code}: ${m.error.message}`);
-        if (!m.ack) continue;
-        inflight--;
-        acked += c.batch;
-        if (performance.now() < deadline.at) send();
-      }
+      const acks = await keepSending(s, send, () => performance.now() < deadline.at);
+      acked += acks * c.batch;
     }),
   );
   const elapsed = (performance.now() - started) / 1000;

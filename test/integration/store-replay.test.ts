@@ -53,6 +53,42 @@ async function openRun(
   return { dir: d.path, store, run, engine };
 }
 
+/**
+ * 450 distinct samples, each in one batch of 50 (nine batches, lr 0.01 · batch number), submitted
+ * to `engine`; returns each sample's expected G(z) = lr · ĝ, ĝ the row normalised (cosine runs),
+ * in float64.
+ */
+async function dirtySamples(engine: InfluenceEngine, seed: number): Promise<Map<string, Float64Array>> {
+  const r = rng(seed);
+  const expected = new Map<string, Float64Array>();
+  for (let b = 0; b < 9; b++) {
+    const ids = Array.from({ length: 50 }, (_, i) => `clip-${b * 50 + i}`);
+    const sketches = Float32Array.from({ length: 50 * K }, () => r.normal());
+    const lr = 0.01 * (b + 1);
+    ids.forEach((id, i) => {
+      const row = Array.from(sketches.subarray(i * K, (i + 1) * K), Number);
+      const norm = Math.sqrt(row.reduce((a, x) => a + x * x, 0));
+      expected.set(
+        id,
+        Float64Array.from(row, (x) => (lr * x) / norm),
+      );
+    });
+    const wire = new Uint8Array(sketches.buffer.slice(0));
+    await engine.submitBatch({ runId: 'r', rank: 0, seq: b + 1, step: b + 1, lr, sampleIds: ids, sketches, wire, bytes: wire.byteLength });
+  }
+  return expected;
+}
+
+/** The largest difference between a stored G(z) and its expected value. */
+function worstEmbeddingError(store: Store, expected: Map<string, Float64Array>): number {
+  let worst = 0;
+  for (const [id, g] of expected) {
+    const got = store.embedding('r', id, K)!;
+    for (let d = 0; d < K; d++) worst = Math.max(worst, Math.abs((got[d] as number) - (g[d] as number)));
+  }
+  return worst;
+}
+
 describe('store recovery (write-ahead log replay)', () => {
   it('a crash copy taken mid-run, with part of the samples flushed, replays to the live state exactly', async () => {
     // The flusher runs only when asked, so the test decides what is on disk at the copy.
@@ -179,47 +215,14 @@ describe('store recovery (write-ahead log replay)', () => {
       maxDirtySamples: 1e9,
       flushChunkSamples: CHUNK,
     });
-    const r = rng(9);
-    // 450 distinct samples, each in one batch of 50: three chunks (200, 200, 50), the first two
-    // built over four event-loop turns each (slices of 64).
-    const expected = new Map<string, Float64Array>();
-    for (let b = 0; b < 9; b++) {
-      const ids = Array.from({ length: 50 }, (_, i) => `clip-${b * 50 + i}`);
-      const sketches = Float32Array.from({ length: 50 * K }, () => r.normal());
-      const lr = 0.01 * (b + 1);
-      // G(z) = lr · ĝ, ĝ the row normalised (cosine runs), in float64.
-      ids.forEach((id, i) => {
-        const row = Array.from(sketches.subarray(i * K, (i + 1) * K), Number);
-        const norm = Math.sqrt(row.reduce((a, x) => a + x * x, 0));
-        expected.set(
-          id,
-          Float64Array.from(row, (x) => (lr * x) / norm),
-        );
-      });
-      const wire = new Uint8Array(sketches.buffer.slice(0));
-      await engine.submitBatch({
-        runId: 'r',
-        rank: 0,
-        seq: b + 1,
-        step: b + 1,
-        lr,
-        sampleIds: ids,
-        sketches,
-        wire,
-        bytes: wire.byteLength,
-      });
-    }
+    // Three chunks (200, 200, 50), the first two built over four event-loop turns each (slices of 64).
+    const expected = await dirtySamples(engine, 9);
     const samplesEnv = (store as unknown as { samplesEnv: { getStats(): { lastTxnId: number } } }).samplesEnv;
     const before = samplesEnv.getStats().lastTxnId;
     await store.flush();
     expect(samplesEnv.getStats().lastTxnId - before).toBe(3);
     expect(store.flushStats()).toMatchObject({ dirtySamples: 0, logEntries: 0 });
-    let worst = 0;
-    for (const [id, g] of expected) {
-      const got = store.embedding('r', id, K)!;
-      for (let d = 0; d < K; d++) worst = Math.max(worst, Math.abs((got[d] as number) - (g[d] as number)));
-    }
-    expect(worst).toBeLessThan(1e-6);
+    expect(worstEmbeddingError(store, expected)).toBeLessThan(1e-6);
     expect(run.samples.size).toBe(450);
     await store.close();
   }, 60_000);
@@ -286,33 +289,7 @@ describe('store recovery (write-ahead log replay)', () => {
       maxDirtySamples: 1e9,
       flushChunkSamples: CHUNK,
     });
-    const r = rng(10);
-    const expected = new Map<string, Float64Array>();
-    for (let b = 0; b < 9; b++) {
-      const ids = Array.from({ length: 50 }, (_, i) => `clip-${b * 50 + i}`);
-      const sketches = Float32Array.from({ length: 50 * K }, () => r.normal());
-      const lr = 0.01 * (b + 1);
-      ids.forEach((id, i) => {
-        const row = Array.from(sketches.subarray(i * K, (i + 1) * K), Number);
-        const norm = Math.sqrt(row.reduce((a, x) => a + x * x, 0));
-        expected.set(
-          id,
-          Float64Array.from(row, (x) => (lr * x) / norm),
-        );
-      });
-      const wire = new Uint8Array(sketches.buffer.slice(0));
-      await engine.submitBatch({
-        runId: 'r',
-        rank: 0,
-        seq: b + 1,
-        step: b + 1,
-        lr,
-        sampleIds: ids,
-        sketches,
-        wire,
-        bytes: wire.byteLength,
-      });
-    }
+    const expected = await dirtySamples(engine, 10);
     // The first chunk's samples transaction fails after 50 ms: by then the second chunk is built.
     const env = (store as unknown as { samplesEnv: { batch(write: () => void): Promise<unknown> } }).samplesEnv;
     const batch = env.batch.bind(env);
@@ -328,12 +305,7 @@ describe('store recovery (write-ahead log replay)', () => {
     env.batch = batch;
     await store.flush();
     expect(store.flushStats()).toMatchObject({ dirtySamples: 0, logEntries: 0 });
-    let worst = 0;
-    for (const [id, g] of expected) {
-      const got = store.embedding('r', id, K)!;
-      for (let d = 0; d < K; d++) worst = Math.max(worst, Math.abs((got[d] as number) - (g[d] as number)));
-    }
-    expect(worst).toBeLessThan(1e-6);
+    expect(worstEmbeddingError(store, expected)).toBeLessThan(1e-6);
     await store.close();
   }, 60_000);
 });
