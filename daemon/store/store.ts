@@ -815,8 +815,8 @@ export class Store {
       }
       // One arena per slice; each record 8-byte aligned for its f64 / f32 views.
       const sizes = slice.map((sample) => Math.ceil(sampleRecordBytes(sample.sums.length, k) / 8) * 8);
-      const arena = this.takeArena(sizes.reduce((t, b) => t + b, 0));
-      arenas.push(arena);
+      const arena = slice.length === 0 ? Buffer.alloc(0) : this.takeArena(sizes.reduce((t, b) => t + b, 0));
+      if (slice.length > 0) arenas.push(arena);
       let offset = 0;
       slice.forEach((sample, i) => {
         const buf = arena.subarray(offset, offset + sampleRecordBytes(sample.sums.length, k));
