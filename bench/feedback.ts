@@ -270,12 +270,10 @@ const traceRows: Array<Array<string | number>> = [];
 const best: Record<string, unknown> = {};
 for (const rate of RATES) {
   const results: RunResult[] = [];
-  const disks: number[][] = [];
   for (let run = 1; run <= RUNS; run++) {
     const disk = await diskProbe(rate, SECONDS * 1000 - WARMUP_MS);
     const res = await once(rate, run);
     results.push(res);
-    disks.push(disk);
     const q = (a: number[], p: number): string => fmt(quantile(a, p), 1);
     rows.push([
       rate,

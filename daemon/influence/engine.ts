@@ -106,6 +106,8 @@ interface PreparedBatch {
  * no commit of its own.
  */
 export interface BatchWeigher {
+  /** Whether it gives batch weights at all (fixed for its lifetime): without, nothing is projected. */
+  readonly batchUpdates: boolean;
   /**
    * The weight of a sample of `run` with score `score` after `seen` batches, or undefined when the
    * run has no statistics to use (batch updates off, no recompute yet, or it scored over a query
@@ -445,9 +447,13 @@ export class InfluenceEngine {
   /**
    * Projects every sample the group's batches touch to its state once the group is applied (on
    * top of the groups prepared before it), exactly as the apply will add to it, and, for runs
-   * whose batch weights apply, the weights that move with it.
+   * whose batch weights apply, the weights that move with it. Nothing without a weigher that
+   * gives batch weights.
    */
   private projectWeights(items: ReadonlyArray<PreparedBatch | PreparedQueries>, group: number): Map<RunState, GroupWeights> {
+    const out = new Map<RunState, GroupWeights>();
+    const weigher = this.weigher;
+    if (weigher?.batchUpdates !== true) return out;
     const touched = new Map<RunState, Map<string, Projected>>();
     for (const p of items) {
       if ('record' in p || p.duplicate || p.rejected) continue;
@@ -479,9 +485,6 @@ export class InfluenceEngine {
         mine.set(id, e);
       }
     }
-    const out = new Map<RunState, GroupWeights>();
-    const weigher = this.weigher;
-    if (weigher === undefined) return out;
     for (const [run, mine] of touched) {
       // A query set committed after the last recompute, ahead or in this group changes every
       // score: no batch weights until the recompute after it.

@@ -92,6 +92,11 @@ export class WeightingService implements BatchWeigher {
     return this.options.policy;
   }
 
+  /** Whether batches get their weights with them (`batchUpdates`). */
+  get batchUpdates(): boolean {
+    return this.options.batchUpdates === true;
+  }
+
   /** Whether updates are pushed to trainers (not under `observe`). */
   get pushes(): boolean {
     return this.options.policy !== 'observe';
@@ -138,7 +143,7 @@ export class WeightingService implements BatchWeigher {
    * recompute, or when that recompute scored over another query count.
    */
   batchPolicy(run: RunState, queries: number): ((score: number, seen: number) => number) | undefined {
-    if (this.closed || this.options.batchUpdates !== true) return undefined;
+    if (this.closed || !this.batchUpdates) return undefined;
     const cached = this.stats.get(run.info.id);
     if (cached?.stats === undefined || cached.queries !== queries || this.store.run(run.info.id) !== run) return undefined;
     const stats = cached.stats;
