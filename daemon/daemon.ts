@@ -51,6 +51,7 @@ export async function startDaemon(config: MotiveConfig, log: Logger = createLogg
     maxDirtySamples: config.store.maxDirtySamples,
     flushIntervalMs: config.store.flushIntervalMs,
     flushChunkSamples: config.store.flushChunkSamples,
+    segmentBytes: config.store.segmentBytes,
     syncCommits: config.store.syncCommits,
   });
   const auth = new Authorizer(config.auth.tokens, config.auth.trainerToken);

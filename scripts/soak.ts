@@ -10,7 +10,7 @@
  *
  * Exits 1 when RSS is not flat or the stored batch count differs from the acknowledged one.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { MotiveClient } from '../trainer-hooks/ts/index.js';
@@ -147,13 +147,16 @@ const take = (): void => {
   void pollHeap();
   const now = Date.now();
   const st = procStatus(pid);
-  // Allocated blocks of the LMDB file (the map itself is sparse).
+  // Allocated blocks of the LMDB file (the map itself is sparse) and of the record segments.
   let storeMiB = NaN;
   try {
-    // Both environments: the main one (with the write-ahead log) and the samples (docs/store.md).
-    storeMiB = 0;
-    for (const file of ['data.mdb', join('samples', 'data.mdb')])
-      storeMiB += (statSync(join(daemon.dataDir, file)).blocks * 512) / 1024 ** 2;
+    // The main environment (with the write-ahead log) and the runs' record segments (docs/store.md).
+    storeMiB = (statSync(join(daemon.dataDir, 'data.mdb')).blocks * 512) / 1024 ** 2;
+    const records = join(daemon.dataDir, 'records');
+    for (const run of existsSync(records) ? readdirSync(records) : [])
+      for (const seg of readdirSync(join(records, run)))
+        // A segment compaction removed meanwhile counts 0.
+        storeMiB += ((statSync(join(records, run, seg), { throwIfNoEntry: false })?.blocks ?? 0) * 512) / 1024 ** 2;
   } catch {
     // not created yet
   }

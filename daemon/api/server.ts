@@ -266,14 +266,12 @@ export function buildApi(deps: ApiDeps, options: ApiOptions): FastifyInstance {
     },
     handler: async (req) => {
       const started = performance.now();
+      let bytes: number;
       try {
-        await store.backup(req.body.dir);
+        bytes = await store.backup(req.body.dir);
       } catch (err) {
         throw new MotiveError('MOTIVE_API_BACKUP', (err as Error).message, { cause: err });
       }
-      const { statSync } = await import('node:fs');
-      // Both environments of the copy (docs/store.md).
-      const bytes = statSync(`${req.body.dir}/data.mdb`).size + statSync(`${req.body.dir}/samples/data.mdb`).size;
       deps.log.info({ dir: req.body.dir, bytes, by: req.grant?.name ?? 'anonymous' }, 'backup written');
       return { dir: req.body.dir, bytes, elapsedMs: performance.now() - started };
     },

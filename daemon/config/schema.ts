@@ -128,12 +128,19 @@ export const ConfigSchema = Type.Object(
           default: 1000,
           minimum: 1,
           description:
-            'A flush of dirty samples into the samples environment starts this long after the first one turns dirty (or at half of maxDirtySamples).',
+            "A flush of dirty samples into their runs' record segments starts this long after the first one turns dirty (or at half of maxDirtySamples).",
         }),
         flushChunkSamples: Type.Integer({
           default: 4096,
           minimum: 1,
-          description: 'Sample records per flush transaction.',
+          description: 'Sample records per flush write (one append and sync).',
+        }),
+        segmentBytes: Type.Integer({
+          default: 64 * 1024 * 1024,
+          minimum: 4096,
+          maximum: 1024 ** 3,
+          description:
+            "Size at which a run's record segment file is closed and the next started. Compaction keeps a run's segments within twice its live records, or two segments' worth, whichever is more (docs/store.md).",
         }),
         syncCommits: Type.Boolean({
           default: false,

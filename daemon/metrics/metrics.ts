@@ -236,11 +236,20 @@ export class MotiveMetrics {
     });
     new Counter({
       name: 'motive_store_flushed_samples_total',
-      help: 'Sample records written by the flusher.',
+      help: 'Sample records and weight entries written by the flusher.',
       registers,
       collect() {
         this.reset();
         this.inc(store.flushStats().samplesFlushed);
+      },
+    });
+    new Counter({
+      name: 'motive_store_compacted_bytes_total',
+      help: 'Bytes of superseded sample records and weight entries reclaimed by record-segment compaction.',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(store.flushStats().bytesCompacted);
       },
     });
     new Gauge({

@@ -7,9 +7,11 @@ import type { SampleState } from './run-state.js';
 const SAMPLE_RECORD_V3 = 3;
 /** Header bytes; a multiple of 8 so the f64 sums and the f32 embedding that follow are aligned. */
 export const SAMPLE_HEADER_BYTES = 48;
+/** Offset of the record's f64 `lsn`. */
+export const RECORD_LSN_OFFSET = 32;
 
 /**
- * Sample record (one value per sample in the samples environment, written by the flusher):
+ * Sample record (the body of a record frame in a run's segments, written by the flusher):
  * u32 layout(=3) | u32 nq | f64 seen | f64 lastStep | f32 weight | u32 k | f64 lsn | f64 total |
  * f64 × nq sums | f32 × k G(z). `lsn` is the last log entry folded into the record (recovery
  * replays later ones); `total` is Σ_j S_j as accumulated.
@@ -21,15 +23,6 @@ export function sampleRecordBytes(nq: number, k: number): number {
 /** Byte offset of G(z) inside a record holding `nq` sums. */
 export function embeddingOffset(nq: number): number {
   return SAMPLE_HEADER_BYTES + 8 * nq;
-}
-
-/**
- * A fresh record buffer for `s` (own, aligned ArrayBuffer: LMDB may keep a reference until the
- * commit). Returns the buffer and a view of its G(z) region for the caller to fill.
- */
-export function newSampleRecord(s: SampleState, k: number, lsn: number): { buf: Buffer; g: Float32Array } {
-  const buf = Buffer.allocUnsafeSlow(sampleRecordBytes(s.sums.length, k));
-  return { buf, g: writeSampleRecord(buf, s, k, lsn) };
 }
 
 /**
@@ -83,6 +76,9 @@ export function decodeSample(id: string, buf: Uint8Array, newSums: (nq: number) 
       lsn,
       flushedLsn: lsn,
       delta: -1,
+      at: -1,
+      atBytes: 0,
+      weightAt: -1,
     },
     lsn,
   };

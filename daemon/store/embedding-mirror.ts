@@ -4,7 +4,7 @@
  * Each row is quantised symmetrically with its own scale `s = max|G| / 127`, so for any query q
  * the approximate score `s · <q8, q>` is within `(s / 2) · ‖q‖₁` of the exact `<G, q>`. The scan
  * uses that bound to pick the few rows whose exact score could reach the top and rescores those
- * from the float32 G(z) in LMDB: the ranking it returns is exact. At k = 512 a row costs 516
+ * from the float32 G(z) in the store: the ranking it returns is exact. At k = 512 a row costs 516
  * bytes, a quarter of the float32 rows, which stay in the store.
  *
  * Rows live in fixed-size blocks (no reallocation as a run grows); slots are assigned on first

@@ -1,6 +1,6 @@
 /**
  * In-memory state of a run, materialised from the store at start-up and kept in step with it.
- * The store (LMDB) is the truth; this is the index that serves scoring, weighting and reads.
+ * The store (LMDB and the record segments) is the truth; this is the index that serves scoring, weighting and reads.
  * It changes only after the store commit that makes the change durable.
  */
 
@@ -57,6 +57,12 @@ export interface SampleState {
   flushedLsn: number;
   /** Store bookkeeping: row of its pending G(z) change in the store's delta pool (-1: none). */
   delta: number;
+  /** Store bookkeeping: location of its newest written record in the run's segments (-1: none). */
+  at: number;
+  /** Store bookkeeping: bytes of that record. */
+  atBytes: number;
+  /** Store bookkeeping: location of a weight entry newer than that record (-1: none). */
+  weightAt: number;
 }
 
 export class RunState {
@@ -136,7 +142,20 @@ export class RunState {
   getOrCreateSample(id: string): SampleState {
     let s = this.samples.get(id);
     if (s === undefined) {
-      s = { id, seen: 0, lastStep: 0, weight: 1, sums: this.newSums(this.queryIds.length), total: 0, lsn: 0, flushedLsn: 0, delta: -1 };
+      s = {
+        id,
+        seen: 0,
+        lastStep: 0,
+        weight: 1,
+        sums: this.newSums(this.queryIds.length),
+        total: 0,
+        lsn: 0,
+        flushedLsn: 0,
+        delta: -1,
+        at: -1,
+        atBytes: 0,
+        weightAt: -1,
+      };
       this.samples.set(id, s);
     }
     return s;

@@ -1,18 +1,20 @@
 /**
- * The embedded store, the only module that imports lmdb. Two LMDB environments under `dataDir`:
+ * The embedded store, the only module that imports lmdb. Under `dataDir`:
  *
- *   dataDir/            meta, runs, commits, queries, profiles and the write-ahead `log`
- *   dataDir/samples/    one record per sample: counters, S_j sums and G(z) (float32[k])
+ *   dataDir/                LMDB: meta, runs, commits, queries, profiles and the write-ahead `log`
+ *   dataDir/records/<run>/  append-only record segments: one frame per written sample record
+ *                           (counters, S_j sums and G(z), float32[k]) or weight entry (segments.ts)
  *
  * Ingest appends each batch to the log (one sequential value per batch) in a small durable
  * transaction and acknowledges it; the batch's effect on its samples is then applied in memory,
  * where touched samples stay *dirty* (their pending G(z) change held in memory) until a background
- * flusher writes them in large transactions to the samples environment, and trims the log behind
- * them. Each environment has its own write thread, so a flush never delays an Ack. On start-up
- * the log entries newer than a sample's record are replayed (docs/store.md).
+ * flusher appends them in large chunks to their run's segments, trims the log behind them and
+ * compacts the segments. The log and the segments are separate files written from separate
+ * threads, so a flush never delays an Ack. On start-up the log entries newer than a sample's record
+ * are replayed (docs/store.md).
  */
-import { existsSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { open, type Database, type Key, type RootDatabase } from 'lmdb';
 import { MotiveError, decodeSketches, describeError, normalizeRows, trace } from '../shared/index.js';
 import { RunState, type QuerySetRecord, type RunInfo, type SampleState } from './run-state.js';
@@ -23,15 +25,29 @@ import {
   embeddingOffset,
   embeddingView,
   float32Bytes,
-  newSampleRecord,
+  RECORD_LSN_OFFSET,
   recordShape,
   sampleRecordBytes,
   writeSampleRecord,
 } from './codec.js';
 import { DeltaPool } from './delta-pool.js';
+import {
+  FRAME_RECORD,
+  FRAME_WEIGHT,
+  RunSegments,
+  WEIGHT_BODY_BYTES,
+  beginFrame,
+  bodyOffset,
+  frameBytes,
+  removeDeletedRuns,
+  runSegmentsDir,
+  sealFrame,
+  type MovedFrame,
+  type ScannedFrame,
+} from './segments.js';
 
 /** Bumped whenever the on-disk layout changes incompatibly. */
-export const STORE_FORMAT_VERSION = 4;
+export const STORE_FORMAT_VERSION = 5;
 
 export interface StoreOptions {
   readonly dataDir: string;
@@ -42,8 +58,10 @@ export interface StoreOptions {
   readonly maxDirtySamples?: number;
   /** A flush starts this long after the first sample turns dirty, or at half of maxDirtySamples (default 1000). */
   readonly flushIntervalMs?: number;
-  /** Records per samples-environment transaction while flushing (default 4096). */
+  /** Records per flush write (one append and sync) (default 4096). */
   readonly flushChunkSamples?: number;
+  /** A run's record segments are this large before the next is started (default 64 MiB, at most 1 GiB). */
+  readonly segmentBytes?: number;
   /**
    * Commit the main environment's transactions synchronously on the calling thread (default
    * false: lmdb-js's write thread). Either way a commit resolves only once it is on disk.
@@ -167,6 +185,8 @@ export interface FlushStats {
   readonly logEntries: number;
   readonly cycles: number;
   readonly samplesFlushed: number;
+  /** Bytes of superseded records reclaimed by compaction. */
+  readonly bytesCompacted: number;
   readonly lastCycleMs: number;
   readonly lastError: string | undefined;
 }
@@ -182,7 +202,7 @@ function settled(write: unknown): void {
 }
 
 /**
- * Records the flusher builds and hands to LMDB per event-loop turn (under 1 ms of main thread).
+ * Records the flusher builds per event-loop turn (under 1 ms of main thread).
  * 256 held every await of the ingest path behind a ~3 ms slice: Ack p50 34 → 17 ms and p99
  * 150 → 85 ms at 10,000 sketches/s when lowered to 64; 32 gave the same.
  */
@@ -194,22 +214,104 @@ const FLUSH_SLICE = 64;
  */
 const ARENAS_KEPT = 128;
 
-/** A weight entry: f64 lsn (the last log entry it reflects), f32 weight. */
-const WEIGHT_ENTRY_BYTES = 12;
+/**
+ * Compaction starts when a run's segments hold more than this many times their live bytes (each
+ * record rewritten about once on average: a bounded write amplification, half the disk wasted).
+ */
+const MAX_GARBAGE_RATIO = 2;
 
-/** A flush chunk's records, built and not yet known written. */
+/** A flushed frame: its sample, where its body lies in the chunk, its frame's size. */
+interface FlushedFrame {
+  readonly sample: SampleState;
+  /** Offset of the frame's body from the chunk's first byte. */
+  readonly pos: number;
+  readonly bytes: number;
+  readonly idBytes: number;
+  readonly flushedBefore: number;
+}
+
+/** A flush chunk's frames, built and not yet known written. */
 interface FlushChunk {
   readonly run: RunState;
-  readonly records: Array<{ sample: SampleState; buf: Buffer; flushedBefore: number }>;
+  /** Record frames; `buf` is the record (the frame's body). */
+  readonly records: Array<FlushedFrame & { buf: Buffer }>;
   /** Samples whose weight alone changed since their record: a weight entry each (lsn, weight). */
-  readonly weights: Array<{ sample: SampleState; buf: Buffer; flushedBefore: number }>;
+  readonly weights: FlushedFrame[];
+  /** The frames, back to back, as appended. */
+  readonly frames: Buffer[];
   /** The slices' buffers, given back once the records are written. */
   readonly arenas: Buffer[];
   /** performance.now() when its build began (the trace's flush-write span), 0 without a trace. */
   readonly builtFrom: number;
 }
 
-/** Maps a failed LMDB write to MOTIVE_STORE_FULL (no space) or MOTIVE_STORE_COMMIT. */
+/** Default size of a record segment. */
+const DEFAULT_SEGMENT_BYTES = 64 << 20;
+
+/** A weight entry's body (segments.ts): f64 lsn, f32 weight, zero padding. */
+function writeWeightBody(body: Buffer, lsn: number, weight: number): void {
+  body.writeDoubleLE(lsn, 0);
+  body.writeFloatLE(weight, 8);
+  body.writeUInt32LE(0, 12);
+}
+
+/** A whole frame holding `body` (used where frames are written one by one). */
+function encodeFrame(kind: number, id: string, body: Uint8Array): Buffer {
+  const idBytes = Buffer.byteLength(id);
+  const frame = Buffer.alloc(frameBytes(idBytes, body.length));
+  beginFrame(frame, kind, id, idBytes, body.length);
+  frame.set(body, bodyOffset(idBytes));
+  sealFrame(frame);
+  return frame;
+}
+
+/** Frames gathered per append while moving records. */
+const MOVE_BATCH_BYTES = 8 << 20;
+
+/**
+ * Moves the sample records and weight entries of a format 3 or 4 store (an LMDB samples
+ * environment under `dataDir/samples`) into record segments. Started over from nothing by the
+ * next start-up if it is interrupted: the store stays format 3 or 4 until it is done.
+ */
+async function moveSampleRecords(dataDir: string, runIds: readonly string[], mapSize: number, segmentBytes: number): Promise<void> {
+  const recordsDir = join(dataDir, 'records');
+  rmSync(recordsDir, { recursive: true, force: true });
+  mkdirSync(recordsDir, { recursive: true });
+  if (!existsSync(join(dataDir, 'samples'))) return;
+  const env = openEnv(join(dataDir, 'samples'), mapSize);
+  try {
+    const samplesDb = env.openDB<Buffer, [string, string]>({ name: 'samples', encoding: 'binary' });
+    const weightsDb = env.openDB<Buffer, [string, string]>({ name: 'weights', encoding: 'binary' });
+    for (const runId of runIds) {
+      const segments = RunSegments.open(runSegmentsDir(recordsDir, runId), segmentBytes);
+      try {
+        let batch: Buffer[] = [];
+        let bytes = 0;
+        const add = async (frame: Buffer): Promise<void> => {
+          batch.push(frame);
+          bytes += frame.length;
+          if (bytes < MOVE_BATCH_BYTES) return;
+          await segments.append(batch);
+          batch = [];
+          bytes = 0;
+        };
+        for (const { key, value } of samplesDb.getRange(runRange(runId))) await add(encodeFrame(FRAME_RECORD, key[1], value));
+        for (const { key, value } of weightsDb.getRange(runRange(runId))) {
+          const body = Buffer.alloc(WEIGHT_BODY_BYTES);
+          writeWeightBody(body, value.readDoubleLE(0), value.readFloatLE(8));
+          await add(encodeFrame(FRAME_WEIGHT, key[1], body));
+        }
+        if (batch.length > 0) await segments.append(batch);
+      } finally {
+        await segments.close();
+      }
+    }
+  } finally {
+    await env.close();
+  }
+}
+
+/** Maps a failed LMDB or segment write to MOTIVE_STORE_FULL (no space) or MOTIVE_STORE_COMMIT. */
 async function storeError(err: unknown): Promise<MotiveError> {
   if (err instanceof MotiveError) return err;
   // lmdb-js puts the system error (ENOSPC, EIO, ...) in a promise beside the error.
@@ -242,14 +344,14 @@ function openEnv(path: string, mapSize: number): RootDatabase {
 
 export class Store {
   private readonly root: RootDatabase;
-  private readonly samplesEnv: RootDatabase;
   private readonly runsDb: Database<RunRecord, string>;
   private readonly commitsDb: Database<number, [string, number]>;
   private readonly queriesDb: Database<QueryRecord, [string, number]>;
   private readonly logDb: Database<LogRecord, number>;
-  private readonly samplesDb: Database<Buffer, [string, string]>;
-  /** Weights written without their record (a weight change alone): [runId, sampleId] → lsn, weight. */
-  private readonly weightsDb: Database<Buffer, [string, string]>;
+  /** Each run's written records and weight entries (segments.ts), under `dataDir/records`. */
+  private readonly segments = new Map<RunState, RunSegments>();
+  private readonly recordsDir: string;
+  private readonly segmentBytes: number;
   private readonly metaDb: Database<number, string>;
   private readonly profilesDb: Database<ClipProfileRecord, [string, string]>;
   private readonly runStates = new Map<string, RunState>();
@@ -271,12 +373,14 @@ export class Store {
   private readonly deltas = new Map<RunState, DeltaPool>();
   private dirtyCount = 0;
   /**
-   * Records handed to a flush transaction not known durable yet (or whose transaction failed):
-   * for these samples the record here, not the one in LMDB, is the base their delta adds to.
+   * Records handed to a flush write not known durable yet (or whose write failed): for these
+   * samples the record here, not the one in their segment, is the base their delta adds to.
    */
   private readonly inflight = new Map<SampleState, Buffer>();
   /** Free flush-slice buffers by size (see {@link Store.takeArena}). */
   private readonly arenas = new Map<number, Buffer[]>();
+  /** Read buffer for records read back from their segments. */
+  private scratch = Buffer.allocUnsafeSlow(4096);
   /** Committed log entries not applied to memory yet, with their run. */
   private readonly unapplied = new Map<number, RunState | undefined>();
   /** True while the log is replayed at start-up. */
@@ -287,15 +391,16 @@ export class Store {
   private flushing: Promise<void> | undefined;
   private flushPaused = 0;
   private closed = false;
-  private stats = { cycles: 0, samplesFlushed: 0, lastCycleMs: 0, lastError: undefined as string | undefined };
+  private stats = { cycles: 0, samplesFlushed: 0, bytesCompacted: 0, lastCycleMs: 0, lastError: undefined as string | undefined };
   private roomWaiters: Array<{ resolve: () => void; reject: (err: unknown) => void }> = [];
   /** The last flush failure, while ingest is held back by it. */
   private flushFailure: MotiveError | undefined;
 
-  private constructor(root: RootDatabase, samplesEnv: RootDatabase, dataDir: string, options: StoreOptions) {
+  private constructor(root: RootDatabase, dataDir: string, options: StoreOptions) {
     this.root = root;
-    this.samplesEnv = samplesEnv;
     this.dataDir = dataDir;
+    this.recordsDir = join(dataDir, 'records');
+    this.segmentBytes = options.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
     this.commitDelayMs = options.commitDelayMs ?? 0;
     this.maxDirty = options.maxDirtySamples ?? 65536;
     this.flushIntervalMs = options.flushIntervalMs ?? 1000;
@@ -307,14 +412,11 @@ export class Store {
     this.logDb = root.openDB<LogRecord, number>({ name: 'log' });
     this.metaDb = root.openDB<number, string>({ name: 'meta' });
     this.profilesDb = root.openDB<ClipProfileRecord, [string, string]>({ name: 'profiles' });
-    this.samplesDb = samplesEnv.openDB<Buffer, [string, string]>({ name: 'samples', encoding: 'binary' });
-    this.weightsDb = samplesEnv.openDB<Buffer, [string, string]>({ name: 'weights', encoding: 'binary' });
   }
 
   /** Opens (creating when missing) the store, loads every run into memory and replays the log. */
   static async open(options: StoreOptions): Promise<Store> {
     let root: RootDatabase;
-    let samplesEnv: RootDatabase;
     try {
       root = openEnv(options.dataDir, options.mapSizeBytes);
     } catch (err) {
@@ -322,27 +424,40 @@ export class Store {
     }
     const metaDb = root.openDB<number, string>({ name: 'meta' });
     const format = metaDb.get('format');
-    if (format !== undefined && format !== STORE_FORMAT_VERSION && format !== 3) {
+    if (format !== undefined && format !== STORE_FORMAT_VERSION && format !== 3 && format !== 4) {
       await root.close();
       throw new MotiveError(
         'MOTIVE_STORE_FORMAT',
         `${options.dataDir} holds format ${String(format)}, this daemon reads format ${STORE_FORMAT_VERSION}`,
       );
     }
+    const recordsDir = join(options.dataDir, 'records');
+    const segmentBytes = options.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
     try {
-      samplesEnv = openEnv(join(options.dataDir, 'samples'), options.mapSizeBytes);
+      if (format === 3 || format === 4) {
+        const runIds = [...root.openDB<RunRecord, string>({ name: 'runs' }).getKeys()];
+        await moveSampleRecords(options.dataDir, runIds, options.mapSizeBytes, segmentBytes);
+      }
+      if (format !== STORE_FORMAT_VERSION) {
+        await metaDb.put('format', STORE_FORMAT_VERSION);
+        await root.flushed;
+      }
+      // The samples environment of a format 3 or 4 store, once its records are in segments.
+      rmSync(join(options.dataDir, 'samples'), { recursive: true, force: true });
+      removeDeletedRuns(recordsDir);
     } catch (err) {
       await root.close();
-      throw new MotiveError('MOTIVE_STORE_OPEN', `${options.dataDir}/samples: ${(err as Error).message}`, { cause: err });
+      throw new MotiveError('MOTIVE_STORE_OPEN', `${options.dataDir}: ${(err as Error).message}`, { cause: err });
     }
-    const store = new Store(root, samplesEnv, options.dataDir, options);
-    // Format 3 is format 4 without weight entries: it is read as it is, and marked 4 (a daemon
-    // that reads 3 only would ignore the weight entries written from now on).
-    if (format !== STORE_FORMAT_VERSION) {
-      await metaDb.put('format', STORE_FORMAT_VERSION);
-      await root.flushed;
+    const store = new Store(root, options.dataDir, options);
+    try {
+      store.loadAll();
+    } catch (err) {
+      await store.closeFiles();
+      throw err instanceof MotiveError
+        ? err
+        : new MotiveError('MOTIVE_STORE_OPEN', `${options.dataDir}: ${(err as Error).message}`, { cause: err });
     }
-    store.loadAll();
     return store;
   }
 
@@ -369,22 +484,8 @@ export class Store {
           receivedAtMs: q.receivedAtMs,
         });
       }
-      for (const { key: k, value: buf } of this.samplesDb.getRange(runRange(key))) {
-        const { sample, lsn } = decodeSample(k[1], buf, (nq) => run.newSums(nq));
-        run.samples.set(k[1], sample);
-        run.mirror.set(k[1], embeddingView(buf));
-        if (lsn > maxLsn) maxLsn = lsn;
-      }
-      // A weight entry newer than its sample's record holds the sample's weight (and every
-      // change up to its lsn: only weights changed since the record).
-      for (const { key: k, value: buf } of this.weightsDb.getRange(runRange(key))) {
-        const sample = run.samples.get(k[1]);
-        const lsn = buf.readDoubleLE(0);
-        if (sample === undefined || lsn <= sample.flushedLsn) continue;
-        sample.weight = buf.readFloatLE(8);
-        sample.lsn = sample.flushedLsn = lsn;
-        if (lsn > maxLsn) maxLsn = lsn;
-      }
+      const lsn = this.loadSegments(run);
+      if (lsn > maxLsn) maxLsn = lsn;
       this.runStates.set(key, run);
     }
     this.lsn = maxLsn;
@@ -398,6 +499,51 @@ export class Store {
     // Mirror rows of replayed samples are brought up to date by the next scan (syncMirror).
     // What the log held is now dirty in memory: write it out soon, not at the next ingest.
     if (this.dirtyCount > 0) this.afterApply();
+  }
+
+  /**
+   * Loads a run's samples from its segments: each sample's newest record (the larger lsn; of
+   * equal ones the later, as a compaction's copy is), then its newest weight entry where that is
+   * newer than the record. Returns the largest lsn met.
+   */
+  private loadSegments(run: RunState): number {
+    const segments = RunSegments.open(runSegmentsDir(this.recordsDir, run.info.id), this.segmentBytes);
+    this.segments.set(run, segments);
+    let maxLsn = 0;
+    const weights = new Map<string, { lsn: number; weight: number; loc: number }>();
+    for (const f of segments.scan()) {
+      if (f.kind === FRAME_RECORD) {
+        const known = run.samples.get(f.id);
+        if (known !== undefined && f.body.readDoubleLE(RECORD_LSN_OFFSET) < known.flushedLsn) continue;
+        // An older version's sums are reused: segments hold several versions of a sample.
+        const { sample, lsn } = decodeSample(f.id, f.body, (nq) => (known?.sums.length === nq ? known.sums : run.newSums(nq)));
+        sample.at = f.loc;
+        sample.atBytes = f.body.length;
+        run.samples.set(f.id, sample);
+        run.mirror.set(f.id, embeddingView(f.body));
+        if (lsn > maxLsn) maxLsn = lsn;
+      } else if (f.kind === FRAME_WEIGHT) {
+        const lsn = f.body.readDoubleLE(0);
+        const prev = weights.get(f.id);
+        if (prev === undefined || lsn >= prev.lsn) weights.set(f.id, { lsn, weight: f.body.readFloatLE(8), loc: f.loc });
+      }
+    }
+    // A weight entry newer than its sample's record holds the sample's weight (and every
+    // change up to its lsn: only weights changed since the record).
+    for (const [id, w] of weights) {
+      const sample = run.samples.get(id);
+      if (sample === undefined || w.lsn <= sample.flushedLsn) continue;
+      sample.weight = w.weight;
+      sample.lsn = sample.flushedLsn = w.lsn;
+      sample.weightAt = w.loc;
+      if (w.lsn > maxLsn) maxLsn = w.lsn;
+    }
+    for (const sample of run.samples.values()) {
+      const idBytes = Buffer.byteLength(sample.id);
+      if (sample.at >= 0) segments.retain(sample.at, frameBytes(idBytes, sample.atBytes));
+      if (sample.weightAt >= 0) segments.retain(sample.weightAt, frameBytes(idBytes, WEIGHT_BODY_BYTES));
+    }
+    return maxLsn;
   }
 
   /** Applies every logged change newer than the record it touches (crash recovery). */
@@ -446,6 +592,7 @@ export class Store {
   async createRun(info: RunInfo): Promise<RunState> {
     const run = new RunState(info);
     await this.commit((tx) => tx.putRun(run));
+    this.segments.set(run, RunSegments.open(runSegmentsDir(this.recordsDir, info.id), this.segmentBytes));
     this.runStates.set(info.id, run);
     return run;
   }
@@ -728,10 +875,10 @@ export class Store {
   }
 
   /**
-   * One flush cycle: writes every sample dirty now (run by run, in chunks of one samples
-   * transaction each) as base record + pending delta, then trims the log up to the last
-   * entry applied when the cycle began. Samples touched again meanwhile stay dirty, with the log
-   * entries they need.
+   * One flush cycle: writes every sample dirty now (run by run, in chunks of one append each) as
+   * base record + pending delta, then trims the log up to the last entry applied when the cycle
+   * began and compacts the runs' segments. Samples touched again meanwhile stay dirty, with the
+   * log entries they need.
    */
   private async flushCycle(): Promise<void> {
     const started = performance.now();
@@ -746,14 +893,13 @@ export class Store {
         this.deltas.delete(run);
         continue;
       }
-      // Unsorted: sorting by key saved about 10 % of LMDB's write time in large transactions but
-      // held the main thread for tens of milliseconds at the start of every cycle.
+      // In dirty order: appended, records need no sorting.
       const samples = [...set];
       for (let at = 0; at < samples.length; at += this.flushChunk) {
         if (this.runStates.get(run.info.id) !== run) break;
-        // The next chunk is built while the one before it is written (its transaction and sync
-        // on the write thread): built one after the other, a chunk's build waited for the
-        // previous write and the write thread for the build.
+        // The next chunk is built while the one before it is written (its append and sync on
+        // libuv's thread pool): built one after the other, a chunk's build waited for the
+        // previous write and the writer for the build.
         const chunk = await this.buildChunk(run, samples.slice(at, at + this.flushChunk));
         if (writing !== undefined) {
           try {
@@ -775,95 +921,155 @@ export class Store {
     }
     if (writing !== undefined) await writing;
     await this.trimLog(upTo);
+    for (const [run, segments] of this.segments) {
+      if (this.runStates.get(run.info.id) !== run) continue;
+      this.stats.bytesCompacted += await segments.compact(
+        MAX_GARBAGE_RATIO,
+        (f) => this.isLive(run, f),
+        (f, to) => {
+          this.moved(run, f, to);
+        },
+      );
+    }
     this.stats.cycles++;
     this.stats.lastCycleMs = performance.now() - started;
     this.stats.lastError = undefined;
   }
 
   /**
-   * Builds the records of one chunk of a run's dirty samples (base record + pending delta; the
-   * samples are then clean, their records their base in `inflight`). Records are built in slices,
+   * Builds the frames of one chunk of a run's dirty samples (base record + pending delta, or a
+   * weight entry; the samples are then clean, their records their base in `inflight`). Frames are
+   * built in slices,
    * yielding to the event loop between slices, so a flush never holds the main thread (and the
    * Acks it sends) for long. Undefined when none of them is dirty any more.
    */
   private async buildChunk(run: RunState, samples: readonly SampleState[]): Promise<FlushChunk | undefined> {
     const k = run.info.dim;
-    const runId = run.info.id;
     const pool = this.deltaPool(run);
     const set = this.dirtySet(run);
     const records: FlushChunk['records'] = [];
     const weights: FlushChunk['weights'] = [];
+    const frames: Buffer[] = [];
     const arenas: Buffer[] = [];
+    let chunkBytes = 0;
     const builtFrom = trace.on ? performance.now() : 0;
     for (let at = 0; at < samples.length; at += FLUSH_SLICE) {
       if (at > 0) await new Promise((resolve) => setImmediate(resolve));
       const sliceStart = trace.on ? performance.now() : 0;
-      const slice: SampleState[] = [];
+      const slice: Array<{ sample: SampleState; idBytes: number; body: number }> = [];
+      let sliceBytes = 0;
       for (const sample of samples.slice(at, at + FLUSH_SLICE)) {
         if (!set.has(sample)) continue;
+        const idBytes = Buffer.byteLength(sample.id);
         // No batch since its record was written (no pending delta, no unwritten record as its
-        // base): only its weight changed, and 12 bytes say so instead of the whole record.
-        if (sample.delta < 0 && !this.inflight.has(sample)) {
-          const buf = Buffer.allocUnsafe(WEIGHT_ENTRY_BYTES);
-          buf.writeDoubleLE(sample.lsn, 0);
-          buf.writeFloatLE(sample.weight, 8);
-          weights.push({ sample, buf, flushedBefore: sample.flushedLsn });
-          sample.flushedLsn = sample.lsn;
-          set.delete(sample);
-          this.dirtyCount--;
-        } else slice.push(sample);
+        // base): only its weight changed, and a weight entry says so instead of the whole record.
+        const body = sample.delta < 0 && !this.inflight.has(sample) ? 0 : sampleRecordBytes(sample.sums.length, k);
+        slice.push({ sample, idBytes, body });
+        sliceBytes += frameBytes(idBytes, body === 0 ? WEIGHT_BODY_BYTES : body);
       }
-      // One arena per slice; each record 8-byte aligned for its f64 / f32 views.
-      const sizes = slice.map((sample) => Math.ceil(sampleRecordBytes(sample.sums.length, k) / 8) * 8);
-      const arena = slice.length === 0 ? Buffer.alloc(0) : this.takeArena(sizes.reduce((t, b) => t + b, 0));
-      if (slice.length > 0) arenas.push(arena);
+      if (slice.length === 0) continue;
+      // One arena per slice, its frames back to back; each frame 8-byte aligned, and so are the
+      // record's f64 / f32 views.
+      const arena = this.takeArena(sliceBytes);
+      arenas.push(arena);
+      frames.push(arena.subarray(0, sliceBytes));
       let offset = 0;
-      slice.forEach((sample, i) => {
-        const buf = arena.subarray(offset, offset + sampleRecordBytes(sample.sums.length, k));
-        offset += sizes[i] as number;
-        const g = writeSampleRecord(buf, sample, k, sample.lsn);
+      for (const { sample, idBytes, body } of slice) {
+        const bytes = frameBytes(idBytes, body === 0 ? WEIGHT_BODY_BYTES : body);
+        const frame = arena.subarray(offset, offset + bytes);
+        const start = bodyOffset(idBytes);
         const flushedBefore = sample.flushedLsn;
-        this.baseEmbedding(runId, sample, g);
-        if (sample.delta >= 0) {
-          pool.addTo(sample.delta, g);
-          pool.release(sample.delta);
-          sample.delta = -1;
+        const item = { sample, pos: chunkBytes + offset + start, bytes, idBytes, flushedBefore };
+        offset += bytes;
+        if (body === 0) {
+          beginFrame(frame, FRAME_WEIGHT, sample.id, idBytes, WEIGHT_BODY_BYTES);
+          writeWeightBody(frame.subarray(start), sample.lsn, sample.weight);
+          weights.push(item);
+        } else {
+          beginFrame(frame, FRAME_RECORD, sample.id, idBytes, body);
+          const buf = frame.subarray(start, start + body);
+          const g = writeSampleRecord(buf, sample, k, sample.lsn);
+          this.baseEmbedding(run, sample, g);
+          if (sample.delta >= 0) {
+            pool.addTo(sample.delta, g);
+            pool.release(sample.delta);
+            sample.delta = -1;
+          }
+          this.inflight.set(sample, buf);
+          run.mirror.set(sample.id, g);
+          records.push({ ...item, buf });
         }
+        sealFrame(frame);
         sample.flushedLsn = sample.lsn;
         set.delete(sample);
         this.dirtyCount--;
-        this.inflight.set(sample, buf);
-        run.mirror.set(sample.id, g);
-        records.push({ sample, buf, flushedBefore });
-      });
+      }
+      chunkBytes += sliceBytes;
       if (trace.on) trace.event('flush', sliceStart, performance.now(), slice.length);
     }
-    return records.length === 0 && weights.length === 0 ? undefined : { run, records, weights, arenas, builtFrom };
+    return records.length === 0 && weights.length === 0 ? undefined : { run, records, weights, frames, arenas, builtFrom };
   }
 
   /**
-   * Writes a built chunk as one samples transaction (and one sync): handed over once all its
-   * records are built. Put slice by slice, lmdb-js cut a chunk of 4,096 into 4–18 transactions,
-   * each synced, which cost its write thread about 10 % more CPU per sketch.
+   * Appends a built chunk to its run's active segment as one write (and one sync), handed over
+   * once all its frames are built, then points its samples at their new frames; the frames they
+   * supersede become garbage for compaction.
    */
   private async writeChunk(chunk: FlushChunk): Promise<void> {
-    const runId = chunk.run.info.id;
+    const segments = this.segmentsOf(chunk.run);
+    let base: number;
     try {
-      await this.samplesEnv.batch(() => {
-        for (const r of chunk.records) settled(this.samplesDb.put([runId, r.sample.id], r.buf));
-        for (const w of chunk.weights) settled(this.weightsDb.put([runId, w.sample.id], w.buf));
-      });
-      await this.samplesEnv.flushed;
+      base = await segments.append(chunk.frames);
       if (trace.on) trace.event('flush-write', chunk.builtFrom, performance.now(), chunk.records.length + chunk.weights.length);
     } catch (err) {
       this.unflushed(chunk);
       throw err;
     }
-    for (const r of chunk.records) if (this.inflight.get(r.sample) === r.buf) this.inflight.delete(r.sample);
-    // Durable, and no longer any sample's base: nothing refers to these records any more.
+    for (const r of chunk.records) {
+      const s = r.sample;
+      if (s.at >= 0) segments.release(s.at, frameBytes(r.idBytes, s.atBytes));
+      // The record holds the weight too: an older weight entry is superseded.
+      if (s.weightAt >= 0) segments.release(s.weightAt, frameBytes(r.idBytes, WEIGHT_BODY_BYTES));
+      s.at = base + r.pos;
+      s.atBytes = r.buf.length;
+      s.weightAt = -1;
+      segments.retain(s.at, r.bytes);
+      if (this.inflight.get(s) === r.buf) this.inflight.delete(s);
+    }
+    for (const w of chunk.weights) {
+      const s = w.sample;
+      if (s.weightAt >= 0) segments.release(s.weightAt, w.bytes);
+      s.weightAt = base + w.pos;
+      segments.retain(s.weightAt, w.bytes);
+    }
+    // Durable, and no longer any sample's base: nothing refers to these frames any more.
     for (const arena of chunk.arenas) this.giveArena(arena);
     this.stats.samplesFlushed += chunk.records.length + chunk.weights.length;
     this.wakeRoomWaiters();
+  }
+
+  private segmentsOf(run: RunState): RunSegments {
+    let segments = this.segments.get(run);
+    if (segments === undefined) {
+      segments = RunSegments.open(runSegmentsDir(this.recordsDir, run.info.id), this.segmentBytes);
+      this.segments.set(run, segments);
+    }
+    return segments;
+  }
+
+  /** Whether a frame compaction met is still its sample's newest. */
+  private isLive(run: RunState, f: ScannedFrame): boolean {
+    const s = run.samples.get(f.id);
+    if (s === undefined) return false;
+    return f.kind === FRAME_RECORD ? s.at === f.loc : f.kind === FRAME_WEIGHT && s.weightAt === f.loc;
+  }
+
+  /** Points a sample at the copy compaction made of its frame. */
+  private moved(run: RunState, f: MovedFrame, to: number): void {
+    const s = run.samples.get(f.id);
+    if (s === undefined) return;
+    if (f.kind === FRAME_RECORD && s.at === f.loc) s.at = to;
+    else if (f.kind === FRAME_WEIGHT && s.weightAt === f.loc) s.weightAt = to;
   }
 
   /**
@@ -912,7 +1118,7 @@ export class Store {
 
   /**
    * Pauses the flusher and waits for a running cycle to end; the returned function resumes it.
-   * Deleting a run and taking a backup need the samples environment to hold still.
+   * Deleting a run, writing imported samples and taking a backup need the segments to hold still.
    */
   private async pauseFlusher(): Promise<() => void> {
     this.flushPaused++;
@@ -948,17 +1154,22 @@ export class Store {
     return { dirtySamples: this.dirtyCount, logEntries: this.logEntries, ...this.stats };
   }
 
-  /** Copies the G(z) of the sample's written record (in flight or in LMDB) into `out`; zeros if none. */
-  private baseEmbedding(runId: string, sample: SampleState, out: Float32Array): void {
-    // getBinaryFast's buffer is only valid until the next read: copied out at once.
-    const buf = this.inflight.get(sample) ?? this.samplesDb.getBinaryFast([runId, sample.id]);
-    if (buf === undefined) out.fill(0);
-    else copyEmbedding(buf, out);
+  /** Copies the G(z) of the sample's written record (in flight or in its segment) into `out`; zeros if none. */
+  private baseEmbedding(run: RunState, sample: SampleState, out: Float32Array): void {
+    const inflight = this.inflight.get(sample);
+    if (inflight !== undefined) copyEmbedding(inflight, out);
+    else if (sample.at < 0) out.fill(0);
+    else {
+      if (this.scratch.length < sample.atBytes) this.scratch = Buffer.allocUnsafeSlow(2 ** Math.ceil(Math.log2(sample.atBytes)));
+      const record = this.scratch.subarray(0, sample.atBytes);
+      this.segmentsOf(run).read(sample.at, 0, record);
+      copyEmbedding(record, out);
+    }
   }
 
   /** Current G(z) of a sample: its written record plus its pending delta. */
   private currentEmbedding(run: RunState, sample: SampleState, out: Float32Array): void {
-    this.baseEmbedding(run.info.id, sample, out);
+    this.baseEmbedding(run, sample, out);
     if (sample.delta >= 0) this.deltaPool(run).addTo(sample.delta, out);
   }
 
@@ -993,8 +1204,9 @@ export class Store {
 
   /**
    * Streams a run's current embeddings in chunks of up to `chunkSamples` ids and their G(z) rows
-   * packed [n × dim]: the samples environment in key order (rows of changed samples computed from
-   * memory), then the samples not written yet. The rows buffer is reused between chunks.
+   * packed [n × dim]: the run's segments front to back (rows of changed samples computed from
+   * memory), then the samples not written yet. The rows buffer is reused between chunks. Iterate
+   * it without awaiting in between: a compaction may delete a segment meanwhile.
    */
   *embeddingChunks(runId: string, dim: number, chunkSamples: number): Generator<{ ids: string[]; rows: Float32Array }> {
     const run = this.runStates.get(runId);
@@ -1010,14 +1222,16 @@ export class Store {
       rows.set(g.subarray(0, dim), ids.length * dim);
       ids.push(sample.id);
     };
-    for (const { key, value } of this.samplesDb.getRange(runRange(runId))) {
-      const sample = run.samples.get(key[1]);
-      if (sample === undefined) continue;
+    for (const f of this.segmentsOf(run).scan()) {
+      if (f.kind !== FRAME_RECORD) continue;
+      const sample = run.samples.get(f.id);
+      // Only each sample's newest record; older versions are garbage left for compaction.
+      if (sample?.at !== f.loc) continue;
       if (changed.delete(sample)) put(sample);
       else {
-        const start = embeddingOffset(recordShape(value).nq);
-        bytes.set(value.subarray(start, start + dim * 4), ids.length * dim * 4);
-        ids.push(key[1]);
+        const start = embeddingOffset(recordShape(f.body).nq);
+        bytes.set(f.body.subarray(start, start + dim * 4), ids.length * dim * 4);
+        ids.push(f.id);
       }
       if (ids.length === chunkSamples) {
         yield { ids, rows };
@@ -1035,9 +1249,9 @@ export class Store {
   }
 
   /**
-   * Writes sample records straight into the samples environment, durably, bypassing the log
-   * (imports and fixtures): the samples' current counters, sums and weight, with `g` as G(z)
-   * (default: the current G(z)). The run must be committed already.
+   * Writes sample records straight into the run's segments, durably, bypassing the log (imports
+   * and fixtures): the samples' current counters, sums and weight, with `g` as G(z) (default:
+   * the current G(z)). The run must be committed already.
    */
   async writeSamples(runId: string, entries: ReadonlyArray<{ sample: SampleState; g?: Float32Array }>): Promise<void> {
     const run = this.runStates.get(runId);
@@ -1047,21 +1261,44 @@ export class Store {
       const k = run.info.dim;
       const set = this.dirtySet(run);
       const pool = this.deltaPool(run);
-      const puts = entries.map(({ sample, g }) => {
+      const segments = this.segmentsOf(run);
+      const sizes = entries.map(({ sample }) => {
+        const idBytes = Buffer.byteLength(sample.id);
+        return { idBytes, body: sampleRecordBytes(sample.sums.length, k) };
+      });
+      const out = Buffer.allocUnsafeSlow(sizes.reduce((t, x) => t + frameBytes(x.idBytes, x.body), 0));
+      let offset = 0;
+      const placed = entries.map(({ sample, g }, i) => {
+        const { idBytes, body } = sizes[i] as { idBytes: number; body: number };
+        const bytes = frameBytes(idBytes, body);
+        const frame = out.subarray(offset, offset + bytes);
+        const start = bodyOffset(idBytes);
+        const pos = offset + start;
+        offset += bytes;
         // Imports set the sums; the total follows them.
         sample.total = sample.sums.reduce((t, x) => t + x, 0);
-        const record = newSampleRecord(sample, k, this.appliedLsn);
-        if (g !== undefined) record.g.set(g.subarray(0, k));
-        else this.currentEmbedding(run, sample, record.g);
-        return { sample, record };
+        beginFrame(frame, FRAME_RECORD, sample.id, idBytes, body);
+        const record = frame.subarray(start, start + body);
+        const recordG = writeSampleRecord(record, sample, k, this.appliedLsn);
+        if (g !== undefined) recordG.set(g.subarray(0, k));
+        else this.currentEmbedding(run, sample, recordG);
+        sealFrame(frame);
+        return { sample, pos, bytes, idBytes, body, g: recordG };
       });
-      await this.samplesEnv.transaction(() => {
-        for (const p of puts) settled(this.samplesDb.put([runId, p.sample.id], p.record.buf));
-      });
-      await this.samplesEnv.flushed;
-      for (const { sample, record } of puts) {
+      const base = await segments.append([out]);
+      for (const { sample, pos, bytes, idBytes, body, g } of placed) {
+        const known = run.samples.get(sample.id);
+        if (known !== undefined) {
+          if (known.at >= 0) segments.release(known.at, frameBytes(idBytes, known.atBytes));
+          if (known.weightAt >= 0) segments.release(known.weightAt, frameBytes(idBytes, WEIGHT_BODY_BYTES));
+          this.inflight.delete(known);
+        }
         run.samples.set(sample.id, sample);
-        run.mirror.set(sample.id, record.g);
+        run.mirror.set(sample.id, g);
+        sample.at = base + pos;
+        sample.atBytes = body;
+        sample.weightAt = -1;
+        segments.retain(sample.at, bytes);
         sample.lsn = sample.flushedLsn = this.appliedLsn;
         if (sample.delta >= 0) pool.release(sample.delta);
         sample.delta = -1;
@@ -1080,13 +1317,8 @@ export class Store {
     const resume = await this.pauseFlusher();
     try {
       // Samples first: a crash in between leaves the run without samples, never orphan records.
-      const sampleKeys = [...this.samplesDb.getKeys(runRange(runId))];
-      const weightKeys = [...this.weightsDb.getKeys(runRange(runId))];
-      await this.samplesEnv.transaction(() => {
-        for (const key of sampleKeys) settled(this.samplesDb.remove(key));
-        for (const key of weightKeys) settled(this.weightsDb.remove(key));
-      });
-      await this.samplesEnv.flushed;
+      await this.segmentsOf(run).remove();
+      this.segments.delete(run);
       const logKeys: number[] = [];
       for (const { key, value } of this.logDb.getRange()) if (value.runId === runId) logKeys.push(key);
       await this.commit(() => {
@@ -1112,17 +1344,22 @@ export class Store {
   /**
    * Writes a consistent, compacted copy of the whole store into `dir` (created; must not hold a
    * store already) while the daemon keeps running. Start a daemon on that directory to restore.
+   * Resolves with the bytes written.
    */
-  async backup(dir: string): Promise<void> {
+  async backup(dir: string): Promise<number> {
     mkdirSync(dir, { recursive: true });
-    if (existsSync(join(dir, 'data.mdb'))) throw new Error(`${dir} already holds a store`);
+    if (existsSync(join(dir, 'data.mdb')) || existsSync(join(dir, 'records'))) throw new Error(`${dir} already holds a store`);
     const resume = await this.pauseFlusher();
     try {
-      // Samples first, then the main environment: with the flusher paused the log is not trimmed
+      // Records first, then the main environment: with the flusher paused the log is not trimmed
       // in between, so the copy's log holds every change newer than the copy's sample records.
-      mkdirSync(join(dir, 'samples'), { recursive: true });
-      await this.samplesEnv.backup(join(dir, 'samples'), true);
+      let bytes = 0;
+      for (const [run, segments] of this.segments) {
+        if (this.runStates.get(run.info.id) !== run) continue;
+        bytes += await segments.copyTo(join(dir, 'records', basename(segments.dir)));
+      }
       await this.root.backup(dir, true);
+      return bytes + statSync(join(dir, 'data.mdb')).size;
     } finally {
       resume();
     }
@@ -1152,13 +1389,11 @@ export class Store {
     return this.profilesDb.doesExist([clipId, hash]);
   }
 
-  /** Bytes the store occupies (LMDB's own accounting, both environments). */
+  /** Bytes the store occupies (the main environment by LMDB's own accounting, and the record segments). */
   sizeBytes(): number {
-    let total = 0;
-    for (const env of [this.root, this.samplesEnv]) {
-      const stats = env.getStats() as { pageSize?: number; lastPageNumber?: number };
-      total += (stats.pageSize ?? 4096) * ((stats.lastPageNumber ?? 0) + 1);
-    }
+    const stats = this.root.getStats() as { pageSize?: number; lastPageNumber?: number };
+    let total = (stats.pageSize ?? 4096) * ((stats.lastPageNumber ?? 0) + 1);
+    for (const segments of this.segments.values()) total += segments.bytes;
     return total;
   }
 
@@ -1173,8 +1408,14 @@ export class Store {
       this.closed = true;
       this.wakeRoomWaiters();
       await this.tail;
-      await this.root.close();
-      await this.samplesEnv.close();
+      await this.closeFiles();
     }
+  }
+
+  /** Closes the main environment and every segment file. */
+  private async closeFiles(): Promise<void> {
+    for (const segments of this.segments.values()) await segments.close();
+    this.segments.clear();
+    await this.root.close();
   }
 }

@@ -138,6 +138,9 @@ export class CrashableDaemon {
       flushIntervalMs: [5, 50, 1000][v],
       flushChunkSamples: [16, 128, 4096][v],
       maxDirtySamples: [64, 1024, 65536][v],
+      // Small segments: compaction runs (and is killed) too. Under a file-size limit (a full
+      // disk) segments must not roll over below it, or the next one would start afresh.
+      segmentBytes: fileLimitKiB === undefined ? [16384, 262144, 64 * 1024 ** 2][v] : 1024 ** 3,
       syncCommits: this.starts % 2 === 1,
     };
     writeFileSync(file, JSON.stringify({ weights: { minSeen: 1, intervalMs: 50 }, store, ...config }));

@@ -6,11 +6,11 @@
  */
 import { cpSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { InfluenceEngine } from '../../daemon/influence/index.js';
-import { MatMulKernel } from '../../daemon/influence/matmul-kernel.js';
-import { createLogger } from '../../daemon/shared/index.js';
+import type { InfluenceEngine } from '../../daemon/influence/index.js';
 import { Store, type RunState, type StoreOptions } from '../../daemon/store/index.js';
+import type { RunSegments } from '../../daemon/store/segments.js';
 import { tempDir } from '../helpers/daemon.js';
+import { openStoreRun, reweigh, sampleRows, type StoreRun } from '../helpers/store-run.js';
 import { rng } from '../helpers/reference.js';
 
 const K = 16;
@@ -19,38 +19,15 @@ const dirs: Array<{ remove: () => void }> = [];
 
 afterAll(() => dirs.forEach((d) => d.remove()));
 
-/** Every sample's evidence and G(z), as exact bytes. */
+/** Every sample's evidence and G(z) as exact bytes, and the run's counters. */
 function snapshot(store: Store, run: RunState): string {
-  const hex = (a: Float64Array | Float32Array): string => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('hex');
-  const rows = [...run.samples.values()]
-    .sort((a, b) => (a.id < b.id ? -1 : 1))
-    .map((s) => [s.id, s.seen, s.lastStep, s.weight, s.total, hex(s.sums), hex(store.embedding(run.info.id, s.id, K)!)]);
+  const rows = sampleRows(store, run, K);
   return JSON.stringify({ rows, queryIds: run.queryIds, commits: [...run.commits], batches: run.batches, sketches: run.sketches });
 }
 
 /** A store in a new temp dir with run `r` (k = K, cosine) in it, and an engine over it. */
-async function openRun(
-  prefix: string,
-  options: Partial<StoreOptions> = {},
-): Promise<{ dir: string; store: Store; run: RunState; engine: InfluenceEngine }> {
-  const d = tempDir(prefix);
-  dirs.push(d);
-  const store = await Store.open({ dataDir: d.path, mapSizeBytes: 1 << 30, ...options });
-  const engine = new InfluenceEngine(store, await MatMulKernel.create({ threads: 1 }), createLogger('warn'), {
-    maxGroupBytes: 1 << 20,
-    scanChunkSamples: 64,
-    maxSamplesPerRun: 1e6,
-  });
-  const run = await store.createRun({
-    id: 'r',
-    dim: K,
-    dtype: 'float32',
-    projection: { kind: 'gaussian', seed: '1', dim: K, fingerprint: 'fp' },
-    scoreMode: 'cosine',
-    worldSize: 1,
-    createdAtMs: 0,
-  });
-  return { dir: d.path, store, run, engine };
+function openRun(prefix: string, options: Partial<StoreOptions> = {}): Promise<StoreRun> {
+  return openStoreRun(prefix, dirs, K, 'cosine', options);
 }
 
 /**
@@ -77,6 +54,11 @@ async function dirtySamples(engine: InfluenceEngine, seed: number): Promise<Map<
     await engine.submitBatch({ runId: 'r', rank: 0, seq: b + 1, step: b + 1, lr, sampleIds: ids, sketches, wire, bytes: wire.byteLength });
   }
   return expected;
+}
+
+/** The run's record segments (a store internal the tests below watch). */
+function segmentsOf(store: Store, run: RunState): RunSegments {
+  return (store as unknown as { segments: Map<RunState, RunSegments> }).segments.get(run)!;
 }
 
 /** The largest difference between a stored G(z) and its expected value. */
@@ -208,7 +190,7 @@ describe('store recovery (write-ahead log replay)', () => {
     await reopened.close();
   });
 
-  it('writes each flush chunk in one samples transaction, and the records hold every delta', async () => {
+  it('writes each flush chunk in one append, and the records hold every delta', async () => {
     const CHUNK = 200;
     const { store, run, engine } = await openRun('motive-flush-chunk-', {
       flushIntervalMs: 1e9,
@@ -217,10 +199,15 @@ describe('store recovery (write-ahead log replay)', () => {
     });
     // Three chunks (200, 200, 50), the first two built over four event-loop turns each (slices of 64).
     const expected = await dirtySamples(engine, 9);
-    const samplesEnv = (store as unknown as { samplesEnv: { getStats(): { lastTxnId: number } } }).samplesEnv;
-    const before = samplesEnv.getStats().lastTxnId;
+    const segments = segmentsOf(store, run);
+    const append = segments.append.bind(segments);
+    let appends = 0;
+    segments.append = (buffers) => {
+      appends++;
+      return append(buffers);
+    };
     await store.flush();
-    expect(samplesEnv.getStats().lastTxnId - before).toBe(3);
+    expect(appends).toBe(3);
     expect(store.flushStats()).toMatchObject({ dirtySamples: 0, logEntries: 0 });
     expect(worstEmbeddingError(store, expected)).toBeLessThan(1e-6);
     expect(run.samples.size).toBe(450);
@@ -237,39 +224,40 @@ describe('store recovery (write-ahead log replay)', () => {
       const wire = new Uint8Array(sketches.buffer.slice(0));
       await engine.submitBatch({ runId: 'r', rank: 0, seq, step: seq, lr: 0.01, sampleIds: ids, sketches, wire, bytes: wire.byteLength });
     };
-    const reweigh = async (ids: string[], ws: number[]): Promise<void> => {
-      const weights = Float32Array.from(ws);
-      const lsn = await store.commit((tx) => {
-        tx.updateRun(run, { weightsVersion: tx.weightsVersion(run) + 1 });
-        return tx.appendWeights('r', ids, weights);
-      });
-      store.applyWeights(run, ids, weights, lsn);
-      run.weightsVersion++;
+    const reweighTo = (ids: string[], ws: number[]): Promise<void> => reweigh(store, run, ids, Float32Array.from(ws));
+    const segments = segmentsOf(store, run);
+    const sample = (id: string): { at: number; atBytes: number; weightAt: number } => run.samples.get(id)!;
+    const read = (at: number, bytes: number): Buffer => {
+      const out = Buffer.alloc(bytes);
+      segments.read(at, 0, out);
+      return out;
     };
-    const internals = store as unknown as {
-      samplesDb: { getBinary(key: [string, string]): Buffer | undefined };
-      weightsDb: { getBinary(key: [string, string]): Buffer | undefined };
-    };
-    const record = (id: string): Buffer => Buffer.from(internals.samplesDb.getBinary(['r', id]) as Buffer);
+    const record = (id: string): Buffer => read(sample(id).at, sample(id).atBytes);
     await batch(Array.from({ length: 10 }, (_, i) => `clip-${i}`));
     await store.flush();
     const before = [record('clip-1'), record('clip-2')];
+    const at = [sample('clip-1').at, sample('clip-2').at];
+    const bytes = segments.bytes;
 
-    await reweigh(['clip-1', 'clip-2'], [0.25, 0.5]);
+    await reweighTo(['clip-1', 'clip-2'], [0.25, 0.5]);
     await store.flush();
-    // The records are as they were; the weights are in their entries.
+    // The records are where and as they were; the weights are in entries of 40 bytes each (a
+    // 16-byte header, the 6-byte id padded to 8, lsn and weight in 16).
+    expect([sample('clip-1').at, sample('clip-2').at]).toEqual(at);
     expect(record('clip-1').equals(before[0] as Buffer)).toBe(true);
     expect(record('clip-2').equals(before[1] as Buffer)).toBe(true);
-    expect(internals.weightsDb.getBinary(['r', 'clip-1'])?.readFloatLE(8)).toBe(0.25);
+    expect(segments.bytes - bytes).toBe(2 * 40);
+    expect(read(sample('clip-1').weightAt, 16).readFloatLE(8)).toBe(0.25);
     expect(store.flushStats()).toMatchObject({ dirtySamples: 0, logEntries: 0 });
 
     // clip-1's weight changes again and a batch touches it: its record is written, with the new
     // weight and a newer lsn than its (now stale) entry.
-    await reweigh(['clip-1'], [0.75]);
+    await reweighTo(['clip-1'], [0.75]);
     await batch(['clip-1', 'clip-5']);
     await store.flush();
     expect(record('clip-1').equals(before[0] as Buffer)).toBe(false);
-    expect(internals.weightsDb.getBinary(['r', 'clip-1'])?.readFloatLE(8)).toBe(0.25);
+    expect(sample('clip-1').weightAt).toBe(-1);
+    expect(read(sample('clip-2').weightAt, 16).readFloatLE(8)).toBe(0.5);
     const live = snapshot(store, run);
     expect(run.samples.get('clip-1')?.weight).toBe(0.75);
     await store.close();
@@ -290,19 +278,19 @@ describe('store recovery (write-ahead log replay)', () => {
       flushChunkSamples: CHUNK,
     });
     const expected = await dirtySamples(engine, 10);
-    // The first chunk's samples transaction fails after 50 ms: by then the second chunk is built.
-    const env = (store as unknown as { samplesEnv: { batch(write: () => void): Promise<unknown> } }).samplesEnv;
-    const batch = env.batch.bind(env);
+    // The first chunk's append fails after 50 ms: by then the second chunk is built.
+    const segments = segmentsOf(store, store.run('r')!);
+    const append = segments.append.bind(segments);
     let handed = 0;
-    env.batch = (write) => {
+    segments.append = (buffers) => {
       handed++;
-      if (handed > 1) return batch(write);
+      if (handed > 1) return append(buffers);
       return new Promise((_, reject) => setTimeout(() => reject(new Error('injected write failure')), 50));
     };
     await expect(store.flush()).rejects.toThrow('injected write failure');
     expect(handed, 'the chunk built behind the failed one is not written').toBe(1);
     expect(store.flushStats()).toMatchObject({ dirtySamples: 450, logEntries: 9 });
-    env.batch = batch;
+    segments.append = append;
     await store.flush();
     expect(store.flushStats()).toMatchObject({ dirtySamples: 0, logEntries: 0 });
     expect(worstEmbeddingError(store, expected)).toBeLessThan(1e-6);

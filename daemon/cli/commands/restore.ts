@@ -1,4 +1,4 @@
-import { copyFileSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Store } from '../../store/index.js';
@@ -11,13 +11,18 @@ export const restoreCommand: Command = {
     if (values.from === undefined || values['data-dir'] === undefined) throw new UsageError('--from and --data-dir are required');
     const from = resolve(values.from);
     const to = resolve(values['data-dir']);
-    // A backup is the main environment (data.mdb) and the samples environment (samples/data.mdb).
-    for (const file of ['data.mdb', join('samples', 'data.mdb')])
-      if (!existsSync(join(from, file))) throw new Error(`${from} holds no backup (no ${file})`);
+    // A backup is the main environment (data.mdb) and the runs' record segments (records/), or
+    // from a format 3 or 4 store, a samples environment (samples/data.mdb) instead, which
+    // opening moves into segments.
+    if (!existsSync(join(from, 'data.mdb'))) throw new Error(`${from} holds no backup (no data.mdb)`);
     if (existsSync(to) && readdirSync(to).length > 0) throw new Error(`${to} is not empty; restore into an empty or new directory`);
-    mkdirSync(join(to, 'samples'), { recursive: true });
+    mkdirSync(to, { recursive: true });
     copyFileSync(join(from, 'data.mdb'), join(to, 'data.mdb'));
-    copyFileSync(join(from, 'samples', 'data.mdb'), join(to, 'samples', 'data.mdb'));
+    if (existsSync(join(from, 'records'))) cpSync(join(from, 'records'), join(to, 'records'), { recursive: true });
+    if (existsSync(join(from, 'samples', 'data.mdb'))) {
+      mkdirSync(join(to, 'samples'));
+      copyFileSync(join(from, 'samples', 'data.mdb'), join(to, 'samples', 'data.mdb'));
+    }
     // Opening checks the store format version and loads every run.
     const store = await Store.open({ dataDir: to, mapSizeBytes: 64 * 1024 ** 3 });
     const runs = store.runs().map((r) => `${r.info.id} (${r.samples.size} samples)`);

@@ -1,0 +1,440 @@
+/**
+ * A run's written sample records and weight entries, appended to segment files
+ * (`records/<run key>/<seq>.seg`) written front to back and never rewritten. A sample's newest
+ * frame supersedes its older ones; the store keeps where each sample's newest frames lie, and
+ * {@link RunSegments.compact} copies the live frames of mostly dead segments to the active one and
+ * deletes them. See docs/store.md ("Record segments") for the frame layout.
+ */
+import { closeSync, fsyncSync, mkdirSync, openSync, readSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { open as openFile, type FileHandle } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
+
+/** Frame header: u32 frame bytes | u32 crc32 of bytes [8, frame bytes) | u8 kind | u8 0 | u16 id bytes | u32 body bytes. */
+export const FRAME_HEADER_BYTES = 16;
+export const FRAME_RECORD = 1;
+export const FRAME_WEIGHT = 2;
+/** A weight entry's body: f64 lsn (the last log entry it reflects), f32 weight, 4 bytes of padding. */
+export const WEIGHT_BODY_BYTES = 16;
+/** Largest segment size a location can address (an offset is kept below 2^32). */
+export const MAX_SEGMENT_BYTES = 2 ** 30;
+
+/** A location packs (segment number, byte offset of a frame's body) into one safe integer. */
+const SEGMENT_SPAN = 2 ** 32;
+const SEGMENT_SUFFIX = '.seg';
+/** A run's directory is renamed to this before it is removed, so a crash never leaves part of it. */
+const DELETED_SUFFIX = '.deleted';
+/** Bytes read per call while scanning a segment. */
+const SCAN_BLOCK_BYTES = 8 << 20;
+
+function pad8(n: number): number {
+  return (n + 7) & ~7;
+}
+
+/** Bytes of a frame holding an id of `idBytes` UTF-8 bytes and a body of `bodyBytes`. */
+export function frameBytes(idBytes: number, bodyBytes: number): number {
+  return FRAME_HEADER_BYTES + pad8(idBytes) + pad8(bodyBytes);
+}
+
+/** Offset of a frame's body from its start. */
+export function bodyOffset(idBytes: number): number {
+  return FRAME_HEADER_BYTES + pad8(idBytes);
+}
+
+/**
+ * Writes a frame's header and id into `frame` (exactly {@link frameBytes} long, 8-byte aligned);
+ * the caller writes the body at {@link bodyOffset} and then calls {@link sealFrame}.
+ */
+export function beginFrame(frame: Buffer, kind: number, id: string, idBytes: number, bodyBytes: number): void {
+  frame.writeUInt32LE(frame.length, 0);
+  frame.writeUInt8(kind, 8);
+  frame.writeUInt8(0, 9);
+  frame.writeUInt16LE(idBytes, 10);
+  frame.writeUInt32LE(bodyBytes, 12);
+  frame.write(id, FRAME_HEADER_BYTES, idBytes, 'utf8');
+}
+
+/** Sets the frame's checksum, once its body is written. */
+export function sealFrame(frame: Buffer): void {
+  frame.writeUInt32LE(crc32(frame.subarray(8)), 4);
+}
+
+export function segmentOf(loc: number): number {
+  return Math.floor(loc / SEGMENT_SPAN);
+}
+
+/** One frame met while scanning: `body` is a view valid until the scan reads on. */
+export interface ScannedFrame {
+  readonly kind: number;
+  readonly id: string;
+  readonly body: Buffer;
+  /** Location of the body. */
+  readonly loc: number;
+  /** The whole frame, a view valid until the scan reads on. */
+  readonly frame: Buffer;
+}
+
+/** A frame compaction moved: its kind, id and old body location. */
+export interface MovedFrame {
+  readonly kind: number;
+  readonly id: string;
+  readonly loc: number;
+}
+
+interface Segment {
+  readonly seq: number;
+  readonly path: string;
+  readonly fd: number;
+  /** Bytes known written and synced (the end of the last good frame). */
+  size: number;
+  /** Bytes of its frames that are still some sample's newest. */
+  live: number;
+  /** Written to by this process (else opened read-only from an earlier one). */
+  readonly handle: FileHandle | undefined;
+}
+
+/** Directory of a run's segments under `recordsDir`: a fixed-length name, whatever the run id. */
+export function runSegmentsDir(recordsDir: string, runId: string): string {
+  return join(recordsDir, createHash('sha256').update(runId).digest('hex').slice(0, 32));
+}
+
+/** fsync of a directory, so that the entries just created or removed in it are durable. */
+function syncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Removes what a crash left of deleted runs' directories. */
+export function removeDeletedRuns(recordsDir: string): void {
+  mkdirSync(recordsDir, { recursive: true });
+  for (const name of readdirSync(recordsDir)) {
+    if (name.endsWith(DELETED_SUFFIX)) rmSync(join(recordsDir, name), { recursive: true, force: true });
+  }
+}
+
+export class RunSegments {
+  readonly dir: string;
+  private readonly segmentBytes: number;
+  private readonly segments = new Map<number, Segment>();
+  /** The segment appends go to; undefined until the first append, or after a failed one. */
+  private active: Segment | undefined;
+  private nextSeq = 1;
+  private closed = false;
+  private appending: Promise<void> = Promise.resolve();
+  private compacting = false;
+
+  private constructor(dir: string, segmentBytes: number) {
+    this.dir = dir;
+    this.segmentBytes = segmentBytes;
+  }
+
+  /**
+   * Opens (creating when missing) a run's segment directory. Existing segments are only read and
+   * compacted: appends always go to a new segment, so a frame torn by a crash is at the end of
+   * its segment, where a scan stops.
+   */
+  static open(dir: string, segmentBytes: number): RunSegments {
+    if (segmentBytes > MAX_SEGMENT_BYTES) throw new RangeError(`segment size ${segmentBytes} exceeds ${MAX_SEGMENT_BYTES}`);
+    const created = !statSync(dir, { throwIfNoEntry: false });
+    mkdirSync(dir, { recursive: true });
+    if (created) syncDir(join(dir, '..'));
+    const segments = new RunSegments(dir, segmentBytes);
+    const seqs = readdirSync(dir)
+      .filter((name) => name.endsWith(SEGMENT_SUFFIX))
+      .map((name) => Number.parseInt(name, 10))
+      .filter((seq) => Number.isSafeInteger(seq) && seq > 0)
+      .sort((a, b) => a - b);
+    for (const seq of seqs) {
+      const path = segments.pathOf(seq);
+      segments.segments.set(seq, { seq, path, fd: openSync(path, 'r'), size: statSync(path).size, live: 0, handle: undefined });
+      segments.nextSeq = seq + 1;
+    }
+    return segments;
+  }
+
+  private pathOf(seq: number): string {
+    return join(this.dir, `${String(seq).padStart(10, '0')}${SEGMENT_SUFFIX}`);
+  }
+
+  /** Bytes of all segments. */
+  get bytes(): number {
+    let total = 0;
+    for (const s of this.segments.values()) total += s.size;
+    return total;
+  }
+
+  /** Bytes of frames still some sample's newest. */
+  get liveBytes(): number {
+    let total = 0;
+    for (const s of this.segments.values()) total += s.live;
+    return total;
+  }
+
+  get segmentCount(): number {
+    return this.segments.size;
+  }
+
+  /**
+   * Every frame of every segment, oldest segment first. A segment is read up to its first frame
+   * that is cut short or fails its checksum (a write torn by a crash, or one that failed); its
+   * size is set to the end of the frame before it.
+   */
+  *scan(): Generator<ScannedFrame> {
+    for (const segment of [...this.segments.values()]) yield* this.scanSegment(segment, true);
+  }
+
+  private *scanSegment(segment: Segment, check: boolean): Generator<ScannedFrame> {
+    let buf = Buffer.allocUnsafeSlow(SCAN_BLOCK_BYTES);
+    /** File offset of buf[0], bytes valid in buf, file offset of the next frame. */
+    let base = 0;
+    let filled = 0;
+    let pos = 0;
+    const end = segment.size;
+    const fill = (): void => {
+      base = pos;
+      filled = readSync(segment.fd, buf, 0, Math.min(buf.length, end - pos), pos);
+    };
+    while (pos + FRAME_HEADER_BYTES <= end) {
+      if (pos + FRAME_HEADER_BYTES > base + filled) fill();
+      if (pos + FRAME_HEADER_BYTES > base + filled) break;
+      const len = buf.readUInt32LE(pos - base);
+      if (len < FRAME_HEADER_BYTES || len % 8 !== 0 || pos + len > end) break;
+      if (pos + len > base + filled) {
+        if (len > buf.length) buf = Buffer.allocUnsafeSlow(len);
+        fill();
+        if (len > filled) break;
+      }
+      const frame = buf.subarray(pos - base, pos - base + len);
+      const idBytes = frame.readUInt16LE(10);
+      const bodyBytes = frame.readUInt32LE(12);
+      if (frameBytes(idBytes, bodyBytes) !== len) break;
+      if (check && frame.readUInt32LE(4) !== crc32(frame.subarray(8))) break;
+      const body = bodyOffset(idBytes);
+      yield {
+        kind: frame.readUInt8(8),
+        id: frame.toString('utf8', FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + idBytes),
+        body: frame.subarray(body, body + bodyBytes),
+        loc: segment.seq * SEGMENT_SPAN + pos + body,
+        frame,
+      };
+      pos += len;
+    }
+    // Whatever follows the last good frame of a segment an earlier process wrote is a torn or
+    // failed write: never read again. (This process's own segments end at their last good frame.)
+    if (pos < end && segment.handle === undefined) segment.size = pos;
+  }
+
+  /** Counts a frame (`bytes` long, its body at `loc`) as some sample's newest. */
+  retain(loc: number, bytes: number): void {
+    const segment = this.segments.get(segmentOf(loc));
+    if (segment !== undefined) segment.live += bytes;
+  }
+
+  /** A frame superseded by a newer one: its bytes are garbage for compaction. */
+  release(loc: number, bytes: number): void {
+    const segment = this.segments.get(segmentOf(loc));
+    if (segment !== undefined) segment.live -= bytes;
+  }
+
+  /** Reads `out.length` bytes from `skip` bytes into the body at `loc`. */
+  read(loc: number, skip: number, out: Uint8Array): void {
+    const segment = this.segments.get(segmentOf(loc));
+    if (segment === undefined) throw new Error(`${this.dir}: no segment ${segmentOf(loc)}`);
+    const offset = (loc % SEGMENT_SPAN) + skip;
+    const n = readSync(segment.fd, out, 0, out.length, offset);
+    if (n !== out.length) throw new Error(`${segment.path}: short read at ${offset}`);
+  }
+
+  /**
+   * Appends `buffers` (whole frames) to the active segment, starting a new one when it is full,
+   * and syncs it. Resolves with the location of the first byte appended, to which a frame's
+   * offset in `buffers` plus its body offset is added. A failed write is cut off the segment
+   * again (or, if that fails too, ends it), so no good frame ever follows a bad one in a segment.
+   */
+  append(buffers: readonly Buffer[]): Promise<number> {
+    // One append at a time: each writes at the end the one before it left.
+    const next = this.appending.then(() => this.appendNow(buffers));
+    this.appending = next.then(
+      () => undefined,
+      () => undefined,
+    );
+    return next;
+  }
+
+  private async appendNow(buffers: readonly Buffer[]): Promise<number> {
+    if (this.closed) throw new Error(`${this.dir}: closed`);
+    let total = 0;
+    for (const b of buffers) total += b.length;
+    let segment = this.active;
+    if (segment === undefined || segment.size >= this.segmentBytes) segment = await this.startSegment();
+    const handle = segment.handle as FileHandle;
+    const start = segment.size;
+    try {
+      let written = 0;
+      let pending = buffers.filter((b) => b.length > 0);
+      while (written < total) {
+        const { bytesWritten } = await handle.writev(pending, start + written);
+        if (bytesWritten === 0) throw new Error(`${segment.path}: no bytes written (ENOSPC?)`);
+        written += bytesWritten;
+        pending = remainder(pending, bytesWritten);
+      }
+      await handle.datasync();
+    } catch (err) {
+      // Cut off what part of it was written, so that appends can go on in this segment (a full
+      // disk keeps failing here, as it should); if even that fails, the next append starts a new
+      // segment, as no good frame may follow a bad one in a segment.
+      try {
+        await handle.truncate(start);
+      } catch {
+        if (this.active === segment) this.active = undefined;
+      }
+      throw err;
+    }
+    segment.size = start + total;
+    return segment.seq * SEGMENT_SPAN + start;
+  }
+
+  private async startSegment(): Promise<Segment> {
+    const seq = this.nextSeq++;
+    const path = this.pathOf(seq);
+    const handle = await openFile(path, 'wx+');
+    syncDir(this.dir);
+    const segment: Segment = { seq, path, fd: handle.fd, size: 0, live: 0, handle };
+    this.segments.set(seq, segment);
+    this.active = segment;
+    return segment;
+  }
+
+  /**
+   * Compacts while the segments hold more than `maxGarbageRatio` times their live bytes (and at
+   * least two segments' worth): the segment with the least live data first, its live frames
+   * (`isLive`) copied to the active segment, synced, then `moved` for each, then the segment
+   * deleted. Yields to the event loop between steps. Returns the bytes reclaimed.
+   */
+  async compact(
+    maxGarbageRatio: number,
+    isLive: (f: ScannedFrame) => boolean,
+    moved: (f: MovedFrame, to: number) => void,
+  ): Promise<number> {
+    if (this.compacting) return 0;
+    this.compacting = true;
+    try {
+      return await this.compactNow(maxGarbageRatio, isLive, moved);
+    } finally {
+      this.compacting = false;
+    }
+  }
+
+  private async compactNow(
+    maxGarbageRatio: number,
+    isLive: (f: ScannedFrame) => boolean,
+    moved: (f: MovedFrame, to: number) => void,
+  ): Promise<number> {
+    let reclaimed = 0;
+    for (;;) {
+      const total = this.bytes;
+      const live = this.liveBytes;
+      if (total < 2 * this.segmentBytes || total <= maxGarbageRatio * live) return reclaimed;
+      let victim: Segment | undefined;
+      for (const s of this.segments.values()) {
+        if (s === this.active) continue;
+        if (victim === undefined || s.live / Math.max(s.size, 1) < victim.live / Math.max(victim.size, 1)) victim = s;
+      }
+      if (victim === undefined) return reclaimed;
+      const kept: Array<MovedFrame & { bytes: number; at: number }> = [];
+      const copies: Buffer[] = [];
+      let offset = 0;
+      let n = 0;
+      for (const f of this.scanSegment(victim, false)) {
+        if (++n % 1024 === 0) await new Promise((resolve) => setImmediate(resolve));
+        if (!isLive(f)) continue;
+        // The scan reuses its buffer: each live frame is copied out.
+        copies.push(Buffer.from(f.frame));
+        kept.push({ kind: f.kind, id: f.id, loc: f.loc, bytes: f.frame.length, at: offset + f.body.byteOffset - f.frame.byteOffset });
+        offset += f.frame.length;
+      }
+      if (copies.length > 0) {
+        const to = await this.append(copies);
+        for (const f of kept) {
+          this.retain(to + f.at, f.bytes);
+          this.release(f.loc, f.bytes);
+          moved(f, to + f.at);
+        }
+      }
+      await this.removeSegment(victim);
+      reclaimed += victim.size - offset;
+    }
+  }
+
+  private async removeSegment(segment: Segment): Promise<void> {
+    this.segments.delete(segment.seq);
+    if (segment.handle !== undefined) await segment.handle.close();
+    else closeSync(segment.fd);
+    rmSync(segment.path, { force: true });
+    syncDir(this.dir);
+  }
+
+  /** Copies every segment, up to its written size, into `dir` (a backup; the writer is paused); resolves with the bytes copied. */
+  async copyTo(dir: string): Promise<number> {
+    mkdirSync(dir, { recursive: true });
+    let bytes = 0;
+    for (const segment of this.segments.values()) {
+      bytes += segment.size;
+      const out = await openFile(join(dir, segment.path.slice(this.dir.length + 1)), 'wx');
+      try {
+        const buf = Buffer.allocUnsafeSlow(SCAN_BLOCK_BYTES);
+        for (let at = 0; at < segment.size;) {
+          const n = readSync(segment.fd, buf, 0, Math.min(buf.length, segment.size - at), at);
+          if (n === 0) throw new Error(`${segment.path}: short read at ${at}`);
+          await out.write(buf, 0, n, at);
+          at += n;
+        }
+        await out.datasync();
+      } finally {
+        await out.close();
+      }
+    }
+    syncDir(dir);
+    return bytes;
+  }
+
+  /** Closes every file. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const segment of this.segments.values()) {
+      if (segment.handle !== undefined) await segment.handle.close();
+      else closeSync(segment.fd);
+    }
+    this.segments.clear();
+    this.active = undefined;
+  }
+
+  /** Closes and removes the run's directory: renamed first, so a crash leaves none of it behind. */
+  async remove(): Promise<void> {
+    await this.close();
+    const gone = `${this.dir}${DELETED_SUFFIX}`;
+    rmSync(gone, { recursive: true, force: true });
+    renameSync(this.dir, gone);
+    syncDir(join(this.dir, '..'));
+    rmSync(gone, { recursive: true, force: true });
+  }
+}
+
+/** `buffers` without their first `bytes` bytes. */
+function remainder(buffers: readonly Buffer[], bytes: number): Buffer[] {
+  const out: Buffer[] = [];
+  let skip = bytes;
+  for (const b of buffers) {
+    if (skip >= b.length) skip -= b.length;
+    else {
+      out.push(skip > 0 ? b.subarray(skip) : b);
+      skip = 0;
+    }
+  }
+  return out;
+}

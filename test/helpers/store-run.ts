@@ -1,0 +1,62 @@
+/**
+ * A real store in a temp dir with one run and an engine over it, for the store tests that drive
+ * the engine in process (no gRPC), and a byte-exact snapshot of a run's samples.
+ */
+import { InfluenceEngine } from '../../daemon/influence/index.js';
+import { MatMulKernel } from '../../daemon/influence/matmul-kernel.js';
+import { createLogger } from '../../daemon/shared/index.js';
+import { Store, type RunState, type ScoreMode, type StoreOptions } from '../../daemon/store/index.js';
+import { tempDir } from './daemon.js';
+
+export interface StoreRun {
+  readonly dir: string;
+  readonly store: Store;
+  readonly run: RunState;
+  readonly engine: InfluenceEngine;
+}
+
+/** A store in a new temp dir (registered in `dirs` for removal) with run `r` of dimension `dim`. */
+export async function openStoreRun(
+  prefix: string,
+  dirs: Array<{ remove: () => void }>,
+  dim: number,
+  scoreMode: ScoreMode,
+  options: Partial<StoreOptions> = {},
+): Promise<StoreRun> {
+  const d = tempDir(prefix);
+  dirs.push(d);
+  const store = await Store.open({ dataDir: d.path, mapSizeBytes: 1 << 30, ...options });
+  const engine = new InfluenceEngine(store, await MatMulKernel.create({ threads: 1 }), createLogger('warn'), {
+    maxGroupBytes: 1 << 20,
+    scanChunkSamples: 64,
+    maxSamplesPerRun: 1e6,
+  });
+  const run = await store.createRun({
+    id: 'r',
+    dim,
+    dtype: 'float32',
+    projection: { kind: 'gaussian', seed: '1', dim, fingerprint: 'fp' },
+    scoreMode,
+    worldSize: 1,
+    createdAtMs: 0,
+  });
+  return { dir: d.path, store, run, engine };
+}
+
+/** Every sample's evidence and G(z) (`dim` floats), sorted by id, with the arrays as exact bytes. */
+export function sampleRows(store: Store, run: RunState, dim: number): unknown[] {
+  const hex = (a: Float64Array | Float32Array): string => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('hex');
+  return [...run.samples.values()]
+    .sort((a, b) => (a.id < b.id ? -1 : 1))
+    .map((s) => [s.id, s.seen, s.lastStep, s.weight, s.total, hex(s.sums), hex(store.embedding(run.info.id, s.id, dim)!)]);
+}
+
+/** Commits and applies a weight change the way the weighting service does, with the next weights version. */
+export async function reweigh(store: Store, run: RunState, ids: readonly string[], weights: Float32Array): Promise<void> {
+  const lsn = await store.commit((tx) => {
+    tx.updateRun(run, { weightsVersion: tx.weightsVersion(run) + 1 });
+    return tx.appendWeights(run.info.id, ids, weights);
+  });
+  store.applyWeights(run, ids, weights, lsn);
+  run.weightsVersion++;
+}
