@@ -379,8 +379,6 @@ export class Store {
   private readonly inflight = new Map<SampleState, Buffer>();
   /** Free flush-slice buffers by size (see {@link Store.takeArena}). */
   private readonly arenas = new Map<number, Buffer[]>();
-  /** Read buffer for records read back from their segments. */
-  private scratch = Buffer.allocUnsafeSlow(4096);
   /** Committed log entries not applied to memory yet, with their run. */
   private readonly unapplied = new Map<number, RunState | undefined>();
   /** True while the log is replayed at start-up. */
@@ -1135,11 +1133,24 @@ export class Store {
 
   /** Writes every dirty sample and trims the log; resolves once both are durable. */
   async flush(): Promise<void> {
-    while (this.flushing !== undefined) await this.flushing;
-    while (this.dirtyCount > 0 || this.logEntries > 0) {
+    for (;;) {
+      while (this.flushing !== undefined) await this.flushing;
+      if (this.dirtyCount === 0 && this.logEntries === 0) break;
       const before = this.stats.samplesFlushed;
       const entriesBefore = this.logEntries;
-      await this.flushCycle();
+      // Registered as the running cycle, so that no background cycle starts beside it: two
+      // cycles could write a sample's older record after its newer one.
+      const cycle = this.flushCycle();
+      this.flushing = cycle.then(
+        () => undefined,
+        () => undefined,
+      );
+      try {
+        await cycle;
+      } finally {
+        this.flushing = undefined;
+        this.wakeRoomWaiters();
+      }
       if (this.stats.samplesFlushed === before && this.logEntries === entriesBefore) break;
     }
   }
@@ -1160,10 +1171,14 @@ export class Store {
     if (inflight !== undefined) copyEmbedding(inflight, out);
     else if (sample.at < 0) out.fill(0);
     else {
-      if (this.scratch.length < sample.atBytes) this.scratch = Buffer.allocUnsafeSlow(2 ** Math.ceil(Math.log2(sample.atBytes)));
-      const record = this.scratch.subarray(0, sample.atBytes);
-      this.segmentsOf(run).read(sample.at, 0, record);
-      copyEmbedding(record, out);
+      // G(z) alone, read straight into `out`: the record's length gives its number of sums.
+      const k = run.info.dim;
+      const nq = (sample.atBytes - sampleRecordBytes(0, k)) / 8;
+      if (!Number.isInteger(nq) || nq < 0)
+        throw new Error(`sample ${sample.id}: a record of ${sample.atBytes} bytes does not hold k = ${k}`);
+      const n = Math.min(k, out.length);
+      this.segmentsOf(run).read(sample.at, embeddingOffset(nq), new Uint8Array(out.buffer, out.byteOffset, 4 * n));
+      if (n < out.length) out.fill(0, n);
     }
   }
 
