@@ -197,7 +197,7 @@ for (const n of SIZES) {
       'store scan only: embeddingChunks, no arithmetic',
       scanOnly.best,
       ((scanOnly.worst - scanOnly.best) / scanOnly.best) * 100,
-      'LMDB iteration + row copy',
+      'segment reads + row copy',
     );
     const out = new Float64Array(8192);
     const scanJs = timed(() => {
