@@ -210,7 +210,12 @@ export const ConfigSchema = Type.Object(
     limits: Type.Object(
       {
         maxDim: Type.Integer({ default: 65536, minimum: 1, description: 'Largest sketch length k accepted.' }),
-        maxSampleIdBytes: Type.Integer({ default: 512, minimum: 1, description: 'Longest sample id (UTF-8 bytes).' }),
+        maxSampleIdBytes: Type.Integer({
+          default: 512,
+          minimum: 1,
+          maximum: 65535,
+          description: "Longest sample id (UTF-8 bytes); at most 65,535, the record segments' frame header field (docs/store.md).",
+        }),
         maxQueries: Type.Integer({ default: 4096, minimum: 1, description: 'Most queries in one query set.' }),
         maxAttributeLimit: Type.Integer({ default: 10000, minimum: 1, description: 'Largest `limit` of REST listings.' }),
         maxRuns: Type.Integer({

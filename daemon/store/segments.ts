@@ -17,6 +17,8 @@ export const FRAME_RECORD = 1;
 export const FRAME_WEIGHT = 2;
 /** A weight entry's body: f64 lsn (the last log entry it reflects), f32 weight, 4 bytes of padding. */
 export const WEIGHT_BODY_BYTES = 16;
+/** Longest sample id a frame holds (its u16 length field). */
+export const MAX_ID_BYTES = 0xffff;
 /** Largest segment size a location can address (an offset is kept below 2^32). */
 export const MAX_SEGMENT_BYTES = 2 ** 30;
 
@@ -47,6 +49,7 @@ export function bodyOffset(idBytes: number): number {
  * the caller writes the body at {@link bodyOffset} and then calls {@link sealFrame}.
  */
 export function beginFrame(frame: Buffer, kind: number, id: string, idBytes: number, bodyBytes: number): void {
+  if (idBytes > MAX_ID_BYTES) throw new RangeError(`sample id of ${idBytes} bytes: a record frame holds at most ${MAX_ID_BYTES}`);
   frame.writeUInt32LE(frame.length, 0);
   frame.writeUInt8(kind, 8);
   frame.writeUInt8(0, 9);

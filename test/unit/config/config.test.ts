@@ -27,6 +27,9 @@ describe('configuration', () => {
     expect(() => loadConfig({ env: { MOTIVE_HTTP_PORT: '70000' } })).toThrow(/http\.port/);
     writeFileSync(file, JSON.stringify({ grpc: { prot: 1 } }));
     expect(() => loadConfig({ env: { MOTIVE_CONFIG: file } })).toThrow(/grpc/);
+    // Sample ids longer than a record frame's u16 length field could not be stored.
+    writeFileSync(file, JSON.stringify({ limits: { maxSampleIdBytes: 65536 } }));
+    expect(() => loadConfig({ env: { MOTIVE_CONFIG: file } })).toThrow(/maxSampleIdBytes/);
     writeFileSync(file, '{not json');
     expect(() => loadConfig({ env: { MOTIVE_CONFIG: file } })).toThrow(/not valid JSON/);
     dir.remove();
