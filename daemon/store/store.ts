@@ -942,15 +942,26 @@ export class Store {
    * Acks it sends) for long. Undefined when none of them is dirty any more.
    */
   private async buildChunk(run: RunState, samples: readonly SampleState[]): Promise<FlushChunk | undefined> {
+    const chunk: FlushChunk = { run, records: [], weights: [], frames: [], arenas: [], builtFrom: trace.on ? performance.now() : 0 };
+    try {
+      await this.buildFrames(samples, chunk);
+    } catch (err) {
+      // A record that could not be read back (an I/O error): what was built is dirty again, and
+      // the sample it failed on was never taken.
+      this.unflushed(chunk);
+      throw err;
+    }
+    return chunk.records.length === 0 && chunk.weights.length === 0 ? undefined : chunk;
+  }
+
+  /** Builds the frames of `samples` into `chunk`, slice by slice (see {@link Store.buildChunk}). */
+  private async buildFrames(samples: readonly SampleState[], chunk: FlushChunk): Promise<void> {
+    const run = chunk.run;
     const k = run.info.dim;
     const pool = this.deltaPool(run);
     const set = this.dirtySet(run);
-    const records: FlushChunk['records'] = [];
-    const weights: FlushChunk['weights'] = [];
-    const frames: Buffer[] = [];
-    const arenas: Buffer[] = [];
+    const { records, weights, frames, arenas } = chunk;
     let chunkBytes = 0;
-    const builtFrom = trace.on ? performance.now() : 0;
     for (let at = 0; at < samples.length; at += FLUSH_SLICE) {
       if (at > 0) await new Promise((resolve) => setImmediate(resolve));
       const sliceStart = trace.on ? performance.now() : 0;
@@ -1005,7 +1016,6 @@ export class Store {
       chunkBytes += sliceBytes;
       if (trace.on) trace.event('flush', sliceStart, performance.now(), slice.length);
     }
-    return records.length === 0 && weights.length === 0 ? undefined : { run, records, weights, frames, arenas, builtFrom };
   }
 
   /**

@@ -35,9 +35,13 @@ function openRun(prefix: string, options: Partial<StoreOptions> = {}): Promise<S
  * to `engine`; returns each sample's expected G(z) = lr · ĝ, ĝ the row normalised (cosine runs),
  * in float64.
  */
-async function dirtySamples(engine: InfluenceEngine, seed: number): Promise<Map<string, Float64Array>> {
+async function dirtySamples(
+  engine: InfluenceEngine,
+  seed: number,
+  expected = new Map<string, Float64Array>(),
+  firstSeq = 1,
+): Promise<Map<string, Float64Array>> {
   const r = rng(seed);
-  const expected = new Map<string, Float64Array>();
   for (let b = 0; b < 9; b++) {
     const ids = Array.from({ length: 50 }, (_, i) => `clip-${b * 50 + i}`);
     const sketches = Float32Array.from({ length: 50 * K }, () => r.normal());
@@ -45,13 +49,15 @@ async function dirtySamples(engine: InfluenceEngine, seed: number): Promise<Map<
     ids.forEach((id, i) => {
       const row = Array.from(sketches.subarray(i * K, (i + 1) * K), Number);
       const norm = Math.sqrt(row.reduce((a, x) => a + x * x, 0));
+      const before = expected.get(id);
       expected.set(
         id,
-        Float64Array.from(row, (x) => (lr * x) / norm),
+        Float64Array.from(row, (x, d) => (before?.[d] ?? 0) + (lr * x) / norm),
       );
     });
     const wire = new Uint8Array(sketches.buffer.slice(0));
-    await engine.submitBatch({ runId: 'r', rank: 0, seq: b + 1, step: b + 1, lr, sampleIds: ids, sketches, wire, bytes: wire.byteLength });
+    const seq = firstSeq + b;
+    await engine.submitBatch({ runId: 'r', rank: 0, seq, step: seq, lr, sampleIds: ids, sketches, wire, bytes: wire.byteLength });
   }
   return expected;
 }
@@ -295,5 +301,35 @@ describe('store recovery (write-ahead log replay)', () => {
     expect(store.flushStats()).toMatchObject({ dirtySamples: 0, logEntries: 0 });
     expect(worstEmbeddingError(store, expected)).toBeLessThan(1e-6);
     await store.close();
+  }, 60_000);
+
+  it('a record that cannot be read back fails its flush with every sample of the chunk still dirty; the next cycle writes every delta', async () => {
+    const { dir, store, run, engine } = await openRun('motive-flush-read-fail-', {
+      flushIntervalMs: 1e9,
+      maxDirtySamples: 1e9,
+      flushChunkSamples: 200,
+    });
+    const expected = await dirtySamples(engine, 13);
+    await store.flush();
+    // The same 450 samples again: each flush now reads its record back to add the delta to.
+    await dirtySamples(engine, 14, expected, 10);
+    const segments = segmentsOf(store, run);
+    const read = segments.read.bind(segments);
+    let reads = 0;
+    segments.read = (loc, skip, out) => {
+      if (++reads === 100) throw new Error('injected read failure');
+      read(loc, skip, out);
+    };
+    await expect(store.flush()).rejects.toThrow('injected read failure');
+    // The 99 records built before the failure are dirty again, not clean and never written.
+    expect(store.flushStats()).toMatchObject({ dirtySamples: 450, logEntries: 9 });
+    segments.read = read;
+    await store.flush();
+    expect(store.flushStats()).toMatchObject({ dirtySamples: 0, logEntries: 0 });
+    expect(worstEmbeddingError(store, expected)).toBeLessThan(1e-6);
+    await store.close();
+    const reopened = await Store.open({ dataDir: dir, mapSizeBytes: 1 << 30 });
+    expect(worstEmbeddingError(reopened, expected)).toBeLessThan(1e-6);
+    await reopened.close();
   }, 60_000);
 });
