@@ -137,10 +137,10 @@ export const ConfigSchema = Type.Object(
         }),
         segmentBytes: Type.Integer({
           default: 64 * 1024 * 1024,
-          minimum: 4096,
+          minimum: 16384,
           maximum: 1024 ** 3,
           description:
-            "Size at which a run's record segment file is closed and the next started. Compaction keeps a run's segments within twice its live records, or two segments' worth, whichever is more (docs/store.md).",
+            "Size at which a run's record segment file is closed and the next started. Compaction keeps a run's segments within twice its live records, or two segments' worth, whichever is more; each segment holds an open file descriptor (docs/store.md).",
         }),
         syncCommits: Type.Boolean({
           default: false,
