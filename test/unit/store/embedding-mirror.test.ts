@@ -45,6 +45,19 @@ describe('int8 embedding mirror', () => {
     expect([...z.values].every((v) => v === 0)).toBe(true);
   });
 
+  it('finds max|g| wherever it lies, also among the values after the last group of four (k = 7)', () => {
+    const k = 7;
+    const mirror = new EmbeddingMirror(k);
+    for (let at = 0; at < k; at++) {
+      const g = Float32Array.from({ length: k }, (_, d) => 0.01 * (d + 1));
+      g[at] = -3; // the largest magnitude, negative, at every position in turn
+      mirror.set(`s${at}`, g);
+      const { values, scale } = row(mirror, at);
+      expect(scale).toBe(Math.fround(3 / 127));
+      expect(values[at]).toBe(-127);
+    }
+  });
+
   it('rounds exact halves up, as Math.round does', () => {
     const mirror = new EmbeddingMirror(6);
     // max 127 makes the step exactly 1, so these values land on the halves themselves.
