@@ -86,7 +86,8 @@ async function once(seed: number): Promise<RunResult> {
         seq++;
         const wire = payloads[seq % payloads.length] as Buffer;
         const ids = Array.from({ length: BATCH }, () => `clip-${r.int(POOL)}`);
-        const sketches = decodeFiniteSketches(wire, 'float16', BATCH * K, engine.sketchBuffers);
+        // Decoded and normalised in one pass, as the ingest server does for a cosine run.
+        const sketches = decodeFiniteSketches(wire, 'float16', BATCH * K, engine.sketchBuffers, K);
         if (sketches === undefined) throw new Error('payload is not finite');
         const p: Promise<void> = engine
           .submitBatch({
@@ -97,6 +98,7 @@ async function once(seed: number): Promise<RunResult> {
             lr: 1e-4,
             sampleIds: ids,
             sketches,
+            normalized: true,
             wire,
             bytes: wire.length + 64 * BATCH,
           })

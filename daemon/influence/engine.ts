@@ -20,8 +20,13 @@ export interface BatchSubmission {
   readonly step: number;
   readonly lr: number;
   readonly sampleIds: readonly string[];
-  /** [sampleIds.length × k] float32, raw (normalised here per the run's score mode). */
+  /** [sampleIds.length × k] float32, raw (normalised here per the run's score mode) or `normalized`. */
   readonly sketches: Float32Array;
+  /**
+   * Already L2-normalised row by row (ingest decodes a cosine run's sketches that way, in one
+   * pass); a cosine run's raw sketches are normalised in the group's preparation.
+   */
+  readonly normalized?: boolean;
   /** The sketch bytes as received, in the run's dtype: what the store logs. */
   readonly wire: Uint8Array;
   /** Wire bytes, for group sizing. */
@@ -393,6 +398,11 @@ export class InfluenceEngine {
         products.push(undefined);
         continue;
       }
+      if (sub.normalized === true && run.info.scoreMode !== 'cosine') {
+        // The stream decoded for the run it attached to; a run replaced since scores otherwise.
+        item.reject(new MotiveError('MOTIVE_INGEST_INTERNAL', `normalised sketches for run ${run.info.id}, which scores by dot product`));
+        continue;
+      }
       let fresh = ahead.samples.get(run);
       if (fresh === undefined) ahead.samples.set(run, (fresh = new Set()));
       // One lookup per id: a sample known now stays in the run until the batch is applied (a
@@ -420,7 +430,7 @@ export class InfluenceEngine {
       ahead.seqs.set(key, sub.seq);
       const n = sub.sampleIds.length;
       const k = run.info.dim;
-      if (run.info.scoreMode === 'cosine') normalizeRows(sub.sketches, n, k);
+      if (run.info.scoreMode === 'cosine' && sub.normalized !== true) normalizeRows(sub.sketches, n, k);
       const qs = querySetAt(run, pendingQs, sub.step);
       // Queued now, awaited below: onnxruntime-node runs each product on a later turn of this
       // thread (with its intra-op threads), so the products of a group run back to back.

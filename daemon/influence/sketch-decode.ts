@@ -48,16 +48,18 @@ export class SketchBuffers {
 
 /**
  * Decodes `count` little-endian values of `dtype` into an aligned Float32Array, taken from
- * `buffers` when given (new otherwise), or undefined when any value is NaN or ±Inf.
+ * `buffers` when given (new otherwise), or undefined when any value is NaN or ±Inf. With
+ * `normalizeK`, every row of that many values is L2-normalised in the same pass (cosine runs).
  */
 export function decodeFiniteSketches(
   bytes: Uint8Array,
   dtype: SketchDType,
   count: number,
   buffers?: SketchBuffers,
+  normalizeK?: number,
 ): Float32Array | undefined {
   const out = buffers === undefined ? new Float32Array(count) : buffers.take(count);
-  if (decodeSketchesInto(bytes, dtype, out, count)) return out;
+  if (decodeSketchesInto(bytes, dtype, out, count, normalizeK)) return out;
   buffers?.give(out);
   return undefined;
 }

@@ -49,6 +49,8 @@ type Call = grpc.ServerDuplexStream<TrainerMessageMsg, DaemonMessageMsg>;
 
 class TrainerStream {
   hello: ValidHello | undefined;
+  /** Whether the attached run scores by cosine: its sketches are normalised as they are decoded. */
+  normalize = false;
   /** Highest seq and step received on this stream: within one stream both must not go down. */
   lastSeq = 0;
   lastStep = -1;
@@ -209,7 +211,7 @@ export class IngestServer {
       const batchMsg = msg.batch;
       let decoded;
       try {
-        decoded = decodeBatch(batchMsg, hello.dim, hello.dtype, this.options, this.deps.engine.sketchBuffers);
+        decoded = decodeBatch(batchMsg, hello.dim, hello.dtype, this.options, this.deps.engine.sketchBuffers, stream.normalize);
       } catch (err) {
         this.rejectItem(stream, err, Number.isSafeInteger(batchMsg.seq) ? batchMsg.seq : 0);
         return;
@@ -317,6 +319,7 @@ export class IngestServer {
     }
     run = this.deps.store.run(hello.runId) ?? run;
     stream.hello = hello;
+    stream.normalize = run.info.scoreMode === 'cosine';
     this.observer.attached?.(hello.runId, 1);
     this.deps.log.info({ runId: hello.runId, rank: hello.rank, client: hello.client }, 'trainer attached');
     stream.send({

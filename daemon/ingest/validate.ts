@@ -74,17 +74,23 @@ export interface DecodedBatch {
   readonly lr: number;
   readonly sampleIds: string[];
   readonly sketches: Float32Array;
+  /** Whether `sketches` are already L2-normalised row by row (decoded for a cosine run). */
+  readonly normalized: boolean;
   /** The sketch bytes as received (a view into the message), for the store's log. */
   readonly wire: Uint8Array;
 }
 
-/** Decodes a batch; its sketches go into a buffer from `buffers` when given (see SketchBuffers). */
+/**
+ * Decodes a batch; its sketches go into a buffer from `buffers` when given (see SketchBuffers),
+ * L2-normalised row by row in the same pass when `normalize` (a cosine run).
+ */
 export function decodeBatch(
   b: SketchBatchMsg,
   dim: number,
   dtype: SketchDType,
   limits: IngestLimits,
   buffers?: SketchBuffers,
+  normalize = false,
 ): DecodedBatch {
   if (!Number.isSafeInteger(b.seq) || b.seq < 1) throw new MotiveError('MOTIVE_INGEST_BATCH_INVALID', 'seq must be >= 1');
   if (!Number.isSafeInteger(b.step) || b.step < 0) throw new MotiveError('MOTIVE_INGEST_BATCH_INVALID', 'step out of range');
@@ -102,9 +108,9 @@ export function decodeBatch(
   if (b.losses.length !== 0 && b.losses.length !== n) {
     throw new MotiveError('MOTIVE_INGEST_BATCH_INVALID', `${b.losses.length} losses for ${n} samples`);
   }
-  const sketches = decodeFiniteSketches(b.sketches, dtype, n * dim, buffers);
+  const sketches = decodeFiniteSketches(b.sketches, dtype, n * dim, buffers, normalize ? dim : undefined);
   if (sketches === undefined) throw new MotiveError('MOTIVE_INGEST_BATCH_NONFINITE');
-  return { seq: b.seq, step: b.step, lr: b.lr, sampleIds: b.sampleIds, sketches, wire: b.sketches };
+  return { seq: b.seq, step: b.step, lr: b.lr, sampleIds: b.sampleIds, sketches, normalized: normalize, wire: b.sketches };
 }
 
 export interface DecodedQueries {

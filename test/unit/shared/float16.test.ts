@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { decodeFloat16 } from '../../../daemon/shared/index.js';
+import { decodeFloat16, decodeSketchesInto, normalizeRows } from '../../../daemon/shared/index.js';
 import { encodeFloat16Array } from '../../../trainer-hooks/ts/index.js';
-import { halfToNumber } from '../../helpers/reference.js';
+import { halfToNumber, rng } from '../../helpers/reference.js';
 
 describe('binary16', () => {
   it.each([0, 1])('decodes every bit pattern like the plain formula (bytes at offset %i)', (offset) => {
@@ -60,5 +60,45 @@ describe('binary16', () => {
       }
       expect(halfToNumber(client.readUInt16LE(2 * i)) === want).toBe(true);
     });
+  });
+
+  it('decodes and normalises in one pass to exactly the floats of decoding, then normalizeRows', () => {
+    const r = rng(11);
+    for (const dtype of ['float16', 'float32'] as const) {
+      for (const k of [1, 3, 4, 7, 512, 513]) {
+        const rows = 4;
+        const values = Float32Array.from({ length: rows * k }, () => r.normal() * 3);
+        values.fill(0, k, 2 * k); // a zero row stays zero
+        const raw = dtype === 'float16' ? encodeFloat16Array(values) : new Uint8Array(values.buffer);
+        for (const shift of [0, 1]) {
+          // shift 1: the bytes at an odd offset (the unaligned path)
+          const bytes = new Uint8Array(raw.length + shift).subarray(shift);
+          bytes.set(raw);
+          const want = new Float32Array(rows * k);
+          expect(decodeSketchesInto(bytes, dtype, want, rows * k)).toBe(true);
+          normalizeRows(want, rows, k);
+          const got = new Float32Array(rows * k);
+          expect(decodeSketchesInto(bytes, dtype, got, rows * k, k)).toBe(true);
+          expect(Buffer.from(got.buffer).equals(Buffer.from(want.buffer)), `${dtype} k=${k} shift=${shift}`).toBe(true);
+        }
+      }
+    }
+  });
+
+  it('flags NaN and ±Inf anywhere while normalising, and nothing else', () => {
+    const k = 7; // groups of four and a tail of three
+    for (const special of [0x7c00, 0xfc00, 0x7e00]) {
+      for (let at = 0; at < 2 * k; at++) {
+        const halves = new Uint16Array(2 * k).fill(0x3c00); // 1.0
+        halves[at] = special;
+        expect(decodeSketchesInto(new Uint8Array(halves.buffer), 'float16', new Float32Array(2 * k), 2 * k, k)).toBe(false);
+      }
+    }
+    // Exponents whose bits together, not alone, are all set: 2.0 (0x4000) beside 1.0 (0x3c00).
+    const halves = Uint16Array.from({ length: 2 * k }, (_, i) => (i % 2 === 0 ? 0x4000 : 0x3c00));
+    const out = new Float32Array(2 * k);
+    expect(decodeSketchesInto(new Uint8Array(halves.buffer), 'float16', out, 2 * k, k)).toBe(true);
+    const norm = Math.sqrt(4 * 4 + 3 * 1); // row 0: 2,1,2,1,2,1,2
+    expect(Math.abs((out[0] as number) - 2 / norm)).toBeLessThan(1e-7);
   });
 });
