@@ -156,7 +156,7 @@ export class MotiveMetrics {
     });
     this.stageSeconds = new Histogram({
       name: 'motive_ingest_stage_seconds',
-      help: 'Where a batch waits between being accepted and its Ack: wait (queued for a group), score (the group prepared: normalisation, products), queued (prepared, waiting for the previous commit), commit (the durable transaction), apply (memory); score, queued, commit and apply once per group and run.',
+      help: 'Where a batch waits between being accepted and its Ack: wait (queued for a group), score (the group prepared: lookups, products; streamed sketches of cosine runs are normalised earlier, as they are decoded), queued (prepared, waiting for the previous commit), commit (the durable transaction), apply (memory); score, queued, commit and apply once per group and run.',
       labelNames: ['stage'],
       buckets: [...LATENCY_BUCKETS_SECONDS],
       registers,
