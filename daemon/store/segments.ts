@@ -3,7 +3,7 @@
  * (`records/<run key>/<seq>.seg`) written front to back and never rewritten. A sample's newest
  * frame supersedes its older ones; the store keeps where each sample's newest frames lie, and
  * {@link RunSegments.compact} copies the live frames of mostly dead segments to the active one and
- * deletes them. See docs/store.md ("Record segments") for the frame layout.
+ * deletes them. See docs/store.md for the frame layout.
  */
 import { closeSync, fsyncSync, mkdirSync, openSync, readSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { open as openFile, type FileHandle } from 'node:fs/promises';
@@ -63,6 +63,7 @@ export function sealFrame(frame: Buffer): void {
   frame.writeUInt32LE(crc32(frame.subarray(8)), 4);
 }
 
+/** The segment number of a location. */
 export function segmentOf(loc: number): number {
   return Math.floor(loc / SEGMENT_SPAN);
 }
@@ -124,7 +125,7 @@ export class RunSegments {
   readonly dir: string;
   private readonly segmentBytes: number;
   private readonly segments = new Map<number, Segment>();
-  /** The segment appends go to; undefined until the first append, or after a failed one. */
+  /** The segment appends go to; undefined until the first append, or after a failed one that could not be cut off. */
   private active: Segment | undefined;
   private nextSeq = 1;
   private closed = false;
