@@ -3,13 +3,14 @@
  * store of another format, cap runs and samples, and reject seqs / steps that go backwards within
  * one stream — each with its error code and the stored state unchanged.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { open } from 'lmdb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MotiveClient } from '../../trainer-hooks/ts/index.js';
 import { runCli } from '../../daemon/cli/cli.js';
 import { STORE_FORMAT_VERSION, Store, type RunState } from '../../daemon/store/index.js';
+import { runSegmentsDir } from '../../daemon/store/segments.js';
 import { startTestDaemon, tempDir } from '../helpers/daemon.js';
 import { batch, hello, rawStream, type DaemonReply } from '../helpers/raw-stream.js';
 
@@ -87,6 +88,11 @@ describe('run deletion, backup and restore', () => {
     expect(await s.next()).toHaveProperty('welcome');
     s.write(batch(1, ['x', 'y'], Float32Array.from([1, 2, 3, 4, 5, 6])));
     expect(await s.next()).toEqual({ ack: { seq: 1 } });
+    // Flushed, so the run has record segments on disk.
+    await daemon.store.flush();
+    const records = join(daemon.dataDir, 'records');
+    const segmentsDir = runSegmentsDir(records, 'doomed');
+    expect(readdirSync(segmentsDir).length).toBeGreaterThan(0);
     const q = quiet();
     expect(await runCli(['runs', 'delete', 'doomed'], q.io, env())).toBe(2);
     expect(q.text()).toContain('add --yes');
@@ -95,6 +101,9 @@ describe('run deletion, backup and restore', () => {
     s.close();
     expect(daemon.store.run('doomed')).toBeUndefined();
     expect(daemon.store.embedding('doomed', 'x', 3)).toBeUndefined();
+    // Its segments are gone, and nothing is left of the rename that removed them.
+    expect(existsSync(segmentsDir)).toBe(false);
+    expect(readdirSync(records).filter((name) => name.endsWith('.deleted'))).toEqual([]);
     expect(daemon.store.run('keep')).toBeDefined();
     const res = await fetch(`http://127.0.0.1:${daemon.httpPort}/v1/runs/doomed`, { headers: { authorization: `Bearer ${ADMIN}` } });
     expect(res.status).toBe(404);
