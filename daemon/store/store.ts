@@ -937,9 +937,8 @@ export class Store {
   /**
    * Builds the frames of one chunk of a run's dirty samples (base record + pending delta, or a
    * weight entry; the samples are then clean, their records their base in `inflight`). Frames are
-   * built in slices,
-   * yielding to the event loop between slices, so a flush never holds the main thread (and the
-   * Acks it sends) for long. Undefined when none of them is dirty any more.
+   * built in slices, yielding to the event loop between slices, so a flush never holds the main
+   * thread (and the Acks it sends) for long. Undefined when none of them is dirty any more.
    */
   private async buildChunk(run: RunState, samples: readonly SampleState[]): Promise<FlushChunk | undefined> {
     const chunk: FlushChunk = { run, records: [], weights: [], frames: [], arenas: [], builtFrom: trace.on ? performance.now() : 0 };
