@@ -56,6 +56,9 @@ export function beginFrame(frame: Buffer, kind: number, id: string, idBytes: num
   frame.writeUInt16LE(idBytes, 10);
   frame.writeUInt32LE(bodyBytes, 12);
   frame.write(id, FRAME_HEADER_BYTES, idBytes, 'utf8');
+  // The padding after the id and after the body is zeros (frames are built in reused buffers).
+  frame.fill(0, FRAME_HEADER_BYTES + idBytes, bodyOffset(idBytes));
+  frame.fill(0, bodyOffset(idBytes) + bodyBytes);
 }
 
 /** Sets the frame's checksum, once its body is written. */
