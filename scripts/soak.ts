@@ -6,7 +6,11 @@
  *
  *   npx tsx scripts/soak.ts [--duration-s 300] [--commit-delay-ms 10] [--sample-every-s 5]
  *     [--ranks 2] [--dim 256] [--batch-size 64] [--pool 10000] [--max-unacked 32]
- *     [--query-every-steps 200] [--flat-mib-per-min 2]
+ *     [--query-every-steps 200] [--flat-mib-per-min 2] [--segment-bytes N]
+ *
+ * The daemon starts with the fault harness's first store settings (a 5 ms flush interval, 64 dirty
+ * samples, 16 KiB record segments: compaction after nearly every flush); `--segment-bytes` starts
+ * it with the default store settings instead, with segments of that size.
  *
  * Exits 1 when RSS is not flat or the stored batch count differs from the acknowledged one.
  */
@@ -29,6 +33,7 @@ const { values: args } = parseArgs({
     'max-unacked': { type: 'string', default: '32' },
     'query-every-steps': { type: 'string', default: '200' },
     'flat-mib-per-min': { type: 'string', default: '2' },
+    'segment-bytes': { type: 'string' },
   },
 });
 const num = (name: keyof typeof args): number => {
@@ -84,7 +89,12 @@ function slope(xs: number[], ys: number[]): number {
 }
 
 const daemon = await CrashableDaemon.create();
-await daemon.start(commitDelayMs, { weights: { minSeen: 2, intervalMs: 1000 }, logLevel: 'warn' });
+const segmentBytes = args['segment-bytes'] === undefined ? undefined : num('segment-bytes');
+await daemon.start(commitDelayMs, {
+  weights: { minSeen: 2, intervalMs: 1000 },
+  logLevel: 'warn',
+  ...(segmentBytes === undefined ? {} : { store: { commitDelayMs, segmentBytes } }),
+});
 const pid = daemon.proc!.proc.pid!;
 process.stdout.write(
   `soak: ${durationMs / 1000} s, store.commitDelayMs ${commitDelayMs}, ${RANKS} ranks × ${N} samples × k=${K} float32 per batch, ` +
