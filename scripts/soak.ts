@@ -66,6 +66,7 @@ interface Sample {
   storeMiB: number;
   /** V8 heap in use (nodejs_heap_size_used_bytes from /metrics), NaN when not exported. */
   heapUsedMiB: number;
+  externalMiB: number;
 }
 
 function procStatus(pid: number): { vmRss: number; rssAnon: number; rssFile: number } {
@@ -140,15 +141,19 @@ const senders = clients.map(async (c, rank) => {
 const samples: Sample[] = [];
 let lastBatches = 0;
 let lastT = started;
-const header = '   t(s)  VmRSS(MiB)  RssAnon(MiB)  RssFile(MiB)  heapUsed(MiB)  acked batches  batches/s  store(MiB)';
+const header = '   t(s)  VmRSS(MiB)  RssAnon(MiB)  RssFile(MiB)  heapUsed(MiB)  external(MiB)  acked batches  batches/s  store(MiB)';
 process.stdout.write(`${header}\n`);
 let heapUsedMiB = NaN;
+let externalMiB = NaN;
 /** Polls the daemon's own heap figure; the table shows the latest value. */
 const pollHeap = async (): Promise<void> => {
   try {
     const text = await (await fetch(`${daemon.baseUrl}/metrics`)).text();
     const m = /^nodejs_heap_size_used_bytes\s+(\S+)/m.exec(text);
     if (m?.[1] !== undefined) heapUsedMiB = Number(m[1]) / 1024 ** 2;
+    // Memory outside the V8 heap that V8 knows of (ArrayBuffers, Buffers).
+    const e = /^nodejs_external_memory_bytes\s+(\S+)/m.exec(text);
+    if (e?.[1] !== undefined) externalMiB = Number(e[1]) / 1024 ** 2;
   } catch {
     // metrics are optional here
   }
@@ -179,6 +184,7 @@ const take = (): void => {
     batchesPerS: ((acked - lastBatches) * 1000) / Math.max(1, now - lastT),
     storeMiB,
     heapUsedMiB,
+    externalMiB,
   };
   lastBatches = acked;
   lastT = now;
@@ -188,7 +194,7 @@ const take = (): void => {
       .toFixed(1)
       .padStart(
         12,
-      )}  ${Number.isFinite(s.heapUsedMiB) ? s.heapUsedMiB.toFixed(1).padStart(13) : '            -'}  ${String(s.batches).padStart(13)}  ${s.batchesPerS.toFixed(1).padStart(9)}  ${Number.isFinite(s.storeMiB) ? s.storeMiB.toFixed(1).padStart(10) : '         -'}\n`,
+      )}  ${Number.isFinite(s.heapUsedMiB) ? s.heapUsedMiB.toFixed(1).padStart(13) : '            -'}  ${Number.isFinite(s.externalMiB) ? s.externalMiB.toFixed(1).padStart(13) : '            -'}  ${String(s.batches).padStart(13)}  ${s.batchesPerS.toFixed(1).padStart(9)}  ${Number.isFinite(s.storeMiB) ? s.storeMiB.toFixed(1).padStart(10) : '         -'}\n`,
   );
 };
 take();
