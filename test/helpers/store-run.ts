@@ -6,6 +6,7 @@ import { InfluenceEngine } from '../../daemon/influence/index.js';
 import { MatMulKernel } from '../../daemon/influence/matmul-kernel.js';
 import { createLogger } from '../../daemon/shared/index.js';
 import { Store, type RunState, type ScoreMode, type StoreOptions } from '../../daemon/store/index.js';
+import type { RunSegments } from '../../daemon/store/segments.js';
 import { tempDir } from './daemon.js';
 
 export interface StoreRun {
@@ -59,4 +60,19 @@ export async function reweigh(store: Store, run: RunState, ids: readonly string[
   });
   store.applyWeights(run, ids, weights, lsn);
   run.weightsVersion++;
+}
+
+/** The run's record segments (a store internal the store tests watch). */
+export function segmentsOf(store: Store, run: RunState): RunSegments {
+  return (store as unknown as { segments: Map<RunState, RunSegments> }).segments.get(run)!;
+}
+
+/** The largest difference between a stored G(z) of run `r` (`dim` floats) and its expected value. */
+export function worstEmbeddingError(store: Store, dim: number, expected: Map<string, Float64Array>): number {
+  let worst = 0;
+  for (const [id, g] of expected) {
+    const got = store.embedding('r', id, dim)!;
+    for (let d = 0; d < dim; d++) worst = Math.max(worst, Math.abs((got[d] as number) - (g[d] as number)));
+  }
+  return worst;
 }

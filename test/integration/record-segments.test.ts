@@ -10,18 +10,13 @@ import { open as openLmdb } from 'lmdb';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { InfluenceEngine } from '../../daemon/influence/index.js';
 import { Store, STORE_FORMAT_VERSION, type RunState, type StoreOptions } from '../../daemon/store/index.js';
-import type { RunSegments } from '../../daemon/store/segments.js';
 import { tempDir } from '../helpers/daemon.js';
-import { openStoreRun, reweigh, sampleRows, type StoreRun } from '../helpers/store-run.js';
+import { openStoreRun, reweigh, sampleRows, segmentsOf, worstEmbeddingError, type StoreRun } from '../helpers/store-run.js';
 import { rng } from '../helpers/reference.js';
 
 const K = 16;
 const dirs: Array<{ remove: () => void }> = [];
 afterAll(() => dirs.forEach((d) => d.remove()));
-
-function segmentsOf(store: Store, run: RunState): RunSegments {
-  return (store as unknown as { segments: Map<RunState, RunSegments> }).segments.get(run)!;
-}
 
 function snapshot(store: Store, run: RunState): string {
   return JSON.stringify(sampleRows(store, run, K));
@@ -47,15 +42,6 @@ function sender(engine: InfluenceEngine, expected: Map<string, Float64Array>, se
     const wire = new Uint8Array(sketches.buffer.slice(0));
     await engine.submitBatch({ runId: 'r', rank: 0, seq, step: seq, lr, sampleIds: ids, sketches, wire, bytes: wire.byteLength });
   };
-}
-
-function worstError(store: Store, expected: Map<string, Float64Array>): number {
-  let worst = 0;
-  for (const [id, g] of expected) {
-    const got = store.embedding('r', id, K)!;
-    for (let d = 0; d < K; d++) worst = Math.max(worst, Math.abs((got[d] as number) - (g[d] as number)));
-  }
-  return worst;
 }
 
 describe('record segments', () => {
@@ -99,7 +85,7 @@ describe('record segments', () => {
     const files = readdirSync(segments.dir);
     expect(files.length).toBe(segments.segmentCount);
     expect(files.reduce((t, f) => t + statSync(join(segments.dir, f)).size, 0)).toBe(segments.bytes);
-    expect(worstError(store, expected)).toBeLessThan(1e-5);
+    expect(worstEmbeddingError(store, K, expected)).toBeLessThan(1e-5);
     for (const [id, w] of weights) expect(run.samples.get(id)?.weight).toBe(w);
     const live = snapshot(store, run);
     await store.close();
@@ -140,7 +126,7 @@ describe('record segments', () => {
     const back = reopened.run('r')!;
     expect(snapshot(reopened, back)).toBe(live);
     expect(Array.from({ length: 10 }, (_, i) => back.samples.get(`clip-${i}`)?.weight)).toEqual(Array.from(ws));
-    expect(worstError(reopened, expected)).toBeLessThan(1e-5);
+    expect(worstEmbeddingError(reopened, K, expected)).toBeLessThan(1e-5);
     await reopened.close();
   }, 60_000);
 
@@ -186,7 +172,7 @@ describe('record segments', () => {
     for (const d of [corrupt, cut]) {
       const copy = await Store.open({ dataDir: d.path, mapSizeBytes: 1 << 30 });
       expect(snapshot(copy, copy.run('r')!)).toBe(live);
-      expect(worstError(copy, expected)).toBeLessThan(1e-6);
+      expect(worstEmbeddingError(copy, K, expected)).toBeLessThan(1e-6);
       await copy.close();
     }
     const control = await Store.open({ dataDir: whole.path, mapSizeBytes: 1 << 30 });

@@ -8,9 +8,8 @@ import { cpSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { InfluenceEngine } from '../../daemon/influence/index.js';
 import { Store, type RunState, type StoreOptions } from '../../daemon/store/index.js';
-import type { RunSegments } from '../../daemon/store/segments.js';
 import { tempDir } from '../helpers/daemon.js';
-import { openStoreRun, reweigh, sampleRows, type StoreRun } from '../helpers/store-run.js';
+import { openStoreRun, reweigh, sampleRows, segmentsOf, worstEmbeddingError, type StoreRun } from '../helpers/store-run.js';
 import { rng } from '../helpers/reference.js';
 
 const K = 16;
@@ -60,21 +59,6 @@ async function dirtySamples(
     await engine.submitBatch({ runId: 'r', rank: 0, seq, step: seq, lr, sampleIds: ids, sketches, wire, bytes: wire.byteLength });
   }
   return expected;
-}
-
-/** The run's record segments (a store internal the tests below watch). */
-function segmentsOf(store: Store, run: RunState): RunSegments {
-  return (store as unknown as { segments: Map<RunState, RunSegments> }).segments.get(run)!;
-}
-
-/** The largest difference between a stored G(z) and its expected value. */
-function worstEmbeddingError(store: Store, expected: Map<string, Float64Array>): number {
-  let worst = 0;
-  for (const [id, g] of expected) {
-    const got = store.embedding('r', id, K)!;
-    for (let d = 0; d < K; d++) worst = Math.max(worst, Math.abs((got[d] as number) - (g[d] as number)));
-  }
-  return worst;
 }
 
 describe('store recovery (write-ahead log replay)', () => {
@@ -215,7 +199,7 @@ describe('store recovery (write-ahead log replay)', () => {
     await store.flush();
     expect(appends).toBe(3);
     expect(store.flushStats()).toMatchObject({ dirtySamples: 0, logEntries: 0 });
-    expect(worstEmbeddingError(store, expected)).toBeLessThan(1e-6);
+    expect(worstEmbeddingError(store, K, expected)).toBeLessThan(1e-6);
     expect(run.samples.size).toBe(450);
     await store.close();
   }, 60_000);
@@ -299,7 +283,7 @@ describe('store recovery (write-ahead log replay)', () => {
     segments.append = append;
     await store.flush();
     expect(store.flushStats()).toMatchObject({ dirtySamples: 0, logEntries: 0 });
-    expect(worstEmbeddingError(store, expected)).toBeLessThan(1e-6);
+    expect(worstEmbeddingError(store, K, expected)).toBeLessThan(1e-6);
     await store.close();
   }, 60_000);
 
@@ -326,10 +310,10 @@ describe('store recovery (write-ahead log replay)', () => {
     segments.read = read;
     await store.flush();
     expect(store.flushStats()).toMatchObject({ dirtySamples: 0, logEntries: 0 });
-    expect(worstEmbeddingError(store, expected)).toBeLessThan(1e-6);
+    expect(worstEmbeddingError(store, K, expected)).toBeLessThan(1e-6);
     await store.close();
     const reopened = await Store.open({ dataDir: dir, mapSizeBytes: 1 << 30 });
-    expect(worstEmbeddingError(reopened, expected)).toBeLessThan(1e-6);
+    expect(worstEmbeddingError(reopened, K, expected)).toBeLessThan(1e-6);
     await reopened.close();
   }, 60_000);
 });
