@@ -671,9 +671,15 @@ export class InfluenceEngine {
       if (w.version > run.weightsVersion) run.weightsVersion = w.version;
       run.revision++;
     }
-    for (const [run, projected] of this.ahead.projected) {
-      for (const [id, e] of projected) if (e.group === g.id) projected.delete(id);
-      if (projected.size === 0) this.ahead.projected.delete(run);
+    // The group's own projections, found through its batches' ids: the map also holds the
+    // projections of every group prepared after it, and walking all of it per group cost 5 % of
+    // the main thread at 32 batches in flight.
+    for (const p of live) {
+      if ('record' in p || p.duplicate) continue;
+      const projected = this.ahead.projected.get(p.run);
+      if (projected === undefined) continue;
+      for (const id of p.item.sub.sampleIds) if (projected.get(id)?.group === g.id) projected.delete(id);
+      if (projected.size === 0) this.ahead.projected.delete(p.run);
     }
     const applyMs = performance.now() - applyStart;
     for (const p of live)

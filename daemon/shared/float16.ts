@@ -2,6 +2,7 @@
  * IEEE 754 binary16 decoding through a 64 Ki-entry lookup table (256 KiB, built on first use).
  * The daemon only reads fp16; trainers encode it (trainer-hooks).
  */
+import { FLOAT16_KERNEL_WASM } from './float16-kernel.js';
 import { normalizeRows } from './vectors.js';
 
 let table: Float32Array | undefined;
@@ -50,14 +51,52 @@ export function decodeFloat16(bytes: Uint8Array, out: Float32Array, count: numbe
   return special === 0;
 }
 
+/** Most halves decoded by the SIMD kernel per call (its memory holds 6 bytes per half); larger batches take the loop. */
+const KERNEL_MAX_HALVES = 4 * 1024 * 1024;
+
+interface Decoder {
+  readonly memory: WebAssembly.Memory;
+  readonly decodeRows: (src: number, dst: number, rows: number, k: number) => number;
+}
+
+let decoder: Decoder | undefined;
+
+function kernelDecoder(): Decoder {
+  if (decoder === undefined) {
+    const memory = new WebAssembly.Memory({ initial: 0 });
+    const module = new WebAssembly.Module(Buffer.from(FLOAT16_KERNEL_WASM, 'base64'));
+    const exports = new WebAssembly.Instance(module, { env: { memory } }).exports;
+    decoder = { memory, decodeRows: exports.decode_rows as Decoder['decodeRows'] };
+  }
+  return decoder;
+}
+
 /**
  * Decodes `rows × k` little-endian binary16 values from `bytes` into `out` and L2-normalises each
- * row of `k` in the same pass, while the row is in cache: the same floats as
- * {@link decodeFloat16} followed by `normalizeRows` (the same sums in the same order), without
- * reading the decoded batch back. At k = 512 this took the daemon's main thread from 23–28 to
- * 15–19 µs per sketch in process. Returns false when any value is NaN or ±Inf.
+ * row of `k`: the same floats as {@link decodeFloat16} followed by `normalizeRows` (the same sums
+ * in the same order). Runs the SIMD kernel of float16-kernel.wat (the halves copied into its
+ * memory, the floats copied out); {@link decodeFloat16RowsLoop} beyond its size or on a
+ * big-endian machine. Returns false when any value is NaN or ±Inf.
  */
 export function decodeFloat16Rows(bytes: Uint8Array, out: Float32Array, rows: number, k: number): boolean {
+  const count = rows * k;
+  if (count > KERNEL_MAX_HALVES || !LITTLE_ENDIAN) return decodeFloat16RowsLoop(bytes, out, rows, k);
+  const { memory, decodeRows } = kernelDecoder();
+  const outAt = Math.ceil((2 * count) / 16) * 16;
+  const need = outAt + 4 * count;
+  if (memory.buffer.byteLength < need) memory.grow(Math.ceil((need - memory.buffer.byteLength) / 65536));
+  new Uint8Array(memory.buffer, 0, 2 * count).set(bytes.subarray(0, 2 * count));
+  const special = decodeRows(0, outAt, rows, k);
+  out.set(new Float32Array(memory.buffer, outAt, count));
+  return special === 0;
+}
+
+/**
+ * {@link decodeFloat16Rows} as a JavaScript loop: each row decoded and L2-normalised in the same
+ * pass, while the row is in cache. At k = 512 this took the daemon's main thread from 23–28 to
+ * 15–19 µs per sketch in process (the kernel: see docs/performance.md).
+ */
+export function decodeFloat16RowsLoop(bytes: Uint8Array, out: Float32Array, rows: number, k: number): boolean {
   const count = rows * k;
   if (bytes.byteOffset % 2 !== 0 || !LITTLE_ENDIAN) {
     const ok = decodeFloat16(bytes, out, count);

@@ -2,19 +2,80 @@
  * Rows of pending G(z) changes for one run: what ingest added to a sample's embedding since its
  * record was last written. Rows live in fixed blocks with a free list, so marking a sample dirty
  * allocates nothing; a released row is zeroed for its next owner.
+ *
+ * The blocks are WebAssembly memory, so that the apply's `row += lr · sketch` runs as a SIMD
+ * kernel (delta-kernel.wat): 0.54 µs a row at k = 512 against 1.5–2.4 µs for the JavaScript loop,
+ * with bit-identical results. A batch's sketches are copied into the memory once per batch
+ * ({@link DeltaPool.stage}); each row's update is then one kernel call.
+ *
+ * A wasm32 memory holds at most 4 GiB, so the rows are split over shards of at most 2 GiB of rows
+ * each (one shard unless `maxDirtySamples · 4k` exceeds that); a batch is copied into each shard
+ * it updates a row of.
  */
+import { DELTA_KERNEL_WASM } from './delta-kernel.js';
 
-/** Rows per block (8 MiB at k = 512). */
-const BLOCK_ROWS = 4096;
+const kernel = new WebAssembly.Module(Buffer.from(DELTA_KERNEL_WASM, 'base64'));
+
+const PAGE_BYTES = 65536;
+/** Bytes per block of rows (8 MiB; 4,096 rows at k = 512). */
+const BLOCK_BYTES = 8 * 1024 * 1024;
+/** Most bytes of rows per shard; staging areas come on top. */
+const SHARD_ROW_BYTES = 2 * 1024 ** 3;
+/** A batch larger than this (as float32) is applied by the JavaScript loop instead of staged. */
+const MAX_STAGE_BYTES = 256 * 1024 * 1024;
+
+interface Kernels {
+  axpy(dst: number, src: number, n: number, a: number): void;
+  fold(dst: number, delta: number, n: number): number;
+  maxabs(src: number, n: number): number;
+  quantize(src: number, q: number, n: number, inv: number): void;
+}
+
+interface Shard {
+  readonly dim: number;
+  readonly memory: WebAssembly.Memory;
+  readonly kernels: Kernels;
+  /** Float32 view over the whole memory; replaced after every grow (which detaches it). */
+  heap: Float32Array;
+  /** A row of k floats and one of k int8 for folding a record (byte offsets), and views of them. */
+  readonly scratchAt: number;
+  readonly quantizedAt: number;
+  scratch: Float32Array;
+  quantized: Int8Array;
+  /** Bytes in use (blocks and staging areas, bump-allocated). */
+  top: number;
+  /** Byte offset of each block. */
+  readonly blocks: number[];
+  /** Byte offset and capacity of the staging area (-1: none yet). */
+  stageAt: number;
+  stageBytes: number;
+  /** The staging area holds this batch. */
+  staged: number;
+}
+
+export interface DeltaPoolOptions {
+  /** Bytes per block of rows and most bytes of rows per shard (tests use small ones). */
+  blockBytes?: number;
+  shardRowBytes?: number;
+}
 
 export class DeltaPool {
   readonly dim: number;
-  private readonly blocks: Float32Array[] = [];
+  private readonly blockRows: number;
+  private readonly shardRows: number;
+  private readonly shards: Shard[] = [];
   private readonly free: number[] = [];
   private next = 0;
+  /** The batch of the last {@link DeltaPool.stage}, and a number that names it. */
+  private batch: Float32Array | undefined;
+  private batchRows = 0;
+  private batchId = 0;
 
-  constructor(dim: number) {
+  constructor(dim: number, options: DeltaPoolOptions = {}) {
     this.dim = dim;
+    this.blockRows = Math.max(1, Math.floor((options.blockBytes ?? BLOCK_BYTES) / (4 * dim)));
+    const blocks = Math.max(1, Math.floor((options.shardRowBytes ?? SHARD_ROW_BYTES) / (this.blockRows * 4 * dim)));
+    this.shardRows = blocks * this.blockRows;
   }
 
   /** A zeroed row. */
@@ -22,7 +83,12 @@ export class DeltaPool {
     const reused = this.free.pop();
     if (reused !== undefined) return reused;
     const row = this.next++;
-    if (row >= this.blocks.length * BLOCK_ROWS) this.blocks.push(new Float32Array(BLOCK_ROWS * this.dim));
+    const local = row % this.shardRows;
+    if (Math.floor(row / this.shardRows) >= this.shards.length) this.shards.push(newShard(this.dim));
+    if (local % this.blockRows === 0) {
+      const shard = this.shards[this.shards.length - 1] as Shard;
+      shard.blocks.push(reserve(shard, this.blockRows * 4 * this.dim));
+    }
     return row;
   }
 
@@ -33,13 +99,14 @@ export class DeltaPool {
     this.free.push(row);
   }
 
-  /** The block holding `row`; its values start at {@link DeltaPool.offset}. */
+  /** The array holding `row`; its values start at {@link DeltaPool.offset}. Valid until the next alloc or add. */
   block(row: number): Float32Array {
-    return this.blocks[Math.floor(row / BLOCK_ROWS)] as Float32Array;
+    return this.shard(row).heap;
   }
 
   offset(row: number): number {
-    return (row % BLOCK_ROWS) * this.dim;
+    const local = row % this.shardRows;
+    return (this.shard(row).blocks[Math.floor(local / this.blockRows)] as number) / 4 + (local % this.blockRows) * this.dim;
   }
 
   /** out[d] += row[d]. */
@@ -49,4 +116,120 @@ export class DeltaPool {
     const k = Math.min(this.dim, out.length);
     for (let d = 0; d < k; d++) out[d] = (out[d] as number) + (b[off + d] as number);
   }
+
+  /** Names `sketches` ([rows × dim] float32) as the batch {@link DeltaPool.add} reads from. */
+  stage(sketches: Float32Array, rows: number): void {
+    this.batch = sketches;
+    this.batchRows = rows;
+    this.batchId++;
+  }
+
+  /** row[d] += lr · sketch[d], `sketch` being row `i` of the staged batch. */
+  add(row: number, i: number, lr: number): void {
+    const k = this.dim;
+    const shard = this.shard(row);
+    const batch = this.batch as Float32Array;
+    const bytes = this.batchRows * k * 4;
+    if (bytes > MAX_STAGE_BYTES) {
+      const heap = shard.heap;
+      const at = this.offset(row);
+      const off = i * k;
+      for (let d = 0; d < k; d++) heap[at + d] = (heap[at + d] as number) + lr * (batch[off + d] as number);
+      return;
+    }
+    if (shard.staged !== this.batchId) {
+      if (shard.stageBytes < bytes) {
+        // Room for twice the batch: a stream's batches seldom grow, and never without bound.
+        const room = Math.min(2 * bytes, MAX_STAGE_BYTES);
+        shard.stageAt = reserve(shard, room);
+        shard.stageBytes = room;
+      }
+      shard.heap.set(batch.subarray(0, this.batchRows * k), shard.stageAt / 4);
+      shard.staged = this.batchId;
+    }
+    const offset = this.offset(row);
+    shard.kernels.axpy(offset * 4, shard.stageAt + i * k * 4, k, lr);
+  }
+
+  /**
+   * The k-float scratch row of `row`'s shard (shard 0 for -1, no row), where a record's G(z) is
+   * folded: put the record's base G(z) there, then {@link DeltaPool.fold}. Valid until the next
+   * alloc or add.
+   */
+  scratch(row: number): Float32Array {
+    return this.shardOf(row).scratch;
+  }
+
+  /**
+   * scratch += the row's pending change, the row zeroed and released (-1: no row, scratch as is).
+   * Returns max |scratch|. The same floats as {@link DeltaPool.addTo} then {@link DeltaPool.release}.
+   */
+  fold(row: number): number {
+    const shard = this.shardOf(row);
+    if (row < 0) return shard.kernels.maxabs(shard.scratchAt, this.dim);
+    const max = shard.kernels.fold(shard.scratchAt, this.offset(row) * 4, this.dim);
+    this.free.push(row);
+    return max;
+  }
+
+  /** The scratch row of `row`'s shard quantised to int8 with 1 / scale `inv` (embedding-mirror.ts). A view, valid until the next call. */
+  quantize(row: number, inv: number): Int8Array {
+    const shard = this.shardOf(row);
+    shard.kernels.quantize(shard.scratchAt, shard.quantizedAt, this.dim, inv);
+    return shard.quantized;
+  }
+
+  private shard(row: number): Shard {
+    return this.shards[Math.floor(row / this.shardRows)] as Shard;
+  }
+
+  private shardOf(row: number): Shard {
+    if (row >= 0) return this.shard(row);
+    if (this.shards.length === 0) this.shards.push(newShard(this.dim));
+    return this.shards[0] as Shard;
+  }
+}
+
+function newShard(dim: number): Shard {
+  const memory = new WebAssembly.Memory({ initial: 0 });
+  const instance = new WebAssembly.Instance(kernel, { env: { memory } });
+  const scratchAt = 0;
+  const quantizedAt = align16(4 * dim);
+  const shard: Shard = {
+    dim,
+    memory,
+    kernels: instance.exports as unknown as Kernels,
+    heap: new Float32Array(0),
+    scratchAt,
+    quantizedAt,
+    scratch: new Float32Array(0),
+    quantized: new Int8Array(0),
+    top: 0,
+    blocks: [],
+    stageAt: -1,
+    stageBytes: 0,
+    staged: 0,
+  };
+  reserve(shard, quantizedAt + dim);
+  return shard;
+}
+
+function align16(bytes: number): number {
+  return Math.ceil(bytes / 16) * 16;
+}
+
+/** Bump-allocates `bytes` (16-byte aligned) in the shard's memory, growing it; returns the offset. */
+function reserve(shard: Shard, bytes: number): number {
+  const at = shard.top;
+  shard.top = at + align16(bytes);
+  const pages = Math.ceil(shard.top / PAGE_BYTES) - shard.memory.buffer.byteLength / PAGE_BYTES;
+  if (pages > 0 || shard.heap.length === 0) {
+    if (pages > 0) shard.memory.grow(pages);
+    // Growing detaches every view of the memory: make them anew.
+    const buffer = shard.memory.buffer;
+    shard.heap = new Float32Array(buffer);
+    shard.scratch = new Float32Array(buffer, shard.scratchAt, shard.dim);
+    shard.quantized = new Int8Array(buffer, shard.quantizedAt, shard.dim);
+  }
+  return at;
 }

@@ -35,8 +35,8 @@ export class EmbeddingMirror {
     return this.blocks.length * MIRROR_BLOCK_ROWS * (this.dim + 4);
   }
 
-  /** Quantises `g` into the row of `id` (assigning a slot on first sight). */
-  set(id: string, g: Float32Array): void {
+  /** The slot of `id`, assigned on first sight. */
+  private slot(id: string): number {
     let slot = this.slots.get(id);
     if (slot === undefined) {
       slot = this.ids.length;
@@ -47,6 +47,25 @@ export class EmbeddingMirror {
         this.scaleBlocks.push(new Float32Array(MIRROR_BLOCK_ROWS));
       }
     }
+    return slot;
+  }
+
+  /**
+   * Stores a row quantised elsewhere (the delta pool's SIMD kernel, the same rounding as
+   * {@link EmbeddingMirror.set}): `scale` = max|G| / 127, `q` the k int8 values (none when the scale is 0).
+   */
+  setQuantized(id: string, scale: number, q: Int8Array | undefined): void {
+    const slot = this.slot(id);
+    const block = this.blocks[Math.floor(slot / MIRROR_BLOCK_ROWS)] as Int8Array;
+    const row = slot % MIRROR_BLOCK_ROWS;
+    (this.scaleBlocks[Math.floor(slot / MIRROR_BLOCK_ROWS)] as Float32Array)[row] = scale;
+    if (q === undefined) block.fill(0, row * this.dim, (row + 1) * this.dim);
+    else block.set(q, row * this.dim);
+  }
+
+  /** Quantises `g` into the row of `id` (assigning a slot on first sight). */
+  set(id: string, g: Float32Array): void {
+    const slot = this.slot(id);
     const block = this.blocks[Math.floor(slot / MIRROR_BLOCK_ROWS)] as Int8Array;
     const scales = this.scaleBlocks[Math.floor(slot / MIRROR_BLOCK_ROWS)] as Float32Array;
     const row = slot % MIRROR_BLOCK_ROWS;

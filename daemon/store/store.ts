@@ -722,7 +722,6 @@ export class Store {
    * record already holds the entry.
    */
   applyBatch(run: RunState, b: BatchEffect, lsn: number): void {
-    const k = run.info.dim;
     const n = b.sampleIds.length;
     const qs = b.querySet;
     const m = qs?.ids.length ?? 0;
@@ -730,8 +729,8 @@ export class Store {
     const pool = this.deltaPool(run);
     const dirty = this.dirtySet(run);
     const lr = b.lr;
-    const sketches = b.sketches;
     const known = b.samples;
+    pool.stage(b.sketches, n);
     for (let i = 0; i < n; i++) {
       const sample = known?.[i] ?? run.getOrCreateSample(b.sampleIds[i] as string);
       if (lsn <= sample.flushedLsn) continue;
@@ -756,10 +755,7 @@ export class Store {
         sample.total += total;
       }
       if (sample.delta < 0) sample.delta = pool.alloc();
-      const row = pool.block(sample.delta);
-      const at = pool.offset(sample.delta);
-      const off = i * k;
-      for (let d = 0; d < k; d++) row[at + d] = (row[at + d] as number) + lr * (sketches[off + d] as number);
+      pool.add(sample.delta, i, lr);
       this.touch(dirty, sample, lsn);
     }
     this.applied(lsn);
@@ -997,15 +993,16 @@ export class Store {
           beginFrame(frame, FRAME_RECORD, sample.id, idBytes, body);
           const buf = frame.subarray(start, start + body);
           const g = writeSampleRecord(buf, sample, k, sample.lsn);
-          this.baseEmbedding(run, sample, g);
-          if (sample.delta >= 0) {
-            pool.addTo(sample.delta, g);
-            pool.release(sample.delta);
-            sample.delta = -1;
-          }
+          // Base plus pending change, and its int8 mirror row, folded in the delta pool's memory
+          // by its SIMD kernels (the same floats as addTo and the mirror's own set).
+          const row = sample.delta;
+          this.baseEmbedding(run, sample, pool.scratch(row));
+          const scale = pool.fold(row) / 127;
+          sample.delta = -1;
+          g.set(pool.scratch(row));
+          run.mirror.setQuantized(sample.id, scale, scale === 0 ? undefined : pool.quantize(row, 1 / scale));
           this.inflight.set(sample, buf);
-          run.mirror.set(sample.id, g);
-          records.push({ ...item, buf });
+          records.push({ sample, pos: item.pos, bytes, idBytes, flushedBefore, buf });
         }
         sealFrame(frame);
         sample.flushedLsn = sample.lsn;

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { decodeFloat16, decodeSketchesInto, normalizeRows } from '../../../daemon/shared/index.js';
+import { decodeFloat16Rows, decodeFloat16RowsLoop } from '../../../daemon/shared/float16.js';
 import { encodeFloat16Array } from '../../../trainer-hooks/ts/index.js';
 import { halfToNumber, rng } from '../../helpers/reference.js';
 
@@ -80,9 +81,35 @@ describe('binary16', () => {
           const got = new Float32Array(rows * k);
           expect(decodeSketchesInto(bytes, dtype, got, rows * k, k)).toBe(true);
           expect(Buffer.from(got.buffer).equals(Buffer.from(want.buffer)), `${dtype} k=${k} shift=${shift}`).toBe(true);
+          if (dtype === 'float16') {
+            // The JavaScript loop (batches beyond the SIMD kernel's size) gives the same floats.
+            const loop = new Float32Array(rows * k);
+            expect(decodeFloat16RowsLoop(bytes, loop, rows, k)).toBe(true);
+            expect(Buffer.from(loop.buffer).equals(Buffer.from(want.buffer)), `loop k=${k} shift=${shift}`).toBe(true);
+          }
         }
       }
     }
+  });
+
+  it.each([2, 4])('decodes every finite half exactly while normalising (rows [h, 1, 0…], k = %i), against float64', (k) => {
+    // k = 2: both values in the row's tail (the kernel's scalar path); k = 4: one group of four
+    // (its SIMD path). Either way the squares sum to (h² + 1) + 0 + 0 in float64.
+    const finite: number[] = [];
+    for (let h = 0; h < 65536; h++) if ((h & 0x7c00) !== 0x7c00) finite.push(h);
+    const halves = new Uint16Array(finite.length * k);
+    finite.forEach((h, i) => {
+      halves[i * k] = h;
+      halves[i * k + 1] = 0x3c00;
+    });
+    const out = new Float32Array(halves.length);
+    expect(decodeFloat16Rows(new Uint8Array(halves.buffer), out, finite.length, k)).toBe(true);
+    finite.forEach((h, i) => {
+      const v = halfToNumber(h);
+      const inv = 1 / Math.sqrt(v * v + 1);
+      expect(Object.is(out[i * k], Math.fround(v * inv)), `half 0x${h.toString(16)}`).toBe(true);
+      expect(out[i * k + 1]).toBe(Math.fround(inv));
+    });
   });
 
   it('flags NaN and ±Inf anywhere while normalising, and nothing else', () => {
