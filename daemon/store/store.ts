@@ -731,6 +731,12 @@ export class Store {
     const lr = b.lr;
     const known = b.samples;
     pool.stage(b.sketches, n);
+    // Query j adds to sums[columns[j]]; in the usual case (the run's queries, in order) that is
+    // sums[j], and the loop without the indirection is faster (0.68 vs 0.83–1.15 µs a sample at
+    // m = 64 in a micro-benchmark over 200,000 samples; the misses on the sums rows dominate both).
+    const cols = qs?.columns;
+    let identity = cols !== undefined;
+    for (let j = 0; identity && j < m; j++) identity = (cols as Int32Array)[j] === j;
     for (let i = 0; i < n; i++) {
       const sample = known?.[i] ?? run.getOrCreateSample(b.sampleIds[i] as string);
       if (lsn <= sample.flushedLsn) continue;
@@ -741,16 +747,24 @@ export class Store {
       }
       sample.seen++;
       if (b.step > sample.lastStep || sample.seen === 1) sample.lastStep = b.step;
-      if (qs !== undefined && b.products !== undefined) {
-        const cols = qs.columns;
+      if (cols !== undefined && b.products !== undefined) {
         const sums = sample.sums;
         const products = b.products;
+        const at = i * m;
         let total = 0;
-        for (let j = 0; j < m; j++) {
-          const col = cols[j] as number;
-          const c = lr * (products[i * m + j] as number);
-          sums[col] = (sums[col] as number) + c;
-          total += c;
+        if (identity) {
+          for (let j = 0; j < m; j++) {
+            const c = lr * (products[at + j] as number);
+            sums[j] = (sums[j] as number) + c;
+            total += c;
+          }
+        } else {
+          for (let j = 0; j < m; j++) {
+            const col = cols[j] as number;
+            const c = lr * (products[at + j] as number);
+            sums[col] = (sums[col] as number) + c;
+            total += c;
+          }
         }
         sample.total += total;
       }
