@@ -166,6 +166,8 @@ interface PreparedGroup {
 
 /** Groups committing while the next one is prepared. */
 const GROUPS_IN_FLIGHT = 2;
+/** Transposed query matrices cached (the sets used last, across runs). */
+const TRANSPOSED_KEPT = 16;
 
 export class InfluenceEngine {
   private readonly store: Store;
@@ -178,7 +180,7 @@ export class InfluenceEngine {
   private pendingBytes = 0;
   private idle: Promise<void> = Promise.resolve();
   private idleResolve: (() => void) | undefined;
-  private readonly transposed = new WeakMap<QuerySetRecord, Float32Array>();
+  private readonly transposed = new Map<QuerySetRecord, Float32Array>();
   private readonly listeners: Array<(e: CommitEvent) => void> = [];
   /**
    * What groups prepared but not yet applied will change, so the next group is prepared as if
@@ -434,7 +436,7 @@ export class InfluenceEngine {
       const qs = querySetAt(run, pendingQs, sub.step);
       // Queued now, awaited below: onnxruntime-node runs each product on a later turn of this
       // thread (with its intra-op threads), so the products of a group run back to back.
-      products.push(qs === undefined ? undefined : this.kernel.multiply(sub.sketches, n, k, this.queryMatrix(qs, k), qs.ids.length));
+      products.push(qs === undefined ? undefined : this.kernel.multiply(sub.sketches, n, k, this.queryMatrix(run, qs, k), qs.ids.length));
       items.push({ item, run, duplicate: false, samples, products: undefined, querySet: qs, rejected: false });
     }
     const done = await Promise.all(products.map((p) => p ?? Promise.resolve(undefined)));
@@ -719,13 +721,18 @@ export class InfluenceEngine {
     }
   }
 
-  /** Qᵀ [k × m] of a query set, cached. */
-  private queryMatrix(qs: QuerySetRecord, k: number): Float32Array {
+  /**
+   * Qᵀ [k × m] of a query set, cached for the {@link TRANSPOSED_KEPT} sets used last. A set older
+   * than the run's newest few has its sketches read back from the store.
+   */
+  private queryMatrix(run: RunState, qs: QuerySetRecord, k: number): Float32Array {
     let t = this.transposed.get(qs);
     if (t === undefined) {
-      t = transpose(qs.sketches, qs.ids.length, k);
-      this.transposed.set(qs, t);
-    }
+      t = transpose(qs.sketches ?? this.store.querySketches(run.info.id, qs.version), qs.ids.length, k);
+      if (this.transposed.size >= TRANSPOSED_KEPT) this.transposed.delete(this.transposed.keys().next().value as QuerySetRecord);
+    } else this.transposed.delete(qs);
+    // Re-inserted: the map's order is the order of last use.
+    this.transposed.set(qs, t);
     return t;
   }
 

@@ -36,10 +36,22 @@ export interface QuerySetRecord {
   readonly groups: readonly string[];
   /** Run-wide query index of each row, i.e. the position in {@link RunState.queryIds}. */
   readonly columns: Int32Array;
-  /** [ids.length × dim] float32, already normalised per the run's score mode. */
-  readonly sketches: Float32Array;
+  /**
+   * [ids.length × dim] float32, already normalised per the run's score mode. Held in memory for
+   * the run's {@link QUERY_SKETCHES_KEPT} newest sets only (by step, then version); undefined for
+   * older ones, which `Store.querySketches` reads back when a late batch needs one.
+   */
+  sketches: Float32Array | undefined;
   readonly receivedAtMs: number;
 }
+
+/**
+ * Query sets per run whose sketches stay in memory. The history itself (versions, steps, ids,
+ * columns) is all kept; a run that refreshes its queries every few steps would otherwise hold
+ * every version's m × k floats (an hour's soak at a refresh every 0.4 s: 6,835 versions, about
+ * 130 MiB), though batches are scored against the newest.
+ */
+export const QUERY_SKETCHES_KEPT = 4;
 
 /** Per-sample evidence (DESIGN.md §5). */
 export interface SampleState {
@@ -74,6 +86,8 @@ export class RunState {
   readonly queryIndex = new Map<string, number>();
   /** Sorted by (step, version). */
   readonly querySets: QuerySetRecord[] = [];
+  private readonly byVersion = new Map<number, QuerySetRecord>();
+  private latest: QuerySetRecord | undefined;
   /** rank → last committed batch seq. */
   readonly commits = new Map<number, number>();
   readonly samples = new Map<string, SampleState>();
@@ -89,21 +103,32 @@ export class RunState {
     this.mirror = new EmbeddingMirror(info.dim);
   }
 
-  /** The query set in force at `step`: the largest `step' <= step`, ties by version. */
+  /** The query set in force at `step`: the largest `step' <= step`, ties by version (the last such in order). */
   querySetAt(step: number): QuerySetRecord | undefined {
-    let found: QuerySetRecord | undefined;
-    for (const qs of this.querySets) {
-      if (qs.step <= step) found = qs;
-      else break;
+    // Binary search: a run's history grows with every refresh, and every batch asks.
+    let lo = 0;
+    let hi = this.querySets.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((this.querySets[mid] as QuerySetRecord).step <= step) lo = mid + 1;
+      else hi = mid;
     }
-    return found;
+    return lo === 0 ? undefined : this.querySets[lo - 1];
   }
 
   hasQueryVersion(version: number): boolean {
-    return this.querySets.some((q) => q.version === version);
+    return this.byVersion.has(version);
   }
 
-  /** Inserts keeping (step, version) order, registering new query ids. */
+  /** The query set of `version`, if the run has it. */
+  querySet(version: number): QuerySetRecord | undefined {
+    return this.byVersion.get(version);
+  }
+
+  /**
+   * Inserts keeping (step, version) order, registering new query ids; drops the sketches of sets
+   * no longer among the newest {@link QUERY_SKETCHES_KEPT}.
+   */
   addQuerySet(qs: QuerySetRecord): void {
     let at = this.querySets.length;
     while (at > 0) {
@@ -112,6 +137,13 @@ export class RunState {
       at--;
     }
     this.querySets.splice(at, 0, qs);
+    this.byVersion.set(qs.version, qs);
+    if (this.latest === undefined || qs.version > this.latest.version) this.latest = qs;
+    // Only the last QUERY_SKETCHES_KEPT in order hold sketches: the one this pushes out of them
+    // drops its own, as does a set inserted behind them.
+    const keepFrom = this.querySets.length - QUERY_SKETCHES_KEPT;
+    if (keepFrom > 0) (this.querySets[keepFrom - 1] as QuerySetRecord).sketches = undefined;
+    if (at < keepFrom) qs.sketches = undefined;
     this.revision++;
   }
 
@@ -128,9 +160,7 @@ export class RunState {
 
   /** The newest query set by version. */
   latestQuerySet(): QuerySetRecord | undefined {
-    let best: QuerySetRecord | undefined;
-    for (const qs of this.querySets) if (best === undefined || qs.version > best.version) best = qs;
-    return best;
+    return this.latest;
   }
 
   /** score(z) = mean_j S_j(z) over the run's query ids (0 before any query set). */

@@ -561,7 +561,7 @@ export class Store {
       // Decoded and normalised exactly as ingest did (validate.ts, engine.ts): the same floats.
       const sketches = decodeSketches(value.sketches, run.info.dtype, n * k);
       if (run.info.scoreMode === 'cosine') normalizeRows(sketches, n, k);
-      const querySet = value.qsVersion === 0 ? undefined : run.querySets.find((q) => q.version === value.qsVersion);
+      const querySet = value.qsVersion === 0 ? undefined : run.querySet(value.qsVersion);
       this.applyBatch(
         run,
         {
@@ -654,7 +654,7 @@ export class Store {
           ids: [...qs.ids],
           groups: [...qs.groups],
           receivedAtMs: qs.receivedAtMs,
-          sketches: float32Bytes(qs.sketches),
+          sketches: float32Bytes(qs.sketches as Float32Array),
         };
         writes.push(() => settled(this.queriesDb.put([runId, qs.version], record)));
       },
@@ -1221,6 +1221,16 @@ export class Store {
       this.currentEmbedding(run, sample, g);
       run.mirror.set(sample.id, g);
     }
+  }
+
+  /**
+   * The sketches of a committed query set (read back from the store: in memory only the run's
+   * newest sets keep theirs, run-state.ts).
+   */
+  querySketches(runId: string, version: number): Float32Array {
+    const q = this.queriesDb.get([runId, version]);
+    if (q === undefined) throw new MotiveError('MOTIVE_INGEST_INTERNAL', `run ${runId} has no stored query set v${version}`);
+    return bytesToFloat32(q.sketches);
   }
 
   /** Copies G(z) of one sample into `out`; undefined when the run has no such sample. */
