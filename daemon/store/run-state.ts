@@ -49,7 +49,7 @@ export interface QuerySetRecord {
  * Query sets per run whose sketches stay in memory. The history itself (versions, steps, ids,
  * columns) is all kept; a run that refreshes its queries every few steps would otherwise hold
  * every version's m × k floats (an hour's soak at a refresh every 0.4 s: 6,835 versions, about
- * 130 MiB), though batches are scored against the newest.
+ * 110 MiB with the engine's transposed copies), though batches are scored against the newest.
  */
 export const QUERY_SKETCHES_KEPT = 4;
 

@@ -648,13 +648,15 @@ export class Store {
       },
       putCommit: (runId, rank, seq) => void writes.push(() => settled(this.commitsDb.put([runId, rank], seq))),
       putQuerySet: (runId, qs) => {
+        // A set is stored when it first commits, with its sketches (only older sets drop them).
+        if (qs.sketches === undefined) throw new Error(`query set v${qs.version} of run ${runId} has no sketches to store`);
         const record: QueryRecord = {
           version: qs.version,
           step: qs.step,
           ids: [...qs.ids],
           groups: [...qs.groups],
           receivedAtMs: qs.receivedAtMs,
-          sketches: float32Bytes(qs.sketches as Float32Array),
+          sketches: float32Bytes(qs.sketches),
         };
         writes.push(() => settled(this.queriesDb.put([runId, qs.version], record)));
       },
