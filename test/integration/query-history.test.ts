@@ -6,7 +6,7 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { MotiveClient } from '../../trainer-hooks/ts/index.js';
-import { QUERY_SKETCHES_KEPT } from '../../daemon/store/run-state.js';
+import { QUERY_SKETCHES_KEPT, RunState } from '../../daemon/store/run-state.js';
 import { ReferenceModel, relErr, rng } from '../helpers/reference.js';
 import { startTestDaemon, tempDir } from '../helpers/daemon.js';
 
@@ -100,8 +100,7 @@ describe('query-set history', () => {
     }
   });
 
-  it('finds the set in force at a step like a scan of the history', async () => {
-    const { RunState } = await import('../../daemon/store/run-state.js');
+  it('finds the set in force at a step like a scan of the history', () => {
     const state = new RunState({
       id: 'x',
       dim: 1,
