@@ -1,6 +1,7 @@
 /**
- * IEEE 754 binary16 decoding through a 64 Ki-entry lookup table (256 KiB, built on first use).
- * The daemon only reads fp16; trainers encode it (trainer-hooks).
+ * IEEE 754 binary16 decoding: ingest's decode-and-normalise as a WebAssembly SIMD kernel
+ * (float16-kernel.wat), everything else through a 64 Ki-entry lookup table (256 KiB, built on
+ * first use). The daemon only reads fp16; trainers encode it (trainer-hooks).
  */
 import { FLOAT16_KERNEL_WASM } from './float16-kernel.js';
 import { normalizeRows } from './vectors.js';
