@@ -999,12 +999,12 @@ export class Store {
         const frame = arena.subarray(offset, offset + bytes);
         const start = bodyOffset(idBytes);
         const flushedBefore = sample.flushedLsn;
-        const item = { sample, pos: chunkBytes + offset + start, bytes, idBytes, flushedBefore };
+        const pos = chunkBytes + offset + start;
         offset += bytes;
         if (body === 0) {
           beginFrame(frame, FRAME_WEIGHT, sample.id, idBytes, WEIGHT_BODY_BYTES);
           writeWeightBody(frame.subarray(start), sample.lsn, sample.weight);
-          weights.push(item);
+          weights.push({ sample, pos, bytes, idBytes, flushedBefore });
         } else {
           beginFrame(frame, FRAME_RECORD, sample.id, idBytes, body);
           const buf = frame.subarray(start, start + body);
@@ -1018,7 +1018,7 @@ export class Store {
           g.set(pool.scratch(row));
           run.mirror.setQuantized(sample.id, scale, scale === 0 ? undefined : pool.quantize(row, 1 / scale));
           this.inflight.set(sample, buf);
-          records.push({ sample, pos: item.pos, bytes, idBytes, flushedBefore, buf });
+          records.push({ sample, pos, bytes, idBytes, flushedBefore, buf });
         }
         sealFrame(frame);
         sample.flushedLsn = sample.lsn;
