@@ -54,15 +54,17 @@ interface Shard {
 }
 
 export interface DeltaPoolOptions {
-  /** Bytes per block of rows and most bytes of rows per shard (tests use small ones). */
+  /** Bytes per block of rows, most bytes of rows per shard, largest batch staged (tests use small ones). */
   blockBytes?: number;
   shardRowBytes?: number;
+  maxStageBytes?: number;
 }
 
 export class DeltaPool {
   readonly dim: number;
   private readonly blockRows: number;
   private readonly shardRows: number;
+  private readonly maxStageBytes: number;
   private readonly shards: Shard[] = [];
   private readonly free: number[] = [];
   private next = 0;
@@ -76,6 +78,7 @@ export class DeltaPool {
     this.blockRows = Math.max(1, Math.floor((options.blockBytes ?? BLOCK_BYTES) / (4 * dim)));
     const blocks = Math.max(1, Math.floor((options.shardRowBytes ?? SHARD_ROW_BYTES) / (this.blockRows * 4 * dim)));
     this.shardRows = blocks * this.blockRows;
+    this.maxStageBytes = options.maxStageBytes ?? MAX_STAGE_BYTES;
   }
 
   /** A zeroed row. */
@@ -130,7 +133,7 @@ export class DeltaPool {
     const shard = this.shard(row);
     const batch = this.batch as Float32Array;
     const bytes = this.batchRows * k * 4;
-    if (bytes > MAX_STAGE_BYTES) {
+    if (bytes > this.maxStageBytes) {
       const heap = shard.heap;
       const at = this.offset(row);
       const off = i * k;
@@ -140,7 +143,7 @@ export class DeltaPool {
     if (shard.staged !== this.batchId) {
       if (shard.stageBytes < bytes) {
         // Room for twice the batch: a stream's batches seldom grow, and never without bound.
-        const room = Math.min(2 * bytes, MAX_STAGE_BYTES);
+        const room = Math.min(2 * bytes, this.maxStageBytes);
         shard.stageAt = reserve(shard, room);
         shard.stageBytes = room;
       }

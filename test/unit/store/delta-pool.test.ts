@@ -19,8 +19,8 @@ describe('delta pool (WebAssembly SIMD kernels)', () => {
     it(`applies row += lr · sketch exactly as float64 arithmetic rounded to float32 once, k = ${k}`, () => {
       const r = rng(k);
       // Small blocks and shards: rows land in several blocks of several shards, and each batch is
-      // copied into each shard it touches.
-      const pool = new DeltaPool(k, { blockBytes: 4 * k * 3, shardRowBytes: 4 * k * 7 });
+      // copied into each shard it touches; batches over 20 rows take the JavaScript loop instead.
+      const pool = new DeltaPool(k, { blockBytes: 4 * k * 3, shardRowBytes: 4 * k * 7, maxStageBytes: 4 * k * 20 });
       const rows = 40;
       const reference = Array.from({ length: rows }, () => new Float64Array(k));
       const ids = Array.from({ length: rows }, () => pool.alloc());
