@@ -422,7 +422,9 @@ def test_query_versions_continue_after_trainer_restart(daemon: Daemon) -> None:
         assert run["queryVersion"] == 3 and [qs["version"] for qs in run["querySets"]] == [1, 2, 3]
         # the batch at step 5 was scored against the refreshed queries, not the old version 2
         _check_sums(daemon, run_id, sent, [(5, ["qa", "qb"], _wire(q3, "float16"), "float16")])
-        assert b.set_queries(["qa", "qb"], q1, step=6) == 4 and b.flush(10.0)
+        # A QuerySet has no Ack of its own: a batch behind it is acked only once it is committed.
+        assert b.set_queries(["qa", "qb"], q1, step=6) == 4
+        assert b.send(6, 0.1, ["s-b"], _rows(1, 66)) and b.flush(10.0)
     finally:
         b.close(1.0)
 
@@ -431,7 +433,8 @@ def test_query_versions_continue_after_trainer_restart(daemon: Daemon) -> None:
     try:
         assert _wait(lambda: c.stats().state == "connected")
         assert c.query_version == 4
-        assert c.set_queries(["qa", "qb"], q2, step=7) == 5 and c.flush(10.0)
+        assert c.set_queries(["qa", "qb"], q2, step=7) == 5
+        assert c.send(7, 0.1, ["s-c"], _rows(1, 67)) and c.flush(10.0)
         assert daemon.get(f"/v1/runs/{run_id}")["queryVersion"] == 5
     finally:
         c.close(1.0)
