@@ -13,9 +13,9 @@
  * The first 2 s are warm-up and not counted. Sample ids are drawn from a pool of 100,000 clips.
  * Before each run the disk alone is measured at the same batch rate for as long as the run is
  * counted (`diskProbe`): the `disk` columns, and the run's Ack p99 as a multiple of the disk's.
- * The `wait` … `apply` columns are the daemon's own mean ms per step of the Ack path after the
- * warm-up (`motive_ingest_stage_seconds`, docs/observability.md); the rest of an Ack's latency is
- * decoding before and transport after.
+ * The `wait` … `commit` columns are the daemon's own mean ms per step of the Ack path after the
+ * warm-up (`motive_ingest_stage_seconds`, docs/observability.md), and `apply` the group's apply,
+ * which follows its Acks; the rest of an Ack's latency is decoding before and transport after.
  *
  *   npx tsx bench/feedback.ts [--rates 10000,2500,500] [--interval-ms 50] [--sync-commits] [--batch-updates on|off] [--seconds 15] [--runs 2] [--quick]
  *                             [--cpu-prof DIR]   (the daemon under node --cpu-prof, its profiles written to DIR)

@@ -4,7 +4,9 @@
  * batch's step (onnxruntime MatMul), appends the batches to the store's write-ahead log with their
  * (run, rank) commit markers in one durable transaction, and only then applies the seen /
  * lastStep / S_j / G(z) updates in memory (docs/store.md). Submissions resolve after that, which
- * is what lets ingest acknowledge exactly-once. The next group is prepared while one commits.
+ * is what lets ingest acknowledge exactly-once; a submission with a `durable` callback (ingest's
+ * Ack) hears as soon as its group is durable, and the group is applied on the next turn of the
+ * event loop, before any further I/O is read. The next group is prepared while one commits.
  */
 import { MotiveError, normalizeRows, trace, type Logger } from '../shared/index.js';
 import type { QuerySetRecord, RunState, SampleState, ScoreMode, Store } from '../store/index.js';
@@ -87,7 +89,14 @@ export interface InfluenceEngineOptions {
 }
 
 type Item =
-  | { kind: 'batch'; sub: BatchSubmission; at: number; resolve: (o: SubmitOutcome) => void; reject: (e: unknown) => void }
+  | {
+      kind: 'batch';
+      sub: BatchSubmission;
+      at: number;
+      resolve: (o: SubmitOutcome) => void;
+      reject: (e: unknown) => void;
+      durable: ((o: SubmitOutcome) => void) | undefined;
+    }
   | { kind: 'queries'; sub: QuerySubmission; at: number; resolve: (o: SubmitOutcome) => void; reject: (e: unknown) => void };
 
 interface PreparedBatch {
@@ -196,6 +205,9 @@ export class InfluenceEngine {
   };
   private epoch = 0;
   private groupIds = 0;
+  /** Committed groups' applies, in commit order, and whether an immediate will run them. */
+  private readonly applies: Array<() => void> = [];
+  private appliesScheduled = false;
   private weigher: BatchWeigher | undefined;
   /**
    * Buffers for decoded batches: ingest decodes into one, and the engine gives it back once the
@@ -230,8 +242,15 @@ export class InfluenceEngine {
     return this.queue.length - this.queueHead;
   }
 
-  submitBatch(sub: BatchSubmission): Promise<SubmitOutcome> {
-    return new Promise((resolve, reject) => this.enqueue({ kind: 'batch', sub, at: performance.now(), resolve, reject }));
+  /**
+   * Queues a batch; resolves once it is committed and applied to memory. `durable`, if given, is
+   * called as soon as the batch is durable (committed, or found a duplicate of one that is), before
+   * the apply: ingest sends its Ack from there, so an Ack does not wait for its group's apply.
+   * The apply then runs on the next turn of the event loop, ahead of any further I/O (so a
+   * request a trainer makes after an Ack sees the batch).
+   */
+  submitBatch(sub: BatchSubmission, durable?: (o: SubmitOutcome) => void): Promise<SubmitOutcome> {
+    return new Promise((resolve, reject) => this.enqueue({ kind: 'batch', sub, at: performance.now(), resolve, reject, durable }));
   }
 
   submitQueries(sub: QuerySubmission): Promise<SubmitOutcome> {
@@ -586,7 +605,52 @@ export class InfluenceEngine {
       return;
     }
     const now = performance.now();
-    this.apply(g, live, lsns, weightLsns, now - started, { queuedMs: txAt - g.preparedAt, durableMs: now - txAt });
+    // Durable now: the batches that wait for that hear first, and the group is applied on the
+    // next turn, after their Acks have left (see submitBatch).
+    let deferred = false;
+    for (const p of live) {
+      if ('record' in p || p.item.durable === undefined) continue;
+      deferred = true;
+      if (trace.on && !p.duplicate) trace.event('batch', p.item.sub.rank, p.item.sub.seq, p.item.at, g.takenAt, g.preparedAt, txAt, now);
+      try {
+        p.item.durable(p.duplicate ? 'duplicate' : 'committed');
+      } catch (err) {
+        this.log.error({ err }, 'durable callback failed');
+      }
+    }
+    await this.afterCommit(
+      () => this.apply(g, live, lsns, weightLsns, now - started, { queuedMs: txAt - g.preparedAt, durableMs: now - txAt }),
+      deferred,
+    );
+  }
+
+  /**
+   * Runs a committed group's apply in commit order: at once, or (`defer`) from an immediate, so
+   * that what the commit's callbacks wrote (Acks) leaves before it. Resolves once it has run.
+   */
+  private afterCommit(apply: () => void, defer: boolean): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.applies.push(() => {
+        try {
+          apply();
+          resolve();
+        } catch (err) {
+          reject(err instanceof Error ? err : new Error(String(err)));
+        }
+      });
+      if (!defer) this.runApplies();
+      else if (!this.appliesScheduled) {
+        this.appliesScheduled = true;
+        setImmediate(() => {
+          this.appliesScheduled = false;
+          this.runApplies();
+        });
+      }
+    });
+  }
+
+  private runApplies(): void {
+    for (let next = this.applies.shift(); next !== undefined; next = this.applies.shift()) next();
   }
 
   private apply(
@@ -656,7 +720,7 @@ export class InfluenceEngine {
         });
         if (fresh.size === 0) this.ahead.samples.delete(p.run);
       }
-      if (trace.on)
+      if (trace.on && p.item.durable === undefined)
         trace.event('batch', sub.rank, sub.seq, p.item.at, g.takenAt, g.preparedAt, g.preparedAt + commitStages.queuedMs, applyStart);
       p.run.batches++;
       p.run.sketches += sub.sampleIds.length;

@@ -234,9 +234,9 @@ export class IngestServer {
       stream.inflightBytes += bytes;
       this.observer.batchAccepted?.(hello.runId, decoded.sampleIds.length, batchMsg.sketches.length);
       const sentAt = performance.now();
+      // Acknowledged once durable; the engine applies it to memory right after the Ack leaves.
       this.deps.engine
-        .submitBatch({ runId: hello.runId, rank: hello.rank, ...decoded, bytes })
-        .then(() => {
+        .submitBatch({ runId: hello.runId, rank: hello.rank, ...decoded, bytes }, () => {
           stream.send({ ack: { seq: decoded.seq } });
           if (trace.on) trace.event('ack', hello.rank, decoded.seq, receivedAt, sentAt, performance.now());
           this.observer.batchAcked?.(hello.runId, performance.now() - sentAt);

@@ -7,8 +7,11 @@
  */
 import { readFileSync } from 'node:fs';
 
-/** The steps of one Ack, in order, in ms. */
-export const ACK_STEPS = ['decode', 'wait', 'score', 'queued', 'commit', 'apply'] as const;
+/**
+ * The steps of one Ack, in order, in ms. `send`: from the group's commit being durable to the Ack
+ * written to its stream (the group's apply comes after the Acks it holds).
+ */
+export const ACK_STEPS = ['decode', 'wait', 'score', 'queued', 'commit', 'send'] as const;
 export type AckStep = (typeof ACK_STEPS)[number];
 /** What else ran during an Ack, in ms of its span. */
 export const OVERLAPS = ['flusher', 'flush writes', 'recompute', 'gc'] as const;
@@ -68,10 +71,10 @@ export function summariseAckTrace(text: string, warmupMs: number): AckTraceSumma
     const b = batches.get(key);
     if (b === undefined || received === undefined || submitted === undefined || acked === undefined) continue;
     if (received < first + warmupMs) continue;
-    const [, taken, prepared, writing, applying] = b as [number, number, number, number, number];
+    const [, taken, prepared, writing, durable] = b as [number, number, number, number, number];
     rows.push({
       ackMs: acked - received,
-      steps: [submitted - received, taken - submitted, prepared - taken, writing - prepared, applying - writing, acked - applying],
+      steps: [submitted - received, taken - submitted, prepared - taken, writing - prepared, durable - writing, acked - durable],
       from: received,
       to: acked,
     });

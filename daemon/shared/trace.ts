@@ -5,9 +5,10 @@
  *
  *   ack RANK SEQ RECEIVED SUBMITTED ACKED     a batch read off its stream, decoded and handed to
  *                                             the engine, its Ack sent
- *   batch RANK SEQ SUBMITTED TAKEN PREPARED WRITING APPLYING
+ *   batch RANK SEQ SUBMITTED TAKEN PREPARED WRITING DURABLE
  *                                             its group taken up, prepared (scored), its commit
- *                                             begun, durable (the apply begins)
+ *                                             begun, durable (the Ack is sent then; the group's
+ *                                             apply follows it)
  *   commit START END ENTRIES                  one store commit (a group's or a weights update's):
  *                                             begun, durable
  *   flush START END RECORDS                   one slice of the flusher on the main thread

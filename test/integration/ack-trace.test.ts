@@ -56,7 +56,7 @@ describe('Ack-path trace', () => {
       const [received, submitted, ackedAt] = fields('ack', seq) as [number, number, number];
       const steps = fields('batch', seq);
       expect(steps).toHaveLength(5);
-      // read ≤ decoded ≤ (engine: submitted ≤ taken ≤ prepared ≤ writing ≤ applying) ≤ Ack sent
+      // read ≤ decoded ≤ (engine: submitted ≤ taken ≤ prepared ≤ writing ≤ durable) ≤ Ack sent
       const times = [received, ...steps, ackedAt];
       for (let i = 1; i < times.length; i++) expect(times[i]).toBeGreaterThanOrEqual(times[i - 1] as number);
       expect(Math.abs((steps[0] as number) - submitted)).toBeLessThan(1);

@@ -38,7 +38,7 @@ describe('motive trace', () => {
     const c = capture();
     expect(await runCli(['trace', file], c.io)).toBe(0);
     expect(c.out()).toMatch(/^3 Acks: p50 6\.0 ms, p99 6\.0 ms/);
-    // slowest 1 % of 3 is the 20 ms Ack: decode 0.5, wait 0.5, score 1, queued 0.5, commit 15, apply 2.5, GC 3
+    // slowest 1 % of 3 is the 20 ms Ack: decode 0.5, wait 0.5, score 1, queued 0.5, commit 15, send 2.5, GC 3
     const slowest = c
       .out()
       .split('\n')

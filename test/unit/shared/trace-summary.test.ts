@@ -21,7 +21,7 @@ describe('Ack-path trace summary', () => {
   it('splits each Ack into its steps, leaves out the warm-up, and averages the median and slowest 1 %', () => {
     const lines: string[] = [];
     // 201 Acks, one every 10 ms from t = 1000; Ack i takes 5 + i/100 ms in all, except the last,
-    // which takes 60 ms. Steps: decode 0.5, wait 1, score 2, queued 0.25, commit = the rest − 0.75, apply 0.75.
+    // which takes 60 ms. Steps: decode 0.5, wait 1, score 2, queued 0.25, commit = the rest − 0.75, send 0.75.
     const total = (i: number): number => (i === 200 ? 60 : 5 + i / 100);
     for (let i = 0; i <= 200; i++) {
       const r = 1000 + 10 * i;
@@ -30,9 +30,9 @@ describe('Ack-path trace summary', () => {
       const taken = submitted + 1;
       const prepared = taken + 2;
       const writing = prepared + 0.25;
-      const applying = r + t - 0.75;
+      const durable = r + t - 0.75;
       lines.push(`ack 0 ${i + 1} ${r} ${submitted} ${r + t}`);
-      lines.push(`batch 0 ${i + 1} ${submitted} ${taken} ${prepared} ${writing} ${applying}`);
+      lines.push(`batch 0 ${i + 1} ${submitted} ${taken} ${prepared} ${writing} ${durable}`);
     }
     // Acks read in the first 50 ms (i = 0..4) are warm-up; a batch with no Ack is ignored.
     lines.push('batch 0 999 1 2 3 4 5');
@@ -48,7 +48,7 @@ describe('Ack-path trace summary', () => {
     const meanTotal = ids.reduce((a, i) => a + total(i), 0) / ids.length;
     expect(median!.acks).toBe(40);
     expect(median!.ackMs).toBeCloseTo(meanTotal, 9);
-    expect(median!.steps).toMatchObject({ decode: 0.5, wait: 1, score: 2, queued: 0.25, apply: 0.75 });
+    expect(median!.steps).toMatchObject({ decode: 0.5, wait: 1, score: 2, queued: 0.25, send: 0.75 });
     expect(median!.steps.commit).toBeCloseTo(meanTotal - 4.5, 9);
     // The recompute [1999, 2001] touches Ack i = 100 ([2000, 2006]) for 1 ms: 1/40 per Ack.
     expect(median!.overlap.recompute).toBeCloseTo(1 / 40, 9);

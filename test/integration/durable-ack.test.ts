@@ -1,0 +1,114 @@
+/**
+ * Acks leave once a batch is durable, before its group is applied to memory (engine.ts
+ * `submitBatch`'s `durable`): the apply follows on the next turn of the event loop, in commit
+ * order, and nothing read after an Ack can miss the batch. Real LMDB in temp dirs, the real
+ * engine, gRPC on 127.0.0.1 and the REST API.
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import type { SubmitOutcome } from '../../daemon/influence/index.js';
+import { startTestDaemon } from '../helpers/daemon.js';
+import { batch, hello, rawStream } from '../helpers/raw-stream.js';
+import { rng } from '../helpers/reference.js';
+import { openStoreRun } from '../helpers/store-run.js';
+
+const K = 8;
+const dirs: Array<{ remove: () => void }> = [];
+afterAll(() => dirs.forEach((d) => d.remove()));
+
+describe('durable Acks', () => {
+  it('hears a batch durable before its apply, and applies the groups in commit order', async () => {
+    const { store, run, engine } = await openStoreRun('motive-durable-ack-', dirs, K, 'dot');
+    try {
+      const order: string[] = [];
+      engine.onCommit((e) => order.push(...e.sampleIds.map((ids) => ids[0] as string)));
+      const r = rng(11);
+      const heard: Array<{ seq: number; applied: number | undefined; turnEnd?: number; outcome: SubmitOutcome }> = [];
+      const resolved: number[] = [];
+      const submissions: Array<Promise<unknown>> = [];
+      // Twelve batches without waiting, so that groups commit while others wait; every other one
+      // without a `durable` callback (applied at once), which must not overtake a deferred apply.
+      for (let seq = 1; seq <= 12; seq++) {
+        const ids = [`own-${seq}`, 'shared'];
+        const sketches = Float32Array.from({ length: ids.length * K }, () => r.normal());
+        const wire = new Uint8Array(sketches.buffer.slice(0));
+        const sub = { runId: 'r', rank: 0, seq, step: seq, lr: 0.01, sampleIds: ids, sketches, wire, bytes: wire.byteLength };
+        const durable =
+          seq % 2 === 1
+            ? (outcome: SubmitOutcome): void => {
+                const h: (typeof heard)[number] = { seq, applied: run.samples.get(`own-${seq}`)?.seen, outcome };
+                heard.push(h);
+                // Still not applied once this turn's microtasks have run (where an Ack is written).
+                queueMicrotask(() => queueMicrotask(() => (h.turnEnd = run.samples.get(`own-${seq}`)?.seen ?? 0)));
+              }
+            : undefined;
+        submissions.push(engine.submitBatch(sub, durable).then(() => resolved.push(seq)));
+      }
+      // A resend of batch 3 once it is in: durable again (a duplicate), counted once.
+      await submissions[2];
+      const resend = Float32Array.from({ length: 2 * K }, () => 1);
+      let duplicate: SubmitOutcome | undefined;
+      const wire = new Uint8Array(resend.buffer.slice(0));
+      const dup = {
+        runId: 'r',
+        rank: 0,
+        seq: 3,
+        step: 3,
+        lr: 0.01,
+        sampleIds: ['own-3', 'shared'],
+        sketches: resend,
+        wire,
+        bytes: wire.byteLength,
+      };
+      submissions.push(engine.submitBatch(dup, (o) => (duplicate = o)));
+      await Promise.all(submissions);
+
+      // Each durable callback ran before its own batch touched memory.
+      expect(heard.map((h) => h.seq)).toEqual([1, 3, 5, 7, 9, 11]);
+      for (const h of heard) {
+        expect(h.applied).toBeUndefined();
+        expect(h.turnEnd).toBe(0);
+        expect(h.outcome).toBe('committed');
+      }
+      expect(duplicate).toBe('duplicate');
+      // Applied in commit order, each batch once, and every submission resolved after its apply.
+      expect(order).toEqual(Array.from({ length: 12 }, (_, i) => `own-${i + 1}`));
+      expect(resolved.slice(0, 12).sort((a, b) => a - b)).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
+      expect(run.samples.get('shared')?.seen).toBe(12);
+      expect(run.commits.get(0)).toBe(12);
+      expect(run.batches).toBe(12);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a REST read made on receiving an Ack sees that batch', async () => {
+    const daemon = await startTestDaemon({});
+    const s = rawStream(`127.0.0.1:${daemon.grpcPort}`);
+    try {
+      s.write(hello('acked', K));
+      expect(await s.next(10_000)).toHaveProperty('welcome');
+      const r = rng(5);
+      for (let seq = 1; seq <= 20; seq++) {
+        s.write(
+          batch(
+            seq,
+            [`clip-${seq}`, 'shared'],
+            Float32Array.from({ length: 2 * K }, () => r.normal()),
+            seq,
+          ),
+        );
+        const reply = await s.next(10_000);
+        if (reply === 'end') throw new Error('stream ended');
+        expect(reply.ack?.seq).toBe(seq);
+        const res = await fetch(`http://127.0.0.1:${daemon.httpPort}/v1/runs/acked/samples/shared`);
+        expect(res.status).toBe(200);
+        expect(((await res.json()) as { seen: number }).seen).toBe(seq);
+        const own = await fetch(`http://127.0.0.1:${daemon.httpPort}/v1/runs/acked/samples/clip-${seq}`);
+        expect(own.status).toBe(200);
+      }
+    } finally {
+      s.close();
+      await daemon.cleanup();
+    }
+  });
+});
