@@ -79,6 +79,7 @@ export function decodeSample(id: string, buf: Uint8Array, newSums: (nq: number) 
       at: -1,
       atBytes: 0,
       weightAt: -1,
+      mirrorSlot: -1,
     },
     lsn,
   };

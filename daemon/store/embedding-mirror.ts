@@ -7,8 +7,10 @@
  * from the float32 G(z) in the store: the ranking it returns is exact. At k = 512 a row costs 516
  * bytes, a quarter of the float32 rows, which stay in the store.
  *
- * Rows live in fixed-size blocks (no reallocation as a run grows); slots are assigned on first
- * sight and never reused (deleting a run drops its whole mirror).
+ * Rows live in fixed-size blocks (no reallocation as a run grows). A sample's slot is assigned
+ * once ({@link EmbeddingMirror.add}) and kept on the sample (`SampleState.mirrorSlot`), not in a
+ * map by id here: that map cost 40-odd MiB at a million samples and a hash lookup per flushed
+ * record. Slots are never reused (deleting a run drops its whole mirror).
  */
 
 /** Rows per block: 16 Ki rows × k bytes (8 MiB at k = 512). */
@@ -19,7 +21,6 @@ export class EmbeddingMirror {
   private readonly blocks: Int8Array[] = [];
   private readonly scaleBlocks: Float32Array[] = [];
   private readonly ids: string[] = [];
-  private readonly slots = new Map<string, number>();
 
   constructor(dim: number) {
     this.dim = dim;
@@ -35,27 +36,23 @@ export class EmbeddingMirror {
     return this.blocks.length * MIRROR_BLOCK_ROWS * (this.dim + 4);
   }
 
-  /** The slot of `id`, assigned on first sight. */
-  private slot(id: string): number {
-    let slot = this.slots.get(id);
-    if (slot === undefined) {
-      slot = this.ids.length;
-      this.ids.push(id);
-      this.slots.set(id, slot);
-      if (slot >= this.blocks.length * MIRROR_BLOCK_ROWS) {
-        this.blocks.push(new Int8Array(MIRROR_BLOCK_ROWS * this.dim));
-        this.scaleBlocks.push(new Float32Array(MIRROR_BLOCK_ROWS));
-      }
+  /** A new slot for sample `id` (a zero row until set): call once per sample, and keep it. */
+  add(id: string): number {
+    const slot = this.ids.length;
+    this.ids.push(id);
+    if (slot >= this.blocks.length * MIRROR_BLOCK_ROWS) {
+      this.blocks.push(new Int8Array(MIRROR_BLOCK_ROWS * this.dim));
+      this.scaleBlocks.push(new Float32Array(MIRROR_BLOCK_ROWS));
     }
     return slot;
   }
 
   /**
    * Stores a row quantised elsewhere (the delta pool's SIMD kernel, the same rounding as
-   * {@link EmbeddingMirror.set}): `scale` = max|G| / 127, `q` the k int8 values (none when the scale is 0).
+   * {@link EmbeddingMirror.set}) in `slot`: `scale` = max|G| / 127, `q` the k int8 values (none when the scale is 0).
    */
-  setQuantized(id: string, scale: number, q: Int8Array | undefined): void {
-    const slot = this.slot(id);
+  setQuantized(slot: number, scale: number, q: Int8Array | undefined): void {
+    this.check(slot);
     const block = this.blocks[Math.floor(slot / MIRROR_BLOCK_ROWS)] as Int8Array;
     const row = slot % MIRROR_BLOCK_ROWS;
     (this.scaleBlocks[Math.floor(slot / MIRROR_BLOCK_ROWS)] as Float32Array)[row] = scale;
@@ -63,9 +60,9 @@ export class EmbeddingMirror {
     else block.set(q, row * this.dim);
   }
 
-  /** Quantises `g` into the row of `id` (assigning a slot on first sight). */
-  set(id: string, g: Float32Array): void {
-    const slot = this.slot(id);
+  /** Quantises `g` into `slot`. */
+  set(slot: number, g: Float32Array): void {
+    this.check(slot);
     const block = this.blocks[Math.floor(slot / MIRROR_BLOCK_ROWS)] as Int8Array;
     const scales = this.scaleBlocks[Math.floor(slot / MIRROR_BLOCK_ROWS)] as Float32Array;
     const row = slot % MIRROR_BLOCK_ROWS;
@@ -102,6 +99,10 @@ export class EmbeddingMirror {
     // x in [-127, 127], an integer store V8 compiles to a few instructions, 7× faster than
     // storing Math.round's double (0.7 vs 4.8 µs a row at k = 512, measured).
     for (let j = 0; j < k; j++) block[off + j] = (((g[j] as number) * inv + 128.5) | 0) - 128;
+  }
+
+  private check(slot: number): void {
+    if (!(slot >= 0 && slot < this.ids.length)) throw new RangeError(`mirror slot ${slot} not assigned (${this.ids.length} held)`);
   }
 
   /**

@@ -75,6 +75,8 @@ export interface SampleState {
   atBytes: number;
   /** Store bookkeeping: location of a weight entry newer than that record (-1: none). */
   weightAt: number;
+  /** Store bookkeeping: its row in the run's int8 mirror (-1: none yet; {@link RunState.mirrorSlot}). */
+  mirrorSlot: number;
 }
 
 export class RunState {
@@ -185,10 +187,17 @@ export class RunState {
         at: -1,
         atBytes: 0,
         weightAt: -1,
+        mirrorSlot: -1,
       };
       this.samples.set(id, s);
     }
     return s;
+  }
+
+  /** The sample's row in the mirror, assigned on first use. */
+  mirrorSlot(sample: SampleState): number {
+    if (sample.mirrorSlot < 0) sample.mirrorSlot = this.mirror.add(sample.id);
+    return sample.mirrorSlot;
   }
 
   private slab: Float64Array | undefined;

@@ -517,8 +517,10 @@ export class Store {
         const { sample, lsn } = decodeSample(f.id, f.body, (nq) => (known?.sums.length === nq ? known.sums : run.newSums(nq)));
         sample.at = f.loc;
         sample.atBytes = f.body.length;
+        // An older version's mirror row too: one row per sample.
+        if (known !== undefined) sample.mirrorSlot = known.mirrorSlot;
         run.samples.set(f.id, sample);
-        run.mirror.set(f.id, embeddingView(f.body));
+        run.mirror.set(run.mirrorSlot(sample), embeddingView(f.body));
         if (lsn > maxLsn) maxLsn = lsn;
       } else if (f.kind === FRAME_WEIGHT) {
         const lsn = f.body.readDoubleLE(0);
@@ -1016,7 +1018,7 @@ export class Store {
           const scale = pool.fold(row) / 127;
           sample.delta = -1;
           g.set(pool.scratch(row));
-          run.mirror.setQuantized(sample.id, scale, scale === 0 ? undefined : pool.quantize(row, 1 / scale));
+          run.mirror.setQuantized(run.mirrorSlot(sample), scale, scale === 0 ? undefined : pool.quantize(row, 1 / scale));
           this.inflight.set(sample, buf);
           records.push({ sample, pos, bytes, idBytes, flushedBefore, buf });
         }
@@ -1221,7 +1223,7 @@ export class Store {
     for (const sample of set) {
       if (sample.delta < 0 && !this.inflight.has(sample)) continue;
       this.currentEmbedding(run, sample, g);
-      run.mirror.set(sample.id, g);
+      run.mirror.set(run.mirrorSlot(sample), g);
     }
   }
 
@@ -1339,9 +1341,11 @@ export class Store {
           if (known.at >= 0) segments.release(known.at, frameBytes(idBytes, known.atBytes));
           if (known.weightAt >= 0) segments.release(known.weightAt, frameBytes(idBytes, WEIGHT_BODY_BYTES));
           this.inflight.delete(known);
+          // One mirror row per sample, whichever object now stands for it.
+          if (known !== sample) sample.mirrorSlot = known.mirrorSlot;
         }
         run.samples.set(sample.id, sample);
-        run.mirror.set(sample.id, g);
+        run.mirror.set(run.mirrorSlot(sample), g);
         sample.at = base + pos;
         sample.atBytes = body;
         sample.weightAt = -1;

@@ -62,8 +62,8 @@ describe('delta pool (WebAssembly SIMD kernels)', () => {
         expect(max).toBe(Math.max(...expected.map(Math.abs)));
         expect(rowOf(pool, row).every((v) => v === 0)).toBe(true);
         const scale = max / 127;
-        mirror.setQuantized(`s${trial}-${i}`, scale, pool.quantize(row, 1 / scale));
-        reference.set(`s${trial}-${i}`, expected);
+        mirror.setQuantized(mirror.add(`s${trial}-${i}`), scale, pool.quantize(row, 1 / scale));
+        reference.set(reference.add(`s${trial}-${i}`), expected);
       }
       // The freed rows come back (zeroed) before any new one.
       const again = rows.map(() => pool.alloc());
@@ -74,8 +74,8 @@ describe('delta pool (WebAssembly SIMD kernels)', () => {
     // No row: the scratch as it is. An all-zero record: scale 0, a zero mirror row.
     pool.scratch(-1).fill(0);
     expect(pool.fold(-1)).toBe(0);
-    mirror.setQuantized('zero', 0, undefined);
-    reference.set('zero', new Float32Array(k));
+    mirror.setQuantized(mirror.add('zero'), 0, undefined);
+    reference.set(reference.add('zero'), new Float32Array(k));
     const got = [...mirror.blocksView()];
     const want = [...reference.blocksView()];
     expect(got.length).toBe(want.length);

@@ -23,9 +23,9 @@ describe('int8 embedding mirror', () => {
       // Exact ±max and a zero in every row: the extremes must map to ±127 and 0.
       g[i % k] = 0;
       rows.push(g);
-      mirror.set(`s${i}`, g);
+      mirror.set(mirror.add(`s${i}`), g);
     }
-    mirror.set('zero', new Float32Array(k));
+    mirror.set(mirror.add('zero'), new Float32Array(k));
     rows.forEach((g, i) => {
       const { values, scale } = row(mirror, i);
       let max = 0;
@@ -51,7 +51,7 @@ describe('int8 embedding mirror', () => {
     for (let at = 0; at < k; at++) {
       const g = Float32Array.from({ length: k }, (_, d) => 0.01 * (d + 1));
       g[at] = -3; // the largest magnitude, negative, at every position in turn
-      mirror.set(`s${at}`, g);
+      mirror.set(mirror.add(`s${at}`), g);
       const { values, scale } = row(mirror, at);
       expect(scale).toBe(Math.fround(3 / 127));
       expect(values[at]).toBe(-127);
@@ -61,7 +61,23 @@ describe('int8 embedding mirror', () => {
   it('rounds exact halves up, as Math.round does', () => {
     const mirror = new EmbeddingMirror(6);
     // max 127 makes the step exactly 1, so these values land on the halves themselves.
-    mirror.set('h', Float32Array.from([127, -0.5, 0.5, -2.5, 2.5, -126.5]));
+    mirror.set(mirror.add('h'), Float32Array.from([127, -0.5, 0.5, -2.5, 2.5, -126.5]));
     expect([...row(mirror, 0).values]).toEqual([127, 0, 1, -2, 3, -126]);
+  });
+
+  it('writes a row only into a slot it assigned, and rewrites it in place', () => {
+    const mirror = new EmbeddingMirror(4);
+    expect(() => mirror.set(0, new Float32Array(4))).toThrow(RangeError);
+    const a = mirror.add('a');
+    const b = mirror.add('b');
+    mirror.set(b, Float32Array.from([0, 0, 0, 1]));
+    mirror.set(a, Float32Array.from([2, 0, 0, 0]));
+    mirror.set(a, Float32Array.from([0, -4, 0, 0]));
+    expect(mirror.size).toBe(2);
+    expect([...row(mirror, a).values]).toEqual([0, -127, 0, 0]);
+    expect(row(mirror, a).scale).toBe(Math.fround(4 / 127));
+    expect([...row(mirror, b).values]).toEqual([0, 0, 0, 127]);
+    expect(() => mirror.setQuantized(2, 1, undefined)).toThrow(RangeError);
+    expect([...mirror.blocksView()].flatMap((v) => v.ids)).toEqual(['a', 'b']);
   });
 });
