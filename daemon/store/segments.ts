@@ -6,7 +6,7 @@
  * deletes them. See docs/store.md for the frame layout.
  */
 import { closeSync, fsyncSync, mkdirSync, openSync, readSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
-import { open as openFile, type FileHandle } from 'node:fs/promises';
+import { open as openFile, rm, type FileHandle } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
@@ -113,6 +113,20 @@ function syncDir(dir: string): void {
     fsyncSync(fd);
   } finally {
     closeSync(fd);
+  }
+}
+
+/**
+ * The same on libuv's thread pool: for the segments a running store starts and removes, whose
+ * directory syncs ran on the main thread and held it (and every Ack waiting on it) while the
+ * file system committed its journal, behind whatever the flusher had just written.
+ */
+async function syncDirAsync(dir: string): Promise<void> {
+  const handle = await openFile(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
 }
 
@@ -310,7 +324,8 @@ export class RunSegments {
     const seq = this.nextSeq++;
     const path = this.pathOf(seq);
     const handle = await openFile(path, 'wx+');
-    syncDir(this.dir);
+    // Its entry durable before any record in it is counted on.
+    await syncDirAsync(this.dir);
     const segment: Segment = { seq, path, fd: handle.fd, size: 0, live: 0, handle };
     this.segments.set(seq, segment);
     this.active = segment;
@@ -382,8 +397,10 @@ export class RunSegments {
     this.segments.delete(segment.seq);
     if (segment.handle !== undefined) await segment.handle.close();
     else closeSync(segment.fd);
-    rmSync(segment.path, { force: true });
-    syncDir(this.dir);
+    // Unlinking 64 MiB and syncing the directory off the main thread (a removal not yet durable
+    // at a crash leaves the old frames, which recovery skips as older than their samples' newest).
+    await rm(segment.path, { force: true });
+    await syncDirAsync(this.dir);
   }
 
   /** Copies every segment, up to its written size, into `dir` (a backup; the writer is paused); resolves with the bytes copied. */
