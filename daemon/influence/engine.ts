@@ -130,8 +130,21 @@ export interface BatchWeigher {
   batchPolicy(run: RunState, queries: number): ((score: number, seen: number) => number) | undefined;
   /** Whether a weight that moves from `from` to `to` is pushed. */
   moves(from: number, to: number): boolean;
-  /** Batch weights committed with their group at weights `version`, applied to memory: announce them. */
-  announce(run: RunState, version: number, ids: readonly string[], weights: Float32Array, newlyDownweighted: readonly string[]): void;
+  /**
+   * Batch weights committed with their group at weights `version`, not yet applied: called with
+   * the group's Acks when they are sent before its apply (see {@link InfluenceEngine.submitBatch}),
+   * so that the trainers have the weights with the Acks.
+   */
+  durable(run: RunState, version: number, ids: readonly string[], weights: Float32Array): void;
+  /** The same, applied to memory: announce them (`trainersTold`: {@link BatchWeigher.durable} came first). */
+  announce(
+    run: RunState,
+    version: number,
+    ids: readonly string[],
+    weights: Float32Array,
+    newlyDownweighted: readonly string[],
+    trainersTold: boolean,
+  ): void;
 }
 
 /** A sample as it will be once every prepared group is applied (score total, seen, weight). */
@@ -618,8 +631,14 @@ export class InfluenceEngine {
         this.log.error({ err }, 'durable callback failed');
       }
     }
+    // The batch weights go out with the Acks, after them on each stream.
+    if (deferred && this.weigher !== undefined)
+      for (const [run, w] of weightLsns) {
+        const weights = g.weights.get(run) as GroupWeights;
+        this.weigher.durable(run, w.version, weights.ids, weights.weights);
+      }
     await this.afterCommit(
-      () => this.apply(g, live, lsns, weightLsns, now - started, { queuedMs: txAt - g.preparedAt, durableMs: now - txAt }),
+      () => this.apply(g, live, lsns, weightLsns, now - started, { queuedMs: txAt - g.preparedAt, durableMs: now - txAt }, deferred),
       deferred,
     );
   }
@@ -660,6 +679,7 @@ export class InfluenceEngine {
     weightLsns: Map<RunState, { lsn: number; version: number }>,
     commitMs: number,
     commitStages: { queuedMs: number; durableMs: number },
+    trainersTold: boolean,
   ): void {
     const applyStart = performance.now();
     const events = new Map<
@@ -753,11 +773,12 @@ export class InfluenceEngine {
     if (weightLsns.size > 0 && this.weigher !== undefined) {
       const weigher = this.weigher;
       // Queued after the resolutions above, so each batch's Ack is written to its stream before
-      // the WeightUpdate that carries its weights.
+      // the WeightUpdate that carries its weights (where the trainers did not have them with the
+      // Acks already; the live feed and metrics hear of them here, applied).
       queueMicrotask(() => {
         for (const [run, w] of weightLsns) {
           const weights = g.weights.get(run) as GroupWeights;
-          weigher.announce(run, w.version, weights.ids, weights.weights, weights.newly);
+          weigher.announce(run, w.version, weights.ids, weights.weights, weights.newly, trainersTold);
         }
       });
     }

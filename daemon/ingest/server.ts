@@ -128,7 +128,7 @@ export class IngestServer {
     });
     const { service } = loadAttributionService();
     this.server.addService(service, { Attach: (call: Call) => this.attach(call) });
-    deps.weighting.onUpdate((e) => this.pushWeights(e));
+    deps.weighting.onTrainerUpdate((e) => this.pushWeights(e));
   }
 
   /** Binds and starts; resolves with the bound port. */

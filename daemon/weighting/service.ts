@@ -79,6 +79,7 @@ export class WeightingService implements BatchWeigher {
   private readonly stats = new Map<string, RunStats>();
   private readonly freeWork: Work[] = [];
   private readonly listeners: Array<(e: WeightUpdateEvent) => void> = [];
+  private readonly trainerListeners: Array<(e: WeightUpdateEvent) => void> = [];
   private closed = false;
 
   constructor(store: Store, options: WeightingOptions, log: Logger) {
@@ -102,8 +103,17 @@ export class WeightingService implements BatchWeigher {
     return this.options.policy !== 'observe';
   }
 
+  /** Every update, once it is applied to memory (the live feed, metrics). */
   onUpdate(listener: (e: WeightUpdateEvent) => void): void {
     this.listeners.push(listener);
+  }
+
+  /**
+   * Every update for the trainers (ingest's WeightUpdate): a batch's weights as soon as its group
+   * is durable, with its Acks, before the group is applied; a recompute's once applied.
+   */
+  onTrainerUpdate(listener: (e: WeightUpdateEvent) => void): void {
+    this.trainerListeners.push(listener);
   }
 
   /** Asks for a recompute of `runId`, throttled to one per `intervalMs`. */
@@ -156,10 +166,29 @@ export class WeightingService implements BatchWeigher {
     return Math.abs(to - from) > this.options.minDelta || ((to === 0 || to === 1) && to !== from);
   }
 
-  /** Announces batch weights the engine committed with their group at `version`. */
-  announce(run: RunState, version: number, ids: readonly string[], weights: Float32Array, newlyDownweighted: readonly string[]): void {
+  /** Batch weights the engine committed with their group at `version`, not applied yet: to the trainers. */
+  durable(run: RunState, version: number, ids: readonly string[], weights: Float32Array): void {
     if (this.closed) return;
-    this.emit({ runId: run.info.id, version, full: false, sampleIds: ids, weights: [...weights], newlyDownweighted });
+    const event = { runId: run.info.id, version, full: false, sampleIds: ids, weights: [...weights], newlyDownweighted: [] };
+    this.emitTo(this.trainerListeners, event);
+  }
+
+  /**
+   * Announces batch weights the engine committed with their group at `version`, now applied;
+   * to the trainers too unless {@link WeightingService.durable} told them already.
+   */
+  announce(
+    run: RunState,
+    version: number,
+    ids: readonly string[],
+    weights: Float32Array,
+    newlyDownweighted: readonly string[],
+    trainersTold: boolean,
+  ): void {
+    if (this.closed) return;
+    const event = { runId: run.info.id, version, full: false, sampleIds: ids, weights: [...weights], newlyDownweighted };
+    if (trainersTold) this.emitTo(this.listeners, event);
+    else this.emit(event);
   }
 
   /** Adds `s` to the update when its new weight `wi` moved enough to push. */
@@ -254,7 +283,12 @@ export class WeightingService implements BatchWeigher {
   }
 
   private emit(event: WeightUpdateEvent): void {
-    for (const l of this.listeners) {
+    this.emitTo(this.trainerListeners, event);
+    this.emitTo(this.listeners, event);
+  }
+
+  private emitTo(listeners: ReadonlyArray<(e: WeightUpdateEvent) => void>, event: WeightUpdateEvent): void {
+    for (const l of listeners) {
       try {
         l(event);
       } catch (err) {

@@ -6,6 +6,8 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import type { SubmitOutcome } from '../../daemon/influence/index.js';
+import { createLogger } from '../../daemon/shared/index.js';
+import { WeightingService } from '../../daemon/weighting/index.js';
 import { startTestDaemon } from '../helpers/daemon.js';
 import { batch, hello, rawStream } from '../helpers/raw-stream.js';
 import { rng } from '../helpers/reference.js';
@@ -77,6 +79,78 @@ describe('durable Acks', () => {
       expect(run.commits.get(0)).toBe(12);
       expect(run.batches).toBe(12);
     } finally {
+      await store.close();
+    }
+  });
+
+  it("sends a batch's weights to the trainers with its Ack, before the apply; the feed hears of them applied", async () => {
+    const { store, run, engine } = await openStoreRun('motive-durable-weights-', dirs, K, 'dot');
+    const weighting = new WeightingService(
+      store,
+      { policy: 'downweight', minSeen: 1, beta: 1, wMin: 0.05, quarantineZ: -4, minDelta: 0.01, intervalMs: 60_000, batchUpdates: true },
+      createLogger('warn'),
+    );
+    engine.setWeigher(weighting);
+    try {
+      const r = rng(23);
+      const queries = Float32Array.from({ length: 2 * K }, () => r.normal());
+      await engine.submitQueries({
+        runId: 'r',
+        version: 1,
+        step: 0,
+        ids: ['q0', 'q1'],
+        groups: [],
+        sketches: queries,
+        bytes: queries.byteLength,
+      });
+      // A first batch and a recompute over it: the statistics batch weights are taken from.
+      const batchOf = (seq: number, ids: string[], sign: (i: number) => number) => {
+        const sketches = new Float32Array(ids.length * K);
+        for (let i = 0; i < ids.length; i++)
+          for (let d = 0; d < K; d++)
+            sketches[i * K + d] = r.normal() * 0.1 + sign(i) * ((queries[d] as number) + (queries[K + d] as number));
+        const wire = new Uint8Array(sketches.buffer.slice(0));
+        return { runId: 'r', rank: 0, seq, step: seq, lr: 1, sampleIds: ids, sketches, wire, bytes: wire.byteLength };
+      };
+      await engine.submitBatch(
+        batchOf(
+          1,
+          Array.from({ length: 40 }, (_, i) => `base-${i}`),
+          (i) => (i % 5) * 0.2,
+        ),
+      );
+      await weighting.recompute('r');
+      // Then a batch of clips that oppose the queries: their weights move with the batch.
+      const events: string[] = [];
+      weighting.onTrainerUpdate((e) =>
+        events.push(`trainers v${e.version} applied=${run.samples.get(e.sampleIds[0] as string)?.seen ?? 0}`),
+      );
+      weighting.onUpdate((e) => events.push(`feed v${e.version} applied=${run.samples.get(e.sampleIds[0] as string)?.seen ?? 0}`));
+      const bad = Array.from({ length: 8 }, (_, i) => `bad-${i}`);
+      await engine.submitBatch(
+        batchOf(2, bad, () => -3),
+        () => events.push('ack'),
+      );
+      // The feed's announcement is queued behind the submission's resolution.
+      await new Promise((resolve) => setImmediate(resolve));
+      const version = run.weightsVersion;
+      expect(version).toBeGreaterThan(1);
+      expect(bad.every((id) => (run.samples.get(id)?.weight ?? 1) < 1)).toBe(true);
+      expect(events).toEqual(['ack', `trainers v${version} applied=0`, `feed v${version} applied=1`]);
+      // In process (no Ack waiting), one announcement to both, applied.
+      events.length = 0;
+      await engine.submitBatch(
+        batchOf(
+          3,
+          bad.map((id) => `worse-${id}`),
+          () => -3,
+        ),
+      );
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(run.weightsVersion).toBe(version + 1);
+      expect(events).toEqual([`trainers v${version + 1} applied=1`, `feed v${version + 1} applied=1`]);
+    } finally {
+      weighting.close();
       await store.close();
     }
   });
