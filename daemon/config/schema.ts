@@ -131,7 +131,7 @@ export const ConfigSchema = Type.Object(
             "A flush of dirty samples into their runs' record segments starts this long after the first one turns dirty (or at half of maxDirtySamples).",
         }),
         flushChunkSamples: Type.Integer({
-          default: 4096,
+          default: 1024,
           minimum: 1,
           description: 'Sample records per flush write (one append and sync).',
         }),

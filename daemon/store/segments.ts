@@ -276,10 +276,14 @@ export class RunSegments {
    * and syncs it. Resolves with the location of the first byte appended, to which a frame's
    * offset in `buffers` plus its body offset is added. A failed write is cut off the segment
    * again (or, if that fails too, ends it), so no good frame ever follows a bad one in a segment.
+   * `ready`, if given, is awaited when the append's turn comes, right before it writes.
    */
-  append(buffers: readonly Buffer[]): Promise<number> {
+  append(buffers: readonly Buffer[], ready?: () => Promise<void>): Promise<number> {
     // One append at a time: each writes at the end the one before it left.
-    const next = this.appending.then(() => this.appendNow(buffers));
+    const next = this.appending.then(async () => {
+      if (ready !== undefined) await ready();
+      return this.appendNow(buffers);
+    });
     this.appending = next.then(
       () => undefined,
       () => undefined,

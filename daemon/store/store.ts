@@ -58,7 +58,7 @@ export interface StoreOptions {
   readonly maxDirtySamples?: number;
   /** A flush starts this long after the first sample turns dirty, or at half of maxDirtySamples (default 1000). */
   readonly flushIntervalMs?: number;
-  /** Records per flush write (one append and sync) (default 4096). */
+  /** Records per flush write (one append and sync) (default 1024). */
   readonly flushChunkSamples?: number;
   /** A run's record segments are this large before the next is started (default 64 MiB, at most 1 GiB). */
   readonly segmentBytes?: number;
@@ -209,8 +209,9 @@ function settled(write: unknown): void {
 const FLUSH_SLICE = 64;
 
 /**
- * Free flush-slice buffers kept per size: a chunk of 4096 records uses 64, and two chunks are in
- * flight at a time (one written while the next is built), 32 MiB at k = 512.
+ * Free flush-slice buffers kept per size: a chunk of 4096 records uses 64 (the default chunk of
+ * 1024, 16), and two chunks are in flight at a time (one written while the next is built), up to
+ * 32 MiB at k = 512.
  */
 const ARENAS_KEPT = 128;
 
@@ -402,7 +403,7 @@ export class Store {
     this.commitDelayMs = options.commitDelayMs ?? 0;
     this.maxDirty = options.maxDirtySamples ?? 65536;
     this.flushIntervalMs = options.flushIntervalMs ?? 1000;
-    this.flushChunk = options.flushChunkSamples ?? 4096;
+    this.flushChunk = options.flushChunkSamples ?? 1024;
     this.syncCommits = options.syncCommits ?? false;
     this.runsDb = root.openDB<RunRecord, string>({ name: 'runs' });
     this.commitsDb = root.openDB<number, [string, number]>({ name: 'commits' });
@@ -1041,7 +1042,9 @@ export class Store {
     const segments = this.segmentsOf(chunk.run);
     let base: number;
     try {
-      base = await segments.append(chunk.frames);
+      // Written once the log commits queued by then are done: the log's next commit, and the
+      // Acks behind it, then meet less of the chunk's write and sync on the disk.
+      base = await segments.append(chunk.frames, () => this.tail);
       if (trace.on) trace.event('flush-write', chunk.builtFrom, performance.now(), chunk.records.length + chunk.weights.length);
     } catch (err) {
       this.unflushed(chunk);

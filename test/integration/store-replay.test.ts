@@ -197,15 +197,44 @@ describe('store recovery (write-ahead log replay)', () => {
     const segments = segmentsOf(store, run);
     const append = segments.append.bind(segments);
     let appends = 0;
-    segments.append = (buffers) => {
+    segments.append = (buffers, ready) => {
       appends++;
-      return append(buffers);
+      return append(buffers, ready);
     };
     await store.flush();
     expect(appends).toBe(3);
     expect(store.flushStats()).toMatchObject({ dirtySamples: 0, logEntries: 0 });
     expect(worstEmbeddingError(store, K, expected)).toBeLessThan(1e-6);
     expect(run.samples.size).toBe(450);
+    await store.close();
+  }, 60_000);
+
+  it('writes a flush chunk only once the log commits queued before its write are durable', async () => {
+    // Every commit takes 150 ms or more here: a flush chunk's write must wait for the one in flight.
+    const { store, run, engine } = await openRun('motive-flush-after-log-', {
+      flushIntervalMs: 1e9,
+      maxDirtySamples: 1e9,
+      commitDelayMs: 150,
+    });
+    const expected = await dirtySamples(engine, 12);
+    const segments = segmentsOf(store, run);
+    const append = segments.append.bind(segments);
+    const writes: number[] = [];
+    segments.append = (buffers, ready) =>
+      append(buffers, async () => {
+        await ready?.();
+        writes.push(performance.now());
+      });
+    let committedAt = Infinity;
+    const commit = store
+      .commit((tx) => tx.updateRun(run, { weightsVersion: run.weightsVersion + 1 }))
+      .then(() => (committedAt = performance.now()));
+    await store.flush();
+    await commit;
+    expect(writes.length).toBeGreaterThan(0);
+    expect(writes[0]).toBeGreaterThanOrEqual(committedAt);
+    expect(store.flushStats()).toMatchObject({ dirtySamples: 0, logEntries: 0 });
+    expect(worstEmbeddingError(store, K, expected)).toBeLessThan(1e-6);
     await store.close();
   }, 60_000);
 
