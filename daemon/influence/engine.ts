@@ -5,8 +5,8 @@
  * (run, rank) commit markers in one durable transaction, and only then applies the seen /
  * lastStep / S_j / G(z) updates in memory (docs/store.md). Submissions resolve after that, which
  * is what lets ingest acknowledge exactly-once; a submission with a `durable` callback (ingest's
- * Ack) hears as soon as its group is durable, and the group is applied on the next turn of the
- * event loop, before any further I/O is read. The next group is prepared while one commits.
+ * Ack) hears as soon as its group is durable. Every group is applied on the next turn of the
+ * event loop after its commit, before any further I/O is read. The next group is prepared while one commits.
  */
 import { MotiveError, normalizeRows, trace, type Logger } from '../shared/index.js';
 import type { QuerySetRecord, RunState, SampleState, ScoreMode, Store } from '../store/index.js';
@@ -218,9 +218,6 @@ export class InfluenceEngine {
   };
   private epoch = 0;
   private groupIds = 0;
-  /** Committed groups' applies, in commit order, and whether an immediate will run them. */
-  private readonly applies: Array<() => void> = [];
-  private appliesScheduled = false;
   private weigher: BatchWeigher | undefined;
   /**
    * Buffers for decoded batches: ingest decodes into one, and the engine gives it back once the
@@ -620,11 +617,12 @@ export class InfluenceEngine {
     const now = performance.now();
     // Durable now: the batches that wait for that hear first, and the group is applied on the
     // next turn, after their Acks have left (see submitBatch).
-    let deferred = false;
+    let trainersTold = false;
     for (const p of live) {
-      if ('record' in p || p.item.durable === undefined) continue;
-      deferred = true;
+      if ('record' in p) continue;
       if (trace.on && !p.duplicate) trace.event('batch', p.item.sub.rank, p.item.sub.seq, p.item.at, g.takenAt, g.preparedAt, txAt, now);
+      if (p.item.durable === undefined) continue;
+      trainersTold = true;
       try {
         p.item.durable(p.duplicate ? 'duplicate' : 'committed');
       } catch (err) {
@@ -632,44 +630,15 @@ export class InfluenceEngine {
       }
     }
     // The batch weights go out with the Acks, after them on each stream.
-    if (deferred && this.weigher !== undefined)
+    if (trainersTold && this.weigher !== undefined)
       for (const [run, w] of weightLsns) {
         const weights = g.weights.get(run) as GroupWeights;
         this.weigher.durable(run, w.version, weights.ids, weights.weights);
       }
-    await this.afterCommit(
-      () => this.apply(g, live, lsns, weightLsns, now - started, { queuedMs: txAt - g.preparedAt, durableMs: now - txAt }, deferred),
-      deferred,
-    );
-  }
-
-  /**
-   * Runs a committed group's apply in commit order: at once, or (`defer`) from an immediate, so
-   * that what the commit's callbacks wrote (Acks) leaves before it. Resolves once it has run.
-   */
-  private afterCommit(apply: () => void, defer: boolean): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.applies.push(() => {
-        try {
-          apply();
-          resolve();
-        } catch (err) {
-          reject(err instanceof Error ? err : new Error(String(err)));
-        }
-      });
-      if (!defer) this.runApplies();
-      else if (!this.appliesScheduled) {
-        this.appliesScheduled = true;
-        setImmediate(() => {
-          this.appliesScheduled = false;
-          this.runApplies();
-        });
-      }
-    });
-  }
-
-  private runApplies(): void {
-    for (let next = this.applies.shift(); next !== undefined; next = this.applies.shift()) next();
+    // Immediates run in the order they were queued, and groups reach this point in commit order:
+    // so they are applied in commit order.
+    await new Promise((resolve) => setImmediate(resolve));
+    this.apply(g, live, lsns, weightLsns, now - started, { queuedMs: txAt - g.preparedAt, durableMs: now - txAt }, trainersTold);
   }
 
   private apply(
@@ -740,8 +709,6 @@ export class InfluenceEngine {
         });
         if (fresh.size === 0) this.ahead.samples.delete(p.run);
       }
-      if (trace.on && p.item.durable === undefined)
-        trace.event('batch', sub.rank, sub.seq, p.item.at, g.takenAt, g.preparedAt, g.preparedAt + commitStages.queuedMs, applyStart);
       p.run.batches++;
       p.run.sketches += sub.sampleIds.length;
       if (sub.step > p.run.lastStep) p.run.lastStep = sub.step;

@@ -28,7 +28,7 @@ describe('durable Acks', () => {
       const resolved: number[] = [];
       const submissions: Array<Promise<unknown>> = [];
       // Twelve batches without waiting, so that groups commit while others wait; every other one
-      // without a `durable` callback (applied at once), which must not overtake a deferred apply.
+      // without a `durable` callback (an in-process caller), its group applied in the same order.
       for (let seq = 1; seq <= 12; seq++) {
         const ids = [`own-${seq}`, 'shared'];
         const sketches = Float32Array.from({ length: ids.length * K }, () => r.normal());
