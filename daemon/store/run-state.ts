@@ -194,6 +194,15 @@ export class RunState {
     return s;
   }
 
+  /**
+   * Puts `sample` in the run's index, in place of `known` (the sample of that id held now, if
+   * any) whose mirror row it takes over: one row per sample, whichever object stands for it.
+   */
+  putSample(sample: SampleState, known = this.samples.get(sample.id)): void {
+    if (known !== undefined && known !== sample) sample.mirrorSlot = known.mirrorSlot;
+    this.samples.set(sample.id, sample);
+  }
+
   /** The sample's row in the mirror, assigned on first use. */
   mirrorSlot(sample: SampleState): number {
     if (sample.mirrorSlot < 0) sample.mirrorSlot = this.mirror.add(sample.id);

@@ -518,9 +518,7 @@ export class Store {
         const { sample, lsn } = decodeSample(f.id, f.body, (nq) => (known?.sums.length === nq ? known.sums : run.newSums(nq)));
         sample.at = f.loc;
         sample.atBytes = f.body.length;
-        // An older version's mirror row too: one row per sample.
-        if (known !== undefined) sample.mirrorSlot = known.mirrorSlot;
-        run.samples.set(f.id, sample);
+        run.putSample(sample, known);
         run.mirror.set(run.mirrorSlot(sample), embeddingView(f.body));
         if (lsn > maxLsn) maxLsn = lsn;
       } else if (f.kind === FRAME_WEIGHT) {
@@ -1344,10 +1342,8 @@ export class Store {
           if (known.at >= 0) segments.release(known.at, frameBytes(idBytes, known.atBytes));
           if (known.weightAt >= 0) segments.release(known.weightAt, frameBytes(idBytes, WEIGHT_BODY_BYTES));
           this.inflight.delete(known);
-          // One mirror row per sample, whichever object now stands for it.
-          if (known !== sample) sample.mirrorSlot = known.mirrorSlot;
         }
-        run.samples.set(sample.id, sample);
+        run.putSample(sample, known);
         run.mirror.set(run.mirrorSlot(sample), g);
         sample.at = base + pos;
         sample.atBytes = body;
