@@ -150,7 +150,10 @@ export async function startDaemon(config: MotiveConfig, log: Logger = createLogg
         const deadline = Date.now() + config.shutdownGraceMs;
         await ingest.drain(config.shutdownGraceMs);
         // Past the grace period, what is still queued was never acknowledged: trainers resend it.
+        // Refuse it, so that only the groups already committing are waited for.
         await Promise.race([engine.drained(), new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())).unref())]);
+        engine.refuseQueued(new MotiveError('MOTIVE_INGEST_SHUTTING_DOWN'));
+        await engine.drained();
         await weighting.flushAll();
         weighting.close();
         await api.close();

@@ -218,6 +218,8 @@ export class InfluenceEngine {
   };
   private epoch = 0;
   private groupIds = 0;
+  /** Set once the engine stops taking work: every later submission is rejected with it. */
+  private refusal: Error | undefined;
   private weigher: BatchWeigher | undefined;
   /**
    * Buffers for decoded batches: ingest decodes into one, and the engine gives it back once the
@@ -272,7 +274,25 @@ export class InfluenceEngine {
     return this.queueDepth === 0 && !this.pumping ? Promise.resolve() : this.idle;
   }
 
+  /**
+   * Stops taking work: rejects with `err` every item not yet taken into a group, and every later
+   * submission. Groups already taken still commit; `drained()` then waits for those alone. The
+   * daemon calls it when a drain's grace runs out: the rejected batches were never acknowledged,
+   * so their trainers resend them to the next daemon.
+   */
+  refuseQueued(err: Error): void {
+    this.refusal ??= err;
+    const left = this.queue.splice(this.queueHead);
+    this.queue.length = 0;
+    this.queueHead = 0;
+    for (const item of left) item.reject(err);
+  }
+
   private enqueue(item: Item): void {
+    if (this.refusal !== undefined) {
+      item.reject(this.refusal);
+      return;
+    }
     this.pendingBytes += item.sub.bytes;
     let settled = false;
     const settle = (): void => {
@@ -331,6 +351,10 @@ export class InfluenceEngine {
         try {
           // Bound memory: wait while the store holds too many samples not yet flushed.
           await this.store.room();
+          if (this.refusal !== undefined) {
+            for (const item of group) item.reject(this.refusal);
+            continue;
+          }
           prepared = await this.prepare(group, performance.now());
         } catch (err) {
           this.log.error({ err }, 'group prepare failed');
