@@ -31,16 +31,25 @@ export function embeddingOffset(nq: number): number {
  */
 export function writeSampleRecord(buf: Buffer, s: SampleState, k: number, lsn: number): Float32Array {
   const nq = s.sums.length;
-  buf.writeUInt32LE(SAMPLE_RECORD_V3, 0);
-  buf.writeUInt32LE(nq, 4);
-  buf.writeDoubleLE(s.seen, 8);
-  buf.writeDoubleLE(s.lastStep, 16);
-  buf.writeFloatLE(s.weight, 24);
-  buf.writeUInt32LE(k, 28);
-  buf.writeDoubleLE(lsn, 32);
-  buf.writeDoubleLE(s.total, 40);
-  new Float64Array(buf.buffer, buf.byteOffset + SAMPLE_HEADER_BYTES, nq).set(s.sums);
+  writeSampleRecordAt(buf, new Float64Array(buf.buffer, buf.byteOffset + SAMPLE_HEADER_BYTES, nq), 0, s, k, lsn);
   return new Float32Array(buf.buffer, buf.byteOffset + embeddingOffset(nq), k);
+}
+
+/**
+ * {@link writeSampleRecord} into `buf` at byte `at` (8-byte aligned), with `f64` a Float64Array
+ * over the same memory: header and sums written, no view made. G(z) goes at
+ * `at + embeddingOffset(nq)`.
+ */
+export function writeSampleRecordAt(buf: Buffer, f64: Float64Array, at: number, s: SampleState, k: number, lsn: number): void {
+  buf.writeUInt32LE(SAMPLE_RECORD_V3, at);
+  buf.writeUInt32LE(s.sums.length, at + 4);
+  buf.writeDoubleLE(s.seen, at + 8);
+  buf.writeDoubleLE(s.lastStep, at + 16);
+  buf.writeFloatLE(s.weight, at + 24);
+  buf.writeUInt32LE(k, at + 28);
+  buf.writeDoubleLE(lsn, at + 32);
+  buf.writeDoubleLE(s.total, at + 40);
+  f64.set(s.sums, (buf.byteOffset - f64.byteOffset + at + SAMPLE_HEADER_BYTES) / 8);
 }
 
 /** The record's sum count and G(z) length, after checking its layout tag. */

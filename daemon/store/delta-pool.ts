@@ -41,6 +41,8 @@ interface Shard {
   readonly scratchAt: number;
   readonly quantizedAt: number;
   scratch: Float32Array;
+  /** The scratch row's bytes (a record's G(z) is read straight into it). */
+  scratchBytes: Uint8Array;
   quantized: Int8Array;
   /** Bytes in use (blocks and staging areas, bump-allocated). */
   top: number;
@@ -163,6 +165,11 @@ export class DeltaPool {
     return this.shardOf(row).scratch;
   }
 
+  /** The bytes of {@link DeltaPool.scratch}'s row (the same memory). */
+  scratchBytes(row: number): Uint8Array {
+    return this.shardOf(row).scratchBytes;
+  }
+
   /**
    * scratch += the row's pending change, the row zeroed and released (-1: no row, scratch as is).
    * Returns max |scratch|. The same floats as {@link DeltaPool.addTo} then {@link DeltaPool.release}.
@@ -206,6 +213,7 @@ function newShard(dim: number): Shard {
     scratchAt,
     quantizedAt,
     scratch: new Float32Array(0),
+    scratchBytes: new Uint8Array(0),
     quantized: new Int8Array(0),
     top: 0,
     blocks: [],
@@ -232,6 +240,7 @@ function reserve(shard: Shard, bytes: number): number {
     const buffer = shard.memory.buffer;
     shard.heap = new Float32Array(buffer);
     shard.scratch = new Float32Array(buffer, shard.scratchAt, shard.dim);
+    shard.scratchBytes = new Uint8Array(buffer, shard.scratchAt, 4 * shard.dim);
     shard.quantized = new Int8Array(buffer, shard.quantizedAt, shard.dim);
   }
   return at;

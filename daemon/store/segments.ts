@@ -49,21 +49,31 @@ export function bodyOffset(idBytes: number): number {
  * the caller writes the body at {@link bodyOffset} and then calls {@link sealFrame}.
  */
 export function beginFrame(frame: Buffer, kind: number, id: string, idBytes: number, bodyBytes: number): void {
+  beginFrameAt(frame, 0, frame.length, kind, id, idBytes, bodyBytes);
+}
+
+/** {@link beginFrame} for the frame of `bytes` at `at` in `buf` (8-byte aligned): no view made. */
+export function beginFrameAt(buf: Buffer, at: number, bytes: number, kind: number, id: string, idBytes: number, bodyBytes: number): void {
   if (idBytes > MAX_ID_BYTES) throw new RangeError(`sample id of ${idBytes} bytes: a record frame holds at most ${MAX_ID_BYTES}`);
-  frame.writeUInt32LE(frame.length, 0);
-  frame.writeUInt8(kind, 8);
-  frame.writeUInt8(0, 9);
-  frame.writeUInt16LE(idBytes, 10);
-  frame.writeUInt32LE(bodyBytes, 12);
-  frame.write(id, FRAME_HEADER_BYTES, idBytes, 'utf8');
+  buf.writeUInt32LE(bytes, at);
+  buf.writeUInt8(kind, at + 8);
+  buf.writeUInt8(0, at + 9);
+  buf.writeUInt16LE(idBytes, at + 10);
+  buf.writeUInt32LE(bodyBytes, at + 12);
+  buf.write(id, at + FRAME_HEADER_BYTES, idBytes, 'utf8');
   // The padding after the id and after the body is zeros (frames are built in reused buffers).
-  frame.fill(0, FRAME_HEADER_BYTES + idBytes, bodyOffset(idBytes));
-  frame.fill(0, bodyOffset(idBytes) + bodyBytes);
+  buf.fill(0, at + FRAME_HEADER_BYTES + idBytes, at + bodyOffset(idBytes));
+  buf.fill(0, at + bodyOffset(idBytes) + bodyBytes, at + bytes);
 }
 
 /** Sets the frame's checksum, once its body is written. */
 export function sealFrame(frame: Buffer): void {
-  frame.writeUInt32LE(crc32(frame.subarray(8)), 4);
+  sealFrameAt(frame, frame, 0, frame.length);
+}
+
+/** {@link sealFrame} for the frame of `bytes` at `at` in `buf`; `view` is a Uint8Array of the same memory. */
+export function sealFrameAt(buf: Buffer, view: Uint8Array, at: number, bytes: number): void {
+  buf.writeUInt32LE(crc32(view.subarray(at + 8, at + bytes)), at + 4);
 }
 
 /** The segment number of a location. */

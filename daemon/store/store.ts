@@ -29,6 +29,7 @@ import {
   recordShape,
   sampleRecordBytes,
   writeSampleRecord,
+  writeSampleRecordAt,
 } from './codec.js';
 import { DeltaPool } from './delta-pool.js';
 import {
@@ -37,11 +38,13 @@ import {
   RunSegments,
   WEIGHT_BODY_BYTES,
   beginFrame,
+  beginFrameAt,
   bodyOffset,
   frameBytes,
   removeDeletedRuns,
   runSegmentsDir,
   sealFrame,
+  sealFrameAt,
   type MovedFrame,
   type ScannedFrame,
 } from './segments.js';
@@ -235,25 +238,33 @@ interface FlushedFrame {
 interface FlushChunk {
   readonly run: RunState;
   /** Record frames; `buf` is the record (the frame's body). */
-  readonly records: Array<FlushedFrame & { buf: Buffer }>;
+  readonly records: Array<FlushedFrame & { buf: Uint8Array }>;
   /** Samples whose weight alone changed since their record: a weight entry each (lsn, weight). */
   readonly weights: FlushedFrame[];
   /** The frames, back to back, as appended. */
   readonly frames: Buffer[];
   /** The slices' buffers, given back once the records are written. */
-  readonly arenas: Buffer[];
+  readonly arenas: Arena[];
   /** performance.now() when its build began (the trace's flush-write span), 0 without a trace. */
   readonly builtFrom: number;
+}
+
+/** A flush slice's buffer with views of its memory, reused from cycle to cycle. */
+interface Arena {
+  readonly buf: Buffer;
+  readonly bytes: Uint8Array;
+  readonly f64: Float64Array;
+  readonly f32: Float32Array;
 }
 
 /** Default size of a record segment. */
 const DEFAULT_SEGMENT_BYTES = 64 << 20;
 
 /** A weight entry's body (segments.ts): f64 lsn, f32 weight, zero padding. */
-function writeWeightBody(body: Buffer, lsn: number, weight: number): void {
-  body.writeDoubleLE(lsn, 0);
-  body.writeFloatLE(weight, 8);
-  body.writeUInt32LE(0, 12);
+function writeWeightBody(buf: Buffer, at: number, lsn: number, weight: number): void {
+  buf.writeDoubleLE(lsn, at);
+  buf.writeFloatLE(weight, at + 8);
+  buf.writeUInt32LE(0, at + 12);
 }
 
 /** A whole frame holding `body` (used where frames are written one by one). */
@@ -299,7 +310,7 @@ async function moveSampleRecords(dataDir: string, runIds: readonly string[], map
         for (const { key, value } of samplesDb.getRange(runRange(runId))) await add(encodeFrame(FRAME_RECORD, key[1], value));
         for (const { key, value } of weightsDb.getRange(runRange(runId))) {
           const body = Buffer.alloc(WEIGHT_BODY_BYTES);
-          writeWeightBody(body, value.readDoubleLE(0), value.readFloatLE(8));
+          writeWeightBody(body, 0, value.readDoubleLE(0), value.readFloatLE(8));
           await add(encodeFrame(FRAME_WEIGHT, key[1], body));
         }
         if (batch.length > 0) await segments.append(batch);
@@ -377,9 +388,13 @@ export class Store {
    * Records handed to a flush write not known durable yet (or whose write failed): for these
    * samples the record here, not the one in their segment, is the base their delta adds to.
    */
-  private readonly inflight = new Map<SampleState, Buffer>();
+  private readonly inflight = new Map<SampleState, Uint8Array>();
   /** Free flush-slice buffers by size (see {@link Store.takeArena}). */
-  private readonly arenas = new Map<number, Buffer[]>();
+  private readonly arenas = new Map<number, Arena[]>();
+  /** The flush slice being built: its samples, id bytes and body bytes (reused). */
+  private readonly sliceSamples: SampleState[] = [];
+  private readonly sliceIdBytes = new Int32Array(FLUSH_SLICE);
+  private readonly sliceBody = new Int32Array(FLUSH_SLICE);
   /** Committed log entries not applied to memory yet, with their run. */
   private readonly unapplied = new Map<number, RunState | undefined>();
   /** True while the log is replayed at start-up. */
@@ -977,57 +992,69 @@ export class Store {
     for (let at = 0; at < samples.length; at += FLUSH_SLICE) {
       if (at > 0) await new Promise((resolve) => setImmediate(resolve));
       const sliceStart = trace.on ? performance.now() : 0;
-      const slice: Array<{ sample: SampleState; idBytes: number; body: number }> = [];
+      // Allocation-light: the slice in reused arrays, frames written at offsets of the arena
+      // through its views (a view per record was most of what the flusher left to the GC).
+      const sliceSamples = this.sliceSamples;
+      const { sliceIdBytes, sliceBody } = this;
+      let n = 0;
       let sliceBytes = 0;
-      for (const sample of samples.slice(at, at + FLUSH_SLICE)) {
+      const end = Math.min(samples.length, at + FLUSH_SLICE);
+      for (let i = at; i < end; i++) {
+        const sample = samples[i] as SampleState;
         if (!set.has(sample)) continue;
         const idBytes = Buffer.byteLength(sample.id);
         // No batch since its record was written (no pending delta, no unwritten record as its
         // base): only its weight changed, and a weight entry says so instead of the whole record.
         const body = sample.delta < 0 && !this.inflight.has(sample) ? 0 : sampleRecordBytes(sample.sums.length, k);
-        slice.push({ sample, idBytes, body });
+        sliceSamples[n] = sample;
+        sliceIdBytes[n] = idBytes;
+        sliceBody[n] = body;
+        n++;
         sliceBytes += frameBytes(idBytes, body === 0 ? WEIGHT_BODY_BYTES : body);
       }
-      if (slice.length === 0) continue;
+      if (n === 0) continue;
       // One arena per slice, its frames back to back; each frame 8-byte aligned, and so are the
       // record's f64 / f32 views.
       const arena = this.takeArena(sliceBytes);
       arenas.push(arena);
-      frames.push(arena.subarray(0, sliceBytes));
+      frames.push(arena.buf.subarray(0, sliceBytes));
+      const abuf = arena.buf;
       let offset = 0;
-      for (const { sample, idBytes, body } of slice) {
+      for (let i = 0; i < n; i++) {
+        const sample = sliceSamples[i] as SampleState;
+        const idBytes = sliceIdBytes[i] as number;
+        const body = sliceBody[i] as number;
         const bytes = frameBytes(idBytes, body === 0 ? WEIGHT_BODY_BYTES : body);
-        const frame = arena.subarray(offset, offset + bytes);
-        const start = bodyOffset(idBytes);
+        const start = offset + bodyOffset(idBytes);
         const flushedBefore = sample.flushedLsn;
-        const pos = chunkBytes + offset + start;
-        offset += bytes;
+        const pos = chunkBytes + start;
         if (body === 0) {
-          beginFrame(frame, FRAME_WEIGHT, sample.id, idBytes, WEIGHT_BODY_BYTES);
-          writeWeightBody(frame.subarray(start), sample.lsn, sample.weight);
+          beginFrameAt(abuf, offset, bytes, FRAME_WEIGHT, sample.id, idBytes, WEIGHT_BODY_BYTES);
+          writeWeightBody(abuf, start, sample.lsn, sample.weight);
           weights.push({ sample, pos, bytes, idBytes, flushedBefore });
         } else {
-          beginFrame(frame, FRAME_RECORD, sample.id, idBytes, body);
-          const buf = frame.subarray(start, start + body);
-          const g = writeSampleRecord(buf, sample, k, sample.lsn);
+          beginFrameAt(abuf, offset, bytes, FRAME_RECORD, sample.id, idBytes, body);
+          writeSampleRecordAt(abuf, arena.f64, start, sample, k, sample.lsn);
           // Base plus pending change, and its int8 mirror row, folded in the delta pool's memory
           // by its SIMD kernels (the same floats as addTo and the mirror's own set).
           const row = sample.delta;
-          this.baseEmbedding(run, sample, pool.scratch(row));
+          this.baseEmbedding(run, sample, pool.scratch(row), pool.scratchBytes(row));
           const scale = pool.fold(row) / 127;
           sample.delta = -1;
-          g.set(pool.scratch(row));
+          arena.f32.set(pool.scratch(row), (start + embeddingOffset(sample.sums.length)) >> 2);
           run.mirror.setQuantized(run.mirrorSlot(sample), scale, scale === 0 ? undefined : pool.quantize(row, 1 / scale));
+          const buf = arena.bytes.subarray(start, start + body);
           this.inflight.set(sample, buf);
           records.push({ sample, pos, bytes, idBytes, flushedBefore, buf });
         }
-        sealFrame(frame);
+        sealFrameAt(abuf, arena.bytes, offset, bytes);
+        offset += bytes;
         sample.flushedLsn = sample.lsn;
         set.delete(sample);
         this.dirtyCount--;
       }
       chunkBytes += sliceBytes;
-      if (trace.on) trace.event('flush', sliceStart, performance.now(), slice.length);
+      if (trace.on) trace.event('flush', sliceStart, performance.now(), n);
     }
   }
 
@@ -1113,15 +1140,23 @@ export class Store {
    * slice is about 140 KiB outside the JS heap, and a new one per slice made V8 collect garbage
    * more often (it counts external memory towards its heap limit).
    */
-  private takeArena(bytes: number): Buffer {
+  private takeArena(bytes: number): Arena {
     const size = 2 ** Math.ceil(Math.log2(Math.max(bytes, 4096)));
     const list = this.arenas.get(size);
-    return list?.pop() ?? Buffer.allocUnsafeSlow(size);
+    const reused = list?.pop();
+    if (reused !== undefined) return reused;
+    const buf = Buffer.allocUnsafeSlow(size);
+    return {
+      buf,
+      bytes: new Uint8Array(buf.buffer, buf.byteOffset, size),
+      f64: new Float64Array(buf.buffer, buf.byteOffset, size / 8),
+      f32: new Float32Array(buf.buffer, buf.byteOffset, size / 4),
+    };
   }
 
-  private giveArena(arena: Buffer): void {
-    let list = this.arenas.get(arena.byteLength);
-    if (list === undefined) this.arenas.set(arena.byteLength, (list = []));
+  private giveArena(arena: Arena): void {
+    let list = this.arenas.get(arena.buf.byteLength);
+    if (list === undefined) this.arenas.set(arena.buf.byteLength, (list = []));
     if (list.length < ARENAS_KEPT) list.push(arena);
   }
 
@@ -1191,7 +1226,7 @@ export class Store {
   }
 
   /** Copies the G(z) of the sample's written record (in flight or in its segment) into `out`; zeros if none. */
-  private baseEmbedding(run: RunState, sample: SampleState, out: Float32Array): void {
+  private baseEmbedding(run: RunState, sample: SampleState, out: Float32Array, outBytes?: Uint8Array): void {
     const inflight = this.inflight.get(sample);
     if (inflight !== undefined) copyEmbedding(inflight, out);
     else if (sample.at < 0) out.fill(0);
@@ -1202,7 +1237,8 @@ export class Store {
       if (!Number.isInteger(nq) || nq < 0)
         throw new Error(`sample ${sample.id}: a record of ${sample.atBytes} bytes does not hold k = ${k}`);
       const n = Math.min(k, out.length);
-      this.segmentsOf(run).read(sample.at, embeddingOffset(nq), new Uint8Array(out.buffer, out.byteOffset, 4 * n));
+      const into = outBytes !== undefined && outBytes.length === 4 * n ? outBytes : new Uint8Array(out.buffer, out.byteOffset, 4 * n);
+      this.segmentsOf(run).read(sample.at, embeddingOffset(nq), into);
       if (n < out.length) out.fill(0, n);
     }
   }
