@@ -2,7 +2,7 @@
  * A real store in a temp dir with one run and an engine over it, for the store tests that drive
  * the engine in process (no gRPC), and a byte-exact snapshot of a run's samples.
  */
-import { InfluenceEngine } from '../../daemon/influence/index.js';
+import { InfluenceEngine, type InfluenceEngineOptions } from '../../daemon/influence/index.js';
 import { MatMulKernel } from '../../daemon/influence/matmul-kernel.js';
 import { createLogger } from '../../daemon/shared/index.js';
 import { Store, type RunState, type ScoreMode, type StoreOptions } from '../../daemon/store/index.js';
@@ -23,6 +23,7 @@ export async function openStoreRun(
   dim: number,
   scoreMode: ScoreMode,
   options: Partial<StoreOptions> = {},
+  engineOptions: Partial<InfluenceEngineOptions> = {},
 ): Promise<StoreRun> {
   const d = tempDir(prefix);
   dirs.push(d);
@@ -31,6 +32,7 @@ export async function openStoreRun(
     maxGroupBytes: 1 << 20,
     scanChunkSamples: 64,
     maxSamplesPerRun: 1e6,
+    ...engineOptions,
   });
   const run = await store.createRun({
     id: 'r',

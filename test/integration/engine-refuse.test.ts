@@ -5,12 +5,10 @@
  * dir, the real engine, each batch its own slow commit.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { InfluenceEngine, type SubmitOutcome } from '../../daemon/influence/index.js';
-import { MatMulKernel } from '../../daemon/influence/matmul-kernel.js';
-import { MotiveError, createLogger, isMotiveError } from '../../daemon/shared/index.js';
-import { Store } from '../../daemon/store/index.js';
-import { tempDir } from '../helpers/daemon.js';
+import type { SubmitOutcome } from '../../daemon/influence/index.js';
+import { MotiveError, isMotiveError } from '../../daemon/shared/index.js';
 import { rng } from '../helpers/reference.js';
+import { openStoreRun } from '../helpers/store-run.js';
 
 const K = 8;
 const BATCHES = 24;
@@ -19,25 +17,8 @@ afterAll(() => dirs.forEach((d) => d.remove()));
 
 describe('engine refuseQueued', () => {
   it('rejects what is queued and what comes later; the groups already taken commit, a prefix of the stream', async () => {
-    const d = tempDir('motive-refuse-');
-    dirs.push(d);
-    const store = await Store.open({ dataDir: d.path, mapSizeBytes: 1 << 30, commitDelayMs: 40 });
-    const kernel = await MatMulKernel.create({ threads: 1 });
     // maxGroupBytes below one batch: every batch is its own 40 ms commit.
-    const engine = new InfluenceEngine(store, kernel, createLogger('warn'), {
-      maxGroupBytes: 1,
-      scanChunkSamples: 64,
-      maxSamplesPerRun: 1e6,
-    });
-    const run = await store.createRun({
-      id: 'r',
-      dim: K,
-      dtype: 'float32',
-      projection: { kind: 'gaussian', seed: '1', dim: K, fingerprint: 'fp' },
-      scoreMode: 'dot',
-      worldSize: 1,
-      createdAtMs: 0,
-    });
+    const { store, run, engine } = await openStoreRun('motive-refuse-', dirs, K, 'dot', { commitDelayMs: 40 }, { maxGroupBytes: 1 });
     try {
       const r = rng(5);
       const submit = (seq: number): Promise<SubmitOutcome> => {
@@ -83,7 +64,6 @@ describe('engine refuseQueued', () => {
       expect(engine.queuedBytes).toBe(0);
     } finally {
       await store.close();
-      await kernel.close();
     }
   }, 30_000);
 });
