@@ -29,7 +29,18 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../test/helpers/daemon.js';
 import { rawStream } from '../test/helpers/raw-stream.js';
-import { CACHE_DIR, bestOf, cpuMs, fmt, printProfile, report, startBenchDaemon, scrapeMetric, summarizeProfile } from './lib.js';
+import {
+  CACHE_DIR,
+  bestOf,
+  cpuMs,
+  fmt,
+  keepSending,
+  printProfile,
+  report,
+  startBenchDaemon,
+  scrapeMetric,
+  summarizeProfile,
+} from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -72,32 +83,6 @@ interface CaseResult {
   /** The daemon's flusher when the window closed: samples written, samples still dirty. */
   flushed: number;
   dirty: number;
-}
-
-/**
- * Keeps up to WINDOW batches unacknowledged on `s`: `send` writes one, and after each Ack another
- * while `more()`; resolves with the number of Acks once none is outstanding.
- */
-async function keepSending(s: ReturnType<typeof rawStream>, send: () => void, more: () => boolean): Promise<number> {
-  let inflight = 0;
-  let acks = 0;
-  while (inflight < WINDOW && more()) {
-    send();
-    inflight++;
-  }
-  while (inflight > 0) {
-    const m = await s.next(60_000);
-    if (m === 'end') throw new Error('stream ended');
-    if (m.error) throw new Error(`${m.error.code}: ${m.error.message}`);
-    if (!m.ack) continue;
-    inflight--;
-    acks++;
-    if (more()) {
-      send();
-      inflight++;
-    }
-  }
-  return acks;
 }
 
 async function runCase(c: Case, cpuProfDir?: string): Promise<CaseResult> {
@@ -144,6 +129,7 @@ async function runCase(c: Case, cpuProfDir?: string): Promise<CaseResult> {
     const total = Math.ceil(POOL / c.batch);
     await keepSending(
       s,
+      WINDOW,
       () => {
         const seq = ++seqStart[0]!;
         const ids = Array.from({ length: c.batch }, (_, i) => `clip-${((seq - 1) * c.batch + i) % POOL}`);
@@ -168,7 +154,7 @@ async function runCase(c: Case, cpuProfDir?: string): Promise<CaseResult> {
         s.write({ batch: { seq, step: seq, lr: 1e-4, sampleIds: ids, sketches, losses: [] } });
         bytes += sketches.length;
       };
-      const acks = await keepSending(s, send, () => performance.now() < deadline.at);
+      const acks = await keepSending(s, WINDOW, send, () => performance.now() < deadline.at);
       acked += acks * c.batch;
     }),
   );

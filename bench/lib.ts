@@ -6,6 +6,7 @@ import { Session } from 'node:inspector/promises';
 import { join, relative } from 'node:path';
 import { createInterface } from 'node:readline';
 import { table } from '../daemon/cli/common.js';
+import type { rawStream } from '../test/helpers/raw-stream.js';
 
 export const REPO_ROOT = new URL('../', import.meta.url).pathname;
 /** Filled stores, dumped matrices and profiles live here (gitignored). */
@@ -295,4 +296,30 @@ export function printProfile(title: string, p: { totalMs: number; busyMs: number
       p.entries.map((e) => [e.selfPct.toFixed(1), String(e.selfMs), e.fn, e.where]),
     )}`,
   );
+}
+
+/**
+ * Keeps up to `window` batches unacknowledged on `s`: `send` writes one, and after each Ack
+ * another while `more()`; resolves with the number of Acks once none is outstanding.
+ */
+export async function keepSending(s: ReturnType<typeof rawStream>, window: number, send: () => void, more: () => boolean): Promise<number> {
+  let inflight = 0;
+  let acks = 0;
+  while (inflight < window && more()) {
+    send();
+    inflight++;
+  }
+  while (inflight > 0) {
+    const m = await s.next(60_000);
+    if (m === 'end') throw new Error('stream ended');
+    if (m.error) throw new Error(`${m.error.code}: ${m.error.message}`);
+    if (!m.ack) continue;
+    inflight--;
+    acks++;
+    if (more()) {
+      send();
+      inflight++;
+    }
+  }
+  return acks;
 }
