@@ -18,8 +18,11 @@ export class SketchBuffers {
   /** Buffers waiting in `free` (a second give of the same buffer is ignored). */
   private readonly idle = new WeakSet<Float32Array>();
   private bytes = 0;
-  /** Most bytes kept for reuse. */
-  private readonly maxBytes = 64 << 20;
+  /**
+   * Most bytes kept for reuse: 32 decoded batches of 256 × 512 floats, about what a trainer keeps
+   * in flight. (64 MiB before; held whether or not ingest needed it again.)
+   */
+  private readonly maxBytes = 16 << 20;
 
   /** A buffer of `count` values, not zeroed. */
   take(count: number): Float32Array {

@@ -212,11 +212,11 @@ function settled(write: unknown): void {
 const FLUSH_SLICE = 64;
 
 /**
- * Free flush-slice buffers kept per size: a chunk of 4096 records uses 64 (the default chunk of
- * 1024, 16), and two chunks are in flight at a time (one written while the next is built), up to
- * 32 MiB at k = 512.
+ * Free flush-slice buffers kept per size: a chunk of the default 1024 records uses 16, and two
+ * chunks are in flight at a time (one written while the next is built), 8 MiB at k = 512. Larger
+ * chunks (`store.flushChunkSamples`) allocate the rest per chunk.
  */
-const ARENAS_KEPT = 128;
+const ARENAS_KEPT = 32;
 
 /**
  * Compaction starts when a run's segments hold more than this many times their live bytes (each
