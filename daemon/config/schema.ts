@@ -181,6 +181,13 @@ export const ConfigSchema = Type.Object(
         quarantineZ: Type.Number({ default: -4, description: 'quarantine policy: w = 0 where z < quarantineZ.' }),
         minDelta: Type.Number({ default: 0.01, minimum: 0, description: 'A weight change smaller than this is not pushed.' }),
         intervalMs: Type.Integer({ default: 1000, minimum: 10, description: 'Weights of a run are recomputed at most this often (ms).' }),
+        maxRecomputeShare: Type.Number({
+          default: 0.05,
+          exclusiveMinimum: 0,
+          maximum: 1,
+          description:
+            "Most of the main thread a run's recomputes may take: after one that kept it busy d ms, the next starts no sooner than d / maxRecomputeShare ms after it began (intervalMs at least). A run of a million samples then recomputes every few seconds; batch updates keep the samples it trains on current meanwhile.",
+        }),
         batchUpdates: Type.Boolean({
           default: true,
           description:

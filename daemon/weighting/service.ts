@@ -21,6 +21,11 @@ import { robustStats, weightFor, type RobustStats, type WeightPolicyOptions } fr
 export interface WeightingOptions extends WeightPolicyOptions {
   readonly minDelta: number;
   readonly intervalMs: number;
+  /**
+   * Most of the main thread a run's recomputes may take (default 1: `intervalMs` alone): the
+   * next recompute starts no sooner than the last one's busy time over this after it began.
+   */
+  readonly maxRecomputeShare?: number;
   /** Weights for each committed batch's samples at once, from the last recompute's statistics. */
   readonly batchUpdates?: boolean;
 }
@@ -75,6 +80,12 @@ export class WeightingService implements BatchWeigher {
   private readonly log: Logger;
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private readonly lastRunAt = new Map<string, number>();
+  /** Main-thread ms the run's last recompute took (its slices, not the waits between them). */
+  private readonly lastBusyMs = new Map<string, number>();
+  /** Recomputes of the run called and not yet ended. */
+  private readonly inFlight = new Map<string, number>();
+  /** Runs with a commit announced while a recompute of theirs ran. */
+  private readonly again = new Set<string>();
   private readonly recomputing = new Map<string, Promise<void>>();
   private readonly stats = new Map<string, RunStats>();
   private readonly freeWork: Work[] = [];
@@ -116,11 +127,24 @@ export class WeightingService implements BatchWeigher {
     this.trainerListeners.push(listener);
   }
 
-  /** Asks for a recompute of `runId`, throttled to one per `intervalMs`. */
+  /** The least time between the starts of two recomputes of `runId` (`intervalMs`, stretched by `maxRecomputeShare`). */
+  recomputeGapMs(runId: string): number {
+    const share = this.options.maxRecomputeShare ?? 1;
+    return Math.max(this.options.intervalMs, (this.lastBusyMs.get(runId) ?? 0) / share);
+  }
+
+  /**
+   * Asks for a recompute of `runId`, throttled to one per {@link WeightingService.recomputeGapMs};
+   * while one runs, the next is scheduled when it ends (its busy time known).
+   */
   schedule(runId: string): void {
     if (this.closed || this.timers.has(runId)) return;
+    if ((this.inFlight.get(runId) ?? 0) > 0) {
+      this.again.add(runId);
+      return;
+    }
     const since = Date.now() - (this.lastRunAt.get(runId) ?? 0);
-    const delay = Math.max(0, this.options.intervalMs - since);
+    const delay = Math.max(0, this.recomputeGapMs(runId) - since);
     const timer = setTimeout(() => {
       this.timers.delete(runId);
       void this.recompute(runId).catch((err: unknown) => this.log.error({ err, runId }, 'weight recompute failed'));
@@ -138,12 +162,19 @@ export class WeightingService implements BatchWeigher {
 
   /** Recomputes now; resolves after the changes are durable and announced. */
   recompute(runId: string): Promise<void> {
+    this.inFlight.set(runId, (this.inFlight.get(runId) ?? 0) + 1);
     const prev = this.recomputing.get(runId) ?? Promise.resolve();
     const next = prev.then(() => this.recomputeNow(runId));
-    this.recomputing.set(
-      runId,
-      next.catch(() => undefined),
-    );
+    const settled = next.catch(() => undefined);
+    this.recomputing.set(runId, settled);
+    void settled.then(() => {
+      const left = (this.inFlight.get(runId) ?? 1) - 1;
+      if (left > 0) this.inFlight.set(runId, left);
+      else {
+        this.inFlight.delete(runId);
+        if (this.again.delete(runId)) this.schedule(runId);
+      }
+    });
     return next;
   }
 
@@ -217,7 +248,14 @@ export class WeightingService implements BatchWeigher {
     const moved: number[] = [];
     const newly: string[] = [];
     let n = 0;
-    let stretch = trace.on ? performance.now() : 0;
+    // Main-thread time of the slices (not the yields between them), for the next one's start.
+    let busy = 0;
+    let stretch = performance.now();
+    const endStretch = (): void => {
+      const now = performance.now();
+      busy += now - stretch;
+      if (trace.on) trace.event('recompute', stretch, now);
+    };
     try {
       const it = run.samples.values();
       for (let r = it.next(); !r.done; r = it.next()) {
@@ -228,9 +266,9 @@ export class WeightingService implements BatchWeigher {
         w.eligible[n] = s.seen >= minSeen ? 1 : 0;
         n++;
         if (n % RECOMPUTE_SLICE === 0) {
-          if (trace.on) trace.event('recompute', stretch, performance.now());
+          endStretch();
           await new Promise((resolve) => setImmediate(resolve));
-          if (trace.on) stretch = performance.now();
+          stretch = performance.now();
           if (this.closed || this.store.run(runId) !== run) return;
         }
       }
@@ -240,31 +278,33 @@ export class WeightingService implements BatchWeigher {
       // Acks waiting on it) for 5–16 ms in one piece.
       for (let i = 0; i < n; i++) {
         if (i > 0 && i % RECOMPUTE_SLICE === 0) {
-          if (trace.on) trace.event('recompute', stretch, performance.now());
+          endStretch();
           await new Promise((resolve) => setImmediate(resolve));
-          if (trace.on) stretch = performance.now();
+          stretch = performance.now();
           if (this.closed || this.store.run(runId) !== run) return;
         }
         const s = w.samples[i] as SampleState;
         const wi = stats !== undefined && s.seen >= minSeen ? Math.fround(weightFor(run.score(s), stats, this.options)) : 1;
         this.collect(s, wi, ids, moved, newly);
       }
-      if (trace.on) trace.event('recompute', stretch, performance.now());
+      endStretch();
     } finally {
       // Drop the references (a deleted run's samples must not stay reachable from here).
       w.samples.fill(undefined, 0, n);
       if (this.freeWork.length < 2) this.freeWork.push(w);
     }
-    await this.publish(run, runId, ids, moved, newly);
+    busy += await this.publish(run, runId, ids, moved, newly);
+    this.lastBusyMs.set(runId, busy);
   }
 
   /**
    * Persists a recompute's changed weights under the next weights version (allocated in log order,
    * after any batch weights committed meanwhile), applies and announces them. Recomputes of a run
-   * run one at a time, so its publishes are in order.
+   * run one at a time, so its publishes are in order. Resolves with the main-thread ms the apply
+   * and announcement took.
    */
-  private async publish(run: RunState, runId: string, ids: string[], moved: number[], newly: string[]): Promise<void> {
-    if (ids.length === 0) return;
+  private async publish(run: RunState, runId: string, ids: string[], moved: number[], newly: string[]): Promise<number> {
+    if (ids.length === 0) return 0;
     const changed = Float32Array.from(moved);
     let version = 0;
     const lsn = await this.store.commit((tx) => {
@@ -273,13 +313,15 @@ export class WeightingService implements BatchWeigher {
       return tx.appendWeights(runId, ids, changed);
     });
     // The run may have been deleted (and made again) while the commit was in flight.
-    if (this.store.run(runId) !== run) return;
+    if (this.store.run(runId) !== run) return 0;
+    const started = performance.now();
     // Newly down-weighted (`newly` go below 1 here): those still at 1 after what was applied meanwhile.
     const down = newly.filter((id) => (run.samples.get(id)?.weight ?? 1) >= 1);
     this.store.applyWeights(run, ids, changed, lsn);
     if (version > run.weightsVersion) run.weightsVersion = version;
     run.revision++;
     this.emit({ runId, version, full: false, sampleIds: ids, weights: [...changed], newlyDownweighted: down });
+    return performance.now() - started;
   }
 
   private emit(event: WeightUpdateEvent): void {
