@@ -354,12 +354,15 @@ export class WeightingService implements BatchWeigher {
 
   /** Runs every pending recompute now (used on drain and by tests). */
   async flushAll(): Promise<void> {
-    const pending = [...this.timers.keys()];
+    // The recomputes running now first: a commit announced during one asks for another after it.
+    await Promise.all([...this.recomputing.values()]);
+    const pending = new Set([...this.timers.keys(), ...this.again]);
+    this.again.clear();
     for (const runId of pending) {
       clearTimeout(this.timers.get(runId));
       this.timers.delete(runId);
     }
-    await Promise.all(pending.map((r) => this.recompute(r)));
+    await Promise.all([...pending].map((r) => this.recompute(r)));
     await Promise.all([...this.recomputing.values()]);
   }
 

@@ -84,4 +84,44 @@ describe('weights.maxRecomputeShare', () => {
       await store.close();
     }
   }, 60_000);
+
+  it('runs, on flushAll, the recompute a commit asked for while another ran', async () => {
+    const { store, run } = await openStoreRun('motive-recompute-again-', dirs, K, 'dot');
+    try {
+      run.queryColumn('a');
+      await store.commit((tx) => tx.putRun(run));
+      const entries = [];
+      for (let i = 0; i < 1000; i++) {
+        const s = run.getOrCreateSample(`clip-${i}`);
+        s.seen = 2;
+        s.sums = Float64Array.from([Math.sin(i)]);
+        s.total = s.sums[0] as number;
+        entries.push({ sample: s });
+      }
+      await store.writeSamples('r', entries);
+      const w = new TimedWeighting(
+        store,
+        {
+          policy: 'downweight',
+          minSeen: 1,
+          beta: 1,
+          wMin: 0.05,
+          quarantineZ: -4,
+          minDelta: 0.01,
+          intervalMs: 60_000,
+          maxRecomputeShare: 1,
+        },
+        createLogger('warn'),
+      );
+      const first = w.recompute('r');
+      // A commit while it runs: the next recompute is asked for once it ends.
+      w.committed('r', false);
+      await w.flushAll();
+      expect(w.starts).toHaveLength(2);
+      await first;
+      w.close();
+    } finally {
+      await store.close();
+    }
+  }, 30_000);
 });
