@@ -82,10 +82,9 @@ export class WeightingService implements BatchWeigher {
   private readonly lastRunAt = new Map<string, number>();
   /** Main-thread ms the run's last recompute took (its slices, not the waits between them). */
   private readonly lastBusyMs = new Map<string, number>();
-  /** Recomputes of the run called and not yet ended. */
-  private readonly inFlight = new Map<string, number>();
   /** Runs with a commit announced while a recompute of theirs ran. */
   private readonly again = new Set<string>();
+  /** Per run, the end of its last queued recompute, while one is queued or running. */
   private readonly recomputing = new Map<string, Promise<void>>();
   private readonly stats = new Map<string, RunStats>();
   private readonly freeWork: Work[] = [];
@@ -139,7 +138,7 @@ export class WeightingService implements BatchWeigher {
    */
   schedule(runId: string): void {
     if (this.closed || this.timers.has(runId)) return;
-    if ((this.inFlight.get(runId) ?? 0) > 0) {
+    if (this.recomputing.has(runId)) {
       this.again.add(runId);
       return;
     }
@@ -162,19 +161,17 @@ export class WeightingService implements BatchWeigher {
 
   /** Recomputes now; resolves after the changes are durable and announced. */
   recompute(runId: string): Promise<void> {
-    this.inFlight.set(runId, (this.inFlight.get(runId) ?? 0) + 1);
     const prev = this.recomputing.get(runId) ?? Promise.resolve();
     const next = prev.then(() => this.recomputeNow(runId));
-    const settled = next.catch(() => undefined);
-    this.recomputing.set(runId, settled);
-    void settled.then(() => {
-      const left = (this.inFlight.get(runId) ?? 1) - 1;
-      if (left > 0) this.inFlight.set(runId, left);
-      else {
-        this.inFlight.delete(runId);
+    const tail: Promise<void> = next
+      .catch(() => undefined)
+      .then(() => {
+        // The last recompute queued for the run has ended: a commit meanwhile asks for the next.
+        if (this.recomputing.get(runId) !== tail) return;
+        this.recomputing.delete(runId);
         if (this.again.delete(runId)) this.schedule(runId);
-      }
-    });
+      });
+    this.recomputing.set(runId, tail);
     return next;
   }
 
