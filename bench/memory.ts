@@ -12,7 +12,7 @@
 import { cpSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { tempDir } from '../test/helpers/daemon.js';
-import { rawStream } from '../test/helpers/raw-stream.js';
+import { hello, rawStream } from '../test/helpers/raw-stream.js';
 import { rng } from '../test/helpers/reference.js';
 import { encodeFloat16Array } from '../trainer-hooks/ts/index.js';
 import { BENCH_RUN, filledStore, sampleId } from './fill.js';
@@ -61,18 +61,9 @@ if (INGEST_SECONDS > 0) {
     const di = await startBenchDaemon({ dataDir: copy.path, ...(env === undefined ? {} : { env }) });
     try {
       const s = rawStream(`127.0.0.1:${di.grpcPort}`);
-      s.write({
-        hello: {
-          runId: BENCH_RUN,
-          rank: 0,
-          worldSize: 1,
-          projection: { kind: 'gaussian', seed: 1, dim: K, fingerprint: 'bench' },
-          dtype: 'FLOAT16',
-          token: '',
-          client: 'bench',
-          applyWeights: false,
-        },
-      });
+      s.write(
+        hello(BENCH_RUN, K, { projection: { kind: 'gaussian', seed: 1, dim: K, fingerprint: 'bench' }, dtype: 'FLOAT16', client: 'bench' }),
+      );
       const welcome = await s.next(30_000);
       if (welcome === 'end' || welcome.welcome === undefined) throw new Error(`no Welcome: ${JSON.stringify(welcome)}`);
       const r = rng(7);

@@ -33,22 +33,33 @@ class TimedWeighting extends WeightingService {
   }
 }
 
+/** A store in a temp dir holding run `r` with `n` samples of two query sums each. */
+async function filledRun(prefix: string, n: number): Promise<Store> {
+  const { store, run } = await openStoreRun(prefix, dirs, K, 'dot');
+  for (const q of ['a', 'b']) run.queryColumn(q);
+  await store.commit((tx) => tx.putRun(run));
+  const entries = [];
+  for (let i = 0; i < n; i++) {
+    const s = run.getOrCreateSample(`clip-${i}`);
+    s.seen = 1 + (i % 3);
+    s.sums = Float64Array.from([Math.sin(i), Math.cos(i)]);
+    s.total = (s.sums[0] as number) + (s.sums[1] as number);
+    entries.push({ sample: s });
+  }
+  await store.writeSamples('r', entries);
+  return store;
+}
+
+function options(intervalMs: number, share: number): WeightingOptions {
+  return { policy: 'downweight', minSeen: 1, beta: 1, wMin: 0.05, quarantineZ: -4, minDelta: 0.01, intervalMs, maxRecomputeShare: share };
+}
+
 /**
  * Announces a commit of run `r` every 5 ms for at least `ms` and until `minStarts` recomputes have
  * started (at most 20 s), then waits for the last recompute; `ms` becomes the time it drove.
  */
 async function drive(store: Store, share: number, ms: number, minStarts = 0): Promise<{ w: TimedWeighting; ms: number }> {
-  const options: WeightingOptions = {
-    policy: 'downweight',
-    minSeen: 1,
-    beta: 1,
-    wMin: 0.05,
-    quarantineZ: -4,
-    minDelta: 0.01,
-    intervalMs: INTERVAL_MS,
-    maxRecomputeShare: share,
-  };
-  const w = new TimedWeighting(store, options, createLogger('warn'));
+  const w = new TimedWeighting(store, options(INTERVAL_MS, share), createLogger('warn'));
   const t0 = performance.now();
   const end = t0 + ms;
   while (performance.now() < end || (w.starts.length < minStarts && performance.now() < t0 + 20_000)) {
@@ -64,20 +75,8 @@ async function drive(store: Store, share: number, ms: number, minStarts = 0): Pr
 
 describe('weights.maxRecomputeShare', () => {
   it('spaces the recomputes of a large run by their busy time over the share', async () => {
-    const { store, run } = await openStoreRun('motive-recompute-share-', dirs, K, 'dot');
+    const store = await filledRun('motive-recompute-share-', SAMPLES);
     try {
-      for (const q of ['a', 'b']) run.queryColumn(q);
-      await store.commit((tx) => tx.putRun(run));
-      const entries = [];
-      for (let i = 0; i < SAMPLES; i++) {
-        const s = run.getOrCreateSample(`clip-${i}`);
-        s.seen = 1 + (i % 3);
-        s.sums = Float64Array.from([Math.sin(i), Math.cos(i)]);
-        s.total = (s.sums[0] as number) + (s.sums[1] as number);
-        entries.push({ sample: s });
-      }
-      await store.writeSamples('r', entries);
-
       // Share 1: every INTERVAL_MS, or back to back when a pass takes longer.
       const whole = await drive(store, 1, 1000);
       // Share 0.02: a recompute busy for d ms is followed by 50·d ms without one.
@@ -97,33 +96,9 @@ describe('weights.maxRecomputeShare', () => {
   }, 60_000);
 
   it('runs, on flushAll, the recompute a commit asked for while another ran', async () => {
-    const { store, run } = await openStoreRun('motive-recompute-again-', dirs, K, 'dot');
+    const store = await filledRun('motive-recompute-again-', 1000);
     try {
-      run.queryColumn('a');
-      await store.commit((tx) => tx.putRun(run));
-      const entries = [];
-      for (let i = 0; i < 1000; i++) {
-        const s = run.getOrCreateSample(`clip-${i}`);
-        s.seen = 2;
-        s.sums = Float64Array.from([Math.sin(i)]);
-        s.total = s.sums[0] as number;
-        entries.push({ sample: s });
-      }
-      await store.writeSamples('r', entries);
-      const w = new TimedWeighting(
-        store,
-        {
-          policy: 'downweight',
-          minSeen: 1,
-          beta: 1,
-          wMin: 0.05,
-          quarantineZ: -4,
-          minDelta: 0.01,
-          intervalMs: 60_000,
-          maxRecomputeShare: 1,
-        },
-        createLogger('warn'),
-      );
+      const w = new TimedWeighting(store, options(60_000, 1), createLogger('warn'));
       const first = w.recompute('r');
       // A commit while it runs: the next recompute is asked for once it ends.
       w.committed('r', false);
