@@ -71,8 +71,10 @@ export async function filledStore(n: number, k: number, log: (s: string) => void
       const s = run.getOrCreateSample(sampleId(i));
       s.seen = 1 + (i % 5);
       s.lastStep = i;
-      if (s.sums.length < QUERIES) s.sums = new Float64Array(QUERIES);
-      for (let j = 0; j < QUERIES; j++) s.sums[j] = rand() * 1e-4;
+      run.setSums(
+        s,
+        Array.from({ length: QUERIES }, () => rand() * 1e-4),
+      );
       const g = new Float32Array(k);
       for (let d = 0; d < k; d++) g[d] = rand() * 1e-4;
       entries.push({ sample: s, g });

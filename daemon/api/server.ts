@@ -200,7 +200,7 @@ export function buildApi(deps: ApiDeps, options: ApiOptions): FastifyInstance {
       const run = getRun(req.params.run);
       const s = run.samples.get(req.params.id);
       if (s === undefined) throw new MotiveError('MOTIVE_API_SAMPLE_NOT_FOUND', req.params.id);
-      const querySums = run.queryIds.map((_, j) => s.sums[j] ?? 0);
+      const querySums = run.queryIds.map((_, j) => run.sumAt(s, j));
       return { ...views.sample(run, s), querySums, motion: sampleMotion(store, s.id) };
     },
   });

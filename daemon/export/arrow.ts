@@ -106,7 +106,7 @@ function buildBatch(schema: Schema, run: RunState, store: Store, ids: readonly s
     weight[i] = s.weight;
     let v = 0;
     for (let j = 0; j < m; j++) {
-      const x = s.sums[j] ?? 0;
+      const x = run.sumAt(s, j);
       sums[i * m + j] = x;
       if (x > (thresholds[j] as number)) v++;
     }

@@ -41,7 +41,7 @@ export class RunViews {
     if (cached !== undefined && cached.revision === run.revision) return cached;
     const samples = [...run.samples.values()].filter((s) => s.seen > 0);
     const cut = percentileVotes(
-      samples.map((s) => s.sums),
+      samples.map((s) => run.sumsOf(s)),
       run.queryIds.length,
       this.votePercentile,
     );

@@ -1,7 +1,7 @@
 /**
  * Binary value encodings of the store. All little-endian. See docs/store.md for the layout.
  */
-import type { SampleState } from './run-state.js';
+import { SUMS_SLAB_BITS, SUMS_SLAB_MASK, type RunState, type SampleState } from './run-state.js';
 
 /** Version tag of the sample record layout. */
 const SAMPLE_RECORD_V3 = 3;
@@ -29,9 +29,9 @@ export function embeddingOffset(nq: number): number {
  * Lays out the record of `s` in `buf` (at least {@link sampleRecordBytes} long, 8-byte aligned):
  * header and sums written, G(z) left as it was. Returns a view of the G(z) region.
  */
-export function writeSampleRecord(buf: Buffer, s: SampleState, k: number, lsn: number): Float32Array {
-  const nq = s.sums.length;
-  writeSampleRecordAt(buf, new Float64Array(buf.buffer, buf.byteOffset + SAMPLE_HEADER_BYTES, nq), 0, s, k, lsn);
+export function writeSampleRecord(buf: Buffer, run: RunState, s: SampleState, k: number, lsn: number): Float32Array {
+  const nq = s.nq;
+  writeSampleRecordAt(buf, new Float64Array(buf.buffer, buf.byteOffset + SAMPLE_HEADER_BYTES, nq), 0, run, s, k, lsn);
   return new Float32Array(buf.buffer, buf.byteOffset + embeddingOffset(nq), k);
 }
 
@@ -40,16 +40,29 @@ export function writeSampleRecord(buf: Buffer, s: SampleState, k: number, lsn: n
  * over the same memory: header and sums written, no view made. G(z) goes at
  * `at + embeddingOffset(nq)`.
  */
-export function writeSampleRecordAt(buf: Buffer, f64: Float64Array, at: number, s: SampleState, k: number, lsn: number): void {
+export function writeSampleRecordAt(
+  buf: Buffer,
+  f64: Float64Array,
+  at: number,
+  run: RunState,
+  s: SampleState,
+  k: number,
+  lsn: number,
+): void {
+  const nq = s.nq;
   buf.writeUInt32LE(SAMPLE_RECORD_V3, at);
-  buf.writeUInt32LE(s.sums.length, at + 4);
+  buf.writeUInt32LE(nq, at + 4);
   buf.writeDoubleLE(s.seen, at + 8);
   buf.writeDoubleLE(s.lastStep, at + 16);
   buf.writeFloatLE(s.weight, at + 24);
   buf.writeUInt32LE(k, at + 28);
   buf.writeDoubleLE(lsn, at + 32);
   buf.writeDoubleLE(s.total, at + 40);
-  f64.set(s.sums, (buf.byteOffset - f64.byteOffset + at + SAMPLE_HEADER_BYTES) / 8);
+  if (nq === 0) return;
+  const slab = run.sumsSlabs[s.sumsAt >>> SUMS_SLAB_BITS] as Float64Array;
+  const from = s.sumsAt & SUMS_SLAB_MASK;
+  const to = (buf.byteOffset - f64.byteOffset + at + SAMPLE_HEADER_BYTES) / 8;
+  for (let j = 0; j < nq; j++) f64[to + j] = slab[from + j] as number;
 }
 
 /** The record's sum count and G(z) length, after checking its layout tag. */
@@ -67,12 +80,19 @@ export function recordShape(buf: Uint8Array): { nq: number; k: number } {
   return shape;
 }
 
-/** The sample state of a record (sums in an array from `newSums`) and the last log entry folded into it. */
-export function decodeSample(id: string, buf: Uint8Array, newSums: (nq: number) => Float64Array): { sample: SampleState; lsn: number } {
+/**
+ * The sample state of a record, its sums written into `run`'s slabs (into `reuse`'s row when that
+ * holds as many), and the last log entry folded into it.
+ */
+export function decodeSample(run: RunState, id: string, buf: Uint8Array, reuse?: SampleState): { sample: SampleState; lsn: number } {
   const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
   const { nq } = recordShape(b);
-  const sums = newSums(nq);
-  for (let j = 0; j < nq; j++) sums[j] = b.readDoubleLE(SAMPLE_HEADER_BYTES + 8 * j);
+  const sumsAt = reuse?.nq === nq ? reuse.sumsAt : run.sumsRow(nq);
+  if (nq > 0) {
+    const slab = run.sumsSlabs[sumsAt >>> SUMS_SLAB_BITS] as Float64Array;
+    const from = sumsAt & SUMS_SLAB_MASK;
+    for (let j = 0; j < nq; j++) slab[from + j] = b.readDoubleLE(SAMPLE_HEADER_BYTES + 8 * j);
+  }
   const lsn = b.readDoubleLE(32);
   return {
     sample: {
@@ -80,7 +100,8 @@ export function decodeSample(id: string, buf: Uint8Array, newSums: (nq: number) 
       seen: b.readDoubleLE(8),
       lastStep: b.readDoubleLE(16),
       weight: b.readFloatLE(24),
-      sums,
+      sumsAt,
+      nq,
       total: b.readDoubleLE(40),
       lsn,
       flushedLsn: lsn,

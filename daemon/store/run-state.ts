@@ -59,8 +59,13 @@ export interface SampleState {
   seen: number;
   lastStep: number;
   weight: number;
-  /** S_j(z), indexed like {@link RunState.queryIds}; shorter when queries were added later (missing = 0). */
-  sums: Float64Array;
+  /**
+   * Where its S_j(z) lie in the run's sums slabs ({@link RunState.sumsOf}): `nq` float64s, indexed
+   * like {@link RunState.queryIds}.
+   */
+  sumsAt: number;
+  /** How many S_j(z) it holds: fewer than the run's queries when queries were added later (missing = 0). */
+  nq: number;
   /** Σ_j S_j(z), kept with the sums (the same increments) so that score(z) is O(1). */
   total: number;
   /** Store bookkeeping: the last log entry applied to this sample (0: none). */
@@ -174,12 +179,14 @@ export class RunState {
   getOrCreateSample(id: string): SampleState {
     let s = this.samples.get(id);
     if (s === undefined) {
+      const nq = this.queryIds.length;
       s = {
         id,
         seen: 0,
         lastStep: 0,
         weight: 1,
-        sums: this.newSums(this.queryIds.length),
+        sumsAt: this.sumsRow(nq),
+        nq,
         total: 0,
         lsn: 0,
         flushedLsn: 0,
@@ -209,23 +216,71 @@ export class RunState {
     return sample.mirrorSlot;
   }
 
-  private slab: Float64Array | undefined;
-  private slabUsed = 0;
-
   /**
-   * A zeroed sums array of length `nq`, carved from a shared slab: a view per sample instead of
-   * an ArrayBuffer per sample, which keeps a million samples cheap for the garbage collector.
+   * Every sample's S_j(z), in slabs of {@link SUMS_SLAB_LENGTH} float64s: a sample's `nq` sums
+   * start at offset `sumsAt & SUMS_SLAB_MASK` of slab `sumsAt >>> SUMS_SLAB_BITS`. Rows in shared
+   * slabs rather than a typed array per sample: at a million samples those views alone were about
+   * 100 MiB of heap, and a million objects for every full collection to mark.
    */
-  newSums(nq: number): Float64Array {
-    if (this.slab === undefined || this.slabUsed + nq > this.slab.length) {
-      this.slab = new Float64Array(Math.max(nq, 1) * SUMS_SLAB_ROWS);
-      this.slabUsed = 0;
+  readonly sumsSlabs: Float64Array[] = [];
+  private sumsUsed = SUMS_SLAB_LENGTH;
+
+  /** A zeroed row of `nq` sums; returns its `sumsAt`. A row never spans two slabs. */
+  sumsRow(nq: number): number {
+    if (nq > SUMS_SLAB_LENGTH) {
+      // A row longer than a slab gets a slab of its own.
+      this.sumsSlabs.push(new Float64Array(nq));
+      this.sumsUsed = SUMS_SLAB_LENGTH;
+      return (this.sumsSlabs.length - 1) * SUMS_SLAB_LENGTH;
     }
-    const view = this.slab.subarray(this.slabUsed, this.slabUsed + nq);
-    this.slabUsed += nq;
-    return view;
+    if (this.sumsUsed + nq > SUMS_SLAB_LENGTH) {
+      this.sumsSlabs.push(new Float64Array(SUMS_SLAB_LENGTH));
+      this.sumsUsed = 0;
+    }
+    const at = (this.sumsSlabs.length - 1) * SUMS_SLAB_LENGTH + this.sumsUsed;
+    this.sumsUsed += nq;
+    return at;
+  }
+
+  /** The sample's sums, as a view into its slab (a new object per call: not for per-sample loops). */
+  sumsOf(sample: SampleState): Float64Array {
+    const slab = this.sumsSlabs[sample.sumsAt >>> SUMS_SLAB_BITS];
+    if (slab === undefined) return new Float64Array(0);
+    const from = sample.sumsAt & SUMS_SLAB_MASK;
+    return slab.subarray(from, from + sample.nq);
+  }
+
+  /** S_j(z) of the sample, 0 where it holds none. */
+  sumAt(sample: SampleState, j: number): number {
+    if (j >= sample.nq) return 0;
+    return (this.sumsSlabs[sample.sumsAt >>> SUMS_SLAB_BITS] as Float64Array)[(sample.sumsAt & SUMS_SLAB_MASK) + j] as number;
+  }
+
+  /** Gives the sample room for `nq` sums (missing ones 0), moving them to a longer row if needed. */
+  growSums(sample: SampleState, nq: number): void {
+    if (sample.nq >= nq) return;
+    const at = this.sumsRow(nq);
+    if (sample.nq > 0) {
+      const from = this.sumsSlabs[sample.sumsAt >>> SUMS_SLAB_BITS] as Float64Array;
+      const to = this.sumsSlabs[at >>> SUMS_SLAB_BITS] as Float64Array;
+      to.set(from.subarray(sample.sumsAt & SUMS_SLAB_MASK, (sample.sumsAt & SUMS_SLAB_MASK) + sample.nq), at & SUMS_SLAB_MASK);
+    }
+    sample.sumsAt = at;
+    sample.nq = nq;
+  }
+
+  /** Sets the sample's sums to `values` (its `nq` becomes their count); `total` is left to the caller. */
+  setSums(sample: SampleState, values: ArrayLike<number>): void {
+    if (values.length !== sample.nq) {
+      sample.sumsAt = this.sumsRow(values.length);
+      sample.nq = values.length;
+    }
+    const slab = this.sumsSlabs[sample.sumsAt >>> SUMS_SLAB_BITS];
+    if (slab !== undefined) slab.set(values, sample.sumsAt & SUMS_SLAB_MASK);
   }
 }
 
-/** Samples' sums per slab allocation. */
-const SUMS_SLAB_ROWS = 4096;
+/** log2 of the float64s per sums slab (1 MiB slabs). */
+export const SUMS_SLAB_BITS = 17;
+export const SUMS_SLAB_LENGTH = 1 << SUMS_SLAB_BITS;
+export const SUMS_SLAB_MASK = SUMS_SLAB_LENGTH - 1;

@@ -17,7 +17,7 @@ import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { open, type Database, type Key, type RootDatabase } from 'lmdb';
 import { MotiveError, decodeSketches, describeError, normalizeRows, trace } from '../shared/index.js';
-import { RunState, type QuerySetRecord, type RunInfo, type SampleState } from './run-state.js';
+import { RunState, SUMS_SLAB_BITS, SUMS_SLAB_MASK, type QuerySetRecord, type RunInfo, type SampleState } from './run-state.js';
 import {
   bytesToFloat32,
   copyEmbedding,
@@ -530,7 +530,7 @@ export class Store {
         const known = run.samples.get(f.id);
         if (known !== undefined && f.body.readDoubleLE(RECORD_LSN_OFFSET) < known.flushedLsn) continue;
         // An older version's sums are reused: segments hold several versions of a sample.
-        const { sample, lsn } = decodeSample(f.id, f.body, (nq) => (known?.sums.length === nq ? known.sums : run.newSums(nq)));
+        const { sample, lsn } = decodeSample(run, f.id, f.body, known);
         sample.at = f.loc;
         sample.atBytes = f.body.length;
         run.putSample(sample, known);
@@ -758,27 +758,24 @@ export class Store {
     for (let i = 0; i < n; i++) {
       const sample = known?.[i] ?? run.getOrCreateSample(b.sampleIds[i] as string);
       if (lsn <= sample.flushedLsn) continue;
-      if (sample.sums.length < nq) {
-        const grown = run.newSums(nq);
-        grown.set(sample.sums);
-        sample.sums = grown;
-      }
+      if (sample.nq < nq) run.growSums(sample, nq);
       sample.seen++;
       if (b.step > sample.lastStep || sample.seen === 1) sample.lastStep = b.step;
       if (cols !== undefined && b.products !== undefined) {
-        const sums = sample.sums;
+        const sums = run.sumsSlabs[sample.sumsAt >>> SUMS_SLAB_BITS] as Float64Array;
+        const row = sample.sumsAt & SUMS_SLAB_MASK;
         const products = b.products;
         const at = i * m;
         let total = 0;
         if (identity) {
           for (let j = 0; j < m; j++) {
             const c = lr * (products[at + j] as number);
-            sums[j] = (sums[j] as number) + c;
+            sums[row + j] = (sums[row + j] as number) + c;
             total += c;
           }
         } else {
           for (let j = 0; j < m; j++) {
-            const col = cols[j] as number;
+            const col = row + (cols[j] as number);
             const c = lr * (products[at + j] as number);
             sums[col] = (sums[col] as number) + c;
             total += c;
@@ -1005,7 +1002,7 @@ export class Store {
         const idBytes = Buffer.byteLength(sample.id);
         // No batch since its record was written (no pending delta, no unwritten record as its
         // base): only its weight changed, and a weight entry says so instead of the whole record.
-        const body = sample.delta < 0 && !this.inflight.has(sample) ? 0 : sampleRecordBytes(sample.sums.length, k);
+        const body = sample.delta < 0 && !this.inflight.has(sample) ? 0 : sampleRecordBytes(sample.nq, k);
         sliceSamples[n] = sample;
         sliceIdBytes[n] = idBytes;
         sliceBody[n] = body;
@@ -1034,14 +1031,14 @@ export class Store {
           weights.push({ sample, pos, bytes, idBytes, flushedBefore });
         } else {
           beginFrameAt(abuf, offset, bytes, FRAME_RECORD, sample.id, idBytes, body);
-          writeSampleRecordAt(abuf, arena.f64, start, sample, k, sample.lsn);
+          writeSampleRecordAt(abuf, arena.f64, start, run, sample, k, sample.lsn);
           // Base plus pending change, and its int8 mirror row, folded in the delta pool's memory
           // by its SIMD kernels (the same floats as addTo and the mirror's own set).
           const row = sample.delta;
           this.baseEmbedding(run, sample, pool.scratch(row), pool.scratchBytes(row));
           const scale = pool.fold(row) / 127;
           sample.delta = -1;
-          arena.f32.set(pool.scratch(row), (start + embeddingOffset(sample.sums.length)) >> 2);
+          arena.f32.set(pool.scratch(row), (start + embeddingOffset(sample.nq)) >> 2);
           run.mirror.setQuantized(run.mirrorSlot(sample), scale, scale === 0 ? undefined : pool.quantize(row, 1 / scale));
           const buf = arena.bytes.subarray(start, start + body);
           this.inflight.set(sample, buf);
@@ -1350,7 +1347,7 @@ export class Store {
       const segments = this.segmentsOf(run);
       const sizes = entries.map(({ sample }) => {
         const idBytes = Buffer.byteLength(sample.id);
-        return { idBytes, body: sampleRecordBytes(sample.sums.length, k) };
+        return { idBytes, body: sampleRecordBytes(sample.nq, k) };
       });
       const out = Buffer.allocUnsafeSlow(sizes.reduce((t, x) => t + frameBytes(x.idBytes, x.body), 0));
       let offset = 0;
@@ -1362,10 +1359,10 @@ export class Store {
         const pos = offset + start;
         offset += bytes;
         // Imports set the sums; the total follows them.
-        sample.total = sample.sums.reduce((t, x) => t + x, 0);
+        sample.total = run.sumsOf(sample).reduce((t, x) => t + x, 0);
         beginFrame(frame, FRAME_RECORD, sample.id, idBytes, body);
         const record = frame.subarray(start, start + body);
-        const recordG = writeSampleRecord(record, sample, k, this.appliedLsn);
+        const recordG = writeSampleRecord(record, run, sample, k, this.appliedLsn);
         if (g !== undefined) recordG.set(g.subarray(0, k));
         else this.currentEmbedding(run, sample, recordG);
         sealFrame(frame);

@@ -51,7 +51,7 @@ export function sampleRows(store: Store, run: RunState, dim: number): unknown[] 
   const hex = (a: Float64Array | Float32Array): string => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('hex');
   return [...run.samples.values()]
     .sort((a, b) => (a.id < b.id ? -1 : 1))
-    .map((s) => [s.id, s.seen, s.lastStep, s.weight, s.total, hex(s.sums), hex(store.embedding(run.info.id, s.id, dim)!)]);
+    .map((s) => [s.id, s.seen, s.lastStep, s.weight, s.total, hex(run.sumsOf(s)), hex(store.embedding(run.info.id, s.id, dim)!)]);
 }
 
 /** Commits and applies a weight change the way the weighting service does, with the next weights version. */

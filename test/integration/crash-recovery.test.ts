@@ -112,7 +112,7 @@ describe('graceful restart', () => {
           s.lastStep,
           s.weight,
           s.total,
-          Buffer.from(s.sums.buffer, s.sums.byteOffset, s.sums.byteLength).toString('hex'),
+          Buffer.from(run.sumsOf(s).buffer, run.sumsOf(s).byteOffset, run.sumsOf(s).byteLength).toString('hex'),
           Buffer.from(d.store.embedding('persist', s.id, 64)!.buffer).toString('hex'),
         ]);
       return JSON.stringify({ rows, q: run.queryIds, w: run.weightsVersion, c: [...run.commits], b: run.batches });

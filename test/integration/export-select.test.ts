@@ -230,7 +230,7 @@ describe('Arrow export backpressure', () => {
       const s = run.getOrCreateSample(`clip-${String(i).padStart(7, '0')}`);
       s.seen = 1 + (i % 3);
       s.lastStep = i;
-      s.sums = Float64Array.from([i % 7, -(i % 5), (i % 11) / 3, 0.5]);
+      run.setSums(s, [i % 7, -(i % 5), (i % 11) / 3, 0.5]);
       entries.push({ sample: s });
     }
     await daemon.store.writeSamples('big', entries);

@@ -74,7 +74,7 @@ describe('run deletion, backup and restore', () => {
     const back = copy.run('keep')!;
     // The evidence, not the store's bookkeeping (log positions, pending rows), must match.
     const evidence = (r: RunState): unknown[] =>
-      [...r.samples.values()].map(({ id, seen, lastStep, weight, sums }) => ({ id, seen, lastStep, weight, sums }));
+      [...r.samples.values()].map((s) => ({ id: s.id, seen: s.seen, lastStep: s.lastStep, weight: s.weight, sums: r.sumsOf(s) }));
     expect(evidence(back)).toEqual(evidence(orig));
     expect(back.queryIds).toEqual(orig.queryIds);
     expect(copy.embedding('keep', 'a', 3)).toEqual(daemon.store.embedding('keep', 'a', 3));

@@ -42,8 +42,8 @@ async function filledRun(prefix: string, n: number): Promise<Store> {
   for (let i = 0; i < n; i++) {
     const s = run.getOrCreateSample(`clip-${i}`);
     s.seen = 1 + (i % 3);
-    s.sums = Float64Array.from([Math.sin(i), Math.cos(i)]);
-    s.total = (s.sums[0] as number) + (s.sums[1] as number);
+    run.setSums(s, [Math.sin(i), Math.cos(i)]);
+    s.total = Math.sin(i) + Math.cos(i);
     entries.push({ sample: s });
   }
   await store.writeSamples('r', entries);

@@ -236,8 +236,8 @@ describe('record segments', () => {
     const run = store.run('old')!;
     const a = run.samples.get('a')!;
     const b = run.samples.get('b')!;
-    expect([a.seen, a.weight, Array.from(a.sums), a.lastStep]).toEqual([2, 0.75, [0.5, -0.25], 7]);
-    expect([b.seen, b.weight, Array.from(b.sums)]).toEqual([1, 0.5, [0.125]]);
+    expect([a.seen, a.weight, Array.from(run.sumsOf(a)), a.lastStep]).toEqual([2, 0.75, [0.5, -0.25], 7]);
+    expect([b.seen, b.weight, Array.from(run.sumsOf(b))]).toEqual([1, 0.5, [0.125]]);
     expect(Array.from(store.embedding('old', 'a', 4)!)).toEqual([1, 2, 3, 4]);
     expect(Array.from(store.embedding('old', 'b', 4)!)).toEqual([-1, 0, 0.5, 8]);
     expect(existsSync(join(d.path, 'samples'))).toBe(false);

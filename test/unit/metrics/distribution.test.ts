@@ -30,11 +30,12 @@ function makeRun(n: number): { run: RunState; scores: number[]; weights: number[
   const weights: number[] = [];
   for (let i = 0; i < n; i++) {
     const s = run.getOrCreateSample(`s${i}`);
-    s.sums = Float64Array.from([r.normal(), r.normal()]);
-    s.total = (s.sums[0] as number) + (s.sums[1] as number);
+    const sums = [r.normal(), r.normal()];
+    run.setSums(s, sums);
+    s.total = (sums[0] as number) + (sums[1] as number);
     s.seen = 1;
     s.weight = i % 7 === 0 ? 0 : i % 3 === 0 ? Math.fround(r.uniform()) : 1;
-    scores.push(((s.sums[0] as number) + (s.sums[1] as number)) / 2);
+    scores.push(((sums[0] as number) + (sums[1] as number)) / 2);
     weights.push(s.weight);
   }
   return { run, scores, weights };
