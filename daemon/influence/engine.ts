@@ -704,6 +704,7 @@ export class InfluenceEngine {
       const sub = p.item.sub;
       if (p.duplicate) {
         this.sketchBuffers.give(sub.sketches);
+        this.sketchBuffers.giveBytes(sub.wire);
         continue;
       }
       const lsn = lsns.get(p) as number;
@@ -721,6 +722,7 @@ export class InfluenceEngine {
         lsn,
       );
       this.sketchBuffers.give(sub.sketches);
+      this.sketchBuffers.giveBytes(sub.wire);
       p.run.commits.set(sub.rank, sub.seq);
       const key = `${sub.runId}\u0000${sub.rank}`;
       if (this.ahead.seqs.get(key) === sub.seq) this.ahead.seqs.delete(key);

@@ -76,13 +76,17 @@ export interface DecodedBatch {
   readonly sketches: Float32Array;
   /** Whether `sketches` are already L2-normalised row by row (decoded for a cosine run). */
   readonly normalized: boolean;
-  /** The sketch bytes as received (a view into the message), for the store's log. */
+  /**
+   * The sketch bytes as received, for the store's log: a copy in a reused buffer when decoded
+   * with `buffers` (see {@link SketchBuffers.copyBytes}), else a view into the message.
+   */
   readonly wire: Uint8Array;
 }
 
 /**
- * Decodes a batch; its sketches go into a buffer from `buffers` when given (see SketchBuffers),
- * L2-normalised row by row in the same pass when `normalize` (a cosine run).
+ * Decodes a batch; its sketches, and a copy of their bytes as received, go into buffers from
+ * `buffers` when given (see SketchBuffers), the sketches L2-normalised row by row in the same
+ * pass when `normalize` (a cosine run).
  */
 export function decodeBatch(
   b: SketchBatchMsg,
@@ -110,7 +114,15 @@ export function decodeBatch(
   }
   const sketches = decodeFiniteSketches(b.sketches, dtype, n * dim, buffers, normalize ? dim : undefined);
   if (sketches === undefined) throw new MotiveError('MOTIVE_INGEST_BATCH_NONFINITE');
-  return { seq: b.seq, step: b.step, lr: b.lr, sampleIds: b.sampleIds, sketches, normalized: normalize, wire: b.sketches };
+  return {
+    seq: b.seq,
+    step: b.step,
+    lr: b.lr,
+    sampleIds: b.sampleIds,
+    sketches,
+    normalized: normalize,
+    wire: buffers === undefined ? b.sketches : buffers.copyBytes(b.sketches),
+  };
 }
 
 export interface DecodedQueries {

@@ -33,6 +33,33 @@ describe('decoded sketch buffers', () => {
     expect(x).not.toBe(y);
   });
 
+  it('copies sketch bytes into reused buffers, sharing one byte budget with the decoded sketches', () => {
+    const pool = new SketchBuffers();
+    const message = Buffer.from(Array.from({ length: 1000 }, (_, i) => (i * 7) & 255));
+    const bytes = message.subarray(100, 900);
+    const first = pool.copyBytes(bytes);
+    expect(first.buffer).not.toBe(message.buffer);
+    expect(first.equals(bytes)).toBe(true);
+    pool.giveBytes(first);
+    pool.giveBytes(first);
+    const other = Buffer.alloc(800, 9);
+    const second = pool.copyBytes(other);
+    expect(second).toBe(first);
+    expect(second.equals(other)).toBe(true);
+    // Given back twice, handed out once: the next copy is a new buffer.
+    expect(pool.copyBytes(other)).not.toBe(first);
+    // A caller's own buffer never enters the pool.
+    pool.giveBytes(message);
+    expect(pool.copyBytes(Buffer.alloc(1000))).not.toBe(message);
+    // 16 MiB in all: 16 sketch buffers of 1 MiB fill it, and a byte copy is then not kept.
+    const floats = Array.from({ length: 16 }, () => pool.take(1 << 18));
+    const big = pool.copyBytes(Buffer.alloc(1 << 10));
+    for (const f of floats) pool.give(f);
+    pool.giveBytes(big);
+    expect(pool.copyBytes(Buffer.alloc(1 << 10))).not.toBe(big);
+    expect(pool.take(1 << 18)).toBe(floats[15]);
+  });
+
   it('rejects NaN and Inf (float32 and float16) and takes the buffer back', () => {
     const pool = new SketchBuffers();
     const okBytes = new Uint8Array(new Float32Array([1, -2, 3, 0.5]).buffer);
