@@ -93,12 +93,12 @@ export function decodeSample(run: RunState, id: string, buf: Uint8Array, reuse?:
     const from = sumsAt & SUMS_SLAB_MASK;
     for (let j = 0; j < nq; j++) slab[from + j] = b.readDoubleLE(SAMPLE_HEADER_BYTES + 8 * j);
   }
-  const lsn = b.readDoubleLE(32);
+  const lsn = smallInt(b.readDoubleLE(32));
   return {
     sample: {
       id,
-      seen: b.readDoubleLE(8),
-      lastStep: b.readDoubleLE(16),
+      seen: smallInt(b.readDoubleLE(8)),
+      lastStep: smallInt(b.readDoubleLE(16)),
       weight: b.readFloatLE(24),
       sumsAt,
       nq,
@@ -113,6 +113,16 @@ export function decodeSample(run: RunState, id: string, buf: Uint8Array, reuse?:
     },
     lsn,
   };
+}
+
+/**
+ * `x` as the small integer V8 keeps unboxed in an object's field, where it is one. A float64 read
+ * from a buffer is a heap number even when integral; stored in a sample's field it makes V8 keep
+ * that field boxed, 16 bytes more, in every sample (seen, lastStep, lsn and flushedLsn: 61 MiB at
+ * a million samples).
+ */
+export function smallInt(x: number): number {
+  return (x | 0) === x ? x | 0 : x;
 }
 
 /** Copies the G(z) bytes of a stored record into `out` (float32[k]). */

@@ -28,6 +28,7 @@ import {
   RECORD_LSN_OFFSET,
   recordShape,
   sampleRecordBytes,
+  smallInt,
   writeSampleRecord,
   writeSampleRecordAt,
 } from './codec.js';
@@ -537,7 +538,7 @@ export class Store {
         run.mirror.set(run.mirrorSlot(sample), embeddingView(f.body));
         if (lsn > maxLsn) maxLsn = lsn;
       } else if (f.kind === FRAME_WEIGHT) {
-        const lsn = f.body.readDoubleLE(0);
+        const lsn = smallInt(f.body.readDoubleLE(0));
         const prev = weights.get(f.id);
         if (prev === undefined || lsn >= prev.lsn) weights.set(f.id, { lsn, weight: f.body.readFloatLE(8), loc: f.loc });
       }
