@@ -5,18 +5,32 @@
  * stays as filled), while ingesting: batches of 256 of the run's own clips, fp16, for
  * `--ingest-seconds` at the daemon's pace, so the store's dirty-sample budget
  * (`store.maxDirtySamples`, one cached G(z) delta of 4·k bytes each) fills up; RSS is read every
- * 250 ms and the row is its peak.
+ * 250 ms and the row is its peak. `--profile` takes a CPU profile of the daemon in that phase
+ * and prints its top functions (ingest into a million samples, where `bench/ingest.ts --profile`
+ * profiles a fresh run).
  *
- *   npx tsx bench/memory.ts [--samples 1000000] [--ingest-seconds 30] [--config FILE]
+ *   npx tsx bench/memory.ts [--samples 1000000] [--ingest-seconds 30] [--config FILE] [--profile]
  */
-import { cpSync } from 'node:fs';
+import { cpSync, mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { tempDir } from '../test/helpers/daemon.js';
 import { hello, rawStream } from '../test/helpers/raw-stream.js';
 import { rng } from '../test/helpers/reference.js';
 import { encodeFloat16Array } from '../trainer-hooks/ts/index.js';
 import { BENCH_RUN, filledStore, sampleId } from './fill.js';
-import { fmt, keepSending, postJson, report, rssMiB, scrapeMetric, startBenchDaemon } from './lib.js';
+import {
+  CACHE_DIR,
+  fmt,
+  keepSending,
+  postJson,
+  printProfile,
+  report,
+  rssMiB,
+  scrapeMetric,
+  startBenchDaemon,
+  summarizeProfile,
+} from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -24,6 +38,7 @@ const { values } = parseArgs({
     'ingest-seconds': { type: 'string', default: '30' },
     config: { type: 'string' },
     quick: { type: 'boolean' },
+    profile: { type: 'boolean' },
   },
 });
 const N = values.quick ? 100_000 : Number(values.samples);
@@ -36,6 +51,12 @@ const env = values.config === undefined ? undefined : { MOTIVE_CONFIG: values.co
 const storeDir = await filledStore(N, K);
 const rows: Array<Array<string | number>> = [];
 let ingestNote = '';
+const profDir = join(CACHE_DIR, 'prof-memory-ingest');
+let profile: ReturnType<typeof summarizeProfile> | undefined;
+if (values.profile === true) {
+  rmSync(profDir, { recursive: true, force: true });
+  mkdirSync(profDir, { recursive: true });
+}
 const sample = (pid: number, label: string, m = rssMiB(pid)): void => {
   rows.push([N, label, fmt(m.rss, 0), fmt(m.anon, 0), fmt(m.file, 0), fmt(m.peak, 0), fmt((m.anon * 1024 * 1024) / N, 0)]);
 };
@@ -58,7 +79,11 @@ if (INGEST_SECONDS > 0) {
   try {
     process.stderr.write(`copying the store for the ingest phase…\n`);
     cpSync(storeDir, copy.path, { recursive: true });
-    const di = await startBenchDaemon({ dataDir: copy.path, ...(env === undefined ? {} : { env }) });
+    const di = await startBenchDaemon({
+      dataDir: copy.path,
+      ...(env === undefined ? {} : { env }),
+      ...(values.profile === true ? { cpuProfDir: profDir } : {}),
+    });
     try {
       const s = rawStream(`127.0.0.1:${di.grpcPort}`);
       s.write(
@@ -109,6 +134,7 @@ if (INGEST_SECONDS > 0) {
     } finally {
       await di.stop();
     }
+    if (values.profile === true) profile = summarizeProfile(profDir);
   } finally {
     copy.remove();
   }
@@ -121,9 +147,11 @@ report(
   rows,
   {
     target: 'RSS <= 1.5 GiB at 1M tracked samples',
+    ...(profile === undefined ? {} : { profile }),
     note:
       'VmRSS = RssAnon (the process heap) + RssFile (LMDB pages touched through the memory map: shared, evictable page cache) + RssShmem' +
       (ingestNote === '' ? '' : `; ${ingestNote}`),
   },
 );
 if (ingestNote !== '') process.stdout.write(`${ingestNote}\n`);
+if (profile !== undefined) printProfile(`ingest into ${N} samples, the daemon's start-up included`, profile);

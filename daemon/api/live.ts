@@ -428,19 +428,25 @@ export class LiveFeed {
       if (run !== undefined) for (const s of run.samples.values()) if (s.weight <= thr && !inEvent.has(s.id)) st.harmful.add(s.id);
     }
     const crossed: string[] = [];
-    e.sampleIds.forEach((id, i) => {
+    // Where each newly downweighted id is in the event: found in the same pass, not through a
+    // map of every id (a recompute's event names up to every sample of the run).
+    const newly = new Map<string, number>(e.newlyDownweighted.map((id) => [id, -1]));
+    const harmful = st.harmful;
+    const ids = e.sampleIds;
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i] as string;
       const w = e.weights[i] ?? 1;
       if (w <= thr) {
-        if (!st.harmful!.has(id)) {
-          st.harmful!.add(id);
+        if (!harmful.has(id)) {
+          harmful.add(id);
           crossed.push(id);
         }
-      } else st.harmful!.delete(id);
-    });
+      } else harmful.delete(id);
+      if (newly.size > 0 && newly.has(id)) newly.set(id, i);
+    }
     const atMs = Date.now();
-    const index = new Map(e.sampleIds.map((id, i) => [id, i]));
     const log = st.downweightedLog;
-    for (const id of e.newlyDownweighted) log.push({ id, weight: e.weights[index.get(id) ?? -1] ?? 1, version: e.version, atMs });
+    for (const [id, i] of newly) log.push({ id, weight: e.weights[i] ?? 1, version: e.version, atMs });
     if (log.length > this.o.recentLimit) log.splice(0, log.length - this.o.recentLimit);
     if (!this.hasAnyClient(e.runId)) return;
     const cap = this.o.maxIdsPerEvent;

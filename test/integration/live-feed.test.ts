@@ -89,6 +89,25 @@ describe('live feed', () => {
     queriesOnly.ws.close();
   });
 
+  it("lists a run's first-time down-weightings, newest first, each with the weight its update gave it", async () => {
+    // The reference, from the weighting service's own events: per newly down-weighted id, the
+    // weight at its last position in that update.
+    const expected: Array<{ id: string; weight: number; version: number }> = [];
+    daemon.weighting.onUpdate((e) => {
+      if (e.runId !== 'live-d') return;
+      for (const id of e.newlyDownweighted) expected.push({ id, weight: e.weights[e.sampleIds.lastIndexOf(id)] ?? 1, version: e.version });
+    });
+    await streamSyntheticRun({ address: `127.0.0.1:${daemon.grpcPort}`, runId: 'live-d', steps: 120, stepDelayMs: 1 });
+    await daemon.weighting.flushAll();
+    const res = await fetch(`http://127.0.0.1:${daemon.httpPort}/v1/runs/live-d/downweighted/recent?limit=1000`);
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { samples: Array<{ id: string; weight: number; version: number; currentWeight: number }> };
+    expect(expected.length).toBeGreaterThan(3);
+    expect(body.samples.map(({ id, weight, version }) => ({ id, weight, version }))).toEqual(expected.slice(-1000).reverse());
+    const run = daemon.store.run('live-d')!;
+    for (const s of body.samples) expect(s.currentWeight).toBe(run.samples.get(s.id)!.weight);
+  });
+
   it('refuses unknown event types and paths', async () => {
     await expect(openFeed(daemon.httpPort, 'live-a', 'nonsense')).rejects.toThrow(/400/);
     const res = await fetch(`http://127.0.0.1:${daemon.httpPort}/`);
