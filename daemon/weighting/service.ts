@@ -129,7 +129,12 @@ export class WeightingService implements BatchWeigher {
   /** The least time between the starts of two recomputes of `runId` (`intervalMs`, stretched by `maxRecomputeShare`). */
   recomputeGapMs(runId: string): number {
     const share = this.options.maxRecomputeShare ?? 1;
-    return Math.max(this.options.intervalMs, (this.lastBusyMs.get(runId) ?? 0) / share);
+    return Math.max(this.options.intervalMs, this.recomputeBusyMs(runId) / share);
+  }
+
+  /** Main-thread time the last recompute of `runId` took (its slices and its apply, not the yields between them). */
+  recomputeBusyMs(runId: string): number {
+    return this.lastBusyMs.get(runId) ?? 0;
   }
 
   /**
