@@ -45,8 +45,8 @@ export class SketchBuffers {
    * A copy of a message's sketch bytes in a reused buffer. The bytes as decoded from the message
    * are a view of the whole message's buffer, which the view would keep alive until its batch is
    * applied: long enough, under load, for V8 to move it to the old generation, where it waits
-   * for a full collection. At 1M samples and 20,000 sketches/s those dead buffers were about
-   * 150 MiB of the daemon's memory.
+   * for a full collection. Ingesting into 1M samples at 20,000–30,000 sketches/s, the copy took
+   * the daemon's peak memory down by about 110–170 MiB.
    */
   copyBytes(bytes: Uint8Array): Buffer {
     const out = this.takeFrom(this.wire, bytes.length) ?? this.made(this.wire, Buffer.allocUnsafeSlow(bytes.length));
