@@ -1,7 +1,7 @@
 /**
  * Binary value encodings of the store. All little-endian. See docs/store.md for the layout.
  */
-import { SUMS_SLAB_BITS, SUMS_SLAB_MASK, type RunState, type SampleState } from './run-state.js';
+import type { RunState, SampleState } from './run-state.js';
 
 /** Version tag of the sample record layout. */
 const SAMPLE_RECORD_V3 = 3;
@@ -59,8 +59,8 @@ export function writeSampleRecordAt(
   buf.writeDoubleLE(lsn, at + 32);
   buf.writeDoubleLE(s.total, at + 40);
   if (nq === 0) return;
-  const slab = run.sumsSlabs[s.sumsAt >>> SUMS_SLAB_BITS] as Float64Array;
-  const from = s.sumsAt & SUMS_SLAB_MASK;
+  const slab = run.sumsSlab(s.sumsAt);
+  const from = run.sumsOffset(s.sumsAt);
   const to = (buf.byteOffset - f64.byteOffset + at + SAMPLE_HEADER_BYTES) / 8;
   for (let j = 0; j < nq; j++) f64[to + j] = slab[from + j] as number;
 }
@@ -89,8 +89,8 @@ export function decodeSample(run: RunState, id: string, buf: Uint8Array, reuse?:
   const { nq } = recordShape(b);
   const sumsAt = reuse?.nq === nq ? reuse.sumsAt : run.sumsRow(nq);
   if (nq > 0) {
-    const slab = run.sumsSlabs[sumsAt >>> SUMS_SLAB_BITS] as Float64Array;
-    const from = sumsAt & SUMS_SLAB_MASK;
+    const slab = run.sumsSlab(sumsAt);
+    const from = run.sumsOffset(sumsAt);
     for (let j = 0; j < nq; j++) slab[from + j] = b.readDoubleLE(SAMPLE_HEADER_BYTES + 8 * j);
   }
   const lsn = smallInt(b.readDoubleLE(32));

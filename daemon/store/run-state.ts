@@ -218,7 +218,7 @@ export class RunState {
 
   /**
    * Every sample's S_j(z), in slabs of {@link SUMS_SLAB_LENGTH} float64s: a sample's `nq` sums
-   * start at offset `sumsAt & SUMS_SLAB_MASK` of slab `sumsAt >>> SUMS_SLAB_BITS`. Rows in shared
+   * start at {@link RunState.sumsOffset} of {@link RunState.sumsSlab} (its `sumsAt`). Rows in shared
    * slabs rather than a typed array per sample: at a million samples those views alone were about
    * 100 MiB of heap, and a million objects for every full collection to mark.
    */
@@ -242,29 +242,34 @@ export class RunState {
     return at;
   }
 
+  /** The slab holding the sums row at `sumsAt`; the row starts at {@link RunState.sumsOffset} in it. */
+  sumsSlab(sumsAt: number): Float64Array {
+    return this.sumsSlabs[sumsAt >>> SUMS_SLAB_BITS] as Float64Array;
+  }
+
+  /** Where the sums row at `sumsAt` starts in its {@link RunState.sumsSlab}. */
+  sumsOffset(sumsAt: number): number {
+    return sumsAt & SUMS_SLAB_MASK;
+  }
+
   /** The sample's sums, as a view into its slab (a new object per call: not for per-sample loops). */
   sumsOf(sample: SampleState): Float64Array {
-    const slab = this.sumsSlabs[sample.sumsAt >>> SUMS_SLAB_BITS];
-    if (slab === undefined) return new Float64Array(0);
-    const from = sample.sumsAt & SUMS_SLAB_MASK;
-    return slab.subarray(from, from + sample.nq);
+    if (sample.nq === 0) return new Float64Array(0);
+    const from = this.sumsOffset(sample.sumsAt);
+    return this.sumsSlab(sample.sumsAt).subarray(from, from + sample.nq);
   }
 
   /** S_j(z) of the sample, 0 where it holds none. */
   sumAt(sample: SampleState, j: number): number {
     if (j >= sample.nq) return 0;
-    return (this.sumsSlabs[sample.sumsAt >>> SUMS_SLAB_BITS] as Float64Array)[(sample.sumsAt & SUMS_SLAB_MASK) + j] as number;
+    return this.sumsSlab(sample.sumsAt)[this.sumsOffset(sample.sumsAt) + j] as number;
   }
 
   /** Gives the sample room for `nq` sums (missing ones 0), moving them to a longer row if needed. */
   growSums(sample: SampleState, nq: number): void {
     if (sample.nq >= nq) return;
     const at = this.sumsRow(nq);
-    if (sample.nq > 0) {
-      const from = this.sumsSlabs[sample.sumsAt >>> SUMS_SLAB_BITS] as Float64Array;
-      const to = this.sumsSlabs[at >>> SUMS_SLAB_BITS] as Float64Array;
-      to.set(from.subarray(sample.sumsAt & SUMS_SLAB_MASK, (sample.sumsAt & SUMS_SLAB_MASK) + sample.nq), at & SUMS_SLAB_MASK);
-    }
+    if (sample.nq > 0) this.sumsSlab(at).set(this.sumsOf(sample), this.sumsOffset(at));
     sample.sumsAt = at;
     sample.nq = nq;
   }
@@ -275,12 +280,11 @@ export class RunState {
       sample.sumsAt = this.sumsRow(values.length);
       sample.nq = values.length;
     }
-    const slab = this.sumsSlabs[sample.sumsAt >>> SUMS_SLAB_BITS];
-    if (slab !== undefined) slab.set(values, sample.sumsAt & SUMS_SLAB_MASK);
+    if (values.length > 0) this.sumsSlab(sample.sumsAt).set(values, this.sumsOffset(sample.sumsAt));
   }
 }
 
 /** log2 of the float64s per sums slab (1 MiB slabs). */
-export const SUMS_SLAB_BITS = 17;
+const SUMS_SLAB_BITS = 17;
 export const SUMS_SLAB_LENGTH = 1 << SUMS_SLAB_BITS;
-export const SUMS_SLAB_MASK = SUMS_SLAB_LENGTH - 1;
+const SUMS_SLAB_MASK = SUMS_SLAB_LENGTH - 1;

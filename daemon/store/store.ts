@@ -17,7 +17,7 @@ import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { open, type Database, type Key, type RootDatabase } from 'lmdb';
 import { MotiveError, decodeSketches, describeError, normalizeRows, trace } from '../shared/index.js';
-import { RunState, SUMS_SLAB_BITS, SUMS_SLAB_MASK, type QuerySetRecord, type RunInfo, type SampleState } from './run-state.js';
+import { RunState, type QuerySetRecord, type RunInfo, type SampleState } from './run-state.js';
 import {
   bytesToFloat32,
   copyEmbedding,
@@ -763,8 +763,8 @@ export class Store {
       sample.seen++;
       if (b.step > sample.lastStep || sample.seen === 1) sample.lastStep = b.step;
       if (cols !== undefined && b.products !== undefined) {
-        const sums = run.sumsSlabs[sample.sumsAt >>> SUMS_SLAB_BITS] as Float64Array;
-        const row = sample.sumsAt & SUMS_SLAB_MASK;
+        const sums = run.sumsSlab(sample.sumsAt);
+        const row = run.sumsOffset(sample.sumsAt);
         const products = b.products;
         const at = i * m;
         let total = 0;
