@@ -171,7 +171,12 @@ export const ConfigSchema = Type.Object(
           default: 'downweight',
           description: 'observe: compute weights, never push; downweight: push; quarantine: push, and w = 0 below quarantineZ.',
         }),
-        minSeen: Type.Integer({ default: 2, minimum: 1, description: 'Samples seen fewer times keep weight 1.' }),
+        minSeen: Type.Integer({
+          default: 1,
+          minimum: 1,
+          description:
+            'Samples seen fewer times keep weight 1. The default, 1, gives every sample a weight after one pass over the data (an epoch sees each clip once).',
+        }),
         beta: Type.Number({
           default: 0.5,
           exclusiveMinimum: 0,
