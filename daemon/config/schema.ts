@@ -198,6 +198,20 @@ export const ConfigSchema = Type.Object(
           description:
             "After each commit, push the weights of the committed batches' samples at once, from the last recompute's median and scale (the next recompute refreshes them).",
         }),
+        signal: Type.Union([Type.Literal('fused'), Type.Literal('attribution')], {
+          default: 'fused',
+          description:
+            "What the weights come from. fused: the score's robust z minus checkWeight times the sample's motion check (its per-clip features' largest robust z above checkFloorZ; a sample without features: the score's z alone). attribution: the score's z alone (docs/method.md, 'The fused signal').",
+        }),
+        checkWeight: Type.Number({
+          default: 1,
+          minimum: 0,
+          description: "fused signal: how much one unit of a sample's motion check lowers its fused z.",
+        }),
+        checkFloorZ: Type.Number({
+          default: 0,
+          description: 'fused signal: a feature counts as suspicious only by how far its robust z exceeds this.',
+        }),
       },
       { additionalProperties: false, default: {} },
     ),

@@ -31,6 +31,8 @@ export interface BatchSubmission {
   readonly normalized?: boolean;
   /** The sketch bytes as received, in the run's dtype: what the store logs. */
   readonly wire: Uint8Array;
+  /** Per-sample features [sampleIds.length × the run's feature count], stored with the batch; undefined: none. */
+  readonly features?: Float32Array | undefined;
   /** Wire bytes, for group sizing. */
   readonly bytes: number;
 }
@@ -123,11 +125,12 @@ export interface BatchWeigher {
   /** Whether it gives batch weights at all (fixed for its lifetime): without, nothing is projected. */
   readonly batchUpdates: boolean;
   /**
-   * The weight of a sample of `run` with score `score` after `seen` batches, or undefined when the
+   * The weight of a sample of `run` with score `score` after `seen` batches and its latest
+   * features (undefined: none), or undefined when the
    * run has no statistics to use (batch updates off, no recompute yet, or it scored over a query
    * count other than `queries`).
    */
-  batchPolicy(run: RunState, queries: number): ((score: number, seen: number) => number) | undefined;
+  batchPolicy(run: RunState, queries: number): ((score: number, seen: number, features: Float32Array | undefined) => number) | undefined;
   /** Whether a weight that moves from `from` to `to` is pushed. */
   moves(from: number, to: number): boolean;
   /**
@@ -152,6 +155,8 @@ interface Projected {
   total: number;
   seen: number;
   weight: number;
+  /** Its latest features (a copy), from the batches ahead or the run; undefined: none. */
+  features: Float32Array | undefined;
   /** The last prepared group that touched it: the entry is dropped once that group is applied. */
   group: number;
 }
@@ -536,8 +541,12 @@ export class InfluenceEngine {
         let e = projected.get(id);
         if (e === undefined) {
           const s = p.samples?.[i];
-          e = { total: s?.total ?? 0, seen: s?.seen ?? 0, weight: s?.weight ?? 1, group };
+          e = { total: s?.total ?? 0, seen: s?.seen ?? 0, weight: s?.weight ?? 1, features: run.features.get(id)?.slice(), group };
           projected.set(id, e);
+        }
+        if (sub.features !== undefined) {
+          const nf = sub.features.length / ids.length;
+          e.features = sub.features.slice(i * nf, (i + 1) * nf);
         }
         if (products !== undefined) {
           // The apply's own sum, in its order (store.applyBatch).
@@ -561,7 +570,7 @@ export class InfluenceEngine {
       const moved: number[] = [];
       const newly: string[] = [];
       for (const [id, e] of mine) {
-        const w = policy(e.total / queries, e.seen);
+        const w = policy(e.total / queries, e.seen, e.features);
         if (!weigher.moves(e.weight, w)) continue;
         if (e.weight >= 1 && w < 1) newly.push(id);
         ids.push(id);
@@ -609,6 +618,8 @@ export class InfluenceEngine {
             products: p.products,
           });
           out.set(p, lsn);
+          if (sub.features !== undefined)
+            tx.putFeatures(sub.runId, sub.sampleIds, sub.features, sub.features.length / sub.sampleIds.length);
           tx.putCommit(sub.runId, sub.rank, sub.seq);
           c.addBatches++;
           c.addSketches += sub.sampleIds.length;
@@ -723,6 +734,8 @@ export class InfluenceEngine {
       );
       this.sketchBuffers.give(sub.sketches);
       this.sketchBuffers.giveBytes(sub.wire);
+      if (sub.features !== undefined && sub.features.length === sub.sampleIds.length * p.run.features.width)
+        p.run.features.setRows(sub.sampleIds, sub.features);
       p.run.commits.set(sub.rank, sub.seq);
       const key = `${sub.runId}\u0000${sub.rank}`;
       if (this.ahead.seqs.get(key) === sub.seq) this.ahead.seqs.delete(key);

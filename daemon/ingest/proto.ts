@@ -29,6 +29,8 @@ export interface HelloMsg {
   token: string;
   client: string;
   applyWeights: boolean;
+  /** Per-clip feature names (empty: the stream sends no features). */
+  featureNames?: string[];
 }
 export interface SketchBatchMsg {
   seq: number;
@@ -37,6 +39,8 @@ export interface SketchBatchMsg {
   sampleIds: string[];
   sketches: Buffer;
   losses: number[];
+  /** Row-major [sampleIds.length × featureNames.length], or empty. */
+  features?: number[];
 }
 export interface QuerySetMsg {
   version: number;

@@ -211,7 +211,15 @@ export class IngestServer {
       const batchMsg = msg.batch;
       let decoded;
       try {
-        decoded = decodeBatch(batchMsg, hello.dim, hello.dtype, this.options, this.deps.engine.sketchBuffers, stream.normalize);
+        decoded = decodeBatch(
+          batchMsg,
+          hello.dim,
+          hello.dtype,
+          this.options,
+          this.deps.engine.sketchBuffers,
+          stream.normalize,
+          hello.featureNames.length,
+        );
       } catch (err) {
         this.rejectItem(stream, err, Number.isSafeInteger(batchMsg.seq) ? batchMsg.seq : 0);
         return;
@@ -317,6 +325,7 @@ export class IngestServer {
       stream.fail(e, true);
       return;
     }
+    if (hello.featureNames.length > 0 && !(await this.fixFeatureNames(stream, run, hello))) return;
     run = this.deps.store.run(hello.runId) ?? run;
     stream.hello = hello;
     stream.normalize = run.info.scoreMode === 'cosine';
@@ -333,6 +342,22 @@ export class IngestServer {
     if (hello.applyWeights && this.deps.weighting.pushes) {
       const snap = this.deps.weighting.snapshot(run);
       stream.send({ weights: { version: snap.version, full: true, sampleIds: snap.sampleIds, weights: snap.weights } });
+    }
+  }
+
+  /**
+   * The run's feature names are fixed by the first Hello that carries any; a later Hello with
+   * other names is refused (one without names may attach, and sends no features).
+   */
+  private async fixFeatureNames(stream: TrainerStream, run: RunState, hello: ValidHello): Promise<boolean> {
+    try {
+      await this.deps.store.setFeatureNames(run, hello.featureNames);
+      return true;
+    } catch (err) {
+      const e = isMotiveError(err) ? err : new MotiveError('MOTIVE_INGEST_INTERNAL', describeError(err), { cause: err });
+      this.observer.rejected?.(e.code);
+      stream.fail(e, true);
+      return false;
     }
   }
 

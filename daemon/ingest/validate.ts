@@ -12,6 +12,10 @@ export interface IngestLimits {
 
 const RUN_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 
+/** Most per-clip features a run may carry, and the longest feature name (characters). */
+export const MAX_FEATURES = 32;
+export const MAX_FEATURE_NAME = 64;
+
 export interface ValidHello {
   readonly runId: string;
   readonly rank: number;
@@ -21,6 +25,27 @@ export interface ValidHello {
   readonly projection: { kind: string; seed: string; dim: number; fingerprint: string };
   readonly client: string;
   readonly applyWeights: boolean;
+  /** Names of the per-clip features this stream's batches carry (empty: none). */
+  readonly featureNames: readonly string[];
+}
+
+/** Checks Hello.feature_names: at most MAX_FEATURES, each non-empty, unique, at most MAX_FEATURE_NAME characters. */
+export function validateFeatureNames(names: readonly string[]): string[] {
+  if (names.length > MAX_FEATURES) {
+    throw new MotiveError('MOTIVE_INGEST_HELLO_INVALID', `${names.length} feature names, at most ${MAX_FEATURES}`);
+  }
+  const seen = new Set<string>();
+  for (const name of names) {
+    if (name.length === 0 || name.length > MAX_FEATURE_NAME) {
+      throw new MotiveError('MOTIVE_INGEST_HELLO_INVALID', `feature names must be 1-${MAX_FEATURE_NAME} characters`);
+    }
+    if (name.includes('\u0000') || name.includes('\uFFFD')) {
+      throw new MotiveError('MOTIVE_INGEST_HELLO_INVALID', 'a feature name holds NUL or invalid UTF-8');
+    }
+    if (seen.has(name)) throw new MotiveError('MOTIVE_INGEST_HELLO_INVALID', `feature name ${JSON.stringify(name)} repeats`);
+    seen.add(name);
+  }
+  return [...names];
 }
 
 /**
@@ -43,6 +68,7 @@ export function validateHello(h: HelloMsg, limits: IngestLimits, auth: Authorize
   if (h.dtype === 'FLOAT32') dtype = 'float32';
   else if (h.dtype === 'FLOAT16') dtype = 'float16';
   else throw new MotiveError('MOTIVE_INGEST_BAD_DTYPE', `dtype ${String(h.dtype)} (expected FLOAT32 or FLOAT16)`);
+  const featureNames = validateFeatureNames(h.featureNames ?? []);
   if (!auth.check(h.token, 'attach', h.runId).ok) throw new MotiveError('MOTIVE_INGEST_FORBIDDEN', `run ${h.runId}`);
   return {
     runId: h.runId,
@@ -53,6 +79,7 @@ export function validateHello(h: HelloMsg, limits: IngestLimits, auth: Authorize
     projection: { kind: p.kind, seed: String(p.seed), dim: p.dim, fingerprint: p.fingerprint },
     client: h.client.slice(0, 200),
     applyWeights: h.applyWeights,
+    featureNames,
   };
 }
 
@@ -74,6 +101,8 @@ export interface DecodedBatch {
   readonly lr: number;
   readonly sampleIds: string[];
   readonly sketches: Float32Array;
+  /** Per-clip features, row-major [n × nf] (nf: the Hello's feature names), or undefined when the batch carries none. */
+  readonly features: Float32Array | undefined;
   /** Whether `sketches` are already L2-normalised row by row (decoded for a cosine run). */
   readonly normalized: boolean;
   /**
@@ -95,6 +124,7 @@ export function decodeBatch(
   limits: IngestLimits,
   buffers?: SketchBuffers,
   normalize = false,
+  featureCount = 0,
 ): DecodedBatch {
   if (!Number.isSafeInteger(b.seq) || b.seq < 1) throw new MotiveError('MOTIVE_INGEST_BATCH_INVALID', 'seq must be >= 1');
   if (!Number.isSafeInteger(b.step) || b.step < 0) throw new MotiveError('MOTIVE_INGEST_BATCH_INVALID', 'step out of range');
@@ -112,6 +142,7 @@ export function decodeBatch(
   if (b.losses.length !== 0 && b.losses.length !== n) {
     throw new MotiveError('MOTIVE_INGEST_BATCH_INVALID', `${b.losses.length} losses for ${n} samples`);
   }
+  const features = decodeFeatures(b.features ?? [], n, featureCount);
   const sketches = decodeFiniteSketches(b.sketches, dtype, n * dim, buffers, normalize ? dim : undefined);
   if (sketches === undefined) throw new MotiveError('MOTIVE_INGEST_BATCH_NONFINITE');
   return {
@@ -120,9 +151,28 @@ export function decodeBatch(
     lr: b.lr,
     sampleIds: b.sampleIds,
     sketches,
+    features,
     normalized: normalize,
     wire: buffers === undefined ? b.sketches : buffers.copyBytes(b.sketches),
   };
+}
+
+/** A batch's features: none, or exactly n × nf finite values (float32 as sent). */
+function decodeFeatures(values: readonly number[], n: number, nf: number): Float32Array | undefined {
+  if (values.length === 0) return undefined;
+  if (values.length !== n * nf) {
+    throw new MotiveError(
+      'MOTIVE_INGEST_BATCH_INVALID',
+      nf === 0
+        ? `${values.length} features, but the Hello named no features`
+        : `${values.length} features for ${n} samples x ${nf} feature names`,
+    );
+  }
+  const out = Float32Array.from(values);
+  for (let i = 0; i < out.length; i++) {
+    if (!Number.isFinite(out[i])) throw new MotiveError('MOTIVE_INGEST_BATCH_INVALID', 'features hold NaN or Inf');
+  }
+  return out;
 }
 
 export interface DecodedQueries {

@@ -18,6 +18,7 @@ export const ErrorCodes = {
   MOTIVE_INGEST_BAD_DTYPE: { status: 400, message: 'unknown sketch dtype' },
   MOTIVE_INGEST_BAD_DIM: { status: 400, message: 'sketch dimension out of range' },
   MOTIVE_INGEST_PROJECTION_MISMATCH: { status: 409, message: 'projection differs from the run' },
+  MOTIVE_INGEST_FEATURES_MISMATCH: { status: 409, message: 'feature names differ from the run' },
   MOTIVE_INGEST_UNAUTHENTICATED: { status: 401, message: 'missing or wrong token' },
   MOTIVE_INGEST_BATCH_SHAPE: { status: 400, message: 'sketch bytes do not match ids x dim' },
   MOTIVE_INGEST_BATCH_NONFINITE: { status: 400, message: 'sketch holds NaN or Inf' },

@@ -18,3 +18,4 @@ export {
   type SketchDType,
   type ScoreMode,
 } from './run-state.js';
+export { SampleFeatures, sameNames } from './features.js';

@@ -5,6 +5,7 @@
  */
 
 import { EmbeddingMirror } from './embedding-mirror.js';
+import { SampleFeatures } from './features.js';
 
 export type SketchDType = 'float32' | 'float16';
 export type ScoreMode = 'cosine' | 'dot';
@@ -98,6 +99,8 @@ export class RunState {
   /** rank → last committed batch seq. */
   readonly commits = new Map<number, number>();
   readonly samples = new Map<string, SampleState>();
+  /** Per-sample features (motion checks) and their names, when the run's trainers send any (features.ts). */
+  readonly features = new SampleFeatures();
   weightsVersion = 0;
   batches = 0;
   sketches = 0;

@@ -33,6 +33,7 @@ import {
   writeSampleRecordAt,
 } from './codec.js';
 import { DeltaPool } from './delta-pool.js';
+import { FeatureTables, sameNames } from './features.js';
 import {
   FRAME_RECORD,
   FRAME_WEIGHT,
@@ -172,6 +173,8 @@ export interface StoreTx {
   putQuerySet(runId: string, qs: QuerySetRecord): void;
   /** Appends a batch to the log; returns its log sequence number, for {@link Store.applyBatch}. */
   appendBatch(runId: string, batch: LoggedBatch): number;
+  /** Stores a batch's per-sample features ([ids.length × nf] float32; the latest row of a sample wins, features.ts). */
+  putFeatures(runId: string, ids: readonly string[], rows: Float32Array, nf: number): void;
   /** Appends a weight change to the log; returns its log sequence number, for {@link Store.applyWeights}. */
   appendWeights(runId: string, ids: readonly string[], weights: Float32Array): number;
   /**
@@ -367,6 +370,8 @@ export class Store {
   private readonly segmentBytes: number;
   private readonly metaDb: Database<number, string>;
   private readonly profilesDb: Database<ClipProfileRecord, [string, string]>;
+  /** Per-sample features and each run's feature names (features.ts). */
+  private readonly featureTables: FeatureTables;
   private readonly runStates = new Map<string, RunState>();
   /** Each run's record as last committed: ahead of memory while a commit awaits its apply. */
   private readonly persistedRuns = new Map<string, RunRecord>();
@@ -427,6 +432,7 @@ export class Store {
     this.logDb = root.openDB<LogRecord, number>({ name: 'log' });
     this.metaDb = root.openDB<number, string>({ name: 'meta' });
     this.profilesDb = root.openDB<ClipProfileRecord, [string, string]>({ name: 'profiles' });
+    this.featureTables = new FeatureTables(root);
   }
 
   /** Opens (creating when missing) the store, loads every run into memory and replays the log. */
@@ -486,6 +492,7 @@ export class Store {
       run.sketches = value.sketches;
       run.lastStep = value.lastStep;
       this.persistedRuns.set(key, value);
+      this.featureTables.load(key, run.features);
       for (const { key: k, value: seq } of this.commitsDb.getRange(runRange(key))) run.commits.set(k[1], seq);
       for (const { value: q } of this.queriesDb.getRange(runRange(key))) {
         const columns = Int32Array.from(q.ids, (id) => run.queryColumn(id));
@@ -613,6 +620,28 @@ export class Store {
   }
 
   /**
+   * Fixes the run's feature names, durably (a no-op when it has these already); fails with
+   * MOTIVE_INGEST_FEATURES_MISMATCH when it has others. Checked in commit order, so of two Hellos
+   * racing with different names exactly one wins.
+   */
+  async setFeatureNames(run: RunState, names: readonly string[]): Promise<void> {
+    const held = this.featureTables.namesOf(run.info.id);
+    if (held.length > 0 && sameNames(held, names)) return;
+    let undo = (): void => undefined;
+    try {
+      await this.commit(() => {
+        const change = this.featureTables.nameWrites(run.info.id, names);
+        undo = change.undo;
+        for (const w of change.writes) settled(w());
+      });
+    } catch (err) {
+      undo();
+      throw err;
+    }
+    if (this.runStates.get(run.info.id) === run && run.features.width === 0) run.features.names = [...names];
+  }
+
+  /**
    * Runs `mutate` and writes what it wrote in one LMDB write transaction of the main environment
    * (nothing if it throws), and resolves with its result once the transaction is committed and
    * flushed to disk. Commits are serialised in call order. `mutate` only writes; callers change
@@ -692,6 +721,9 @@ export class Store {
         };
         writes.push(() => settled(this.logDb.put(lsn, record)));
         return lsn;
+      },
+      putFeatures: (runId, ids, rows, nf) => {
+        for (const w of this.featureTables.rowWrites(runId, ids, rows, nf)) writes.push(() => settled(w()));
       },
       weightsVersion: (run) => {
         const prev = this.persistedRuns.get(run.info.id);
@@ -1405,12 +1437,15 @@ export class Store {
       this.segments.delete(run);
       const logKeys: number[] = [];
       for (const { key, value } of this.logDb.getRange()) if (value.runId === runId) logKeys.push(key);
+      const featureWrites = this.featureTables.removeWrites(runId);
       await this.commit(() => {
         settled(this.runsDb.remove(runId));
         const dbs = [this.commitsDb, this.queriesDb] as unknown as Database<unknown, Key[]>[];
         for (const db of dbs) for (const key of db.getKeys(runRange(runId))) settled(db.remove(key));
         for (const key of logKeys) settled(this.logDb.remove(key));
+        for (const w of featureWrites) settled(w());
       });
+      this.featureTables.forget(runId);
       this.persistedRuns.delete(runId);
       this.logEntries -= logKeys.length;
       this.runStates.delete(runId);

@@ -56,7 +56,11 @@ export function robustStats(scores: Float64Array, eligible: Uint8Array, work?: F
 
 /** The weight of one eligible sample whose score is `score`, under `stats`. */
 export function weightFor(score: number, stats: RobustStats, options: WeightPolicyOptions): number {
-  const z = (score - stats.median) / stats.sigma;
+  return weightOfZ((score - stats.median) / stats.sigma, options);
+}
+
+/** The weight of one eligible sample whose (robust z, or fused) signal is `z`. */
+export function weightOfZ(z: number, options: WeightPolicyOptions): number {
   // beta > 0: at z >= 0, exp(beta · z) >= 1 and the weight is 1 without computing it.
   let w = z >= 0 ? 1 : Math.min(1, Math.max(options.wMin, Math.exp(options.beta * z)));
   if (options.policy === 'quarantine' && z < options.quarantineZ) w = 0;

@@ -16,9 +16,10 @@
 import type { BatchWeigher } from '../influence/engine.js';
 import { trace, type Logger } from '../shared/index.js';
 import type { RunState, SampleState, Store } from '../store/index.js';
-import { robustStats, weightFor, type RobustStats, type WeightPolicyOptions } from './policy.js';
+import { featureStats, signalWeight, spreads, type FusedOptions, type SignalStats } from './fused.js';
+import { robustStats, type WeightPolicyOptions } from './policy.js';
 
-export interface WeightingOptions extends WeightPolicyOptions {
+export interface WeightingOptions extends WeightPolicyOptions, FusedOptions {
   readonly minDelta: number;
   readonly intervalMs: number;
   /**
@@ -56,9 +57,9 @@ function grow(w: Work, size: number): void {
   w.order = new Float64Array(size);
 }
 
-/** The statistics of a run's last recompute, and the query count its scores were taken over. */
+/** The statistics of a run's last recompute (both parts of its signal), and the query count its scores were taken over. */
 interface RunStats {
-  readonly stats: RobustStats | undefined;
+  readonly stats: SignalStats;
   readonly queries: number;
 }
 
@@ -181,17 +182,24 @@ export class WeightingService implements BatchWeigher {
   }
 
   /**
-   * Batch weights (`batchUpdates`): a sample's weight from its projected score and `seen` under the
-   * statistics of the run's last recompute, float32 as stored; undefined without batch updates, a
-   * recompute, or when that recompute scored over another query count.
+   * Batch weights (`batchUpdates`): a sample's weight from its projected score, `seen` and latest
+   * features under the statistics of the run's last recompute (both parts of the signal), float32
+   * as stored; undefined without batch updates, a recompute, or when that recompute scored over
+   * another query count.
    */
-  batchPolicy(run: RunState, queries: number): ((score: number, seen: number) => number) | undefined {
+  batchPolicy(run: RunState, queries: number): ((score: number, seen: number, features: Float32Array | undefined) => number) | undefined {
     if (this.closed || !this.batchUpdates) return undefined;
     const cached = this.stats.get(run.info.id);
-    if (cached?.stats === undefined || cached.queries !== queries || this.store.run(run.info.id) !== run) return undefined;
+    if (cached === undefined || !spreads(cached.stats, this.signal) || cached.queries !== queries || this.store.run(run.info.id) !== run)
+      return undefined;
     const stats = cached.stats;
     const minSeen = this.options.minSeen;
-    return (score, seen) => (seen >= minSeen ? Math.fround(weightFor(score, stats, this.options)) : 1);
+    return (score, seen, features) => (seen >= minSeen ? Math.fround(signalWeight(score, features, stats, this.options)) : 1);
+  }
+
+  /** The signal the weights come from (`weights.signal`). */
+  get signal(): 'fused' | 'attribution' {
+    return this.options.signal ?? 'fused';
   }
 
   /** Whether a weight that moves from `from` to `to` is pushed: by more than `minDelta`, or to 0 or 1. */
@@ -274,8 +282,13 @@ export class WeightingService implements BatchWeigher {
           if (this.closed || this.store.run(runId) !== run) return;
         }
       }
-      const stats = robustStats(w.scores.subarray(0, n), w.eligible.subarray(0, n), w.order);
+      const features = run.features;
+      const stats: SignalStats = {
+        attribution: robustStats(w.scores.subarray(0, n), w.eligible.subarray(0, n), w.order),
+        checks: features.size === 0 ? [] : featureStats(features.rows(), features.size, features.width),
+      };
       this.stats.set(runId, { stats, queries: run.queryIds.length });
+      const weighs = spreads(stats, this.signal);
       // The weights in slices too: over 100,000 samples this pass held the main thread (and the
       // Acks waiting on it) for 5–16 ms in one piece.
       for (let i = 0; i < n; i++) {
@@ -286,7 +299,8 @@ export class WeightingService implements BatchWeigher {
           if (this.closed || this.store.run(runId) !== run) return;
         }
         const s = w.samples[i] as SampleState;
-        const wi = stats !== undefined && s.seen >= minSeen ? Math.fround(weightFor(run.score(s), stats, this.options)) : 1;
+        const row = features.size === 0 ? undefined : features.get(s.id);
+        const wi = weighs && s.seen >= minSeen ? Math.fround(signalWeight(run.score(s), row, stats, this.options)) : 1;
         this.collect(s, wi, ids, moved, newly);
       }
       endStretch();

@@ -25,6 +25,8 @@ export interface MotiveClientOptions {
   readonly projection?: { kind: string; seed: number | string; fingerprint: string };
   /** Ask the daemon for WeightUpdates. Default true. */
   readonly applyWeights?: boolean;
+  /** Names of the per-clip features `send` may carry (docs/wire.md); none by default. */
+  readonly featureNames?: readonly string[];
   /** Most unacknowledged batches before `send` waits. Default 64. */
   readonly maxUnacked?: number;
   /** Delay between reconnect attempts in ms. Default 200. */
@@ -59,7 +61,9 @@ export interface WeightUpdateInfo {
 
 interface PendingBatch {
   readonly seq: number;
-  readonly message: { batch: { seq: number; step: number; lr: number; sampleIds: string[]; sketches: Buffer; losses: number[] } };
+  readonly message: {
+    batch: { seq: number; step: number; lr: number; sampleIds: string[]; sketches: Buffer; losses: number[]; features: number[] };
+  };
 }
 
 interface QueryMessage {
@@ -165,6 +169,7 @@ export class MotiveClient extends EventEmitter {
       worldSize: 1,
       dtype: 'float32',
       applyWeights: true,
+      featureNames: [],
       maxUnacked: 64,
       reconnectDelayMs: 200,
       reconnectTimeoutMs: 60000,
@@ -209,10 +214,18 @@ export class MotiveClient extends EventEmitter {
   }
 
   /**
-   * Sends one batch (`sketches` row-major [ids.length × dim]); waits while `maxUnacked` batches
-   * are outstanding. Resolves with the batch's seq once it is on the wire (not yet acknowledged).
+   * Sends one batch (`sketches` row-major [ids.length × dim]; `features`, when given, row-major
+   * [ids.length × featureNames.length]); waits while `maxUnacked` batches are outstanding.
+   * Resolves with the batch's seq once it is on the wire (not yet acknowledged).
    */
-  async send(step: number, lr: number, ids: string[], sketches: Float32Array, losses: number[] = []): Promise<number> {
+  async send(
+    step: number,
+    lr: number,
+    ids: string[],
+    sketches: Float32Array,
+    losses: number[] = [],
+    features: ArrayLike<number> = [],
+  ): Promise<number> {
     this.throwIfFatal();
     while (this.unacked.length >= this.options.maxUnacked) {
       await once(this, 'progress');
@@ -221,7 +234,7 @@ export class MotiveClient extends EventEmitter {
     const seq = this.nextSeq++;
     const pending: PendingBatch = {
       seq,
-      message: { batch: { seq, step, lr, sampleIds: ids, sketches: this.encode(sketches), losses } },
+      message: { batch: { seq, step, lr, sampleIds: ids, sketches: this.encode(sketches), losses, features: Array.from(features) } },
     };
     this.unacked.push(pending);
     if (this.connected) await this.writeWithBackpressure(pending.message);
@@ -358,6 +371,7 @@ export class MotiveClient extends EventEmitter {
           token: this.options.token ?? '',
           client: 'motive-ts/0.1.0',
           applyWeights: this.options.applyWeights,
+          featureNames: [...this.options.featureNames],
         },
       });
     });

@@ -82,6 +82,7 @@ class _Rows:
     ids: List[str]
     data: bytes
     losses: Optional[List[float]]
+    features: Optional[List[float]] = None  # row-major [len(ids) x len(feature_names)]
 
 
 @dataclass
@@ -131,6 +132,11 @@ class MotiveClient:
             Hello announces; without it, ``seed`` and ``fingerprint`` are used.
         seed, fingerprint, projection_kind: the projection identity when no sketcher is given.
         apply_weights: ask the daemon for ``WeightUpdate`` messages (default True).
+        feature_names: names of the per-clip features (model-free "motion checks", higher =
+            more suspicious) that ``send(..., features=...)`` carries; at most 32, each 1-64
+            characters, unique. The first Hello of a run that names features fixes them for the
+            run; a later Hello with other names is refused (``MOTIVE_INGEST_FEATURES_MISMATCH``).
+            None (default): the client sends no features.
         policy: ``"block"`` (wait up to ``block_timeout_s`` for queue room, then drop) or
             ``"drop"`` (drop at once) when the queue is full.
         block_timeout_s: longest a ``send`` may stall training, seconds (default 30).
@@ -167,6 +173,7 @@ class MotiveClient:
         fingerprint: str = "",
         projection_kind: str = PROJECTION_KIND,
         apply_weights: bool = True,
+        feature_names: Optional[Sequence[str]] = None,
         policy: str = "block",
         block_timeout_s: float = 30.0,
         max_queue: int = 1024,
@@ -183,6 +190,10 @@ class MotiveClient:
             raise ValueError(f"dtype must be 'float16' or 'float32', got {dtype!r}")
         if policy not in ("block", "drop"):
             raise ValueError(f"policy must be 'block' or 'drop', got {policy!r}")
+        names = [str(n) for n in feature_names] if feature_names is not None else []
+        if len(names) > 32 or len(set(names)) != len(names) or any(not 0 < len(n) <= 64 for n in names):
+            raise ValueError("feature_names must be at most 32 unique names of 1-64 characters")
+        self.feature_names: List[str] = names
         if sketcher is not None:
             if sketcher.dim != dim:
                 raise ValueError(f"dim={dim} differs from the sketcher's dim={sketcher.dim}")
@@ -215,6 +226,7 @@ class MotiveClient:
                 token=token or "",
                 client=f"motive-hooks/{CLIENT_VERSION}",
                 apply_weights=bool(apply_weights),
+                feature_names=names,
             )
         )
         self._lock = threading.Lock()
@@ -386,8 +398,12 @@ class MotiveClient:
         ids: Sequence[str],
         sketches: ArrayLike,
         losses: Optional[Sequence[float]] = None,
+        features: Optional[ArrayLike] = None,
     ) -> bool:
         """Queues one row per sample for optimizer step ``step`` with learning rate ``lr``.
+
+        ``features``, when given, is ``[len(ids) x len(feature_names)]`` finite values (a tensor,
+        array or nested sequence): the clips' motion checks, stored per sample (the latest wins).
 
         Stalls for at most ``block_timeout_s`` seconds (policy ``"block"``) or not at all
         (``"drop"``) when the queue is full. Returns False when the rows were dropped (queue
@@ -402,7 +418,7 @@ class MotiveClient:
             if losses is not None:
                 raw = losses.detach().cpu().tolist() if isinstance(losses, torch.Tensor) else losses
                 loss_list = [float(v) for v in raw]
-            rows = _Rows(int(step), float(lr), ids, data, loss_list)
+            rows = _Rows(int(step), float(lr), ids, data, loss_list, self._features(features, len(ids)))
         except Exception as exc:
             return bool(self._bad_call("send", exc, False))
         deadline = time.monotonic() + (self.block_timeout_s if self.policy == "block" else 0.0)
@@ -428,6 +444,21 @@ class MotiveClient:
             self._pending_rows += 1
             self._cv.notify_all()
             return True
+
+    def _features(self, features: Optional[ArrayLike], n: int) -> Optional[List[float]]:
+        if features is None:
+            return None
+        nf = len(self.feature_names)
+        if nf == 0:
+            raise ValueError("features given, but the client was made without feature_names")
+        if isinstance(features, torch.Tensor):
+            features = features.detach().to("cpu", torch.float64).numpy()
+        arr = np.asarray(features, dtype=np.float64)
+        if arr.shape != (n, nf):
+            raise ValueError(f"features have shape {arr.shape}, expected ({n}, {nf})")
+        if not np.isfinite(arr).all():
+            raise ValueError("features hold NaN or Inf")
+        return [float(v) for v in arr.reshape(-1)]
 
     def flush(self, timeout_s: Optional[float] = None) -> bool:
         """Waits up to ``timeout_s`` seconds (None: no limit) until everything queued is acked.
@@ -780,6 +811,9 @@ class MotiveClient:
                     nxt = self._pending[0]
                     if not isinstance(nxt, _Rows) or nxt.step != head.step or nxt.lr != head.lr:
                         break
+                    # A batch carries features for all of its rows or for none.
+                    if (nxt.features is None) != (head.features is None):
+                        break
                     if rows + len(nxt.ids) > self.max_batch_rows:
                         break
                     self._pending.popleft()
@@ -812,8 +846,11 @@ class MotiveClient:
         ids: List[str] = []
         losses: List[float] = []
         have_losses = all(g.losses is not None for g in group)
+        features: List[float] = []
         for g in group:
             ids.extend(g.ids)
+            if g.features is not None:
+                features.extend(g.features)
             if have_losses and g.losses is not None:
                 losses.extend(g.losses)
         return pb.TrainerMessage(
@@ -824,5 +861,6 @@ class MotiveClient:
                 sample_ids=ids,
                 sketches=b"".join(g.data for g in group),
                 losses=losses if have_losses else [],
+                features=features,
             )
         )
