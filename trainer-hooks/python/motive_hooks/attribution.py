@@ -26,7 +26,10 @@ import torch
 import torch.nn as nn
 
 from .client import MotiveClient
-from .loss import MotionObjective
+from .loss import MotionObjective, PredictFn, flow_matching_predict
+from .motion_check import FEATURE_NAMES, clip_features
+from .presets import DEFAULT_RECIPE, auto_layers
+from .presets import recipe as recipe_objective
 from .sketch import GradientSketcher, normalize_sketches
 
 __all__ = ["MotionAttributor", "SketchIdentity", "isolated_pass"]
@@ -87,44 +90,67 @@ class MotionAttributor:
     Args:
         model: the model being trained (the attribution pass calls it through ``predict``).
         layers: the layers to sketch: names in ``model.named_modules()``, or ``(name, module)``
-            pairs, or a mapping.
-        predict: ``predict(model, batch, t, noise) -> (pred, target)`` (see :mod:`motive_hooks.loss`).
+            pairs, or a mapping; default (None): :func:`~motive_hooks.presets.auto_layers`, the
+            model's last three linear or convolution layers.
+        predict: ``predict(model, batch, t, noise) -> (pred, target)`` (see :mod:`motive_hooks.loss`);
+            default :func:`~motive_hooks.loss.flow_matching_predict` (rectified flow, as Wan,
+            HunyuanVideo and LTX-Video train).
         dim: sketch length k (default 512).
         seed: projection seed (default 0).
         client: where sketches go (None: :meth:`step` only returns them).
         every: attribute every ``every``-th optimizer step (default 1).
-        query_every: recompute and publish the query sketches every ``query_every`` steps
-            (default 100; also on the first attributed step).
-        t_fix: fixed timestep (default 751 of 1000).
+        query_every: recompute and publish the query sketches every ``query_every`` optimizer
+            steps (and on the first attributed step). Default (None): whenever the hook has
+            attributed ``query_ratio`` times as many training clips as there are query clips
+            since the last refresh, so the queries follow the model while their sketches cost at
+            most ``1 / query_ratio`` of the attribution work (docs/results.md: queries sketched
+            once, on the starting model, lose most of the signal in a short run).
+        query_ratio: see ``query_every`` (default 4).
+        t_fix: given, the objective is the paper's masked loss at this one timestep (of 1000)
+            instead of ``recipe``.
         noise_seed: seed of the shared noise (default 0).
         frame_dim: frame axis of the latents (default 2, ``[B, C, F, h, w]``).
         freeze_others: see :func:`isolated_pass` (default True).
-        objectives: the attribution objective(s) (:class:`MotionObjective`); default one built
-            from ``predict``, ``t_fix``, ``noise_seed`` and ``frame_dim`` (the paper's masked
-            loss). With more than one, ``dim`` is the length per objective and the wire sketch is
-            ``len(objectives) * dim`` long (see the module doc); hand :attr:`identity` to the
-            client as its ``sketcher``.
+        objectives: the attribution objective(s) (:class:`MotionObjective`); default the named
+            ``recipe`` built from ``predict``, ``noise_seed`` and ``frame_dim``. With more than one,
+            ``dim`` is the length per objective and the wire sketch is ``len(objectives) * dim``
+            long (see the module doc).
+        recipe: the named recipe (:data:`~motive_hooks.presets.RECIPES`, default
+            :data:`~motive_hooks.presets.DEFAULT_RECIPE`) when ``objectives`` is not given.
+        motion_check: send the model-free motion checks of each clip
+            (:mod:`motive_hooks.motion_check`) beside its sketch (default True); the daemon fuses
+            them with the attribution score.
+
+    Hand the attributor itself to :class:`MotiveClient` as its ``sketcher``: it announces the
+    projection identity and the motion-check names in ``Hello``.
     """
 
     def __init__(
         self,
         model: nn.Module,
-        layers: Union[Sequence[str], Sequence[Tuple[str, nn.Module]], Dict[str, nn.Module]],
-        predict: Any,
+        layers: Union[None, Sequence[str], Sequence[Tuple[str, nn.Module]], Dict[str, nn.Module]] = None,
+        predict: Optional[PredictFn] = None,
         dim: int = 512,
         seed: int = 0,
         client: Optional[MotiveClient] = None,
         every: int = 1,
-        query_every: int = 100,
-        t_fix: int = 751,
+        query_every: Optional[int] = None,
+        query_ratio: float = 4.0,
+        t_fix: Optional[int] = None,
         noise_seed: int = 0,
         frame_dim: int = 2,
         freeze_others: bool = True,
         objectives: Optional[Sequence[MotionObjective]] = None,
+        recipe: str = DEFAULT_RECIPE,
+        motion_check: bool = True,
     ) -> None:
         self.model = model
+        if predict is None:
+            predict = flow_matching_predict()
         named = dict(model.named_modules())
-        if isinstance(layers, dict):
+        if layers is None:
+            mods = dict(auto_layers(model))
+        elif isinstance(layers, dict):
             mods = dict(layers)
         else:
             mods = {}
@@ -136,16 +162,23 @@ class MotionAttributor:
         self.sketcher = GradientSketcher(mods, dim=dim, seed=seed)
         if objectives:
             self.objectives: List[MotionObjective] = list(objectives)
-        else:
+        elif t_fix is not None:
             self.objectives = [MotionObjective(predict, t_fix=t_fix, noise_seed=noise_seed, frame_dim=frame_dim)]
+        else:
+            self.objectives = [recipe_objective(recipe, predict, frame_dim=frame_dim, noise_seed=noise_seed)]
         self.objective = self.objectives[0]
         names = [o.name for o in self.objectives]
         if len(set(names)) != len(names):
             raise ValueError(f"objective names must differ: {names}")
         self.identity: Any = self.sketcher if len(self.objectives) == 1 else SketchIdentity(self.sketcher, names)
         self.client = client
+        self.frame_dim = int(frame_dim)
+        self.feature_names: Tuple[str, ...] = FEATURE_NAMES if motion_check else ()
+        """The motion-check names announced in ``Hello`` (empty: none sent)."""
         self.every = max(1, int(every))
-        self.query_every = max(1, int(query_every))
+        self.query_every = None if query_every is None else max(1, int(query_every))
+        self.query_ratio = float(query_ratio)
+        self._since_refresh = 0
         self.freeze_others = freeze_others
         self._queries: List[Tuple[List[str], Any, Optional[torch.Tensor], Optional[List[str]]]] = []
         self._query_step: Optional[int] = None
@@ -159,6 +192,22 @@ class MotionAttributor:
     def dim(self) -> int:
         """The wire sketch length (``Hello.projection.dim``)."""
         return int(self.identity.dim)
+
+    @property
+    def seed(self) -> int:
+        """The projection seed (``Hello.projection.seed``)."""
+        return int(self.identity.seed)
+
+    @property
+    def kind(self) -> str:
+        """The projection kind (``Hello.projection.kind``)."""
+        return str(self.identity.kind)
+
+    def features(self, batch: Any) -> Optional[torch.Tensor]:
+        """The motion checks ``[B, len(feature_names)]`` of a batch, or None when switched off."""
+        if not self.feature_names:
+            return None
+        return clip_features(self.objective.latents(batch), frame_dim=self.frame_dim)
 
     def sketch(
         self, batch: Any, masks: Optional[torch.Tensor], noise: Optional[torch.Tensor] = None, query: bool = False
@@ -227,6 +276,14 @@ class MotionAttributor:
                 rows.append(block)
         return ids, torch.cat(rows) if rows else torch.zeros(0, self.dim), groups
 
+    def _query_due(self, step: int) -> bool:
+        if self._query_step is None:
+            return True
+        if self.query_every is not None:
+            return step - self._query_step >= self.query_every
+        clips = sum(len(ids) for ids, _, _, _ in self._queries)
+        return self._since_refresh >= self.query_ratio * clips
+
     def due(self, step: int) -> bool:
         """Whether :meth:`step` attributes optimizer step ``step``."""
         return step % self.every == 0
@@ -236,18 +293,26 @@ class MotionAttributor:
     ) -> Optional[torch.Tensor]:
         """Attributes one training batch at optimizer step ``step`` (if due) and streams it.
 
-        Refreshes and publishes the query sketches first when ``query_every`` steps have passed.
+        Refreshes and publishes the query sketches first when due (see ``query_every``).
         Call it before ``optimizer.step()`` so the gradients are those of the weights the step
         starts from. Returns the normalised sketches ``[B, dim]``, or None when not due.
         """
         if not self.due(step):
             return None
-        if self._queries and (self._query_step is None or step - self._query_step >= self.query_every):
+        if self._queries and self._query_due(step):
             qids, qsk, groups = self.query_sketches()
             if self.client is not None:
                 self.client.set_queries(qids, qsk, step=step, groups=groups)
             self._query_step = step
+            self._since_refresh = 0
         sketches, losses = self.sketch(batch, masks)
+        self._since_refresh += int(sketches.shape[0])
         if self.client is not None:
-            self.client.send(step, lr, ids, sketches, losses)
+            # a client made without the motion-check names (e.g. with sketcher=attr.sketcher)
+            # announced none, so it sends sketches alone
+            feats = self.features(batch) if list(getattr(self.client, "feature_names", ())) == list(self.feature_names) else None
+            if feats is None:
+                self.client.send(step, lr, ids, sketches, losses)
+            else:
+                self.client.send(step, lr, ids, sketches, losses, features=feats)
         return sketches

@@ -128,15 +128,17 @@ class MotiveClient:
         rank, world_size: this process's rank and the number of ranks.
         dtype: ``"float16"`` or ``"float32"``: the wire encoding of sketch rows.
         token: bearer token for a daemon that requires one (``Hello.token``).
-        sketcher: the :class:`GradientSketcher` whose projection (kind, seed, fingerprint) the
-            Hello announces; without it, ``seed`` and ``fingerprint`` are used.
+        sketcher: what the Hello announces: the :class:`MotionAttributor` (its projection and its
+            motion-check names) or a :class:`GradientSketcher` (kind, seed, fingerprint); without
+            it, ``seed`` and ``fingerprint`` are used.
         seed, fingerprint, projection_kind: the projection identity when no sketcher is given.
         apply_weights: ask the daemon for ``WeightUpdate`` messages (default True).
         feature_names: names of the per-clip features (model-free "motion checks", higher =
             more suspicious) that ``send(..., features=...)`` carries; at most 32, each 1-64
             characters, unique. The first Hello of a run that names features fixes them for the
             run; a later Hello with other names is refused (``MOTIVE_INGEST_FEATURES_MISMATCH``).
-            None (default): the client sends no features.
+            None (default): the sketcher's ``feature_names`` (a :class:`MotionAttributor` has
+            them), else no features.
         policy: ``"block"`` (wait up to ``block_timeout_s`` for queue room, then drop) or
             ``"drop"`` (drop at once) when the queue is full.
         block_timeout_s: longest a ``send`` may stall training, seconds (default 30).
@@ -168,7 +170,7 @@ class MotiveClient:
         dtype: str = "float16",
         token: Optional[str] = None,
         *,
-        sketcher: Optional[GradientSketcher] = None,
+        sketcher: Optional[Any] = None,
         seed: int = 0,
         fingerprint: str = "",
         projection_kind: str = PROJECTION_KIND,
@@ -190,6 +192,8 @@ class MotiveClient:
             raise ValueError(f"dtype must be 'float16' or 'float32', got {dtype!r}")
         if policy not in ("block", "drop"):
             raise ValueError(f"policy must be 'block' or 'drop', got {policy!r}")
+        if feature_names is None and sketcher is not None:
+            feature_names = getattr(sketcher, "feature_names", None)
         names = [str(n) for n in feature_names] if feature_names is not None else []
         if len(names) > 32 or len(set(names)) != len(names) or any(not 0 < len(n) <= 64 for n in names):
             raise ValueError("feature_names must be at most 32 unique names of 1-64 characters")

@@ -179,8 +179,8 @@ def test_training_run_through_daemon_crash() -> None:
         sent_queries: List[Tuple[int, int, List[str], bytes]] = []
         real_send, real_set = client.send, client.set_queries
 
-        def rec_send(step: int, lr: float, sids: Any, sk: Any, losses: Any = None) -> bool:
-            ok = real_send(step, lr, sids, sk, losses)
+        def rec_send(step: int, lr: float, sids: Any, sk: Any, losses: Any = None, features: Any = None) -> bool:
+            ok = real_send(step, lr, sids, sk, losses, features=features)
             assert ok
             sent_rows.append((step, lr, list(sids), sk.detach().to(torch.float16).numpy().tobytes()))
             return ok
