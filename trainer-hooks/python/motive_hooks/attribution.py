@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 
 from .client import MotiveClient
+from .layers import LayerSpec, resolve_layers
 from .loss import MotionObjective
 from .sketch import GradientSketcher, normalize_sketches
 
@@ -86,8 +87,9 @@ class MotionAttributor:
 
     Args:
         model: the model being trained (the attribution pass calls it through ``predict``).
-        layers: the layers to sketch: names in ``model.named_modules()``, or ``(name, module)``
-            pairs, or a mapping.
+        layers: the layers to sketch: names in ``model.named_modules()``, glob patterns over
+            them, ``"lora"`` (every LoRA adapter factor), ``(name, module)`` pairs, or a mapping
+            (see :func:`motive_hooks.layers.resolve_layers`).
         predict: ``predict(model, batch, t, noise) -> (pred, target)`` (see :mod:`motive_hooks.loss`).
         dim: sketch length k (default 512).
         seed: projection seed (default 0).
@@ -109,7 +111,7 @@ class MotionAttributor:
     def __init__(
         self,
         model: nn.Module,
-        layers: Union[Sequence[str], Sequence[Tuple[str, nn.Module]], Dict[str, nn.Module]],
+        layers: LayerSpec,
         predict: Any,
         dim: int = 512,
         seed: int = 0,
@@ -123,17 +125,7 @@ class MotionAttributor:
         objectives: Optional[Sequence[MotionObjective]] = None,
     ) -> None:
         self.model = model
-        named = dict(model.named_modules())
-        if isinstance(layers, dict):
-            mods = dict(layers)
-        else:
-            mods = {}
-            for item in layers:
-                if isinstance(item, str):
-                    mods[item] = named[item]
-                else:
-                    mods[str(item[0])] = item[1]
-        self.sketcher = GradientSketcher(mods, dim=dim, seed=seed)
+        self.sketcher = GradientSketcher(resolve_layers(model, layers), dim=dim, seed=seed)
         if objectives:
             self.objectives: List[MotionObjective] = list(objectives)
         else:
