@@ -182,7 +182,7 @@ class MotionAttributor:
             with torch.enable_grad():
                 with self.sketcher.capture():
                     losses = obj.per_sample_losses(self.model, batch, masks, noise, query=query)
-                raw = self.sketcher.sketch(losses)
+                raw = self.sketcher.sketch(losses, keep_grads=self.model.parameters())
         return raw, losses.detach()
 
     def add_queries(

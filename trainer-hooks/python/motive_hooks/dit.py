@@ -191,7 +191,7 @@ class WanMiniDiT(nn.Module):
         gf, gh, gw = tok.shape[2:]
         tok = tok.flatten(2).transpose(1, 2) + self._positions(gf, gh, gw, x.device).to(tok.dtype)
         t = s.to(x.device).reshape(-1).expand(b) * 1000.0
-        e = self.time_embedding(sinusoidal_embedding(self.freq_dim, t).to(x.device))
+        e = self.time_embedding(sinusoidal_embedding(self.freq_dim, t).to(x.device, self.patch_embedding.weight.dtype))
         e6 = self.time_projection(e).unflatten(1, (6, self.dim))
         ctx = self.text_embedding((self.context if context is None else context).expand(b, -1, -1).to(x.device))
         for block in self.blocks:
