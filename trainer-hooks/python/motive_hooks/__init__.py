@@ -9,7 +9,7 @@ from .attribution import MotionAttributor, isolated_pass
 from .client import CLIENT_VERSION, ClientStats, MotiveClient, MotiveClientError
 from .loss import MotionObjective, epsilon_predict, flow_matching_predict, motion_loss, seeded_noise
 from .mask import flow_magnitude, lucas_kanade_flow, motion_mask
-from .sampler import MotiveSampler
+from .sampler import MotiveDistributedSampler, MotiveSampler
 from .sketch import PROJECTION_KIND, GradientSketcher, LayerProjection, normalize_sketches
 
 __version__ = CLIENT_VERSION
@@ -23,6 +23,7 @@ __all__ = [
     "MotionObjective",
     "MotiveClient",
     "MotiveClientError",
+    "MotiveDistributedSampler",
     "MotiveSampler",
     "PROJECTION_KIND",
     "epsilon_predict",

@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 
 from .client import MotiveClient
-from .layers import LayerSpec, resolve_layers
+from .layers import LayerSpec, resolve_layers, unwrap_model
 from .loss import MotionObjective
 from .sketch import GradientSketcher, normalize_sketches
 
@@ -124,7 +124,7 @@ class MotionAttributor:
         freeze_others: bool = True,
         objectives: Optional[Sequence[MotionObjective]] = None,
     ) -> None:
-        self.model = model
+        self.model = model = unwrap_model(model)
         self.sketcher = GradientSketcher(resolve_layers(model, layers), dim=dim, seed=seed)
         if objectives:
             self.objectives: List[MotionObjective] = list(objectives)

@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Mapping, Tuple, Union
 
 import torch.nn as nn
 
-__all__ = ["LayerSpec", "LORA_NAME", "is_sketchable", "resolve_layers"]
+__all__ = ["LayerSpec", "LORA_NAME", "is_sketchable", "resolve_layers", "unwrap_model"]
 
 LayerSpec = Union[str, Tuple[str, nn.Module], Mapping[str, nn.Module], Any]
 
@@ -34,6 +34,15 @@ LayerSpec = Union[str, Tuple[str, nn.Module], Mapping[str, nn.Module], Any]
 LORA_NAME = re.compile(r"(^|\.)(lora_[AB]\.[^.]+|lora_down|lora_up)$")
 
 _GLOB = re.compile(r"[*?\[]")
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The module inside ``DistributedDataParallel`` (or ``DataParallel``): the attribution pass
+    must run the bare model, since a DDP forward with autograd on arms the gradient all-reduce
+    for a backward the pass never runs."""
+    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        model = model.module
+    return model
 
 
 def is_sketchable(module: nn.Module) -> bool:
@@ -45,7 +54,7 @@ def is_sketchable(module: nn.Module) -> bool:
 
 def resolve_layers(model: nn.Module, layers: LayerSpec) -> List[Tuple[str, nn.Module]]:
     """The ``(name, module)`` pairs ``layers`` selects in ``model`` (see the module doc)."""
-    named: Dict[str, nn.Module] = dict(model.named_modules())
+    named: Dict[str, nn.Module] = dict(unwrap_model(model).named_modules())
     out: List[Tuple[str, nn.Module]] = []
     seen = set()
 
