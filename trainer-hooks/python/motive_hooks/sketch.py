@@ -204,6 +204,7 @@ class GradientSketcher:
         self._armed = False
         self._ungraded = False  # a captured forward ran without autograd (reentrant checkpointing)
         self._replay: Optional[Callable[[str, torch.Tensor, torch.Tensor], None]] = None
+        self._warned_fp16 = False
         self._handles = [
             mod.register_forward_hook(self._make_hook(name)) for name, mod in self._modules
         ]
@@ -350,7 +351,7 @@ class GradientSketcher:
         return result
 
     def _warn_precision(self, pairs: Sequence[Tuple[LayerProjection, torch.Tensor, torch.Tensor]]) -> None:
-        if any(g.dtype == torch.float16 for _, _, g in pairs) and not getattr(self, "_warned_fp16", False):
+        if any(g.dtype == torch.float16 for _, _, g in pairs) and not self._warned_fp16:
             self._warned_fp16 = True
             warnings.warn(
                 "motive: output gradients are float16 (fp16 autocast): per-sample gradients of small motion "
