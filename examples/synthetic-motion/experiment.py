@@ -438,7 +438,7 @@ def finetune(
         streams.append((run_id, attr, client))
     if weighted is not None and cfg.live_sampler:
         assert streams and streams[0][2] is not None
-        sampler = MotiveSampler(train.ids, streams[0][2], num_samples=total_steps * cfg.batch, seed=seed, refresh_every=cfg.batch)
+        sampler = MotiveSampler(train.ids, streams[0][2], num_samples=total_steps * cfg.batch, replacement=True, seed=seed, refresh_every=cfg.batch)
         draws = iter(sampler)
         order = [next(draws) for _ in range(cfg.batch)]  # first batch; the rest is drawn live
     else:

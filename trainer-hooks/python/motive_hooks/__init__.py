@@ -12,8 +12,8 @@ from .loss import MotionObjective, epsilon_predict, flow_matching_predict, motio
 from .mask import flow_magnitude, lucas_kanade_flow, motion_mask
 from .motion_check import FEATURE_NAMES as MOTION_CHECKS
 from .motion_check import clip_features
-from .presets import DEFAULT_RECIPE, RECIPES, auto_layers, recipe
-from .sampler import MotiveSampler
+from .presets import DEFAULT_RECIPE, RECIPES, auto_layers, default_layers, recipe
+from .sampler import MotiveDistributedSampler, MotiveSampler
 from .sketch import PROJECTION_KIND, GradientSketcher, LayerProjection, normalize_sketches
 
 __version__ = CLIENT_VERSION
@@ -24,6 +24,7 @@ __all__ = [
     "MOTION_CHECKS",
     "RECIPES",
     "auto_layers",
+    "default_layers",
     "clip_features",
     "recipe",
     "ClientStats",
@@ -33,6 +34,7 @@ __all__ = [
     "MotionObjective",
     "MotiveClient",
     "MotiveClientError",
+    "MotiveDistributedSampler",
     "MotiveSampler",
     "PROJECTION_KIND",
     "epsilon_predict",

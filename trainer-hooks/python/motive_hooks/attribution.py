@@ -17,7 +17,7 @@ restored or untouched.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 import hashlib
 import math
@@ -26,9 +26,10 @@ import torch
 import torch.nn as nn
 
 from .client import MotiveClient
+from .layers import LayerSpec, resolve_layers, unwrap_model
 from .loss import MotionObjective, PredictFn, flow_matching_predict
 from .motion_check import FEATURE_NAMES, clip_features
-from .presets import DEFAULT_RECIPE, auto_layers
+from .presets import DEFAULT_RECIPE, default_layers
 from .presets import recipe as recipe_objective
 from .sketch import GradientSketcher, normalize_sketches
 
@@ -89,9 +90,11 @@ class MotionAttributor:
 
     Args:
         model: the model being trained (the attribution pass calls it through ``predict``).
-        layers: the layers to sketch: names in ``model.named_modules()``, or ``(name, module)``
-            pairs, or a mapping; default (None): :func:`~motive_hooks.presets.auto_layers`, the
-            model's last three linear or convolution layers.
+        layers: the layers to sketch: names in ``model.named_modules()``, glob patterns over
+            them, ``"lora"`` (every LoRA adapter factor), ``(name, module)`` pairs, or a mapping
+            (see :func:`motive_hooks.layers.resolve_layers`). Default (None):
+            :func:`~motive_hooks.presets.default_layers`: the LoRA factors when the model has
+            adapters, else its last three linear or convolution layers.
         predict: ``predict(model, batch, t, noise) -> (pred, target)`` (see :mod:`motive_hooks.loss`);
             default :func:`~motive_hooks.loss.flow_matching_predict` (rectified flow, as Wan,
             HunyuanVideo and LTX-Video train).
@@ -128,7 +131,7 @@ class MotionAttributor:
     def __init__(
         self,
         model: nn.Module,
-        layers: Union[None, Sequence[str], Sequence[Tuple[str, nn.Module]], Dict[str, nn.Module]] = None,
+        layers: Optional[LayerSpec] = None,
         predict: Optional[PredictFn] = None,
         dim: int = 512,
         seed: int = 0,
@@ -144,22 +147,12 @@ class MotionAttributor:
         recipe: str = DEFAULT_RECIPE,
         motion_check: bool = True,
     ) -> None:
-        self.model = model
+        self.model = model = unwrap_model(model)
         if predict is None:
             predict = flow_matching_predict()
-        named = dict(model.named_modules())
         if layers is None:
-            mods = dict(auto_layers(model))
-        elif isinstance(layers, dict):
-            mods = dict(layers)
-        else:
-            mods = {}
-            for item in layers:
-                if isinstance(item, str):
-                    mods[item] = named[item]
-                else:
-                    mods[str(item[0])] = item[1]
-        self.sketcher = GradientSketcher(mods, dim=dim, seed=seed)
+            layers = default_layers(model)
+        self.sketcher = GradientSketcher(resolve_layers(model, layers), dim=dim, seed=seed)
         if objectives:
             self.objectives: List[MotionObjective] = list(objectives)
         elif t_fix is not None:
@@ -239,7 +232,7 @@ class MotionAttributor:
             with torch.enable_grad():
                 with self.sketcher.capture():
                     losses = obj.per_sample_losses(self.model, batch, masks, noise, query=query)
-                raw = self.sketcher.sketch(losses)
+                raw = self.sketcher.sketch(losses, keep_grads=self.model.parameters())
         return raw, losses.detach()
 
     def add_queries(

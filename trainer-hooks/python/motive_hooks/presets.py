@@ -8,13 +8,14 @@ of the motion benchmark (docs/results.md); nothing needs copying by hand from a 
 
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Tuple, Union
 
 import torch.nn as nn
 
+from .layers import LORA_NAME
 from .loss import MotionObjective, PredictFn
 
-__all__ = ["DEFAULT_RECIPE", "RECIPES", "recipe", "auto_layers", "AUTO_LAYER_COUNT"]
+__all__ = ["DEFAULT_RECIPE", "RECIPES", "recipe", "auto_layers", "default_layers", "AUTO_LAYER_COUNT"]
 
 RECIPES: Dict[str, str] = {
     "accel-luma": "second frame differences of the channel-mean prediction error, motion-masked, at t = 500 "
@@ -71,3 +72,12 @@ def auto_layers(model: nn.Module, count: int = AUTO_LAYER_COUNT) -> List[Tuple[s
     if not picked:
         raise ValueError("the model has no nn.Linear / nn.Conv2d / nn.Conv3d layer to sketch; pass layers=")
     return picked[-count:]
+
+
+def default_layers(model: nn.Module) -> Union[str, List[Tuple[str, nn.Module]]]:
+    """What :class:`~motive_hooks.MotionAttributor` sketches when given no ``layers``: ``"lora"``
+    when the model holds LoRA adapter factors (a LoRA fine-tune trains only those), else
+    :func:`auto_layers`."""
+    if any(LORA_NAME.search(name) for name, _ in model.named_modules()):
+        return "lora"
+    return auto_layers(model)

@@ -20,9 +20,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from contextlib import contextmanager
+import warnings
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, ContextManager, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -110,6 +111,13 @@ def _columns(module: nn.Module) -> Tuple[str, int, int]:
     raise TypeError(f"unsupported layer type {type(module).__name__} (nn.Linear, nn.Conv2d, nn.Conv3d)")
 
 
+def _no_autocast(device: torch.device) -> ContextManager[None]:
+    """Autocast off for the projection algebra (it stays float32 under a caller's autocast)."""
+    if device.type in ("cpu", "cuda"):
+        return torch.autocast(device_type=device.type, enabled=False)
+    return nullcontext()
+
+
 def normalize_sketches(sketches: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     """Row-wise L2 normalisation ``[B, k] -> [B, k]``; an all-zero row stays zero (never NaN)."""
     norms = torch.linalg.vector_norm(sketches, dim=1, keepdim=True)
@@ -142,6 +150,18 @@ class GradientSketcher:
             losses = per_sample_loss(model(x))      # [B], graph kept
         g = sketcher.sketch(losses)                 # [B, dim]; parameters' .grad untouched
 
+    Precision: the projection runs in float32 with autocast disabled, whatever dtype the layers
+    compute in (under ``torch.autocast`` the captured activations and output gradients are bf16
+    or fp16 and are cast up first). Layers whose parameters are float16 are refused: without a
+    loss scale their per-sample gradients underflow (see docs/performance.md for the bf16
+    figures).
+
+    Activation checkpointing: with ``use_reentrant=False`` the recorded outputs stay in the graph
+    and the recomputation during the backward is ignored. With reentrant checkpointing the first
+    forward of a checkpointed block runs without autograd; the sketcher notices and instead runs
+    a full ``backward`` with gradient hooks on the outputs recomputed during it, restoring every
+    ``.grad`` it may have written (the parameters of the sketched layers and ``keep_grads``).
+
     The sample axis of a layer's input is its leading axis. When the model folds frames into it
     (``[B·F, C, H, W]`` for an ``nn.Conv2d``), the leading size is a multiple of B and is read
     sample-major (``(b f)``). Samples must not interact in the forward pass (no BatchNorm in
@@ -152,6 +172,13 @@ class GradientSketcher:
         named = self._named(modules)
         if not named:
             raise ValueError("GradientSketcher needs at least one layer")
+        half = [n for n, m in named if any(p.dtype == torch.float16 for p in m.parameters(recurse=False))]
+        if half:
+            raise ValueError(
+                f"layers {half[:3]} have float16 parameters: per-sample gradients of fp16 weights underflow "
+                "without a loss scale and the scores would be noise; keep the trained weights in float32 or "
+                "bfloat16 (autocast to fp16 is fine)"
+            )
         if dim < len(named):
             raise ValueError(f"dim={dim} is smaller than the number of layers ({len(named)})")
         self.dim = int(dim)
@@ -175,6 +202,9 @@ class GradientSketcher:
         self._on_device: Dict[Tuple[str, torch.device], Tuple[torch.Tensor, torch.Tensor]] = {}
         self._captures: Dict[str, _Capture] = {}
         self._armed = False
+        self._ungraded = False  # a captured forward ran without autograd (reentrant checkpointing)
+        self._replay: Optional[Callable[[str, torch.Tensor, torch.Tensor], None]] = None
+        self._warned_fp16 = False
         self._handles = [
             mod.register_forward_hook(self._make_hook(name)) for name, mod in self._modules
         ]
@@ -235,7 +265,14 @@ class GradientSketcher:
 
     def _make_hook(self, name: str):  # type: ignore[no-untyped-def]
         def hook(module: nn.Module, inputs: Tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+            if self._replay is not None:
+                if torch.is_grad_enabled():
+                    self._replay(name, inputs[0].detach(), output)
+                return
             if not self._armed:
+                return
+            if not torch.is_grad_enabled():
+                self._ungraded = True
                 return
             cap = self._captures.setdefault(name, _Capture())
             cap.inputs.append(inputs[0].detach())
@@ -247,6 +284,7 @@ class GradientSketcher:
     def capture(self) -> Iterator["GradientSketcher"]:
         """Records the chosen layers' inputs and outputs during the forward pass in this block."""
         self._captures = {}
+        self._ungraded = False
         self._armed = True
         try:
             yield self
@@ -266,18 +304,22 @@ class GradientSketcher:
 
     # -- sketch ---------------------------------------------------------------------------------
 
-    def sketch(self, per_sample_losses: torch.Tensor) -> torch.Tensor:
+    def sketch(self, per_sample_losses: torch.Tensor, keep_grads: Iterable[torch.Tensor] = ()) -> torch.Tensor:
         """Runs the backward of ``per_sample_losses`` [B] and returns ``[B, dim]`` float32 sketches.
 
         One projected gradient per sample, before any normalisation. Uses ``torch.autograd.grad``
         with respect to the recorded layer outputs only: no parameter's ``.grad`` is written and no
-        weight gradient is computed. Consumes the recorded activations.
+        weight gradient is computed. Consumes the recorded activations. Under reentrant activation
+        checkpointing (see the class doc) a full backward runs instead; ``.grad`` of the sketched
+        layers' parameters and of ``keep_grads`` (e.g. ``model.parameters()``) is restored after it.
         """
         if per_sample_losses.dim() != 1:
             raise ValueError("per_sample_losses must be a [B] tensor, one loss per sample")
         b = per_sample_losses.shape[0]
         caps = self._captures
         self._captures = {}
+        if self._ungraded:
+            return self._sketch_by_backward(per_sample_losses, caps, keep_grads)
         order: List[Tuple[LayerProjection, int]] = []
         outs: List[torch.Tensor] = []
         for lp in self._layers:
@@ -294,15 +336,65 @@ class GradientSketcher:
                 "with autograd enabled and at least the chosen layers trainable"
             )
         grads = torch.autograd.grad(per_sample_losses.sum(), outs, allow_unused=True)
-        device = per_sample_losses.device
+        pairs = [(lp, caps[lp.name].inputs[j], g) for (lp, j), g in zip(order, grads) if g is not None]
+        return self._accumulate(pairs, b, per_sample_losses.device)
+
+    def _accumulate(
+        self, pairs: Sequence[Tuple[LayerProjection, torch.Tensor, torch.Tensor]], b: int, device: torch.device
+    ) -> torch.Tensor:
+        self._warn_precision(pairs)
         result = torch.zeros(b, self.dim, dtype=torch.float32, device=device)
-        for (lp, j), g in zip(order, grads):
-            if g is None:
-                continue
-            a = caps[lp.name].inputs[j]
-            part = self._project(lp, a, g, b)
-            result[:, lp.offset : lp.offset + lp.k] += part.to(device)
+        with _no_autocast(device):
+            for lp, a, g in pairs:
+                part = self._project(lp, a, g, b)
+                result[:, lp.offset : lp.offset + lp.k] += part.to(device)
         return result
+
+    def _warn_precision(self, pairs: Sequence[Tuple[LayerProjection, torch.Tensor, torch.Tensor]]) -> None:
+        if any(g.dtype == torch.float16 for _, _, g in pairs) and not self._warned_fp16:
+            self._warned_fp16 = True
+            warnings.warn(
+                "motive: output gradients are float16 (fp16 autocast): per-sample gradients of small motion "
+                "losses lose precision or underflow; prefer bfloat16 autocast (docs/performance.md)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+    def _sketch_by_backward(
+        self, losses: torch.Tensor, caps: Dict[str, _Capture], keep_grads: Iterable[torch.Tensor]
+    ) -> torch.Tensor:
+        """Output gradients by hooks during a full backward (reentrant checkpointing recomputes
+        the checkpointed blocks' outputs inside it), with every ``.grad`` it writes restored."""
+        by_name = {lp.name: lp for lp in self._layers}
+        pairs: List[Tuple[LayerProjection, torch.Tensor, torch.Tensor]] = []
+
+        def watch(name: str, a: torch.Tensor, out: torch.Tensor) -> None:
+            if out.requires_grad:
+                lp = by_name[name]
+                out.register_hook(lambda g: pairs.append((lp, a, g)))
+
+        for name, cap in caps.items():
+            for a, out in zip(cap.inputs, cap.outputs):
+                watch(name, a, out)
+        params = {id(p): p for _, m in self._modules for p in m.parameters()}
+        params.update({id(p): p for p in keep_grads})
+        saved = [(p, p.grad) for p in params.values()]
+        for p, _ in saved:
+            p.grad = None
+        self._replay = watch
+        try:
+            torch.autograd.backward(losses.sum())
+        finally:
+            self._replay = None
+            self._ungraded = False
+            for p, g in saved:
+                p.grad = g
+        if not pairs:
+            raise RuntimeError("no sketched layer received a gradient: at least the chosen layers must be trainable")
+        # the hooks fire in backward order; sum per layer in forward order as the default path does
+        order = {lp.name: i for i, lp in enumerate(self._layers)}
+        pairs.sort(key=lambda t: order[t[0].name])
+        return self._accumulate(pairs, losses.shape[0], losses.device)
 
     def _project(self, lp: LayerProjection, a: torch.Tensor, delta: torch.Tensor, b: int) -> torch.Tensor:
         mod = dict(self._modules)[lp.name]
