@@ -67,7 +67,7 @@ export async function startDaemon(config: MotiveConfig, log: Logger = createLogg
   engine.onCommit((e) => {
     if (e.batches > 0 || e.querySets.length > 0) weighting.committed(e.runId, e.querySets.length > 0);
   });
-  const views = new RunViews(config.score.votePercentile);
+  const views = new RunViews(config.score.votePercentile, config.weights);
   const ingest = new IngestServer(
     { store, engine, weighting, log },
     {

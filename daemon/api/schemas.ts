@@ -16,15 +16,21 @@ export const sampleSchema = {
     votes: { type: 'integer' },
     weight: { type: 'number' },
     lastStep: { type: 'number' },
+    fused: { type: ['number', 'null'] },
+    check: { type: ['number', 'null'] },
     motion: sampleMotionSchema,
   },
-  required: ['id', 'score', 'seen', 'votes', 'weight', 'lastStep'],
+  required: ['id', 'score', 'seen', 'votes', 'weight', 'lastStep', 'fused', 'check'],
 } as const;
 
 export const sampleDetailSchema = {
   type: 'object',
-  properties: { ...sampleSchema.properties, querySums: { type: 'array', items: { type: 'number' } } },
-  required: [...sampleSchema.required, 'querySums'],
+  properties: {
+    ...sampleSchema.properties,
+    querySums: { type: 'array', items: { type: 'number' } },
+    features: { type: 'object', additionalProperties: { type: 'number' } },
+  },
+  required: [...sampleSchema.required, 'querySums', 'features'],
 } as const;
 
 export const runSummarySchema = {

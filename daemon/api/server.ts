@@ -201,7 +201,8 @@ export function buildApi(deps: ApiDeps, options: ApiOptions): FastifyInstance {
       const s = run.samples.get(req.params.id);
       if (s === undefined) throw new MotiveError('MOTIVE_API_SAMPLE_NOT_FOUND', req.params.id);
       const querySums = run.queryIds.map((_, j) => run.sumAt(s, j));
-      return { ...views.sample(run, s), querySums, motion: sampleMotion(store, s.id) };
+      const features = run.features.named(s.id) ?? {};
+      return { ...views.sample(run, s), querySums, features, motion: sampleMotion(store, s.id) };
     },
   });
 

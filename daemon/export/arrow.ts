@@ -1,6 +1,6 @@
 /**
  * A run's samples as an Arrow IPC stream (schemas/samples.arrow.md): one row per sample with its
- * evidence, vote count, weight, per-query sums and motion descriptors. Rows are produced in record
+ * evidence, vote count, weight, fused signal, per-query sums, per-clip features and motion descriptors. Rows are produced in record
  * batches on demand, so a consumer that reads slowly holds the producer back instead of growing
  * the daemon's memory.
  */
@@ -25,7 +25,7 @@ import type { RunViews } from '../influence/index.js';
 import type { ClipProfileRecord, RunState, Store } from '../store/index.js';
 
 /** Version of the exported table's layout, in the schema metadata as `motive.schema`. */
-export const EXPORT_SCHEMA_VERSION = 'motive-samples/1';
+export const EXPORT_SCHEMA_VERSION = 'motive-samples/2';
 
 export interface ArrowExportOptions {
   /** Rows per record batch (default 4096). */
@@ -72,6 +72,9 @@ export function exportSchema(run: RunState, thresholds: Float64Array, votePercen
     new Field('votes', new Int32(), false),
     new Field('weight', new Float64(), false),
     new Field('query_sums', new FixedSizeList(m, new Field('item', new Float64(), false)), false),
+    new Field('fused', new Float64(), true),
+    new Field('check', new Float64(), true),
+    ...run.features.names.map((name) => new Field(`feature:${name}`, new Float64(), true)),
     ...MOTION_COLUMNS.map(([name, , kind]) => new Field(name, motionType(kind), true)),
     new Field('clip_hash', new Utf8(), true),
   ];
@@ -81,13 +84,26 @@ export function exportSchema(run: RunState, thresholds: Float64Array, votePercen
     ['motive.query_ids', JSON.stringify(run.queryIds)],
     ['motive.vote_percentile', String(votePercentile)],
     ['motive.vote_thresholds', JSON.stringify([...thresholds].map((t) => (Number.isFinite(t) ? t : null)))],
+    ['motive.feature_names', JSON.stringify(run.features.names)],
   ]);
   return new Schema(fields, metadata);
 }
 
 /** One record batch of `ids`, read from the run's current state. */
-function buildBatch(schema: Schema, run: RunState, store: Store, ids: readonly string[], thresholds: Float64Array): RecordBatch {
+function buildBatch(
+  schema: Schema,
+  run: RunState,
+  store: Store,
+  views: RunViews,
+  ids: readonly string[],
+  thresholds: Float64Array,
+  featureNames: readonly string[],
+): RecordBatch {
   const n = ids.length;
+  const nf = featureNames.length;
+  const fused: Array<number | null> = new Array<number | null>(n).fill(null);
+  const check: Array<number | null> = new Array<number | null>(n).fill(null);
+  const features: Array<Array<number | null>> = featureNames.map(() => new Array<number | null>(n).fill(null));
   const m = run.queryIds.length;
   const seen = new BigInt64Array(n);
   const lastStep = new BigInt64Array(n);
@@ -104,6 +120,11 @@ function buildBatch(schema: Schema, run: RunState, store: Store, ids: readonly s
     lastStep[i] = BigInt(Math.round(s.lastStep));
     score[i] = run.score(s);
     weight[i] = s.weight;
+    const view = views.sample(run, s);
+    fused[i] = view.fused;
+    check[i] = view.check;
+    const row = nf === 0 ? undefined : run.features.get(id);
+    if (row !== undefined && row.length === nf) for (let f = 0; f < nf; f++) (features[f] as Array<number | null>)[i] = row[f] as number;
     let v = 0;
     for (let j = 0; j < m; j++) {
       const x = run.sumAt(s, j);
@@ -125,6 +146,9 @@ function buildBatch(schema: Schema, run: RunState, store: Store, ids: readonly s
       nullCount: 0,
       child: makeData({ type: new Float64(), length: n * m, data: sums }),
     }),
+    vectorFromArray(fused, new Float64()).data[0] as Data,
+    vectorFromArray(check, new Float64()).data[0] as Data,
+    ...features.map((values) => vectorFromArray(values, new Float64()).data[0] as Data),
     ...MOTION_COLUMNS.map(([, key, kind]) => {
       const values = profiles.map((p) => (p === undefined ? null : (p.fields[key] ?? null)));
       return vectorFromArray(values, motionType(kind)).data[0] as Data;
@@ -159,13 +183,14 @@ export async function* arrowExport(run: RunState, store: Store, views: RunViews,
   const batchRows = options.batchRows ?? 4096;
   const thresholds = Float64Array.from(views.thresholds(run));
   const schema = exportSchema(run, thresholds, options.votePercentile);
+  const featureNames = [...run.features.names];
   const ids = [...run.samples.keys()].sort();
   const header = ipcBytes(schema, []);
   // The schema message is the stream minus its end marker; each batch message is re-framed the same way.
   const schemaBytes = header.byteLength - EOS_BYTES;
   yield header.subarray(0, schemaBytes);
   for (let start = 0; start < ids.length; start += batchRows) {
-    const batch = buildBatch(schema, run, store, ids.slice(start, start + batchRows), thresholds);
+    const batch = buildBatch(schema, run, store, views, ids.slice(start, start + batchRows), thresholds, featureNames);
     const bytes = ipcBytes(schema, [batch]);
     yield bytes.subarray(schemaBytes, bytes.byteLength - EOS_BYTES);
   }

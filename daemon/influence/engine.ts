@@ -541,7 +541,13 @@ export class InfluenceEngine {
         let e = projected.get(id);
         if (e === undefined) {
           const s = p.samples?.[i];
-          e = { total: s?.total ?? 0, seen: s?.seen ?? 0, weight: s?.weight ?? 1, features: run.features.get(id)?.slice(), group };
+          e = {
+            total: s?.total ?? 0,
+            seen: s?.seen ?? 0,
+            weight: s?.weight ?? 1,
+            features: run.features.size === 0 ? undefined : run.features.get(id)?.slice(),
+            group,
+          };
           projected.set(id, e);
         }
         if (sub.features !== undefined) {

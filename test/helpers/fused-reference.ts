@@ -42,33 +42,46 @@ export function refStats(values: number[]): { median: number; sigma: number } | 
   return sigma > 0 ? { median: m, sigma } : undefined;
 }
 
-export function refSignal(samples: readonly RefSample[], o: RefOptions): RefSignal[] {
+/** The statistics both parts of the signal are taken under. */
+export interface RefStats {
+  readonly att: { median: number; sigma: number } | undefined;
+  readonly fst: Array<{ median: number; sigma: number } | undefined>;
+}
+
+/** The scores' statistics over the eligible samples, each feature's over the samples with features. */
+export function refStatsOf(samples: readonly RefSample[], o: RefOptions): RefStats {
   const att = refStats(samples.filter((s) => s.seen >= o.minSeen).map((s) => s.score));
   const withF = samples.filter((s) => s.features !== undefined);
   const nf = withF[0]?.features?.length ?? 0;
-  const fst = Array.from({ length: nf }, (_, i) => refStats(withF.map((s) => s.features![i]!)));
-  const anyCheck = fst.some((x) => x !== undefined);
-  return samples.map((s) => {
-    let check: number | null = null;
-    if (s.features !== undefined && nf > 0) {
-      let max = -Infinity;
-      for (let i = 0; i < nf; i++) {
-        const st = fst[i];
-        max = Math.max(max, st === undefined ? 0 : (s.features[i]! - st.median) / st.sigma);
-      }
-      check = Math.max(0, max - o.checkFloorZ);
+  return { att, fst: Array.from({ length: nf }, (_, i) => refStats(withF.map((s) => s.features![i]!))) };
+}
+
+/** One sample's check, fused z and weight under `st`. */
+export function refSignalUnder(st: RefStats, s: RefSample, o: RefOptions): RefSignal {
+  const { att, fst } = st;
+  const nf = fst.length;
+  let check: number | null = null;
+  if (s.features !== undefined && nf > 0) {
+    let max = -Infinity;
+    for (let i = 0; i < nf; i++) {
+      const f = fst[i];
+      max = Math.max(max, f === undefined ? 0 : (s.features[i]! - f.median) / f.sigma);
     }
-    const fusedDefined = att !== undefined || anyCheck;
-    const za = att === undefined ? 0 : (s.score - att.median) / att.sigma;
-    const fused = fusedDefined ? za - (check === null ? 0 : o.checkWeight * check) : null;
-    let z: number | null;
-    if (o.signal === 'attribution') z = att === undefined ? null : za;
-    else z = fused;
-    let weight = 1;
-    if (s.seen >= o.minSeen && z !== null) {
-      weight = Math.min(1, Math.max(o.wMin, Math.exp(o.beta * z)));
-      if (o.policy === 'quarantine' && z < o.quarantineZ) weight = 0;
-    }
-    return { check, fused, weight };
-  });
+    check = Math.max(0, max - o.checkFloorZ);
+  }
+  const fusedDefined = att !== undefined || fst.some((x) => x !== undefined);
+  const za = att === undefined ? 0 : (s.score - att.median) / att.sigma;
+  const fused = fusedDefined ? za - (check === null ? 0 : o.checkWeight * check) : null;
+  const z = o.signal === 'attribution' ? (att === undefined ? null : za) : fused;
+  let weight = 1;
+  if (s.seen >= o.minSeen && z !== null) {
+    weight = Math.min(1, Math.max(o.wMin, Math.exp(o.beta * z)));
+    if (o.policy === 'quarantine' && z < o.quarantineZ) weight = 0;
+  }
+  return { check, fused, weight };
+}
+
+export function refSignal(samples: readonly RefSample[], o: RefOptions): RefSignal[] {
+  const st = refStatsOf(samples, o);
+  return samples.map((s) => refSignalUnder(st, s, o));
 }

@@ -31,6 +31,8 @@ interface RestSample {
   weight: number;
   lastStep: number;
   querySums: number[];
+  fused: number | null;
+  check: number | null;
   motion: Record<string, number | boolean | string> | null;
 }
 
@@ -145,7 +147,7 @@ describe('motive select and motive export on a known run', () => {
     const conn = await db.connect();
     try {
       const fromParquet = await conn.runAndReadAll(
-        `SELECT id, seen, last_step, score, votes, weight, query_sums, dynamic, dynamic_degree, jitter, static_fraction, scene_cuts, clip_path, clip_hash
+        `SELECT id, seen, last_step, score, votes, weight, query_sums, fused, "check", dynamic, dynamic_degree, jitter, static_fraction, scene_cuts, clip_path, clip_hash
          FROM read_parquet('${parquet}') ORDER BY id`,
       );
       const rows = fromParquet.getRowObjectsJS() as Array<Record<string, unknown>>;
@@ -159,6 +161,8 @@ describe('motive select and motive export on a known run', () => {
         expect(r['votes']).toBe(s.votes);
         expect(r['weight']).toBe(s.weight);
         expect(r['query_sums']).toEqual(s.querySums);
+        expect(r['fused']).toBe(s.fused);
+        expect(r['check']).toBe(s.check);
         if (s.motion === null) {
           expect(r['jitter']).toBeNull();
           expect(r['clip_path']).toBeNull();
@@ -200,7 +204,8 @@ describe('motive select and motive export on a known run', () => {
     reader.open();
     const meta = reader.schema.metadata;
     const run = (await (await fetch(`${url}/v1/runs/${RUN}`)).json()) as { queryIds: string[]; voteThresholds: number[] };
-    expect(meta.get('motive.schema')).toBe('motive-samples/1');
+    expect(meta.get('motive.schema')).toBe('motive-samples/2');
+    expect(JSON.parse(meta.get('motive.feature_names')!)).toEqual([]);
     expect(JSON.parse(meta.get('motive.query_ids')!)).toEqual(run.queryIds);
     expect(JSON.parse(meta.get('motive.vote_thresholds')!)).toEqual(run.voteThresholds);
     expect(meta.get('motive.vote_percentile')).toBe('90');

@@ -8,6 +8,7 @@ interface SampleRow {
   votes: number;
   weight: number;
   lastStep: number;
+  fused: number | null;
 }
 
 export const topCommand: Command = {
@@ -37,8 +38,8 @@ export const topCommand: Command = {
     io.out(`run ${values.run}: ${samples.length} clip(s), ${label} first\n`);
     io.out(
       table(
-        ['#', 'sample', 'score', 'votes', 'weight', 'seen', 'last step'],
-        samples.map((s, i) => [i + 1, s.id, s.score, s.votes, s.weight, s.seen, s.lastStep]),
+        ['#', 'sample', 'score', 'fused', 'votes', 'weight', 'seen', 'last step'],
+        samples.map((s, i) => [i + 1, s.id, s.score, s.fused ?? '-', s.votes, s.weight, s.seen, s.lastStep]),
       ),
     );
     return 0;
