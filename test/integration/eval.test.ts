@@ -346,6 +346,37 @@ describe('motive eval on a run with known scores', () => {
     );
   });
 
+  it('sends $MOTIVE_TOKEN to a daemon that wants one', async () => {
+    const secured = await startTestDaemon({
+      auth: {
+        tokens: [
+          { name: 'trainer', token: 'eval-trainer-token', role: 'trainer', runs: null },
+          { name: 'viewer', token: 'eval-viewer-token', role: 'viewer', runs: null },
+        ],
+      },
+    });
+    try {
+      const c = new MotiveClient({ address: `127.0.0.1:${secured.grpcPort}`, runId: 'secure', dim: 2, token: 'eval-trainer-token' });
+      await c.connect();
+      c.setQueries(1, 0, ['q'], Float32Array.from([1, 0]));
+      await c.send(0, 0.1, ['good', 'bad'], Float32Array.from([1, 0, -1, 0]));
+      await c.flush();
+      c.close();
+      const path = file('secure.csv', 'id,label\ngood,clean\nbad,jitter\n');
+      const args = ['eval', '--run', 'secure', '--labels', path, '--json', '--url', `http://127.0.0.1:${secured.httpPort}`];
+      const denied = capture();
+      expect(await runCli(args, denied.io, {})).toBe(2);
+      expect(denied.err()).toMatch(/^motive eval: MOTIVE_API_UNAUTHENTICATED: [^\n]*\n$/);
+      const ok = capture();
+      expect(await runCli(args, ok.io, { MOTIVE_TOKEN: 'eval-viewer-token' })).toBe(0);
+      const report = JSON.parse(ok.out()) as Report;
+      // bad's score −0.1 is below good's 0.1: a perfect separation.
+      expect(report.labels.map((g) => [g.label, g.n, g.auc])).toEqual([['jitter', 1, 1]]);
+    } finally {
+      await secured.cleanup();
+    }
+  });
+
   it('answers usage errors with the usage line', async () => {
     const c = capture();
     expect(await runCli(['eval', '--run', RUN], c.io)).toBe(2);

@@ -48,6 +48,25 @@ async function readRun(
   source: AsyncIterable<Uint8Array>,
   wanted: ReadonlyMap<string, string>,
 ): Promise<{ clips: Map<string, RunClip>; signals: Signal[]; samples: number }> {
+  // The Arrow reader stops at the end-of-stream marker without asking the body for its end, which
+  // leaves the HTTP response unfinished and its connection busy (a daemon stopping in the same
+  // process then waits for it). It gets the chunks through a view without `return`, and the body
+  // is read to its end afterwards.
+  const chunks = source[Symbol.asyncIterator]();
+  try {
+    const result = await readRows({ [Symbol.asyncIterator]: () => ({ next: () => chunks.next() }) }, wanted);
+    while ((await chunks.next()).done !== true);
+    return result;
+  } catch (err) {
+    await chunks.return?.();
+    throw err;
+  }
+}
+
+async function readRows(
+  source: AsyncIterable<Uint8Array>,
+  wanted: ReadonlyMap<string, string>,
+): Promise<{ clips: Map<string, RunClip>; signals: Signal[]; samples: number }> {
   const reader = await RecordBatchReader.from(source);
   await reader.open();
   const names = new Set(reader.schema.fields.map((f) => f.name));
@@ -142,7 +161,8 @@ function textReport(r: EvalReport, labelsFile: string): string {
 }
 
 export const evalCommand: Command = {
-  usage: `eval --run R --labels FILE.csv [--reference clean] [--top 10%|N] [--signal fused|score|check] [--seed N] [--ignore-missing] [--json] [--url URL]
+  usage: `eval --run R --labels FILE.csv [--reference clean] [--top 10%|N] [--signal fused|score|check]
+          [--seed N] [--ignore-missing] [--json] [--url URL]
                                      how well the signal finds clips you labelled: AUC vs the reference label, bootstrap 95% CI, precision at the top, mean weight`,
   run: async (args, io, env) => {
     const { values } = parseArgs({
