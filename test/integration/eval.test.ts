@@ -183,8 +183,9 @@ describe('motive eval on a run with known scores', () => {
     expect(await runCli(['eval', '--run', RUN, '--labels', labelsFile, '--json', '--url', url], a.io)).toBe(0);
     expect(a.err()).toBe('');
     const report = JSON.parse(a.out()) as Report;
-    // The default: fused where the daemon gives it, else score.
-    expect(report.signal).toBe(report.signals.includes('fused') ? 'fused' : 'score');
+    // The default: fused where the labelled clips have it, else score.
+    const hasFused = [...label.keys()].some((id) => typeof views.get(id)!['fused'] === 'number');
+    expect(report.signal).toBe(hasFused ? 'fused' : 'score');
     expect(report).toMatchObject({ run: RUN, bootstrap: { replicates: 2000, seed: 1, level: 0.95 }, missing: { count: 0 } });
     expectFigures(report, report.signal);
     for (const g of [...report.labels, report.pooled, report.reference]) {

@@ -209,7 +209,9 @@ export const evalCommand: Command = {
       checkSides(labels, reference, `${values.labels}, after leaving out the ids not in the run`);
     }
 
-    const signal: Signal = (asked as Signal | undefined) ?? (data.signals.includes('fused') ? 'fused' : 'score');
+    // fused by default where the labelled clips carry it (a run without motion profiles may not).
+    const hasFused = [...data.clips.values()].some((c) => typeof c.values.fused === 'number');
+    const signal: Signal = (asked as Signal | undefined) ?? (hasFused ? 'fused' : 'score');
     if (!data.signals.includes(signal)) {
       fail('MOTIVE_EVAL_SIGNAL', `run ${run}'s data has no ${signal} value (it has: ${data.signals.join(', ')})`);
     }
