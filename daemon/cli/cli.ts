@@ -2,7 +2,7 @@
  * `motive`: the command line. Each sub-command lives in `commands/<name>.ts` and is listed in
  * {@link COMMANDS}. Returns an exit code instead of exiting.
  */
-import { UsageError, defaultIo, type Command, type Io } from './common.js';
+import { InputError, UsageError, defaultIo, type Command, type Io } from './common.js';
 import { startCommand } from './commands/start.js';
 import { statusCommand } from './commands/status.js';
 import { topCommand } from './commands/top.js';
@@ -16,6 +16,7 @@ import { watchCommand } from './commands/watch.js';
 import { demoCommand } from './commands/demo.js';
 import { replayCommand } from './commands/replay.js';
 import { traceCommand } from './commands/trace.js';
+import { evalCommand } from './commands/eval.js';
 
 /** Every sub-command, in the order `motive help` lists them. */
 export const COMMANDS: Readonly<Record<string, Command>> = {
@@ -28,6 +29,7 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
   profile: profileCommand,
   select: selectCommand,
   export: exportCommand,
+  eval: evalCommand,
   watch: watchCommand,
   demo: demoCommand,
   replay: replayCommand,
@@ -61,6 +63,10 @@ export async function runCli(argv: string[], io: Io = defaultIo, env: NodeJS.Pro
   } catch (err) {
     if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true) {
       io.err(`motive ${name}: ${(err as Error).message}\nusage: motive ${command.usage}\n`);
+      return 2;
+    }
+    if (err instanceof InputError) {
+      io.err(`motive ${name}: ${err.message}\n`);
       return 2;
     }
     io.err(`motive ${name}: ${(err as Error).message}\n`);

@@ -19,6 +19,14 @@ export class UsageError extends Error {
   override readonly name = 'UsageError';
 }
 
+/**
+ * Thrown for input the command cannot work with although its usage was right (a malformed file,
+ * an unknown run, a daemon that does not answer): printed as one line, exit code 2.
+ */
+export class InputError extends Error {
+  override readonly name = 'InputError';
+}
+
 /** The daemon's HTTP base URL: --url, else $MOTIVE_URL, else http://127.0.0.1:8080. */
 export function baseUrl(url: string | undefined, env: NodeJS.ProcessEnv): string {
   return (url ?? env['MOTIVE_URL'] ?? 'http://127.0.0.1:8080').replace(/\/$/, '');

@@ -49,6 +49,10 @@ export const ErrorCodes = {
   MOTIVE_MOTION_SOURCE: { status: 400, message: 'cannot read the clip list' },
   MOTIVE_API_PROFILE_NOT_FOUND: { status: 404, message: 'no motion profile for this clip' },
   MOTIVE_EXPORT_FORMAT: { status: 400, message: 'unknown export format' },
+  MOTIVE_EVAL_LABELS: { status: 400, message: 'invalid labels file' },
+  MOTIVE_EVAL_UNKNOWN_IDS: { status: 400, message: 'labelled clips not in the run' },
+  MOTIVE_EVAL_SIGNAL: { status: 400, message: 'signal not in the run data' },
+  MOTIVE_EVAL_UNSCORED: { status: 400, message: 'too few scored clips' },
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;
