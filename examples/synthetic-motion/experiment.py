@@ -72,7 +72,7 @@ class Config:
     sketch_layers: Tuple[str, ...] = ("mlp_in", "mlp_out", "conv_out")
     """The sketched layers: the token MLP and the 3D output conv; not the per-frame 2D conv
     ``frame_conv`` (a purely spatial, per-frame layer: its gradient is appearance, see
-    docs/results.md)."""
+    docs/results-sprites.md)."""
     query_every: int = 5
     select_frac: float = 0.5
     eval_samples: int = 24
@@ -80,7 +80,7 @@ class Config:
     sample_steps: int = 16
     best: str = "accel-luma"
     """The recipe of the live runs and of the detection bar (chosen on seeds 0–8, checked on 9–17:
-    ``seed_study.py``, docs/results.md §1)."""
+    ``seed_study.py``, docs/results-sprites.md §1)."""
     live_sampler: bool = False
     """Live runs draw their batches by the daemon's weights (``MotiveSampler``); False: in the
     uniform run's order (the same clips, order and noise, only the weights differ)."""
@@ -115,10 +115,10 @@ def recipe_objectives(name: str, use_mask: bool = True) -> List[MotionObjective]
         "accel": [MotionObjective(p, t_fix=751, kind="temporal2", use_mask=use_mask)],
         "accel-multi-t": [MotionObjective(p, timesteps=(500, 751), kind="temporal2", use_mask=use_mask)],
         # accel-multi-t plus t = 250 at the coarse scale (the error 2x2-pooled): low noise finds
-        # jitter, and pooling keeps the fine texture that dominates its error out (docs/results.md)
+        # jitter, and pooling keeps the fine texture that dominates its error out (docs/results-sprites.md)
         "accel-coarse250": [MotionObjective(p, timesteps=(500, 751, 250), spatial_pool=(1, 1, 2), kind="temporal2", use_mask=use_mask)],
         # accel-coarse250 on the channel mean of the error: the loss sees where the error is, not
-        # which colour it has, so odd colours stop steering the gradient (docs/results.md)
+        # which colour it has, so odd colours stop steering the gradient (docs/results-sprites.md)
         "accel-luma": [
             MotionObjective(p, timesteps=(500, 751, 250), spatial_pool=(1, 1, 2), channel_pool=True, kind="temporal2", use_mask=use_mask)
         ],
@@ -618,7 +618,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     p.add_argument("--quick", action="store_true", help="one seed, fewer steps (the test's version)")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3; --quick: 1)")
     p.add_argument("--out", default=os.path.join(HERE, "out"), help="where results.json, the cache and the capture go")
-    p.add_argument("--report", action="store_true", help="write docs/results.md and its plots")
+    p.add_argument("--report", action="store_true", help="write docs/results-sprites.md and its plots")
     p.add_argument("--record", default=None, help="capture file of seed 0's live run (convert with: motive replay FILE --convert OUT.arrow)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--pretrain", action="store_true", help="pre-train afresh instead of loading the shipped checkpoint")

@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from motive_hooks import MotionAttributor, MotiveClient, MotiveSampler, flow_matching_predict, motion_mask  # noqa: E402
+from motive_hooks import MotionAttributor, MotiveClient, MotiveSampler, motion_mask  # noqa: E402
 from motive_hooks.toy import SmallVideoDenoiser, moving_square_clip, synthetic_latents  # noqa: E402
 
 
@@ -44,9 +44,8 @@ def main() -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
     # --- Motive: the lines a training loop adds -------------------------------------------------
-    attr = MotionAttributor(model, model.sketch_layers(), flow_matching_predict(), dim=512, every=4, query_every=100)
-    client = MotiveClient(args.address, args.run, 512, sketcher=attr.sketcher, policy="drop")
-    attr.client = client
+    attr = MotionAttributor(model)
+    attr.client = client = MotiveClient(args.address, args.run, attr.dim, sketcher=attr, policy="drop")
     attr.add_queries(["glide-right"], q_lat, q_mask)
     sampler = MotiveSampler(ids, client, num_samples=4 * args.steps)
     # --------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The reduced synthetic-motion experiment against the real daemon: one seed, one epoch of
 fine-tuning with uniform sampling, the default recipe streamed live; the daemon's live score must
-find the harmful clips (examples/synthetic-motion, docs/results.md)."""
+find the harmful clips (examples/synthetic-motion, docs/results-sprites.md)."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def _one_epoch_auc() -> dict:
 def test_live_detection_after_one_epoch() -> None:
     """The issue's bar on the reduced run (seed 0, the first epoch of the full run bit for bit):
     jitter and frozen clips found (AUC >= 0.9), appearance-only clips ranked with the clean ones
-    (AUC <= 0.6); docs/results.md has the three-seed figures."""
+    (AUC <= 0.6); docs/results-sprites.md has the three-seed figures."""
     auc = _one_epoch_auc()
     for kind, (lo, hi) in auc["acceptance"].items():
         assert lo <= auc[kind] <= hi, f"{kind}: AUC {auc[kind]:.3f} outside [{lo}, {hi}]: {auc}"
