@@ -81,6 +81,8 @@ export interface DecodedBatch {
    * with `buffers` (see {@link SketchBuffers.copyBytes}), else a view into the message.
    */
   readonly wire: Uint8Array;
+  /** The dtype of `wire`: the stream's, which may differ from its run's (mixed-precision ranks). */
+  readonly wireDtype: SketchDType;
 }
 
 /**
@@ -122,6 +124,7 @@ export function decodeBatch(
     sketches,
     normalized: normalize,
     wire: buffers === undefined ? b.sketches : buffers.copyBytes(b.sketches),
+    wireDtype: dtype,
   };
 }
 

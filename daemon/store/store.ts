@@ -17,7 +17,7 @@ import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { open, type Database, type Key, type RootDatabase } from 'lmdb';
 import { MotiveError, decodeSketches, describeError, normalizeRows, trace } from '../shared/index.js';
-import { RunState, type QuerySetRecord, type RunInfo, type SampleState } from './run-state.js';
+import { RunState, type QuerySetRecord, type RunInfo, type SampleState, type SketchDType } from './run-state.js';
 import {
   bytesToFloat32,
   copyEmbedding,
@@ -50,8 +50,11 @@ import {
   type ScannedFrame,
 } from './segments.js';
 
-/** Bumped whenever the on-disk layout changes incompatibly. */
-export const STORE_FORMAT_VERSION = 5;
+/**
+ * Bumped whenever the on-disk layout changes incompatibly. Format 6 logs each batch's wire dtype
+ * (a format 5 entry has none and is read in its run's dtype, as it was written).
+ */
+export const STORE_FORMAT_VERSION = 6;
 
 export interface StoreOptions {
   readonly dataDir: string;
@@ -114,8 +117,10 @@ type LogRecord =
       ids: string[];
       /** float32 LE [n × m] products with that query set (empty when qsVersion is 0). */
       products: Uint8Array;
-      /** The sketches as they came off the wire, in the run's dtype, [n × k]. */
+      /** The sketches as they came off the wire, [n × k] of `dtype`. */
       sketches: Uint8Array;
+      /** The sending rank's dtype; absent in entries a format 5 store logged (then the run's). */
+      dtype?: SketchDType;
     }
   | { kind: 'weights'; runId: string; ids: string[]; weights: Uint8Array };
 
@@ -124,8 +129,9 @@ export interface LoggedBatch {
   readonly step: number;
   readonly lr: number;
   readonly sampleIds: readonly string[];
-  /** Wire bytes of the sketches, in the run's dtype. */
+  /** Wire bytes of the sketches, in `wireDtype` (the sending rank's, not necessarily the run's). */
   readonly wire: Uint8Array;
+  readonly wireDtype: SketchDType;
   readonly querySet: QuerySetRecord | undefined;
   /** [n × m] float32 products with `querySet`. */
   readonly products: Float32Array | undefined;
@@ -439,7 +445,7 @@ export class Store {
     }
     const metaDb = root.openDB<number, string>({ name: 'meta' });
     const format = metaDb.get('format');
-    if (format !== undefined && format !== STORE_FORMAT_VERSION && format !== 3 && format !== 4) {
+    if (format !== undefined && format !== STORE_FORMAT_VERSION && format !== 3 && format !== 4 && format !== 5) {
       await root.close();
       throw new MotiveError(
         'MOTIVE_STORE_FORMAT',
@@ -576,7 +582,7 @@ export class Store {
       const n = value.ids.length;
       const k = run.info.dim;
       // Decoded and normalised exactly as ingest did (validate.ts, engine.ts): the same floats.
-      const sketches = decodeSketches(value.sketches, run.info.dtype, n * k);
+      const sketches = decodeSketches(value.sketches, value.dtype ?? run.info.dtype, n * k);
       if (run.info.scoreMode === 'cosine') normalizeRows(sketches, n, k);
       const querySet = value.qsVersion === 0 ? undefined : run.querySet(value.qsVersion);
       this.applyBatch(
@@ -689,6 +695,7 @@ export class Store {
           ids: b.sampleIds as string[],
           products: b.products === undefined ? new Uint8Array(0) : float32Bytes(b.products),
           sketches: b.wire,
+          dtype: b.wireDtype,
         };
         writes.push(() => settled(this.logDb.put(lsn, record)));
         return lsn;

@@ -40,7 +40,18 @@ function sender(engine: InfluenceEngine, expected: Map<string, Float64Array>, se
       expected.set(id, g);
     });
     const wire = new Uint8Array(sketches.buffer.slice(0));
-    await engine.submitBatch({ runId: 'r', rank: 0, seq, step: seq, lr, sampleIds: ids, sketches, wire, bytes: wire.byteLength });
+    await engine.submitBatch({
+      runId: 'r',
+      rank: 0,
+      seq,
+      step: seq,
+      lr,
+      sampleIds: ids,
+      sketches,
+      wire,
+      wireDtype: 'float32' as const,
+      bytes: wire.byteLength,
+    });
   };
 }
 
