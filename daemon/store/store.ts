@@ -33,6 +33,8 @@ import {
   writeSampleRecordAt,
 } from './codec.js';
 import { DeltaPool } from './delta-pool.js';
+import { checkEnvironment } from './env-check.js';
+import { REMOVING, SegmentManifest } from './manifest.js';
 import {
   FRAME_RECORD,
   FRAME_WEIGHT,
@@ -42,12 +44,16 @@ import {
   beginFrameAt,
   bodyOffset,
   frameBytes,
+  listSegments,
   removeDeletedRuns,
+  removeRunDir,
+  removeSegmentFile,
   runSegmentsDir,
   sealFrame,
   sealFrameAt,
   type MovedFrame,
   type ScannedFrame,
+  type SegmentProblem,
 } from './segments.js';
 
 /**
@@ -74,6 +80,8 @@ export interface StoreOptions {
    * false: lmdb-js's write thread). Either way a commit resolves only once it is on disk.
    */
   readonly syncCommits?: boolean;
+  /** Hears each repair made while opening (a torn tail cut off, a leftover removed), to log it. */
+  readonly onRepair?: (message: string, detail: Record<string, unknown>) => void;
 }
 
 interface RunRecord {
@@ -302,7 +310,7 @@ async function moveSampleRecords(dataDir: string, runIds: readonly string[], map
     const samplesDb = env.openDB<Buffer, [string, string]>({ name: 'samples', encoding: 'binary' });
     const weightsDb = env.openDB<Buffer, [string, string]>({ name: 'weights', encoding: 'binary' });
     for (const runId of runIds) {
-      const segments = RunSegments.open(runSegmentsDir(recordsDir, runId), segmentBytes);
+      const segments = RunSegments.open(runSegmentsDir(recordsDir, runId), runId, segmentBytes);
       try {
         let batch: Buffer[] = [];
         let bytes = 0;
@@ -355,8 +363,28 @@ function runRange(runId: string): { start: [string]; end: [string] } {
   return { start: [runId], end: [`${runId}\u0000`] };
 }
 
+/**
+ * Opens the main environment after checking its file (env-check.ts) and that the directory is
+ * writable: MOTIVE_STORE_CORRUPT, MOTIVE_STORE_READONLY or MOTIVE_STORE_OPEN otherwise.
+ */
+function openMain(dataDir: string, mapSize: number): RootDatabase {
+  try {
+    return openEnv(dataDir, mapSize);
+  } catch (err) {
+    if (err instanceof MotiveError) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EROFS' || code === 'EACCES' || code === 'EPERM') {
+      throw new MotiveError('MOTIVE_STORE_READONLY', `${dataDir}: ${(err as Error).message}; the store needs a writable data directory`, {
+        cause: err,
+      });
+    }
+    throw new MotiveError('MOTIVE_STORE_OPEN', `${dataDir}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
 function openEnv(path: string, mapSize: number): RootDatabase {
   mkdirSync(path, { recursive: true });
+  checkEnvironment(path);
   // noSubdir: false, else lmdb-js takes a directory whose name has an extension for a file.
   return open({ path, mapSize, maxDbs: 16, noSubdir: false });
 }
@@ -373,6 +401,10 @@ export class Store {
   private readonly segmentBytes: number;
   private readonly metaDb: Database<number, string>;
   private readonly profilesDb: Database<ClipProfileRecord, [string, string]>;
+  private readonly manifest: SegmentManifest;
+  /** Opened from a store from before the segment manifest (format < 6): its segments are checked as format 5 wrote them. */
+  private readonly legacySegments: boolean;
+  private readonly onRepair: (message: string, detail: Record<string, unknown>) => void;
   private readonly runStates = new Map<string, RunState>();
   /** Each run's record as last committed: ahead of memory while a commit awaits its apply. */
   private readonly persistedRuns = new Map<string, RunRecord>();
@@ -404,6 +436,8 @@ export class Store {
   private readonly sliceBody = new Int32Array(FLUSH_SLICE);
   /** Committed log entries not applied to memory yet, with their run. */
   private readonly unapplied = new Map<number, RunState | undefined>();
+  /** Per run, segments whose deletion a crash interrupted (finished while loading, forgotten by finishOpen). */
+  private readonly unfinishedRemovals = new Map<string, number[]>();
   /** True while the log is replayed at start-up. */
   private replaying = false;
   private logEntries = 0;
@@ -417,8 +451,11 @@ export class Store {
   /** The last flush failure, while ingest is held back by it. */
   private flushFailure: MotiveError | undefined;
 
-  private constructor(root: RootDatabase, dataDir: string, options: StoreOptions) {
+  private constructor(root: RootDatabase, dataDir: string, options: StoreOptions, legacySegments: boolean) {
     this.root = root;
+    this.manifest = new SegmentManifest(root);
+    this.legacySegments = legacySegments;
+    this.onRepair = options.onRepair ?? (() => undefined);
     this.dataDir = dataDir;
     this.recordsDir = join(dataDir, 'records');
     this.segmentBytes = options.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
@@ -437,12 +474,7 @@ export class Store {
 
   /** Opens (creating when missing) the store, loads every run into memory and replays the log. */
   static async open(options: StoreOptions): Promise<Store> {
-    let root: RootDatabase;
-    try {
-      root = openEnv(options.dataDir, options.mapSizeBytes);
-    } catch (err) {
-      throw new MotiveError('MOTIVE_STORE_OPEN', `${options.dataDir}: ${(err as Error).message}`, { cause: err });
-    }
+    const root = openMain(options.dataDir, options.mapSizeBytes);
     const metaDb = root.openDB<number, string>({ name: 'meta' });
     const format = metaDb.get('format');
     if (format !== undefined && format !== STORE_FORMAT_VERSION && format !== 3 && format !== 4 && format !== 5) {
@@ -459,20 +491,21 @@ export class Store {
         const runIds = [...root.openDB<RunRecord, string>({ name: 'runs' }).getKeys()];
         await moveSampleRecords(options.dataDir, runIds, options.mapSizeBytes, segmentBytes);
       }
+      removeDeletedRuns(recordsDir);
+    } catch (err) {
+      await root.close();
+      throw new MotiveError('MOTIVE_STORE_OPEN', `${options.dataDir}: ${(err as Error).message}`, { cause: err });
+    }
+    const store = new Store(root, options.dataDir, options, format !== undefined && format < STORE_FORMAT_VERSION);
+    try {
+      store.loadAll();
+      await store.finishOpen();
       if (format !== STORE_FORMAT_VERSION) {
         await metaDb.put('format', STORE_FORMAT_VERSION);
         await root.flushed;
       }
       // The samples environment of a format 3 or 4 store, once its records are in segments.
       rmSync(join(options.dataDir, 'samples'), { recursive: true, force: true });
-      removeDeletedRuns(recordsDir);
-    } catch (err) {
-      await root.close();
-      throw new MotiveError('MOTIVE_STORE_OPEN', `${options.dataDir}: ${(err as Error).message}`, { cause: err });
-    }
-    const store = new Store(root, options.dataDir, options);
-    try {
-      store.loadAll();
     } catch (err) {
       await store.closeFiles();
       throw err instanceof MotiveError
@@ -480,6 +513,18 @@ export class Store {
         : new MotiveError('MOTIVE_STORE_OPEN', `${options.dataDir}: ${(err as Error).message}`, { cause: err });
     }
     return store;
+  }
+
+  /**
+   * After loading: a store from before the manifest records its segments as loaded (torn tails
+   * cut off); segments whose deletion a crash interrupted are forgotten.
+   */
+  private async finishOpen(): Promise<void> {
+    for (const [run, segments] of this.segments) {
+      const forget = this.unfinishedRemovals.get(run.info.id) ?? [];
+      await this.manifest.record(run.info.id, this.legacySegments ? segments.sizes() : new Map(), forget);
+    }
+    this.unfinishedRemovals.clear();
   }
 
   private loadAll(): void {
@@ -528,7 +573,24 @@ export class Store {
    * newer than the record. Returns the largest lsn met.
    */
   private loadSegments(run: RunState): number {
-    const segments = RunSegments.open(runSegmentsDir(this.recordsDir, run.info.id), this.segmentBytes);
+    const id = run.info.id;
+    const dir = runSegmentsDir(this.recordsDir, id);
+    const expected = this.legacySegments ? undefined : this.manifest.entries(id);
+    const removals: number[] = [];
+    for (const [seq, size] of expected ?? []) {
+      if (size !== REMOVING) continue;
+      // Compaction had copied its live frames and synced them before it began deleting it.
+      removeSegmentFile(dir, seq);
+      removals.push(seq);
+      expected?.delete(seq);
+    }
+    this.unfinishedRemovals.set(id, removals);
+    const report = (p: SegmentProblem): void =>
+      this.onRepair(`store repaired: ${p.kind} ${p.file} at offset ${p.offset}: ${p.detail}`, { ...p });
+    const segments = RunSegments.open(dir, id, this.segmentBytes, {
+      check: { expected, mode: 'open', report },
+      hooks: this.manifest.hooks(id),
+    });
     this.segments.set(run, segments);
     let maxLsn = 0;
     const weights = new Map<string, { lsn: number; weight: number; loc: number }>();
@@ -609,11 +671,21 @@ export class Store {
     return [...this.runStates.values()];
   }
 
-  /** Creates a run, durably, and registers it in memory. */
+  /**
+   * Creates a run, durably, and registers it in memory. A segment directory left under its name
+   * (a run of the same id deleted while a write of it was in flight) is removed first, never
+   * adopted.
+   */
   async createRun(info: RunInfo): Promise<RunState> {
     const run = new RunState(info);
+    const dir = runSegmentsDir(this.recordsDir, info.id);
+    if (existsSync(dir)) {
+      this.onRepair(`removed the segment directory a deleted run "${info.id}" left behind`, { dir, segments: listSegments(dir).length });
+      removeRunDir(dir);
+    }
     await this.commit((tx) => tx.putRun(run));
-    this.segments.set(run, RunSegments.open(runSegmentsDir(this.recordsDir, info.id), this.segmentBytes));
+    const check = { expected: new Map<number, number>(), mode: 'open' as const, report: () => undefined };
+    this.segments.set(run, RunSegments.open(dir, info.id, this.segmentBytes, { check, hooks: this.manifest.hooks(info.id) }));
     this.runStates.set(info.id, run);
     return run;
   }
@@ -1106,7 +1178,9 @@ export class Store {
   private segmentsOf(run: RunState): RunSegments {
     let segments = this.segments.get(run);
     if (segments === undefined) {
-      segments = RunSegments.open(runSegmentsDir(this.recordsDir, run.info.id), this.segmentBytes);
+      segments = RunSegments.open(runSegmentsDir(this.recordsDir, run.info.id), run.info.id, this.segmentBytes, {
+        hooks: this.manifest.hooks(run.info.id),
+      });
       this.segments.set(run, segments);
     }
     return segments;
@@ -1173,6 +1247,10 @@ export class Store {
     if (upTo <= 0) return;
     const keys = [...this.logDb.getKeys({ end: upTo + 1 })];
     if (keys.length === 0) return;
+    // What the trimmed entries held is from now on only in the segments: their sizes recorded first.
+    for (const [run, segments] of this.segments) {
+      if (this.runStates.get(run.info.id) === run) await this.manifest.record(run.info.id, segments.sizes());
+    }
     await this.commit(() => {
       for (const key of keys) settled(this.logDb.remove(key));
     });
@@ -1377,6 +1455,8 @@ export class Store {
         return { sample, pos, bytes, idBytes, body, g: recordG };
       });
       const base = await segments.append([out]);
+      // Bypassing the log: only the segment holds these, from now on at the size recorded.
+      await this.manifest.record(runId, segments.sizes());
       for (const { sample, pos, bytes, idBytes, body, g } of placed) {
         const known = run.samples.get(sample.id);
         if (known !== undefined) {
@@ -1407,17 +1487,20 @@ export class Store {
     if (run === undefined) return false;
     const resume = await this.pauseFlusher();
     try {
-      // Samples first: a crash in between leaves the run without samples, never orphan records.
-      await this.segmentsOf(run).remove();
-      this.segments.delete(run);
+      // The run's records last: a crash in between leaves a directory no run refers to, which
+      // creating a run of the same id removes (never a run whose recorded segments are missing).
+      const segments = this.segmentsOf(run);
       const logKeys: number[] = [];
       for (const { key, value } of this.logDb.getRange()) if (value.runId === runId) logKeys.push(key);
       await this.commit(() => {
+        this.manifest.removeRun(runId);
         settled(this.runsDb.remove(runId));
         const dbs = [this.commitsDb, this.queriesDb] as unknown as Database<unknown, Key[]>[];
         for (const db of dbs) for (const key of db.getKeys(runRange(runId))) settled(db.remove(key));
         for (const key of logKeys) settled(this.logDb.remove(key));
       });
+      await segments.remove();
+      this.segments.delete(run);
       this.persistedRuns.delete(runId);
       this.logEntries -= logKeys.length;
       this.runStates.delete(runId);
