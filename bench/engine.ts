@@ -100,6 +100,7 @@ async function once(seed: number): Promise<RunResult> {
             sketches,
             normalized: true,
             wire,
+            wireDtype: 'float16',
             bytes: wire.length + 64 * BATCH,
           })
           .then(() => {

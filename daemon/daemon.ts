@@ -53,6 +53,7 @@ export async function startDaemon(config: MotiveConfig, log: Logger = createLogg
     flushChunkSamples: config.store.flushChunkSamples,
     segmentBytes: config.store.segmentBytes,
     syncCommits: config.store.syncCommits,
+    onRepair: (message, detail) => log.warn(detail, message),
   });
   const auth = new Authorizer(config.auth.tokens, config.auth.trainerToken);
   const tls = readTls(config.tls);

@@ -9,6 +9,7 @@ import { topCommand } from './commands/top.js';
 import { runsCommand } from './commands/runs.js';
 import { backupCommand } from './commands/backup.js';
 import { restoreCommand } from './commands/restore.js';
+import { checkCommand } from './commands/check.js';
 import { profileCommand } from './commands/profile.js';
 import { selectCommand } from './commands/select.js';
 import { exportCommand } from './commands/export.js';
@@ -26,6 +27,7 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
   runs: runsCommand,
   backup: backupCommand,
   restore: restoreCommand,
+  check: checkCommand,
   profile: profileCommand,
   select: selectCommand,
   export: exportCommand,
@@ -69,7 +71,9 @@ export async function runCli(argv: string[], io: Io = defaultIo, env: NodeJS.Pro
       io.err(`motive ${name}: ${err.message}\n`);
       return 2;
     }
-    io.err(`motive ${name}: ${(err as Error).message}\n`);
+    const code = (err as { code?: unknown }).code;
+    const prefix = typeof code === 'string' && code.startsWith('MOTIVE_') ? `${code}: ` : '';
+    io.err(`motive ${name}: ${prefix}${(err as Error).message}\n`);
     return 1;
   }
 }

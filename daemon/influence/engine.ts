@@ -9,7 +9,7 @@
  * event loop after its commit, before any further I/O is read. The next group is prepared while one commits.
  */
 import { MotiveError, normalizeRows, trace, type Logger } from '../shared/index.js';
-import type { QuerySetRecord, RunState, SampleState, ScoreMode, Store } from '../store/index.js';
+import type { QuerySetRecord, RunState, SampleState, ScoreMode, SketchDType, Store } from '../store/index.js';
 import type { MatMulKernel } from './matmul-kernel.js';
 import { allFinite, transpose } from './math.js';
 import { SketchBuffers } from './sketch-decode.js';
@@ -29,10 +29,15 @@ export interface BatchSubmission {
    * pass); a cosine run's raw sketches are normalised in the group's preparation.
    */
   readonly normalized?: boolean;
-  /** The sketch bytes as received, in the run's dtype: what the store logs. */
+  /** The sketch bytes as received: what the store logs. */
   readonly wire: Uint8Array;
   /** Per-sample features [sampleIds.length × the run's feature count], stored with the batch; undefined: none. */
   readonly features?: Float32Array | undefined;
+  /**
+   * The dtype of `wire`: the sending rank's, which may differ from the run's (ranks in mixed
+   * precision); logged with the bytes so that recovery decodes them as ingest did.
+   */
+  readonly wireDtype: SketchDType;
   /** Wire bytes, for group sizing. */
   readonly bytes: number;
 }
@@ -620,6 +625,7 @@ export class InfluenceEngine {
             lr: sub.lr,
             sampleIds: sub.sampleIds,
             wire: sub.wire,
+            wireDtype: sub.wireDtype,
             querySet: p.querySet,
             products: p.products,
           });

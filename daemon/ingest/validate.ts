@@ -110,6 +110,8 @@ export interface DecodedBatch {
    * with `buffers` (see {@link SketchBuffers.copyBytes}), else a view into the message.
    */
   readonly wire: Uint8Array;
+  /** The dtype of `wire`: the stream's, which may differ from its run's (mixed-precision ranks). */
+  readonly wireDtype: SketchDType;
 }
 
 /**
@@ -154,6 +156,7 @@ export function decodeBatch(
     features,
     normalized: normalize,
     wire: buffers === undefined ? b.sketches : buffers.copyBytes(b.sketches),
+    wireDtype: dtype,
   };
 }
 

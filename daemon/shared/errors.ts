@@ -12,6 +12,8 @@ export const ErrorCodes = {
   MOTIVE_STORE_FORMAT: { status: 500, message: 'store format version mismatch' },
   MOTIVE_STORE_COMMIT: { status: 503, message: 'store commit failed' },
   MOTIVE_STORE_FULL: { status: 507, message: 'store is full' },
+  MOTIVE_STORE_CORRUPT: { status: 500, message: 'the store is damaged' },
+  MOTIVE_STORE_READONLY: { status: 500, message: 'the data directory is not writable' },
   MOTIVE_INGEST_HELLO_REQUIRED: { status: 400, message: 'first message must be Hello' },
   MOTIVE_INGEST_HELLO_INVALID: { status: 400, message: 'invalid Hello' },
   MOTIVE_INGEST_DUPLICATE_HELLO: { status: 400, message: 'Hello sent twice on one stream' },

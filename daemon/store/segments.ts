@@ -5,16 +5,23 @@
  * {@link RunSegments.compact} copies the live frames of mostly dead segments to the active one and
  * deletes them. See docs/store.md for the frame layout.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { closeSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { open as openFile, rm, type FileHandle } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
+import { MotiveError } from '../shared/index.js';
 
 /** Frame header: u32 frame bytes | u32 crc32 of bytes [8, frame bytes) | u8 kind | u8 0 | u16 id bytes | u32 body bytes. */
 export const FRAME_HEADER_BYTES = 16;
 export const FRAME_RECORD = 1;
 export const FRAME_WEIGHT = 2;
+/**
+ * A segment's first frame (store format 6): the run id as its id, the segment number as its body
+ * (u32, then 4 bytes of zeros), so a segment of another run, or renamed, is recognised.
+ */
+export const FRAME_SEGMENT = 3;
+const SEGMENT_BODY_BYTES = 8;
 /** A weight entry's body: f64 lsn (the last log entry it reflects), f32 weight, 4 bytes of padding. */
 export const WEIGHT_BODY_BYTES = 16;
 /** Longest sample id a frame holds (its u16 length field). */
@@ -111,6 +118,73 @@ interface Segment {
   readonly handle: FileHandle | undefined;
 }
 
+/** What is wrong with a run's segments: found while opening or on the first scan. */
+export interface SegmentProblem {
+  /**
+   * torn: bytes at the end of a segment written after the store last recorded its size (so the
+   * log still holds what they held), cut off; corrupt: a frame that is damaged where the store
+   * recorded it written; cut: a segment shorter than recorded; missing: a recorded segment
+   * absent; foreign: a segment of another run or number; unlisted: a file the store never
+   * recorded (empty ones are a crash's leftover and removed).
+   */
+  readonly kind: 'torn' | 'corrupt' | 'cut' | 'missing' | 'foreign' | 'unlisted';
+  readonly file: string;
+  readonly offset: number;
+  readonly detail: string;
+  /** Cut off or removed (a torn tail or an empty unlisted segment, in open or repair mode). */
+  readonly repaired: boolean;
+}
+
+/** How {@link RunSegments.open} checks the segments it finds. */
+export interface SegmentCheck {
+  /**
+   * Bytes the store recorded written and synced per segment number (its manifest). Undefined for
+   * a store from before the manifest (format 5): then a bad frame is only a torn tail where it is
+   * the last thing in its segment.
+   */
+  readonly expected: ReadonlyMap<number, number> | undefined;
+  /**
+   * open: torn tails and empty unlisted segments repaired (and reported), anything else throws
+   * MOTIVE_STORE_CORRUPT; check: everything reported, nothing changed; repair: as check, with
+   * torn tails and empty unlisted segments repaired.
+   */
+  readonly mode: 'open' | 'check' | 'repair';
+  readonly report: (p: SegmentProblem) => void;
+}
+
+/** The error a damaged segment stops start-up with. */
+export function corruptError(p: SegmentProblem): MotiveError {
+  return new MotiveError(
+    'MOTIVE_STORE_CORRUPT',
+    `${p.file}: ${p.kind} at offset ${p.offset}: ${p.detail}; nothing was changed (\`motive check --data-dir DIR\` lists every problem; docs/store.md, "Damaged storage")`,
+  );
+}
+
+/** Path of segment `seq` in `dir`. */
+export function segmentPath(dir: string, seq: number): string {
+  return join(dir, `${String(seq).padStart(10, '0')}${SEGMENT_SUFFIX}`);
+}
+
+/** Segment numbers of the files in `dir` (none when it does not exist). */
+export function listSegments(dir: string): number[] {
+  if (!statSync(dir, { throwIfNoEntry: false })) return [];
+  return readdirSync(dir)
+    .filter((name) => name.endsWith(SEGMENT_SUFFIX))
+    .map((name) => Number.parseInt(name, 10))
+    .filter((seq) => Number.isSafeInteger(seq) && seq > 0)
+    .sort((a, b) => a - b);
+}
+
+/** Store-side bookkeeping of a run's segments (the manifest), called around their creation and removal. */
+export interface SegmentHooks {
+  /** A segment was created (empty, its entry synced); resolves once the store recorded it. */
+  started(seq: number): Promise<void>;
+  /** Compaction is about to delete `seq`: resolves once recorded, with every other segment's synced size. */
+  removing(seq: number, sizes: ReadonlyMap<number, number>): Promise<void>;
+  /** `seq` is deleted. */
+  removed(seq: number): Promise<void>;
+}
+
 /** Directory of a run's segments under `recordsDir`: a fixed-length name, whatever the run id. */
 export function runSegmentsDir(recordsDir: string, runId: string): string {
   return join(recordsDir, createHash('sha256').update(runId).digest('hex').slice(0, 32));
@@ -140,6 +214,21 @@ async function syncDirAsync(dir: string): Promise<void> {
   }
 }
 
+/** Removes segment `seq` of `dir`, durably (its directory synced). */
+export function removeSegmentFile(dir: string, seq: number): void {
+  rmSync(segmentPath(dir, seq), { force: true });
+  if (statSync(dir, { throwIfNoEntry: false })) syncDir(dir);
+}
+
+/** Removes a run's directory: renamed first, so a crash leaves none of it behind. */
+export function removeRunDir(dir: string): void {
+  const gone = `${dir}${DELETED_SUFFIX}`;
+  rmSync(gone, { recursive: true, force: true });
+  renameSync(dir, gone);
+  syncDir(join(dir, '..'));
+  rmSync(gone, { recursive: true, force: true });
+}
+
 /** Removes what a crash left of deleted runs' directories. */
 export function removeDeletedRuns(recordsDir: string): void {
   mkdirSync(recordsDir, { recursive: true });
@@ -150,6 +239,7 @@ export function removeDeletedRuns(recordsDir: string): void {
 
 export class RunSegments {
   readonly dir: string;
+  private readonly runId: string;
   private readonly segmentBytes: number;
   private readonly segments = new Map<number, Segment>();
   /** The segment appends go to; undefined until the first append, or after a failed one that could not be cut off. */
@@ -158,38 +248,92 @@ export class RunSegments {
   private closed = false;
   private appending: Promise<void> = Promise.resolve();
   private compacting = false;
+  private readonly hooks: SegmentHooks | undefined;
+  /** Checks the first scan still has to make (undefined once made: later scans refuse any bad frame). */
+  private check: SegmentCheck | undefined;
 
-  private constructor(dir: string, segmentBytes: number) {
+  private constructor(dir: string, runId: string, segmentBytes: number, hooks: SegmentHooks | undefined) {
     this.dir = dir;
+    this.runId = runId;
     this.segmentBytes = segmentBytes;
+    this.hooks = hooks;
   }
 
   /**
    * Opens (creating when missing) a run's segment directory. Existing segments are only read and
    * compacted: appends always go to a new segment, so a frame torn by a crash is at the end of
-   * its segment, where a scan stops.
+   * its segment. With `check`, the files are compared with the store's manifest now and every
+   * frame on the first {@link RunSegments.scan} (see {@link SegmentCheck}).
    */
-  static open(dir: string, segmentBytes: number): RunSegments {
+  static open(dir: string, runId: string, segmentBytes: number, options: { check?: SegmentCheck; hooks?: SegmentHooks } = {}): RunSegments {
     if (segmentBytes > MAX_SEGMENT_BYTES) throw new RangeError(`segment size ${segmentBytes} exceeds ${MAX_SEGMENT_BYTES}`);
+    const check = options.check;
     const created = !statSync(dir, { throwIfNoEntry: false });
+    if (created && check?.mode === 'check') {
+      const segments = new RunSegments(dir, runId, segmentBytes, options.hooks);
+      segments.checkFiles([], check);
+      return segments;
+    }
     mkdirSync(dir, { recursive: true });
     if (created) syncDir(join(dir, '..'));
-    const segments = new RunSegments(dir, segmentBytes);
-    const seqs = readdirSync(dir)
-      .filter((name) => name.endsWith(SEGMENT_SUFFIX))
-      .map((name) => Number.parseInt(name, 10))
-      .filter((seq) => Number.isSafeInteger(seq) && seq > 0)
-      .sort((a, b) => a - b);
+    const segments = new RunSegments(dir, runId, segmentBytes, options.hooks);
+    let seqs = listSegments(dir);
+    if (check !== undefined) seqs = segments.checkFiles(seqs, check);
     for (const seq of seqs) {
       const path = segments.pathOf(seq);
       segments.segments.set(seq, { seq, path, fd: openSync(path, 'r'), size: statSync(path).size, live: 0, handle: undefined });
-      segments.nextSeq = seq + 1;
     }
+    for (const seq of [...seqs, ...(check?.expected?.keys() ?? [])]) if (seq >= segments.nextSeq) segments.nextSeq = seq + 1;
+    segments.check = check;
     return segments;
   }
 
+  /** Compares the files with the manifest; returns the segments to read. */
+  private checkFiles(seqs: number[], check: SegmentCheck): number[] {
+    const problem = (p: Omit<SegmentProblem, 'repaired'>, repaired = false): void => {
+      const full = { ...p, repaired };
+      if (check.mode === 'open' && !repaired) throw corruptError(full);
+      check.report(full);
+    };
+    const expected = check.expected;
+    if (expected === undefined) return seqs;
+    const kept: number[] = [];
+    for (const seq of seqs) {
+      const path = this.pathOf(seq);
+      const size = statSync(path).size;
+      const recorded = expected.get(seq);
+      if (recorded === undefined) {
+        // Created by a crash before the store recorded it: nothing in it was counted on.
+        if (size === 0 && check.mode !== 'check') {
+          rmSync(path, { force: true });
+          problem({ kind: 'unlisted', file: path, offset: 0, detail: 'an empty segment the store never recorded, removed' }, true);
+        } else
+          problem({
+            kind: 'unlisted',
+            file: path,
+            offset: 0,
+            detail: `${size} bytes the store never recorded (another run's or a leftover)`,
+          });
+        continue;
+      }
+      if (size < recorded)
+        problem({ kind: 'cut', file: path, offset: size, detail: `${size} bytes, the store recorded ${recorded} written` });
+      kept.push(seq);
+    }
+    for (const [seq, recorded] of expected) {
+      if (recorded >= 0 && !seqs.includes(seq))
+        problem({ kind: 'missing', file: this.pathOf(seq), offset: 0, detail: `absent, the store recorded ${recorded} bytes written` });
+    }
+    return kept;
+  }
+
   private pathOf(seq: number): string {
-    return join(this.dir, `${String(seq).padStart(10, '0')}${SEGMENT_SUFFIX}`);
+    return segmentPath(this.dir, seq);
+  }
+
+  /** Each segment's size written and synced. */
+  sizes(): Map<number, number> {
+    return new Map([...this.segments.values()].map((s) => [s.seq, s.size]));
   }
 
   /** Bytes of all segments. */
@@ -211,15 +355,17 @@ export class RunSegments {
   }
 
   /**
-   * Every frame of every segment, oldest segment first. A segment is read up to its first frame
-   * that is cut short or fails its checksum (a write torn by a crash, or one that failed); its
-   * size is set to the end of the frame before it.
+   * Every frame of every segment, oldest segment first. The first scan after opening makes the
+   * checks of {@link SegmentCheck}; any later one refuses a bad frame (MOTIVE_STORE_CORRUPT), as
+   * every segment was read whole by then.
    */
   *scan(): Generator<ScannedFrame> {
-    for (const segment of [...this.segments.values()]) yield* this.scanSegment(segment, true);
+    const check = this.check;
+    for (const segment of [...this.segments.values()]) yield* this.scanSegment(segment, check);
+    this.check = undefined;
   }
 
-  private *scanSegment(segment: Segment, check: boolean): Generator<ScannedFrame> {
+  private *scanSegment(segment: Segment, check: SegmentCheck | undefined): Generator<ScannedFrame> {
     let buf = Buffer.allocUnsafeSlow(SCAN_BLOCK_BYTES);
     /** File offset of buf[0], bytes valid in buf, file offset of the next frame. */
     let base = 0;
@@ -230,34 +376,120 @@ export class RunSegments {
       base = pos;
       filled = readSync(segment.fd, buf, 0, Math.min(buf.length, end - pos), pos);
     };
-    while (pos + FRAME_HEADER_BYTES <= end) {
+    /** Why the frame at `pos` is unreadable, and whether it ends the file (nothing after it). */
+    let bad: string | undefined;
+    let last = false;
+    while (pos < end) {
+      if (end - pos < FRAME_HEADER_BYTES) {
+        [bad, last] = [`${end - pos} bytes, less than a frame header`, true];
+        break;
+      }
       if (pos + FRAME_HEADER_BYTES > base + filled) fill();
-      if (pos + FRAME_HEADER_BYTES > base + filled) break;
+      if (pos + FRAME_HEADER_BYTES > base + filled) {
+        [bad, last] = ['short read', true];
+        break;
+      }
       const len = buf.readUInt32LE(pos - base);
-      if (len < FRAME_HEADER_BYTES || len % 8 !== 0 || pos + len > end) break;
+      if (len < FRAME_HEADER_BYTES || len % 8 !== 0) {
+        bad = `frame length ${len}`;
+        break;
+      }
+      if (pos + len > end) {
+        [bad, last] = [`a frame of ${len} bytes cut short by the end of the file at ${end}`, true];
+        break;
+      }
       if (pos + len > base + filled) {
         if (len > buf.length) buf = Buffer.allocUnsafeSlow(len);
         fill();
-        if (len > filled) break;
+        if (len > filled) {
+          [bad, last] = ['short read', true];
+          break;
+        }
       }
       const frame = buf.subarray(pos - base, pos - base + len);
       const idBytes = frame.readUInt16LE(10);
       const bodyBytes = frame.readUInt32LE(12);
-      if (frameBytes(idBytes, bodyBytes) !== len) break;
-      if (check && frame.readUInt32LE(4) !== crc32(frame.subarray(8))) break;
+      if (frameBytes(idBytes, bodyBytes) !== len) {
+        bad = 'frame header fields disagree with its length';
+        break;
+      }
+      if (frame.readUInt32LE(4) !== crc32(frame.subarray(8))) {
+        [bad, last] = ['checksum mismatch', pos + len === end];
+        break;
+      }
+      const kind = frame.readUInt8(8);
+      const id = frame.toString('utf8', FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + idBytes);
       const body = bodyOffset(idBytes);
-      yield {
-        kind: frame.readUInt8(8),
-        id: frame.toString('utf8', FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + idBytes),
-        body: frame.subarray(body, body + bodyBytes),
-        loc: segment.seq * SEGMENT_SPAN + pos + body,
-        frame,
-      };
+      if (kind === FRAME_SEGMENT) {
+        const seq = frame.readUInt32LE(body);
+        if (pos !== 0 || id !== this.runId || seq !== segment.seq) {
+          const where = pos !== 0 ? 'a segment header inside the segment' : `the header of segment ${seq} of run "${id}"`;
+          this.refuse(segment, check, {
+            kind: 'foreign',
+            offset: pos,
+            detail: `${where}, expected segment ${segment.seq} of run "${this.runId}"`,
+          });
+          return;
+        }
+        pos += len;
+        continue;
+      }
+      yield { kind, id, body: frame.subarray(body, body + bodyBytes), loc: segment.seq * SEGMENT_SPAN + pos + body, frame };
       pos += len;
     }
-    // Whatever follows the last good frame of a segment an earlier process wrote is a torn or
-    // failed write: never read again. (This process's own segments end at their last good frame.)
-    if (pos < end && segment.handle === undefined) segment.size = pos;
+    if (bad !== undefined) this.badFrame(segment, check, pos, bad, last || this.zerosFrom(segment, pos));
+  }
+
+  /** Whether every byte of `segment` from `pos` on is zero (a write the file system extended the file for but never wrote). */
+  private zerosFrom(segment: Segment, pos: number): boolean {
+    const buf = Buffer.allocUnsafeSlow(Math.min(SCAN_BLOCK_BYTES, Math.max(segment.size - pos, 1)));
+    for (let at = pos; at < segment.size;) {
+      const n = readSync(segment.fd, buf, 0, Math.min(buf.length, segment.size - at), at);
+      if (n === 0) return false;
+      for (let i = 0; i < n; i++) if (buf[i] !== 0) return false;
+      at += n;
+    }
+    return true;
+  }
+
+  /**
+   * A frame at `pos` that cannot be read. A torn tail — at or past the size the store recorded
+   * written (or, for a segment from before the manifest, the last thing in its file) — held only
+   * what the log still holds: it is cut off and reported. Anything else refuses the store.
+   */
+  private badFrame(segment: Segment, check: SegmentCheck | undefined, pos: number, detail: string, last: boolean): void {
+    const recorded = check?.expected?.get(segment.seq);
+    const torn = check !== undefined && (recorded !== undefined ? pos >= recorded : last);
+    if (!torn) {
+      this.refuse(segment, check, { kind: 'corrupt', offset: pos, detail });
+      return;
+    }
+    const repair = check.mode !== 'check';
+    const p: SegmentProblem = {
+      kind: 'torn',
+      file: segment.path,
+      offset: pos,
+      detail: `${segment.size - pos} bytes after the last whole frame (${detail})${repair ? ', cut off' : ''}`,
+      repaired: repair,
+    };
+    if (repair) {
+      const fd = openSync(segment.path, 'r+');
+      try {
+        ftruncateSync(fd, pos);
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      segment.size = pos;
+    }
+    check.report(p);
+  }
+
+  /** A problem that refuses the store: thrown, or in check and repair modes reported (the rest of the segment unread). */
+  private refuse(segment: Segment, check: SegmentCheck | undefined, p: Omit<SegmentProblem, 'repaired' | 'file'>): void {
+    const full = { ...p, file: segment.path, repaired: false };
+    if (check === undefined || check.mode === 'open') throw corruptError(full);
+    check.report(full);
   }
 
   /** Counts a frame (`bytes` long, its body at `loc`) as some sample's newest. */
@@ -309,9 +541,12 @@ export class RunSegments {
     if (segment === undefined || segment.size >= this.segmentBytes) segment = await this.startSegment();
     const handle = segment.handle as FileHandle;
     const start = segment.size;
+    // A segment's first append begins with its header (cut off with it if the append fails).
+    const header = start === 0 ? segmentHeader(this.runId, segment.seq) : undefined;
+    if (header !== undefined) total += header.length;
     try {
       let written = 0;
-      let pending = buffers.filter((b) => b.length > 0);
+      let pending = [...(header === undefined ? [] : [header]), ...buffers.filter((b) => b.length > 0)];
       while (written < total) {
         const { bytesWritten } = await handle.writev(pending, start + written);
         if (bytesWritten === 0) throw new Error(`${segment.path}: no bytes written (ENOSPC?)`);
@@ -331,7 +566,7 @@ export class RunSegments {
       throw err;
     }
     segment.size = start + total;
-    return segment.seq * SEGMENT_SPAN + start;
+    return segment.seq * SEGMENT_SPAN + start + (header?.length ?? 0);
   }
 
   private async startSegment(): Promise<Segment> {
@@ -343,6 +578,8 @@ export class RunSegments {
     const segment: Segment = { seq, path, fd: handle.fd, size: 0, live: 0, handle };
     this.segments.set(seq, segment);
     this.active = segment;
+    // Recorded before anything is written to it: a segment the store never recorded is empty.
+    await this.hooks?.started(seq);
     return segment;
   }
 
@@ -386,7 +623,8 @@ export class RunSegments {
       const copies: Buffer[] = [];
       let offset = 0;
       let n = 0;
-      for (const f of this.scanSegment(victim, false)) {
+      // Read whole or not at all: a bad frame throws (MOTIVE_STORE_CORRUPT) and nothing is deleted.
+      for (const f of this.scanSegment(victim, undefined)) {
         if (++n % 1024 === 0) await new Promise((resolve) => setImmediate(resolve));
         if (!isLive(f)) continue;
         // The scan reuses its buffer: each live frame is copied out.
@@ -408,6 +646,9 @@ export class RunSegments {
   }
 
   private async removeSegment(segment: Segment): Promise<void> {
+    const others = this.sizes();
+    others.delete(segment.seq);
+    await this.hooks?.removing(segment.seq, others);
     this.segments.delete(segment.seq);
     if (segment.handle !== undefined) await segment.handle.close();
     else closeSync(segment.fd);
@@ -415,6 +656,7 @@ export class RunSegments {
     // at a crash leaves the old frames, which recovery skips as older than their samples' newest).
     await rm(segment.path, { force: true });
     await syncDirAsync(this.dir);
+    await this.hooks?.removed(segment.seq);
   }
 
   /** Copies every segment, up to its written size, into `dir` (a backup; the writer is paused); resolves with the bytes copied. */
@@ -455,12 +697,18 @@ export class RunSegments {
   /** Closes and removes the run's directory: renamed first, so a crash leaves none of it behind. */
   async remove(): Promise<void> {
     await this.close();
-    const gone = `${this.dir}${DELETED_SUFFIX}`;
-    rmSync(gone, { recursive: true, force: true });
-    renameSync(this.dir, gone);
-    syncDir(join(this.dir, '..'));
-    rmSync(gone, { recursive: true, force: true });
+    if (statSync(this.dir, { throwIfNoEntry: false })) removeRunDir(this.dir);
   }
+}
+
+/** A segment's first frame: the run id and the segment number. */
+function segmentHeader(runId: string, seq: number): Buffer {
+  const idBytes = Buffer.byteLength(runId);
+  const frame = Buffer.alloc(frameBytes(idBytes, SEGMENT_BODY_BYTES));
+  beginFrame(frame, FRAME_SEGMENT, runId, idBytes, SEGMENT_BODY_BYTES);
+  frame.writeUInt32LE(seq, bodyOffset(idBytes));
+  sealFrame(frame);
+  return frame;
 }
 
 /** `buffers` without their first `bytes` bytes. */

@@ -17,7 +17,7 @@ import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { open, type Database, type Key, type RootDatabase } from 'lmdb';
 import { MotiveError, decodeSketches, describeError, normalizeRows, trace } from '../shared/index.js';
-import { RunState, type QuerySetRecord, type RunInfo, type SampleState } from './run-state.js';
+import { RunState, type QuerySetRecord, type RunInfo, type SampleState, type SketchDType } from './run-state.js';
 import {
   bytesToFloat32,
   copyEmbedding,
@@ -34,6 +34,8 @@ import {
 } from './codec.js';
 import { DeltaPool } from './delta-pool.js';
 import { FeatureTables, sameNames } from './features.js';
+import { checkEnvironment } from './env-check.js';
+import { REMOVING, SegmentManifest } from './manifest.js';
 import {
   FRAME_RECORD,
   FRAME_WEIGHT,
@@ -43,16 +45,23 @@ import {
   beginFrameAt,
   bodyOffset,
   frameBytes,
+  listSegments,
   removeDeletedRuns,
+  removeRunDir,
+  removeSegmentFile,
   runSegmentsDir,
   sealFrame,
   sealFrameAt,
   type MovedFrame,
   type ScannedFrame,
+  type SegmentProblem,
 } from './segments.js';
 
-/** Bumped whenever the on-disk layout changes incompatibly. */
-export const STORE_FORMAT_VERSION = 5;
+/**
+ * Bumped whenever the on-disk layout changes incompatibly. Format 6 logs each batch's wire dtype
+ * (a format 5 entry has none and is read in its run's dtype, as it was written).
+ */
+export const STORE_FORMAT_VERSION = 6;
 
 export interface StoreOptions {
   readonly dataDir: string;
@@ -72,6 +81,8 @@ export interface StoreOptions {
    * false: lmdb-js's write thread). Either way a commit resolves only once it is on disk.
    */
   readonly syncCommits?: boolean;
+  /** Hears each repair made while opening (a torn tail cut off, a leftover removed), to log it. */
+  readonly onRepair?: (message: string, detail: Record<string, unknown>) => void;
 }
 
 interface RunRecord {
@@ -115,8 +126,10 @@ type LogRecord =
       ids: string[];
       /** float32 LE [n × m] products with that query set (empty when qsVersion is 0). */
       products: Uint8Array;
-      /** The sketches as they came off the wire, in the run's dtype, [n × k]. */
+      /** The sketches as they came off the wire, [n × k] of `dtype`. */
       sketches: Uint8Array;
+      /** The sending rank's dtype; absent in entries a format 5 store logged (then the run's). */
+      dtype?: SketchDType;
     }
   | { kind: 'weights'; runId: string; ids: string[]; weights: Uint8Array };
 
@@ -125,8 +138,9 @@ export interface LoggedBatch {
   readonly step: number;
   readonly lr: number;
   readonly sampleIds: readonly string[];
-  /** Wire bytes of the sketches, in the run's dtype. */
+  /** Wire bytes of the sketches, in `wireDtype` (the sending rank's, not necessarily the run's). */
   readonly wire: Uint8Array;
+  readonly wireDtype: SketchDType;
   readonly querySet: QuerySetRecord | undefined;
   /** [n × m] float32 products with `querySet`. */
   readonly products: Float32Array | undefined;
@@ -299,7 +313,7 @@ async function moveSampleRecords(dataDir: string, runIds: readonly string[], map
     const samplesDb = env.openDB<Buffer, [string, string]>({ name: 'samples', encoding: 'binary' });
     const weightsDb = env.openDB<Buffer, [string, string]>({ name: 'weights', encoding: 'binary' });
     for (const runId of runIds) {
-      const segments = RunSegments.open(runSegmentsDir(recordsDir, runId), segmentBytes);
+      const segments = RunSegments.open(runSegmentsDir(recordsDir, runId), runId, segmentBytes);
       try {
         let batch: Buffer[] = [];
         let bytes = 0;
@@ -352,8 +366,28 @@ function runRange(runId: string): { start: [string]; end: [string] } {
   return { start: [runId], end: [`${runId}\u0000`] };
 }
 
+/**
+ * Opens the main environment after checking its file (env-check.ts) and that the directory is
+ * writable: MOTIVE_STORE_CORRUPT, MOTIVE_STORE_READONLY or MOTIVE_STORE_OPEN otherwise.
+ */
+function openMain(dataDir: string, mapSize: number): RootDatabase {
+  try {
+    return openEnv(dataDir, mapSize);
+  } catch (err) {
+    if (err instanceof MotiveError) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EROFS' || code === 'EACCES' || code === 'EPERM') {
+      throw new MotiveError('MOTIVE_STORE_READONLY', `${dataDir}: ${(err as Error).message}; the store needs a writable data directory`, {
+        cause: err,
+      });
+    }
+    throw new MotiveError('MOTIVE_STORE_OPEN', `${dataDir}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
 function openEnv(path: string, mapSize: number): RootDatabase {
   mkdirSync(path, { recursive: true });
+  checkEnvironment(path);
   // noSubdir: false, else lmdb-js takes a directory whose name has an extension for a file.
   return open({ path, mapSize, maxDbs: 16, noSubdir: false });
 }
@@ -372,6 +406,10 @@ export class Store {
   private readonly profilesDb: Database<ClipProfileRecord, [string, string]>;
   /** Per-sample features and each run's feature names (features.ts). */
   private readonly featureTables: FeatureTables;
+  private readonly manifest: SegmentManifest;
+  /** Opened from a store from before the segment manifest (format < 6): its segments are checked as format 5 wrote them. */
+  private readonly legacySegments: boolean;
+  private readonly onRepair: (message: string, detail: Record<string, unknown>) => void;
   private readonly runStates = new Map<string, RunState>();
   /** Each run's record as last committed: ahead of memory while a commit awaits its apply. */
   private readonly persistedRuns = new Map<string, RunRecord>();
@@ -403,6 +441,8 @@ export class Store {
   private readonly sliceBody = new Int32Array(FLUSH_SLICE);
   /** Committed log entries not applied to memory yet, with their run. */
   private readonly unapplied = new Map<number, RunState | undefined>();
+  /** Per run, segments whose deletion a crash interrupted (finished while loading, forgotten by finishOpen). */
+  private readonly unfinishedRemovals = new Map<string, number[]>();
   /** True while the log is replayed at start-up. */
   private replaying = false;
   private logEntries = 0;
@@ -416,8 +456,11 @@ export class Store {
   /** The last flush failure, while ingest is held back by it. */
   private flushFailure: MotiveError | undefined;
 
-  private constructor(root: RootDatabase, dataDir: string, options: StoreOptions) {
+  private constructor(root: RootDatabase, dataDir: string, options: StoreOptions, legacySegments: boolean) {
     this.root = root;
+    this.manifest = new SegmentManifest(root);
+    this.legacySegments = legacySegments;
+    this.onRepair = options.onRepair ?? (() => undefined);
     this.dataDir = dataDir;
     this.recordsDir = join(dataDir, 'records');
     this.segmentBytes = options.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
@@ -437,15 +480,10 @@ export class Store {
 
   /** Opens (creating when missing) the store, loads every run into memory and replays the log. */
   static async open(options: StoreOptions): Promise<Store> {
-    let root: RootDatabase;
-    try {
-      root = openEnv(options.dataDir, options.mapSizeBytes);
-    } catch (err) {
-      throw new MotiveError('MOTIVE_STORE_OPEN', `${options.dataDir}: ${(err as Error).message}`, { cause: err });
-    }
+    const root = openMain(options.dataDir, options.mapSizeBytes);
     const metaDb = root.openDB<number, string>({ name: 'meta' });
     const format = metaDb.get('format');
-    if (format !== undefined && format !== STORE_FORMAT_VERSION && format !== 3 && format !== 4) {
+    if (format !== undefined && format !== STORE_FORMAT_VERSION && format !== 3 && format !== 4 && format !== 5) {
       await root.close();
       throw new MotiveError(
         'MOTIVE_STORE_FORMAT',
@@ -459,20 +497,21 @@ export class Store {
         const runIds = [...root.openDB<RunRecord, string>({ name: 'runs' }).getKeys()];
         await moveSampleRecords(options.dataDir, runIds, options.mapSizeBytes, segmentBytes);
       }
+      removeDeletedRuns(recordsDir);
+    } catch (err) {
+      await root.close();
+      throw new MotiveError('MOTIVE_STORE_OPEN', `${options.dataDir}: ${(err as Error).message}`, { cause: err });
+    }
+    const store = new Store(root, options.dataDir, options, format !== undefined && format < STORE_FORMAT_VERSION);
+    try {
+      store.loadAll();
+      await store.finishOpen();
       if (format !== STORE_FORMAT_VERSION) {
         await metaDb.put('format', STORE_FORMAT_VERSION);
         await root.flushed;
       }
       // The samples environment of a format 3 or 4 store, once its records are in segments.
       rmSync(join(options.dataDir, 'samples'), { recursive: true, force: true });
-      removeDeletedRuns(recordsDir);
-    } catch (err) {
-      await root.close();
-      throw new MotiveError('MOTIVE_STORE_OPEN', `${options.dataDir}: ${(err as Error).message}`, { cause: err });
-    }
-    const store = new Store(root, options.dataDir, options);
-    try {
-      store.loadAll();
     } catch (err) {
       await store.closeFiles();
       throw err instanceof MotiveError
@@ -480,6 +519,18 @@ export class Store {
         : new MotiveError('MOTIVE_STORE_OPEN', `${options.dataDir}: ${(err as Error).message}`, { cause: err });
     }
     return store;
+  }
+
+  /**
+   * After loading: a store from before the manifest records its segments as loaded (torn tails
+   * cut off); segments whose deletion a crash interrupted are forgotten.
+   */
+  private async finishOpen(): Promise<void> {
+    for (const [run, segments] of this.segments) {
+      const forget = this.unfinishedRemovals.get(run.info.id) ?? [];
+      await this.manifest.record(run.info.id, this.legacySegments ? segments.sizes() : new Map(), forget);
+    }
+    this.unfinishedRemovals.clear();
   }
 
   private loadAll(): void {
@@ -529,7 +580,24 @@ export class Store {
    * newer than the record. Returns the largest lsn met.
    */
   private loadSegments(run: RunState): number {
-    const segments = RunSegments.open(runSegmentsDir(this.recordsDir, run.info.id), this.segmentBytes);
+    const id = run.info.id;
+    const dir = runSegmentsDir(this.recordsDir, id);
+    const expected = this.legacySegments ? undefined : this.manifest.entries(id);
+    const removals: number[] = [];
+    for (const [seq, size] of expected ?? []) {
+      if (size !== REMOVING) continue;
+      // Compaction had copied its live frames and synced them before it began deleting it.
+      removeSegmentFile(dir, seq);
+      removals.push(seq);
+      expected?.delete(seq);
+    }
+    this.unfinishedRemovals.set(id, removals);
+    const report = (p: SegmentProblem): void =>
+      this.onRepair(`store repaired: ${p.kind} ${p.file} at offset ${p.offset}: ${p.detail}`, { ...p });
+    const segments = RunSegments.open(dir, id, this.segmentBytes, {
+      check: { expected, mode: 'open', report },
+      hooks: this.manifest.hooks(id),
+    });
     this.segments.set(run, segments);
     let maxLsn = 0;
     const weights = new Map<string, { lsn: number; weight: number; loc: number }>();
@@ -583,7 +651,7 @@ export class Store {
       const n = value.ids.length;
       const k = run.info.dim;
       // Decoded and normalised exactly as ingest did (validate.ts, engine.ts): the same floats.
-      const sketches = decodeSketches(value.sketches, run.info.dtype, n * k);
+      const sketches = decodeSketches(value.sketches, value.dtype ?? run.info.dtype, n * k);
       if (run.info.scoreMode === 'cosine') normalizeRows(sketches, n, k);
       const querySet = value.qsVersion === 0 ? undefined : run.querySet(value.qsVersion);
       this.applyBatch(
@@ -610,11 +678,21 @@ export class Store {
     return [...this.runStates.values()];
   }
 
-  /** Creates a run, durably, and registers it in memory. */
+  /**
+   * Creates a run, durably, and registers it in memory. A segment directory left under its name
+   * (a run of the same id deleted while a write of it was in flight) is removed first, never
+   * adopted.
+   */
   async createRun(info: RunInfo): Promise<RunState> {
     const run = new RunState(info);
+    const dir = runSegmentsDir(this.recordsDir, info.id);
+    if (existsSync(dir)) {
+      this.onRepair(`removed the segment directory a deleted run "${info.id}" left behind`, { dir, segments: listSegments(dir).length });
+      removeRunDir(dir);
+    }
     await this.commit((tx) => tx.putRun(run));
-    this.segments.set(run, RunSegments.open(runSegmentsDir(this.recordsDir, info.id), this.segmentBytes));
+    const check = { expected: new Map<number, number>(), mode: 'open' as const, report: () => undefined };
+    this.segments.set(run, RunSegments.open(dir, info.id, this.segmentBytes, { check, hooks: this.manifest.hooks(info.id) }));
     this.runStates.set(info.id, run);
     return run;
   }
@@ -718,6 +796,7 @@ export class Store {
           ids: b.sampleIds as string[],
           products: b.products === undefined ? new Uint8Array(0) : float32Bytes(b.products),
           sketches: b.wire,
+          dtype: b.wireDtype,
         };
         writes.push(() => settled(this.logDb.put(lsn, record)));
         return lsn;
@@ -1131,7 +1210,9 @@ export class Store {
   private segmentsOf(run: RunState): RunSegments {
     let segments = this.segments.get(run);
     if (segments === undefined) {
-      segments = RunSegments.open(runSegmentsDir(this.recordsDir, run.info.id), this.segmentBytes);
+      segments = RunSegments.open(runSegmentsDir(this.recordsDir, run.info.id), run.info.id, this.segmentBytes, {
+        hooks: this.manifest.hooks(run.info.id),
+      });
       this.segments.set(run, segments);
     }
     return segments;
@@ -1198,6 +1279,10 @@ export class Store {
     if (upTo <= 0) return;
     const keys = [...this.logDb.getKeys({ end: upTo + 1 })];
     if (keys.length === 0) return;
+    // What the trimmed entries held is from now on only in the segments: their sizes recorded first.
+    for (const [run, segments] of this.segments) {
+      if (this.runStates.get(run.info.id) === run) await this.manifest.record(run.info.id, segments.sizes());
+    }
     await this.commit(() => {
       for (const key of keys) settled(this.logDb.remove(key));
     });
@@ -1402,6 +1487,8 @@ export class Store {
         return { sample, pos, bytes, idBytes, body, g: recordG };
       });
       const base = await segments.append([out]);
+      // Bypassing the log: only the segment holds these, from now on at the size recorded.
+      await this.manifest.record(runId, segments.sizes());
       for (const { sample, pos, bytes, idBytes, body, g } of placed) {
         const known = run.samples.get(sample.id);
         if (known !== undefined) {
@@ -1432,13 +1519,14 @@ export class Store {
     if (run === undefined) return false;
     const resume = await this.pauseFlusher();
     try {
-      // Samples first: a crash in between leaves the run without samples, never orphan records.
-      await this.segmentsOf(run).remove();
-      this.segments.delete(run);
+      // The run's records last: a crash in between leaves a directory no run refers to, which
+      // creating a run of the same id removes (never a run whose recorded segments are missing).
+      const segments = this.segmentsOf(run);
       const logKeys: number[] = [];
       for (const { key, value } of this.logDb.getRange()) if (value.runId === runId) logKeys.push(key);
       const featureWrites = this.featureTables.removeWrites(runId);
       await this.commit(() => {
+        this.manifest.removeRun(runId);
         settled(this.runsDb.remove(runId));
         const dbs = [this.commitsDb, this.queriesDb] as unknown as Database<unknown, Key[]>[];
         for (const db of dbs) for (const key of db.getKeys(runRange(runId))) settled(db.remove(key));
@@ -1446,6 +1534,8 @@ export class Store {
         for (const w of featureWrites) settled(w());
       });
       this.featureTables.forget(runId);
+      await segments.remove();
+      this.segments.delete(run);
       this.persistedRuns.delete(runId);
       this.logEntries -= logKeys.length;
       this.runStates.delete(runId);

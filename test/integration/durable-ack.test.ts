@@ -33,7 +33,18 @@ describe('durable Acks', () => {
         const ids = [`own-${seq}`, 'shared'];
         const sketches = Float32Array.from({ length: ids.length * K }, () => r.normal());
         const wire = new Uint8Array(sketches.buffer.slice(0));
-        const sub = { runId: 'r', rank: 0, seq, step: seq, lr: 0.01, sampleIds: ids, sketches, wire, bytes: wire.byteLength };
+        const sub = {
+          runId: 'r',
+          rank: 0,
+          seq,
+          step: seq,
+          lr: 0.01,
+          sampleIds: ids,
+          sketches,
+          wire,
+          wireDtype: 'float32' as const,
+          bytes: wire.byteLength,
+        };
         const durable =
           seq % 2 === 1
             ? (outcome: SubmitOutcome): void => {
@@ -59,6 +70,7 @@ describe('durable Acks', () => {
         sampleIds: ['own-3', 'shared'],
         sketches: resend,
         wire,
+        wireDtype: 'float32' as const,
         bytes: wire.byteLength,
       };
       submissions.push(engine.submitBatch(dup, (o) => (duplicate = o)));
@@ -110,7 +122,18 @@ describe('durable Acks', () => {
           for (let d = 0; d < K; d++)
             sketches[i * K + d] = r.normal() * 0.1 + sign(i) * ((queries[d] as number) + (queries[K + d] as number));
         const wire = new Uint8Array(sketches.buffer.slice(0));
-        return { runId: 'r', rank: 0, seq, step: seq, lr: 1, sampleIds: ids, sketches, wire, bytes: wire.byteLength };
+        return {
+          runId: 'r',
+          rank: 0,
+          seq,
+          step: seq,
+          lr: 1,
+          sampleIds: ids,
+          sketches,
+          wire,
+          wireDtype: 'float32' as const,
+          bytes: wire.byteLength,
+        };
       };
       await engine.submitBatch(
         batchOf(

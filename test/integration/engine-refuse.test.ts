@@ -34,6 +34,7 @@ describe('engine refuseQueued', () => {
           sampleIds: ids,
           sketches,
           wire,
+          wireDtype: 'float32' as const,
           bytes: wire.byteLength,
         });
       };

@@ -1,5 +1,5 @@
 /**
- * Record segments (store format 5, docs/store.md): compaction keeps the files bounded and every
+ * Record segments (store format 6, docs/store.md): compaction keeps the files bounded and every
  * sample's newest state; a frame cut short or failing its checksum at a segment's end is never
  * read (recovery replays the log instead); a format 4 store's LMDB sample records move into
  * segments on start-up. Real files and LMDB in temp dirs, the real engine.
@@ -40,7 +40,18 @@ function sender(engine: InfluenceEngine, expected: Map<string, Float64Array>, se
       expected.set(id, g);
     });
     const wire = new Uint8Array(sketches.buffer.slice(0));
-    await engine.submitBatch({ runId: 'r', rank: 0, seq, step: seq, lr, sampleIds: ids, sketches, wire, bytes: wire.byteLength });
+    await engine.submitBatch({
+      runId: 'r',
+      rank: 0,
+      seq,
+      step: seq,
+      lr,
+      sampleIds: ids,
+      sketches,
+      wire,
+      wireDtype: 'float32' as const,
+      bytes: wire.byteLength,
+    });
   };
 }
 
@@ -73,9 +84,11 @@ describe('record segments', () => {
     // A record here is a 48-byte header and G(z) (64 bytes; no query set, no sums), its frame
     // 136 bytes with the header and the id padded to 8: 30 rounds wrote 400 of them each.
     const FRAME = 16 + 8 + 48 + 4 * K;
-    // Every byte the flushes appended (records, and 40-byte weight entries) is either still in a
-    // segment or reclaimed: compaction lost nothing and counted nothing twice.
-    expect(stats.bytesCompacted + segments.bytes).toBe(30 * 400 * FRAME + 40 * weightEntries);
+    // Every byte the flushes appended (records, 40-byte weight entries, and each segment's
+    // 32-byte header naming run 'r') is either still in a segment or reclaimed: compaction lost
+    // nothing and counted nothing twice.
+    const created = Math.max(...readdirSync(segments.dir).map((f) => Number.parseInt(f, 10)));
+    expect(stats.bytesCompacted + segments.bytes).toBe(30 * 400 * FRAME + 40 * weightEntries + 32 * created);
     expect(stats.bytesCompacted).toBeGreaterThan(25 * 400 * FRAME);
     // Live: one record per sample, plus weight entries newer than their record (none here: every
     // sample got a record after its last weight change).

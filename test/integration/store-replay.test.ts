@@ -56,7 +56,18 @@ async function dirtySamples(
     });
     const wire = new Uint8Array(sketches.buffer.slice(0));
     const seq = firstSeq + b;
-    await engine.submitBatch({ runId: 'r', rank: 0, seq, step: seq, lr, sampleIds: ids, sketches, wire, bytes: wire.byteLength });
+    await engine.submitBatch({
+      runId: 'r',
+      rank: 0,
+      seq,
+      step: seq,
+      lr,
+      sampleIds: ids,
+      sketches,
+      wire,
+      wireDtype: 'float32' as const,
+      bytes: wire.byteLength,
+    });
   }
   return expected;
 }
@@ -107,6 +118,7 @@ describe('store recovery (write-ahead log replay)', () => {
             sampleIds: ids,
             sketches,
             wire,
+            wireDtype: 'float32' as const,
             bytes: wire.byteLength,
           });
         }),
@@ -246,7 +258,18 @@ describe('store recovery (write-ahead log replay)', () => {
       seq++;
       const sketches = Float32Array.from({ length: ids.length * K }, () => r.normal());
       const wire = new Uint8Array(sketches.buffer.slice(0));
-      await engine.submitBatch({ runId: 'r', rank: 0, seq, step: seq, lr: 0.01, sampleIds: ids, sketches, wire, bytes: wire.byteLength });
+      await engine.submitBatch({
+        runId: 'r',
+        rank: 0,
+        seq,
+        step: seq,
+        lr: 0.01,
+        sampleIds: ids,
+        sketches,
+        wire,
+        wireDtype: 'float32' as const,
+        bytes: wire.byteLength,
+      });
     };
     const reweighTo = (ids: string[], ws: number[]): Promise<void> => reweigh(store, run, ids, Float32Array.from(ws));
     const segments = segmentsOf(store, run);

@@ -1,4 +1,4 @@
-import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Store } from '../../store/index.js';
@@ -23,8 +23,20 @@ export const restoreCommand: Command = {
       mkdirSync(join(to, 'samples'));
       copyFileSync(join(from, 'samples', 'data.mdb'), join(to, 'samples', 'data.mdb'));
     }
-    // Opening checks the store format version and loads every run.
-    const store = await Store.open({ dataDir: to, mapSizeBytes: 64 * 1024 ** 3 });
+    // Opening makes the daemon's checks (format, data.mdb, every segment frame against the
+    // manifest) and loads every run; what the daemon would refuse is refused here, and the copy
+    // removed again.
+    let store: Store;
+    try {
+      store = await Store.open({
+        dataDir: to,
+        mapSizeBytes: 64 * 1024 ** 3,
+        onRepair: (message) => io.err(`${message}\n`),
+      });
+    } catch (err) {
+      for (const name of readdirSync(to)) rmSync(join(to, name), { recursive: true, force: true });
+      throw err;
+    }
     const runs = store.runs().map((r) => `${r.info.id} (${r.samples.size} samples)`);
     await store.close();
     io.out(`restored ${runs.length} run(s) into ${to}: ${runs.join(', ') || 'none'}\nstart it with: MOTIVE_DATA_DIR=${to} npm start\n`);
