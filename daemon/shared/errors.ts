@@ -33,6 +33,7 @@ export const ErrorCodes = {
   MOTIVE_INGEST_STEP_BACKWARDS: { status: 400, message: 'step lower than an earlier step on this stream' },
   MOTIVE_INGEST_LIMIT_RUNS: { status: 429, message: 'the daemon holds its maximum number of runs' },
   MOTIVE_INGEST_LIMIT_SAMPLES: { status: 429, message: 'the run holds its maximum number of samples' },
+  MOTIVE_INGEST_STALLED: { status: 429, message: 'the trainer stopped reading its stream' },
   MOTIVE_INGEST_RUN_DELETED: { status: 410, message: 'the run was deleted' },
   MOTIVE_API_RUN_NOT_FOUND: { status: 404, message: 'run not found' },
   MOTIVE_API_SAMPLE_NOT_FOUND: { status: 404, message: 'sample not found' },
