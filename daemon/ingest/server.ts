@@ -280,7 +280,9 @@ export class IngestServer {
       return;
     }
     let existing = this.deps.store.run(hello.runId);
-    if (existing === undefined && this.deps.store.runs().length >= this.options.maxRuns) {
+    // Runs still being created count too: parallel Hellos for new runs are checked one by one,
+    // with no await between a check and the creation it admits.
+    if (existing === undefined && !this.creatingRuns.has(hello.runId) && this.runCount() >= this.options.maxRuns) {
       const e = new MotiveError('MOTIVE_INGEST_LIMIT_RUNS', `limit ${this.options.maxRuns}`);
       this.observer.rejected?.(e.code);
       stream.fail(e, true);
@@ -304,6 +306,15 @@ export class IngestServer {
       return;
     }
     run = this.deps.store.run(hello.runId) ?? run;
+    if (hello.worldSize !== run.info.worldSize) {
+      const e = new MotiveError(
+        'MOTIVE_INGEST_WORLD_SIZE',
+        `run ${hello.runId} has world_size ${run.info.worldSize}, Hello has world_size ${hello.worldSize} (rank ${hello.rank})`,
+      );
+      this.observer.rejected?.(e.code);
+      stream.fail(e, true);
+      return;
+    }
     stream.hello = hello;
     stream.normalize = run.info.scoreMode === 'cosine';
     this.observer.attached?.(hello.runId, 1);
@@ -319,6 +330,13 @@ export class IngestServer {
     if (hello.applyWeights && this.deps.weighting.pushes) {
       stream.pushWeights(this.deps.weighting.snapshot(run));
     }
+  }
+
+  /** Runs held and runs being created, each once. */
+  private runCount(): number {
+    const ids = new Set(this.creatingRuns.keys());
+    for (const r of this.deps.store.runs()) ids.add(r.info.id);
+    return ids.size;
   }
 
   private createRun(hello: ValidHello): Promise<RunState> {

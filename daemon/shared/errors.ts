@@ -31,6 +31,7 @@ export const ErrorCodes = {
   MOTIVE_INGEST_FORBIDDEN: { status: 403, message: 'token may not attach to this run' },
   MOTIVE_INGEST_SEQ_ORDER: { status: 400, message: 'seq lower than an earlier seq on this stream' },
   MOTIVE_INGEST_STEP_BACKWARDS: { status: 400, message: 'step lower than an earlier step on this stream' },
+  MOTIVE_INGEST_WORLD_SIZE: { status: 409, message: "world_size differs from the run's" },
   MOTIVE_INGEST_LIMIT_RUNS: { status: 429, message: 'the daemon holds its maximum number of runs' },
   MOTIVE_INGEST_LIMIT_SAMPLES: { status: 429, message: 'the run holds its maximum number of samples' },
   MOTIVE_INGEST_STALLED: { status: 429, message: 'the trainer stopped reading its stream' },
