@@ -21,6 +21,8 @@ export const ErrorCodes = {
   MOTIVE_INGEST_UNAUTHENTICATED: { status: 401, message: 'missing or wrong token' },
   MOTIVE_INGEST_BATCH_SHAPE: { status: 400, message: 'sketch bytes do not match ids x dim' },
   MOTIVE_INGEST_BATCH_NONFINITE: { status: 400, message: 'sketch holds NaN or Inf' },
+  MOTIVE_INGEST_BAD_LR: { status: 400, message: 'lr is not a finite number in [0, 1000]' },
+  MOTIVE_INGEST_BATCH_OVERFLOW: { status: 400, message: 'the batch would make an accumulated value overflow' },
   MOTIVE_INGEST_BATCH_INVALID: { status: 400, message: 'invalid batch' },
   MOTIVE_INGEST_BATCH_EMPTY: { status: 400, message: 'batch holds no samples' },
   MOTIVE_INGEST_SAMPLE_ID: { status: 400, message: 'invalid sample id' },

@@ -90,3 +90,58 @@ describe('Hellos that disagree with the run', () => {
     s.close();
   });
 });
+
+describe('extreme but finite numbers in every numeric field of a batch', () => {
+  let d: Awaited<ReturnType<typeof startTestDaemon>>;
+  beforeAll(async () => {
+    // Dot products: sketches keep their magnitude (cosine would normalise them).
+    d = await startTestDaemon({ score: { normalize: 'dot' } });
+  });
+  afterAll(async () => d.cleanup());
+
+  it('refuses each poisonous batch alone with its code, and the run stays finite', async () => {
+    const s = rawStream(`127.0.0.1:${d.grpcPort}`);
+    s.write(hello('extreme', K));
+    expect(await s.next()).toHaveProperty('welcome');
+    s.write({
+      queries: { version: 1, step: 0, queryIds: ['q'], groups: [], sketches: Buffer.from(Float32Array.from([1e14, 0.5, 0, 0]).buffer) },
+    });
+    const ok = Float32Array.from([1, 0.5, -0.25, 0]);
+    const cases: Array<[string, unknown, string]> = [
+      ['lr 1e39', batch(1, ['big-lr'], ok, 0, 1e39), 'MOTIVE_INGEST_BAD_LR'],
+      ['lr 1e308', batch(2, ['big-lr'], ok, 0, 1e308), 'MOTIVE_INGEST_BAD_LR'],
+      ['lr just above the bound', batch(3, ['big-lr'], ok, 0, 1000.5), 'MOTIVE_INGEST_BAD_LR'],
+      ['negative lr', batch(4, ['big-lr'], ok, 0, -1e-3), 'MOTIVE_INGEST_BAD_LR'],
+      ['lr × sketch beyond 2^96', batch(5, ['big-g'], Float32Array.from([0, 0, 1e35, 0]), 0, 1000), 'MOTIVE_INGEST_BATCH_OVERFLOW'],
+      ['lr × product beyond 2^96', batch(6, ['big-s'], Float32Array.from([1e14, 0, 0, 0]), 0, 1000), 'MOTIVE_INGEST_BATCH_OVERFLOW'],
+      ['seq beyond 2^53', batch(2 ** 60, ['big-seq'], ok), 'MOTIVE_INGEST_BATCH_INVALID'],
+      ['step beyond 2^53', batch(7, ['big-step'], ok, 2 ** 60), 'MOTIVE_INGEST_BATCH_INVALID'],
+    ];
+    for (const [name, msg, code] of cases) {
+      s.write(msg);
+      const reply = (await s.next()) as DaemonReply;
+      expect(reply.error, name).toMatchObject({ code, fatal: false });
+    }
+    // Within the bounds: the largest lr, float32's largest sketch values at lr 0, a huge step.
+    s.write(batch(10, ['edge-lr'], ok, 5, 1000));
+    s.write(batch(11, ['edge-zero'], Float32Array.from([0, 3.4e38, 0, -3.4e38]), 6, 0));
+    s.write(batch(12, ['edge-step'], ok, Number.MAX_SAFE_INTEGER, 1e-3));
+    for (const seq of [10, 11, 12]) expect(await s.next(), `seq ${seq}`).toEqual({ ack: { seq } });
+    s.close();
+    const run = d.store.run('extreme')!;
+    expect([...run.samples.keys()].sort()).toEqual(['edge-lr', 'edge-step', 'edge-zero']);
+    const url = `http://127.0.0.1:${d.httpPort}/v1/runs/extreme`;
+    const { samples } = (await (await fetch(`${url}/samples?order=helpful`)).json()) as { samples: Array<{ id: string; score: unknown }> };
+    for (const x of samples) expect(Number.isFinite(x.score), x.id).toBe(true);
+    // Reference in float64: score = lr·⟨x, q⟩ over one query.
+    expect(samples.find((x) => x.id === 'edge-lr')?.score).toBeCloseTo(1000 * (1 * 1e14 + 0.5 * 0.5), -9);
+    const attribute = await fetch(`${url}/attribute`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ sketch: [1, 1, 1, 1] }),
+    });
+    expect(attribute.status).toBe(200);
+    const body = (await attribute.json()) as { samples: Array<{ score: unknown }> };
+    for (const x of body.samples) expect(Number.isFinite(x.score)).toBe(true);
+  });
+});
