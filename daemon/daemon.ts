@@ -76,6 +76,7 @@ export async function startDaemon(config: MotiveConfig, log: Logger = createLogg
       port: config.grpc.port,
       maxMessageBytes: config.grpc.maxMessageBytes,
       streamInflightBytes: config.grpc.streamInflightBytes,
+      maxStalledMs: config.grpc.maxStalledMs,
       receiveWindowBytes: config.grpc.receiveWindowBytes,
       auth,
       maxRuns: config.limits.maxRuns,

@@ -22,7 +22,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { WebSocketServer, WebSocket } from 'ws';
-import { MotiveError, httpToken, type Authorizer, type Logger } from '../shared/index.js';
+import { MotiveError, httpToken, type Authorizer, type ErrorCode, type Logger } from '../shared/index.js';
 import type { CommitEvent, InfluenceEngine } from '../influence/index.js';
 import type { RunState, SampleState, Store } from '../store/index.js';
 import type { WeightUpdateEvent, WeightingService } from '../weighting/index.js';
@@ -122,6 +122,25 @@ export interface RecentDownweight {
 }
 
 const PAGE_URL = new URL('./page/index.html', import.meta.url);
+
+/** Reason phrases of the upgrade refusals: fixed text, never built from the request. */
+const REASONS: Readonly<Record<number, string>> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  503: 'Service Unavailable',
+};
+
+interface Refusal {
+  readonly status: number;
+  readonly code: ErrorCode;
+  readonly message: string;
+}
+
+function refusal(status: number, code: ErrorCode, detail?: string): Refusal {
+  return { status, code, message: new MotiveError(code, detail).message };
+}
 const LIVE_PATH = /^\/v1\/runs\/([^/?]+)\/live$/;
 
 /** Picks the `limit` samples with the lowest (`harmful`) or highest (`helpful`) score, without sorting the run. */
@@ -155,7 +174,7 @@ export function parseTypes(raw: string | null): Set<LiveEventType> {
   for (const t of raw.split(',')) {
     const name = t.trim();
     if (!(LIVE_EVENT_TYPES as readonly string[]).includes(name))
-      throw new Error(`unknown event type "${name}"; known: ${LIVE_EVENT_TYPES.join(', ')}`);
+      throw new Error(`unknown event type ${JSON.stringify(name.slice(0, 64))}; known: ${LIVE_EVENT_TYPES.join(', ')}`);
     out.add(name as LiveEventType);
   }
   return out;
@@ -207,8 +226,9 @@ export class LiveFeed {
    */
   register(app: FastifyInstance): void {
     let page: Promise<string> | undefined;
-    // The page is static; the data it loads goes through the same token checks as any client.
-    app.get('/', { config: { access: 'public' } }, async (_req, reply) => {
+    // The page needs `read` (docs/security.md); it passes the `?token=` it was opened with on to
+    // the requests it makes, which each check it again.
+    app.get('/', { config: { spansRuns: 'filtered' } }, async (_req, reply) => {
       page ??= readFile(PAGE_URL, 'utf8');
       return reply
         .header('content-type', 'text/html; charset=utf-8')
@@ -254,9 +274,11 @@ export class LiveFeed {
   private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const admitted = this.admit(req);
     if ('status' in admitted) {
-      const { status, text } = admitted;
+      // The status line and headers are fixed text; what the request said goes only into the
+      // JSON body, escaped, and only once the token has been checked.
+      const body = JSON.stringify({ code: admitted.code, message: admitted.message });
       socket.end(
-        `HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`,
+        `HTTP/1.1 ${admitted.status} ${REASONS[admitted.status]}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
       );
       return;
     }
@@ -265,23 +287,42 @@ export class LiveFeed {
     });
   }
 
-  /** Decides on an upgrade request: the run and event types, or the HTTP refusal. */
-  private admit(req: IncomingMessage): { runId: string; types: Set<LiveEventType> } | { status: number; text: string } {
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    const match = LIVE_PATH.exec(url.pathname);
-    if (match === null) return { status: 404, text: 'Not Found' };
-    if (this.closed) return { status: 503, text: 'Shutting Down' };
-    if (this.clients.size >= this.o.maxClients) return { status: 503, text: 'Too Many Live Clients' };
-    let admitted: { runId: string; types: Set<LiveEventType> };
+  /**
+   * Decides on an upgrade request: the run and event types, or the refusal. The token is checked
+   * before anything else of the request is read, so a stranger learns nothing from the answers.
+   */
+  private admit(req: IncomingMessage): { runId: string; types: Set<LiveEventType> } | Refusal {
+    const raw = req.url ?? '/';
+    const auth = this.deps.auth;
+    const token = httpToken(req.headers, raw);
+    if (auth !== undefined && auth.enabled && auth.identify(token) === undefined) return refusal(401, 'MOTIVE_API_UNAUTHENTICATED');
+    let url: URL;
     try {
-      admitted = { types: parseTypes(url.searchParams.get('types')), runId: decodeURIComponent(match[1]!) };
-    } catch (err) {
-      return { status: 400, text: (err as Error).message };
+      url = new URL(raw, 'http://localhost');
+    } catch {
+      return refusal(400, 'MOTIVE_API_BAD_REQUEST', 'malformed URL');
     }
-    const verdict = this.deps.auth?.check(httpToken(req.headers, req.url ?? '/'), 'read', admitted.runId);
+    const match = LIVE_PATH.exec(url.pathname);
+    if (match === null) return refusal(404, 'MOTIVE_API_NOT_FOUND', 'no WebSocket route at this path');
+    let runId: string;
+    try {
+      runId = decodeURIComponent(match[1]!);
+    } catch {
+      return refusal(400, 'MOTIVE_API_BAD_REQUEST', 'malformed run id escape');
+    }
+    const verdict = auth?.check(token, 'read', runId);
     if (verdict?.ok === false)
-      return verdict.reason === 'unauthenticated' ? { status: 401, text: 'Unauthorized' } : { status: 403, text: 'Forbidden' };
-    return admitted;
+      return refusal(
+        verdict.reason === 'unauthenticated' ? 401 : 403,
+        verdict.reason === 'unauthenticated' ? 'MOTIVE_API_UNAUTHENTICATED' : 'MOTIVE_API_FORBIDDEN',
+      );
+    if (this.closed) return refusal(503, 'MOTIVE_INGEST_SHUTTING_DOWN');
+    if (this.clients.size >= this.o.maxClients) return refusal(503, 'MOTIVE_API_TOO_MANY_CLIENTS', `at most ${this.o.maxClients}`);
+    try {
+      return { types: parseTypes(url.searchParams.get('types')), runId };
+    } catch (err) {
+      return refusal(400, 'MOTIVE_API_BAD_REQUEST', (err as Error).message);
+    }
   }
 
   private connected(ws: WebSocket, runId: string, types: ReadonlySet<LiveEventType>): void {

@@ -36,10 +36,14 @@ export interface ApiOptions {
 /**
  * Per-route access: `config: { access: 'public' | Action }`. Without it, GET/HEAD routes need
  * `read` and every other method `admin`. Routes with a `:run` parameter also check the token's
- * run list.
+ * run list. A route without one spans every run, so a token limited to some runs is refused there
+ * unless the route shows each token only its own runs (`spansRuns: 'filtered'`: the run listing,
+ * `/metrics`, the page): new routes are closed to such tokens until they say otherwise
+ * (docs/security.md).
  */
 export interface RouteAccess {
   readonly access?: 'public' | Action;
+  readonly spansRuns?: 'filtered';
 }
 
 declare module 'fastify' {
@@ -47,6 +51,11 @@ declare module 'fastify' {
     /** The token's identity; null when auth is off. */
     grant: Grant | null;
   }
+}
+
+/** `message` with the value of every `token=` parameter it quotes replaced, so no error body echoes a secret. */
+export function redactTokens(message: string): string {
+  return message.replace(/([?&]token=)[^&#\s"'<>]*/gi, '$1<redacted>');
 }
 
 /** Builds the fastify app (not listening). Extra route plugins can be registered by the caller. */
@@ -59,7 +68,7 @@ export function buildApi(deps: ApiDeps, options: ApiOptions): FastifyInstance {
     // Router-level failures (bad URL escapes and the like) answer with a registered code too.
     frameworkErrors: (err: FastifyError, _req: FastifyRequest, reply: FastifyReply) => {
       const status = err.statusCode !== undefined && err.statusCode < 500 ? err.statusCode : 400;
-      void reply.code(status).send({ code: 'MOTIVE_API_BAD_REQUEST', message: err.message });
+      void reply.code(status).send({ code: 'MOTIVE_API_BAD_REQUEST', message: redactTokens(err.message) });
     },
   };
   const app =
@@ -74,8 +83,13 @@ export function buildApi(deps: ApiDeps, options: ApiOptions): FastifyInstance {
     const access = (req.routeOptions.config as RouteAccess).access ?? (req.method === 'GET' || req.method === 'HEAD' ? 'read' : 'admin');
     if (access === 'public') return;
     const runId = (req.params as { run?: unknown } | undefined)?.run;
-    const verdict = deps.auth.check(httpToken(req.headers, req.url), access, typeof runId === 'string' ? runId : undefined);
+    const scoped = typeof runId === 'string' ? runId : undefined;
+    const verdict = deps.auth.check(httpToken(req.headers, req.url), access, scoped);
     if (!verdict.ok) throw new MotiveError(verdict.reason === 'unauthenticated' ? 'MOTIVE_API_UNAUTHENTICATED' : 'MOTIVE_API_FORBIDDEN');
+    const spans = (req.routeOptions.config as RouteAccess).spansRuns;
+    if (verdict.grant?.runs != null && scoped === undefined && spans !== 'filtered' && !req.is404) {
+      throw new MotiveError('MOTIVE_API_FORBIDDEN', 'this route spans every run; it needs a token not limited to runs');
+    }
     req.grant = verdict.grant;
   });
 
@@ -83,10 +97,19 @@ export function buildApi(deps: ApiDeps, options: ApiOptions): FastifyInstance {
     if (isMotiveError(err)) return reply.status(err.status).send({ code: err.code, message: err.message });
     const e = err as { validation?: unknown; statusCode?: number; message: string };
     if (e.validation !== undefined || (e.statusCode !== undefined && e.statusCode < 500)) {
-      return reply.status(e.statusCode ?? 400).send({ code: 'MOTIVE_API_BAD_REQUEST', message: e.message });
+      return reply.status(e.statusCode ?? 400).send({ code: 'MOTIVE_API_BAD_REQUEST', message: redactTokens(e.message) });
     }
     deps.log.error({ err }, 'request failed');
     return reply.status(500).send({ code: 'MOTIVE_INGEST_INTERNAL', message: 'internal error' });
+  });
+
+  // Unknown routes answer like every other error; the path is named without its query string,
+  // which may hold a token.
+  app.setNotFoundHandler(async (req, reply) => {
+    const path = req.url.split('?')[0]!.slice(0, 256);
+    return reply
+      .status(404)
+      .send({ code: 'MOTIVE_API_NOT_FOUND', message: new MotiveError('MOTIVE_API_NOT_FOUND', `${req.method} ${path}`).message });
   });
 
   const getRun = (id: string): RunState => {
@@ -127,6 +150,7 @@ export function buildApi(deps: ApiDeps, options: ApiOptions): FastifyInstance {
   });
 
   app.get('/v1/runs', {
+    config: { spansRuns: 'filtered' } satisfies RouteAccess,
     schema: {
       response: { 200: { type: 'object', properties: { runs: { type: 'array', items: runSummarySchema } }, required: ['runs'] } },
     },

@@ -41,6 +41,12 @@ export const ConfigSchema = Type.Object(
           minimum: 1024,
           description: 'Bytes of uncommitted batches one stream may hold in the daemon before it stops reading (flow control).',
         }),
+        maxStalledMs: Type.Integer({
+          default: 30000,
+          minimum: 100,
+          description:
+            "A trainer stream the daemon cannot write to (its trainer not reading) this long is reset; meanwhile its weight updates are merged into one, each sample's latest weight.",
+        }),
       },
       { additionalProperties: false, default: {} },
     ),

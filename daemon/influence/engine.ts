@@ -12,6 +12,7 @@ import { MotiveError, normalizeRows, trace, type Logger } from '../shared/index.
 import type { QuerySetRecord, RunState, SampleState, ScoreMode, SketchDType, Store } from '../store/index.js';
 import type { MatMulKernel } from './matmul-kernel.js';
 import { allFinite, transpose } from './math.js';
+import { overflowReason } from './finite-check.js';
 import { SketchBuffers } from './sketch-decode.js';
 
 /** A validated, decoded batch (DESIGN.md §4 SketchBatch). */
@@ -510,6 +511,12 @@ export class InfluenceEngine {
       if (p.products !== undefined && !allFinite(p.products)) {
         p.rejected = true;
         p.item.reject(new MotiveError('MOTIVE_INGEST_BATCH_NONFINITE', 'products with the queries overflow float32'));
+        return;
+      }
+      const overflow = overflowReason(p.run, p.item.sub.lr, p.item.sub.sketches, p.products, p.querySet?.columns, p.samples);
+      if (overflow !== undefined) {
+        p.rejected = true;
+        p.item.reject(new MotiveError('MOTIVE_INGEST_BATCH_OVERFLOW', overflow));
       }
     });
     const queryIds = new Map<RunState, string[]>();

@@ -12,6 +12,7 @@ import type { RunState, ScoreMode, Store } from '../store/index.js';
 import type { WeightingService, WeightUpdateEvent } from '../weighting/index.js';
 import { loadAttributionService, type DaemonMessageMsg, type TrainerMessageMsg } from './proto.js';
 import { decodeBatch, decodeQueries, validateHello, type IngestLimits, type ValidHello } from './validate.js';
+import { TrainerStream } from './trainer-stream.js';
 
 export const DAEMON_NAME = 'motived/0.1.0';
 
@@ -20,6 +21,11 @@ export interface IngestOptions extends IngestLimits {
   readonly port: number;
   readonly maxMessageBytes: number;
   readonly streamInflightBytes: number;
+  /**
+   * A stream that has not been writable (its trainer not reading) this long is reset; meanwhile
+   * its weight updates are merged into one (see TrainerStream).
+   */
+  readonly maxStalledMs: number;
   /** HTTP/2 receive window per connection and per stream (see {@link widenFlowControl}). */
   readonly receiveWindowBytes: number;
   readonly auth: Authorizer;
@@ -46,47 +52,6 @@ export interface IngestObserver {
 }
 
 type Call = grpc.ServerDuplexStream<TrainerMessageMsg, DaemonMessageMsg>;
-
-class TrainerStream {
-  hello: ValidHello | undefined;
-  /** Whether the attached run scores by cosine: its sketches are normalised as they are decoded. */
-  normalize = false;
-  /** Highest seq and step received on this stream: within one stream both must not go down. */
-  lastSeq = 0;
-  lastStep = -1;
-  inflightBytes = 0;
-  waitingForRoom = false;
-  closed = false;
-  readonly call: Call;
-
-  constructor(call: Call) {
-    this.call = call;
-  }
-
-  send(msg: DaemonMessageMsg): void {
-    if (this.closed) return;
-    try {
-      this.call.write(msg);
-    } catch {
-      this.closed = true;
-    }
-  }
-
-  fail(err: MotiveError, fatal: boolean, seq = 0): void {
-    this.send({ error: { code: err.code, message: err.message, fatal, seq } });
-    if (fatal) this.end();
-  }
-
-  end(): void {
-    if (this.closed) return;
-    this.closed = true;
-    try {
-      this.call.end();
-    } catch {
-      // already gone
-    }
-  }
-}
 
 /**
  * Raises the HTTP/2 receive windows (per connection and per stream) of every session the server
@@ -150,6 +115,19 @@ export class IngestServer {
     });
   }
 
+  /**
+   * What waits to be written to each attached stream: messages queued in the call (beyond what
+   * HTTP/2 took), and sample weights merged while the trainer does not read (for tests and
+   * diagnostics).
+   */
+  backlog(): Array<{ runId: string | undefined; queuedMessages: number; pendingWeights: number }> {
+    return [...this.streams].map((s) => ({
+      runId: s.hello?.runId,
+      queuedMessages: s.call.writableLength,
+      pendingWeights: s.pendingWeights,
+    }));
+  }
+
   /** Attached trainer streams per run. */
   attachedCounts(): Map<string, number> {
     const out = new Map<string, number>();
@@ -158,9 +136,17 @@ export class IngestServer {
   }
 
   private attach(call: Call): void {
-    const stream = new TrainerStream(call);
+    const stream = new TrainerStream(call, this.options.maxStalledMs, (s) => {
+      this.observer.rejected?.('MOTIVE_INGEST_STALLED');
+      this.deps.log.warn(
+        { runId: s.hello?.runId, rank: s.hello?.rank, maxStalledMs: this.options.maxStalledMs },
+        'trainer stream stalled, reset',
+      );
+      finish();
+    });
     this.streams.add(stream);
     const finish = (): void => {
+      stream.detach();
       if (!this.streams.delete(stream)) return;
       stream.closed = true;
       if (stream.hello !== undefined) this.observer.attached?.(stream.hello.runId, -1);
@@ -302,7 +288,9 @@ export class IngestServer {
       return;
     }
     let existing = this.deps.store.run(hello.runId);
-    if (existing === undefined && this.deps.store.runs().length >= this.options.maxRuns) {
+    // Runs still being created count too: parallel Hellos for new runs are checked one by one,
+    // with no await between a check and the creation it admits.
+    if (existing === undefined && !this.creatingRuns.has(hello.runId) && this.runCount() >= this.options.maxRuns) {
       const e = new MotiveError('MOTIVE_INGEST_LIMIT_RUNS', `limit ${this.options.maxRuns}`);
       this.observer.rejected?.(e.code);
       stream.fail(e, true);
@@ -327,6 +315,15 @@ export class IngestServer {
     }
     if (hello.featureNames.length > 0 && !(await this.fixFeatureNames(stream, run, hello))) return;
     run = this.deps.store.run(hello.runId) ?? run;
+    if (hello.worldSize !== run.info.worldSize) {
+      const e = new MotiveError(
+        'MOTIVE_INGEST_WORLD_SIZE',
+        `run ${hello.runId} has world_size ${run.info.worldSize}, Hello has world_size ${hello.worldSize} (rank ${hello.rank})`,
+      );
+      this.observer.rejected?.(e.code);
+      stream.fail(e, true);
+      return;
+    }
     stream.hello = hello;
     stream.normalize = run.info.scoreMode === 'cosine';
     this.observer.attached?.(hello.runId, 1);
@@ -340,8 +337,7 @@ export class IngestServer {
       },
     });
     if (hello.applyWeights && this.deps.weighting.pushes) {
-      const snap = this.deps.weighting.snapshot(run);
-      stream.send({ weights: { version: snap.version, full: true, sampleIds: snap.sampleIds, weights: snap.weights } });
+      stream.pushWeights(this.deps.weighting.snapshot(run));
     }
   }
 
@@ -359,6 +355,13 @@ export class IngestServer {
       stream.fail(e, true);
       return false;
     }
+  }
+
+  /** Runs held and runs being created, each once. */
+  private runCount(): number {
+    const ids = new Set(this.creatingRuns.keys());
+    for (const r of this.deps.store.runs()) ids.add(r.info.id);
+    return ids.size;
   }
 
   private createRun(hello: ValidHello): Promise<RunState> {
@@ -385,7 +388,7 @@ export class IngestServer {
     if (!this.deps.weighting.pushes || e.sampleIds.length === 0) return;
     for (const s of this.streams) {
       if (s.hello?.runId !== e.runId || !s.hello.applyWeights) continue;
-      s.send({ weights: { version: e.version, full: e.full, sampleIds: e.sampleIds, weights: e.weights } });
+      s.pushWeights(e);
     }
   }
 

@@ -10,6 +10,13 @@ export interface IngestLimits {
   readonly maxQueries: number;
 }
 
+/**
+ * Largest learning rate a batch may carry. Far above any optimiser's (learning rates are at most
+ * ~10), and low enough that lr·x stays within float32 range for the sketch values trainers send.
+ * 0 is accepted: warm-up schedules start there, and such a batch only counts its samples seen.
+ */
+export const MAX_LR = 1000;
+
 const RUN_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 
 /** Most per-clip features a run may carry, and the longest feature name (characters). */
@@ -130,7 +137,7 @@ export function decodeBatch(
 ): DecodedBatch {
   if (!Number.isSafeInteger(b.seq) || b.seq < 1) throw new MotiveError('MOTIVE_INGEST_BATCH_INVALID', 'seq must be >= 1');
   if (!Number.isSafeInteger(b.step) || b.step < 0) throw new MotiveError('MOTIVE_INGEST_BATCH_INVALID', 'step out of range');
-  if (!Number.isFinite(b.lr)) throw new MotiveError('MOTIVE_INGEST_BATCH_INVALID', 'lr must be finite');
+  if (!(b.lr >= 0 && b.lr <= MAX_LR)) throw new MotiveError('MOTIVE_INGEST_BAD_LR', `lr ${b.lr}`);
   const n = b.sampleIds.length;
   if (n === 0) throw new MotiveError('MOTIVE_INGEST_BATCH_EMPTY');
   checkIds(b.sampleIds, limits, 'sample');

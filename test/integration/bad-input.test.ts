@@ -76,7 +76,7 @@ describe('bad input on the trainer stream', () => {
   it('rejects a malformed batch alone and keeps serving this and other streams', async () => {
     const a = rawStream(address);
     const b = rawStream(address);
-    a.write(hello('bad-batches', K, { token: TOKEN }));
+    a.write(hello('bad-batches', K, { token: TOKEN, worldSize: 2 }));
     b.write(hello('bad-batches', K, { token: TOKEN, rank: 1, worldSize: 2 }));
     expect(await a.next()).toHaveProperty('welcome');
     expect(await b.next()).toHaveProperty('welcome');

@@ -73,7 +73,7 @@ describe('oversized messages and a full store (in-process daemon)', () => {
       const K = 1024;
       const address = `127.0.0.1:${d.grpcPort}`;
       const a = rawStream(address);
-      a.write(hello('big', K));
+      a.write(hello('big', K, { worldSize: 2 }));
       expect(await a.next()).toHaveProperty('welcome');
       a.write(batch(1, ['s1', 's2'], new Float32Array(2 * K).fill(0.5)));
       expect(await a.next()).toEqual({ ack: { seq: 1 } });

@@ -114,7 +114,7 @@ describe('decodeBatch (property)', () => {
         ids: fc.constant(ids),
         seq: counter,
         step: counter,
-        lr: fc.oneof(fc.double(), fc.constantFrom(0.001, -0.5, NaN, Infinity)),
+        lr: fc.oneof(fc.double(), fc.constantFrom(0, 0.001, 1000, -0.5, 1e39, 1e308, NaN, Infinity)),
         bytes: sketchBytes(Math.max(1, ids.length) * dim, dtype),
         offset: fc.nat(7),
         losses: fc.oneof(
@@ -138,7 +138,8 @@ describe('decodeBatch (property)', () => {
           losses: [...x.losses],
         };
         const broken = new Set<ErrorCode>();
-        if (badCounter(x.seq, 1) || badCounter(x.step, 0) || !Number.isFinite(x.lr)) broken.add('MOTIVE_INGEST_BATCH_INVALID');
+        if (badCounter(x.seq, 1) || badCounter(x.step, 0)) broken.add('MOTIVE_INGEST_BATCH_INVALID');
+        if (!(x.lr >= 0 && x.lr <= 1000)) broken.add('MOTIVE_INGEST_BAD_LR');
         if (x.losses.length !== 0 && x.losses.length !== n) broken.add('MOTIVE_INGEST_BATCH_INVALID');
         if (n === 0) broken.add('MOTIVE_INGEST_BATCH_EMPTY');
         if (x.ids.some(badId)) broken.add('MOTIVE_INGEST_SAMPLE_ID');

@@ -185,7 +185,7 @@ describe('live feed', () => {
 });
 
 describe('live feed with tokens configured', () => {
-  it('needs a token that may read the run, as REST does; the page itself is public', async () => {
+  it('needs a token that may read the run, as REST does, and so does the page', async () => {
     const daemon = await startTestDaemon({
       auth: {
         tokens: [
@@ -199,7 +199,8 @@ describe('live feed with tokens configured', () => {
       await expect(openFeed(daemon.httpPort, 'run-b', 'top&token=viewer-a-token-0123456789')).rejects.toThrow(/403/);
       const ok = await openFeed(daemon.httpPort, 'run-a', 'top&token=viewer-a-token-0123456789');
       ok.ws.close();
-      expect((await fetch(`http://127.0.0.1:${daemon.httpPort}/`)).status).toBe(200);
+      expect((await fetch(`http://127.0.0.1:${daemon.httpPort}/`)).status).toBe(401);
+      expect((await fetch(`http://127.0.0.1:${daemon.httpPort}/?token=viewer-a-token-0123456789`)).status).toBe(200);
       expect((await fetch(`http://127.0.0.1:${daemon.httpPort}/metrics`)).status).toBe(401);
       const metrics = await fetch(`http://127.0.0.1:${daemon.httpPort}/metrics`, {
         headers: { authorization: 'Bearer viewer-all-token-0123456789' },

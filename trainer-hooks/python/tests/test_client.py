@@ -357,7 +357,7 @@ class _UnsanitizedClient(MotiveClient):
 
 def test_rejected_batches_are_counted_and_dropped(daemon: Daemon) -> None:
     run_id = "reject"
-    c = _client(daemon.address, run_id, dtype="float32")
+    c = _client(daemon.address, run_id, dtype="float32", world_size=2)
     raw = _UnsanitizedClient(
         daemon.address, run_id, DIM, rank=1, world_size=2, dtype="float32", token=TOKEN, fingerprint="fp"
     )
