@@ -1,4 +1,5 @@
-"""Tables from study JSON files: AUC per family, pooled, for every signal (mean ± std over seeds).
+"""Markdown tables from the development study's JSON files (``study.py run``): AUC after one epoch
+per family for each signal, mean ± std over seeds.
 
     /usr/bin/python3 examples/motion-bench/analyze.py out/study-dev-0.json out/study-dev-1.json ...
 """
@@ -8,75 +9,84 @@ from __future__ import annotations
 import json
 import statistics
 import sys
-from typing import Dict, List, Sequence
+from typing import Callable, Dict, List, Sequence
 
 import torch
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 import data as bd  # noqa: E402
-from study import auc, fused  # noqa: E402
+from study import auc, fused, robust_z  # noqa: E402
 
 
 def signals(r: dict) -> Dict[str, List[float]]:
     """Every signal of one run, low = harmful."""
-    out: Dict[str, List[float]] = {}
     checks = torch.tensor(r["checks"])
-    for name, s in r["scores"].items():
-        out[f"attr:{name}"] = s
-        for floor in (0.0, 1.0, 2.0, 3.0):
-            out[f"fused:{name}|f{floor:g}"] = fused(torch.tensor(s), checks, floor).tolist()
-    for name in ("absratio", "ratio2", "ratio4", "jump2", "lowfrac1"):
-        out[f"free:{name}"] = [-f[name] for f in r["feats"]]
-    for j, name in enumerate(("accel_ratio", "still_fraction")):
-        out[f"check:{name}"] = [-float(v) for v in checks[:, j]]
-    out["check:max-z"] = (-torch.stack([_rz(checks[:, j]) for j in range(checks.shape[1])], 1).max(1).values).tolist()
+    z = torch.stack([robust_z(checks[:, j]) for j in range(checks.shape[1])], 1).max(1).values
+    out: Dict[str, List[float]] = {}
+    for name in ("masked", "temporal", "accel-multi-t", "accel-luma"):
+        out[f"attribution, `{'paper' if name == 'masked' else name}`"] = r["scores"][name]
+    out["motion check `flow_accel`"] = [-float(v) for v in checks[:, 0]]
+    out["motion check `still_fraction`"] = [-float(v) for v in checks[:, 1]]
+    out["motion checks, largest robust z"] = (-z).tolist()
+    for w, floor in ((1, 0), (2, 0), (3, 0), (2, 1)):
+        out[f"fused, `accel-luma`, weight {w}, floor {floor}"] = fused(torch.tensor(r["scores"]["accel-luma"]), checks, floor, w).tolist()
+    out["fused, `paper`, weight 2, floor 0"] = fused(torch.tensor(r["scores"]["masked"]), checks, 0, 2).tolist()
+    out["frame-difference ratio \\|Δ²\\|/\\|Δ\\| (model-free)"] = [-f["absratio"] for f in r["feats"]]
+    out["frame-difference energy ratio, 2×2-pooled (model-free)"] = [-f["ratio2"] for f in r["feats"]]
     g = torch.Generator()
     g.manual_seed(int(r["seed"]))
     out["random"] = torch.rand(len(checks), generator=g).tolist()
     return out
 
 
-def _rz(v: torch.Tensor) -> torch.Tensor:
-    from study import robust_z
+def columns(r: dict) -> Dict[str, Callable[[List[float]], float]]:
+    kinds, contents = r["kinds"], r["contents"]
+    n = len(kinds)
 
-    return robust_z(v)
+    def pick(v: List[float], pred: Callable[[int], bool]) -> List[float]:
+        return [v[i] for i in range(n) if pred(i)]
+
+    cols: Dict[str, Callable[[List[float]], float]] = {}
+    for k in [k for k in sorted(set(kinds)) if k in bd.HARMFUL]:
+        cols[k] = lambda v, k=k: auc(pick(v, lambda i: kinds[i] == k), pick(v, lambda i: kinds[i] == "clean"))
+        if k in bd.INVISIBLE:
+            src = bd.SOURCE[k]
+            cols[f"{k} vs clean {src}"] = lambda v, k=k, src=src: auc(pick(v, lambda i: kinds[i] == k), pick(v, lambda i: kinds[i] == "clean" and contents[i] == src))
+    cols["harmful, pooled"] = lambda v: auc(pick(v, lambda i: kinds[i] in bd.HARMFUL), pick(v, lambda i: kinds[i] == "clean"))
+    cols["decoys ↓"] = lambda v: auc(pick(v, lambda i: kinds[i] in bd.DECOYS), pick(v, lambda i: kinds[i] == "clean"))
+    return cols
 
 
-def table(runs: Sequence[dict]) -> None:
+def table(runs: Sequence[dict]) -> str:
     per: Dict[str, Dict[str, List[float]]] = {}
     for r in runs:
-        kinds, contents = r["kinds"], r["contents"]
-        harm = [k for k in sorted(set(kinds)) if k in bd.HARMFUL]
-        dec = [k for k in sorted(set(kinds)) if k in bd.DECOYS]
+        cols = columns(r)
         for sig, v in signals(r).items():
-            row = per.setdefault(sig, {})
-
-            def pick(pred) -> List[float]:  # type: ignore[no-untyped-def]
-                return [v[i] for i in range(len(v)) if pred(i)]
-
-            clean = pick(lambda i: kinds[i] == "clean")
-            for k in harm + dec:
-                ref = clean
-                if k in bd.INVISIBLE:
-                    src = bd.SOURCE[k]
-                    row.setdefault(k + "/same", []).append(auc(pick(lambda i: kinds[i] == k), pick(lambda i: kinds[i] == "clean" and contents[i] == src)))
-                row.setdefault(k, []).append(auc(pick(lambda i: kinds[i] == k), ref))
-            row.setdefault("HARM", []).append(auc(pick(lambda i: kinds[i] in bd.HARMFUL), clean))
-            row.setdefault("DECOY", []).append(auc(pick(lambda i: kinds[i] in bd.DECOYS), clean))
-            n = len(v)
-            order = sorted(range(n), key=lambda i: v[i])[: max(1, n // 10)]
-            row.setdefault("P@10%", []).append(sum(1 for i in order if kinds[i] in bd.HARMFUL) / len(order))
-    cols = list(next(iter(per.values())).keys())
-    print(f"{'signal':34s}" + "".join(f"{c:>13s}" for c in cols))
+            for c, f in cols.items():
+                per.setdefault(sig, {}).setdefault(c, []).append(f(v))
+    heads = list(next(iter(per.values())).keys())
+    lines = ["| signal | " + " | ".join(heads) + " |", "| --- |" + " --- |" * len(heads)]
     for sig, row in per.items():
-        cells = []
-        for c in cols:
-            xs = row[c]
-            m = statistics.mean(xs)
-            sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
-            cells.append(f"{m:6.3f}±{sd:5.3f}")
-        print(f"{sig:34s}" + "".join(f"{x:>13s}" for x in cells))
+        cells = [f"{statistics.mean(row[c]):.2f} ± {statistics.stdev(row[c]) if len(row[c]) > 1 else 0.0:.2f}" for c in heads]
+        lines.append(f"| {sig} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def knows(runs: Sequence[dict]) -> str:
+    """The pre-trained model's loss on each family against clean clips of the same content."""
+    fams = sorted({k for r in runs for k in r["knows"]})
+    lines = ["| family | loss (mean) | clean, same content | AUC loss above clean |", "| --- | --- | --- | --- |"]
+    for k in fams:
+        xs = [r["knows"][k] for r in runs if k in r["knows"]]
+        lines.append(
+            f"| {k} | {statistics.mean(x['loss'] for x in xs):.4f} | {statistics.mean(x['clean'] for x in xs):.4f} | "
+            f"{statistics.mean(x['auc_high'] for x in xs):.2f} ± {statistics.stdev([x['auc_high'] for x in xs]) if len(xs) > 1 else 0.0:.2f} |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    table([json.load(open(p)) for p in sys.argv[1:]])
+    runs = [json.load(open(p)) for p in sys.argv[1:]]
+    print(table(runs))
+    print()
+    print(knows(runs))

@@ -226,7 +226,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--split", default="held", choices=sorted(bd.SPLITS))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--methods", default="uniform,live")
     ap.add_argument("--out", default=os.path.join(HERE, "out"))
     ap.add_argument("--attr", default="{}", help="MotionAttributor options besides the defaults (JSON), for studies")

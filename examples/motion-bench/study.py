@@ -56,7 +56,7 @@ def fm_loss(model: torch.nn.Module, x: torch.Tensor, gen: torch.Generator) -> to
     return ((pred - (noise - x)) ** 2).flatten(1).mean(dim=1)
 
 
-PRETRAIN_STEPS = int(os.environ.get("MOTION_BENCH_PRETRAIN_STEPS", "2000"))
+PRETRAIN_STEPS = int(os.environ.get("MOTION_BENCH_PRETRAIN_STEPS", "500"))
 
 
 def pretrain(steps: int = PRETRAIN_STEPS, clips: int = 320, fresh: bool = False) -> Dict[str, torch.Tensor]:
