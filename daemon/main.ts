@@ -24,7 +24,7 @@ export async function main(): Promise<void> {
   } catch (err) {
     const code = isMotiveError(err) ? err.code : 'MOTIVE_START';
     log.fatal({ code, err: describeError(err) }, 'start failed');
-    process.stderr.write(`motived: ${describeError(err)}\n`);
+    process.stderr.write(`motived: ${code}: ${describeError(err)}\n`);
     process.exit(1);
   }
   const ready = {

@@ -9,6 +9,7 @@
  */
 import type { Database, RootDatabase } from 'lmdb';
 import type { SegmentHooks } from './segments.js';
+import { settleTurnBatch } from './turn-batch.js';
 
 /** A write's own promise: its failure is the batch's, reported there, never an unhandled rejection. */
 function settled(write: unknown): void {
@@ -42,13 +43,26 @@ export class SegmentManifest {
   }
 
   /** Records `sizes` for the run (and forgets `forget`), durably. */
-  async record(runId: string, sizes: ReadonlyMap<number, number>, forget: readonly number[] = []): Promise<void> {
-    if (sizes.size === 0 && forget.length === 0) return;
-    await this.root.batch(() => {
-      for (const [seq, size] of sizes) settled(this.db.put([runId, seq], size));
-      for (const seq of forget) settled(this.db.remove([runId, seq]));
-    });
-    await this.root.flushed;
+  record(runId: string, sizes: ReadonlyMap<number, number>, forget: readonly number[] = []): Promise<void> {
+    return this.recordAll(new Map([[runId, sizes]]), forget.length === 0 ? undefined : new Map([[runId, forget]]));
+  }
+
+  /** Records the sizes of several runs' segments (and forgets some) in one durable transaction. */
+  async recordAll(sizes: ReadonlyMap<string, ReadonlyMap<number, number>>, forget?: ReadonlyMap<string, readonly number[]>): Promise<void> {
+    let writes = 0;
+    for (const m of sizes.values()) writes += m.size;
+    for (const f of forget?.values() ?? []) writes += f.length;
+    if (writes === 0) return;
+    try {
+      await this.root.batch(() => {
+        for (const [runId, m] of sizes) for (const [seq, size] of m) settled(this.db.put([runId, seq], size));
+        for (const [runId, f] of forget ?? []) for (const seq of f) settled(this.db.remove([runId, seq]));
+      });
+      await this.root.flushed;
+    } catch (err) {
+      settleTurnBatch(this.root);
+      throw err;
+    }
   }
 
   /** Forgets every segment of the run (inside the transaction that deletes it). */

@@ -13,8 +13,8 @@
  * threads, so a flush never delays an Ack. On start-up the log entries newer than a sample's record
  * are replayed (docs/store.md).
  */
-import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { accessSync, constants, existsSync, mkdirSync, rmSync, statSync, statfsSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { open, type Database, type Key, type RootDatabase } from 'lmdb';
 import { MotiveError, decodeSketches, describeError, normalizeRows, trace } from '../shared/index.js';
 import { RunState, type QuerySetRecord, type RunInfo, type SampleState, type SketchDType } from './run-state.js';
@@ -35,6 +35,7 @@ import {
 import { DeltaPool } from './delta-pool.js';
 import { FeatureTables, sameNames } from './features.js';
 import { checkEnvironment } from './env-check.js';
+import { settleTurnBatch } from './turn-batch.js';
 import { REMOVING, SegmentManifest } from './manifest.js';
 import {
   FRAME_RECORD,
@@ -341,8 +342,27 @@ async function moveSampleRecords(dataDir: string, runIds: readonly string[], map
   }
 }
 
-/** Maps a failed LMDB or segment write to MOTIVE_STORE_FULL (no space) or MOTIVE_STORE_COMMIT. */
-async function storeError(err: unknown): Promise<MotiveError> {
+/**
+ * Below this many free bytes on the data directory's file system a failed write is taken for a
+ * full disk: LMDB reports a write the disk cut short as EIO, not ENOSPC.
+ */
+const NEARLY_FULL_BYTES = 16 << 20;
+
+/** Free bytes for unprivileged writers on `dir`'s file system, or undefined when unknown. */
+function freeBytes(dir: string): number | undefined {
+  try {
+    const s = statfsSync(dir);
+    return s.bavail * s.bsize;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Maps a failed LMDB or segment write to MOTIVE_STORE_FULL (no space, the cause named) or
+ * MOTIVE_STORE_COMMIT, with the system error lmdb-js keeps beside its own in the message.
+ */
+async function storeError(err: unknown, dataDir: string): Promise<MotiveError> {
   if (err instanceof MotiveError) return err;
   // lmdb-js puts the system error (ENOSPC, EIO, ...) in a promise beside the error.
   const commitError = (err as { commitError?: unknown }).commitError;
@@ -356,9 +376,17 @@ async function storeError(err: unknown): Promise<MotiveError> {
         (e: unknown) => e,
       ),
     );
-  const detail = `${message} ${cause}`;
-  if (/MDB_MAP_FULL|ENOSPC|EFBIG|No space|too large/i.test(detail)) return new MotiveError('MOTIVE_STORE_FULL', message, { cause: err });
-  return new MotiveError('MOTIVE_STORE_COMMIT', message, { cause: err });
+  const detail = cause === '' ? message : `${cause} (${message})`;
+  if (/MDB_MAP_FULL|ENOSPC|EFBIG|No space|too large/i.test(detail)) {
+    return new MotiveError('MOTIVE_STORE_FULL', `no space left for the store in ${dataDir}: ${detail}`, { cause: err });
+  }
+  const free = freeBytes(dataDir);
+  if (free !== undefined && free < NEARLY_FULL_BYTES) {
+    return new MotiveError('MOTIVE_STORE_FULL', `no space left for the store in ${dataDir} (ENOSPC: ${free} bytes free): ${detail}`, {
+      cause: err,
+    });
+  }
+  return new MotiveError('MOTIVE_STORE_COMMIT', detail, { cause: err });
 }
 
 /** Every key [runId, …] of a table: [runId] sorts before them all, [runId + NUL] after. */
@@ -367,10 +395,33 @@ function runRange(runId: string): { start: [string]; end: [string] } {
 }
 
 /**
+ * MOTIVE_STORE_READONLY unless the data directory (or, before it exists, the nearest existing
+ * directory above it) and its files can be written: a read-only mount (EROFS, reported to root
+ * too) or missing permissions, found before anything is opened.
+ */
+function checkWritable(dataDir: string): void {
+  let dir = resolve(dataDir);
+  while (!existsSync(dir) && dirname(dir) !== dir) dir = dirname(dir);
+  for (const path of [dir, join(dataDir, 'data.mdb'), join(dataDir, 'lock.mdb'), join(dataDir, 'records')]) {
+    if (!existsSync(path)) continue;
+    try {
+      accessSync(path, constants.W_OK);
+    } catch (err) {
+      throw new MotiveError(
+        'MOTIVE_STORE_READONLY',
+        `${path}: ${(err as Error).message}; the store needs its data directory writable (store.dataDir / MOTIVE_DATA_DIR)`,
+        { cause: err },
+      );
+    }
+  }
+}
+
+/**
  * Opens the main environment after checking its file (env-check.ts) and that the directory is
  * writable: MOTIVE_STORE_CORRUPT, MOTIVE_STORE_READONLY or MOTIVE_STORE_OPEN otherwise.
  */
 function openMain(dataDir: string, mapSize: number): RootDatabase {
+  checkWritable(dataDir);
   try {
     return openEnv(dataDir, mapSize);
   } catch (err) {
@@ -526,10 +577,9 @@ export class Store {
    * cut off); segments whose deletion a crash interrupted are forgotten.
    */
   private async finishOpen(): Promise<void> {
-    for (const [run, segments] of this.segments) {
-      const forget = this.unfinishedRemovals.get(run.info.id) ?? [];
-      await this.manifest.record(run.info.id, this.legacySegments ? segments.sizes() : new Map(), forget);
-    }
+    const sizes = new Map<string, Map<number, number>>();
+    if (this.legacySegments) for (const [run, segments] of this.segments) sizes.set(run.info.id, segments.sizes());
+    await this.manifest.recordAll(sizes, this.unfinishedRemovals);
     this.unfinishedRemovals.clear();
   }
 
@@ -726,7 +776,17 @@ export class Store {
    * memory after the promise resolves, so memory never runs ahead of the disk.
    */
   commit<T>(mutate: (tx: StoreTx) => T): Promise<T> {
-    const result = this.tail.then(() => this.commitNow(mutate));
+    return this.commitWith(mutate);
+  }
+
+  /**
+   * {@link Store.commit} with `direct`, the store's own writes outside StoreTx (log trims, run
+   * deletion), run inside the same batch: a write issued outside a batch joins lmdb-js's
+   * event-turn batch, whose own promise nobody holds, and a failed commit (a full disk) would
+   * reject it unhandled.
+   */
+  private commitWith<T>(mutate: (tx: StoreTx) => T, direct?: () => void): Promise<T> {
+    const result = this.tail.then(() => this.commitNow(mutate, direct));
     this.tail = result.then(
       () => undefined,
       () => undefined,
@@ -734,7 +794,7 @@ export class Store {
     return result;
   }
 
-  private async commitNow<T>(mutate: (tx: StoreTx) => T): Promise<T> {
+  private async commitNow<T>(mutate: (tx: StoreTx) => T, direct?: () => void): Promise<T> {
     if (this.commitDelayMs > 0) await new Promise((r) => setTimeout(r, this.commitDelayMs));
     const started = trace.on ? performance.now() : 0;
     const lsnBefore = this.lsn;
@@ -822,6 +882,7 @@ export class Store {
       result = mutate(tx);
       const write = (): void => {
         for (const w of writes) w();
+        direct?.();
       };
       // The writes as one batch: lmdb-js runs it on its write thread in one transaction, with no
       // turn of this thread in between (a transaction callback would hold the write lock until
@@ -831,12 +892,13 @@ export class Store {
       else await this.root.batch(write);
       await this.root.flushed;
     } catch (err) {
+      settleTurnBatch(this.root);
       this.lsn = lsnBefore;
       for (const [id, record] of before) {
         if (record === undefined) this.persistedRuns.delete(id);
         else this.persistedRuns.set(id, record);
       }
-      throw await storeError(err);
+      throw await storeError(err, this.dataDir);
     }
     if (trace.on) trace.event('commit', started, performance.now(), appended.length);
     this.commitCount++;
@@ -997,7 +1059,7 @@ export class Store {
           this.flushFailure = undefined;
         },
         async (err: unknown) => {
-          this.flushFailure = await storeError(err);
+          this.flushFailure = await storeError(err, this.dataDir);
           this.stats.lastError = `${this.flushFailure.code}: ${this.flushFailure.message}`;
         },
       )
@@ -1280,12 +1342,15 @@ export class Store {
     const keys = [...this.logDb.getKeys({ end: upTo + 1 })];
     if (keys.length === 0) return;
     // What the trimmed entries held is from now on only in the segments: their sizes recorded first.
-    for (const [run, segments] of this.segments) {
-      if (this.runStates.get(run.info.id) === run) await this.manifest.record(run.info.id, segments.sizes());
-    }
-    await this.commit(() => {
-      for (const key of keys) settled(this.logDb.remove(key));
-    });
+    const sizes = new Map<string, Map<number, number>>();
+    for (const [run, segments] of this.segments) if (this.runStates.get(run.info.id) === run) sizes.set(run.info.id, segments.sizes());
+    await this.manifest.recordAll(sizes);
+    await this.commitWith(
+      () => undefined,
+      () => {
+        for (const key of keys) settled(this.logDb.remove(key));
+      },
+    );
     this.logEntries -= keys.length;
   }
 
@@ -1525,14 +1590,20 @@ export class Store {
       const logKeys: number[] = [];
       for (const { key, value } of this.logDb.getRange()) if (value.runId === runId) logKeys.push(key);
       const featureWrites = this.featureTables.removeWrites(runId);
-      await this.commit(() => {
-        this.manifest.removeRun(runId);
-        settled(this.runsDb.remove(runId));
-        const dbs = [this.commitsDb, this.queriesDb] as unknown as Database<unknown, Key[]>[];
-        for (const db of dbs) for (const key of db.getKeys(runRange(runId))) settled(db.remove(key));
-        for (const key of logKeys) settled(this.logDb.remove(key));
-        for (const w of featureWrites) settled(w());
-      });
+      const dbs = [this.commitsDb, this.queriesDb] as unknown as Database<unknown, Key[]>[];
+      const keys = dbs.map((db) => [...db.getKeys(runRange(runId))]);
+      await this.commitWith(
+        () => undefined,
+        () => {
+          this.manifest.removeRun(runId);
+          settled(this.runsDb.remove(runId));
+          dbs.forEach((db, i) => {
+            for (const key of keys[i] ?? []) settled(db.remove(key));
+          });
+          for (const key of logKeys) settled(this.logDb.remove(key));
+          for (const w of featureWrites) settled(w());
+        },
+      );
       this.featureTables.forget(runId);
       await segments.remove();
       this.segments.delete(run);

@@ -30,7 +30,7 @@ describe('SIGKILL at seeded points (fault harness, reduced)', () => {
       expect(result.kills.length).toBe(plan.kills.length);
       expect(result.reconnects).toBeGreaterThan(0);
     },
-    40_000,
+    90_000,
   );
 });
 
