@@ -17,6 +17,7 @@
  * `maxBehindMs` is disconnected (counted). Nothing is queued per client beyond the socket buffer.
  */
 import { sampleMotion, type SampleMotion } from './motion-routes.js';
+import { tokenParam } from './schemas.js';
 import { readFile } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -241,7 +242,7 @@ export class LiveFeed {
         params: { type: 'object', properties: { run: { type: 'string', minLength: 1 } }, required: ['run'] },
         querystring: {
           type: 'object',
-          properties: { limit: { type: 'integer', minimum: 1, maximum: this.o.recentLimit, default: 50 } },
+          properties: { limit: { type: 'integer', minimum: 1, maximum: this.o.recentLimit, default: 50 }, token: tokenParam },
           additionalProperties: false,
         },
       },

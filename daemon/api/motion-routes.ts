@@ -15,7 +15,7 @@ import type { RunViews } from '../influence/index.js';
 import type { ClipProfileRecord, RunState, Store } from '../store/index.js';
 import { arrowExport } from '../export/index.js';
 import { DESCRIPTOR_NAMES, explain, type MotionDescriptors } from '../motion/index.js';
-import { errorSchema, runParams } from './schemas.js';
+import { errorSchema, runParams, tokenParam } from './schemas.js';
 import { explainSchema, profileSchema } from './motion-schemas.js';
 
 export interface MotionRoutesDeps {
@@ -132,7 +132,7 @@ export function registerMotionRoutes(app: FastifyInstance, deps: MotionRoutesDep
       params: runParams,
       querystring: {
         type: 'object',
-        properties: { fraction: { type: 'number', exclusiveMinimum: 0, maximum: 0.5, default: 0.25 } },
+        properties: { fraction: { type: 'number', exclusiveMinimum: 0, maximum: 0.5, default: 0.25 }, token: tokenParam },
         additionalProperties: false,
       },
       response: { 200: explainSchema, ...errors },

@@ -119,3 +119,6 @@ export const sampleParams = {
   required: ['run', 'id'],
   additionalProperties: false,
 } as const;
+
+/** `?token=`, which every route takes (docs/security.md); listed where a query string is checked. */
+export const tokenParam = { type: 'string' } as const;

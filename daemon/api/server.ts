@@ -3,11 +3,20 @@
  * as `{ code, message }` with the status from the error registry.
  */
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { Authorizer, MotiveError, httpToken, isMotiveError, type Action, type Grant, type Logger } from '../shared/index.js';
+import { Authorizer, ErrorCodes, MotiveError, httpToken, isMotiveError, type Action, type Grant, type Logger } from '../shared/index.js';
 import type { InfluenceEngine, RunViews, SampleOrder } from '../influence/index.js';
 import type { RunState, Store } from '../store/index.js';
 import type { WeightingService } from '../weighting/index.js';
-import { errorSchema, runDetailSchema, runParams, runSummarySchema, sampleDetailSchema, sampleParams, sampleSchema } from './schemas.js';
+import {
+  errorSchema,
+  tokenParam,
+  runDetailSchema,
+  runParams,
+  runSummarySchema,
+  sampleDetailSchema,
+  sampleParams,
+  sampleSchema,
+} from './schemas.js';
 import { sampleMotion } from './motion-routes.js';
 
 export interface ApiDeps {
@@ -58,10 +67,34 @@ export function redactTokens(message: string): string {
   return message.replace(/([?&]token=)[^&#\s"'<>]*/gi, '$1<redacted>');
 }
 
+/** A plain decimal number, as a query string may carry one (no `Infinity`, `0x10`, blanks). */
+const DECIMAL = /^-?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/;
+
+/**
+ * Turns the query parameters that the route's schema types as numbers into numbers, when they are
+ * plain finite decimals; anything else stays a string, which the schema then refuses.
+ */
+function coerceQuery(req: FastifyRequest): void {
+  const schema = req.routeOptions.schema?.querystring as { properties?: Record<string, { type?: unknown }> } | undefined;
+  const props = schema?.properties;
+  const query = req.query as Record<string, unknown> | undefined;
+  if (props === undefined || query === undefined) return;
+  for (const [name, prop] of Object.entries(props)) {
+    const v = query[name];
+    if ((prop.type !== 'integer' && prop.type !== 'number') || typeof v !== 'string' || !DECIMAL.test(v)) continue;
+    const n = Number(v);
+    if (Number.isFinite(n)) query[name] = n;
+  }
+}
+
 /** Builds the fastify app (not listening). Extra route plugins can be registered by the caller. */
 export function buildApi(deps: ApiDeps, options: ApiOptions): FastifyInstance {
   const base = {
     logger: false,
+    // An API, not a form handler: JSON bodies are taken as sent (no `"1e3"` → 1000, `null` → 0,
+    // `true` → 1), and an unknown property is refused, not dropped. Query strings are strings:
+    // `coerceQuery` turns plain decimal numbers into numbers first.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: true, allErrors: false } },
     bodyLimit: options.bodyLimitBytes,
     // Sample ids may be as long as the wire allows (limits.maxSampleIdBytes), URL-encoded.
     routerOptions: { maxParamLength: 4096 },
@@ -93,9 +126,16 @@ export function buildApi(deps: ApiDeps, options: ApiOptions): FastifyInstance {
     req.grant = verdict.grant;
   });
 
+  app.addHook('preValidation', async (req) => coerceQuery(req));
+
   app.setErrorHandler((err, _req, reply) => {
     if (isMotiveError(err)) return reply.status(err.status).send({ code: err.code, message: err.message });
-    const e = err as { validation?: unknown; statusCode?: number; message: string };
+    const e = err as { validation?: Array<{ instancePath?: string }>; validationContext?: string; statusCode?: number; message: string };
+    if (e.validationContext === 'body' && e.validation?.some((v) => v.instancePath?.startsWith('/sketch') === true)) {
+      return reply
+        .status(400)
+        .send({ code: 'MOTIVE_API_BAD_SKETCH', message: `${ErrorCodes.MOTIVE_API_BAD_SKETCH.message}: ${e.message}` });
+    }
     if (e.validation !== undefined || (e.statusCode !== undefined && e.statusCode < 500)) {
       return reply.status(e.statusCode ?? 400).send({ code: 'MOTIVE_API_BAD_REQUEST', message: redactTokens(e.message) });
     }
@@ -203,6 +243,7 @@ export function buildApi(deps: ApiDeps, options: ApiOptions): FastifyInstance {
         properties: {
           order: { type: 'string', enum: ['harmful', 'helpful', 'votes'], default: 'harmful' },
           limit: { type: 'integer', minimum: 1, maximum: options.maxListLimit, default: 50 },
+          token: tokenParam,
         },
         additionalProperties: false,
       },
