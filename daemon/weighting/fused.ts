@@ -40,17 +40,28 @@ export interface SampleSignal {
   readonly fused: number | undefined;
 }
 
+/** Working arrays for {@link featureStat}, `n` long. */
+export interface FeatureWork {
+  readonly column: Float64Array;
+  readonly all: Uint8Array;
+  readonly order: Float64Array;
+}
+
+export function featureWork(n: number): FeatureWork {
+  return { column: new Float64Array(n), all: new Uint8Array(n).fill(1), order: new Float64Array(n) };
+}
+
+/** Robust statistics of feature `i` over `rows` ([n × nf] row-major). */
+export function featureStat(rows: Float32Array, n: number, nf: number, i: number, work: FeatureWork): RobustStats | undefined {
+  const column = work.column.subarray(0, n);
+  for (let r = 0; r < n; r++) column[r] = rows[r * nf + i] as number;
+  return robustStats(column, work.all.subarray(0, n), work.order);
+}
+
 /** Per-feature robust statistics over `rows` ([n × nf] row-major). */
 export function featureStats(rows: Float32Array, n: number, nf: number): Array<RobustStats | undefined> {
-  const column = new Float64Array(n);
-  const all = new Uint8Array(n).fill(1);
-  const work = new Float64Array(n);
-  const out: Array<RobustStats | undefined> = [];
-  for (let i = 0; i < nf; i++) {
-    for (let r = 0; r < n; r++) column[r] = rows[r * nf + i] as number;
-    out.push(robustStats(column, all, work));
-  }
-  return out;
+  const work = featureWork(n);
+  return Array.from({ length: nf }, (_, i) => featureStat(rows, n, nf, i, work));
 }
 
 /** check = max(0, max_i z_i − floorZ), z_i = 0 for a feature without statistics. */
@@ -86,7 +97,13 @@ export function signalWeight(
   st: SignalStats,
   options: WeightPolicyOptions & FusedOptions,
 ): number {
-  if ((options.signal ?? 'fused') === 'attribution') return st.attribution === undefined ? 1 : weightFor(score, st.attribution, options);
+  const attributionOnly = (options.signal ?? 'fused') === 'attribution';
+  // The score's z alone (a sample without features, or the attribution signal): the policy's own
+  // weight, without the fused bookkeeping (a recompute asks this of every sample).
+  if (attributionOnly || row === undefined) {
+    if (st.attribution !== undefined) return weightFor(score, st.attribution, options);
+    if (attributionOnly) return 1;
+  }
   const fused = sampleSignal(score, row, st, options).fused;
   return fused === undefined ? 1 : weightOfZ(fused, options);
 }

@@ -16,8 +16,8 @@
 import type { BatchWeigher } from '../influence/engine.js';
 import { trace, type Logger } from '../shared/index.js';
 import type { RunState, SampleState, Store } from '../store/index.js';
-import { featureStats, signalWeight, spreads, type FusedOptions, type SignalStats } from './fused.js';
-import { robustStats, type WeightPolicyOptions } from './policy.js';
+import { featureStat, featureWork, signalWeight, spreads, type FusedOptions, type SignalStats } from './fused.js';
+import { robustStats, type RobustStats, type WeightPolicyOptions } from './policy.js';
 
 export interface WeightingOptions extends WeightPolicyOptions, FusedOptions {
   readonly minDelta: number;
@@ -283,10 +283,22 @@ export class WeightingService implements BatchWeigher {
         }
       }
       const features = run.features;
-      const stats: SignalStats = {
-        attribution: robustStats(w.scores.subarray(0, n), w.eligible.subarray(0, n), w.order),
-        checks: features.size === 0 ? [] : featureStats(features.rows(), features.size, features.width),
-      };
+      const attribution = robustStats(w.scores.subarray(0, n), w.eligible.subarray(0, n), w.order);
+      // One feature per turn of the event loop: over a million samples each is a pass like the
+      // scores' own (two order statistics), and all of them at once held the Acks for a second.
+      const checks: Array<RobustStats | undefined> = [];
+      const nf = features.width;
+      const rows = features.size;
+      const work = rows === 0 ? undefined : featureWork(rows);
+      for (let i = 0; work !== undefined && i < nf; i++) {
+        endStretch();
+        await new Promise((resolve) => setImmediate(resolve));
+        stretch = performance.now();
+        if (this.closed || this.store.run(runId) !== run) return;
+        // The rows as they are now (batches applied meanwhile may have added some).
+        checks.push(featureStat(features.rows(), Math.min(rows, features.size), nf, i, work));
+      }
+      const stats: SignalStats = { attribution, checks };
       this.stats.set(runId, { stats, queries: run.queryIds.length });
       const weighs = spreads(stats, this.signal);
       // The weights in slices too: over 100,000 samples this pass held the main thread (and the

@@ -9,6 +9,7 @@ import { ReferenceModel, rng } from '../helpers/reference.js';
 import { refSignal, refSignalUnder, refStatsOf, type RefOptions, type RefSample } from '../helpers/fused-reference.js';
 import { freePort, spawnDaemon, startTestDaemon, tempDir, type ChildDaemon } from '../helpers/daemon.js';
 import { hello, rawStream, type DaemonReply, type RawStream } from '../helpers/raw-stream.js';
+import { MotiveClient } from '../../trainer-hooks/ts/index.js';
 
 const K = 32;
 const M = 4;
@@ -227,6 +228,17 @@ describe('fused signal with a real daemon', () => {
     expect(want).toBeLessThan(0.9);
     expect(Math.abs(byId.get(target)! - want)).toBeLessThan(1e-4);
     if (byId.has(other)) expect(Math.abs(byId.get(other)! - refSignalUnder(before, after.get(other)!, OPTIONS).weight)).toBeLessThan(1e-4);
+  });
+
+  it('takes features from the TypeScript client', async () => {
+    const c = new MotiveClient({ address: `127.0.0.1:${daemon.grpcPort}`, runId: 'ts-features', dim: K, featureNames: ['jitter'] });
+    await c.connect();
+    await c.send(0, 0.01, ['x', 'y'], new Float32Array(2 * K).fill(0.5), [], [0.1, 7]);
+    await c.flush();
+    c.close();
+    const base = `http://127.0.0.1:${daemon.httpPort}/v1/runs/ts-features/samples`;
+    expect(((await (await fetch(`${base}/x`)).json()) as View).features).toEqual({ jitter: Math.fround(0.1) });
+    expect(((await (await fetch(`${base}/y`)).json()) as View).features).toEqual({ jitter: 7 });
   });
 
   it('refuses a Hello naming other features, and forgets the names with a deleted run', async () => {
