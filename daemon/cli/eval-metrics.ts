@@ -61,69 +61,75 @@ export interface EvalFigures {
 
 export const POOLED_LABEL = 'all non-reference';
 
-/** Seeded uniform [0, 1) generator (mulberry32): the same seed gives the same intervals. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
+/**
+ * Seeded uniform generator (mulberry32): the same seed gives the same intervals. The state stays a
+ * signed 32-bit integer, which V8 keeps unboxed.
+ */
+export class Mulberry32 {
+  private state: number;
+
+  constructor(seed: number) {
+    this.state = seed | 0;
+  }
+
+  /** Uniform in [0, 1). */
+  next(): number {
+    this.state = (this.state + 0x6d2b79f5) | 0;
+    let t = this.state;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  }
 }
 
 /**
  * Clips sorted by harm once, with their tie blocks, so that AUC numerators for any multiplicities
- * (1 each, or a bootstrap draw) take one linear sweep.
+ * (1 each, or a bootstrap draw) take one sequential sweep. Everything is indexed by sorted position.
  */
 class RankedClips {
-  /** Positions in the caller's arrays, harm ascending. */
-  readonly order: Int32Array;
-  /** blockEnd[b]: one past the last position of tie block b (in `order`). */
-  readonly blockEnd: Int32Array;
+  /** Group of the clip at each sorted position (harm ascending). */
+  readonly group: Int32Array;
+  /** blockStart[b]: first sorted position of tie block b; one more entry holds the clip count. */
+  readonly blockStart: Int32Array;
 
   constructor(
-    readonly harm: Float64Array,
-    readonly group: Int32Array,
+    harm: Float64Array,
+    group: Int32Array,
     readonly referenceGroup: number,
-    readonly groups: number,
   ) {
-    const idx = Array.from({ length: harm.length }, (_, i) => i);
-    idx.sort((a, b) => (harm[a] as number) - (harm[b] as number));
-    this.order = Int32Array.from(idx);
-    const ends: number[] = [];
-    for (let p = 1; p <= idx.length; p++) {
-      if (p === idx.length || harm[idx[p] as number] !== harm[idx[p - 1] as number]) ends.push(p);
+    const order = Array.from({ length: harm.length }, (_, i) => i);
+    order.sort((a, b) => (harm[a] as number) - (harm[b] as number));
+    this.group = Int32Array.from(order, (i) => group[i] as number);
+    const starts: number[] = [];
+    for (let p = 0; p < order.length; p++) {
+      if (p === 0 || harm[order[p] as number] !== harm[order[p - 1] as number]) starts.push(p);
     }
-    this.blockEnd = Int32Array.from(ends);
+    starts.push(order.length);
+    this.blockStart = Int32Array.from(starts);
   }
 
   /**
    * Σ over (labelled, reference) pairs of [h_L < h_R] + ½ [h_L = h_R], each clip counted `mult`
-   * times, per group (the reference group's entry stays 0). Sweeps from the least harmful block:
-   * `above` is the reference weight strictly less harmful than the current block.
+   * times (by sorted position; null: once), per group (the reference group's entry stays 0).
+   * Sweeps from the least harmful block: `above` is the reference weight strictly less harmful.
    */
   pairWins(mult: Float64Array | null, out: Float64Array): void {
     out.fill(0);
-    const { order, group, referenceGroup } = this;
+    const { group, blockStart, referenceGroup } = this;
     let above = 0;
-    let end = order.length;
-    for (let b = this.blockEnd.length - 1; b >= 0; b--) {
-      const start = b === 0 ? 0 : (this.blockEnd[b - 1] as number);
+    for (let b = blockStart.length - 2; b >= 0; b--) {
+      const start = blockStart[b] as number;
+      const end = blockStart[b + 1] as number;
       let tiedRef = 0;
       for (let p = start; p < end; p++) {
-        const i = order[p] as number;
-        if (group[i] === referenceGroup) tiedRef += mult === null ? 1 : (mult[i] as number);
+        if (group[p] === referenceGroup) tiedRef += mult === null ? 1 : (mult[p] as number);
       }
       const credit = above + tiedRef / 2;
       for (let p = start; p < end; p++) {
-        const i = order[p] as number;
-        const g = group[i] as number;
-        if (g !== referenceGroup) out[g] = (out[g] as number) + (mult === null ? 1 : (mult[i] as number)) * credit;
+        const g = group[p] as number;
+        if (g !== referenceGroup) out[g] = (out[g] as number) + (mult === null ? 1 : (mult[p] as number)) * credit;
       }
       above += tiedRef;
-      end = start;
     }
   }
 }
@@ -151,7 +157,7 @@ export function evaluateLabels(clips: readonly EvalClip[], options: EvalOptions)
     if (c.harm === null || !Number.isFinite(c.harm)) unscored[g] = (unscored[g] as number) + 1;
   }
 
-  const ranked = new RankedClips(harm, group, refGroup, groups);
+  const ranked = new RankedClips(harm, group, refGroup);
   const wins = new Float64Array(groups);
   ranked.pairWins(null, wins);
   const nRef = size[refGroup] as number;
@@ -227,21 +233,22 @@ function bootstrap(
   aucOf: (w: Float64Array, g: number) => number | null,
   pooledAuc: (w: Float64Array) => number | null,
 ): { groups: Array<readonly [number, number] | null>; pooled: readonly [number, number] | null } {
-  const n = ranked.harm.length;
+  const n = ranked.group.length;
   const groups = size.length;
-  const members: number[][] = Array.from({ length: groups }, () => []);
-  for (let i = 0; i < n; i++) (members[ranked.group[i] as number] as number[]).push(i);
+  const lists: number[][] = Array.from({ length: groups }, () => []);
+  for (let p = 0; p < n; p++) (lists[ranked.group[p] as number] as number[]).push(p);
+  const members = lists.map((l) => Int32Array.from(l));
   const reps = Math.max(0, Math.floor(options.replicates));
   const perGroup = Array.from({ length: groups }, () => new Float64Array(reps));
   const pooled = new Float64Array(reps);
-  const random = mulberry32(options.seed);
+  const random = new Mulberry32(options.seed);
   const mult = new Float64Array(n);
   const wins = new Float64Array(groups);
   for (let r = 0; r < reps; r++) {
     mult.fill(0);
     for (const list of members) {
       for (let d = 0; d < list.length; d++) {
-        const i = list[Math.floor(random() * list.length)] as number;
+        const i = list[Math.floor(random.next() * list.length)] as number;
         mult[i] = (mult[i] as number) + 1;
       }
     }

@@ -37,6 +37,7 @@ interface Figures {
 }
 interface Report {
   run: string;
+  samples: number;
   signal: string;
   harmful: string;
   signals: string[];
@@ -186,7 +187,12 @@ describe('motive eval on a run with known scores', () => {
     // The default: fused where the labelled clips have it, else score.
     const hasFused = [...label.keys()].some((id) => typeof views.get(id)!['fused'] === 'number');
     expect(report.signal).toBe(hasFused ? 'fused' : 'score');
-    expect(report).toMatchObject({ run: RUN, bootstrap: { replicates: 2000, seed: 1, level: 0.95 }, missing: { count: 0 } });
+    expect(report).toMatchObject({
+      run: RUN,
+      samples: known.size,
+      bootstrap: { replicates: 2000, seed: 1, level: 0.95 },
+      missing: { count: 0 },
+    });
     expectFigures(report, report.signal);
     for (const g of [...report.labels, report.pooled, report.reference]) {
       const mine = [...label.keys()].filter((id) =>

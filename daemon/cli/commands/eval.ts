@@ -124,6 +124,8 @@ function checkSides(labels: ReadonlyMap<string, string>, reference: string, wher
 
 export interface EvalReport extends EvalFigures {
   readonly run: string;
+  /** Samples in the run (labelled or not). */
+  readonly samples: number;
   readonly signal: Signal;
   readonly harmful: 'lower' | 'higher';
   readonly signals: Signal[];
@@ -234,6 +236,7 @@ export const evalCommand: Command = {
 
     const report: EvalReport = {
       run,
+      samples: data.samples,
       signal,
       harmful: sign < 0 ? 'higher' : 'lower',
       signals: data.signals,
