@@ -1,0 +1,168 @@
+"""Training step time with and without the hook on the Wan-style DiT with LoRA, and where it goes.
+
+A LoRA fine-tune step (PEFT layout, rank 16 on every attention and FFN linear of the 2.7 M
+parameter :class:`~motive_hooks.dit.WanMiniDiT`; latents ``[16, 5, 16, 16]`` by default, 320 tokens per
+clip; AdamW) at micro-batch 1 and 4, plain and with the hook attributing every step and every
+4th step (``layers="lora"``, k = 512, the default objective). Configurations alternate step by
+step so that the machine's changing load falls on all of them alike; the figure is the mean
+step time over a multiple of 4 steps (so "every 4th" is averaged over its cycle). The breakdown
+times the attribution pass's parts on the attributed steps: the extra forward (per timestep of
+the objective), the sketch backward (``autograd.grad`` to the sketched layers' outputs), the
+projection, and ``client.send`` (the call only: encoding and sending happen on the client's
+thread; with ``--address`` sketches go to a running daemon, else to an unreachable address with
+the drop policy).
+
+    python3 trainer-hooks/python/bench/dit_overhead.py [--steps 16] [--threads 2] [--address 127.0.0.1:50051]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from motive_hooks import MotionAttributor, MotiveClient, flow_matching_predict  # noqa: E402
+from motive_hooks.dit import WanMiniDiT, wan_mini_latents  # noqa: E402
+from motive_hooks.lora import inject_peft_lora  # noqa: E402
+
+
+class Timer:
+    """Accumulates wall time per part of the attribution pass."""
+
+    def __init__(self) -> None:
+        self.parts: Dict[str, float] = {}
+
+    def add(self, name: str, dt: float) -> None:
+        self.parts[name] = self.parts.get(name, 0.0) + dt
+
+
+def instrument(attr: MotionAttributor, timer: Timer) -> None:
+    """Wraps the pass's parts with timers (bench only: the hook itself is not changed)."""
+    sk = attr.sketcher
+    real_accumulate, real_sketch = sk._accumulate, sk.sketch
+    obj = attr.objective
+    real_losses = obj.per_sample_losses
+
+    def accumulate(*a: Any, **kw: Any) -> torch.Tensor:
+        t0 = time.perf_counter()
+        out = real_accumulate(*a, **kw)
+        timer.add("projection", time.perf_counter() - t0)
+        return out
+
+    def sketch(*a: Any, **kw: Any) -> torch.Tensor:
+        t0 = time.perf_counter()
+        before = timer.parts.get("projection", 0.0)
+        out = real_sketch(*a, **kw)
+        timer.add("backward", time.perf_counter() - t0 - (timer.parts.get("projection", 0.0) - before))
+        return out
+
+    def losses(*a: Any, **kw: Any) -> torch.Tensor:
+        t0 = time.perf_counter()
+        out = real_losses(*a, **kw)
+        timer.add("forward", time.perf_counter() - t0)
+        return out
+
+    sk._accumulate = accumulate  # type: ignore[method-assign]
+    sk.sketch = sketch  # type: ignore[method-assign]
+    obj.per_sample_losses = losses  # type: ignore[method-assign]
+    if attr.client is not None:
+        real_send = attr.client.send
+
+        def send(*a: Any, **kw: Any) -> bool:
+            t0 = time.perf_counter()
+            ok = real_send(*a, **kw)
+            timer.add("send", time.perf_counter() - t0)
+            return ok
+
+        attr.client.send = send  # type: ignore[method-assign]
+
+
+class Setup:
+    def __init__(self, every: Optional[int], batch: int, args: argparse.Namespace) -> None:
+        self.model = WanMiniDiT(seed=1)
+        inject_peft_lora(self.model, self.model.lora_targets(), r=16, alpha=16.0, init_up_std=0.01, seed=2)
+        self.opt = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=1e-4)
+        self.batch, self.every = batch, every
+        self.data = wan_mini_latents(4 * batch, frames=args.frames, size=args.size, seed=3)
+        self.ids = [f"clip-{i}" for i in range(self.data.shape[0])]
+        self.timer = Timer()
+        self.attributed = 0
+        self.attr: Optional[MotionAttributor] = None
+        self.client: Optional[MotiveClient] = None
+        if every is not None:
+            self.attr = MotionAttributor(self.model, "lora", flow_matching_predict(), dim=args.dim, every=every, query_every=10**9)
+            address = args.address or "127.0.0.1:9"
+            self.client = MotiveClient(address, f"bench-dit-{every}-{batch}-{time.time_ns()}", args.dim, sketcher=self.attr.identity, policy="drop")
+            self.attr.client = self.client
+            instrument(self.attr, self.timer)
+        self.times: List[float] = []
+        self.step_no = 0
+
+    def step(self, record: bool) -> None:
+        lo = (self.step_no * self.batch) % self.data.shape[0]
+        x = self.data[lo : lo + self.batch]
+        t0 = time.perf_counter()
+        self.opt.zero_grad(set_to_none=True)
+        s = torch.rand(self.batch)
+        noise = torch.randn_like(x)
+        sv = s.view(-1, 1, 1, 1, 1)
+        loss = ((self.model((1 - sv) * x + sv * noise, s) - (noise - x)) ** 2).mean()
+        loss.backward()
+        if self.attr is not None:
+            if self.attr.due(self.step_no) and record:
+                self.attributed += 1
+            parts = dict(self.timer.parts)
+            self.attr.step(self.step_no, 1e-4, self.ids[lo : lo + self.batch], x, None)
+            if not record:
+                self.timer.parts = parts
+        self.opt.step()
+        if record:
+            self.times.append(time.perf_counter() - t0)
+        self.step_no += 1
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=16, help="recorded steps per configuration (a multiple of 4)")
+    ap.add_argument("--warmup", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dim", type=int, default=512)
+    ap.add_argument("--address", default=None)
+    ap.add_argument("--frames", type=int, default=5, help="latent frames")
+    ap.add_argument("--size", type=int, default=16, help="latent height and width")
+    ap.add_argument("--batches", default="1,4", help="micro-batch sizes")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, threads {args.threads}, load {os.getloadavg()[0]:.1f}")
+    rows: List[Tuple[int, str, float, float, Dict[str, float], int]] = []
+    for batch in (int(b) for b in args.batches.split(",")):
+        setups = {"plain": Setup(None, batch, args), "every step": Setup(1, batch, args), "every 4th": Setup(4, batch, args)}
+        for i in range(args.warmup + args.steps):
+            for s in setups.values():
+                s.step(record=i >= args.warmup)
+        base = statistics.mean(setups["plain"].times)
+        for name, s in setups.items():
+            mean = statistics.mean(s.times)
+            rows.append((batch, name, mean, 100.0 * (mean / base - 1.0), s.timer.parts, s.attributed))
+            print(f"micro-batch {batch}, {name}: {1000 * mean:.0f} ms", flush=True)
+            if s.client is not None:
+                s.client.close(1.0)
+    print(f"load after: {os.getloadavg()[0]:.1f}")
+    print("| micro-batch | hook | step (ms, mean) | overhead | per attributed step: forward / backward / projection / send (ms) |")
+    print("|---|---|---|---|---|")
+    for batch, name, mean, over, parts, n in rows:
+        detail = " / ".join(f"{1000 * parts.get(k, 0.0) / max(n, 1):.0f}" for k in ("forward", "backward", "projection", "send")) if n else "—"
+        print(f"| {batch} | {name} | {1000 * mean:.0f} | {over:+.0f} % | {detail} |")
+
+
+if __name__ == "__main__":
+    main()
