@@ -129,7 +129,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     # handed to accelerator.prepare (it would shard each rank's part again)
     attr = MotionAttributor(transformer, layers, flow_matching_predict(), dim=256, every=1, query_every=50)
     client = MotiveClient(
-        args.address, args.run, attr.dim, rank=accelerator.process_index, world_size=accelerator.num_processes, sketcher=attr.identity, policy="drop"
+        args.address, args.run, attr.dim, rank=accelerator.process_index, world_size=accelerator.num_processes, sketcher=attr, policy="drop"
     )
     attr.client = client
     attr.add_queries(["q-drift-a", "q-drift-b"], queries, None)

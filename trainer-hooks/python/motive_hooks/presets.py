@@ -8,7 +8,7 @@ of the motion benchmark (docs/results.md); nothing needs copying by hand from a 
 
 from __future__ import annotations
 
-from typing import Dict, List, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch.nn as nn
 
@@ -30,9 +30,12 @@ DEFAULT_RECIPE = "accel-luma"
 """The recipe :class:`~motive_hooks.MotionAttributor` uses unless given ``objectives``."""
 
 
-def recipe(name: str, predict: PredictFn, frame_dim: int = 2, noise_seed: int = 0) -> MotionObjective:
-    """The objective of the named recipe (one of :data:`RECIPES`)."""
-    common = dict(frame_dim=frame_dim, noise_seed=noise_seed, name=name)
+def recipe(
+    name: str, predict: PredictFn, frame_dim: int = 2, noise_seed: int = 0, latents_of: Optional[Callable[[Any], Any]] = None
+) -> MotionObjective:
+    """The objective of the named recipe (one of :data:`RECIPES`); ``latents_of`` maps a batch that
+    is not the latent tensor itself to its latents (see :class:`MotionObjective`)."""
+    common = dict(frame_dim=frame_dim, noise_seed=noise_seed, name=name, latents_of=latents_of)
     if name == "accel-luma":
         return MotionObjective(predict, kind="temporal2", timesteps=(500, 751, 250), spatial_pool=(1, 1, 2), channel_pool=True, **common)  # type: ignore[arg-type]
     if name == "accel-multi-t":
