@@ -227,8 +227,9 @@ describe('motive eval on a run with known scores', () => {
         expectFigures(report, signal);
       } else {
         expect(code).toBe(2);
+        const has = ['fused', 'score', 'check'].filter((s) => typeof views.get('clean-00')![s] === 'number');
         expect(c.err()).toBe(
-          `motive eval: MOTIVE_EVAL_SIGNAL: signal not in the run data: run ${RUN}'s data has no ${signal} value (it has: score)\n`,
+          `motive eval: MOTIVE_EVAL_SIGNAL: signal not in the run data: run ${RUN}'s data has no ${signal} value (it has: ${has.join(', ')})\n`,
         );
       }
     }
@@ -261,8 +262,8 @@ describe('motive eval on a run with known scores', () => {
         f(g.meanWeight),
       ]);
     });
-    expect(lines[3 + rows.length]).toMatch(
-      /^AUC: P\(score of a labelled clip more harmful than a reference clip's\) \+ ½ P\(tie\); 95% CI: stratified bootstrap, 2000 replicates, seed 1$/,
+    expect(lines[3 + rows.length]).toBe(
+      `AUC: P(${report.signal} of a labelled clip more harmful than a reference clip's) + ½ P(tie); 95% CI: stratified bootstrap, 2000 replicates, seed 1`,
     );
     expect(lines[4 + rows.length]).toBe(
       `prec@10%: share of the ${report.top} most harmful of the ${report.ranked} scored labelled clips; unscored clips (not seen yet) are left out of both`,

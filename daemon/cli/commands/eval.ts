@@ -211,11 +211,12 @@ export const evalCommand: Command = {
       checkSides(labels, reference, `${values.labels}, after leaving out the ids not in the run`);
     }
 
-    // fused by default where the labelled clips carry it (a run without motion profiles may not).
-    const hasFused = [...data.clips.values()].some((c) => typeof c.values.fused === 'number');
-    const signal: Signal = (asked as Signal | undefined) ?? (hasFused ? 'fused' : 'score');
-    if (!data.signals.includes(signal)) {
-      fail('MOTIVE_EVAL_SIGNAL', `run ${run}'s data has no ${signal} value (it has: ${data.signals.join(', ')})`);
+    // A signal counts where a labelled clip has a value for it: the export carries the fused and
+    // check columns for every run, empty for a run whose trainers send no motion checks.
+    const available = data.signals.filter((s) => [...data.clips.values()].some((c) => typeof c.values[s] === 'number'));
+    const signal: Signal = (asked as Signal | undefined) ?? (available.includes('fused') ? 'fused' : 'score');
+    if (!available.includes(signal)) {
+      fail('MOTIVE_EVAL_SIGNAL', `run ${run}'s data has no ${signal} value (it has: ${available.join(', ')})`);
     }
     const sign = HIGHER_IS_HARMFUL.has(signal) ? -1 : 1;
     const clips: EvalClip[] = [...labels].map(([id, label]) => {
@@ -239,7 +240,7 @@ export const evalCommand: Command = {
       samples: data.samples,
       signal,
       harmful: sign < 0 ? 'higher' : 'lower',
-      signals: data.signals,
+      signals: available,
       weightsVersion: summary.weightsVersion,
       topSpec,
       bootstrap: { replicates: REPLICATES, seed, level: LEVEL },
