@@ -484,6 +484,9 @@ export async function runCrashTrial(daemon: CrashableDaemon, plan: TrialPlan, op
       }
       current = undefined;
     })();
+    // A restart that fails while the ranks still stream fails this trial (the clients are closed,
+    // so the senders stop), not the whole harness with an unhandled rejection.
+    killer.catch(() => clients.forEach((c) => c.close()));
 
     await Promise.all(
       clients.map((c, rank) =>
