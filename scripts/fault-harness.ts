@@ -1,9 +1,14 @@
 /**
- * Crash-safety harness, full count: `npx tsx scripts/fault-harness.ts --trials 24 [--seed 1000]
- * [--batches 240]`. Each trial streams a seeded three-rank scenario (query refreshes, live
- * weights) into a child daemon, SIGKILLs it at seeded points (random ack count, inside a widened
+ * Crash-safety harness, full count: `npm run test:crash` (100 trials; kept out of `npm test`,
+ * which runs three in `test/integration/fault-injection.test.ts`), or `npx tsx
+ * scripts/fault-harness.ts --trials N [--seed 1000] [--batches 240]`. Each trial streams a seeded
+ * three-rank scenario (query refreshes, live weights, rank 1 sending FLOAT16 beside two FLOAT32
+ * ranks) into a child daemon, SIGKILLs it at seeded points (random ack count, inside a widened
  * group commit with acks outstanding, right after a QuerySet), restarts it on the same store and
- * ports, lets the clients resume and compares the store with the float64 reference.
+ * ports (restarts cycle the flusher and segment settings, so kills also land in flushes, log
+ * trims and compactions), lets the clients resume and compares every stored quantity with the
+ * float64 reference: counters, seen / sums / score, every G(z) coordinate, /attribute, weights
+ * and the run list.
  * Prints one line per trial and a summary; exits 1 when any trial fails.
  */
 import { parseArgs } from 'node:util';

@@ -1,7 +1,10 @@
 /**
  * Crash-safety harness: a child daemon on a fixed data dir and fixed ports that is SIGKILLed at
  * seeded points while three ranks stream a scenario with query refreshes and live weights, then
- * restarted; the final store (read over REST) is compared with the float64 reference.
+ * restarted; the final store (read over REST) is compared with the float64 reference: counters,
+ * every sample's seen / sums / score, every coordinate of every G(z) (/attribute with basis
+ * queries), a seeded /attribute ranking, the live weights and the run list. The ranks send
+ * mixed sketch dtypes (rank 1 FLOAT16, the others FLOAT32), with values exact in both.
  *
  * Used by `test/integration/fault-injection.test.ts` (a few trials) and
  * `scripts/fault-harness.ts` (the full count).
@@ -12,6 +15,24 @@ import { MotiveClient } from '../../trainer-hooks/ts/index.js';
 import { freePort, spawnDaemon, tempDir, type ChildDaemon } from './daemon.js';
 import { ReferenceModel, decodeBytes, relErr, rng } from './reference.js';
 import { makeScenario, streamRank, type Scenario } from './scenario.js';
+
+/** Each rank's sketch dtype: mixed precision among the ranks of one run. */
+export function rankDtype(rank: number): 'float32' | 'float16' {
+  return rank === 1 ? 'float16' : 'float32';
+}
+
+/**
+ * The scenario with every value a multiple of 1/64 in (-8, 8): exact in float16 and float32, so
+ * the reference needs no rounding model whichever dtype a rank sends.
+ */
+export function halfExact(scn: Scenario): Scenario {
+  const q = (v: Float32Array): Float32Array => v.map((x) => Math.max(-7.9, Math.min(7.9, Math.round(x * 64) / 64)));
+  return {
+    dim: scn.dim,
+    querySets: scn.querySets.map((s) => ({ ...s, values: q(s.values) })),
+    ranks: scn.ranks.map((bs) => bs.map((b) => ({ ...b, values: q(b.values) }))),
+  };
+}
 
 /** Where a kill lands. */
 export type KillKind =
@@ -226,6 +247,12 @@ interface SampleJson {
   querySums: number[];
 }
 
+/** The daemon's run ids, sorted. */
+async function runIds(baseUrl: string): Promise<string[]> {
+  const res = await getJson(`${baseUrl}/v1/runs`);
+  return (res.body as { runs: Array<{ id: string }> }).runs.map((r) => r.id).sort();
+}
+
 async function getJson(url: string, init?: RequestInit): Promise<{ status: number; body: unknown }> {
   const res = await fetch(url, init);
   return { status: res.status, body: await res.json() };
@@ -292,6 +319,7 @@ export async function compareWithReference(
     body: JSON.stringify({ sketch: query, limit: want.length }),
   });
   if (res.status !== 200) return [...out, `attribute: status ${res.status}`];
+  out.push(...(await compareEmbeddings(baseUrl, runId, scn.dim, ref)));
   const got = res.body as { samples: Array<{ id: string; score: number }> };
   const refScore = new Map(want.map((w) => [w.id, w.score]));
   const scale = Math.max(1e-9, ...want.map((w) => Math.abs(w.score)));
@@ -304,6 +332,34 @@ export async function compareWithReference(
     else if (Math.abs(rs - wi) > tol || Math.abs(s.score - rs) > tol)
       out.push(`attribute[${i}]: ${s.id} (${s.score}) vs ${want[i]?.id} (${wi})`);
   });
+  return out;
+}
+
+/**
+ * Every coordinate of every stored G(z) against the reference: /attribute with the basis query
+ * e_d and every sample as the limit, so each is rescored exactly from its G(z) (cosine runs
+ * normalise e_d to itself).
+ */
+export async function compareEmbeddings(baseUrl: string, runId: string, dim: number, ref: ReferenceModel): Promise<string[]> {
+  const out: string[] = [];
+  let scale = 1e-9;
+  for (const s of ref.samples.values()) for (const x of s.g) scale = Math.max(scale, Math.abs(x));
+  for (let d = 0; d < dim && out.length < 20; d++) {
+    const sketch = Array.from({ length: dim }, (_, i) => (i === d ? 1 : 0));
+    const res = await getJson(`${baseUrl}/v1/runs/${runId}/attribute`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ sketch, limit: ref.samples.size }),
+    });
+    if (res.status !== 200) return [...out, `G(z)_${d}: /attribute status ${res.status}`];
+    const got = (res.body as { samples: Array<{ id: string; score: number }> }).samples;
+    if (got.length !== ref.samples.size) out.push(`G(z)_${d}: ${got.length} samples != ${ref.samples.size}`);
+    for (const { id, score } of got) {
+      const want = ref.samples.get(id)?.g[d];
+      if (want === undefined) out.push(`G(z)_${d}: unknown sample ${id}`);
+      else if (!(Math.abs(score - want) <= 1e-5 * scale)) out.push(`${id}: G(z)_${d} ${score} != ${want}`);
+    }
+  }
   return out;
 }
 
@@ -350,15 +406,17 @@ export interface TrialOptions {
 export async function runCrashTrial(daemon: CrashableDaemon, plan: TrialPlan, options: TrialOptions = {}): Promise<TrialResult> {
   const started = Date.now();
   const runId = `trial-${plan.seed}`;
-  const scn = makeScenario({
-    seed: plan.seed,
-    dim: TRIAL_DIM,
-    queries: 4,
-    ranks: TRIAL_RANKS,
-    batches: options.batches ?? 240,
-    batchSize: 8,
-    pool: 120,
-  });
+  const scn = halfExact(
+    makeScenario({
+      seed: plan.seed,
+      dim: TRIAL_DIM,
+      queries: 4,
+      ranks: TRIAL_RANKS,
+      batches: options.batches ?? 240,
+      batchSize: 8,
+      pool: 120,
+    }),
+  );
   const ref = referenceOf(scn);
   const clients = scn.ranks.map(
     (_, rank) =>
@@ -371,6 +429,7 @@ export async function runCrashTrial(daemon: CrashableDaemon, plan: TrialPlan, op
         maxUnacked: 8,
         reconnectDelayMs: 50,
         applyWeights: true,
+        dtype: rankDtype(rank),
       }),
   );
   const mismatches: string[] = [];
@@ -381,6 +440,7 @@ export async function runCrashTrial(daemon: CrashableDaemon, plan: TrialPlan, op
       await daemon.stop('SIGTERM');
       await daemon.start(first?.commitDelayMs ?? 0);
     }
+    const runsBefore = await runIds(daemon.baseUrl);
     await Promise.all(clients.map((c) => c.connect()));
     let acksSinceStart = 0;
     let lastAckAt = Date.now();
@@ -424,6 +484,9 @@ export async function runCrashTrial(daemon: CrashableDaemon, plan: TrialPlan, op
       }
       current = undefined;
     })();
+    // A restart that fails while the ranks still stream fails this trial (the clients are closed,
+    // so the senders stop), not the whole harness with an unhandled rejection.
+    killer.catch(() => clients.forEach((c) => c.close()));
 
     await Promise.all(
       clients.map((c, rank) =>
@@ -446,6 +509,10 @@ export async function runCrashTrial(daemon: CrashableDaemon, plan: TrialPlan, op
     await Promise.all(clients.map((c) => c.flush(60_000)));
     mismatches.push(...(await compareWithReference(daemon.baseUrl, runId, scn, ref, plan.seed)));
     mismatches.push(...(await compareWeights(daemon.baseUrl, runId, clients)));
+    // The run list: the runs of earlier trials and this one, none lost, none come back.
+    const runsAfter = await runIds(daemon.baseUrl);
+    const want = [...new Set([...runsBefore, runId])].sort();
+    if (JSON.stringify(runsAfter) !== JSON.stringify(want)) mismatches.push(`runs [${runsAfter.join(',')}] != [${want.join(',')}]`);
   } catch (err) {
     mismatches.push(`error: ${err instanceof Error ? err.message : String(err)}`);
   } finally {

@@ -1,8 +1,10 @@
 /**
  * Crash safety: a child daemon is SIGKILLed at seeded points — at a random ack count, inside a
  * widened group commit while acks are outstanding, right after a QuerySet refresh — and restarted
- * on the same store and ports; three ranks with live weights resume by themselves. The final store
- * (REST) equals the float64 reference every trial. `scripts/fault-harness.ts` runs the full count.
+ * on the same store and ports; three ranks with live weights (one sending FLOAT16, two FLOAT32)
+ * resume by themselves. Every stored quantity (REST: counters, sums, every G(z) coordinate,
+ * /attribute, weights, the run list) equals the float64 reference every trial. `npm run
+ * test:crash` (scripts/fault-harness.ts) runs the full count.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CrashableDaemon, formatTrial, planTrial, runCrashTrial, type TrialPlan } from '../helpers/fault-harness.js';

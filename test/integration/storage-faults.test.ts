@@ -256,12 +256,13 @@ describe('storage faults', () => {
     // What a write in flight during the deletion leaves: the run's directory, no run.
     cpSync(leftover, runSegmentsDir(join(dir, 'records'), 'other'), { recursive: true });
     await store.close();
-    expect((await motive('check', '--data-dir', dir)).out).toContain('no run refers to it');
+    const checked = await motive('check', '--data-dir', dir);
     const repairs: string[] = [];
     const again = await Store.open({ dataDir: dir, mapSizeBytes: 1 << 30, onRepair: (m) => repairs.push(m) });
     const run: RunState = await again.createRun(runInfo('other'));
     expect(run.samples.size).toBe(0);
     expect(repairs).toEqual([expect.stringContaining('removed the segment directory a deleted run "other" left behind')]);
+    expect(checked.out).toContain('no run refers to it');
     await again.close();
     const reopened = await Store.open({ dataDir: dir, mapSizeBytes: 1 << 30 });
     expect(reopened.run('other')!.samples.size).toBe(0);
