@@ -53,6 +53,7 @@ export const ErrorCodes = {
   MOTIVE_MOTION_FLOW_MODEL: { status: 500, message: 'flow model failed' },
   MOTIVE_MOTION_SOURCE: { status: 400, message: 'cannot read the clip list' },
   MOTIVE_API_PROFILE_NOT_FOUND: { status: 404, message: 'no motion profile for this clip' },
+  MOTIVE_REPLAY_FILE: { status: 400, message: 'cannot read the recorded run' },
   MOTIVE_EXPORT_FORMAT: { status: 400, message: 'unknown export format' },
 } as const;
 
