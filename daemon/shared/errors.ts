@@ -45,6 +45,7 @@ export const ErrorCodes = {
   MOTIVE_API_UNAUTHENTICATED: { status: 401, message: 'missing or wrong token' },
   MOTIVE_API_FORBIDDEN: { status: 403, message: 'token lacks the role for this request' },
   MOTIVE_API_BACKUP: { status: 500, message: 'backup failed' },
+  MOTIVE_API_BACKUP_TARGET: { status: 400, message: 'backup directory refused' },
   MOTIVE_API_NOT_FOUND: { status: 404, message: 'no such route' },
   MOTIVE_API_TOO_MANY_CLIENTS: { status: 503, message: 'too many live clients' },
   MOTIVE_INFLUENCE_KERNEL: { status: 500, message: 'compute kernel failed' },
