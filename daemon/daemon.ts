@@ -98,6 +98,7 @@ export async function startDaemon(config: MotiveConfig, log: Logger = createLogg
       attachedCounts: () => ingest.attachedCounts(),
       detachRun: (runId) => ingest.detachRun(runId),
       version: DAEMON_NAME,
+      dataDir: config.dataDir,
     },
     {
       maxListLimit: config.limits.maxAttributeLimit,

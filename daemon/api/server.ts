@@ -18,6 +18,7 @@ import {
   sampleSchema,
 } from './schemas.js';
 import { sampleMotion } from './motion-routes.js';
+import { backupTargetProblem } from './backup-target.js';
 
 export interface ApiDeps {
   readonly store: Store;
@@ -32,6 +33,8 @@ export interface ApiDeps {
   /** Ends the trainer streams of a deleted run. */
   readonly detachRun: (runId: string) => void;
   readonly version: string;
+  /** The store's directory: backups may not go into it. */
+  readonly dataDir: string;
 }
 
 export interface ApiOptions {
@@ -331,6 +334,8 @@ export function buildApi(deps: ApiDeps, options: ApiOptions): FastifyInstance {
       },
     },
     handler: async (req) => {
+      const problem = backupTargetProblem(req.body.dir, deps.dataDir);
+      if (problem !== undefined) throw new MotiveError('MOTIVE_API_BACKUP_TARGET', problem);
       const started = performance.now();
       let bytes: number;
       try {

@@ -11,9 +11,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { tableFromIPC } from 'apache-arrow';
+import { tableFromIPC, type Table } from 'apache-arrow';
 import protobuf from 'protobufjs';
 import { MotiveClient } from '../../trainer-hooks/ts/index.js';
+import { MotiveError, describeError } from '../shared/index.js';
 
 const PROTO_PATH = fileURLToPath(new URL('../../schemas/motive.proto', import.meta.url));
 
@@ -55,9 +56,34 @@ const KIND_NAMES: Record<string, 'hello' | 'batch' | 'queries'> = {
   queries: 'queries',
 };
 
-/** Reads a recorded run; throws with the reason when the file has neither layout. */
+const ARROW_MAGIC = Buffer.from('ARROW1');
+
+/**
+ * The table of an Arrow IPC file, or `MOTIVE_REPLAY_FILE` naming what is wrong: a file whose
+ * `ARROW1` footer is missing (cut short), or bytes the Arrow reader cannot parse.
+ */
+function readIpc(path: string): Table {
+  const bytes = readFileSync(path);
+  if (bytes.subarray(0, 6).equals(ARROW_MAGIC) && (bytes.length < 12 || !bytes.subarray(bytes.length - 6).equals(ARROW_MAGIC))) {
+    throw new MotiveError(
+      'MOTIVE_REPLAY_FILE',
+      `${path} is truncated: an Arrow IPC file ends with the ARROW1 footer, these ${bytes.length} bytes do not`,
+    );
+  }
+  let table: Table;
+  try {
+    table = tableFromIPC(bytes);
+  } catch (err) {
+    throw new MotiveError('MOTIVE_REPLAY_FILE', `${path} is not a readable Arrow IPC file (${describeError(err)})`, { cause: err });
+  }
+  if (table.schema.fields.length === 0)
+    throw new MotiveError('MOTIVE_REPLAY_FILE', `${path} holds no Arrow schema (empty, or not Arrow IPC)`);
+  return table;
+}
+
+/** Reads a recorded run; throws with the reason when the file is damaged or has neither layout. */
 export function readRecordedRun(path: string): RecordedMessage[] {
-  const table = tableFromIPC(readFileSync(path));
+  const table = readIpc(path);
   const names = table.schema.fields.map((f) => f.name);
   const col = (name: string): ((i: number) => unknown) | undefined => {
     const v = table.getChild(name);

@@ -3,11 +3,13 @@
  * feed and every metric series; injection in what the upgrade refusal echoes; tokens in error
  * bodies; unknown routes; the page's role (docs/security.md).
  */
+import { existsSync, readdirSync, symlinkSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MotiveClient } from '../../trainer-hooks/ts/index.js';
 import { filterRunSeries, runLabel } from '../../daemon/metrics/route.js';
+import { runCli } from '../../daemon/cli/cli.js';
 import { startTestDaemon, tempDir } from '../helpers/daemon.js';
 
 const TOKENS = {
@@ -134,6 +136,34 @@ describe('run-scoped tokens against every route and metric', () => {
     expect((await call('POST', '/v1/profiles/lookup', TOKENS.admin, { clips: [] })).status).toBe(200);
   });
 
+  it("refuses a backup into the data dir, a run's segment directory, or a link to them (REST and CLI)", async () => {
+    const link = join(dir.path, 'link-to-data');
+    symlinkSync(daemon.dataDir, link);
+    const segmentDir = readdirSync(join(daemon.dataDir, 'records'))[0]!;
+    for (const target of [
+      daemon.dataDir,
+      join(daemon.dataDir, 'records', segmentDir),
+      join(daemon.dataDir, 'new', 'sub'),
+      join(link, 'bk'),
+    ]) {
+      const res = await call('POST', '/v1/admin/backup', TOKENS.admin, { dir: target });
+      expect(res.status, target).toBe(400);
+      expect(JSON.parse(res.text), target).toMatchObject({ code: 'MOTIVE_API_BACKUP_TARGET' });
+    }
+    expect(existsSync(join(daemon.dataDir, 'new'))).toBe(false);
+    let err = '';
+    const code = await runCli(
+      ['backup', '--out', join(daemon.dataDir, 'records', segmentDir)],
+      { out: () => undefined, err: (t) => (err += t) },
+      {
+        MOTIVE_URL: url,
+        MOTIVE_TOKEN: TOKENS.admin,
+      },
+    );
+    expect(code).toBe(1);
+    expect(err).toMatch(/MOTIVE_API_BACKUP_TARGET: .*inside the data directory/);
+  });
+
   it('/v1/runs, /metrics and the page show a scoped token only its runs', async () => {
     const runs = JSON.parse((await call('GET', '/v1/runs', TOKENS.viewerA)).text) as { runs: Array<{ id: string }> };
     expect(runs.runs.map((r) => r.id)).toEqual(['runA']);
@@ -145,10 +175,12 @@ describe('run-scoped tokens against every route and metric', () => {
     expect(runsIn(all)).toEqual(new Set(['runA', 'runB']));
     expect(runsIn(scoped.text)).toEqual(new Set(['runA']));
     expect(scoped.text).not.toContain('runB');
-    // Every series of runA, and every series without a run, is still there.
-    const keep = all.split('\n').filter((l) => !l.includes('run="runB"'));
+    // Every motive series of runA, and every one without a run, is still there (process series
+    // come and go between scrapes).
+    const keep = all.split('\n').filter((l) => l.startsWith('motive_') && !l.includes('run="runB"'));
     const gotLines = new Set(scoped.text.split('\n').map((l) => l.replace(/ [^ ]+$/, '')));
-    for (const l of keep) if (!l.startsWith('#') && l !== '') expect(gotLines.has(l.replace(/ [^ ]+$/, '')), l).toBe(true);
+    expect(keep.length).toBeGreaterThan(20);
+    for (const l of keep) expect(gotLines.has(l.replace(/ [^ ]+$/, '')), l).toBe(true);
 
     expect((await call('GET', '/', TOKENS.viewerA)).status).toBe(200);
   });

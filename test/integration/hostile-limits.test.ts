@@ -52,6 +52,36 @@ describe('concurrent Hellos against limits.maxRuns', () => {
   });
 });
 
+describe('concurrent ranks against limits.maxSamplesPerRun', () => {
+  it('4 ranks sending new samples at once never take a run past the limit', async () => {
+    const d = await startTestDaemon({ limits: { maxSamplesPerRun: 50 } });
+    const ranks = Array.from({ length: 4 }, () => rawStream(`127.0.0.1:${d.grpcPort}`));
+    ranks.forEach((s, rank) => s.write(hello('capped', K, { rank, worldSize: 4 })));
+    for (const s of ranks) expect(await s.next()).toHaveProperty('welcome');
+    // 4 ranks × 3 batches × 10 new ids = 120 distinct samples offered, all at once.
+    ranks.forEach((s, rank) => {
+      for (let b = 0; b < 3; b++) {
+        const ids = Array.from({ length: 10 }, (_, i) => `r${rank}-b${b}-${i}`);
+        s.write(batch(b + 1, ids, new Float32Array(10 * K).fill(0.5)));
+      }
+    });
+    let acked = 0;
+    let refused = 0;
+    for (const s of ranks) {
+      for (let b = 0; b < 3; b++) {
+        const r = (await s.next(20_000)) as DaemonReply;
+        if (r.ack !== undefined) acked++;
+        else if (r.error?.code === 'MOTIVE_INGEST_LIMIT_SAMPLES' && !r.error.fatal) refused++;
+      }
+      s.close();
+    }
+    expect(acked + refused).toBe(12);
+    expect(acked).toBe(5);
+    expect(d.store.run('capped')!.samples.size).toBe(50);
+    await d.cleanup();
+  });
+});
+
 /** The run id of the first welcomed stream (streams are numbered like their runs). */
 function welcomedRun(replies: DaemonReply[]): string {
   return `par-${replies.findIndex((r) => r.welcome !== undefined)}`;

@@ -58,3 +58,41 @@ describe('readRecordedRun', () => {
     expect(() => readRecordedRun(bad)).toThrow(/columns: other/);
   });
 });
+
+describe('a damaged recorded run', () => {
+  const table = new Table({
+    message: vectorFromArray([new Uint8Array(300).fill(7), new Uint8Array(300).fill(9)], new Binary()),
+    t_ms: vectorFromArray([0, 1], new Float64()),
+  });
+  const whole = tableToIPC(table, 'file');
+
+  it.each([
+    ['cut in half', whole.length / 2, /is truncated: an Arrow IPC file ends with the ARROW1 footer/],
+    ['missing its last byte', whole.length - 1, /is truncated/],
+    ['only its magic', 8, /is truncated/],
+    ['empty', 0, /holds no Arrow schema|not a readable Arrow IPC file/],
+  ])('is refused with MOTIVE_REPLAY_FILE when %s', (_name, keep, message) => {
+    const path = join(dir.path, `cut-${keep}.arrow`);
+    writeFileSync(path, whole.subarray(0, Math.floor(keep)));
+    let err: unknown;
+    try {
+      readRecordedRun(path);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toMatchObject({ code: 'MOTIVE_REPLAY_FILE' });
+    expect((err as Error).message).toMatch(message);
+    expect((err as Error).message).toContain(path);
+  });
+
+  it('is refused by `motive replay` with that message and exit 1', async () => {
+    const path = join(dir.path, 'cut-cli.arrow');
+    writeFileSync(path, whole.subarray(0, Math.floor(whole.length / 2)));
+    const { runCli } = await import('../../../daemon/cli/cli.js');
+    let err = '';
+    const code = await runCli(['replay', path, '--grpc', '127.0.0.1:1'], { out: () => undefined, err: (s: string) => (err += s) }, {});
+    expect(code).toBe(1);
+    expect(err).toMatch(/is truncated/);
+    expect(err).not.toMatch(/fieldsLength|Cannot read properties/);
+  });
+});
