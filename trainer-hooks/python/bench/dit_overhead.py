@@ -98,7 +98,7 @@ class Setup:
         self.attr: Optional[MotionAttributor] = None
         self.client: Optional[MotiveClient] = None
         if every is not None:
-            self.attr = MotionAttributor(self.model, "lora", flow_matching_predict(), dim=args.dim, every=every, query_every=10**9)
+            self.attr = MotionAttributor(self.model, args.layers, flow_matching_predict(), dim=args.dim, every=every, query_every=10**9)
             address = args.address or "127.0.0.1:9"
             self.client = MotiveClient(address, f"bench-dit-{every}-{batch}-{time.time_ns()}", args.dim, sketcher=self.attr.identity, policy="drop")
             self.attr.client = self.client
@@ -139,10 +139,11 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=5, help="latent frames")
     ap.add_argument("--size", type=int, default=16, help="latent height and width")
     ap.add_argument("--batches", default="1,4", help="micro-batch sizes")
+    ap.add_argument("--layers", default="lora", help='layers to sketch, e.g. "blocks.3.*.lora_*" (the last block\'s LoRA)')
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, threads {args.threads}, load {os.getloadavg()[0]:.1f}")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, threads {args.threads}, load {os.getloadavg()[0]:.1f}, layers {args.layers}")
     rows: List[Tuple[int, str, float, float, Dict[str, float], int]] = []
     for batch in (int(b) for b in args.batches.split(",")):
         setups = {"plain": Setup(None, batch, args), "every step": Setup(1, batch, args), "every 4th": Setup(4, batch, args)}
