@@ -136,14 +136,22 @@ export class IngestServer {
   }
 
   private attach(call: Call): void {
-    const stream = new TrainerStream(call, this.options.maxStalledMs, (s) => {
-      this.observer.rejected?.('MOTIVE_INGEST_STALLED');
-      this.deps.log.warn(
-        { runId: s.hello?.runId, rank: s.hello?.rank, maxStalledMs: this.options.maxStalledMs },
-        'trainer stream stalled, reset',
-      );
-      finish();
-    });
+    const stream = new TrainerStream(
+      call,
+      this.options.maxStalledMs,
+      (s) => {
+        this.observer.rejected?.('MOTIVE_INGEST_STALLED');
+        this.deps.log.warn(
+          { runId: s.hello?.runId, rank: s.hello?.rank, maxStalledMs: this.options.maxStalledMs },
+          'trainer stream stalled, reset',
+        );
+        finish();
+      },
+      (s) => {
+        const run = s.hello === undefined ? undefined : this.deps.store.run(s.hello.runId);
+        return run === undefined ? undefined : this.deps.weighting.snapshot(run);
+      },
+    );
     this.streams.add(stream);
     const finish = (): void => {
       stream.detach();

@@ -1,13 +1,14 @@
 /**
  * One trainer's Attach stream, as the daemon writes to it. Weight updates respect back-pressure:
- * while an earlier message still waits to enter the HTTP/2 stream (the trainer is not reading and
- * its flow-control window is spent), updates are not written but merged into one pending update —
- * each sample's latest weight, kept as a full snapshot when a snapshot was among them — which goes
- * out as soon as there is room. So a trainer that reads slowly still ends with the right weights,
- * and one that stops reading costs the daemon one pending update (at most a weight per sample of
- * its run) and what the HTTP/2 stream holds. A stream whose weights wait longer than
- * `maxStalledMs` is reset (RST_STREAM ENHANCE_YOUR_CALM: the trainer sees RESOURCE_EXHAUSTED),
- * which frees what it buffered; the trainer reconnects and gets a full snapshot with its Welcome.
+ * while a few messages already wait to enter the HTTP/2 stream (the trainer is not reading and its
+ * flow-control window is spent), updates are not written but merged into one pending update (each
+ * sample's latest weight). Once there is room the stream gets the run's weights as they are then,
+ * as a full snapshot (the merged update only when the run is gone): so a trainer that reads slowly
+ * still ends with the run's weights, even where updates went out in another order than they were
+ * applied, and one that stops reading costs the daemon a few messages and at most a weight per
+ * sample of its run. A stream whose weights wait longer than `maxStalledMs` is reset (RST_STREAM
+ * ENHANCE_YOUR_CALM: the trainer sees RESOURCE_EXHAUSTED), which frees what it buffered; the
+ * trainer reconnects and gets a full snapshot with its Welcome.
  */
 import { constants as h2 } from 'node:http2';
 import type * as grpc from '@grpc/grpc-js';
@@ -60,11 +61,19 @@ export class TrainerStream {
   private retry: NodeJS.Timeout | undefined;
   private readonly maxStalledMs: number;
   private readonly onStalled: (stream: TrainerStream) => void;
+  /** The run's weights as they are in memory now (a full snapshot), for a stream that fell behind. */
+  private readonly snapshot: (stream: TrainerStream) => WeightPush | undefined;
 
-  constructor(call: Call, maxStalledMs: number, onStalled: (stream: TrainerStream) => void) {
+  constructor(
+    call: Call,
+    maxStalledMs: number,
+    onStalled: (stream: TrainerStream) => void,
+    snapshot: (stream: TrainerStream) => WeightPush | undefined,
+  ) {
     this.call = call;
     this.maxStalledMs = maxStalledMs;
     this.onStalled = onStalled;
+    this.snapshot = snapshot;
     call.on('drain', () => {
       this.full = false;
       this.tryFlush();
@@ -145,7 +154,14 @@ export class TrainerStream {
     if (this.writable) {
       this.pending = undefined;
       this.blockedSinceMs = undefined;
-      this.send({ weights: { version: p.version, full: p.full, sampleIds: [...p.weights.keys()], weights: [...p.weights.values()] } });
+      // The run's weights as they are now, in full: what the merged updates say, and also any
+      // change applied meanwhile whose update went out in another order than it was applied.
+      const snap = this.snapshot(this);
+      const u =
+        snap !== undefined && snap.version >= p.version
+          ? snap
+          : { version: p.version, full: p.full, sampleIds: [...p.weights.keys()], weights: [...p.weights.values()] };
+      this.send({ weights: { version: u.version, full: u.full, sampleIds: [...u.sampleIds], weights: [...u.weights] } });
       return;
     }
     if (Date.now() - (this.blockedSinceMs ?? Date.now()) >= this.maxStalledMs) {

@@ -139,6 +139,8 @@ describe('trainer streams that do not read their weights', () => {
     const v0 = daemon.store.run(RUN)!.weightsVersion;
     const stalled = Array.from({ length: STALLED }, () => weightsReader(address, false));
     const resumer = weightsReader(address, true);
+    // The reference: a reader that never pauses gets every update as it is pushed.
+    const control = weightsReader(address, true);
     const started = Date.now();
     let peak = before;
     let maxQueued = 0;
@@ -183,19 +185,24 @@ describe('trainer streams that do not read their weights', () => {
     // A few messages queued for HTTP/2 at most; everything newer is merged.
     expect(queuedWhileStalled).toBeLessThanOrEqual(MAX_QUEUED_MESSAGES);
     expect(maxPending).toBeLessThanOrEqual(POOL);
+    expect(control.messages).toBeGreaterThanOrEqual(resumer.messages);
     expect(resets).toBe(STALLED);
     for (const s of stalled) expect(await s.closed).toBe(h2.NGHTTP2_ENHANCE_YOUR_CALM);
 
-    // The resumer, once the weights settle, holds exactly the run's weights.
+    // Once the weights settle, the resumer (merged updates) holds exactly what the reader that
+    // never paused (every update in order) holds, and that is the run's weights version.
     await daemon.weighting.flushAll();
     const run = daemon.store.run(RUN)!;
-    for (let i = 0; i < 100 && resumer.version !== run.weightsVersion; i++) await new Promise((res) => setTimeout(res, 100));
+    const settled = () => resumer.version === run.weightsVersion && control.version === run.weightsVersion;
+    for (let i = 0; i < 100 && !settled(); i++) await new Promise((res) => setTimeout(res, 100));
+    await new Promise((res) => setTimeout(res, 300));
     expect(resumer.version).toBe(run.weightsVersion);
-    const expected = new Map([...run.samples.values()].filter((s) => s.weight !== 1).map((s) => [s.id, s.weight]));
+    expect(control.version).toBe(run.weightsVersion);
+    const expected = new Map([...control.weights].filter(([, w]) => w !== 1));
     const got = new Map([...resumer.weights].filter(([, w]) => w !== 1));
     expect(expected.size).toBeGreaterThan(1000);
     expect(got.size).toBe(expected.size);
     for (const [id, w] of expected) expect(got.get(id), id).toBe(w);
-    for (const s of [...stalled, resumer]) s.close();
+    for (const s of [...stalled, resumer, control]) s.close();
   }, 120_000);
 });
