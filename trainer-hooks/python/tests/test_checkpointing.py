@@ -29,7 +29,7 @@ def test_sketches_identical_with_checkpointing(setup: str) -> None:
         layers = [(n, m) for n, m in net.named_modules() if n.endswith(("lora_down", "lora_up"))]
     else:  # linears inside the checkpointed blocks and the head outside them
         layers = ["blocks.*.self_attn.[qo]", "blocks.1.ffn.*", "head.head"]
-    attr = MotionAttributor(model, layers, flow_matching_predict(), dim=128)
+    attr = MotionAttributor(model, layers, flow_matching_predict(), dim=128, recipe="paper")
     x = wan_mini_latents(3, seed=2)
     masks = torch.rand(3, 3, 4, 4, generator=torch.Generator().manual_seed(0))
 
@@ -57,7 +57,7 @@ def test_training_gradients_untouched_under_checkpointing(mode: str) -> None:
         inject_peft_lora(model, model.lora_targets(), r=3, init_up_std=0.05)
         model.gradient_checkpointing = mode
         model.train()
-        attr = MotionAttributor(model, "lora", flow_matching_predict(), dim=64)
+        attr = MotionAttributor(model, "lora", flow_matching_predict(), dim=64, recipe="paper")
         xs = (1 - s.view(-1, 1, 1, 1, 1)) * x + s.view(-1, 1, 1, 1, 1) * noise
         loss = ((model(xs, s) - (noise - x)) ** 2).mean()
         loss.backward()

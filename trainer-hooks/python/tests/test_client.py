@@ -379,7 +379,7 @@ def test_rejected_batches_are_counted_and_dropped(daemon: Daemon) -> None:
         sent.append((4, 0.1, ["ok4"], _wire(good, "float32"), "float32"))
         s = c.stats()
         assert s.rejected_batches == 2 and s.unacked_batches == 0 and s.nonfinite_rows == 1
-        assert any("MOTIVE_INGEST_BATCH_INVALID" in e for e in s.errors)
+        assert any("MOTIVE_INGEST_BAD_LR" in e for e in s.errors)  # the NaN learning rate
         assert any("MOTIVE_INGEST_SAMPLE_ID" in e for e in s.errors)
         assert s.state == "connected"  # non-fatal: the stream goes on
 

@@ -55,7 +55,7 @@ def fidelity(ks: List[int], seeds: int = 3, n_train: int = 32, n_query: int = 4)
     for k in ks:
         vals = []
         for s in range(seeds):
-            attr = MotionAttributor(model, layers, predict, dim=k, seed=100 + s)
+            attr = MotionAttributor(model, layers, predict, dim=k, seed=100 + s, recipe="paper")
             sk, _ = attr.sketch(x, masks)
             attr.sketcher.remove()
             sk_np = sk.double().numpy()

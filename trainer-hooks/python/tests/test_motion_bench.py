@@ -30,13 +30,21 @@ _RESULT: dict = {}
 def _run() -> dict:
     if _RESULT:
         return _RESULT
+    # the benchmark's modules have plain names (data, study, …) that other examples use too: import
+    # them from their folder and take them out of sys.modules again
+    names = ("bench", "data", "study", "features")
+    saved = {n: sys.modules.pop(n) for n in names if n in sys.modules}
     sys.path.insert(0, BENCH)
     try:
         import bench
         import data as bd
         import study
     finally:
-        sys.path.remove(BENCH)
+        while BENCH in sys.path:
+            sys.path.remove(BENCH)
+        for n in names:
+            sys.modules.pop(n, None)
+        sys.modules.update(saved)
     split = bd.HELD_OUT
     clips = bd.make_set(bd.training_counts(split, clean=48, harmful=8, decoys=8), 100, "held0", split)
     queries = bd.make_set({"clean": 2 * len(bd.CONTENT)}, 500, "q0", split)

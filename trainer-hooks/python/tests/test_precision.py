@@ -36,7 +36,7 @@ def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def test_autocast_bf16_projection_is_float32() -> None:
     model = _lora_dit()
-    attr = MotionAttributor(model, ["blocks.*.ffn.*.lora_*.default", "blocks.1.self_attn.o.lora_B.default"], flow_matching_predict(), dim=96)
+    attr = MotionAttributor(model, ["blocks.*.ffn.*.lora_*.default", "blocks.1.self_attn.o.lora_B.default"], flow_matching_predict(), dim=96, recipe="paper")
     layers = attr.sketcher._modules
     x = wan_mini_latents(3, seed=5)
     with BF16:
@@ -77,7 +77,7 @@ def test_autocast_bf16_projection_is_float32() -> None:
 
 def test_bf16_scores_rank_like_fp32() -> None:
     model = _lora_dit()
-    attr = MotionAttributor(model, "lora", flow_matching_predict(), dim=256)
+    attr = MotionAttributor(model, "lora", flow_matching_predict(), dim=256, recipe="paper")
     train = wan_mini_latents(24, seed=3)
     queries = wan_mini_latents(3, seed=9)
 
