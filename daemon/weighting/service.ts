@@ -340,6 +340,15 @@ export class WeightingService implements BatchWeigher {
       tx.updateRun(run, { weightsVersion: version });
       return tx.appendWeights(runId, ids, changed);
     });
+    // Applied on the next turn, as the engine applies its groups: the store needs its entries
+    // applied in log order (a sample's record claims every entry up to its LSN). A synchronous
+    // commit (`store.syncCommits`) can begin and end inside the turn in which an earlier group
+    // became durable, before that group's apply (queued as an immediate); applied here at once,
+    // the flusher could write the samples moved with this LSN, and the group's batch would then
+    // be skipped for them as already held, live and in recovery (docs/store.md, "The write path").
+    // Immediates run in the order they were queued, and an earlier group queued its apply before
+    // this commit began.
+    await new Promise((resolve) => setImmediate(resolve));
     // The run may have been deleted (and made again) while the commit was in flight.
     if (this.store.run(runId) !== run) return 0;
     const started = performance.now();

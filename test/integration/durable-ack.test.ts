@@ -12,6 +12,7 @@ import { startTestDaemon } from '../helpers/daemon.js';
 import { batch, hello, rawStream } from '../helpers/raw-stream.js';
 import { rng } from '../helpers/reference.js';
 import { openStoreRun } from '../helpers/store-run.js';
+import { Store } from '../../daemon/store/index.js';
 
 const K = 8;
 const dirs: Array<{ remove: () => void }> = [];
@@ -206,6 +207,99 @@ describe('durable Acks', () => {
     } finally {
       s.close();
       await daemon.cleanup();
+    }
+  });
+
+  it("applies a weight recompute committed between a group's commit and its apply after that group", async () => {
+    // Synchronous commits without a delay: a recompute's commit can start, end and be applied
+    // inside the turn in which a group became durable, before that group's own apply. With
+    // `maxDirtySamples` 2 the flusher starts at once and writes the samples the recompute moved;
+    // a record written then carried the recompute's LSN without the group's batch, and the
+    // batch's apply (live, and replay after a crash) skipped those samples as already held.
+    const { dir, store, run, engine } = await openStoreRun('motive-apply-order-', dirs, K, 'dot', {
+      syncCommits: true,
+      commitDelayMs: 0,
+      maxDirtySamples: 2,
+      flushIntervalMs: 60_000,
+    });
+    const weighting = new WeightingService(
+      store,
+      { policy: 'downweight', minSeen: 1, beta: 1, wMin: 0.05, quarantineZ: -4, minDelta: 0.01, intervalMs: 60_000 },
+      createLogger('warn'),
+    );
+    const ids = Array.from({ length: 40 }, (_, i) => `clip-${i}`);
+    const r = rng(31);
+    const queries = Float32Array.from({ length: 2 * K }, () => r.normal());
+    /** Float64 reference of every clip's evidence: seen and the sum over its batches of lr · <g, q_j>. */
+    const expected = new Map<string, { seen: number; sums: number[] }>(ids.map((id) => [id, { seen: 0, sums: [0, 0] }]));
+    const batchOf = (seq: number) => {
+      const sketches = new Float32Array(ids.length * K);
+      // Scores spread over the clips, so the recompute moves some weights below 1.
+      for (let i = 0; i < ids.length; i++)
+        for (let d = 0; d < K; d++) sketches[i * K + d] = r.normal() * 0.1 + (i / 10 - 2) * (queries[d] as number);
+      ids.forEach((id, i) => {
+        const e = expected.get(id)!;
+        e.seen++;
+        for (let j = 0; j < 2; j++) {
+          let dot = 0;
+          for (let d = 0; d < K; d++) dot += (sketches[i * K + d] as number) * (queries[j * K + d] as number);
+          e.sums[j]! += dot;
+        }
+      });
+      const wire = new Uint8Array(sketches.buffer.slice(0));
+      return {
+        runId: 'r',
+        rank: 0,
+        seq,
+        step: seq,
+        lr: 1,
+        sampleIds: ids,
+        sketches,
+        wire,
+        wireDtype: 'float32' as const,
+        bytes: wire.byteLength,
+      };
+    };
+    const check = (at: string): void => {
+      for (const [id, e] of expected) {
+        const s = run.samples.get(id);
+        expect(s?.seen, `${at}: ${id} seen`).toBe(e.seen);
+        const sums = run.sumsOf(s!);
+        for (let j = 0; j < 2; j++) expect(sums[j]!, `${at}: ${id} sum ${j}`).toBeCloseTo(e.sums[j]!, 3);
+      }
+    };
+    let reopened: Store | undefined;
+    try {
+      await engine.submitQueries({
+        runId: 'r',
+        version: 1,
+        step: 0,
+        ids: ['q0', 'q1'],
+        groups: [],
+        sketches: queries,
+        bytes: queries.byteLength,
+      });
+      await engine.submitBatch(batchOf(1));
+      await store.flush();
+      // The recompute starts where an Ack would be sent: its commit follows the group's at once.
+      let recomputed: Promise<void> | undefined;
+      await engine.submitBatch(batchOf(2), () => {
+        recomputed = weighting.recompute('r');
+      });
+      await recomputed;
+      expect(ids.some((id) => run.samples.get(id)!.weight < 1)).toBe(true);
+      check('live');
+      // And as the store holds it: its records, reopened.
+      weighting.close();
+      await store.flush();
+      await store.close();
+      reopened = await Store.open({ dataDir: dir, mapSizeBytes: 1 << 30 });
+      const again = reopened.run('r')!;
+      for (const [id, e] of expected) expect(again.samples.get(id)?.seen, `reopened: ${id} seen`).toBe(e.seen);
+    } finally {
+      weighting.close();
+      if (reopened !== undefined) await reopened.close();
+      else await store.close();
     }
   });
 });
