@@ -1,5 +1,5 @@
 /**
- * The influence engine (DESIGN.md §5): a single writer that folds queued batches and query sets
+ * The influence engine (docs/method.md): a single writer that folds queued batches and query sets
  * into group commits. For each group it scores every batch against the query set in force at the
  * batch's step (onnxruntime MatMul), appends the batches to the store's write-ahead log with their
  * (run, rank) commit markers in one durable transaction, and only then applies the seen /
@@ -15,7 +15,7 @@ import { allFinite, transpose } from './math.js';
 import { overflowReason } from './finite-check.js';
 import { SketchBuffers } from './sketch-decode.js';
 
-/** A validated, decoded batch (DESIGN.md §4 SketchBatch). */
+/** A validated, decoded batch (docs/wire.md, SketchBatch). */
 export interface BatchSubmission {
   readonly runId: string;
   readonly rank: number;

@@ -1,6 +1,6 @@
 /**
  * Read-side views of a run: per-sample rows with score, votes and the run's weighting signal
- * (DESIGN.md §5; docs/method.md, "The fused signal"), cached per run revision so repeated REST
+ * (docs/method.md, "The fused signal"), cached per run revision so repeated REST
  * reads don't recompute the percentile cuts and the robust statistics.
  */
 import type { RunState, SampleState } from '../store/index.js';

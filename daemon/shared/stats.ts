@@ -57,7 +57,7 @@ export function median(values: Float64Array): number {
 }
 
 /**
- * The majority vote with per-query percentile cuts (DESIGN.md §5): τ_j is the `p`-th percentile of
+ * The majority vote with per-query percentile cuts (docs/method.md): τ_j is the `p`-th percentile of
  * column j over `rows`, and a row's votes count the j with `row[j] > τ_j`. Rows shorter than `m`
  * hold 0 in the missing columns (queries added after the sample was last seen).
  */

@@ -29,7 +29,7 @@ export interface RunInfo {
   readonly createdAtMs: number;
 }
 
-/** One version of the run's query set, kept as history (DESIGN.md §4). */
+/** One version of the run's query set, kept as history (docs/wire.md). */
 export interface QuerySetRecord {
   readonly version: number;
   readonly step: number;
@@ -54,7 +54,7 @@ export interface QuerySetRecord {
  */
 export const QUERY_SKETCHES_KEPT = 4;
 
-/** Per-sample evidence (DESIGN.md §5). */
+/** Per-sample evidence (docs/method.md). */
 export interface SampleState {
   readonly id: string;
   seen: number;

@@ -147,7 +147,7 @@ export interface LoggedBatch {
   readonly products: Float32Array | undefined;
 }
 
-/** A committed batch's effect on its samples (DESIGN.md §5). */
+/** A committed batch's effect on its samples (docs/method.md). */
 export interface BatchEffect {
   readonly sampleIds: readonly string[];
   readonly step: number;

@@ -1,5 +1,5 @@
 /**
- * The weight policy (DESIGN.md §6): robust z-score of `score` over eligible samples
+ * The weight policy (docs/method.md): robust z-score of `score` over eligible samples
  * (seen >= minSeen), `w = clamp(exp(beta * z), wMin, 1)`, and under `quarantine` w = 0 where
  * z < quarantineZ. Samples with too little evidence keep weight 1.
  */

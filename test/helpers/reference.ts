@@ -1,5 +1,5 @@
 /**
- * An independent float64 reference of the estimator (DESIGN.md §5), written plainly: no code
+ * An independent float64 reference of the estimator (docs/method.md), written plainly: no code
  * from daemon/ is used, so the tests compare the daemon against a second implementation.
  */
 

@@ -66,7 +66,7 @@ export interface ScenarioClient {
 
 /**
  * Streams one rank's batches in order, sending each query-set version before the rank's first
- * batch at or after its step (DESIGN.md §4: every rank sends it before its own batches). Hooks
+ * batch at or after its step (docs/wire.md: every rank sends it before its own batches). Hooks
  * run after a query set is sent, before each batch and after each batch.
  */
 export async function streamRank(
