@@ -28,7 +28,12 @@ describe('live feed', () => {
   let daemon: Awaited<ReturnType<typeof startTestDaemon>>;
 
   beforeAll(async () => {
-    daemon = await startTestDaemon({ weights: { minSeen: 2, intervalMs: 100 } });
+    // The attribution signal: this run has no motion checks, where the fused signal's weights are
+    // the same, but its views (the `top` events) recompute the signal's statistics on the main
+    // thread, which spaces the recomputes and lets clean clips near the threshold cross it more
+    // often (55–69 crossings against 40–42 with the same 32 planted ones; an open item of
+    // docs/reliability.md).
+    daemon = await startTestDaemon({ weights: { minSeen: 2, intervalMs: 100, signal: 'attribution' } });
   });
 
   afterAll(async () => {
