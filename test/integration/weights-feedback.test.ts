@@ -72,8 +72,9 @@ describe('planted harmful samples', () => {
   it('pushes those weights to the attached client', () => {
     const first = updates[0];
     expect(first?.full).toBe(true);
-    const deltas = updates.filter((u) => !u.full);
-    expect(deltas.length).toBeGreaterThan(0);
+    // After the attach snapshot more updates follow: deltas, or, where the stream fell behind under
+    // load, the catch-up snapshot that replaces them (docs/wire.md)
+    expect(updates.length).toBeGreaterThan(1);
     const live = client.weights();
     const seenHarmful = harmful.filter((id) => (daemon.store.run('planted')?.samples.get(id)?.seen ?? 0) >= 2);
     for (const id of seenHarmful) {
