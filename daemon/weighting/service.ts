@@ -92,6 +92,12 @@ export class WeightingService implements BatchWeigher {
   private readonly listeners: Array<(e: WeightUpdateEvent) => void> = [];
   private readonly trainerListeners: Array<(e: WeightUpdateEvent) => void> = [];
   private closed = false;
+  /**
+   * Batch weights told to the trainers at their group's commit and not applied yet (each run's, in
+   * version order): a trainer that attaches in between takes its snapshot from memory, which
+   * lacks them, and is never told them again, so {@link WeightingService.snapshot} adds them.
+   */
+  private readonly told = new WeakMap<RunState, Array<{ version: number; ids: readonly string[]; weights: Float32Array }>>();
 
   constructor(store: Store, options: WeightingOptions, log: Logger) {
     this.store = store;
@@ -207,10 +213,13 @@ export class WeightingService implements BatchWeigher {
     return Math.abs(to - from) > this.options.minDelta || ((to === 0 || to === 1) && to !== from);
   }
 
-  /** Batch weights the engine committed with their group at `version`, not applied yet: to the trainers. */
+  /** Weights committed at `version` (a group's batch weights, a recompute's), not applied yet: to the trainers. */
   durable(run: RunState, version: number, ids: readonly string[], weights: Float32Array): void {
     if (this.closed) return;
     const event = { runId: run.info.id, version, full: false, sampleIds: ids, weights: [...weights], newlyDownweighted: [] };
+    let told = this.told.get(run);
+    if (told === undefined) this.told.set(run, (told = []));
+    told.push({ version, ids, weights });
     this.emitTo(this.trainerListeners, event);
   }
 
@@ -227,6 +236,9 @@ export class WeightingService implements BatchWeigher {
     trainersTold: boolean,
   ): void {
     if (this.closed) return;
+    const told = this.told.get(run);
+    const at = told?.findIndex((t) => t.version === version) ?? -1;
+    if (told !== undefined && at >= 0) told.splice(at, 1);
     const event = { runId: run.info.id, version, full: false, sampleIds: ids, weights: [...weights], newlyDownweighted };
     if (trainersTold) this.emitTo(this.listeners, event);
     else this.emit(event);
@@ -340,6 +352,10 @@ export class WeightingService implements BatchWeigher {
       tx.updateRun(run, { weightsVersion: version });
       return tx.appendWeights(runId, ids, changed);
     });
+    // Durable: the trainers hear now, as they hear a group's batch weights, so that they hear
+    // every change in commit order (a later group's, told at its commit, may come before the
+    // apply below); the feed hears once it is applied.
+    if (this.store.run(runId) === run) this.durable(run, version, ids, changed);
     // Applied on the next turn, as the engine applies its groups: the store needs its entries
     // applied in log order (a sample's record claims every entry up to its LSN). A synchronous
     // commit (`store.syncCommits`) can begin and end inside the turn in which an earlier group
@@ -357,7 +373,7 @@ export class WeightingService implements BatchWeigher {
     this.store.applyWeights(run, ids, changed, lsn);
     if (version > run.weightsVersion) run.weightsVersion = version;
     run.revision++;
-    this.emit({ runId, version, full: false, sampleIds: ids, weights: [...changed], newlyDownweighted: down });
+    this.announce(run, version, ids, changed, down, true);
     return performance.now() - started;
   }
 
@@ -376,17 +392,30 @@ export class WeightingService implements BatchWeigher {
     }
   }
 
-  /** Full snapshot: every sample whose weight is not 1, at the run's current weights version. */
+  /**
+   * Full snapshot: every sample whose weight is not 1, at the run's current weights version, with
+   * the batch weights the trainers were told and memory has not applied yet.
+   */
   snapshot(run: RunState): WeightUpdateEvent {
-    const ids: string[] = [];
-    const ws: number[] = [];
-    for (const s of run.samples.values()) {
-      if (s.weight !== 1) {
-        ids.push(s.id);
-        ws.push(s.weight);
-      }
+    const weights = new Map<string, number>();
+    for (const s of run.samples.values()) if (s.weight !== 1) weights.set(s.id, s.weight);
+    let version = run.weightsVersion;
+    for (const t of this.told.get(run) ?? []) {
+      t.ids.forEach((id, i) => {
+        const w = t.weights[i] as number;
+        if (w === 1) weights.delete(id);
+        else weights.set(id, w);
+      });
+      if (t.version > version) version = t.version;
     }
-    return { runId: run.info.id, version: run.weightsVersion, full: true, sampleIds: ids, weights: ws, newlyDownweighted: [] };
+    return {
+      runId: run.info.id,
+      version,
+      full: true,
+      sampleIds: [...weights.keys()],
+      weights: [...weights.values()],
+      newlyDownweighted: [],
+    };
   }
 
   /** Runs every pending recompute now (used on drain and by tests). */

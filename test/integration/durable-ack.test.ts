@@ -302,4 +302,81 @@ describe('durable Acks', () => {
       else await store.close();
     }
   });
+
+  it("tells the trainers a recompute's weights at its commit, and a snapshot taken before its apply holds them", async () => {
+    const { store, run, engine } = await openStoreRun('motive-recompute-told-', dirs, K, 'dot', { syncCommits: true, commitDelayMs: 0 });
+    const weighting = new WeightingService(
+      store,
+      { policy: 'downweight', minSeen: 1, beta: 1, wMin: 0.05, quarantineZ: -4, minDelta: 0.01, intervalMs: 60_000 },
+      createLogger('warn'),
+    );
+    try {
+      const r = rng(37);
+      const queries = Float32Array.from({ length: 2 * K }, () => r.normal());
+      await engine.submitQueries({
+        runId: 'r',
+        version: 1,
+        step: 0,
+        ids: ['q0', 'q1'],
+        groups: [],
+        sketches: queries,
+        bytes: queries.byteLength,
+      });
+      const ids = Array.from({ length: 40 }, (_, i) => `clip-${i}`);
+      const sketches = new Float32Array(ids.length * K);
+      for (let i = 0; i < ids.length; i++)
+        for (let d = 0; d < K; d++) sketches[i * K + d] = r.normal() * 0.1 + (i / 10 - 2) * (queries[d] as number);
+      const wire = new Uint8Array(sketches.buffer.slice(0));
+      await engine.submitBatch({
+        runId: 'r',
+        rank: 0,
+        seq: 1,
+        step: 1,
+        lr: 1,
+        sampleIds: ids,
+        sketches,
+        wire,
+        wireDtype: 'float32',
+        bytes: wire.byteLength,
+      });
+      const told: Array<{
+        version: number;
+        ids: string[];
+        weights: number[];
+        inMemory: number[];
+        snapshot: Map<string, number>;
+        snapshotVersion: number;
+      }> = [];
+      weighting.onTrainerUpdate((e) => {
+        // What a trainer attaching now would be sent.
+        const snap = weighting.snapshot(run);
+        told.push({
+          version: e.version,
+          ids: [...e.sampleIds],
+          weights: [...e.weights],
+          inMemory: e.sampleIds.map((id) => run.samples.get(id)!.weight),
+          snapshot: new Map(snap.sampleIds.map((id, i) => [id, snap.weights[i] as number])),
+          snapshotVersion: snap.version,
+        });
+      });
+      const fed: number[] = [];
+      weighting.onUpdate((e) => fed.push(e.version));
+      await weighting.recompute('r');
+      expect(told).toHaveLength(1);
+      const t = told[0]!;
+      expect(t.weights.some((w) => w < 1)).toBe(true);
+      // Told at the commit, before memory changed: in commit order with the groups' batch weights.
+      expect(t.inMemory.every((w) => w === 1)).toBe(true);
+      // The snapshot of that moment already holds them, at their version.
+      expect(t.snapshotVersion).toBe(t.version);
+      t.ids.forEach((id, i) => expect(t.snapshot.get(id) ?? 1, id).toBe(t.weights[i]));
+      // Applied after, and the feed hears then.
+      expect(fed).toEqual([t.version]);
+      t.ids.forEach((id, i) => expect(run.samples.get(id)!.weight, id).toBe(t.weights[i]));
+      expect(run.weightsVersion).toBe(t.version);
+    } finally {
+      weighting.close();
+      await store.close();
+    }
+  });
 });
