@@ -60,13 +60,14 @@ function options(intervalMs: number, share: number): WeightingOptions {
 
 /**
  * Announces a commit of run `r` every 5 ms for at least `ms` and until `minStarts` recomputes have
- * started (at most 20 s), then waits for the last recompute.
+ * started (at most 45 s: a recompute busy for d ms leaves 50·d ms without one, and a loaded machine
+ * makes d a few hundred ms), then waits for the last recompute.
  */
 async function drive(store: Store, share: number, ms: number, minStarts = 0): Promise<TimedWeighting> {
   const w = new TimedWeighting(store, options(INTERVAL_MS, share), createLogger('warn'));
   const t0 = performance.now();
   const end = t0 + ms;
-  while (performance.now() < end || (w.starts.length < minStarts && performance.now() < t0 + 20_000)) {
+  while (performance.now() < end || (w.starts.length < minStarts && performance.now() < t0 + 45_000)) {
     w.committed('r', false);
     await new Promise((r) => setTimeout(r, 5));
   }
