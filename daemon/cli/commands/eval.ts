@@ -8,7 +8,7 @@ import { LabelsError, parseLabels } from '../labels-csv.js';
 import { fetchArrowExport } from './export.js';
 import { topCount } from './select.js';
 
-/** Per-sample values a ranking can use, in the order the default is chosen. */
+/** Per-sample values a ranking can use: the export's columns of these names. */
 export const SIGNALS = ['fused', 'score', 'check'] as const;
 export type Signal = (typeof SIGNALS)[number];
 
