@@ -67,7 +67,7 @@ export class EmbeddingMirror {
     const scales = this.scaleBlocks[Math.floor(slot / MIRROR_BLOCK_ROWS)] as Float32Array;
     const row = slot % MIRROR_BLOCK_ROWS;
     const k = this.dim;
-    // max |g| in four running maxima (independent comparisons): 0.55 → 0.33 µs a row at k = 512.
+    // max |g| in four running maxima: independent comparisons pipeline, about 40 % faster a row at k = 512 than one.
     let m0 = 0;
     let m1 = 0;
     let m2 = 0;

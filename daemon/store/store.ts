@@ -224,9 +224,9 @@ function settled(write: unknown): void {
 }
 
 /**
- * Records the flusher builds per event-loop turn (under 1 ms of main thread).
- * 256 held every await of the ingest path behind a ~3 ms slice: Ack p50 34 → 17 ms and p99
- * 150 → 85 ms at 10,000 sketches/s when lowered to 64; 32 gave the same.
+ * Records the flusher builds per event-loop turn: under 1 ms of main thread, so an Ack waiting
+ * behind a slice waits at most that long (a slice of 256 held the Ack path behind ~3 ms turns and
+ * doubled Ack latency at 10,000 sketches/s; 32 is no better than 64). docs/performance.md.
  */
 const FLUSH_SLICE = 64;
 
