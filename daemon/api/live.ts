@@ -26,7 +26,7 @@ import { WebSocketServer, WebSocket } from 'ws';
 import { MotiveError, httpToken, type Authorizer, type ErrorCode, type Logger } from '../shared/index.js';
 import type { CommitEvent, InfluenceEngine } from '../influence/index.js';
 import type { RunState, SampleState, Store } from '../store/index.js';
-import type { WeightUpdateEvent, WeightingService } from '../weighting/index.js';
+import { sampleSignal, type FusedOptions, type SignalStats, type WeightUpdateEvent, type WeightingService } from '../weighting/index.js';
 import { DistributionCache, WEIGHT_BUCKETS, weightCounts, type LiveFeedStats } from '../metrics/index.js';
 
 /** Every event type of the live feed. */
@@ -74,6 +74,8 @@ export interface LiveFeedDeps {
 export interface LiveSampleRow {
   readonly id: string;
   readonly score: number;
+  /** The fused z the row was ranked by (null: ranked by score; docs/method.md, "The fused signal"). */
+  readonly fused: number | null;
   readonly weight: number;
   readonly seen: number;
   readonly lastStep: number;
@@ -144,28 +146,42 @@ function refusal(status: number, code: ErrorCode, detail?: string): Refusal {
 }
 const LIVE_PATH = /^\/v1\/runs\/([^/?]+)\/live$/;
 
-/** Picks the `limit` samples with the lowest (`harmful`) or highest (`helpful`) score, without sorting the run. */
-export function topSamples(run: RunState, order: 'harmful' | 'helpful', limit: number): LiveSampleRow[] {
+/** The signal a top list ranks by: the weights' own (`weights.signal`) under their last recompute's statistics. */
+export interface TopSignal {
+  readonly stats: SignalStats;
+  readonly options: FusedOptions;
+}
+
+/**
+ * Picks the `limit` samples with the lowest (`harmful`) or highest (`helpful`) signal, without
+ * sorting the run: the fused z under `signal` when given (ties by score, then id), else the score.
+ */
+export function topSamples(run: RunState, order: 'harmful' | 'helpful', limit: number, signal?: TopSignal): LiveSampleRow[] {
   const sign = order === 'harmful' ? 1 : -1;
-  // `best` stays sorted by key ascending; a candidate enters only when it beats the last row.
-  const best: Array<{ key: number; s: SampleState; score: number }> = [];
+  const features = run.features.size === 0 ? undefined : run.features;
+  type Row = { key: number; tie: number; s: SampleState; score: number; fused: number | undefined };
+  // true when `a` ranks before `b`.
+  const before = (a: Row, b: Row): boolean => a.key < b.key || (a.key === b.key && (a.tie < b.tie || (a.tie === b.tie && a.s.id < b.s.id)));
+  // `best` stays sorted, first-ranked first; a candidate enters only when it ranks before the last row.
+  const best: Row[] = [];
   for (const s of run.samples.values()) {
     const score = run.score(s);
-    const key = sign * score;
-    if (best.length === limit) {
-      const last = best[best.length - 1]!;
-      if (key > last.key || (key === last.key && s.id > last.s.id)) continue;
-    }
+    const fused = signal === undefined ? undefined : sampleSignal(score, features?.get(s.id), signal.stats, signal.options).fused;
+    const row: Row = { key: sign * (fused ?? score), tie: sign * score, s, score, fused };
+    if (best.length === limit && !before(row, best[best.length - 1]!)) continue;
     let at = best.length;
-    while (at > 0) {
-      const prev = best[at - 1]!;
-      if (prev.key < key || (prev.key === key && prev.s.id < s.id)) break;
-      at--;
-    }
-    best.splice(at, 0, { key, s, score });
+    while (at > 0 && before(row, best[at - 1]!)) at--;
+    best.splice(at, 0, row);
     if (best.length > limit) best.pop();
   }
-  return best.map(({ s, score }) => ({ id: s.id, score, weight: s.weight, seen: s.seen, lastStep: s.lastStep }));
+  return best.map(({ s, score, fused }) => ({
+    id: s.id,
+    score,
+    fused: fused ?? null,
+    weight: s.weight,
+    seen: s.seen,
+    lastStep: s.lastStep,
+  }));
 }
 
 /** Parses `?types=` into a set; throws on an unknown type. */
@@ -547,6 +563,10 @@ export class LiveFeed {
 
   private topEvent(run: RunState): object {
     const d = this.distributions.last(run);
+    // Ranked as the weights are: by the fused signal under the last recompute's statistics.
+    const w = this.deps.weighting;
+    const stats = w.signal === 'fused' ? w.signalStats(run) : undefined;
+    const signal = stats === undefined ? undefined : { stats, options: w.signalOptions };
     const weightCounts = d.weightCumulative.map((c, i) => c - (i === 0 ? 0 : (d.weightCumulative[i - 1] ?? 0)));
     return {
       type: 'top',
@@ -560,8 +580,8 @@ export class LiveFeed {
       queryVersion: run.latestQuerySet()?.version ?? 0,
       downweighted: d.downweighted,
       quarantined: d.quarantined,
-      harmful: this.withMotion(topSamples(run, 'harmful', this.o.topLimit)),
-      helpful: this.withMotion(topSamples(run, 'helpful', this.o.topLimit)),
+      harmful: this.withMotion(topSamples(run, 'harmful', this.o.topLimit, signal)),
+      helpful: this.withMotion(topSamples(run, 'helpful', this.o.topLimit, signal)),
       scoreHistogram: { min: d.scoreMin, max: d.scoreMax, counts: d.scoreBins },
       weightHistogram: { le: WEIGHT_BUCKETS, counts: weightCounts },
     };

@@ -1,2 +1,3 @@
 export { WeightingService, type WeightingOptions, type WeightUpdateEvent } from './service.js';
 export { computeWeights, type WeightPolicyOptions } from './policy.js';
+export { sampleSignal, type FusedOptions, type SignalStats } from './fused.js';

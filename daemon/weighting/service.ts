@@ -203,6 +203,20 @@ export class WeightingService implements BatchWeigher {
     return (score, seen, features) => (seen >= minSeen ? Math.fround(signalWeight(score, features, stats, this.options)) : 1);
   }
 
+  /**
+   * The statistics the run's current weights were computed under (its last recompute), for readers
+   * that rank by the same signal without computing it again; undefined before the first recompute
+   * or after a new query set.
+   */
+  signalStats(run: RunState): SignalStats | undefined {
+    return this.store.run(run.info.id) === run ? this.stats.get(run.info.id)?.stats : undefined;
+  }
+
+  /** The fused-signal options of the weights (`weights.signal`, `checkWeight`, `checkFloorZ`). */
+  get signalOptions(): FusedOptions {
+    return this.options;
+  }
+
   /** The signal the weights come from (`weights.signal`). */
   get signal(): 'fused' | 'attribution' {
     return this.options.signal ?? 'fused';

@@ -12,6 +12,7 @@ import {
 import { topSamples } from '../../../daemon/api/index.js';
 import { RunState } from '../../../daemon/store/index.js';
 import { rng } from '../../helpers/reference.js';
+import { refSignalUnder, refStatsOf, type RefOptions, type RefSample } from '../../helpers/fused-reference.js';
 
 function makeRun(n: number): { run: RunState; scores: number[]; weights: number[] } {
   const run = new RunState({
@@ -103,6 +104,50 @@ describe('computeDistribution', () => {
     const helpful = [...ids].sort((a, b) => b.s - a.s || (a.id < b.id ? -1 : 1)).slice(0, 10);
     expect(topSamples(run, 'harmful', 10).map((r) => r.id)).toEqual(harmful.map((r) => r.id));
     expect(topSamples(run, 'helpful', 10).map((r) => r.id)).toEqual(helpful.map((r) => r.id));
+  });
+
+  it('ranks top lists by the fused signal under given statistics, as a float64 reference does', () => {
+    const { run, scores } = makeRun(400);
+    run.features.names = ['shake', 'still'];
+    const r = rng(5);
+    const samples: RefSample[] = scores.map((score, i) => {
+      // A third of the samples carry no features (a rank that sends none); the rest float32 rows.
+      if (i % 3 === 0) return { score, seen: 1 };
+      const row = [Math.fround(r.normal() * (i % 11 === 0 ? 4 : 1)), Math.fround(r.uniform())];
+      run.features.set(`s${i}`, row);
+      return { score, seen: 1, features: row };
+    });
+    const o: RefOptions = {
+      policy: 'downweight',
+      minSeen: 1,
+      beta: 0.5,
+      wMin: 0.05,
+      quarantineZ: -3,
+      signal: 'fused',
+      checkWeight: 2,
+      checkFloorZ: 0,
+    };
+    const st = refStatsOf(samples, o);
+    const want = samples.map((s, i) => ({ id: `s${i}`, fused: refSignalUnder(st, s, o).fused!, score: s.score }));
+    const order = (sign: number) => (a: (typeof want)[0], b: (typeof want)[0]) =>
+      sign * (a.fused - b.fused) || sign * (a.score - b.score) || (a.id < b.id ? -1 : 1);
+    const signal = { stats: { attribution: st.att, checks: st.fst }, options: o };
+    const harmful = topSamples(run, 'harmful', 10, signal);
+    expect(harmful.map((x) => x.id)).toEqual(
+      [...want]
+        .sort(order(1))
+        .slice(0, 10)
+        .map((x) => x.id),
+    );
+    expect(topSamples(run, 'helpful', 10, signal).map((x) => x.id)).toEqual(
+      [...want]
+        .sort(order(-1))
+        .slice(0, 10)
+        .map((x) => x.id),
+    );
+    for (const row of harmful) expect(row.fused!).toBeCloseTo(want.find((w) => w.id === row.id)!.fused, 9);
+    // The fused ranking is not the score's: checks moved samples into the harmful list.
+    expect(harmful.map((x) => x.id)).not.toEqual(topSamples(run, 'harmful', 10).map((x) => x.id));
   });
 
   it.each([1, 2, 3, 5, 8, 101])('gives the sorted-array quantiles and bins with %i samples, ties included', (n) => {
