@@ -28,11 +28,7 @@ describe('live feed', () => {
   let daemon: Awaited<ReturnType<typeof startTestDaemon>>;
 
   beforeAll(async () => {
-    // The attribution signal: this run has no motion checks, where the fused signal's weights are
-    // the same, but its views (the `top` events) recompute the signal's statistics on the main
-    // thread, which spaces the recomputes and lets clean clips near the threshold cross it more
-    // often (55–69 crossings against 40–42 with the same 32 planted ones; an open item of
-    // docs/reliability.md).
+    // This run sends no motion checks: under either signal its weights come from the score alone.
     daemon = await startTestDaemon({ weights: { minSeen: 2, intervalMs: 100, signal: 'attribution' } });
   });
 
