@@ -3,15 +3,20 @@
  * `MotiveError` with a stable `code`; the edges (gRPC, REST, CLI) map codes to statuses.
  */
 
-/** Every error code, never reused. `status` is the HTTP status the REST edge answers with. */
+/**
+ * Every error code, never reused. `status` is the HTTP status the REST edge answers with; `retry`
+ * marks the errors after which a trainer client reconnects and resends (the daemon is going away,
+ * could not commit, or reset a stalled stream); after any other fatal error a client stops and
+ * reports it. The clients' copies of this table are generated from it (`npm run gen:errors`).
+ */
 export const ErrorCodes = {
   MOTIVE_CONFIG_INVALID: { status: 500, message: 'invalid configuration' },
   MOTIVE_CONFIG_FILE: { status: 500, message: 'cannot read configuration file' },
   MOTIVE_CONFIG_TLS: { status: 500, message: 'cannot read TLS files' },
   MOTIVE_STORE_OPEN: { status: 500, message: 'cannot open the store' },
   MOTIVE_STORE_FORMAT: { status: 500, message: 'store format version mismatch' },
-  MOTIVE_STORE_COMMIT: { status: 503, message: 'store commit failed' },
-  MOTIVE_STORE_FULL: { status: 507, message: 'store is full' },
+  MOTIVE_STORE_COMMIT: { status: 503, message: 'store commit failed', retry: true },
+  MOTIVE_STORE_FULL: { status: 507, message: 'store is full', retry: true },
   MOTIVE_STORE_CORRUPT: { status: 500, message: 'the store is damaged' },
   MOTIVE_STORE_READONLY: { status: 500, message: 'the data directory is not writable' },
   MOTIVE_INGEST_HELLO_REQUIRED: { status: 400, message: 'first message must be Hello' },
@@ -31,15 +36,15 @@ export const ErrorCodes = {
   MOTIVE_INGEST_SAMPLE_ID: { status: 400, message: 'invalid sample id' },
   MOTIVE_INGEST_QUERIES_INVALID: { status: 400, message: 'invalid query set' },
   MOTIVE_INGEST_UNKNOWN_MESSAGE: { status: 400, message: 'message has no body' },
-  MOTIVE_INGEST_SHUTTING_DOWN: { status: 503, message: 'daemon is shutting down' },
-  MOTIVE_INGEST_INTERNAL: { status: 500, message: 'internal error' },
+  MOTIVE_INGEST_SHUTTING_DOWN: { status: 503, message: 'daemon is shutting down', retry: true },
+  MOTIVE_INGEST_INTERNAL: { status: 500, message: 'internal error', retry: true },
   MOTIVE_INGEST_FORBIDDEN: { status: 403, message: 'token may not attach to this run' },
   MOTIVE_INGEST_SEQ_ORDER: { status: 400, message: 'seq lower than an earlier seq on this stream' },
   MOTIVE_INGEST_STEP_BACKWARDS: { status: 400, message: 'step lower than an earlier step on this stream' },
   MOTIVE_INGEST_WORLD_SIZE: { status: 409, message: "world_size differs from the run's" },
   MOTIVE_INGEST_LIMIT_RUNS: { status: 429, message: 'the daemon holds its maximum number of runs' },
   MOTIVE_INGEST_LIMIT_SAMPLES: { status: 429, message: 'the run holds its maximum number of samples' },
-  MOTIVE_INGEST_STALLED: { status: 429, message: 'the trainer stopped reading its stream' },
+  MOTIVE_INGEST_STALLED: { status: 429, message: 'the trainer stopped reading its stream', retry: true },
   MOTIVE_INGEST_RUN_DELETED: { status: 410, message: 'the run was deleted' },
   MOTIVE_API_RUN_NOT_FOUND: { status: 404, message: 'run not found' },
   MOTIVE_API_SAMPLE_NOT_FOUND: { status: 404, message: 'sample not found' },

@@ -7,6 +7,7 @@ import { EventEmitter, once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import { RETRYABLE_CODES } from './errors.js';
 
 const PROTO_PATH = fileURLToPath(new URL('../../schemas/motive.proto', import.meta.url));
 
@@ -90,9 +91,6 @@ export class MotiveClientError extends Error {
     this.code = code;
   }
 }
-
-/** Fatal daemon errors after which reconnecting and resending is the right answer. */
-const RETRYABLE = new Set(['MOTIVE_INGEST_SHUTTING_DOWN', 'MOTIVE_INGEST_INTERNAL', 'MOTIVE_STORE_COMMIT', 'MOTIVE_STORE_FULL']);
 
 let clientCtor: grpc.ServiceClientConstructor | undefined;
 function attributionClient(): grpc.ServiceClientConstructor {
@@ -324,7 +322,7 @@ export class MotiveClient extends EventEmitter {
           const e = msg.error;
           if (e.fatal) {
             const err = new MotiveClientError(e.code, e.message);
-            if (RETRYABLE.has(e.code)) {
+            if (RETRYABLE_CODES.has(e.code)) {
               // The daemon is going away or failed to commit: reconnect and resend.
               if (!welcomed) reject(new Error(`${e.code}: ${e.message}`));
             } else {

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ._proto import motive_pb2 as pb
+from ._errors import RETRYABLE_CODES
 from .sketch import PROJECTION_KIND, GradientSketcher
 
 __all__ = ["MotiveClient", "MotiveClientError", "ClientStats", "CLIENT_VERSION"]
@@ -43,12 +44,8 @@ _log = logging.getLogger("motive_hooks.client")
 
 ArrayLike = Union[torch.Tensor, np.ndarray, Sequence[Sequence[float]]]
 
-#: Fatal errors before ``Welcome`` that are worth a reconnect: the daemon is draining for a
-#: successor or could not commit. Every other fatal error before ``Welcome`` refuses the Hello.
 #: Query sets kept for resend until a later batch is acked (the oldest are forgotten first).
 _MAX_UNCONFIRMED_QUERIES = 256
-
-_RETRYABLE_CODES = frozenset({"MOTIVE_INGEST_SHUTTING_DOWN", "MOTIVE_STORE_COMMIT", "MOTIVE_INGEST_INTERNAL"})
 
 
 class MotiveClientError(RuntimeError):
@@ -717,12 +714,14 @@ class MotiveClient:
             self._note_error(text)
             if err.fatal:
                 _log.warning("motive daemon closed the stream: %s", text)
-                if not conn.welcomed.is_set():
-                    conn.refused = err.code not in _RETRYABLE_CODES
-                    if conn.refused:
-                        with self._lock:
-                            self._refusal = text
-                    conn.welcomed.set()
+                # A fatal error the registry does not mark retryable ends the client, before or
+                # after Welcome: reconnecting after MOTIVE_INGEST_RUN_DELETED would create the run
+                # again, after a refused Hello would be refused again.
+                conn.refused = err.code not in RETRYABLE_CODES
+                if conn.refused:
+                    with self._lock:
+                        self._refusal = text
+                conn.welcomed.set()
                 conn.dead.set()
             elif err.seq:
                 with self._cv:

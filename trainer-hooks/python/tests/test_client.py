@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import time
 import urllib.parse
+import urllib.request
 from collections import Counter
 from typing import Callable, Dict, Iterator, List, Sequence, Tuple
 
@@ -344,6 +345,26 @@ def test_refused_hello_fails_softly(daemon: Daemon) -> None:
             c.flush(0.5)
         with pytest.raises(ValueError):
             c.send(1, 0.1, ["b"], _rows(2, 1))  # 2 rows for 1 id
+    finally:
+        c.close(0.5)
+
+
+def test_deleted_run_stops_the_client_and_stays_deleted(own_daemon: List[Daemon]) -> None:
+    """MOTIVE_INGEST_RUN_DELETED is not retryable (the generated error table): the client stops
+    instead of reconnecting, which would create the run again with its next Hello."""
+    d = own_daemon[0]
+    c = _client(d.address, "gone", token=None)
+    try:
+        assert c.send(0, 0.1, ["a"], _rows(1, 0)) and c.flush(10.0)
+        req = urllib.request.Request(f"http://127.0.0.1:{d.http_port}/v1/runs/gone", method="DELETE")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert r.status == 200
+        assert _wait(lambda: c.stats().state == "failed"), c.stats()
+        assert "MOTIVE_INGEST_RUN_DELETED" in (c.stats().last_error or "")
+        assert not c.send(1, 0.1, ["b"], _rows(1, 1))
+        time.sleep(1.0)  # five times max_backoff_s: a reconnecting client would have said Hello again
+        assert c.stats().reconnects == 0
+        assert "gone" not in [r["id"] for r in d.get("/v1/runs")["runs"]]
     finally:
         c.close(0.5)
 
