@@ -9,6 +9,12 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { RETRYABLE_CODES } from './errors.js';
 
+/** Query sets kept for resend until a later batch's Ack confirms them, as the Python client keeps. */
+export const MAX_UNCONFIRMED_QUERIES = 256;
+
+/** `Hello.projection.kind` when none is given: the Python hook's sketcher's, so ranks of both agree. */
+export const DEFAULT_PROJECTION_KIND = 'logra-gaussian';
+
 const PROTO_PATH = fileURLToPath(new URL('../../schemas/motive.proto', import.meta.url));
 
 export type ClientDType = 'float32' | 'float16';
@@ -148,7 +154,11 @@ export class MotiveClient extends EventEmitter {
   private stream: Stream | undefined;
   private nextSeq = 1;
   private readonly unacked: PendingBatch[] = [];
-  private readonly querySets: QueryMessage[] = [];
+  /**
+   * Query sets not yet known to be committed, each with the seq of the first batch sent after it:
+   * the daemon commits a stream's messages in order, so an Ack at or past that seq confirms it.
+   */
+  private readonly querySets: Array<{ readonly firstSeq: number; readonly msg: QueryMessage }> = [];
   private readonly weightMap = new Map<string, number>();
   private weightsVersionValue = 0;
   private closed = false;
@@ -204,11 +214,25 @@ export class MotiveClient extends EventEmitter {
     return this.unacked.length;
   }
 
-  /** Registers a query-set version (sent now and again after every reconnect). */
+  /**
+   * Registers a query-set version: sent now, and again after a reconnect until a later batch's Ack
+   * confirms it (at most {@link MAX_UNCONFIRMED_QUERIES} kept, the oldest forgotten first).
+   */
   setQueries(version: number, step: number, ids: string[], sketches: Float32Array, groups: string[] = []): void {
     const msg: QueryMessage = { queries: { version, step, queryIds: ids, groups, sketches: this.encode(sketches) } };
-    this.querySets.push(msg);
+    this.querySets.push({ firstSeq: this.nextSeq, msg });
+    if (this.querySets.length > MAX_UNCONFIRMED_QUERIES) this.querySets.shift();
     this.write(msg);
+  }
+
+  /** Query sets kept for resend (not yet confirmed by an Ack). */
+  get unconfirmedQuerySets(): number {
+    return this.querySets.length;
+  }
+
+  /** Forgets the query sets sent before batch `committedSeq`, which is committed. */
+  private confirmQueries(committedSeq: number): void {
+    while (this.querySets.length > 0 && (this.querySets[0] as { firstSeq: number }).firstSeq <= committedSeq) this.querySets.shift();
   }
 
   /**
@@ -360,7 +384,7 @@ export class MotiveClient extends EventEmitter {
           rank: this.options.rank,
           worldSize: this.options.worldSize,
           projection: {
-            kind: this.options.projection?.kind ?? 'gaussian',
+            kind: this.options.projection?.kind ?? DEFAULT_PROJECTION_KIND,
             seed: this.options.projection?.seed ?? 0,
             dim: this.options.dim,
             fingerprint: this.options.projection?.fingerprint ?? '',
@@ -379,7 +403,8 @@ export class MotiveClient extends EventEmitter {
     while (this.unacked.length > 0 && (this.unacked[0] as PendingBatch).seq <= w.lastCommittedSeq) this.unacked.shift();
     if (this.nextSeq <= w.lastCommittedSeq) this.nextSeq = w.lastCommittedSeq + 1;
     this.connected = true;
-    for (const q of this.querySets) this.stream?.write(q);
+    this.confirmQueries(w.lastCommittedSeq);
+    for (const q of this.querySets) this.stream?.write(q.msg);
     for (const b of this.unacked) this.stream?.write(b.message);
     this.emit('welcome', w);
     this.emit('progress');
@@ -392,6 +417,7 @@ export class MotiveClient extends EventEmitter {
       this.unacked.shift();
       dropped = true;
     }
+    this.confirmQueries(seq);
     if (dropped) this.emit('progress');
     this.emit('ack', seq);
   }
