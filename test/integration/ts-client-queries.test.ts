@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_UNCONFIRMED_QUERIES, MotiveClient } from '../../trainer-hooks/ts/client.js';
 import { startTestDaemon } from '../helpers/daemon.js';
-import { batch, hello, rawStream } from '../helpers/raw-stream.js';
+import { hello, rawStream } from '../helpers/raw-stream.js';
 
 describe('TypeScript client query sets and defaults', () => {
   let daemon: Awaited<ReturnType<typeof startTestDaemon>>;
