@@ -5,7 +5,8 @@ parameter :class:`~motive_hooks.dit.WanMiniDiT`; latents ``[16, 5, 16, 16]`` by 
 clip; AdamW) at micro-batch 1 and 4, plain and with the hook (``layers="lora"``, k = 512) for each
 recipe given (``--recipes``; ``<name>/looped`` is the recipe with its timesteps run one forward
 each, ``stack_timesteps=False``), attributing every step, and the default recipe also every 4th
-step. Configurations alternate step by step so that the machine's changing load falls on all of
+step (and, with ``--budget 0.1``, under ``MotionAttributor(budget=0.1)``: its first pass comes
+at step 0, so only a run many passes long shows its steady share). Configurations alternate step by step so that the machine's changing load falls on all of
 them alike; each figure is the mean step time over the recorded steps (a multiple of 4, so
 "every 4th" is averaged over whole cycles), printed with the 1-minute load average sampled every
 round (mean and range). The breakdown times the attribution pass's parts on the attributed
@@ -91,7 +92,9 @@ def instrument(attr: MotionAttributor, timer: Timer) -> None:
 
 
 class Setup:
-    def __init__(self, every: Optional[int], batch: int, args: argparse.Namespace, recipe_name: str = DEFAULT_RECIPE) -> None:
+    def __init__(
+        self, every: Optional[int], batch: int, args: argparse.Namespace, recipe_name: str = DEFAULT_RECIPE, budget: Optional[float] = None
+    ) -> None:
         self.model = WanMiniDiT(seed=1)
         inject_peft_lora(self.model, self.model.lora_targets(), r=16, alpha=16.0, init_up_std=0.01, seed=2)
         self.opt = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=1e-4)
@@ -105,18 +108,26 @@ class Setup:
         if every is not None:
             name, _, mode = recipe_name.partition("/")
             objective = recipe(name, flow_matching_predict(), stack_timesteps=False if mode == "looped" else None)
-            self.attr = MotionAttributor(self.model, args.layers, dim=args.dim, every=every, query_every=10**9, objectives=[objective])
+            self.attr = MotionAttributor(self.model, args.layers, dim=args.dim, every=every, query_every=10**9, objectives=[objective], budget=budget)
+            # the configurations alternate, so the budget's clock runs only inside this one's steps
+            self.attr.clock = self.own_clock
             address = args.address or "127.0.0.1:9"
             self.client = MotiveClient(address, f"bench-dit-{every}-{batch}-{time.time_ns()}", args.dim, sketcher=self.attr.identity, policy="drop")
             self.attr.client = self.client
             instrument(self.attr, self.timer)
         self.times: List[float] = []
         self.step_no = 0
+        self.elapsed = 0.0
+        self.entered: Optional[float] = None
+
+    def own_clock(self) -> float:
+        """Wall time spent inside this configuration's steps."""
+        return self.elapsed + (time.perf_counter() - self.entered if self.entered is not None else 0.0)
 
     def step(self, record: bool) -> None:
         lo = (self.step_no * self.batch) % self.data.shape[0]
         x = self.data[lo : lo + self.batch]
-        t0 = time.perf_counter()
+        t0 = self.entered = time.perf_counter()
         self.opt.zero_grad(set_to_none=True)
         s = torch.rand(self.batch)
         noise = torch.randn_like(x)
@@ -131,8 +142,11 @@ class Setup:
             if not record:
                 self.timer.parts = parts
         self.opt.step()
+        t1 = time.perf_counter()
+        self.elapsed += t1 - t0
+        self.entered = None
         if record:
-            self.times.append(time.perf_counter() - t0)
+            self.times.append(t1 - t0)
         self.step_no += 1
 
 
@@ -151,6 +165,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=16, help="latent height and width")
     ap.add_argument("--batches", default="1,4", help="micro-batch sizes")
     ap.add_argument("--recipes", default=f"{DEFAULT_RECIPE},{DEFAULT_RECIPE}/looped,paper", help="recipes attributed every step; <name>/looped runs one forward per timestep")
+    ap.add_argument("--budget", type=float, default=0.0, help="also run the default recipe with MotionAttributor(budget=...) (meaningful over runs of many passes' worth of steps); 0: not")
     ap.add_argument("--layers", default="lora", help='layers to sketch, e.g. "blocks.3.*.lora_*" (the last block\'s LoRA)')
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -163,6 +178,8 @@ def main() -> None:
         for r in recipes:
             setups[f"{r}, every step"] = Setup(1, batch, args, r)
         setups[f"{recipes[0]}, every 4th"] = Setup(4, batch, args, recipes[0])
+        if args.budget:
+            setups[f"{recipes[0]}, budget {args.budget:g}"] = Setup(1, batch, args, recipes[0], budget=args.budget)
         loads: List[float] = []
         for i in range(args.warmup + args.steps):
             for s in setups.values():
@@ -174,6 +191,9 @@ def main() -> None:
             mean = statistics.mean(s.times)
             rows.append((batch, name, mean, 100.0 * (mean / base - 1.0), s.timer.parts, s.attributed, loads))
             print(f"micro-batch {batch}, {name}: {1000 * mean:.0f} ms (load {statistics.mean(loads):.1f}, {min(loads):.1f}–{max(loads):.1f})", flush=True)
+            if s.attr is not None and s.attr.budget is not None:
+                share = s.attr.hook_seconds / max(s.attr.train_seconds, 1e-9)
+                print(f"  budget {s.attr.budget:g}: hook time / training time {share:.3f} over {s.step_no} steps, warm-up included")
             if s.client is not None:
                 s.client.close(1.0)
     print("| micro-batch | hook | step (ms, mean) | overhead | load (mean, range) | per attributed step: forward (model calls) / backward / projection / send (ms) |")
