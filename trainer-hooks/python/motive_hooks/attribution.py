@@ -21,6 +21,7 @@ from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 import hashlib
 import math
+import time
 
 import torch
 import torch.nn as nn
@@ -123,6 +124,15 @@ class MotionAttributor:
         motion_check: send the model-free motion checks of each clip
             (:mod:`motive_hooks.motion_check`) beside its sketch (default True); the daemon fuses
             them with the attribution score.
+        budget: given (e.g. ``0.1``), the most the hook may add to the training time, as a
+            fraction of it: a step that ``every`` makes due is attributed only while the hook's
+            own wall time so far is at most ``budget`` times the training time so far (the wall
+            time between :meth:`step` calls, less the hook's). The overhead is then bounded by
+            construction (within one attribution pass) whatever the model and the machine, and
+            the hook attributes about ``budget × step time / pass time`` of the steps. The
+            decision is taken once per optimizer step (all its micro-batches alike) and depends
+            on wall time, so which steps are attributed differs between runs and ranks. Default
+            None: every ``every``-th step, whatever it costs (docs/performance.md).
 
     Hand the attributor itself to :class:`MotiveClient` as its ``sketcher``: it announces the
     projection identity and the motion-check names in ``Hello``.
@@ -146,6 +156,7 @@ class MotionAttributor:
         objectives: Optional[Sequence[MotionObjective]] = None,
         recipe: str = DEFAULT_RECIPE,
         motion_check: bool = True,
+        budget: Optional[float] = None,
     ) -> None:
         self.model = model = unwrap_model(model)
         if predict is None:
@@ -175,6 +186,17 @@ class MotionAttributor:
         self.freeze_others = freeze_others
         self._queries: List[Tuple[List[str], Any, Optional[torch.Tensor], Optional[List[str]]]] = []
         self._query_step: Optional[int] = None
+        if budget is not None and not budget > 0:
+            raise ValueError(f"budget must be a positive fraction of the training time, got {budget!r}")
+        self.budget = None if budget is None else float(budget)
+        self.clock = time.perf_counter
+        """The wall clock the budget is measured with (seconds)."""
+        self.hook_seconds = 0.0
+        """Wall time spent inside :meth:`step` on attributed steps (counted when ``budget`` is set)."""
+        self.train_seconds = 0.0
+        """Wall time between :meth:`step` calls, the training itself (counted when ``budget`` is set)."""
+        self._mark: Optional[float] = None
+        self._decided: Tuple[Optional[int], bool] = (None, False)
 
     @property
     def fingerprint(self) -> str:
@@ -277,9 +299,22 @@ class MotionAttributor:
         clips = sum(len(ids) for ids, _, _, _ in self._queries)
         return self._since_refresh >= self.query_ratio * clips
 
+    def _accrue(self) -> None:
+        now = self.clock()
+        if self._mark is not None:
+            self.train_seconds += max(0.0, now - self._mark)
+        self._mark = now
+
     def due(self, step: int) -> bool:
-        """Whether :meth:`step` attributes optimizer step ``step``."""
-        return step % self.every == 0
+        """Whether :meth:`step` attributes optimizer step ``step`` (with ``budget``, decided at
+        the first call for that step and kept for its other micro-batches)."""
+        if self.budget is None:
+            return step % self.every == 0
+        self._accrue()
+        if self._decided[0] != step:
+            ok = step % self.every == 0 and self.hook_seconds <= self.budget * self.train_seconds
+            self._decided = (step, ok)
+        return self._decided[1]
 
     def step(
         self, step: int, lr: float, ids: Sequence[str], batch: Any, masks: Optional[torch.Tensor]
@@ -292,6 +327,17 @@ class MotionAttributor:
         """
         if not self.due(step):
             return None
+        start = self.clock()
+        try:
+            return self._attribute(step, lr, ids, batch, masks)
+        finally:
+            if self.budget is not None:
+                self.hook_seconds += max(0.0, self.clock() - start)
+                self._mark = self.clock()
+
+    def _attribute(
+        self, step: int, lr: float, ids: Sequence[str], batch: Any, masks: Optional[torch.Tensor]
+    ) -> torch.Tensor:
         if self._queries and self._query_due(step):
             qids, qsk, groups = self.query_sketches()
             if self.client is not None:

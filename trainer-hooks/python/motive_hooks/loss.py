@@ -14,7 +14,9 @@ an option of :class:`MotionObjective`:
   frame-to-frame differences. For ε- and velocity-prediction ``x̂₀ − x₀`` is a per-timestep
   multiple of ``pred − target``, so this is the squared frame difference of the prediction error.
 - ``timesteps=(t₁, t₂, …)``: the loss averaged over several fixed timesteps, each with its own
-  seeded noise draw (common randomness at every timestep).
+  seeded noise draw (common randomness at every timestep). Where that is the same computation,
+  the timesteps are stacked along the batch axis into one forward (and so one backward) of
+  ``B × len(timesteps)`` clips instead of one per timestep: see ``stack_timesteps``.
 - ``spatial_pool=p``: the prediction error (and the motion mask) average-pooled over ``p × p``
   blocks of the latent grid before the loss (:func:`spatial_pool`), so the loss compares the
   coarse-scale predicted clip: fine texture (a few latent pixels per period) averages out, while
@@ -52,11 +54,24 @@ __all__ = [
     "MotionObjective",
     "epsilon_predict",
     "flow_matching_predict",
+    "batch_coupled",
 ]
 
 PredictFn = Callable[[torch.nn.Module, Any, torch.Tensor, torch.Tensor], Tuple[torch.Tensor, torch.Tensor]]
 """``predict(model, batch, t, noise) -> (pred, target)``; ``t`` is an int64 tensor ``[B]`` of
-timesteps in ``[0, num_timesteps)``, ``noise`` has the latents' shape."""
+timesteps in ``[0, num_timesteps)``, ``noise`` has the latents' shape. A predict that honours a
+different timestep per sample (as :func:`flow_matching_predict` and :func:`epsilon_predict` do)
+says so with the attribute ``per_sample_timesteps = True``; see ``stack_timesteps`` of
+:class:`MotionObjective`."""
+
+
+def batch_coupled(model: torch.nn.Module) -> bool:
+    """Whether a forward of ``model`` mixes the samples of its batch: a batch-norm layer that
+    normalises with the batch's own statistics (in training mode, or without running stats)."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and (m.training or not m.track_running_stats):
+            return True
+    return False
 
 
 def motion_loss(
@@ -174,6 +189,7 @@ def epsilon_predict(alphas_cumprod: torch.Tensor) -> PredictFn:
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
         return model(xt, t), noise
 
+    predict.per_sample_timesteps = True  # type: ignore[attr-defined]
     return predict
 
 
@@ -190,6 +206,7 @@ def flow_matching_predict(num_timesteps: int = 1000) -> PredictFn:
         xs = (1 - s) * x0 + s * noise
         return model(xs, s.flatten()), noise - x0
 
+    predict.per_sample_timesteps = True  # type: ignore[attr-defined]
     return predict
 
 
@@ -221,6 +238,17 @@ class MotionObjective:
         channel_pool: average the prediction error over the channel axis (1, or 2 when
             ``frame_dim`` is 1) before the loss, at every timestep. See the module doc.
         name: a label for reports and query groups (default: built from the options).
+        stack_timesteps: with several ``timesteps``, run them as one forward of the batch
+            repeated sample-major (``z₀@t₁, z₀@t₂, …, z₁@t₁, …``, each with its timestep's seeded
+            noise), the per-sample loss being the same mean over timesteps: one forward and one
+            backward instead of one per timestep, the same sketches up to float round-off, and
+            the attribution pass's activations ``len(timesteps)`` times as large. ``None``
+            (default): stacked whenever it is the same computation: the batch is the latent
+            tensor itself, ``predict`` declares ``per_sample_timesteps`` (the ready-made ones do)
+            and the model has no layer that mixes the samples of a batch
+            (:func:`batch_coupled`); otherwise one forward per timestep. ``False``: always one
+            forward per timestep (bounds the pass's memory); ``True``: stack even for a
+            ``predict`` that does not declare it (it must honour ``t`` per sample).
     """
 
     def __init__(
@@ -237,6 +265,7 @@ class MotionObjective:
         spatial_pool: Union[int, Sequence[int]] = 1,
         channel_pool: bool = False,
         name: Optional[str] = None,
+        stack_timesteps: Optional[bool] = None,
     ) -> None:
         if kind not in OBJECTIVE_KINDS:
             raise ValueError(f"kind must be one of {OBJECTIVE_KINDS}, got {kind!r}")
@@ -262,6 +291,7 @@ class MotionObjective:
         self.channel_pool = bool(channel_pool)
         self.channel_dim = 2 if self.frame_dim == 1 else 1
         """The channel axis of the latents and of ``pred``."""
+        self.stack_timesteps = stack_timesteps
         if name is None:
             name = kind + "@" + "+".join(str(t) for t in self.timesteps)
             if contrast:
@@ -298,6 +328,58 @@ class MotionObjective:
             return temporal_difference_loss(pred, target, masks, frame_dim=self.frame_dim, order=order)
         return motion_loss(pred, target, masks, frame_dim=self.frame_dim)
 
+    def stacks(self, model: torch.nn.Module, batch: Any) -> bool:
+        """Whether :meth:`per_sample_losses` runs the timesteps as one stacked forward (see
+        ``stack_timesteps``)."""
+        if len(self.timesteps) < 2 or self.stack_timesteps is False:
+            return False
+        if not isinstance(batch, torch.Tensor) or self._latents_of is not None:
+            return False
+        if self.stack_timesteps is True:
+            return True
+        return bool(getattr(self.predict, "per_sample_timesteps", False)) and not batch_coupled(model)
+
+    def _noise(self, lat: torch.Tensor, i: int, noise: Optional[torch.Tensor]) -> torch.Tensor:
+        if noise is not None:
+            return noise
+        return seeded_noise(lat.shape, self.noise_seed + i, self.frame_dim, device=lat.device, dtype=lat.dtype)
+
+    def _looped_losses(
+        self, model: torch.nn.Module, batch: Any, lat: torch.Tensor, masks: Optional[torch.Tensor], noise: Optional[torch.Tensor]
+    ) -> torch.Tensor:
+        """One forward per timestep; the mean of the per-timestep losses, ``[B]``."""
+        total: Optional[torch.Tensor] = None
+        for i, t_val in enumerate(self.timesteps):
+            t = torch.full((lat.shape[0],), t_val, dtype=torch.long, device=lat.device)
+            pred, target = self.predict(model, batch, t, self._noise(lat, i, noise))
+            loss = self._loss(pred, target, masks, self.spatial_pools[i])
+            total = loss if total is None else total + loss
+        assert total is not None
+        return total / float(len(self.timesteps))
+
+    def _stacked_losses(
+        self, model: torch.nn.Module, lat: torch.Tensor, masks: Optional[torch.Tensor], noise: Optional[torch.Tensor]
+    ) -> torch.Tensor:
+        """All timesteps in one forward of the batch repeated sample-major, ``[B]``.
+
+        Sample-major (``z₀@t₁, z₀@t₂, …, z₁@t₁, …``) keeps each sample's rows together, so the
+        sketcher reads the stacked leading axis as ``(b r)`` and attributes every timestep's
+        rows to their sample; the losses are summed over timesteps in the same order as the
+        looped path.
+        """
+        b, n = lat.shape[0], len(self.timesteps)
+        x = lat.repeat_interleave(n, dim=0)
+        nz = torch.stack([self._noise(lat, i, noise) for i in range(n)], dim=1).flatten(0, 1)
+        t = torch.tensor(self.timesteps, dtype=torch.long, device=lat.device).repeat(b)
+        pred, target = self.predict(model, x, t, nz)
+        pred, target = pred.unflatten(0, (b, n)), target.unflatten(0, (b, n))
+        total: Optional[torch.Tensor] = None
+        for i in range(n):
+            loss = self._loss(pred[:, i], target[:, i], masks, self.spatial_pools[i])
+            total = loss if total is None else total + loss
+        assert total is not None
+        return total / float(n)
+
     def per_sample_losses(
         self,
         model: torch.nn.Module,
@@ -333,19 +415,12 @@ class MotionObjective:
             lat = batch
             if masks is not None:
                 masks = masks.repeat_interleave(2, dim=0)
-        total: Optional[torch.Tensor] = None
-        for i, t_val in enumerate(self.timesteps):
-            nz = noise
-            if nz is None:
-                nz = seeded_noise(lat.shape, self.noise_seed + i, self.frame_dim, device=lat.device, dtype=lat.dtype)
-            elif contrast:
-                nz = nz.repeat_interleave(2, dim=0)
-            t = torch.full((lat.shape[0],), t_val, dtype=torch.long, device=lat.device)
-            pred, target = self.predict(model, batch, t, nz)
-            loss = self._loss(pred, target, masks, self.spatial_pools[i])
-            total = loss if total is None else total + loss
-        assert total is not None
-        total = total / float(len(self.timesteps))
+        if contrast and noise is not None:
+            noise = noise.repeat_interleave(2, dim=0)
+        if self.stacks(model, batch):
+            total = self._stacked_losses(model, lat, masks, noise)
+        else:
+            total = self._looped_losses(model, batch, lat, masks, noise)
         if contrast:
             total = (total[0::2] - total[1::2]) * moving
         return total

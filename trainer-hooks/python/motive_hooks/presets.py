@@ -31,11 +31,17 @@ DEFAULT_RECIPE = "accel-luma"
 
 
 def recipe(
-    name: str, predict: PredictFn, frame_dim: int = 2, noise_seed: int = 0, latents_of: Optional[Callable[[Any], Any]] = None
+    name: str,
+    predict: PredictFn,
+    frame_dim: int = 2,
+    noise_seed: int = 0,
+    latents_of: Optional[Callable[[Any], Any]] = None,
+    stack_timesteps: Optional[bool] = None,
 ) -> MotionObjective:
     """The objective of the named recipe (one of :data:`RECIPES`); ``latents_of`` maps a batch that
-    is not the latent tensor itself to its latents (see :class:`MotionObjective`)."""
-    common = dict(frame_dim=frame_dim, noise_seed=noise_seed, name=name, latents_of=latents_of)
+    is not the latent tensor itself to its latents, ``stack_timesteps`` says whether a recipe
+    with several timesteps runs them as one forward (see :class:`MotionObjective`)."""
+    common = dict(frame_dim=frame_dim, noise_seed=noise_seed, name=name, latents_of=latents_of, stack_timesteps=stack_timesteps)
     if name == "accel-luma":
         return MotionObjective(predict, kind="temporal2", timesteps=(500, 751, 250), spatial_pool=(1, 1, 2), channel_pool=True, **common)  # type: ignore[arg-type]
     if name == "accel-multi-t":
