@@ -478,6 +478,11 @@ export class Store {
   /** Per run: samples changed since their record was written, and their pending G(z) changes. */
   private readonly dirty = new Map<RunState, Set<SampleState>>();
   private readonly deltas = new Map<RunState, DeltaPool>();
+  /**
+   * Per run, samples whose G(z) changed since their int8 mirror row was last set (by a flush or a
+   * scan's sync): a scan brings only these up to date, not every dirty sample again.
+   */
+  private readonly mirrorStale = new Map<RunState, Set<SampleState>>();
   private dirtyCount = 0;
   /**
    * Records handed to a flush write not known durable yet (or whose write failed): for these
@@ -920,6 +925,8 @@ export class Store {
     const nq = run.queryIds.length;
     const pool = this.deltaPool(run);
     const dirty = this.dirtySet(run);
+    let stale = this.mirrorStale.get(run);
+    if (stale === undefined) this.mirrorStale.set(run, (stale = new Set()));
     const lr = b.lr;
     const known = b.samples;
     pool.stage(b.sketches, n);
@@ -959,6 +966,7 @@ export class Store {
       }
       if (sample.delta < 0) sample.delta = pool.alloc();
       pool.add(sample.delta, i, lr);
+      stale.add(sample);
       this.touch(dirty, sample, lsn);
     }
     this.applied(lsn);
@@ -1088,6 +1096,7 @@ export class Store {
         this.dirtyCount -= set.size;
         this.dirty.delete(run);
         this.deltas.delete(run);
+        this.mirrorStale.delete(run);
         continue;
       }
       // In dirty order: appended, records need no sorting.
@@ -1214,6 +1223,7 @@ export class Store {
           sample.delta = -1;
           arena.f32.set(pool.scratch(row), (start + embeddingOffset(sample.nq)) >> 2);
           run.mirror.setQuantized(run.mirrorSlot(sample), scale, scale === 0 ? undefined : pool.quantize(row, 1 / scale));
+          this.mirrorStale.get(run)?.delete(sample);
           const buf = arena.bytes.subarray(start, start + body);
           this.inflight.set(sample, buf);
           records.push({ sample, pos, bytes, idBytes, flushedBefore, buf });
@@ -1430,18 +1440,21 @@ export class Store {
   }
 
   /**
-   * Brings the int8 mirror rows of the run's dirty samples up to date (ingest leaves them for
-   * the flusher); call before scanning the mirror.
+   * Brings the int8 mirror rows of the samples whose G(z) changed since their row was set up to
+   * date (ingest leaves them for the flusher); call before scanning the mirror. The cost is the
+   * samples changed since the last flush or scan, not every dirty one.
    */
   syncMirror(run: RunState): void {
-    const set = this.dirty.get(run);
-    if (set === undefined) return;
+    const stale = this.mirrorStale.get(run);
+    if (stale === undefined || stale.size === 0) return;
     const g = new Float32Array(run.info.dim);
-    for (const sample of set) {
-      if (sample.delta < 0 && !this.inflight.has(sample)) continue;
+    for (const sample of stale) {
+      // A sample replaced by an import or its run's deletion is no longer the run's.
+      if (run.samples.get(sample.id) !== sample) continue;
       this.currentEmbedding(run, sample, g);
       run.mirror.set(run.mirrorSlot(sample), g);
     }
+    stale.clear();
   }
 
   /**
@@ -1613,6 +1626,7 @@ export class Store {
       this.dirtyCount -= this.dirty.get(run)?.size ?? 0;
       this.dirty.delete(run);
       this.deltas.delete(run);
+      this.mirrorStale.delete(run);
       for (const sample of run.samples.values()) this.inflight.delete(sample);
       this.wakeRoomWaiters();
       return true;

@@ -78,7 +78,7 @@ function weightsReader(address: string, read: boolean): WeightsReader {
     });
   }
   const body = method.requestSerialize(
-    hello(RUN, K, { applyWeights: true, projection: { kind: 'gaussian', seed: 0, dim: K, fingerprint: '' } }),
+    hello(RUN, K, { applyWeights: true, projection: { kind: 'logra-gaussian', seed: 0, dim: K, fingerprint: '' } }),
   );
   const frame = Buffer.alloc(5 + body.length);
   frame.writeUInt32BE(body.length, 1);

@@ -132,7 +132,7 @@ describe('crash recovery with mixed sketch dtypes among ranks', () => {
         rank: 0,
         worldSize: RANKS,
         dtype: 'FLOAT16',
-        projection: { kind: 'gaussian', seed: 0, dim: K, fingerprint: '' },
+        projection: { kind: 'logra-gaussian', seed: 0, dim: K, fingerprint: '' },
       }),
     );
     expect(await raw.next()).toHaveProperty('welcome');

@@ -99,7 +99,7 @@ describe('roles', () => {
   it.each(WHO)('gRPC Attach to run "secure": %s', async (who) => {
     const allowed: Who[] = ['trainer', 'admin'];
     const s = rawStream(`127.0.0.1:${daemon.grpcPort}`);
-    s.write(hello('secure', 4, { token: tokenOf(who) ?? '', projection: { kind: 'gaussian', seed: 0, dim: 4, fingerprint: '' } }));
+    s.write(hello('secure', 4, { token: tokenOf(who) ?? '', projection: { kind: 'logra-gaussian', seed: 0, dim: 4, fingerprint: '' } }));
     const reply = (await s.next()) as DaemonReply;
     s.close();
     if (allowed.includes(who)) expect(reply.welcome).toBeDefined();
