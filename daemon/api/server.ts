@@ -143,7 +143,7 @@ export function buildApi(deps: ApiDeps, options: ApiOptions): FastifyInstance {
       return reply.status(e.statusCode ?? 400).send({ code: 'MOTIVE_API_BAD_REQUEST', message: redactTokens(e.message) });
     }
     deps.log.error({ err }, 'request failed');
-    return reply.status(500).send({ code: 'MOTIVE_INGEST_INTERNAL', message: 'internal error' });
+    return reply.status(500).send({ code: 'MOTIVE_API_INTERNAL', message: ErrorCodes.MOTIVE_API_INTERNAL.message });
   });
 
   // Unknown routes answer like every other error; the path is named without its query string,

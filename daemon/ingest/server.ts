@@ -164,7 +164,8 @@ export class IngestServer {
       this.handle(stream, msg, trace.on ? performance.now() : 0)
         .catch((err: unknown) => {
           this.deps.log.error({ err }, 'stream handler failed');
-          stream.fail(new MotiveError('MOTIVE_INGEST_INTERNAL', describeError(err)), true);
+          // A known failure keeps its code (a client retries by it, docs/wire.md).
+          stream.fail(isMotiveError(err) ? err : new MotiveError('MOTIVE_INGEST_INTERNAL', describeError(err)), true);
         })
         .finally(() => {
           // While draining, stop reading: what arrived is committed and acknowledged first.

@@ -55,6 +55,7 @@ export const ErrorCodes = {
   MOTIVE_API_BACKUP: { status: 500, message: 'backup failed' },
   MOTIVE_API_BACKUP_TARGET: { status: 400, message: 'backup directory refused' },
   MOTIVE_API_NOT_FOUND: { status: 404, message: 'no such route' },
+  MOTIVE_API_INTERNAL: { status: 500, message: 'internal error' },
   MOTIVE_API_TOO_MANY_CLIENTS: { status: 503, message: 'too many live clients' },
   MOTIVE_INFLUENCE_KERNEL: { status: 500, message: 'compute kernel failed' },
   MOTIVE_MOTION_FFMPEG_MISSING: { status: 500, message: 'ffmpeg is not installed' },

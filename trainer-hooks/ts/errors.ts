@@ -7,6 +7,7 @@ export const ERROR_MESSAGES: Readonly<Record<string, string>> = {
   MOTIVE_API_BAD_REQUEST: 'bad request',
   MOTIVE_API_BAD_SKETCH: 'query sketch has the wrong shape',
   MOTIVE_API_FORBIDDEN: 'token lacks the role for this request',
+  MOTIVE_API_INTERNAL: 'internal error',
   MOTIVE_API_NOT_FOUND: 'no such route',
   MOTIVE_API_PROFILE_NOT_FOUND: 'no motion profile for this clip',
   MOTIVE_API_RUN_NOT_FOUND: 'run not found',
