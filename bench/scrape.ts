@@ -10,7 +10,7 @@
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { computeDistribution } from '../daemon/metrics/index.js';
+import { computeDistribution } from '../daemon/influence/index.js';
 import { MotiveClient } from '../trainer-hooks/ts/index.js';
 import { startTestDaemon } from '../test/helpers/daemon.js';
 import { rng } from '../test/helpers/reference.js';

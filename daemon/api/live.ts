@@ -24,10 +24,9 @@ import type { Duplex } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { WebSocketServer, WebSocket } from 'ws';
 import { MotiveError, httpToken, type Authorizer, type ErrorCode, type Logger } from '../shared/index.js';
-import type { CommitEvent, InfluenceEngine } from '../influence/index.js';
+import { DistributionCache, WEIGHT_BUCKETS, weightCounts, type CommitEvent, type InfluenceEngine } from '../influence/index.js';
 import type { RunState, SampleState, Store } from '../store/index.js';
 import { sampleSignal, type FusedOptions, type SignalStats, type WeightUpdateEvent, type WeightingService } from '../weighting/index.js';
-import { DistributionCache, WEIGHT_BUCKETS, weightCounts, type LiveFeedStats } from '../metrics/index.js';
 
 /** Every event type of the live feed. */
 export const LIVE_EVENT_TYPES = ['batches', 'weights', 'harmful', 'queries', 'top'] as const;
@@ -68,6 +67,16 @@ export interface LiveFeedDeps {
   readonly log: Logger;
   /** When tokens are configured, a viewer needs `read` on the run, as for REST. */
   readonly auth?: Authorizer;
+}
+
+/** Counters the live feed keeps; metrics reads them at scrape time. */
+export interface LiveFeedStats {
+  readonly clients: number;
+  readonly sent: Readonly<Record<string, number>>;
+  /** Events not sent to a client because its send buffer was full. */
+  readonly skipped: number;
+  /** Clients disconnected for staying too far behind. */
+  readonly dropped: number;
 }
 
 /** One row of a top list. */

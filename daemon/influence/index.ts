@@ -9,5 +9,14 @@ export {
 } from './engine.js';
 export { MatMulKernel, type MatMulKernelOptions } from './matmul-kernel.js';
 export { RunViews, type SampleView, type SampleOrder } from './views.js';
+export {
+  DistributionCache,
+  computeDistribution,
+  weightCounts,
+  SCORE_BINS,
+  SCORE_QUANTILES,
+  WEIGHT_BUCKETS,
+  type RunDistribution,
+} from './distribution.js';
 export { decodeFiniteSketches, dtypeBytes, SketchBuffers } from './sketch-decode.js';
 export { allFinite } from './math.js';

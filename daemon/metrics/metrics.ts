@@ -6,20 +6,10 @@
  * nothing between scrapes.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
-import type { CommitEvent, InfluenceEngine } from '../influence/index.js';
+import type { LiveFeedStats } from '../api/live.js';
+import { DistributionCache, SCORE_QUANTILES, WEIGHT_BUCKETS, type CommitEvent, type InfluenceEngine } from '../influence/index.js';
 import type { Store } from '../store/index.js';
 import type { WeightUpdateEvent } from '../weighting/index.js';
-import { DistributionCache, SCORE_QUANTILES, WEIGHT_BUCKETS } from './distribution.js';
-
-/** Counters the live feed keeps; read at scrape time. */
-export interface LiveFeedStats {
-  readonly clients: number;
-  readonly sent: Readonly<Record<string, number>>;
-  /** Events not sent to a client because its send buffer was full. */
-  readonly skipped: number;
-  /** Clients disconnected for staying too far behind. */
-  readonly dropped: number;
-}
 
 export interface MetricsDeps {
   readonly store: Store;

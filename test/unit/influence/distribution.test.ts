@@ -8,7 +8,7 @@ import {
   computeDistribution,
   weightCounts,
   type RunDistribution,
-} from '../../../daemon/metrics/index.js';
+} from '../../../daemon/influence/index.js';
 import { topSamples } from '../../../daemon/api/index.js';
 import { RunState } from '../../../daemon/store/index.js';
 import { rng } from '../../helpers/reference.js';
