@@ -2,13 +2,50 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
-/** Only store/ imports lmdb, only ingest/ imports grpc, only influence/ imports onnxruntime (STYLE.md). */
+/** Only store/ imports lmdb, only ingest/ imports grpc, only influence/ and motion/ import onnxruntime. */
 const OWNER = { lmdb: 'daemon/store', '@grpc/grpc-js': 'daemon/ingest', 'onnxruntime-node': 'daemon/influence and daemon/motion' };
-function restrict(files, banned) {
+const PACKAGES = Object.keys(OWNER);
+const PACKAGE_USERS = { lmdb: ['store'], '@grpc/grpc-js': ['ingest'], 'onnxruntime-node': ['influence', 'motion'] };
+
+/**
+ * Which daemon folders each folder may import (docs/architecture.md, "Modules and the direction of
+ * their imports"); cli/, replay/ and daemon.ts sit on top and may import any. influence/ reads
+ * weighting/'s fused-signal functions for its read-side views (views.ts), and weighting/ takes the
+ * engine's BatchWeigher type: the two are one layer until the read path has a folder of its own.
+ */
+const LAYERS = {
+  shared: [],
+  config: ['shared'],
+  store: ['shared'],
+  motion: ['shared'],
+  influence: ['shared', 'store', 'weighting'],
+  weighting: ['shared', 'store', 'influence'],
+  export: ['shared', 'store', 'influence'],
+  ingest: ['shared', 'store', 'influence', 'weighting'],
+  api: ['shared', 'store', 'influence', 'weighting', 'motion', 'export'],
+  metrics: ['shared', 'store', 'influence', 'weighting', 'api'],
+};
+const FOLDERS = [...Object.keys(LAYERS), 'cli', 'replay'];
+
+function layerRule(folder) {
+  const allowed = new Set([folder, ...LAYERS[folder]]);
+  const banned = FOLDERS.filter((f) => !allowed.has(f));
   return {
-    files,
+    files: [`daemon/${folder}/**/*.ts`],
     rules: {
-      'no-restricted-imports': ['error', { paths: banned.map((name) => ({ name, message: `Only ${OWNER[name]} imports ${name}.` })) }],
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: PACKAGES.filter((name) => !PACKAGE_USERS[name].includes(folder)).map((name) => ({
+            name,
+            message: `Only ${OWNER[name]} imports ${name}.`,
+          })),
+          patterns: banned.map((f) => ({
+            group: [`../${f}/*`, `../../${f}/*`],
+            message: `daemon/${folder} may import only ${[...allowed].join(', ')} (docs/architecture.md).`,
+          })),
+        },
+      ],
     },
   };
 }
@@ -34,16 +71,13 @@ export default tseslint.config(
       'no-restricted-syntax': ['error', { selector: 'ExportDefaultDeclaration', message: 'Use named exports.' }],
     },
   },
-  ...[
-    ['daemon/store/**', ['@grpc/grpc-js', 'onnxruntime-node']],
-    ['daemon/ingest/**', ['lmdb', 'onnxruntime-node']],
-    ['daemon/influence/**', ['lmdb', '@grpc/grpc-js']],
-    ['daemon/motion/**', ['lmdb', '@grpc/grpc-js']],
-  ].map(([files, banned]) => restrict([files], banned)),
   {
-    ...restrict(['daemon/**/*.ts'], ['lmdb', '@grpc/grpc-js', 'onnxruntime-node']),
-    ignores: ['daemon/store/**', 'daemon/ingest/**', 'daemon/influence/**', 'daemon/motion/**'],
+    files: ['daemon/*.ts', 'daemon/cli/**/*.ts', 'daemon/replay/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { paths: PACKAGES.map((name) => ({ name, message: `Only ${OWNER[name]} imports ${name}.` })) }],
+    },
   },
+  ...Object.keys(LAYERS).map(layerRule),
   {
     files: ['test/**/*.ts', 'bench/**/*.ts', 'scripts/**/*.ts'],
     rules: {
