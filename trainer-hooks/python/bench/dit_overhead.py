@@ -9,7 +9,8 @@ step (and, with ``--budget 0.1``, under ``MotionAttributor(budget=0.1)``: its fi
 at step 0, so only a run many passes long shows its steady share). Configurations alternate step by step so that the machine's changing load falls on all of
 them alike; each figure is the mean step time over the recorded steps (a multiple of 4, so
 "every 4th" is averaged over whole cycles), printed with the 1-minute load average sampled every
-round (mean and range). The breakdown times the attribution pass's parts on the attributed
+round (mean and range), and the mean CPU time of the process per step (with one thread, the
+work done, which the machine's load disturbs far less than wall time). The breakdown times the attribution pass's parts on the attributed
 steps: the extra forward (all timesteps of the recipe; the forward count says how many model
 calls), the sketch backward (``autograd.grad`` to the sketched layers' outputs), the projection,
 and ``client.send`` (the call only: encoding and sending happen on the client's thread; with
@@ -116,6 +117,7 @@ class Setup:
             self.attr.client = self.client
             instrument(self.attr, self.timer)
         self.times: List[float] = []
+        self.cpu: List[float] = []
         self.step_no = 0
         self.elapsed = 0.0
         self.entered: Optional[float] = None
@@ -128,6 +130,7 @@ class Setup:
         lo = (self.step_no * self.batch) % self.data.shape[0]
         x = self.data[lo : lo + self.batch]
         t0 = self.entered = time.perf_counter()
+        c0 = time.process_time()
         self.opt.zero_grad(set_to_none=True)
         s = torch.rand(self.batch)
         noise = torch.randn_like(x)
@@ -147,6 +150,7 @@ class Setup:
         self.entered = None
         if record:
             self.times.append(t1 - t0)
+            self.cpu.append(time.process_time() - c0)
         self.step_no += 1
 
 
@@ -171,7 +175,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, threads {args.threads}, load {load():.1f}, layers {args.layers}")
-    rows: List[Tuple[int, str, float, float, Dict[str, float], int, List[float]]] = []
+    rows: List[Tuple[int, str, float, float, float, float, Dict[str, float], int, List[float]]] = []
     recipes = [r for r in args.recipes.split(",") if r]
     for batch in (int(b) for b in args.batches.split(",")):
         setups = {"plain": Setup(None, batch, args)}
@@ -187,24 +191,26 @@ def main() -> None:
             if i >= args.warmup:
                 loads.append(load())
         base = statistics.mean(setups["plain"].times)
+        base_cpu = statistics.mean(setups["plain"].cpu)
         for name, s in setups.items():
-            mean = statistics.mean(s.times)
-            rows.append((batch, name, mean, 100.0 * (mean / base - 1.0), s.timer.parts, s.attributed, loads))
+            mean, cpu = statistics.mean(s.times), statistics.mean(s.cpu)
+            rows.append((batch, name, mean, 100.0 * (mean / base - 1.0), cpu, 100.0 * (cpu / base_cpu - 1.0), s.timer.parts, s.attributed, loads))
             print(f"micro-batch {batch}, {name}: {1000 * mean:.0f} ms (load {statistics.mean(loads):.1f}, {min(loads):.1f}–{max(loads):.1f})", flush=True)
             if s.attr is not None and s.attr.budget is not None:
                 share = s.attr.hook_seconds / max(s.attr.train_seconds, 1e-9)
                 print(f"  budget {s.attr.budget:g}: hook time / training time {share:.3f} over {s.step_no} steps, warm-up included")
             if s.client is not None:
                 s.client.close(1.0)
-    print("| micro-batch | hook | step (ms, mean) | overhead | load (mean, range) | per attributed step: forward (model calls) / backward / projection / send (ms) |")
-    print("|---|---|---|---|---|---|")
-    for batch, name, mean, over, parts, n, loads in rows:
+    print("| micro-batch | hook | step, wall (ms, mean) | overhead, wall | step, CPU (ms, mean) | overhead, CPU | load (mean, range) | per attributed step: forward (model calls) / backward / projection / send (ms, wall) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for batch, name, mean, over, cpu, over_cpu, parts, n, loads in rows:
         detail = "—"
         if n:
             ms = " / ".join(f"{1000 * parts.get(k, 0.0) / n:.0f}" for k in ("backward", "projection", "send"))
             detail = f"{1000 * parts.get('forward', 0.0) / n:.0f} ({parts.get('forwards', 0.0) / n:.0f}) / {ms}"
         over_s = "" if name == "plain" else f"{over:+.0f} %"
-        print(f"| {batch} | {name} | {1000 * mean:.0f} | {over_s} | {statistics.mean(loads):.1f} ({min(loads):.1f}–{max(loads):.1f}) | {detail} |")
+        over_c = "" if name == "plain" else f"{over_cpu:+.0f} %"
+        print(f"| {batch} | {name} | {1000 * mean:.0f} | {over_s} | {1000 * cpu:.0f} | {over_c} | {statistics.mean(loads):.1f} ({min(loads):.1f}–{max(loads):.1f}) | {detail} |")
 
 
 if __name__ == "__main__":
