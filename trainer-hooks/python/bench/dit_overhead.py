@@ -15,7 +15,9 @@ steps: the extra forward (all timesteps of the recipe; the forward count says ho
 calls), the sketch backward (``autograd.grad`` to the sketched layers' outputs), the projection,
 and ``client.send`` (the call only: encoding and sending happen on the client's thread; with
 ``--address`` sketches go to a running daemon, else to an unreachable address with the drop
-policy). The pass costs the same on every attributed step, so a cadence of every ``n``-th step
+policy). ``--passes N`` instead times the training step and each recipe's pass alone, the
+minimum CPU time of N alternating repetitions (the least-disturbed estimate on a loaded
+machine), and the cadence that keeps each recipe within +10 %. The pass costs the same on every attributed step, so a cadence of every ``n``-th step
 costs ``(every step − plain) / n``; the "every 4th" row measures that directly.
 
     python3 trainer-hooks/python/bench/dit_overhead.py [--steps 8] [--threads 2] [--recipes accel-luma,accel-luma/looped,paper]
@@ -24,6 +26,7 @@ costs ``(every step − plain) / n``; the "every 4th" row measures that directly
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import statistics
@@ -158,6 +161,44 @@ def load() -> float:
     return os.getloadavg()[0]
 
 
+def pass_table(args: argparse.Namespace, recipes: List[str]) -> None:
+    """The training step and each recipe's attribution pass alone, the minimum CPU time of
+    ``--passes`` alternating repetitions: the least-disturbed estimate of each one's work on a
+    loaded machine. A cadence of every ``n``-th step adds ``pass / (n · step)``."""
+    print("| micro-batch | what | CPU, min (ms) | wall, min (ms) | overhead at every step / every 4th (CPU) | every n for ≤ +10 % | load (mean, range) |")
+    print("|---|---|---|---|---|---|---|")
+    for batch in (int(b) for b in args.batches.split(",")):
+        plain = Setup(None, batch, args)
+        passes = {r: Setup(1, batch, args, r) for r in recipes}
+        x = plain.data[:batch]
+        cpu: Dict[str, List[float]] = {"step": []}
+        wall: Dict[str, List[float]] = {"step": []}
+        loads: List[float] = []
+        for rep in range(args.passes + 1):
+            c0, w0 = time.process_time(), time.perf_counter()
+            plain.step(record=False)
+            if rep:
+                cpu["step"].append(time.process_time() - c0)
+                wall["step"].append(time.perf_counter() - w0)
+            for r, setup in passes.items():
+                assert setup.attr is not None
+                c0, w0 = time.process_time(), time.perf_counter()
+                setup.attr.sketch(x, None)
+                if rep:
+                    cpu.setdefault(r, []).append(time.process_time() - c0)
+                    wall.setdefault(r, []).append(time.perf_counter() - w0)
+            loads.append(load())
+        step_cpu = min(cpu["step"])
+        ld = f"{statistics.mean(loads):.1f} ({min(loads):.1f}–{max(loads):.1f})"
+        print(f"| {batch} | training step | {1000 * step_cpu:.0f} | {1000 * min(wall['step']):.0f} | | | {ld} |")
+        for r in recipes:
+            ratio = min(cpu[r]) / step_cpu
+            print(f"| {batch} | pass, {r} | {1000 * min(cpu[r]):.0f} | {1000 * min(wall[r]):.0f} | +{100 * ratio:.0f} % / +{25 * ratio:.0f} % | {max(1, math.ceil(ratio / 0.1))} | {ld} |", flush=True)
+        for setup in passes.values():
+            if setup.client is not None:
+                setup.client.close(1.0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=8, help="recorded steps per configuration (a multiple of 4)")
@@ -170,11 +211,15 @@ def main() -> None:
     ap.add_argument("--batches", default="1,4", help="micro-batch sizes")
     ap.add_argument("--recipes", default=f"{DEFAULT_RECIPE},{DEFAULT_RECIPE}/looped,paper", help="recipes attributed every step; <name>/looped runs one forward per timestep")
     ap.add_argument("--budget", type=float, default=0.0, help="also run the default recipe with MotionAttributor(budget=...) (meaningful over runs of many passes' worth of steps); 0: not")
+    ap.add_argument("--passes", type=int, default=0, help="instead of the step table: the training step and each recipe's pass alone, min CPU time of this many repetitions")
     ap.add_argument("--layers", default="lora", help='layers to sketch, e.g. "blocks.3.*.lora_*" (the last block\'s LoRA)')
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, threads {args.threads}, load {load():.1f}, layers {args.layers}")
+    if args.passes:
+        pass_table(args, [r for r in args.recipes.split(",") if r])
+        return
     rows: List[Tuple[int, str, float, float, float, float, Dict[str, float], int, List[float]]] = []
     recipes = [r for r in args.recipes.split(",") if r]
     for batch in (int(b) for b in args.batches.split(",")):
