@@ -9,12 +9,15 @@ step (and, with ``--budget 0.1``, under ``MotionAttributor(budget=0.1)``: its fi
 at step 0, so only a run many passes long shows its steady share). Configurations alternate step by step so that the machine's changing load falls on all of
 them alike; each figure is the mean step time over the recorded steps (a multiple of 4, so
 "every 4th" is averaged over whole cycles), printed with the 1-minute load average sampled every
-round (mean and range). The breakdown times the attribution pass's parts on the attributed
+round (mean and range), and the mean CPU time of the process per step (with one thread, the
+work done, which the machine's load disturbs far less than wall time). The breakdown times the attribution pass's parts on the attributed
 steps: the extra forward (all timesteps of the recipe; the forward count says how many model
 calls), the sketch backward (``autograd.grad`` to the sketched layers' outputs), the projection,
 and ``client.send`` (the call only: encoding and sending happen on the client's thread; with
 ``--address`` sketches go to a running daemon, else to an unreachable address with the drop
-policy). The pass costs the same on every attributed step, so a cadence of every ``n``-th step
+policy). ``--passes N`` instead times the training step and each recipe's pass alone, the
+minimum CPU time of N alternating repetitions (the least-disturbed estimate on a loaded
+machine), and the cadence that keeps each recipe within +10 %. The pass costs the same on every attributed step, so a cadence of every ``n``-th step
 costs ``(every step − plain) / n``; the "every 4th" row measures that directly.
 
     python3 trainer-hooks/python/bench/dit_overhead.py [--steps 8] [--threads 2] [--recipes accel-luma,accel-luma/looped,paper]
@@ -23,6 +26,7 @@ costs ``(every step − plain) / n``; the "every 4th" row measures that directly
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import statistics
@@ -116,6 +120,7 @@ class Setup:
             self.attr.client = self.client
             instrument(self.attr, self.timer)
         self.times: List[float] = []
+        self.cpu: List[float] = []
         self.step_no = 0
         self.elapsed = 0.0
         self.entered: Optional[float] = None
@@ -128,6 +133,7 @@ class Setup:
         lo = (self.step_no * self.batch) % self.data.shape[0]
         x = self.data[lo : lo + self.batch]
         t0 = self.entered = time.perf_counter()
+        c0 = time.process_time()
         self.opt.zero_grad(set_to_none=True)
         s = torch.rand(self.batch)
         noise = torch.randn_like(x)
@@ -147,11 +153,50 @@ class Setup:
         self.entered = None
         if record:
             self.times.append(t1 - t0)
+            self.cpu.append(time.process_time() - c0)
         self.step_no += 1
 
 
 def load() -> float:
     return os.getloadavg()[0]
+
+
+def pass_table(args: argparse.Namespace, recipes: List[str]) -> None:
+    """The training step and each recipe's attribution pass alone, the minimum CPU time of
+    ``--passes`` alternating repetitions: the least-disturbed estimate of each one's work on a
+    loaded machine. A cadence of every ``n``-th step adds ``pass / (n · step)``."""
+    print("| micro-batch | what | CPU, min (ms) | wall, min (ms) | overhead at every step / every 4th (CPU) | every n for ≤ +10 % | load (mean, range) |")
+    print("|---|---|---|---|---|---|---|")
+    for batch in (int(b) for b in args.batches.split(",")):
+        plain = Setup(None, batch, args)
+        passes = {r: Setup(1, batch, args, r) for r in recipes}
+        x = plain.data[:batch]
+        cpu: Dict[str, List[float]] = {"step": []}
+        wall: Dict[str, List[float]] = {"step": []}
+        loads: List[float] = []
+        for rep in range(args.passes + 1):
+            c0, w0 = time.process_time(), time.perf_counter()
+            plain.step(record=False)
+            if rep:
+                cpu["step"].append(time.process_time() - c0)
+                wall["step"].append(time.perf_counter() - w0)
+            for r, setup in passes.items():
+                assert setup.attr is not None
+                c0, w0 = time.process_time(), time.perf_counter()
+                setup.attr.sketch(x, None)
+                if rep:
+                    cpu.setdefault(r, []).append(time.process_time() - c0)
+                    wall.setdefault(r, []).append(time.perf_counter() - w0)
+            loads.append(load())
+        step_cpu = min(cpu["step"])
+        ld = f"{statistics.mean(loads):.1f} ({min(loads):.1f}–{max(loads):.1f})"
+        print(f"| {batch} | training step | {1000 * step_cpu:.0f} | {1000 * min(wall['step']):.0f} | | | {ld} |")
+        for r in recipes:
+            ratio = min(cpu[r]) / step_cpu
+            print(f"| {batch} | pass, {r} | {1000 * min(cpu[r]):.0f} | {1000 * min(wall[r]):.0f} | +{100 * ratio:.0f} % / +{25 * ratio:.0f} % | {max(1, math.ceil(ratio / 0.1))} | {ld} |", flush=True)
+        for setup in passes.values():
+            if setup.client is not None:
+                setup.client.close(1.0)
 
 
 def main() -> None:
@@ -166,12 +211,16 @@ def main() -> None:
     ap.add_argument("--batches", default="1,4", help="micro-batch sizes")
     ap.add_argument("--recipes", default=f"{DEFAULT_RECIPE},{DEFAULT_RECIPE}/looped,paper", help="recipes attributed every step; <name>/looped runs one forward per timestep")
     ap.add_argument("--budget", type=float, default=0.0, help="also run the default recipe with MotionAttributor(budget=...) (meaningful over runs of many passes' worth of steps); 0: not")
+    ap.add_argument("--passes", type=int, default=0, help="instead of the step table: the training step and each recipe's pass alone, min CPU time of this many repetitions")
     ap.add_argument("--layers", default="lora", help='layers to sketch, e.g. "blocks.3.*.lora_*" (the last block\'s LoRA)')
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, threads {args.threads}, load {load():.1f}, layers {args.layers}")
-    rows: List[Tuple[int, str, float, float, Dict[str, float], int, List[float]]] = []
+    if args.passes:
+        pass_table(args, [r for r in args.recipes.split(",") if r])
+        return
+    rows: List[Tuple[int, str, float, float, float, float, Dict[str, float], int, List[float]]] = []
     recipes = [r for r in args.recipes.split(",") if r]
     for batch in (int(b) for b in args.batches.split(",")):
         setups = {"plain": Setup(None, batch, args)}
@@ -187,24 +236,26 @@ def main() -> None:
             if i >= args.warmup:
                 loads.append(load())
         base = statistics.mean(setups["plain"].times)
+        base_cpu = statistics.mean(setups["plain"].cpu)
         for name, s in setups.items():
-            mean = statistics.mean(s.times)
-            rows.append((batch, name, mean, 100.0 * (mean / base - 1.0), s.timer.parts, s.attributed, loads))
+            mean, cpu = statistics.mean(s.times), statistics.mean(s.cpu)
+            rows.append((batch, name, mean, 100.0 * (mean / base - 1.0), cpu, 100.0 * (cpu / base_cpu - 1.0), s.timer.parts, s.attributed, loads))
             print(f"micro-batch {batch}, {name}: {1000 * mean:.0f} ms (load {statistics.mean(loads):.1f}, {min(loads):.1f}–{max(loads):.1f})", flush=True)
             if s.attr is not None and s.attr.budget is not None:
                 share = s.attr.hook_seconds / max(s.attr.train_seconds, 1e-9)
                 print(f"  budget {s.attr.budget:g}: hook time / training time {share:.3f} over {s.step_no} steps, warm-up included")
             if s.client is not None:
                 s.client.close(1.0)
-    print("| micro-batch | hook | step (ms, mean) | overhead | load (mean, range) | per attributed step: forward (model calls) / backward / projection / send (ms) |")
-    print("|---|---|---|---|---|---|")
-    for batch, name, mean, over, parts, n, loads in rows:
+    print("| micro-batch | hook | step, wall (ms, mean) | overhead, wall | step, CPU (ms, mean) | overhead, CPU | load (mean, range) | per attributed step: forward (model calls) / backward / projection / send (ms, wall) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for batch, name, mean, over, cpu, over_cpu, parts, n, loads in rows:
         detail = "—"
         if n:
             ms = " / ".join(f"{1000 * parts.get(k, 0.0) / n:.0f}" for k in ("backward", "projection", "send"))
             detail = f"{1000 * parts.get('forward', 0.0) / n:.0f} ({parts.get('forwards', 0.0) / n:.0f}) / {ms}"
         over_s = "" if name == "plain" else f"{over:+.0f} %"
-        print(f"| {batch} | {name} | {1000 * mean:.0f} | {over_s} | {statistics.mean(loads):.1f} ({min(loads):.1f}–{max(loads):.1f}) | {detail} |")
+        over_c = "" if name == "plain" else f"{over_cpu:+.0f} %"
+        print(f"| {batch} | {name} | {1000 * mean:.0f} | {over_s} | {1000 * cpu:.0f} | {over_c} | {statistics.mean(loads):.1f} ({min(loads):.1f}–{max(loads):.1f}) | {detail} |")
 
 
 if __name__ == "__main__":

@@ -241,13 +241,16 @@ class MotionObjective:
         stack_timesteps: with several ``timesteps``, run them as one forward of the batch
             repeated sample-major (``z₀@t₁, z₀@t₂, …, z₁@t₁, …``, each with its timestep's seeded
             noise), the per-sample loss being the same mean over timesteps: one forward and one
-            backward instead of one per timestep, the same sketches up to float round-off, and
-            the attribution pass's activations ``len(timesteps)`` times as large. ``None``
+            backward instead of one per timestep, the same sketches up to float round-off and
+            the same work; the activations kept for the backward are those of all timesteps
+            either way (the looped path keeps every timestep's graph until its one backward).
+            Fewer, larger calls pay where per-call overhead counts (small clips, small
+            batches: docs/performance.md). ``None``
             (default): stacked whenever it is the same computation: the batch is the latent
             tensor itself, ``predict`` declares ``per_sample_timesteps`` (the ready-made ones do)
             and the model has no layer that mixes the samples of a batch
             (:func:`batch_coupled`); otherwise one forward per timestep. ``False``: always one
-            forward per timestep (bounds the pass's memory); ``True``: stack even for a
+            forward per timestep; ``True``: stack even for a
             ``predict`` that does not declare it (it must honour ``t`` per sample).
     """
 
