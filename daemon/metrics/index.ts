@@ -1,4 +1,4 @@
-export { MotiveMetrics, LATENCY_BUCKETS_SECONDS, type LiveFeedStats, type MetricsDeps } from './metrics.js';
+export { MotiveMetrics, LATENCY_BUCKETS_SECONDS, INGEST_REJECT_CODES, type LiveFeedStats, type MetricsDeps } from './metrics.js';
 export { registerMetricsRoute } from './route.js';
 export {
   DistributionCache,
