@@ -11,6 +11,7 @@ import { WeightingService } from './weighting/index.js';
 import { IngestServer, DAEMON_NAME } from './ingest/index.js';
 import { buildApi, LiveFeed, LIVE_EVENT_TYPES } from './api/index.js';
 import { registerMotionRoutes } from './api/motion-routes.js';
+import { registerPreviewRoutes } from './api/preview-routes.js';
 import { MotiveMetrics, registerMetricsRoute } from './metrics/index.js';
 
 export type DaemonState = 'starting' | 'running' | 'draining' | 'stopped' | 'failed';
@@ -117,6 +118,7 @@ export async function startDaemon(config: MotiveConfig, log: Logger = createLogg
   });
   registerMetricsRoute(api, metrics);
   registerMotionRoutes(api, { store, views, votePercentile: config.score.votePercentile });
+  registerPreviewRoutes(api, store);
   engine.onCommit((e) => metrics.onCommit(e));
   weighting.onUpdate((e) => metrics.onWeightUpdate(e));
   ingest.observer = {
