@@ -79,7 +79,7 @@ describe.skipIf(!have || !HAVE_FFMPEG)('live page previews in headless Chromium'
         '--disable-sync',
       ],
     });
-  }, 240_000);
+  }, 420_000);
 
   afterAll(async () => {
     stop.abort();
