@@ -9,8 +9,9 @@ import { Store } from './store/index.js';
 import { InfluenceEngine, MatMulKernel, RunViews } from './influence/index.js';
 import { WeightingService } from './weighting/index.js';
 import { IngestServer, DAEMON_NAME } from './ingest/index.js';
-import { buildApi, LiveFeed } from './api/index.js';
+import { buildApi, LiveFeed, LIVE_EVENT_TYPES } from './api/index.js';
 import { registerMotionRoutes } from './api/motion-routes.js';
+import { registerPreviewRoutes } from './api/preview-routes.js';
 import { MotiveMetrics, registerMetricsRoute } from './metrics/index.js';
 
 export type DaemonState = 'starting' | 'running' | 'draining' | 'stopped' | 'failed';
@@ -108,9 +109,16 @@ export async function startDaemon(config: MotiveConfig, log: Logger = createLogg
   );
   const live = new LiveFeed({ store, engine, weighting, log, auth });
   live.register(api);
-  const metrics = new MotiveMetrics({ store, engine, attachedCounts: () => ingest.attachedCounts(), liveStats: () => live.stats() });
+  const metrics = new MotiveMetrics({
+    store,
+    engine,
+    attachedCounts: () => ingest.attachedCounts(),
+    liveStats: () => live.stats(),
+    liveEventTypes: LIVE_EVENT_TYPES,
+  });
   registerMetricsRoute(api, metrics);
   registerMotionRoutes(api, { store, views, votePercentile: config.score.votePercentile });
+  registerPreviewRoutes(api, store);
   engine.onCommit((e) => metrics.onCommit(e));
   weighting.onUpdate((e) => metrics.onWeightUpdate(e));
   ingest.observer = {

@@ -2,8 +2,9 @@
  * REST routes of motion profiles, the explain summary and the Arrow export:
  *
  * - `POST /v1/profiles` `{ profiles: [profile] }` stores profiles (from `motive profile`);
- * - `POST /v1/profiles/lookup` `{ clips: [{ id, hash }] }` → `{ known: [id] }`, the clips already
- *   profiled from a file with that hash (so an interrupted profiling pass resumes);
+ * - `POST /v1/profiles/lookup` `{ clips: [{ id, hash }], previews? }` → `{ known: [id] }`, the clips
+ *   already profiled from a file with that hash (with `previews: true`, and whose three previews are
+ *   stored), so an interrupted profiling pass resumes;
  * - `GET /v1/profiles/:id` → the clip's newest profile;
  * - `GET /v1/runs/:run/explain?fraction=F` → which descriptors separate harmful from helpful clips;
  * - `GET /v1/runs/:run/export.arrow` → every sample as an Arrow IPC stream (schemas/samples.arrow.md).
@@ -14,7 +15,7 @@ import { MotiveError } from '../shared/index.js';
 import type { RunViews } from '../influence/index.js';
 import type { ClipProfileRecord, RunState, Store } from '../store/index.js';
 import { arrowExport } from '../export/index.js';
-import { DESCRIPTOR_NAMES, explain, type MotionDescriptors } from '../motion/index.js';
+import { DESCRIPTOR_NAMES, PREVIEW_KINDS, explain, type MotionDescriptors } from '../motion/index.js';
 import { errorSchema, runParams, tokenParam } from './schemas.js';
 import { explainSchema, profileSchema } from './motion-schemas.js';
 
@@ -86,7 +87,7 @@ export function registerMotionRoutes(app: FastifyInstance, deps: MotionRoutesDep
     },
   });
 
-  app.post<{ Body: { clips: Array<{ id: string; hash: string }> } }>('/v1/profiles/lookup', {
+  app.post<{ Body: { clips: Array<{ id: string; hash: string }>; previews: boolean } }>('/v1/profiles/lookup', {
     // A query sent as POST (the list can be long): it reads, so read access is enough.
     config: { access: 'read' as const },
     schema: {
@@ -103,6 +104,7 @@ export function registerMotionRoutes(app: FastifyInstance, deps: MotionRoutesDep
               additionalProperties: false,
             },
           },
+          previews: { type: 'boolean', default: false },
         },
         required: ['clips'],
         additionalProperties: false,
@@ -112,7 +114,11 @@ export function registerMotionRoutes(app: FastifyInstance, deps: MotionRoutesDep
         ...errors,
       },
     },
-    handler: async (req) => ({ known: req.body.clips.filter((c) => store.hasProfile(c.id, c.hash)).map((c) => c.id) }),
+    handler: async (req) => ({
+      known: req.body.clips
+        .filter((c) => store.hasProfile(c.id, c.hash) && (!req.body.previews || store.hasPreviews(c.id, c.hash, PREVIEW_KINDS)))
+        .map((c) => c.id),
+    }),
   });
 
   app.get<{ Params: { id: string } }>('/v1/profiles/:id', {

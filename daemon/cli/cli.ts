@@ -18,6 +18,7 @@ import { demoCommand } from './commands/demo.js';
 import { replayCommand } from './commands/replay.js';
 import { traceCommand } from './commands/trace.js';
 import { evalCommand } from './commands/eval.js';
+import { reportCommand } from './commands/report.js';
 
 /** Every sub-command, in the order `motive help` lists them. */
 export const COMMANDS: Readonly<Record<string, Command>> = {
@@ -32,6 +33,7 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
   select: selectCommand,
   export: exportCommand,
   eval: evalCommand,
+  report: reportCommand,
   watch: watchCommand,
   demo: demoCommand,
   replay: replayCommand,

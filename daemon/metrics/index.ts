@@ -1,2 +1,2 @@
-export { MotiveMetrics, LATENCY_BUCKETS_SECONDS, type MetricsDeps } from './metrics.js';
+export { MotiveMetrics, LATENCY_BUCKETS_SECONDS, INGEST_REJECT_CODES, type MetricsDeps } from './metrics.js';
 export { registerMetricsRoute } from './route.js';

@@ -10,6 +10,7 @@ import type { LiveFeedStats } from '../api/live.js';
 import { DistributionCache, SCORE_QUANTILES, WEIGHT_BUCKETS, type CommitEvent, type InfluenceEngine } from '../influence/index.js';
 import type { Store } from '../store/index.js';
 import type { WeightUpdateEvent } from '../weighting/index.js';
+import { ErrorCodes } from '../shared/index.js';
 
 export interface MetricsDeps {
   readonly store: Store;
@@ -18,7 +19,12 @@ export interface MetricsDeps {
   readonly attachedCounts: () => Map<string, number>;
   /** Live feed counters, when the feed runs. */
   readonly liveStats?: () => LiveFeedStats;
+  /** The live feed's event types, shown at 0 before the first is sent. */
+  readonly liveEventTypes?: readonly string[];
 }
+
+/** Codes ingest may refuse a message with: every `MOTIVE_INGEST_*` code of the registry. */
+export const INGEST_REJECT_CODES: readonly string[] = Object.keys(ErrorCodes).filter((c) => c.startsWith('MOTIVE_INGEST_'));
 
 /** Buckets of the latency histograms, in seconds: 0.5 ms to 10 s. */
 export const LATENCY_BUCKETS_SECONDS: readonly number[] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -130,6 +136,8 @@ export class MotiveMetrics {
       labelNames: ['code'],
       registers,
     });
+    // Known label values start at 0, so a dashboard panel shows 0 instead of "No data" before the first.
+    for (const code of INGEST_REJECT_CODES) this.rejected.inc({ code }, 0);
     this.commitSeconds = new Histogram({
       name: 'motive_commit_duration_seconds',
       help: 'Duration of group commits: the durable store transaction, waiting for the commit before it included.',
@@ -359,6 +367,7 @@ export class MotiveMetrics {
         registers,
         collect() {
           this.reset();
+          for (const type of deps.liveEventTypes ?? []) this.inc({ type }, 0);
           for (const [type, n] of Object.entries(liveStats().sent)) this.inc({ type }, n);
         },
       });
@@ -433,11 +442,34 @@ export class MotiveMetrics {
     }
   }
 
+  /**
+   * Every run's labelled counters at 0 where nothing was counted yet (a run restored at start-up,
+   * one that has had no weight update or query refresh), so dashboards read 0, not "No data".
+   * Adding 0 leaves a counted series as it is.
+   */
+  private initRunLabels(): void {
+    const counters = [
+      this.batchesIngested,
+      this.sketchesIngested,
+      this.bytesIngested,
+      this.batchesCommitted,
+      this.weightUpdates,
+      this.newlyDownweighted,
+      this.queryRefreshes,
+    ];
+    for (const run of this.store.runs()) {
+      const labels = { run: run.info.id };
+      for (const c of counters) c.inc(labels, 0);
+      for (const event of ['attach', 'detach']) this.attachEvents.inc({ ...labels, event }, 0);
+    }
+  }
+
   /** The Prometheus text exposition. */
   async render(): Promise<string> {
     // The run distributions in slices first, so a scrape does not hold the Acks behind one pass
     // over every sample; the collectors then read them as computed.
     for (const run of this.store.runs()) await this.distributions.refresh(run);
+    this.initRunLabels();
     return this.registry.metrics();
   }
 

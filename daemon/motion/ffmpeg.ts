@@ -20,6 +20,8 @@ export interface VideoInfo {
   readonly height: number;
   /** Average frame rate (frames/s); 0 when the container does not say. */
   readonly fps: number;
+  /** Frames in the stream (the container's count, else duration × fps); 0 when unknown. */
+  readonly frames: number;
 }
 
 /** How frames are sampled and resized for analysis. */
@@ -39,7 +41,7 @@ export interface DecodedFrames {
   readonly count: number;
 }
 
-const MISSING_HINT = 'install the Debian package "ffmpeg" (apt-get install ffmpeg) or pass --ffmpeg/--ffprobe';
+export const FFMPEG_MISSING_HINT = 'install the Debian package "ffmpeg" (apt-get install ffmpeg) or pass --ffmpeg/--ffprobe';
 
 function run(tool: string, args: readonly string[], maxBytes: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -58,7 +60,7 @@ function run(tool: string, args: readonly string[], maxBytes: number): Promise<B
     });
     child.once('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT')
-        reject(new MotiveError('MOTIVE_MOTION_FFMPEG_MISSING', `${tool} not found: ${MISSING_HINT}`, { cause: err }));
+        reject(new MotiveError('MOTIVE_MOTION_FFMPEG_MISSING', `${tool} not found: ${FFMPEG_MISSING_HINT}`, { cause: err }));
       else reject(new MotiveError('MOTIVE_MOTION_DECODE', `${tool}: ${err.message}`, { cause: err }));
     });
     child.once('close', (code) => {
@@ -83,16 +85,36 @@ function parseRate(rate: string | undefined): number {
 export async function probeVideo(path: string, tools: FfmpegTools = DEFAULT_TOOLS): Promise<VideoInfo> {
   const out = await run(
     tools.ffprobe,
-    ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'stream=width,height,avg_frame_rate,r_frame_rate', '-of', 'json', path],
+    [
+      '-v',
+      'error',
+      '-select_streams',
+      'v:0',
+      '-show_entries',
+      'stream=width,height,avg_frame_rate,r_frame_rate,nb_frames,duration',
+      '-of',
+      'json',
+      path,
+    ],
     1 << 20,
   );
   const parsed = JSON.parse(out.toString()) as {
-    streams?: Array<{ width?: number; height?: number; avg_frame_rate?: string; r_frame_rate?: string }>;
+    streams?: Array<{
+      width?: number;
+      height?: number;
+      avg_frame_rate?: string;
+      r_frame_rate?: string;
+      nb_frames?: string;
+      duration?: string;
+    }>;
   };
   const s = parsed.streams?.[0];
   if (s?.width === undefined || s.height === undefined) throw new MotiveError('MOTIVE_MOTION_DECODE', `${path}: no video stream`);
   const fps = parseRate(s.avg_frame_rate) || parseRate(s.r_frame_rate);
-  return { width: s.width, height: s.height, fps };
+  const counted = Number(s.nb_frames);
+  const duration = Number(s.duration);
+  const frames = counted > 0 ? counted : duration > 0 && fps > 0 ? Math.round(duration * fps) : 0;
+  return { width: s.width, height: s.height, fps, frames };
 }
 
 /** Decodes, subsamples and resizes a clip to grey bytes. */

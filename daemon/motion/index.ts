@@ -14,6 +14,7 @@ export {
   listClips,
   splitCsvLine,
   profileClip,
+  profileAndPreview,
   profileAll,
   hashFile,
   analysisSize,
@@ -22,7 +23,22 @@ export {
   type ClipSource,
   type ClipProfile,
   type ClipOutcome,
+  type ProfiledClip,
   type ProfilerOptions,
   type ProfileAllOptions,
 } from './profiler.js';
 export { explain, spearman, aucOf, ranks, type Explanation, type DescriptorSeparation, type ScoredProfile } from './explain.js';
+export {
+  encodeStripAndAnim,
+  flowHeatMap,
+  heatColour,
+  encodePng,
+  PREVIEW_KINDS,
+  PREVIEW_TYPES,
+  PREVIEW_DEFAULTS,
+  MAX_PREVIEW_BYTES,
+  HEAT_STOPS,
+  type PreviewKind,
+  type PreviewOptions,
+  type ClipPreviews,
+} from './previews.js';

@@ -12,6 +12,7 @@ import { MotiveError } from '../shared/index.js';
 import { computeDescriptors, DESCRIPTOR_DEFAULTS, type DescriptorOptions, type MotionDescriptors } from './descriptors.js';
 import { decodeGrey, probeVideo, DEFAULT_TOOLS, type FfmpegTools } from './ffmpeg.js';
 import type { FlowEstimator } from './flow-estimator.js';
+import { encodePng, encodeStripAndAnim, flowHeatMap, PREVIEW_DEFAULTS, type ClipPreviews, type PreviewOptions } from './previews.js';
 
 /** A clip to profile: the sample id the trainer uses for it, and its file. */
 export interface ClipSource {
@@ -46,6 +47,8 @@ export interface ProfilerOptions {
   readonly maxFrames: number;
   readonly tools: FfmpegTools;
   readonly descriptors: DescriptorOptions;
+  /** Previews to write beside each profile (previews.ts); null writes none. */
+  readonly previews: PreviewOptions | null;
 }
 
 export const PROFILER_DEFAULTS: ProfilerOptions = {
@@ -54,6 +57,7 @@ export const PROFILER_DEFAULTS: ProfilerOptions = {
   maxFrames: 64,
   tools: DEFAULT_TOOLS,
   descriptors: DESCRIPTOR_DEFAULTS,
+  previews: PREVIEW_DEFAULTS,
 };
 
 /** Flow models need sizes divisible by 8 (the shipped one by 2^(levels − 1) = 8). */
@@ -155,15 +159,49 @@ export async function profileClip(
   flow: FlowEstimator,
   options: ProfilerOptions = PROFILER_DEFAULTS,
 ): Promise<ClipProfile> {
+  return (await profileAndPreview(clip, hash, flow, { ...options, previews: null })).profile;
+}
+
+/** A profile with its previews, or the reason they could not be made (never fatal to the profile). */
+export interface ProfiledClip {
+  readonly profile: ClipProfile;
+  readonly previews?: ClipPreviews;
+  readonly previewError?: Error;
+}
+
+/**
+ * Profiles one clip and, with `options.previews`, makes its previews: the strip and the animation
+ * are encoded by a second ffmpeg while the analysis frames are decoded and their flow estimated;
+ * the flow heat map comes from that flow.
+ */
+export async function profileAndPreview(
+  clip: ClipSource,
+  hash: string,
+  flow: FlowEstimator,
+  options: ProfilerOptions = PROFILER_DEFAULTS,
+): Promise<ProfiledClip> {
   const video = await probeVideo(clip.path, options.tools);
   const size = analysisSize(video.width, video.height, options.shortSide);
   const stride = video.fps > 0 ? Math.max(1, Math.round(video.fps / options.sampleFps)) : 1;
-  const decoded = await decodeGrey(clip.path, { ...size, stride, maxFrames: options.maxFrames }, options.tools);
+  const previewOptions = options.previews;
+  const encoded =
+    previewOptions === null
+      ? undefined
+      : encodeStripAndAnim(clip.path, video.frames, stride, previewOptions, options.tools).then(
+          (v) => ({ ok: true as const, v }),
+          (err: unknown) => ({ ok: false as const, err: err as Error }),
+        );
+  let decoded;
+  try {
+    decoded = await decodeGrey(clip.path, { ...size, stride, maxFrames: options.maxFrames }, options.tools);
+  } finally {
+    await encoded;
+  }
   if (decoded.count < 2) throw new MotiveError('MOTIVE_MOTION_DECODE', `${clip.path}: fewer than two frames`);
   const flows = await flow.flows(decoded.pixels, decoded.count, size.height, size.width);
   const grey = Float32Array.from(decoded.pixels, (v) => v / 255);
   const descriptors = computeDescriptors(grey, flows, decoded.count, size.height, size.width, options.descriptors);
-  return {
+  const profile: ClipProfile = {
     id: clip.id,
     hash,
     path: clip.path,
@@ -177,18 +215,29 @@ export async function profileClip(
     profiledAtMs: Date.now(),
     ...descriptors,
   };
+  if (previewOptions === null || encoded === undefined) return { profile };
+  const result = await encoded;
+  if (!result.ok) return { profile, previewError: result.err };
+  const heat = flowHeatMap(flows, decoded.count - 1, size.height, size.width, previewOptions.flowScaleMax);
+  return { profile, previews: { ...result.v, flow: encodePng(heat, size.width, size.height) } };
 }
 
 /** What happened to one clip in {@link profileAll}. */
 export type ClipOutcome =
-  | { readonly kind: 'profiled'; readonly clip: ClipSource; readonly profile: ClipProfile }
+  | {
+      readonly kind: 'profiled';
+      readonly clip: ClipSource;
+      readonly profile: ClipProfile;
+      readonly previews?: ClipPreviews;
+      readonly previewError?: Error;
+    }
   | { readonly kind: 'skipped'; readonly clip: ClipSource }
   | { readonly kind: 'failed'; readonly clip: ClipSource; readonly error: Error };
 
 export interface ProfileAllOptions {
   /** Clips decoded at once (ffmpeg processes). */
   readonly jobs: number;
-  /** Hashes of a batch of clips → the ids whose (id, hash) is already profiled, to skip. */
+  /** Hashes of a batch of clips → the ids whose (id, hash) is already profiled (with previews, when made), to skip. */
   readonly known: (clips: ReadonlyArray<{ id: string; hash: string }>) => Promise<ReadonlySet<string>>;
   /** Called for each clip as it finishes, in completion order; awaited (persist here). */
   readonly onOutcome: (outcome: ClipOutcome) => Promise<void>;
@@ -211,7 +260,7 @@ export async function profileAll(clips: readonly ClipSource[], flow: FlowEstimat
         const hash = await hashFile(clip.path);
         const known = await options.known([{ id: clip.id, hash }]);
         if (known.has(clip.id)) outcome = { kind: 'skipped', clip };
-        else outcome = { kind: 'profiled', clip, profile: await profileClip(clip, hash, flow, options.profiler) };
+        else outcome = { kind: 'profiled', clip, ...(await profileAndPreview(clip, hash, flow, options.profiler)) };
       } catch (err) {
         // A missing ffmpeg fails every clip the same way: stop instead of reporting each.
         if ((err as { code?: string }).code === 'MOTIVE_MOTION_FFMPEG_MISSING') throw err;

@@ -1,7 +1,7 @@
 /**
  * The embedded store, the only module that imports lmdb. Under `dataDir`:
  *
- *   dataDir/                LMDB: meta, runs, commits, queries, profiles and the write-ahead `log`
+ *   dataDir/                LMDB: meta, runs, commits, queries, profiles, previews and the write-ahead `log`
  *   dataDir/records/<run>/  append-only record segments: one frame per written sample record
  *                           (counters, S_j sums and G(z), float32[k]) or weight entry (segments.ts)
  *
@@ -34,6 +34,7 @@ import {
 } from './codec.js';
 import { DeltaPool } from './delta-pool.js';
 import { FeatureTables, sameNames } from './features.js';
+import { PreviewTable, type PreviewEntry, type PreviewRecord } from './previews.js';
 import { checkEnvironment } from './env-check.js';
 import { settleTurnBatch } from './turn-batch.js';
 import { REMOVING, SegmentManifest } from './manifest.js';
@@ -457,6 +458,8 @@ export class Store {
   private readonly profilesDb: Database<ClipProfileRecord, [string, string]>;
   /** Per-sample features and each run's feature names (features.ts). */
   private readonly featureTables: FeatureTables;
+  /** Clip previews beside the profiles (previews.ts). */
+  private readonly previewTable: PreviewTable;
   private readonly manifest: SegmentManifest;
   /** Opened from a store from before the segment manifest (format < 6): its segments are checked as format 5 wrote them. */
   private readonly legacySegments: boolean;
@@ -532,6 +535,7 @@ export class Store {
     this.metaDb = root.openDB<number, string>({ name: 'meta' });
     this.profilesDb = root.openDB<ClipProfileRecord, [string, string]>({ name: 'profiles' });
     this.featureTables = new FeatureTables(root);
+    this.previewTable = new PreviewTable(root);
   }
 
   /** Opens (creating when missing) the store, loads every run into memory and replays the log. */
@@ -1676,6 +1680,24 @@ export class Store {
       if (newest === undefined || value.profiledAtMs > newest.profiledAtMs) newest = value;
     }
     return newest;
+  }
+
+  /** Stores clip previews in one transaction, serialised with {@link Store.commit}; resolves once durable. */
+  putPreviews(entries: readonly PreviewEntry[]): Promise<void> {
+    return this.commit(() => {
+      for (const e of entries) settled(this.previewTable.put(e));
+    });
+  }
+
+  /** The `kind` preview of the clip's newest profile (previews.ts), or undefined. */
+  preview(clipId: string, kind: string): PreviewRecord | undefined {
+    const p = this.profile(clipId);
+    return p === undefined ? undefined : this.previewTable.get(clipId, p.hash, kind);
+  }
+
+  /** Whether every one of `kinds` is stored for the clip file with this hash. */
+  hasPreviews(clipId: string, hash: string, kinds: readonly string[]): boolean {
+    return this.previewTable.hasAll(clipId, hash, kinds);
   }
 
   /** Whether the clip has a profile computed from a file with this hash. */

@@ -106,6 +106,7 @@ describe('run-scoped tokens against every route and metric', () => {
     { method: 'POST', path: '/v1/profiles', body: { profiles: [] } },
     { method: 'POST', path: '/v1/profiles/lookup', body: { clips: [] } },
     { method: 'GET', path: '/v1/profiles/some-clip' },
+    { method: 'POST', path: '/v1/profiles/previews', body: { previews: [] } },
   ];
 
   it.each(['adminA', 'viewerA'] as const)("%s: 403 on every route of another run, allowed on its own run's", async (who) => {
@@ -118,6 +119,11 @@ describe('run-scoped tokens against every route and metric', () => {
       const res = await call(r.method, r.path, TOKENS[who], r.body);
       expect(res.status, `${r.method} ${r.path}`).toBe(200);
     }
+    // A preview of another run's sample is refused before anything is looked up; its own run's
+    // sample has no profile, so no preview.
+    const preview = (run: string) => call('GET', `/v1/runs/${run}/samples/${run}-s/preview?kind=anim`, TOKENS[who]);
+    expect((await preview('runB')).status).toBe(403);
+    expect(JSON.parse((await preview('runA')).text)).toMatchObject({ code: 'MOTIVE_API_PREVIEW_NOT_FOUND' });
     // DELETE is admin-only; the scoped admin may not delete runB.
     expect((await call('DELETE', '/v1/runs/runB', TOKENS[who])).status).toBe(403);
   });

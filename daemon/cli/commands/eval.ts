@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { RecordBatchReader, type RecordBatch } from 'apache-arrow';
 import { MotiveError, type ErrorCode } from '../../shared/index.js';
-import { InputError, UsageError, baseUrl, getJson, table, type Command } from '../common.js';
+import { InputError, UsageError, baseUrl, getJson, table, type Command, type Io } from '../common.js';
 import { evaluateLabels, type EvalClip, type EvalFigures, type GroupFigures } from '../eval-metrics.js';
 import { LabelsError, parseLabels } from '../labels-csv.js';
 import { fetchArrowExport } from './export.js';
@@ -162,6 +162,83 @@ function textReport(r: EvalReport, labelsFile: string): string {
   return head + body + foot;
 }
 
+export interface EvalRunOptions {
+  readonly url: string;
+  readonly run: string;
+  readonly labelsFile: string;
+  readonly reference: string;
+  /** `10%` or a count. */
+  readonly topSpec: string;
+  /** Default: fused where a labelled clip has it, else score. */
+  readonly signal?: Signal;
+  readonly seed: number;
+  /** Leave out labelled ids that are not in the run (with a warning on `io.err`) instead of failing. */
+  readonly ignoreMissing: boolean;
+}
+
+/**
+ * The evaluation of a run against a labels file (what `motive eval` prints; `motive report` shows
+ * it too). Input problems throw {@link InputError}s with the `MOTIVE_EVAL_*` code in the message.
+ */
+export async function evaluateRun(o: EvalRunOptions, io: Io, env: NodeJS.ProcessEnv): Promise<EvalReport> {
+  const { url, run, labelsFile, reference, topSpec, seed } = o;
+  topCount(topSpec, 1);
+
+  let labels = await readLabels(labelsFile);
+  checkSides(labels, reference, labelsFile);
+
+  const summary = (await fromDaemon(() => getJson(`${url}/v1/runs/${encodeURIComponent(run)}`, undefined, env))) as {
+    weightsVersion: number;
+  };
+  const data = await fromDaemon(async () => readRun(await fetchArrowExport(url, run, env), labels));
+
+  const missing = [...labels.keys()].filter((id) => !data.clips.has(id));
+  if (missing.length > 0) {
+    const named = missing.slice(0, NAMED).join(', ') + (missing.length > NAMED ? ', …' : '');
+    const what = `${missing.length} of ${labels.size} id(s) in ${labelsFile} are not in run ${run} (${named})`;
+    if (!o.ignoreMissing) fail('MOTIVE_EVAL_UNKNOWN_IDS', `${what}; --ignore-missing evaluates the rest`);
+    io.err(`motive eval: warning: ${what}; left out\n`);
+    labels = new Map([...labels].filter(([id]) => data.clips.has(id)));
+    checkSides(labels, reference, `${labelsFile}, after leaving out the ids not in the run`);
+  }
+
+  // A signal counts where a labelled clip has a value for it: the export carries the fused and
+  // check columns for every run, empty for a run whose trainers send no motion checks.
+  const available = data.signals.filter((s) => [...data.clips.values()].some((c) => typeof c.values[s] === 'number'));
+  const signal: Signal = o.signal ?? (available.includes('fused') ? 'fused' : 'score');
+  if (!available.includes(signal)) {
+    fail('MOTIVE_EVAL_SIGNAL', `run ${run}'s data has no ${signal} value (it has: ${available.join(', ')})`);
+  }
+  const sign = HIGHER_IS_HARMFUL.has(signal) ? -1 : 1;
+  const clips: EvalClip[] = [...labels].map(([id, label]) => {
+    const c = data.clips.get(id) as RunClip;
+    const v = c.values[signal];
+    return { id, label, weight: c.weight, harm: c.seen > 0 && v !== null && v !== undefined && Number.isFinite(v) ? sign * v : null };
+  });
+  const figures = evaluateLabels(clips, {
+    reference,
+    topCount: (n) => topCount(topSpec, n),
+    replicates: REPLICATES,
+    seed,
+    level: LEVEL,
+  });
+  if (figures.reference.n === 0) fail('MOTIVE_EVAL_UNSCORED', `no ${JSON.stringify(reference)} clip has a ${signal} value yet`);
+  if (figures.pooled.n === 0) fail('MOTIVE_EVAL_UNSCORED', `no clip outside ${JSON.stringify(reference)} has a ${signal} value yet`);
+
+  return {
+    run,
+    samples: data.samples,
+    signal,
+    harmful: sign < 0 ? 'higher' : 'lower',
+    signals: available,
+    weightsVersion: summary.weightsVersion,
+    topSpec,
+    bootstrap: { replicates: REPLICATES, seed, level: LEVEL },
+    missing: { count: missing.length, ids: missing.slice(0, NAMED) },
+    ...figures,
+  };
+}
+
 export const evalCommand: Command = {
   usage: `eval --run R --labels FILE.csv [--reference clean] [--top 10%|N] [--signal fused|score|check]
           [--seed N] [--ignore-missing] [--json] [--url URL]
@@ -187,66 +264,20 @@ export const evalCommand: Command = {
     if (asked !== undefined && !(SIGNALS as readonly string[]).includes(asked))
       throw new UsageError(`--signal must be one of ${SIGNALS.join(', ')}`);
     if (!/^\d+$/.test(values.seed)) throw new UsageError('--seed must be a non-negative integer');
-    const topSpec = values.top;
-    topCount(topSpec, 1);
-    const reference = values.reference;
-    const run = values.run;
-
-    let labels = await readLabels(values.labels);
-    checkSides(labels, reference, values.labels);
-
-    const url = baseUrl(values.url, env);
-    const summary = (await fromDaemon(() => getJson(`${url}/v1/runs/${encodeURIComponent(run)}`, undefined, env))) as {
-      weightsVersion: number;
-    };
-    const data = await fromDaemon(async () => readRun(await fetchArrowExport(url, run, env), labels));
-
-    const missing = [...labels.keys()].filter((id) => !data.clips.has(id));
-    if (missing.length > 0) {
-      const named = missing.slice(0, NAMED).join(', ') + (missing.length > NAMED ? ', …' : '');
-      const what = `${missing.length} of ${labels.size} id(s) in ${values.labels} are not in run ${run} (${named})`;
-      if (values['ignore-missing'] !== true) fail('MOTIVE_EVAL_UNKNOWN_IDS', `${what}; --ignore-missing evaluates the rest`);
-      io.err(`motive eval: warning: ${what}; left out\n`);
-      labels = new Map([...labels].filter(([id]) => data.clips.has(id)));
-      checkSides(labels, reference, `${values.labels}, after leaving out the ids not in the run`);
-    }
-
-    // A signal counts where a labelled clip has a value for it: the export carries the fused and
-    // check columns for every run, empty for a run whose trainers send no motion checks.
-    const available = data.signals.filter((s) => [...data.clips.values()].some((c) => typeof c.values[s] === 'number'));
-    const signal: Signal = (asked as Signal | undefined) ?? (available.includes('fused') ? 'fused' : 'score');
-    if (!available.includes(signal)) {
-      fail('MOTIVE_EVAL_SIGNAL', `run ${run}'s data has no ${signal} value (it has: ${available.join(', ')})`);
-    }
-    const sign = HIGHER_IS_HARMFUL.has(signal) ? -1 : 1;
-    const clips: EvalClip[] = [...labels].map(([id, label]) => {
-      const c = data.clips.get(id) as RunClip;
-      const v = c.values[signal];
-      return { id, label, weight: c.weight, harm: c.seen > 0 && v !== null && v !== undefined && Number.isFinite(v) ? sign * v : null };
-    });
-    const seed = Number(values.seed);
-    const figures = evaluateLabels(clips, {
-      reference,
-      topCount: (n) => topCount(topSpec, n),
-      replicates: REPLICATES,
-      seed,
-      level: LEVEL,
-    });
-    if (figures.reference.n === 0) fail('MOTIVE_EVAL_UNSCORED', `no ${JSON.stringify(reference)} clip has a ${signal} value yet`);
-    if (figures.pooled.n === 0) fail('MOTIVE_EVAL_UNSCORED', `no clip outside ${JSON.stringify(reference)} has a ${signal} value yet`);
-
-    const report: EvalReport = {
-      run,
-      samples: data.samples,
-      signal,
-      harmful: sign < 0 ? 'higher' : 'lower',
-      signals: available,
-      weightsVersion: summary.weightsVersion,
-      topSpec,
-      bootstrap: { replicates: REPLICATES, seed, level: LEVEL },
-      missing: { count: missing.length, ids: missing.slice(0, NAMED) },
-      ...figures,
-    };
+    const report = await evaluateRun(
+      {
+        url: baseUrl(values.url, env),
+        run: values.run,
+        labelsFile: values.labels,
+        reference: values.reference,
+        topSpec: values.top,
+        ...(asked === undefined ? {} : { signal: asked as Signal }),
+        seed: Number(values.seed),
+        ignoreMissing: values['ignore-missing'] === true,
+      },
+      io,
+      env,
+    );
     io.out(values.json === true ? JSON.stringify(report) + '\n' : textReport(report, values.labels));
     return 0;
   },

@@ -1,6 +1,15 @@
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
-import { FlowEstimator, listClips, profileAll, PROFILER_DEFAULTS, type ClipOutcome, type ClipProfile } from '../../motion/index.js';
+import {
+  FlowEstimator,
+  listClips,
+  profileAll,
+  PREVIEW_KINDS,
+  PROFILER_DEFAULTS,
+  type ClipOutcome,
+  type ClipPreviews,
+  type ClipProfile,
+} from '../../motion/index.js';
 import { UsageError, baseUrl, getJson, table, type Command, type Io } from '../common.js';
 
 /** Progress on stderr: a redrawn bar on a terminal, otherwise a line at every quarter. */
@@ -37,6 +46,11 @@ class Progress {
   }
 }
 
+/** The rows of `POST /v1/profiles/previews` for one clip. */
+function previewRows(profile: ClipProfile, previews: ClipPreviews): Array<Record<string, string>> {
+  return PREVIEW_KINDS.map((kind) => ({ id: profile.id, hash: profile.hash, kind, data: Buffer.from(previews[kind]).toString('base64') }));
+}
+
 function positiveInt(name: string, v: string | undefined, fallback: number): number {
   if (v === undefined) return fallback;
   const n = Number(v);
@@ -46,8 +60,8 @@ function positiveInt(name: string, v: string | undefined, fallback: number): num
 
 export const profileCommand: Command = {
   usage: `profile <dir|manifest.jsonl|manifest.csv> [--run R] [--jobs N] [--flow-model FILE] [--flow-scale 1|255]
-          [--short-side PX] [--sample-fps F] [--max-frames N] [--force] [--ffmpeg PATH] [--ffprobe PATH] [--url URL]
-                                     motion descriptors of each clip (ffmpeg + optical flow), stored by the daemon`,
+          [--short-side PX] [--sample-fps F] [--max-frames N] [--force] [--no-previews] [--ffmpeg PATH] [--ffprobe PATH] [--url URL]
+                                     motion descriptors and previews of each clip (ffmpeg + optical flow), stored by the daemon`,
   run: async (args, io, env) => {
     const { values, positionals } = parseArgs({
       args,
@@ -61,6 +75,7 @@ export const profileCommand: Command = {
         'sample-fps': { type: 'string' },
         'max-frames': { type: 'string' },
         force: { type: 'boolean', default: false },
+        'no-previews': { type: 'boolean', default: false },
         ffmpeg: { type: 'string', default: 'ffmpeg' },
         ffprobe: { type: 'string', default: 'ffprobe' },
         url: { type: 'string' },
@@ -79,7 +94,9 @@ export const profileCommand: Command = {
       maxFrames: positiveInt('max-frames', values['max-frames'], PROFILER_DEFAULTS.maxFrames),
       sampleFps,
       tools: { ffmpeg: values.ffmpeg, ffprobe: values.ffprobe },
+      previews: values['no-previews'] ? null : PROFILER_DEFAULTS.previews,
     };
+    const withPreviews = profiler.previews !== null;
     const jobs = positiveInt('jobs', values.jobs, availableParallelism());
     const clips = await listClips(source);
     if (values.run !== undefined) await getJson(`${url}/v1/runs/${encodeURIComponent(values.run)}`, undefined, env);
@@ -91,6 +108,9 @@ export const profileCommand: Command = {
     const progress = new Progress(io, clips.length, env['MOTIVE_PROGRESS'] !== 'lines' && process.stderr.isTTY);
     const counts = { profiled: 0, skipped: 0, failed: 0 };
     const failures: string[] = [];
+    const previewFailures: string[] = [];
+    const post = (path: string, body: unknown): Promise<unknown> =>
+      getJson(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }, env);
     try {
       await profileAll(clips, flow, {
         jobs,
@@ -98,23 +118,20 @@ export const profileCommand: Command = {
         known: async (batch) => {
           // --force re-profiles every clip, e.g. after switching flow models.
           if (values.force) return new Set<string>();
-          const { known } = (await getJson(
-            `${url}/v1/profiles/lookup`,
-            { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ clips: batch }) },
-            env,
-          )) as { known: string[] };
+          // With previews on, a clip profiled without them (or whose previews failed) is done again.
+          const { known } = (await post('/v1/profiles/lookup', { clips: batch, previews: withPreviews })) as { known: string[] };
           return new Set(known);
         },
         onOutcome: async (o: ClipOutcome) => {
           counts[o.kind]++;
           if (o.kind === 'profiled') {
-            // Stored one clip at a time, so an interrupted pass keeps everything finished.
+            // Stored one clip at a time, so an interrupted pass keeps everything finished; the
+            // previews before the profile, so a stored profile whose previews are missing means
+            // they failed (and the next pass tries again).
+            if (o.previews !== undefined) await post('/v1/profiles/previews', { previews: previewRows(o.profile, o.previews) });
+            else if (o.previewError !== undefined) previewFailures.push(`${o.clip.id}: ${o.previewError.message}`);
             const { path, ...rest } = o.profile satisfies ClipProfile;
-            await getJson(
-              `${url}/v1/profiles`,
-              { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ profiles: [{ ...rest, path }] }) },
-              env,
-            );
+            await post('/v1/profiles', { profiles: [{ ...rest, path }] });
           } else if (o.kind === 'failed') failures.push(`${o.clip.id}: ${o.error.message}`);
           progress.tick(o.clip.id);
         },
@@ -126,6 +143,8 @@ export const profileCommand: Command = {
       `profiled ${counts.profiled}, skipped ${counts.skipped} (already profiled), failed ${counts.failed} of ${clips.length} clip(s)\n`,
     );
     for (const f of failures) io.out(`  failed ${f}\n`);
+    if (withPreviews) io.out(`previews of ${counts.profiled - previewFailures.length} clip(s), failed ${previewFailures.length}\n`);
+    for (const f of previewFailures) io.out(`  preview failed ${f}\n`);
     if (values.run !== undefined) {
       const ex = (await getJson(`${url}/v1/runs/${encodeURIComponent(values.run)}/explain`, undefined, env)) as {
         samples: number;
@@ -153,6 +172,6 @@ export const profileCommand: Command = {
       );
       for (const line of ex.summary) io.out(`  ${line}\n`);
     }
-    return counts.failed > 0 ? 1 : 0;
+    return counts.failed > 0 || previewFailures.length > 0 ? 1 : 0;
   },
 };
