@@ -46,8 +46,15 @@ class LocalAccelerator:
         self._micro = 0
 
     def prepare(self, *objs: Any) -> Any:
-        out = [_AcceleratedOptimizer(o, self) if isinstance(o, torch.optim.Optimizer) else o for o in objs]
+        out = [self._wrap(o) for o in objs]
         return out[0] if len(out) == 1 else out
+
+    def _wrap(self, obj: Any) -> Any:
+        if isinstance(obj, torch.optim.Optimizer):
+            return _AcceleratedOptimizer(obj, self)
+        if isinstance(obj, _LR_SCHEDULER):
+            return _AcceleratedScheduler(obj, self)
+        return obj
 
     @contextlib.contextmanager
     def accumulate(self, model: torch.nn.Module) -> Iterator[None]:
@@ -76,6 +83,23 @@ class _AcceleratedOptimizer:
     def zero_grad(self, set_to_none: bool = True) -> None:
         if self.acc.sync_gradients:
             self.optimizer.zero_grad(set_to_none=set_to_none)
+
+
+_LR_SCHEDULER: Any = getattr(torch.optim.lr_scheduler, "LRScheduler", torch.optim.lr_scheduler._LRScheduler)
+
+
+class _AcceleratedScheduler:
+    """Steps only with the optimizer (on the micro-batch that ends an accumulation), as accelerate's does."""
+
+    def __init__(self, scheduler: Any, acc: LocalAccelerator) -> None:
+        self.scheduler, self.acc = scheduler, acc
+
+    def step(self) -> None:
+        if self.acc.sync_gradients:
+            self.scheduler.step()
+
+    def get_last_lr(self) -> List[float]:
+        return list(self.scheduler.get_last_lr())
 
 
 class Clips(Dataset):
