@@ -18,19 +18,25 @@ import data as bd  # noqa: E402
 from study import auc, fused, robust_z  # noqa: E402
 
 
+FUSIONS = ((1, 0), (2, 0), (3, 0), (4, 0), (6, 0), (8, 0), (2, 1), (4, 1))
+"""The fusion weights and floors compared (the daemon's ``checkWeight``, ``checkFloorZ``)."""
+
+
 def signals(r: dict) -> Dict[str, List[float]]:
     """Every signal of one run, low = harmful."""
     checks = torch.tensor(r["checks"])
     z = torch.stack([robust_z(checks[:, j]) for j in range(checks.shape[1])], 1).max(1).values
     out: Dict[str, List[float]] = {}
     for name in ("masked", "temporal", "accel-multi-t", "accel-luma"):
-        out[f"attribution, `{'paper' if name == 'masked' else name}`"] = r["scores"][name]
+        if name in r["scores"]:
+            out[f"attribution, `{'paper' if name == 'masked' else name}`"] = r["scores"][name]
     out["motion check `flow_accel`"] = [-float(v) for v in checks[:, 0]]
     out["motion check `still_fraction`"] = [-float(v) for v in checks[:, 1]]
     out["motion checks, largest robust z"] = (-z).tolist()
-    for w, floor in ((1, 0), (2, 0), (3, 0), (2, 1)):
+    for w, floor in FUSIONS:
         out[f"fused, `accel-luma`, weight {w}, floor {floor}"] = fused(torch.tensor(r["scores"]["accel-luma"]), checks, floor, w).tolist()
-    out["fused, `paper`, weight 2, floor 0"] = fused(torch.tensor(r["scores"]["masked"]), checks, 0, 2).tolist()
+    if "masked" in r["scores"]:
+        out["fused, `paper`, weight 2, floor 0"] = fused(torch.tensor(r["scores"]["masked"]), checks, 0, 2).tolist()
     out["frame-difference ratio \\|Δ²\\|/\\|Δ\\| (model-free)"] = [-f["absratio"] for f in r["feats"]]
     out["frame-difference energy ratio, 2×2-pooled (model-free)"] = [-f["ratio2"] for f in r["feats"]]
     g = torch.Generator()
@@ -54,6 +60,8 @@ def columns(r: dict) -> Dict[str, Callable[[List[float]], float]]:
             cols[f"{k} vs clean {src}"] = lambda v, k=k, src=src: auc(pick(v, lambda i: kinds[i] == k), pick(v, lambda i: kinds[i] == "clean" and contents[i] == src))
     cols["harmful, pooled"] = lambda v: auc(pick(v, lambda i: kinds[i] in bd.HARMFUL), pick(v, lambda i: kinds[i] == "clean"))
     cols["decoys ↓"] = lambda v: auc(pick(v, lambda i: kinds[i] in bd.DECOYS), pick(v, lambda i: kinds[i] == "clean"))
+    for k in [k for k in sorted(set(kinds)) if k in bd.DECOYS]:
+        cols[f"{k} ↓"] = lambda v, k=k: auc(pick(v, lambda i: kinds[i] == k), pick(v, lambda i: kinds[i] == "clean"))
     return cols
 
 
