@@ -116,3 +116,17 @@ def test_short_clips_are_never_flagged_for_motion() -> None:
     f = clip_features(_pan(frames=2).unsqueeze(0))
     assert float(f[0, 0]) == -20.0  # the smoothest value: a pair has no change of motion to measure
     assert float(f[0, 1]) == 0.0
+
+
+def test_any_shape_and_frame_axis() -> None:
+    """Finite for 1–16 channels, frames from 3, grids from 1×7 to 60×104 and half precision; the
+    frame axis moved to dim 1 gives the same values; a constant clip is frozen (1) and not moving."""
+    gen = torch.Generator()
+    gen.manual_seed(0)
+    for shape in [(2, 16, 5, 8, 8), (1, 1, 12, 48, 48), (1, 3, 12, 60, 104), (1, 3, 3, 1, 7)]:
+        f = clip_features(torch.randn(shape, generator=gen))
+        assert f.shape == (shape[0], 2) and bool(torch.isfinite(f).all()), (shape, f)
+    x = torch.randn(2, 3, 12, 20, 20, generator=gen)
+    assert torch.allclose(clip_features(x), clip_features(x.transpose(1, 2).contiguous(), frame_dim=1))
+    const = clip_features(torch.ones(1, 16, 6, 16, 16).half())
+    assert float(const[0, 1]) == 1.0 and bool(torch.isfinite(const).all())
