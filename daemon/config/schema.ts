@@ -210,10 +210,10 @@ export const ConfigSchema = Type.Object(
             "What the weights come from. fused: the score's robust z minus checkWeight times the sample's motion check (its per-clip features' largest robust z above checkFloorZ; a sample without features: the score's z alone). attribution: the score's z alone (docs/method.md, 'The fused signal').",
         }),
         checkWeight: Type.Number({
-          default: 2,
+          default: 4,
           minimum: 0,
           description:
-            "fused signal: how much one unit of a sample's motion check lowers its fused z (2: chosen on the motion benchmark's development families, docs/results.md).",
+            "fused signal: how much one unit of a sample's motion check lowers its fused z (4: chosen on the motion benchmark's development families, docs/results.md).",
         }),
         checkFloorZ: Type.Number({
           default: 0,

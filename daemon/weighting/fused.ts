@@ -20,7 +20,7 @@ export type Signal = 'fused' | 'attribution';
 export interface FusedOptions {
   /** `fused` (default): weights from the fused z; `attribution`: from the score's z alone. */
   readonly signal?: Signal;
-  /** How much one unit of `check` lowers the fused z (default 1). */
+  /** How much one unit of `check` lowers the fused z (default 4, the configuration's: docs/results.md). */
   readonly checkWeight?: number;
   /** The z a feature must exceed before it counts as suspicious (default 0). */
   readonly checkFloorZ?: number;
@@ -87,7 +87,7 @@ export function sampleSignal(score: number, row: ArrayLike<number> | undefined, 
   const check = row === undefined || st.checks.length === 0 ? undefined : checkOf(row, st.checks, options.checkFloorZ ?? 0);
   if (!spreads(st, 'fused')) return { check, fused: undefined };
   const za = st.attribution === undefined ? 0 : (score - st.attribution.median) / st.attribution.sigma;
-  return { check, fused: check === undefined ? za : za - (options.checkWeight ?? 1) * check };
+  return { check, fused: check === undefined ? za : za - (options.checkWeight ?? 4) * check };
 }
 
 /** The weight of an eligible sample under the configured signal. */

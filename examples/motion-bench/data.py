@@ -40,6 +40,8 @@ HARMFUL = {
     "cut": "discontinuity: from a middle frame on, another clip of the same texture",
     "swap": "order error: two or three pairs of neighbouring frames swapped",
     "rev-dolly": "order error the clip cannot show: a dolly played backwards (the camera retreats)",
+    "speed": "timing error: from a middle frame on, the motion runs at twice its speed",
+    "tremor": "subtle camera shake: every frame shifted by a random offset of up to 1.2 px",
 }
 """Harmful families. ``rev-fall`` and ``rev-dolly`` are smooth on their own; only the rest of the
 data, where objects fall and the camera moves forward, makes them wrong."""
@@ -49,6 +51,8 @@ DECOYS = {
     "blur": "every frame Gaussian-blurred (sigma 1 px)",
     "overlay": "a static logo box at a fixed place of the frame",
     "compress": "per-frame 4x4 block smoothing and 6-level quantisation (compression-like)",
+    "grain": "per-frame film grain: independent Gaussian noise (sigma 0.03-0.07) on every pixel of every frame",
+    "exposure": "brightness and contrast: the whole clip scaled by 0.5-1.6 and offset by up to 0.2",
 }
 """Appearance-only decoys: clean motion, odd looks. A motion attribution must not flag them."""
 
@@ -69,7 +73,9 @@ class Split:
     texture_prefix: str
 
 
-DEV = Split("dev", ("shake", "frozen", "flicker", "rev-fall"), ("colour", "blur"), "dev-")
+DEV = Split("dev", ("shake", "frozen", "flicker", "rev-fall", "speed", "tremor"), ("colour", "blur", "grain", "exposure"), "dev-")
+# ``speed``, ``tremor``, ``grain`` and ``exposure`` joined the development split later, before the
+# held-out split's second run (docs/results.md, "The protocol").
 HELD_OUT = Split("held", ("stutter", "cut", "swap", "rev-dolly"), ("overlay", "compress"), "held-")
 SPLITS = {"dev": DEV, "held": HELD_OUT}
 
@@ -226,7 +232,8 @@ def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 def corrupt(kind: str, clip: torch.Tensor, gen: torch.Generator, remake: Callable[[], torch.Tensor]) -> torch.Tensor:
     """The harmful or decoy variant ``kind`` of a clean clip ``[F, 3, H, W]``.
 
-    ``remake()`` renders another clean clip of the same content and texture (for ``cut``).
+    ``remake()`` renders another clean clip of the same content and texture (for ``cut``). For
+    ``speed`` the clip is rendered at twice the length and the result has half its frames.
     """
     n = clip.shape[0]
     if kind == "shake":
@@ -243,6 +250,13 @@ def corrupt(kind: str, clip: torch.Tensor, gen: torch.Generator, remake: Callabl
         out = clip.clone()
         out[phase::period] = (clip[phase::period] * gain).clamp(0, 1)
         return out
+    if kind == "tremor":
+        return torch.stack([_shift(fr, _u(gen, -1.2, 1.2), _u(gen, -1.2, 1.2)) for fr in clip]).clamp(0, 1)
+    if kind == "speed":
+        # rendered at twice the length (make_set): 1x up to frame k, then every second frame
+        m = n // 2
+        k = int(torch.randint(m // 3, 2 * m // 3 + 1, (1,), generator=gen))
+        return clip[[f if f <= k else k + 2 * (f - k) for f in range(m)]].contiguous()
     if kind in ("rev-fall", "rev-dolly"):
         return clip.flip(0).contiguous()
     if kind == "stutter":
@@ -281,6 +295,13 @@ def corrupt(kind: str, clip: torch.Tensor, gen: torch.Generator, remake: Callabl
         box = colour * 0.7 + 0.3 * (torch.rand(1, h, w, generator=gen) > 0.5).float()
         out[:, :, y0 : y0 + h, x0 : x0 + w] = 0.25 * out[:, :, y0 : y0 + h, x0 : x0 + w] + 0.75 * box
         return out
+    if kind == "grain":
+        sigma = _u(gen, 0.03, 0.07)
+        shape = (n, 1 if _coin(gen) else 3) + tuple(clip.shape[2:])
+        return (clip + sigma * torch.randn(shape, generator=gen)).clamp(0, 1)
+    if kind == "exposure":
+        gain, offset = _u(gen, 0.5, 1.6), _u(gen, -0.2, 0.2)
+        return (clip * gain + offset).clamp(0, 1)
     if kind == "compress":
         block = F.interpolate(F.avg_pool2d(clip, 4), scale_factor=4, mode="nearest")
         return (torch.round((0.6 * block + 0.4 * clip) * 5) / 5).clamp(0, 1)
@@ -299,7 +320,7 @@ def make_set(counts: Dict[str, int], seed: int, prefix: str, split: Split, lengt
             content = SOURCE.get(kind, CONTENT[i % len(CONTENT)])
             frames = lengths[int(torch.randint(len(lengths), (1,), generator=gen))]
             pick = pick_textures(texs, gen)
-            base = render(content, frames, texs, pick, gen)
+            base = render(content, 2 * frames if kind == "speed" else frames, texs, pick, gen)
             if kind != "clean":
                 other_seed = int(torch.randint(2**31 - 1, (1,), generator=gen))
 

@@ -160,6 +160,11 @@ RECIPES = {
     "accel-luma-nolow": ["a500c", "a751c"],
     "temporal": ["t751"],
 }
+ONLY = [r for r in os.environ.get("MOTION_BENCH_RECIPES", "").split(",") if r]
+"""``MOTION_BENCH_RECIPES=accel-luma,masked``: sketch only these recipes' components (faster)."""
+if ONLY:
+    RECIPES = {r: RECIPES[r] for r in ONLY}
+    COMPONENTS = {c: COMPONENTS[c] for r in ONLY for c in RECIPES[r]}
 
 
 def run(split: str, seed: int, counts: Dict[str, int]) -> Dict[str, object]:

@@ -3,46 +3,112 @@
 Gradient attribution finds clips whose motion works against the queries, including clips that look
 smooth on their own (motion played backwards where the data's motion has a direction). Some kinds
 of bad motion are visible in the clip itself, without a model: shake, flicker, dropped or repeated
-frames, cuts, frames out of order make a clip's frame-to-frame change irregular, and frozen content
+frames, speed jumps, cuts, frames out of order make a clip's motion irregular, and frozen content
 makes it vanish. The hook measures both and sends these statistics beside each sketch; the daemon
 turns each into a robust z-score over the run's clips and fuses them with the attribution score
-(docs/method.md, "The fused signal"). Each statistic is oriented so that higher is more suspicious:
+(docs/method.md, "The fused signal"). Each statistic is oriented so that higher is more suspicious.
 
-- ``flow_accel``: ``log((mean ‖u_{f+1} − u_f‖² + δ) / (mean ‖u_f‖² + δ))``, ``u_f`` the dense optical
-  flow between latent frames f and f+1 (the hook's pyramidal Lucas–Kanade on the channel mean,
-  :func:`~motive_hooks.mask.lucas_kanade_flow`), δ = 1e-4 px²: how much the motion changes from one
-  frame pair to the next against how large it is. Smooth motion (pans, zooms, rolls, objects on
-  smooth paths, gravity) keeps it low whatever the texture; shake, flicker (brightness changes read
-  as spurious motion), stutter, cuts and swapped frames raise it. Frame differences alone mistake
-  a fast pan over fine texture for shake; the flow does not.
+Both read the clip through the same view, built so that the statistics mean the same on any latent
+space (RGB-like or a VAE's 16 signed channels, any value range, any resolution):
+
+1. every channel is standardised over the clip (zero mean, unit variance over frames and pixels),
+   so a channel's gain and offset, and the clip's, do not enter;
+2. for ``flow_accel``, the channels are reduced to their first principal component over the clip
+   (the channel mean can cancel in a signed latent space; the first component carries the most
+   structure whatever the channels are), and area-averaged down to ``WORK_SIZE`` pixels on the short
+   side when larger, so motion is measured on the same grid at every resolution, and per-pixel
+   per-frame noise (film grain, compression) is averaged away before the flow sees it.
+
+The statistics:
+
+- ``flow_accel``: ``log((mean ‖ū_{f+1} − ū_f‖² + δ) / (mean ‖ū_f‖² + δ))``, ``ū_f`` the dense optical
+  flow between frames f and f+1 of that view (the hook's pyramidal Lucas–Kanade,
+  :func:`~motive_hooks.mask.lucas_kanade_flow`, integration window σ = 3 px) smoothed by a Gaussian
+  of σ = ``WORK_SIZE`` / 4, δ = 1e-4 px²: how much the motion changes from one frame pair to the
+  next against how large it is. Smooth motion (pans, zooms, rolls, objects on smooth paths, gravity)
+  keeps it low whatever the texture; shake, flicker (brightness changes read as spurious motion),
+  stutter, speed jumps, cuts and swapped frames raise it. The smoothing keeps what moves coherently
+  over a region (a shaken frame, a jumping object) and averages out the incoherent flow that
+  per-frame noise induces. Frame differences alone mistake a fast pan over fine texture, or grain,
+  for shake; the smoothed flow does so far less (docs/results.md).
 - ``still_fraction``: the share of consecutive frame pairs that do not change (mean squared
-  difference below ``1e-3`` of the clip's spatial variance): 1 for frozen content, the share of
-  held frames for stutter, 0 for a clip that moves.
+  difference of the standardised channels below ``1e-3``, their variance being 1): 1 for frozen
+  content, the share of held frames for stutter, 0 for a clip that moves.
 
-``still_fraction`` is scale-free. ``flow_accel`` reads the flow of the clip's min-max normalised
-channel mean, so a clip's gain and offset enter only through the flow solver's iterations, yet
-they move it: a synthetic pan reads 0.27 as is and 0.42 at 3× + 0.5, where a smooth and a shaky
-pan differ by 0.36 (tests/test_motion_check.py). A known weakness, still to be found in the
-solver; on the motion benchmark's latents the check separated the families (docs/results.md). The cost is
-one small optical-flow pass over each clip's latents, little beside the attribution pass.
+Both are invariant to each channel's gain and offset (tests/test_motion_check.py). The cost is one
+optical-flow pass over a ``WORK_SIZE``-pixel view of each clip, little beside the attribution pass.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Tuple
 
 import torch
+import torch.nn.functional as F
 
 from .mask import lucas_kanade_flow
 
-__all__ = ["FEATURE_NAMES", "clip_features"]
+__all__ = ["FEATURE_NAMES", "WORK_SIZE", "clip_features", "standardised_view"]
 
 FEATURE_NAMES: Tuple[str, ...] = ("flow_accel", "still_fraction")
 """The names the hook announces in ``Hello.feature_names``, in the order of :func:`clip_features`."""
 
+WORK_SIZE = 16
+"""The short side, in pixels, of the grid ``flow_accel`` measures motion on (larger clips are
+area-averaged down to it; smaller ones are used as they are)."""
+
 _STILL_TOLERANCE = 1e-3
 _FLOW_FLOOR_PX2 = 1e-4
+_WINDOW_SIGMA = 3.0
 _SMOOTH = -20.0
+
+
+def _standardise(x: torch.Tensor) -> torch.Tensor:
+    """``[C, F, h, w]`` with every channel at zero mean and unit variance over the clip (a constant
+    channel becomes zeros)."""
+    m = x.mean(dim=(1, 2, 3), keepdim=True)
+    s = x.std(dim=(1, 2, 3), unbiased=False, keepdim=True)
+    return torch.where(s > 1e-12, (x - m) / s.clamp_min(1e-12), torch.zeros_like(x))
+
+
+def standardised_view(x: torch.Tensor) -> torch.Tensor:
+    """The single-channel view ``flow_accel`` reads, ``[F, 1, h', w']``: the first principal
+    component of the standardised channels of a clip ``[C, F, h, w]``, area-averaged to
+    ``WORK_SIZE`` pixels on the short side when larger."""
+    z = _standardise(x.double())
+    c, f, h, w = z.shape
+    flat = z.reshape(c, -1)
+    if c > 1:
+        _, vec = torch.linalg.eigh(flat @ flat.T / flat.shape[1])
+        luma = vec[:, -1] @ flat
+    else:
+        luma = flat[0]
+    luma = luma.reshape(f, 1, h, w).float()
+    short = min(h, w)
+    if short > WORK_SIZE:
+        size = (max(1, round(h * WORK_SIZE / short)), max(1, round(w * WORK_SIZE / short)))
+        luma = F.interpolate(luma, size=size, mode="area")
+    return luma
+
+
+def _smooth(flow: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur of a flow field ``[N, 2, h, w]`` (replicate borders)."""
+    h, w = flow.shape[-2:]
+    r = max(1, min(int(math.ceil(2.5 * sigma)), h - 1, w - 1))
+    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=flow.dtype) / sigma) ** 2)
+    k = (k / k.sum()).to(flow.device)
+    y = F.conv2d(F.pad(flow, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).repeat(2, 1, 1, 1), groups=2)
+    return F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1).repeat(2, 1, 1, 1), groups=2)
+
+
+def _flow_accel(x: torch.Tensor) -> float:
+    view = standardised_view(x)
+    flow = lucas_kanade_flow(view, window_sigma=_WINDOW_SIGMA)  # [F-1, 2, h', w']
+    flow = _smooth(flow, WORK_SIZE / 4)
+    size = flow.pow(2).sum(dim=1).mean()
+    change = (flow[1:] - flow[:-1]).pow(2).sum(dim=1).mean()
+    return float(torch.log((change + _FLOW_FLOOR_PX2) / (size + _FLOW_FLOOR_PX2)))
 
 
 @torch.no_grad()
@@ -65,14 +131,10 @@ def clip_features(latents: torch.Tensor, frame_dim: int = 2) -> torch.Tensor:
     out[:, 0] = _SMOOTH
     if f < 2:
         return out
-    spatial_var = x.var(dim=(3, 4)).mean(dim=(1, 2)).clamp_min(1e-12)  # [B]
-    pair_energy = (x[:, :, 1:] - x[:, :, :-1]).pow(2).mean(dim=(1, 3, 4))  # [B, F-1]
-    out[:, 1] = (pair_energy <= _STILL_TOLERANCE * spatial_var.view(-1, 1)).float().mean(dim=1)
-    if f < 3:
-        return out
     for i in range(b):
-        flow = lucas_kanade_flow(x[i].transpose(0, 1))  # [F-1, 2, h, w]
-        size = flow.pow(2).sum(dim=1).mean()
-        change = (flow[1:] - flow[:-1]).pow(2).sum(dim=1).mean()
-        out[i, 0] = float(torch.log((change + _FLOW_FLOOR_PX2) / (size + _FLOW_FLOOR_PX2)))
+        z = _standardise(x[i].double())
+        pair_energy = (z[:, 1:] - z[:, :-1]).pow(2).mean(dim=(0, 2, 3))  # [F-1]
+        out[i, 1] = float((pair_energy <= _STILL_TOLERANCE).double().mean())
+        if f >= 3:
+            out[i, 0] = _flow_accel(x[i])
     return out
