@@ -19,3 +19,4 @@ export {
   type ScoreMode,
 } from './run-state.js';
 export { SampleFeatures, sameNames } from './features.js';
+export type { PendingScores } from './pending-scores.js';
