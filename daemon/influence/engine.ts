@@ -873,10 +873,15 @@ export class InfluenceEngine {
       // than whole 16 Ki-row blocks at k = 512, measured).
       const c = new Float32Array(block.count);
       const chunk = this.options.scanChunkSamples;
+      // A block's chunks queued together run back to back in one turn of the event loop: between
+      // turns the batches and flush work waiting get the main thread, and under ingest a turn per
+      // chunk let them in before every chunk.
+      const parts: Array<Promise<Float32Array>> = [];
       for (let at = 0; at < block.count; at += chunk) {
         const rows = Math.min(chunk, block.count - at);
-        c.set(await this.kernel.multiplyInt8(block.rows.subarray(at * k, (at + rows) * k), rows, k, q, 1), at);
+        parts.push(this.kernel.multiplyInt8(block.rows.subarray(at * k, (at + rows) * k), rows, k, q, 1));
       }
+      (await Promise.all(parts)).forEach((part, j) => c.set(part, j * chunk));
       for (let i = 0; i < block.count; i++) {
         const slot = block.first + i;
         const scale = block.scales[i] as number;
