@@ -18,8 +18,8 @@ export interface PendingScores {
   readonly dots: Float64Array;
   readonly abs: Float64Array;
   /**
-   * Whether entry `i`'s change was folded into its record (and its mirror row) since, or the
-   * sample left the run: a scan that read the row after that counted the change twice.
+   * Whether entry `i`'s change was folded into its record (and its mirror row) since: a scan
+   * that read the row after that counted the change twice.
    */
   folded(i: number): boolean;
 }
@@ -32,7 +32,11 @@ const NONE: PendingScores = {
   folded: () => false,
 };
 
-/** `q` against the pending change of each sample of `dirty` that has one (in `pool`). */
+/**
+ * `q` against the pending change of each sample of `dirty` that has one (in `pool`). `dirty` is
+ * the run's own set: a sample leaves it when its record is built, an import replaces it or its
+ * run is deleted, and only ingest gives a sample a pending change.
+ */
 export function pendingScores(
   run: RunState,
   pool: DeltaPool | undefined,
@@ -40,33 +44,39 @@ export function pendingScores(
   q: Float32Array,
 ): PendingScores {
   if (pool === undefined || dirty === undefined || dirty.size === 0) return NONE;
+  const most = dirty.size;
   const samples: SampleState[] = [];
-  for (const s of dirty) if (s.delta >= 0 && run.samples.get(s.id) === s) samples.push(s);
-  if (samples.length === 0) return NONE;
-  const n = samples.length;
-  const slots = new Int32Array(n);
-  const dots = new Float64Array(n);
-  const abs = new Float64Array(n);
-  const flushedLsn = new Float64Array(n);
+  const slots = new Int32Array(most);
+  const dots = new Float64Array(most);
+  const abs = new Float64Array(most);
+  const flushedLsn = new Float64Array(most);
+  const rows = new Int32Array(most);
   const out = new Float64Array(2);
   pool.setQuery(q);
-  for (let i = 0; i < n; i++) {
-    const s = samples[i] as SampleState;
+  let n = 0;
+  for (const s of dirty) {
+    if (s.delta < 0) continue;
     // A sample new since the last flush gets its (zero) row here, before the scan sizes the mirror.
-    slots[i] = run.mirrorSlot(s);
+    slots[n] = run.mirrorSlot(s);
     pool.dot(s.delta, out);
-    dots[i] = out[0] as number;
-    abs[i] = out[1] as number;
-    flushedLsn[i] = s.flushedLsn;
+    dots[n] = out[0] as number;
+    abs[n] = out[1] as number;
+    flushedLsn[n] = s.flushedLsn;
+    rows[n] = s.delta;
+    samples.push(s);
+    n++;
   }
+  if (n === 0) return NONE;
   return {
     count: n,
     slots,
     dots,
     abs,
+    // Building a record moves the change into the record and the mirror row, sets flushedLsn
+    // and frees the change's row.
     folded: (i) => {
       const s = samples[i] as SampleState;
-      return s.flushedLsn !== flushedLsn[i] || run.samples.get(s.id) !== s;
+      return s.flushedLsn !== flushedLsn[i] || s.delta !== rows[i];
     },
   };
 }
