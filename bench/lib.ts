@@ -88,6 +88,11 @@ export interface BenchDaemonOptions {
   /** Write a V8 CPU profile of the daemon into this directory (node --cpu-prof). */
   readonly cpuProfDir?: string;
   readonly startTimeoutMs?: number;
+  /**
+   * Checkout whose `bin/motived.js` runs (default this one): another worktree, e.g. an older
+   * commit's, to compare daemons under the same benchmark.
+   */
+  readonly root?: string;
 }
 
 /** Spawns `node bin/motived.js` on ephemeral ports and waits for its ready line. */
@@ -95,7 +100,7 @@ export function startBenchDaemon(options: BenchDaemonOptions): Promise<BenchDaem
   const args = options.cpuProfDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', options.cpuProfDir];
   const started = performance.now();
   const proc = spawn(process.execPath, [...args, 'bin/motived.js'], {
-    cwd: REPO_ROOT,
+    cwd: options.root ?? REPO_ROOT,
     env: {
       ...process.env,
       MOTIVE_DATA_DIR: options.dataDir,
@@ -206,24 +211,32 @@ export interface ProfileEntry {
   selfPct: number;
 }
 
+/** A span of CLOCK_MONOTONIC in µs (`process.hrtime.bigint() / 1000n`), the clock of V8's profile timestamps on Linux. */
+export interface ProfileSpan {
+  fromUs: number;
+  toUs: number;
+}
+
 /**
  * Top self-time functions of the newest `.cpuprofile` in `dir` (node --cpu-prof), idle and GC
- * shown as their own entries so the share of time spent waiting is visible.
+ * shown as their own entries so the share of time spent waiting is visible; with `span`, only
+ * the samples taken within it (one phase of a longer run).
  */
-export function summarizeProfile(dir: string, top = 12): { totalMs: number; busyMs: number; entries: ProfileEntry[] } {
+export function summarizeProfile(dir: string, top = 12, span?: ProfileSpan): { totalMs: number; busyMs: number; entries: ProfileEntry[] } {
   // One file per V8 thread (tsx's loader runs in a worker): the main thread is the busiest one.
   let best: { totalMs: number; busyMs: number; entries: ProfileEntry[] } | undefined;
   for (const file of readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'))) {
-    const s = summarizeOne(join(dir, file), top);
+    const s = summarizeOne(join(dir, file), top, span);
     if (best === undefined || s.busyMs > best.busyMs) best = s;
   }
   if (best === undefined) throw new Error(`no .cpuprofile in ${dir}`);
   return best;
 }
 
-function summarizeOne(file: string, top: number): { totalMs: number; busyMs: number; entries: ProfileEntry[] } {
+function summarizeOne(file: string, top: number, span?: ProfileSpan): { totalMs: number; busyMs: number; entries: ProfileEntry[] } {
   const prof = JSON.parse(readFileSync(file, 'utf8')) as {
     nodes: ProfileNode[];
+    startTime: number;
     samples: number[];
     timeDeltas: number[];
   };
@@ -232,9 +245,12 @@ function summarizeOne(file: string, top: number): { totalMs: number; busyMs: num
   for (const n of prof.nodes) for (const c of n.children ?? []) parentOf.set(c, n);
   const selfUs = new Map<string, number>();
   let totalUs = 0;
+  let sampledAt = prof.startTime;
   for (let i = 0; i < prof.samples.length; i++) {
     const node = byId.get(prof.samples[i] as number);
     const dt = prof.timeDeltas[i] ?? 0;
+    sampledAt += dt;
+    if (span !== undefined && (sampledAt < span.fromUs || sampledAt > span.toUs)) continue;
     if (node === undefined) continue;
     // The profiler's own work when the window closes (inspector dispatch of Profiler.stop).
     if (parentOf.get(node.id)?.callFrame.url === 'node:inspector') continue;

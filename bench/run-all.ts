@@ -1,8 +1,8 @@
 /**
  * Every benchmark in turn, each in its own process (`npm run bench`): ingest, feedback latency,
- * attribution scan (with its baselines) and memory. Tables go to stdout, JSON to bench/results/.
- * The first run fills the 100k and 1M sample stores under bench/.cache/ (a few minutes); later
- * runs reuse them.
+ * attribution scan (with its baselines), scans while a run streams, and memory. Tables go to
+ * stdout, JSON to bench/results/. The first run fills the 100k and 1M sample stores under
+ * bench/.cache/ (a few minutes); later runs reuse them.
  *
  *   npm run bench [-- --quick]
  */
@@ -16,6 +16,7 @@ const benches: Array<[string, string[]]> = [
   ['ingest', ['--profile']],
   ['feedback', []],
   ['scan', ['--profile']],
+  ['scan-live', []],
   ['memory', []],
 ];
 let failed = 0;

@@ -9,7 +9,7 @@
  * event loop after its commit, before any further I/O is read. The next group is prepared while one commits.
  */
 import { MotiveError, normalizeRows, trace, type Logger } from '../shared/index.js';
-import type { QuerySetRecord, RunState, SampleState, ScoreMode, SketchDType, Store } from '../store/index.js';
+import type { PendingScores, QuerySetRecord, RunState, SampleState, ScoreMode, SketchDType, Store } from '../store/index.js';
 import type { MatMulKernel } from './matmul-kernel.js';
 import { allFinite, transpose } from './math.js';
 import { overflowReason } from './finite-check.js';
@@ -860,33 +860,39 @@ export class InfluenceEngine {
     for (let d = 0; d < k; d++) qL1 += Math.abs(q[d] as number);
     // Rounding each int8 value moves it by at most scale/2; float32 accumulation adds a little.
     const boundPerScale = qL1 * (0.5 + 127 * k * 1.2e-7);
-    this.store.syncMirror(run);
+    // The changes ingest has not folded into records yet, scored before the mirror is sized
+    // (a sample new since the last flush gets its zero row here).
+    const pending = this.store.pendingScores(run, q);
     const mirror = run.mirror;
     const n = mirror.size;
     const approx = new Float32Array(n);
     const bound = new Float32Array(n);
     const ids: string[] = new Array<string>(n);
-    const lower = new TopK(limit);
     for (const block of mirror.blocksView()) {
       // Small sub-chunks keep the kernel's float32 copy of the int8 rows in cache (2.5× faster
       // than whole 16 Ki-row blocks at k = 512, measured).
       const c = new Float32Array(block.count);
       const chunk = this.options.scanChunkSamples;
+      // A block's chunks queued together run back to back in one turn of the event loop: between
+      // turns the batches and flush work waiting get the main thread, and under ingest a turn per
+      // chunk let them in before every chunk.
+      const parts: Array<Promise<Float32Array>> = [];
       for (let at = 0; at < block.count; at += chunk) {
         const rows = Math.min(chunk, block.count - at);
-        c.set(await this.kernel.multiplyInt8(block.rows.subarray(at * k, (at + rows) * k), rows, k, q, 1), at);
+        parts.push(this.kernel.multiplyInt8(block.rows.subarray(at * k, (at + rows) * k), rows, k, q, 1));
       }
+      (await Promise.all(parts)).forEach((part, j) => c.set(part, j * chunk));
       for (let i = 0; i < block.count; i++) {
         const slot = block.first + i;
         const scale = block.scales[i] as number;
-        const a = (c[i] as number) * scale;
-        const e = scale * boundPerScale;
-        approx[slot] = a;
-        bound[slot] = e;
+        approx[slot] = (c[i] as number) * scale;
+        bound[slot] = scale * boundPerScale;
         ids[slot] = block.ids[i] as string;
-        lower.offer(ids[slot], a - e);
       }
     }
+    addPending(pending, approx, bound);
+    const lower = new TopK(limit);
+    for (let slot = 0; slot < n; slot++) lower.offer(ids[slot] as string, (approx[slot] as number) - (bound[slot] as number));
     const threshold = lower.full ? lower.min : -Infinity;
     const top = new TopK(limit);
     const g = new Float32Array(k);
@@ -899,6 +905,30 @@ export class InfluenceEngine {
       top.offer(id, score);
     }
     return top.sorted();
+  }
+}
+
+/**
+ * Adds each pending change's `<change, q>` to its row's approximate score, with the rounding that
+ * adds (the float64 sum's, the float32 score's, and the float32 G(z) = record + change the
+ * rescoring reads). A row a flush rebuilt while the scan ran may hold the change already: it
+ * gets no bound, and so is rescored.
+ */
+function addPending(p: PendingScores, approx: Float32Array, bound: Float32Array): void {
+  for (let i = 0; i < p.count; i++) {
+    const slot = p.slots[i] as number;
+    if (slot >= approx.length) continue;
+    if (p.folded(i)) {
+      bound[slot] = Infinity;
+      continue;
+    }
+    const a = (approx[slot] as number) + (p.dots[i] as number);
+    approx[slot] = a;
+    // The row's bound b is at least scale · ‖q‖₁ / 2 and |record[d]| ≤ 127 · scale, so
+    // Σ |record[d] · q[d]| ≤ 254 b: rounding record + change to float32 moves the score by at
+    // most 6e-8 of that plus Σ |change[d] · q[d]|.
+    const b = bound[slot] as number;
+    bound[slot] = b + 2e-5 * b + 2.4e-7 * ((p.abs[i] as number) + Math.abs(a));
   }
 }
 

@@ -9,6 +9,8 @@
 ;; fold:     dst[i] = f32(f64(dst[i]) + f64(delta[i])); delta[i] = 0; returns max |dst[i]|
 ;; maxabs:   returns max |src[i]|
 ;; quantize: q[i] = i8(trunc(f64(src[i]) * inv + 128.5) - 128)          (the int8 mirror's row)
+;; dot:      out[0] = Σ f64(a[i]) * f64(b[i]), out[1] = Σ |f64(a[i]) * f64(b[i])|  (f64 at out;
+;;           each product exact in f64; a scan's score of a pending change, and its error bound)
 ;;
 ;; Source of daemon/store/delta-kernel.ts (`npm run gen:wasm` rebuilds it).
 (module
@@ -157,4 +159,41 @@
         (local.set $src (i32.add (local.get $src) (i32.const 4)))
         (local.set $q (i32.add (local.get $q) (i32.const 1)))
         (br $tail))))
+  (func (export "dot") (param $a i32) (param $b i32) (param $n i32) (param $out i32)
+    (local $x v128) (local $y v128) (local $p v128) (local $s v128) (local $t v128) (local $end i32)
+    (local $pf f64) (local $ss f64) (local $tt f64)
+    (local.set $s (v128.const i32x4 0 0 0 0))
+    (local.set $t (v128.const i32x4 0 0 0 0))
+    (local.set $end (i32.add (local.get $a) (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 2))))
+    (block $done
+      (loop $quad
+        (br_if $done (i32.ge_u (local.get $a) (local.get $end)))
+        (local.set $x (v128.load (local.get $a)))
+        (local.set $y (v128.load (local.get $b)))
+        (local.set $p (f64x2.mul (f64x2.promote_low_f32x4 (local.get $x)) (f64x2.promote_low_f32x4 (local.get $y))))
+        (local.set $s (f64x2.add (local.get $s) (local.get $p)))
+        (local.set $t (f64x2.add (local.get $t) (f64x2.abs (local.get $p))))
+        (local.set $p
+          (f64x2.mul
+            (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $x) (local.get $x)))
+            (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $y) (local.get $y)))))
+        (local.set $s (f64x2.add (local.get $s) (local.get $p)))
+        (local.set $t (f64x2.add (local.get $t) (f64x2.abs (local.get $p))))
+        (local.set $a (i32.add (local.get $a) (i32.const 16)))
+        (local.set $b (i32.add (local.get $b) (i32.const 16)))
+        (br $quad)))
+    (local.set $ss (f64.add (f64x2.extract_lane 0 (local.get $s)) (f64x2.extract_lane 1 (local.get $s))))
+    (local.set $tt (f64.add (f64x2.extract_lane 0 (local.get $t)) (f64x2.extract_lane 1 (local.get $t))))
+    (local.set $end (i32.add (local.get $end) (i32.shl (i32.and (local.get $n) (i32.const 3)) (i32.const 2))))
+    (block $tail_done
+      (loop $tail
+        (br_if $tail_done (i32.ge_u (local.get $a) (local.get $end)))
+        (local.set $pf (f64.mul (f64.promote_f32 (f32.load (local.get $a))) (f64.promote_f32 (f32.load (local.get $b)))))
+        (local.set $ss (f64.add (local.get $ss) (local.get $pf)))
+        (local.set $tt (f64.add (local.get $tt) (f64.abs (local.get $pf))))
+        (local.set $a (i32.add (local.get $a) (i32.const 4)))
+        (local.set $b (i32.add (local.get $b) (i32.const 4)))
+        (br $tail)))
+    (f64.store (local.get $out) (local.get $ss))
+    (f64.store offset=8 (local.get $out) (local.get $tt)))
 )

@@ -29,6 +29,7 @@ interface Kernels {
   fold(dst: number, delta: number, n: number): number;
   maxabs(src: number, n: number): number;
   quantize(src: number, q: number, n: number, inv: number): void;
+  dot(a: number, b: number, n: number, out: number): void;
 }
 
 interface Shard {
@@ -53,6 +54,10 @@ interface Shard {
   stageBytes: number;
   /** The staging area holds this batch. */
   staged: number;
+  /** Byte offset of the query row and of the two float64s {@link DeltaPool.dot} writes (-1: none yet), and a view over the whole memory. */
+  queryAt: number;
+  dotAt: number;
+  f64: Float64Array;
 }
 
 export interface DeltaPoolOptions {
@@ -182,6 +187,28 @@ export class DeltaPool {
     return max;
   }
 
+  /** Puts `q` (k floats) in every shard's memory for {@link DeltaPool.dot}. */
+  setQuery(q: Float32Array): void {
+    for (const shard of this.shards) {
+      if (shard.queryAt < 0) {
+        shard.queryAt = reserve(shard, 4 * this.dim);
+        shard.dotAt = reserve(shard, 16);
+      }
+      shard.heap.set(q.subarray(0, this.dim), shard.queryAt / 4);
+    }
+  }
+
+  /**
+   * `<row, q>` (q from {@link DeltaPool.setQuery}) summed in float64 over exact float64 products,
+   * and `Σ |row[d] · q[d]|` (what bounds that sum's rounding), into out[0] and out[1].
+   */
+  dot(row: number, out: Float64Array): void {
+    const shard = this.shard(row);
+    shard.kernels.dot(this.offset(row) * 4, shard.queryAt, this.dim, shard.dotAt);
+    out[0] = shard.f64[shard.dotAt / 8] as number;
+    out[1] = shard.f64[shard.dotAt / 8 + 1] as number;
+  }
+
   /** The scratch row of `row`'s shard quantised to int8 with 1 / scale `inv` (embedding-mirror.ts). A view, valid until the next call. */
   quantize(row: number, inv: number): Int8Array {
     const shard = this.shardOf(row);
@@ -220,6 +247,9 @@ function newShard(dim: number): Shard {
     stageAt: -1,
     stageBytes: 0,
     staged: 0,
+    queryAt: -1,
+    dotAt: -1,
+    f64: new Float64Array(0),
   };
   reserve(shard, quantizedAt + dim);
   return shard;
@@ -239,6 +269,7 @@ function reserve(shard: Shard, bytes: number): number {
     // Growing detaches every view of the memory: make them anew.
     const buffer = shard.memory.buffer;
     shard.heap = new Float32Array(buffer);
+    shard.f64 = new Float64Array(buffer);
     shard.scratch = new Float32Array(buffer, shard.scratchAt, shard.dim);
     shard.scratchBytes = new Uint8Array(buffer, shard.scratchAt, 4 * shard.dim);
     shard.quantized = new Int8Array(buffer, shard.quantizedAt, shard.dim);

@@ -20,3 +20,4 @@ export {
 } from './run-state.js';
 export { SampleFeatures, sameNames } from './features.js';
 export { type PreviewEntry, type PreviewRecord } from './previews.js';
+export type { PendingScores } from './pending-scores.js';

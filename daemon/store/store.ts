@@ -33,6 +33,7 @@ import {
   writeSampleRecordAt,
 } from './codec.js';
 import { DeltaPool } from './delta-pool.js';
+import { pendingScores, type PendingScores } from './pending-scores.js';
 import { FeatureTables, sameNames } from './features.js';
 import { PreviewTable, type PreviewEntry, type PreviewRecord } from './previews.js';
 import { checkEnvironment } from './env-check.js';
@@ -481,11 +482,6 @@ export class Store {
   /** Per run: samples changed since their record was written, and their pending G(z) changes. */
   private readonly dirty = new Map<RunState, Set<SampleState>>();
   private readonly deltas = new Map<RunState, DeltaPool>();
-  /**
-   * Per run, samples whose G(z) changed since their int8 mirror row was last set (by a flush or a
-   * scan's sync): a scan brings only these up to date, not every dirty sample again.
-   */
-  private readonly mirrorStale = new Map<RunState, Set<SampleState>>();
   private dirtyCount = 0;
   /**
    * Records handed to a flush write not known durable yet (or whose write failed): for these
@@ -628,7 +624,7 @@ export class Store {
     } finally {
       this.replaying = false;
     }
-    // Mirror rows of replayed samples are brought up to date by the next scan (syncMirror).
+    // Mirror rows hold the records' G(z); scans add the replayed changes (pendingScores).
     // What the log held is now dirty in memory: write it out soon, not at the next ingest.
     if (this.dirtyCount > 0) this.afterApply();
   }
@@ -929,8 +925,6 @@ export class Store {
     const nq = run.queryIds.length;
     const pool = this.deltaPool(run);
     const dirty = this.dirtySet(run);
-    let stale = this.mirrorStale.get(run);
-    if (stale === undefined) this.mirrorStale.set(run, (stale = new Set()));
     const lr = b.lr;
     const known = b.samples;
     pool.stage(b.sketches, n);
@@ -970,7 +964,6 @@ export class Store {
       }
       if (sample.delta < 0) sample.delta = pool.alloc();
       pool.add(sample.delta, i, lr);
-      stale.add(sample);
       this.touch(dirty, sample, lsn);
     }
     this.applied(lsn);
@@ -1100,7 +1093,6 @@ export class Store {
         this.dirtyCount -= set.size;
         this.dirty.delete(run);
         this.deltas.delete(run);
-        this.mirrorStale.delete(run);
         continue;
       }
       // In dirty order: appended, records need no sorting.
@@ -1227,7 +1219,6 @@ export class Store {
           sample.delta = -1;
           arena.f32.set(pool.scratch(row), (start + embeddingOffset(sample.nq)) >> 2);
           run.mirror.setQuantized(run.mirrorSlot(sample), scale, scale === 0 ? undefined : pool.quantize(row, 1 / scale));
-          this.mirrorStale.get(run)?.delete(sample);
           const buf = arena.bytes.subarray(start, start + body);
           this.inflight.set(sample, buf);
           records.push({ sample, pos, bytes, idBytes, flushedBefore, buf });
@@ -1444,21 +1435,11 @@ export class Store {
   }
 
   /**
-   * Brings the int8 mirror rows of the samples whose G(z) changed since their row was set up to
-   * date (ingest leaves them for the flusher); call before scanning the mirror. The cost is the
-   * samples changed since the last flush or scan, not every dirty one.
+   * `q` against the G(z) changes of the run's samples not folded into their records yet: the
+   * int8 mirror holds the records' G(z), and a scan adds these (pending-scores.ts).
    */
-  syncMirror(run: RunState): void {
-    const stale = this.mirrorStale.get(run);
-    if (stale === undefined || stale.size === 0) return;
-    const g = new Float32Array(run.info.dim);
-    for (const sample of stale) {
-      // A sample replaced by an import or its run's deletion is no longer the run's.
-      if (run.samples.get(sample.id) !== sample) continue;
-      this.currentEmbedding(run, sample, g);
-      run.mirror.set(run.mirrorSlot(sample), g);
-    }
-    stale.clear();
+  pendingScores(run: RunState, q: Float32Array): PendingScores {
+    return pendingScores(run, this.deltas.get(run), this.dirty.get(run), q);
   }
 
   /**
@@ -1630,7 +1611,6 @@ export class Store {
       this.dirtyCount -= this.dirty.get(run)?.size ?? 0;
       this.dirty.delete(run);
       this.deltas.delete(run);
-      this.mirrorStale.delete(run);
       for (const sample of run.samples.values()) this.inflight.delete(sample);
       this.wakeRoomWaiters();
       return true;

@@ -1,8 +1,9 @@
 /**
  * A scan (`POST /attribute`) between batches sees every batch committed before it: the int8
- * mirror rows of samples changed since the last scan or flush are brought up to date, including
- * samples changed again after a scan synced them and samples a flush wrote meanwhile. Compared
- * with a float64 reference of G(z) = Σ lr · x / |x| (the default cosine score mode) written here.
+ * mirror holds the records' G(z) and the scan adds each dirty sample's pending change from the
+ * delta pool, including samples changed again after a scan and samples a flush wrote meanwhile.
+ * Compared with a float64 reference of G(z) = Σ lr · x / |x| (the default cosine score mode)
+ * written here.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MotiveClient } from '../../trainer-hooks/ts/index.js';

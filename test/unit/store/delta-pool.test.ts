@@ -111,4 +111,35 @@ describe('delta pool (WebAssembly SIMD kernels)', () => {
       expect(Math.abs((q[d] as number) - x)).toBeLessThanOrEqual(0.5);
     }
   });
+  for (const k of [1, 6, 131, 512]) {
+    it(`dots each row with a query in float64 (<row, q> and Σ|row · q|), across shards, k = ${k}`, () => {
+      const r = rng(100 + k);
+      const pool = new DeltaPool(k, { blockBytes: 4 * k * 3, shardRowBytes: 4 * k * 7 });
+      const rows = Array.from({ length: 20 }, () => pool.alloc());
+      const sketches = Float32Array.from({ length: rows.length * k }, () => r.normal() * 10 ** (r.int(7) - 3));
+      pool.stage(sketches, rows.length);
+      rows.forEach((row, i) => pool.add(row, i, 0.25));
+      const out = new Float64Array(2);
+      for (let trial = 0; trial < 3; trial++) {
+        const q = Float32Array.from({ length: k }, () => r.normal());
+        pool.setQuery(q);
+        // A shard made after the query was set gets it at the next setQuery.
+        if (trial === 1) rows.push(...Array.from({ length: 9 }, () => pool.alloc()));
+        if (trial === 1) pool.setQuery(q);
+        for (const row of rows) {
+          const g = rowOf(pool, row);
+          let dot = 0;
+          let abs = 0;
+          for (let d = 0; d < k; d++) {
+            dot += (g[d] as number) * (q[d] as number);
+            abs += Math.abs((g[d] as number) * (q[d] as number));
+          }
+          pool.dot(row, out);
+          // The products are exact in float64; only the order of the sums differs.
+          expect(Math.abs((out[0] as number) - dot)).toBeLessThanOrEqual(abs * k * 2.3e-16);
+          expect(Math.abs((out[1] as number) - abs)).toBeLessThanOrEqual(abs * k * 2.3e-16);
+        }
+      }
+    });
+  }
 });
