@@ -19,3 +19,4 @@ export {
   type ScoreMode,
 } from './run-state.js';
 export { SampleFeatures, sameNames } from './features.js';
+export { HISTORY_POINTS, type HistoryPoint } from './history.js';

@@ -19,6 +19,14 @@ import { open, type Database, type Key, type RootDatabase } from 'lmdb';
 import { MotiveError, decodeSketches, describeError, normalizeRows, trace } from '../shared/index.js';
 import { RunState, type QuerySetRecord, type RunInfo, type SampleState, type SketchDType } from './run-state.js';
 import {
+  HISTORY_TRAILER_BYTES,
+  HistoryPending,
+  mergeHistory,
+  readHistoryTrailer,
+  writeHistoryTrailer,
+  type HistoryPoint,
+} from './history.js';
+import {
   bytesToFloat32,
   copyEmbedding,
   decodeSample,
@@ -26,6 +34,7 @@ import {
   embeddingView,
   float32Bytes,
   RECORD_LSN_OFFSET,
+  recordLayout,
   recordShape,
   sampleRecordBytes,
   smallInt,
@@ -478,6 +487,8 @@ export class Store {
   /** Per run: samples changed since their record was written, and their pending G(z) changes. */
   private readonly dirty = new Map<RunState, Set<SampleState>>();
   private readonly deltas = new Map<RunState, DeltaPool>();
+  /** Per dirty sample: its score-history points not in its record yet (history.ts). */
+  private readonly history = new HistoryPending();
   private dirtyCount = 0;
   /**
    * Records handed to a flush write not known durable yet (or whose write failed): for these
@@ -957,6 +968,7 @@ export class Store {
         }
         sample.total += total;
       }
+      this.history.add(sample, b.step, sample.weight);
       if (sample.delta < 0) sample.delta = pool.alloc();
       pool.add(sample.delta, i, lr);
       this.touch(dirty, sample, lsn);
@@ -1210,10 +1222,12 @@ export class Store {
           // by its SIMD kernels (the same floats as addTo and the mirror's own set).
           const row = sample.delta;
           this.baseEmbedding(run, sample, pool.scratch(row), pool.scratchBytes(row));
+          const history = mergeHistory(this.writtenHistory(run, sample), this.history.take(sample), sample.seen);
           const scale = pool.fold(row) / 127;
           sample.delta = -1;
           arena.f32.set(pool.scratch(row), (start + embeddingOffset(sample.nq)) >> 2);
           run.mirror.setQuantized(run.mirrorSlot(sample), scale, scale === 0 ? undefined : pool.quantize(row, 1 / scale));
+          writeHistoryTrailer(abuf, start + embeddingOffset(sample.nq) + 4 * k, history);
           const buf = arena.bytes.subarray(start, start + body);
           this.inflight.set(sample, buf);
           records.push({ sample, pos, bytes, idBytes, flushedBefore, buf });
@@ -1413,14 +1427,36 @@ export class Store {
     else {
       // G(z) alone, read straight into `out`: the record's length gives its number of sums.
       const k = run.info.dim;
-      const nq = (sample.atBytes - sampleRecordBytes(0, k)) / 8;
-      if (!Number.isInteger(nq) || nq < 0)
-        throw new Error(`sample ${sample.id}: a record of ${sample.atBytes} bytes does not hold k = ${k}`);
+      const { nq } = recordLayout(sample.atBytes, k);
       const n = Math.min(k, out.length);
       const into = outBytes !== undefined && outBytes.length === 4 * n ? outBytes : new Uint8Array(out.buffer, out.byteOffset, 4 * n);
       this.segmentsOf(run).read(sample.at, embeddingOffset(nq), into);
       if (n < out.length) out.fill(0, n);
     }
+  }
+
+  /** The score-history points of the sample's written record (in flight or in its segment). */
+  private writtenHistory(run: RunState, sample: SampleState): HistoryPoint[] {
+    const k = run.info.dim;
+    const inflight = this.inflight.get(sample);
+    if (inflight !== undefined) {
+      const { historyAt } = recordLayout(inflight.length, k);
+      return historyAt < 0 ? [] : readHistoryTrailer(inflight, historyAt);
+    }
+    if (sample.at < 0) return [];
+    const { historyAt } = recordLayout(sample.atBytes, k);
+    if (historyAt < 0) return [];
+    const trailer = new Uint8Array(HISTORY_TRAILER_BYTES);
+    this.segmentsOf(run).read(sample.at, historyAt, trailer);
+    return readHistoryTrailer(trailer);
+  }
+
+  /** A sample's score history (docs/store.md, "Score history"), oldest first; undefined when unknown. */
+  sampleHistory(runId: string, sampleId: string): HistoryPoint[] | undefined {
+    const run = this.runStates.get(runId);
+    const sample = run?.samples.get(sampleId);
+    if (run === undefined || sample === undefined) return undefined;
+    return mergeHistory(this.writtenHistory(run, sample), this.history.peek(sample), sample.seen);
   }
 
   /** Current G(z) of a sample: its written record plus its pending delta. */
