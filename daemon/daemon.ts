@@ -11,6 +11,7 @@ import { WeightingService } from './weighting/index.js';
 import { IngestServer, DAEMON_NAME } from './ingest/index.js';
 import { buildApi, LiveFeed } from './api/index.js';
 import { registerMotionRoutes } from './api/motion-routes.js';
+import { registerClipPage } from './api/clip-page.js';
 import { MotiveMetrics, registerMetricsRoute } from './metrics/index.js';
 
 export type DaemonState = 'starting' | 'running' | 'draining' | 'stopped' | 'failed';
@@ -111,6 +112,7 @@ export async function startDaemon(config: MotiveConfig, log: Logger = createLogg
   const metrics = new MotiveMetrics({ store, engine, attachedCounts: () => ingest.attachedCounts(), liveStats: () => live.stats() });
   registerMetricsRoute(api, metrics);
   registerMotionRoutes(api, { store, views, votePercentile: config.score.votePercentile });
+  registerClipPage(api);
   engine.onCommit((e) => metrics.onCommit(e));
   weighting.onUpdate((e) => metrics.onWeightUpdate(e));
   ingest.observer = {
