@@ -74,6 +74,39 @@ export function writeHistoryTrailer(buf: Buffer, at: number, points: readonly Hi
   });
 }
 
+/**
+ * Adds `pending` (flat: ordinal, step, total, weight per point, oldest first, all newer than the
+ * trailer's) to the trailer at `at` in `buf`, which holds the sample's written points, and thins
+ * the whole for a sample seen `seen` times: in place, allocating nothing (the flusher does this for
+ * every record it writes).
+ */
+export function appendToTrailer(buf: Buffer, at: number, pending: readonly number[] | undefined, seen: number): void {
+  const count = buf.readUInt32LE(at);
+  if (count > HISTORY_POINTS) throw new Error(`history trailer of ${count} points, at most ${HISTORY_POINTS}`);
+  const s = historyStride(seen);
+  const slot = (j: number): number => at + 4 + j * POINT_BYTES;
+  let w = 0;
+  for (let j = 0; j < count; j++) {
+    const i = buf.readUInt32LE(slot(j) + 20);
+    if (i !== seen - 1 && i % s !== 0) continue;
+    if (w !== j) buf.copyWithin(slot(w), slot(j), slot(j) + POINT_BYTES);
+    w++;
+  }
+  const n = pending?.length ?? 0;
+  for (let r = 0; r < n; r += 4) {
+    const i = (pending as readonly number[])[r] as number;
+    if (i !== seen - 1 && i % s !== 0) continue;
+    if (w === HISTORY_POINTS) throw new Error(`more than ${HISTORY_POINTS} history points kept at seen = ${seen}`);
+    const o = slot(w++);
+    buf.writeDoubleLE((pending as readonly number[])[r + 1] as number, o);
+    buf.writeDoubleLE((pending as readonly number[])[r + 2] as number, o + 8);
+    buf.writeFloatLE((pending as readonly number[])[r + 3] as number, o + 16);
+    buf.writeUInt32LE(i, o + 20);
+  }
+  buf.writeUInt32LE(w, at);
+  if (w < count) buf.fill(0, slot(w), slot(count));
+}
+
 /** The points of a trailer (its {@link HISTORY_TRAILER_BYTES} bytes at `at`). */
 export function readHistoryTrailer(bytes: Uint8Array, at = 0): HistoryPoint[] {
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -126,11 +159,14 @@ export class HistoryPending {
     return out;
   }
 
-  /** The sample's unwritten points, which the caller now writes (they are forgotten here). */
-  take(sample: SampleState): HistoryPoint[] {
-    const out = this.peek(sample);
+  /**
+   * The sample's unwritten points (flat, as {@link appendToTrailer} takes them), which the caller
+   * now writes: they are forgotten here.
+   */
+  take(sample: SampleState): number[] | undefined {
+    const list = this.points.get(sample);
     this.points.delete(sample);
-    return out;
+    return list;
   }
 }
 

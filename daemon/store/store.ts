@@ -18,14 +18,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { open, type Database, type Key, type RootDatabase } from 'lmdb';
 import { MotiveError, decodeSketches, describeError, normalizeRows, trace } from '../shared/index.js';
 import { RunState, type QuerySetRecord, type RunInfo, type SampleState, type SketchDType } from './run-state.js';
-import {
-  HISTORY_TRAILER_BYTES,
-  HistoryPending,
-  mergeHistory,
-  readHistoryTrailer,
-  writeHistoryTrailer,
-  type HistoryPoint,
-} from './history.js';
+import { HISTORY_TRAILER_BYTES, HistoryPending, appendToTrailer, mergeHistory, readHistoryTrailer, type HistoryPoint } from './history.js';
 import {
   bytesToFloat32,
   copyEmbedding,
@@ -1222,12 +1215,14 @@ export class Store {
           // by its SIMD kernels (the same floats as addTo and the mirror's own set).
           const row = sample.delta;
           this.baseEmbedding(run, sample, pool.scratch(row), pool.scratchBytes(row));
-          const history = mergeHistory(this.writtenHistory(run, sample), this.history.take(sample), sample.seen);
+          // The written points first (this may read, and fail, before the unwritten are taken).
+          const trailerAt = start + embeddingOffset(sample.nq) + 4 * k;
+          this.copyWrittenHistory(run, sample, arena.bytes.subarray(trailerAt, trailerAt + HISTORY_TRAILER_BYTES));
+          appendToTrailer(abuf, trailerAt, this.history.take(sample), sample.seen);
           const scale = pool.fold(row) / 127;
           sample.delta = -1;
           arena.f32.set(pool.scratch(row), (start + embeddingOffset(sample.nq)) >> 2);
           run.mirror.setQuantized(run.mirrorSlot(sample), scale, scale === 0 ? undefined : pool.quantize(row, 1 / scale));
-          writeHistoryTrailer(abuf, start + embeddingOffset(sample.nq) + 4 * k, history);
           const buf = arena.bytes.subarray(start, start + body);
           this.inflight.set(sample, buf);
           records.push({ sample, pos, bytes, idBytes, flushedBefore, buf });
@@ -1433,6 +1428,23 @@ export class Store {
       this.segmentsOf(run).read(sample.at, embeddingOffset(nq), into);
       if (n < out.length) out.fill(0, n);
     }
+  }
+
+  /**
+   * Copies the history trailer of the sample's written record (in flight or in its segment) into
+   * `out`; leaves `out` (an empty trailer) as it is where the record has none.
+   */
+  private copyWrittenHistory(run: RunState, sample: SampleState, out: Uint8Array): void {
+    const k = run.info.dim;
+    const inflight = this.inflight.get(sample);
+    if (inflight !== undefined) {
+      const { historyAt } = recordLayout(inflight.length, k);
+      if (historyAt >= 0) out.set(inflight.subarray(historyAt, historyAt + HISTORY_TRAILER_BYTES));
+      return;
+    }
+    if (sample.at < 0) return;
+    const { historyAt } = recordLayout(sample.atBytes, k);
+    if (historyAt >= 0) this.segmentsOf(run).read(sample.at, historyAt, out);
   }
 
   /** The score-history points of the sample's written record (in flight or in its segment). */
