@@ -115,7 +115,7 @@ export function readHistoryTrailer(bytes: Uint8Array, at = 0): HistoryPoint[] {
   const out: HistoryPoint[] = [];
   for (let j = 0; j < count; j++) {
     const o = at + 4 + j * POINT_BYTES;
-    out.push({ step: buf.readDoubleLE(o), total: buf.readDoubleLE(o + 8), weight: buf.readFloatLE(o + 16), i: buf.readUInt32LE(o + 20) });
+    out.push({ i: buf.readUInt32LE(o + 20), step: buf.readDoubleLE(o), total: buf.readDoubleLE(o + 8), weight: buf.readFloatLE(o + 16) });
   }
   return out;
 }
