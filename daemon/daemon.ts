@@ -12,6 +12,7 @@ import { IngestServer, DAEMON_NAME } from './ingest/index.js';
 import { buildApi, LiveFeed, LIVE_EVENT_TYPES } from './api/index.js';
 import { registerMotionRoutes } from './api/motion-routes.js';
 import { registerPreviewRoutes } from './api/preview-routes.js';
+import { registerClipPage } from './api/clip-page.js';
 import { MotiveMetrics, registerMetricsRoute } from './metrics/index.js';
 
 export type DaemonState = 'starting' | 'running' | 'draining' | 'stopped' | 'failed';
@@ -119,6 +120,7 @@ export async function startDaemon(config: MotiveConfig, log: Logger = createLogg
   registerMetricsRoute(api, metrics);
   registerMotionRoutes(api, { store, views, votePercentile: config.score.votePercentile });
   registerPreviewRoutes(api, store);
+  registerClipPage(api);
   engine.onCommit((e) => metrics.onCommit(e));
   weighting.onUpdate((e) => metrics.onWeightUpdate(e));
   ingest.observer = {

@@ -28,9 +28,30 @@ export const sampleDetailSchema = {
   properties: {
     ...sampleSchema.properties,
     querySums: { type: 'array', items: { type: 'number' } },
+    queryIds: { type: 'array', items: { type: 'string' } },
     features: { type: 'object', additionalProperties: { type: 'number' } },
+    history: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: { seen: { type: 'integer' }, step: { type: 'number' }, score: { type: 'number' }, weight: { type: 'number' } },
+        required: ['seen', 'step', 'score', 'weight'],
+      },
+    },
+    explain: {
+      type: 'object',
+      properties: {
+        group: { type: ['string', 'null'], enum: ['harmful', 'helpful', 'middle', null] },
+        rank: { type: ['integer', 'null'] },
+        profiled: { type: 'integer' },
+        fraction: { type: 'number' },
+        sentence: { type: 'string' },
+        summary: { type: 'array', items: { type: 'string' } },
+      },
+      required: ['group', 'rank', 'profiled', 'fraction', 'sentence', 'summary'],
+    },
   },
-  required: [...sampleSchema.required, 'querySums', 'features'],
+  required: [...sampleSchema.required, 'querySums', 'queryIds', 'features', 'history', 'explain'],
 } as const;
 
 export const runSummarySchema = {

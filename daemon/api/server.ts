@@ -19,6 +19,7 @@ import {
 } from './schemas.js';
 import { sampleMotion } from './motion-routes.js';
 import { backupTargetProblem } from './backup-target.js';
+import { historyView, sampleExplain } from './sample-detail.js';
 
 export interface ApiDeps {
   readonly store: Store;
@@ -262,15 +263,31 @@ export function buildApi(deps: ApiDeps, options: ApiOptions): FastifyInstance {
     }),
   });
 
-  app.get<{ Params: { run: string; id: string } }>('/v1/runs/:run/samples/:id', {
-    schema: { params: sampleParams, response: { 200: sampleDetailSchema, ...errors } },
+  app.get<{ Params: { run: string; id: string }; Querystring: { fraction: number } }>('/v1/runs/:run/samples/:id', {
+    schema: {
+      params: sampleParams,
+      querystring: {
+        type: 'object',
+        properties: { fraction: { type: 'number', exclusiveMinimum: 0, maximum: 0.5, default: 0.25 }, token: tokenParam },
+        additionalProperties: false,
+      },
+      response: { 200: sampleDetailSchema, ...errors },
+    },
     handler: async (req) => {
       const run = getRun(req.params.run);
       const s = run.samples.get(req.params.id);
       if (s === undefined) throw new MotiveError('MOTIVE_API_SAMPLE_NOT_FOUND', req.params.id);
       const querySums = run.queryIds.map((_, j) => run.sumAt(s, j));
       const features = run.features.named(s.id) ?? {};
-      return { ...views.sample(run, s), querySums, features, motion: sampleMotion(store, s.id) };
+      return {
+        ...views.sample(run, s),
+        querySums,
+        queryIds: run.queryIds,
+        features,
+        motion: sampleMotion(store, s.id),
+        history: historyView(store, run, s),
+        explain: sampleExplain(store, run, s, req.query.fraction),
+      };
     },
   });
 

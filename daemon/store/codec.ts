@@ -1,9 +1,12 @@
 /**
  * Binary value encodings of the store. All little-endian. See docs/store.md for the layout.
  */
+import { HISTORY_TRAILER_BYTES } from './history.js';
 import type { RunState, SampleState } from './run-state.js';
 
-/** Version tag of the sample record layout. */
+/** Version tag of the sample record layout written: 4, with the score history after G(z). */
+const SAMPLE_RECORD_V4 = 4;
+/** The layout before the score history (read, never written). */
 const SAMPLE_RECORD_V3 = 3;
 /** Header bytes; a multiple of 8 so the f64 sums and the f32 embedding that follow are aligned. */
 export const SAMPLE_HEADER_BYTES = 48;
@@ -12,12 +15,26 @@ export const RECORD_LSN_OFFSET = 32;
 
 /**
  * Sample record (the body of a record frame in a run's segments, written by the flusher):
- * u32 layout(=3) | u32 nq | f64 seen | f64 lastStep | f32 weight | u32 k | f64 lsn | f64 total |
- * f64 × nq sums | f32 × k G(z). `lsn` is the last log entry folded into the record (recovery
- * replays later ones); `total` is Σ_j S_j as accumulated.
+ * u32 layout(=4) | u32 nq | f64 seen | f64 lastStep | f32 weight | u32 k | f64 lsn | f64 total |
+ * f64 × nq sums | f32 × k G(z) | history trailer (history.ts). `lsn` is the last log entry folded
+ * into the record (recovery replays later ones); `total` is Σ_j S_j as accumulated. Layout 3
+ * records (no trailer) are read as holding no history.
  */
 export function sampleRecordBytes(nq: number, k: number): number {
-  return SAMPLE_HEADER_BYTES + 8 * nq + 4 * k;
+  return SAMPLE_HEADER_BYTES + 8 * nq + 4 * k + HISTORY_TRAILER_BYTES;
+}
+
+/**
+ * The sum count of a record of `bytes` bytes holding `k` floats of G(z), and where its history
+ * trailer starts (-1: a layout 3 record, none), from its length alone: past the header and
+ * G(z), a layout 3 record holds a multiple of 8 bytes, a layout 4 one 4 more (history.ts).
+ */
+export function recordLayout(bytes: number, k: number): { nq: number; historyAt: number } {
+  const rest = bytes - SAMPLE_HEADER_BYTES - 4 * k;
+  const history = rest % 8 === 4;
+  const nq = (rest - (history ? HISTORY_TRAILER_BYTES : 0)) / 8;
+  if (!Number.isInteger(nq) || nq < 0) throw new Error(`a sample record of ${bytes} bytes does not hold k = ${k}`);
+  return { nq, historyAt: history ? embeddingOffset(nq) + 4 * k : -1 };
 }
 
 /** Byte offset of G(z) inside a record holding `nq` sums. */
@@ -50,7 +67,7 @@ export function writeSampleRecordAt(
   lsn: number,
 ): void {
   const nq = s.nq;
-  buf.writeUInt32LE(SAMPLE_RECORD_V3, at);
+  buf.writeUInt32LE(SAMPLE_RECORD_V4, at);
   buf.writeUInt32LE(nq, at + 4);
   buf.writeDoubleLE(s.seen, at + 8);
   buf.writeDoubleLE(s.lastStep, at + 16);
@@ -58,6 +75,8 @@ export function writeSampleRecordAt(
   buf.writeUInt32LE(k, at + 28);
   buf.writeDoubleLE(lsn, at + 32);
   buf.writeDoubleLE(s.total, at + 40);
+  // An empty history; the flusher writes the sample's points over it.
+  buf.fill(0, at + embeddingOffset(nq) + 4 * k, at + sampleRecordBytes(nq, k));
   if (nq === 0) return;
   const slab = run.sumsSlab(s.sumsAt);
   const from = run.sumsOffset(s.sumsAt);
@@ -69,14 +88,13 @@ export function writeSampleRecordAt(
 export function recordShape(buf: Uint8Array): { nq: number; k: number } {
   const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
   const layout = b.readUInt32LE(0);
-  if (layout !== SAMPLE_RECORD_V3) throw new Error(`unknown sample record layout ${layout}`);
+  if (layout !== SAMPLE_RECORD_V3 && layout !== SAMPLE_RECORD_V4) throw new Error(`unknown sample record layout ${layout}`);
   const shape = { nq: b.readUInt32LE(4), k: b.readUInt32LE(28) };
+  const expected = sampleRecordBytes(shape.nq, shape.k) - (layout === SAMPLE_RECORD_V3 ? HISTORY_TRAILER_BYTES : 0);
   // `length`, not `byteLength`: lmdb-js's getBinaryFast buffer is a view of a larger reused buffer
   // whose `length` is the value's size.
-  if (buf.length !== sampleRecordBytes(shape.nq, shape.k))
-    throw new Error(
-      `sample record of ${buf.length} bytes, expected ${sampleRecordBytes(shape.nq, shape.k)} for ${shape.nq} sums and k = ${shape.k}`,
-    );
+  if (buf.length !== expected)
+    throw new Error(`sample record of ${buf.length} bytes, expected ${expected} for ${shape.nq} sums and k = ${shape.k}`);
   return shape;
 }
 

@@ -21,3 +21,4 @@ export {
 export { SampleFeatures, sameNames } from './features.js';
 export { type PreviewEntry, type PreviewRecord } from './previews.js';
 export type { PendingScores } from './pending-scores.js';
+export { HISTORY_POINTS, type HistoryPoint } from './history.js';

@@ -18,6 +18,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { open, type Database, type Key, type RootDatabase } from 'lmdb';
 import { MotiveError, decodeSketches, describeError, normalizeRows, trace } from '../shared/index.js';
 import { RunState, type QuerySetRecord, type RunInfo, type SampleState, type SketchDType } from './run-state.js';
+import { HISTORY_TRAILER_BYTES, HistoryPending, appendToTrailer, mergeHistory, readHistoryTrailer, type HistoryPoint } from './history.js';
 import {
   bytesToFloat32,
   copyEmbedding,
@@ -26,6 +27,7 @@ import {
   embeddingView,
   float32Bytes,
   RECORD_LSN_OFFSET,
+  recordLayout,
   recordShape,
   sampleRecordBytes,
   smallInt,
@@ -482,6 +484,8 @@ export class Store {
   /** Per run: samples changed since their record was written, and their pending G(z) changes. */
   private readonly dirty = new Map<RunState, Set<SampleState>>();
   private readonly deltas = new Map<RunState, DeltaPool>();
+  /** Per dirty sample: its score-history points not in its record yet (history.ts). */
+  private readonly history = new HistoryPending();
   private dirtyCount = 0;
   /**
    * Records handed to a flush write not known durable yet (or whose write failed): for these
@@ -962,6 +966,7 @@ export class Store {
         }
         sample.total += total;
       }
+      this.history.add(sample, b.step, sample.weight);
       if (sample.delta < 0) sample.delta = pool.alloc();
       pool.add(sample.delta, i, lr);
       this.touch(dirty, sample, lsn);
@@ -1215,6 +1220,10 @@ export class Store {
           // by its SIMD kernels (the same floats as addTo and the mirror's own set).
           const row = sample.delta;
           this.baseEmbedding(run, sample, pool.scratch(row), pool.scratchBytes(row));
+          // The written points first (this may read, and fail, before the unwritten are taken).
+          const trailerAt = start + embeddingOffset(sample.nq) + 4 * k;
+          this.copyWrittenHistory(run, sample, arena.bytes.subarray(trailerAt, trailerAt + HISTORY_TRAILER_BYTES));
+          appendToTrailer(abuf, trailerAt, this.history.take(sample), sample.seen);
           const scale = pool.fold(row) / 127;
           sample.delta = -1;
           arena.f32.set(pool.scratch(row), (start + embeddingOffset(sample.nq)) >> 2);
@@ -1418,14 +1427,53 @@ export class Store {
     else {
       // G(z) alone, read straight into `out`: the record's length gives its number of sums.
       const k = run.info.dim;
-      const nq = (sample.atBytes - sampleRecordBytes(0, k)) / 8;
-      if (!Number.isInteger(nq) || nq < 0)
-        throw new Error(`sample ${sample.id}: a record of ${sample.atBytes} bytes does not hold k = ${k}`);
+      const { nq } = recordLayout(sample.atBytes, k);
       const n = Math.min(k, out.length);
       const into = outBytes !== undefined && outBytes.length === 4 * n ? outBytes : new Uint8Array(out.buffer, out.byteOffset, 4 * n);
       this.segmentsOf(run).read(sample.at, embeddingOffset(nq), into);
       if (n < out.length) out.fill(0, n);
     }
+  }
+
+  /**
+   * Copies the history trailer of the sample's written record (in flight or in its segment) into
+   * `out`; leaves `out` (an empty trailer) as it is where the record has none.
+   */
+  private copyWrittenHistory(run: RunState, sample: SampleState, out: Uint8Array): void {
+    const k = run.info.dim;
+    const inflight = this.inflight.get(sample);
+    if (inflight !== undefined) {
+      const { historyAt } = recordLayout(inflight.length, k);
+      if (historyAt >= 0) out.set(inflight.subarray(historyAt, historyAt + HISTORY_TRAILER_BYTES));
+      return;
+    }
+    if (sample.at < 0) return;
+    const { historyAt } = recordLayout(sample.atBytes, k);
+    if (historyAt >= 0) this.segmentsOf(run).read(sample.at, historyAt, out);
+  }
+
+  /** The score-history points of the sample's written record (in flight or in its segment). */
+  private writtenHistory(run: RunState, sample: SampleState): HistoryPoint[] {
+    const k = run.info.dim;
+    const inflight = this.inflight.get(sample);
+    if (inflight !== undefined) {
+      const { historyAt } = recordLayout(inflight.length, k);
+      return historyAt < 0 ? [] : readHistoryTrailer(inflight, historyAt);
+    }
+    if (sample.at < 0) return [];
+    const { historyAt } = recordLayout(sample.atBytes, k);
+    if (historyAt < 0) return [];
+    const trailer = new Uint8Array(HISTORY_TRAILER_BYTES);
+    this.segmentsOf(run).read(sample.at, historyAt, trailer);
+    return readHistoryTrailer(trailer);
+  }
+
+  /** A sample's score history (docs/store.md, "Score history"), oldest first; undefined when unknown. */
+  sampleHistory(runId: string, sampleId: string): HistoryPoint[] | undefined {
+    const run = this.runStates.get(runId);
+    const sample = run?.samples.get(sampleId);
+    if (run === undefined || sample === undefined) return undefined;
+    return mergeHistory(this.writtenHistory(run, sample), this.history.peek(sample), sample.seen);
   }
 
   /** Current G(z) of a sample: its written record plus its pending delta. */

@@ -60,8 +60,22 @@ export function allPanels(d: Dashboard): Panel[] {
 
 /** Substitutes Grafana template variables the way Grafana would for a single run over a short range. */
 export function substitute(text: string, vars: Record<string, string>): string {
-  return text.replace(/\$\{(\w+)(?::\w+)?\}|\$(\w+)/g, (whole, a: string | undefined, b: string | undefined) => {
-    const name = a ?? b ?? '';
-    return vars[name] ?? whole;
-  });
+  return text.replace(
+    /\$\{([\w.]+)(?::(\w+))?\}|\$(\w+)/g,
+    (whole, a: string | undefined, format: string | undefined, b: string | undefined) => {
+      const value = vars[a ?? b ?? ''];
+      if (value === undefined) return whole;
+      return format === 'percentencode' ? encodeURIComponent(value) : value;
+    },
+  );
+}
+
+/** The data link of a table panel's `clip` column (dashboards/README.md), if it has one. */
+export function clipLink(p: Panel): string | undefined {
+  const overrides = (
+    p.fieldConfig as { overrides?: Array<{ matcher: { options: string }; properties: Array<{ id: string; value: unknown }> }> } | undefined
+  )?.overrides;
+  const links = overrides?.find((o) => o.matcher.options === 'clip')?.properties.find((x) => x.id === 'links')?.value as
+    Array<{ url: string }> | undefined;
+  return links?.[0]?.url;
 }

@@ -245,6 +245,25 @@ interface SampleJson {
   seen: number;
   lastStep: number;
   querySums: number[];
+  history: Array<{ seen: number; step: number; score: number }>;
+}
+
+/**
+ * What a sample's score history must be after any crash (docs/store.md, "Score history"): the
+ * ordinals the thinning rule keeps for `seen` batches, exactly (a point lost or replayed twice
+ * shows), each at a step of a batch that holds the sample, the newest holding the score itself.
+ */
+function historyProblems(g: SampleJson, steps: ReadonlySet<number>): string[] {
+  let stride = 1;
+  while (Math.ceil(g.seen / stride) > 31) stride *= 2;
+  const want = Array.from({ length: g.seen }, (_, i) => i).filter((i) => i % stride === 0 || i === g.seen - 1);
+  const got = g.history.map((p) => p.seen - 1);
+  const out: string[] = [];
+  if (JSON.stringify(got) !== JSON.stringify(want)) out.push(`${g.id}: history ordinals ${got.join(',')} != ${want.join(',')}`);
+  const bad = g.history.filter((p) => !steps.has(p.step));
+  if (bad.length > 0) out.push(`${g.id}: history steps ${bad.map((p) => p.step).join(',')} not sent with it`);
+  if (g.seen > 0 && g.history.at(-1)?.score !== g.score) out.push(`${g.id}: newest history score ${g.history.at(-1)?.score} != ${g.score}`);
+  return out;
 }
 
 /** The daemon's run ids, sorted. */
@@ -260,7 +279,8 @@ async function getJson(url: string, init?: RequestInit): Promise<{ status: numbe
 
 /**
  * Compares the stored run with the reference over REST: run counters and per-rank markers, every
- * sample's seen / lastStep / querySums / score, and the /attribute ranking of a seeded query.
+ * sample's seen / lastStep / querySums / score / score history, and the /attribute ranking of a
+ * seeded query.
  */
 export async function compareWithReference(
   baseUrl: string,
@@ -290,6 +310,8 @@ export async function compareWithReference(
   const wantRanks = scn.ranks.map((bs, rank) => ({ rank, lastCommittedSeq: bs.length }));
   if (JSON.stringify(r.ranks) !== JSON.stringify(wantRanks)) out.push(`ranks ${JSON.stringify(r.ranks)} != ${JSON.stringify(wantRanks)}`);
 
+  const stepsOf = new Map<string, Set<number>>();
+  for (const b of scn.ranks.flat()) for (const id of b.ids) (stepsOf.get(id) ?? stepsOf.set(id, new Set()).get(id)!).add(b.step);
   for (const [id, s] of ref.samples) {
     const got = await getJson(`${baseUrl}/v1/runs/${runId}/samples/${encodeURIComponent(id)}`);
     if (got.status !== 200) {
@@ -305,6 +327,7 @@ export async function compareWithReference(
     const wantScore = ref.score(id);
     if (!(Math.abs(g.score - wantScore) <= 1e-4 * Math.max(1e-6, ...want.map(Math.abs))))
       out.push(`${id}: score ${g.score} != ${wantScore}`);
+    out.push(...historyProblems(g, stepsOf.get(id) ?? new Set()));
     if (out.length > 20) return out;
   }
 

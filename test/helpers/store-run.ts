@@ -46,12 +46,24 @@ export async function openStoreRun(
   return { dir: d.path, store, run, engine };
 }
 
-/** Every sample's evidence and G(z) (`dim` floats), sorted by id, with the arrays as exact bytes. */
+/**
+ * Every sample's evidence, G(z) (`dim` floats) and score history, sorted by id, with the arrays as
+ * exact bytes.
+ */
 export function sampleRows(store: Store, run: RunState, dim: number): unknown[] {
   const hex = (a: Float64Array | Float32Array): string => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('hex');
   return [...run.samples.values()]
     .sort((a, b) => (a.id < b.id ? -1 : 1))
-    .map((s) => [s.id, s.seen, s.lastStep, s.weight, s.total, hex(run.sumsOf(s)), hex(store.embedding(run.info.id, s.id, dim)!)]);
+    .map((s) => [
+      s.id,
+      s.seen,
+      s.lastStep,
+      s.weight,
+      s.total,
+      hex(run.sumsOf(s)),
+      hex(store.embedding(run.info.id, s.id, dim)!),
+      store.sampleHistory(run.info.id, s.id)!.map((p) => [p.i, p.step, p.total, p.weight]),
+    ]);
 }
 
 /** Commits and applies a weight change the way the weighting service does, with the next weights version. */

@@ -122,6 +122,7 @@ describe('graceful restart', () => {
           s.total,
           Buffer.from(run.sumsOf(s).buffer, run.sumsOf(s).byteOffset, run.sumsOf(s).byteLength).toString('hex'),
           Buffer.from(d.store.embedding('persist', s.id, 64)!.buffer).toString('hex'),
+          d.store.sampleHistory('persist', s.id),
         ]);
       return JSON.stringify({ rows, q: run.queryIds, w: run.weightsVersion, c: [...run.commits], b: run.batches });
     };

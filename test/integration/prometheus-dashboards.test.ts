@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { streamSyntheticRun } from '../../daemon/cli/synthetic-run.js';
 import { freePort, startTestDaemon, tempDir } from '../helpers/daemon.js';
-import { INFINITY_TYPE, allPanels, loadDashboards, substitute } from '../helpers/dashboards.js';
+import { INFINITY_TYPE, allPanels, clipLink, loadDashboards, substitute } from '../helpers/dashboards.js';
 import { haveBinary } from '../helpers/system-binary.js';
 
 const PROMETHEUS = '/usr/bin/prometheus';
@@ -127,8 +127,9 @@ describe.skipIf(!have)('Prometheus and the dashboards', () => {
     expect(checked).toBeGreaterThan(30);
   });
 
-  it('answers every Infinity panel URL with JSON rows from the daemon', async () => {
+  it('answers every Infinity panel URL with JSON rows from the daemon, and the clip links with the clip page', async () => {
     let checked = 0;
+    let linked = 0;
     for (const d of loadDashboards()) {
       for (const p of allPanels(d)) {
         if (p.datasource?.type !== INFINITY_TYPE) continue;
@@ -142,9 +143,20 @@ describe.skipIf(!have)('Prometheus and the dashboards', () => {
           expect(Array.isArray(rows), url).toBe(true);
           expect((rows as unknown[]).length, url).toBeGreaterThan(0);
           checked++;
+          // The clip column's data link opens the clip page of the first row's clip.
+          const link = clipLink(p);
+          if (link === undefined) continue;
+          const id = (rows as Array<{ id: string }>)[0]!.id;
+          const href = substitute(link, { ...vars, motive_url: `http://127.0.0.1:${daemon.httpPort}`, '__value.raw': id });
+          expect(href).toBe(`http://127.0.0.1:${daemon.httpPort}/runs/${RUN}/clips/${encodeURIComponent(id)}`);
+          const page = await fetch(href);
+          expect(page.status, href).toBe(200);
+          expect(page.headers.get('content-type')).toMatch(/text\/html/);
+          linked++;
         }
       }
     }
     expect(checked).toBe(3);
+    expect(linked).toBe(3);
   });
 });

@@ -10,6 +10,7 @@ import { open as openLmdb } from 'lmdb';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { InfluenceEngine } from '../../daemon/influence/index.js';
 import { Store, STORE_FORMAT_VERSION, type RunState, type StoreOptions } from '../../daemon/store/index.js';
+import { HISTORY_TRAILER_BYTES } from '../../daemon/store/history.js';
 import { tempDir } from '../helpers/daemon.js';
 import { openStoreRun, reweigh, sampleRows, segmentsOf, worstEmbeddingError, type StoreRun } from '../helpers/store-run.js';
 import { rng } from '../helpers/reference.js';
@@ -57,7 +58,7 @@ function sender(engine: InfluenceEngine, expected: Map<string, Float64Array>, se
 
 describe('record segments', () => {
   it('compaction keeps the segments within twice the live bytes and every sample its newest record and weight', async () => {
-    const SEGMENT = 64 << 10;
+    const SEGMENT = 512 << 10;
     const { dir, store, run, engine } = await openRun('motive-compact-', { segmentBytes: SEGMENT, flushChunkSamples: 100 });
     const expected = new Map<string, Float64Array>();
     const send = sender(engine, expected, 3);
@@ -83,7 +84,7 @@ describe('record segments', () => {
     const stats = store.flushStats();
     // A record here is a 48-byte header and G(z) (64 bytes; no query set, no sums), its frame
     // 136 bytes with the header and the id padded to 8: 30 rounds wrote 400 of them each.
-    const FRAME = 16 + 8 + 48 + 4 * K;
+    const FRAME = 16 + 8 + 8 * Math.ceil((48 + 4 * K + HISTORY_TRAILER_BYTES) / 8);
     // Every byte the flushes appended (records, 40-byte weight entries, and each segment's
     // 32-byte header naming run 'r') is either still in a segment or reclaimed: compaction lost
     // nothing and counted nothing twice.
@@ -110,7 +111,7 @@ describe('record segments', () => {
   }, 60_000);
 
   it('keeps a live weight entry through compaction', async () => {
-    const SEGMENT = 16 << 10;
+    const SEGMENT = 128 << 10;
     const { dir, store, run, engine } = await openRun('motive-compact-weights-', { segmentBytes: SEGMENT, flushChunkSamples: 50 });
     const expected = new Map<string, Float64Array>();
     const send = sender(engine, expected, 4);
@@ -159,10 +160,10 @@ describe('record segments', () => {
     // replace the record and stop the replay of clip-0's logged batch.
     const idBytes = Buffer.byteLength('clip-0');
     const bodyAt = 16 + Math.ceil(idBytes / 8) * 8;
-    const frame = Buffer.alloc(bodyAt + sample.atBytes);
+    const frame = Buffer.alloc(bodyAt + Math.ceil(sample.atBytes / 8) * 8);
     segments.read(sample.at - bodyAt, 0, frame);
     frame.writeDoubleLE(1e9, bodyAt + 32);
-    frame.writeFloatLE(123, frame.length - 4);
+    frame.writeFloatLE(123, bodyAt + sample.atBytes - HISTORY_TRAILER_BYTES - 4);
     const { crc32 } = await import('node:zlib');
     frame.writeUInt32LE(crc32(frame.subarray(8)), 4);
     const segmentFile = join(segments.dir, readdirSync(segments.dir).sort().at(-1)!);

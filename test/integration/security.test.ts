@@ -61,6 +61,7 @@ describe('roles', () => {
     { name: 'run', method: 'GET', path: '/v1/runs/secure', allowed: ['viewer', 'admin'] },
     { name: 'samples', method: 'GET', path: '/v1/runs/secure/samples', allowed: ['viewer', 'admin'] },
     { name: 'sample', method: 'GET', path: '/v1/runs/secure/samples/a', allowed: ['viewer', 'admin'] },
+    { name: 'clip page', method: 'GET', path: '/runs/secure/clips/a', allowed: ['viewer', 'admin'] },
     { name: 'weights', method: 'GET', path: '/v1/runs/secure/weights', allowed: ['viewer', 'admin'] },
     { name: 'attribute', method: 'POST', path: '/v1/runs/secure/attribute', body: { sketch: [1, 0, 0, 0] }, allowed: ['viewer', 'admin'] },
     { name: 'delete (unknown run)', method: 'DELETE', path: '/v1/runs/not-there', allowed: ['admin'] },
@@ -79,7 +80,9 @@ describe('roles', () => {
         },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       });
-      const json = (await res.json()) as { code?: string; runs?: Array<{ id: string }> };
+      // The clip page answers HTML when allowed; refusals are JSON everywhere.
+      const isJson = res.headers.get('content-type')?.includes('application/json') === true;
+      const json = (isJson ? await res.json() : {}) as { code?: string; runs?: Array<{ id: string }> };
       if (route.allowed.includes(who)) {
         // Allowed: anything but an auth refusal (the unknown run answers 404).
         expect([401, 403]).not.toContain(res.status);

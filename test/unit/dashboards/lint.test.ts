@@ -1,6 +1,6 @@
 /** Lint of the Grafana dashboards: ids, datasource variables, units, variables, schema version. */
 import { describe, expect, it } from 'vitest';
-import { INFINITY_TYPE, allPanels, loadDashboards } from '../../helpers/dashboards.js';
+import { INFINITY_TYPE, allPanels, clipLink, loadDashboards } from '../../helpers/dashboards.js';
 
 const dashboards = loadDashboards();
 const DS_VARIABLE = /^\$\{?DS_[A-Z_]+\}?$/;
@@ -57,6 +57,16 @@ describe('dashboards', () => {
 
       it('sets a unit on every panel', () => {
         for (const p of panels) expect(p.fieldConfig?.defaults?.unit, p.title).toMatch(/\S/);
+      });
+
+      it('links the clip column of every clip table to the clip page of the daemon', () => {
+        const tables = panels.filter(
+          (p) => p.type === 'table' && (p.targets ?? []).some((t) => JSON.stringify(t.columns ?? []).includes('"selector":"id"')),
+        );
+        if (tables.length === 0) return;
+        expect(vars.find((v) => v.name === 'motive_url')).toMatchObject({ type: 'textbox' });
+        for (const p of tables)
+          expect(clipLink(p), p.title).toBe('${motive_url}/runs/${run:percentencode}/clips/${__value.raw:percentencode}');
       });
 
       it('gives every panel at least one query, with unique refIds', () => {

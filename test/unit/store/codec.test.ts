@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { decodeSample, sampleRecordBytes, smallInt, writeSampleRecord } from '../../../daemon/store/codec.js';
+import { decodeSample, recordLayout, sampleRecordBytes, smallInt, writeSampleRecord } from '../../../daemon/store/codec.js';
+import { HISTORY_TRAILER_BYTES } from '../../../daemon/store/history.js';
 import { RunState, type RunInfo } from '../../../daemon/store/run-state.js';
 
 const info: RunInfo = {
@@ -48,5 +49,18 @@ describe('sample record codec', () => {
     const other = decodeSample(run, 'clip', buf, short);
     expect(other.sample.sumsAt).not.toBe(short.sumsAt);
     expect(Array.from(run.sumsOf(short))).toEqual([4]);
+  });
+});
+
+describe('record layout from length', () => {
+  it('tells a layout 4 record (history trailer) from a layout 3 one by its length alone', () => {
+    for (const k of [3, 8, 512])
+      for (const nq of [0, 1, 5, 64]) {
+        const v3 = 48 + 8 * nq + 4 * k;
+        expect(recordLayout(v3, k)).toEqual({ nq, historyAt: -1 });
+        expect(recordLayout(sampleRecordBytes(nq, k), k)).toEqual({ nq, historyAt: v3 });
+        expect(sampleRecordBytes(nq, k)).toBe(v3 + HISTORY_TRAILER_BYTES);
+      }
+    expect(() => recordLayout(48 + 4 * 8 + 3, 8)).toThrow(/does not hold/);
   });
 });
