@@ -19,3 +19,4 @@ export {
   type ScoreMode,
 } from './run-state.js';
 export { SampleFeatures, sameNames } from './features.js';
+export { SidecarJobs, type Job, type JobStats, type ReportPlan, type AnswerPlan } from './jobs.js';

@@ -34,6 +34,7 @@ import {
 } from './codec.js';
 import { DeltaPool } from './delta-pool.js';
 import { FeatureTables, sameNames } from './features.js';
+import { SidecarJobs } from './jobs.js';
 import { checkEnvironment } from './env-check.js';
 import { settleTurnBatch } from './turn-batch.js';
 import { REMOVING, SegmentManifest } from './manifest.js';
@@ -197,6 +198,8 @@ export interface StoreTx {
    * a new weights version is this + 1, allocated in log order whoever commits it.
    */
   weightsVersion(run: RunState): number;
+  /** A write of another table of the main environment (side-car jobs, jobs.ts) in this transaction. */
+  write(w: () => unknown): void;
 }
 
 /** What the flusher is doing, for metrics and `motive status`. */
@@ -457,6 +460,8 @@ export class Store {
   private readonly profilesDb: Database<ClipProfileRecord, [string, string]>;
   /** Per-sample features and each run's feature names (features.ts). */
   private readonly featureTables: FeatureTables;
+  /** Side-car attribution jobs (jobs.ts). */
+  readonly jobs: SidecarJobs;
   private readonly manifest: SegmentManifest;
   /** Opened from a store from before the segment manifest (format < 6): its segments are checked as format 5 wrote them. */
   private readonly legacySegments: boolean;
@@ -527,6 +532,7 @@ export class Store {
     this.metaDb = root.openDB<number, string>({ name: 'meta' });
     this.profilesDb = root.openDB<ClipProfileRecord, [string, string]>({ name: 'profiles' });
     this.featureTables = new FeatureTables(root);
+    this.jobs = new SidecarJobs(root);
   }
 
   /** Opens (creating when missing) the store, loads every run into memory and replays the log. */
@@ -594,6 +600,7 @@ export class Store {
       run.lastStep = value.lastStep;
       this.persistedRuns.set(key, value);
       this.featureTables.load(key, run.features);
+      this.jobs.load(key);
       for (const { key: k, value: seq } of this.commitsDb.getRange(runRange(key))) run.commits.set(k[1], seq);
       for (const { value: q } of this.queriesDb.getRange(runRange(key))) {
         const columns = Int32Array.from(q.ids, (id) => run.queryColumn(id));
@@ -876,6 +883,7 @@ export class Store {
         writes.push(() => settled(this.logDb.put(lsn, record)));
         return lsn;
       },
+      write: (w) => void writes.push(() => settled(w())),
     };
     let result: T;
     try {
@@ -1589,7 +1597,7 @@ export class Store {
       const segments = this.segmentsOf(run);
       const logKeys: number[] = [];
       for (const { key, value } of this.logDb.getRange()) if (value.runId === runId) logKeys.push(key);
-      const featureWrites = this.featureTables.removeWrites(runId);
+      const featureWrites = [...this.featureTables.removeWrites(runId), ...this.jobs.removeWrites(runId)];
       const dbs = [this.commitsDb, this.queriesDb] as unknown as Database<unknown, Key[]>[];
       const keys = dbs.map((db) => [...db.getKeys(runRange(runId))]);
       await this.commitWith(
@@ -1605,6 +1613,7 @@ export class Store {
         },
       );
       this.featureTables.forget(runId);
+      this.jobs.forget(runId);
       await segments.remove();
       this.segments.delete(run);
       this.persistedRuns.delete(runId);
