@@ -194,8 +194,8 @@ export function decodeBatch(
 
 /**
  * The side-car fields (docs/wire.md): a report (`deferred`) carries ids alone and comes from a
- * trainer's stream; a worker's batch names one job per row and its snapshot step (at most the
- * batch's step); other batches carry neither.
+ * trainer's stream; a worker's batch names one job per row and its snapshot step; other batches
+ * carry neither.
  */
 function decodeSidecar(b: SketchBatchMsg, n: number, worker: boolean): { jobIds?: number[]; snapshotStep?: number } {
   const jobIds = b.jobIds ?? [];
@@ -215,9 +215,7 @@ function decodeSidecar(b: SketchBatchMsg, n: number, worker: boolean): { jobIds?
     if (!Number.isSafeInteger(id) || id < 1) throw new MotiveError('MOTIVE_INGEST_BATCH_INVALID', `job id ${id} out of range`);
   }
   const snapshotStep = b.snapshotStep ?? 0;
-  if (!Number.isSafeInteger(snapshotStep) || snapshotStep > b.step) {
-    throw new MotiveError('MOTIVE_INGEST_BATCH_INVALID', `snapshot_step ${snapshotStep} after the batch's step ${b.step}`);
-  }
+  if (!Number.isSafeInteger(snapshotStep)) throw new MotiveError('MOTIVE_INGEST_BATCH_INVALID', 'snapshot_step out of range');
   return { jobIds, snapshotStep };
 }
 

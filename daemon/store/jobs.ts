@@ -45,7 +45,10 @@ export interface JobStats {
   dropped: number;
   /** Worker batches committed. */
   batches: number;
-  /** Σ over attributed jobs of (job step − snapshot step). */
+  /**
+   * Σ over attributed jobs of |job step − snapshot step| (a snapshot after the job's step is
+   * used only when every one before it was cleaned up).
+   */
   stalenessSum: number;
   stalenessMax: number;
 }
@@ -200,7 +203,7 @@ export class SidecarJobs {
       mine.add(id);
     }
     for (const id of mine) r.aheadGone.add(id);
-    return { keep, plan: { runId, jobIds: [...mine], staleness: step - snapshotStep } };
+    return { keep, plan: { runId, jobIds: [...mine], staleness: Math.abs(step - snapshotStep) } };
   }
 
   /** Prepare: a claimed worker batch was rejected after all; its jobs are open again. */
