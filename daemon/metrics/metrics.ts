@@ -10,6 +10,7 @@ import type { CommitEvent, InfluenceEngine } from '../influence/index.js';
 import type { Store } from '../store/index.js';
 import type { WeightUpdateEvent } from '../weighting/index.js';
 import { DistributionCache, SCORE_QUANTILES, WEIGHT_BUCKETS } from './distribution.js';
+import { registerSidecarMetrics } from './sidecar.js';
 
 /** Counters the live feed keeps; read at scrape time. */
 export interface LiveFeedStats {
@@ -194,6 +195,7 @@ export class MotiveMetrics {
     });
 
     const { store, engine } = deps;
+    registerSidecarMetrics(registry, store);
     new Gauge({
       name: 'motive_queue_depth',
       help: 'Batches and query sets waiting for a group commit.',

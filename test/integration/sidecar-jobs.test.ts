@@ -7,6 +7,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, describe, expect, it } from 'vitest';
+import { runCli } from '../../daemon/cli/cli.js';
 import { loadAttributionService } from '../../daemon/ingest/index.js';
 import { freePort, spawnDaemon, startTestDaemon, tempDir, type ChildDaemon } from '../helpers/daemon.js';
 import { hello, rawStream, type DaemonReply, type RawStream } from '../helpers/raw-stream.js';
@@ -245,6 +246,17 @@ describe('side-car jobs', () => {
         sidecar?: { created: number; dropped: number; backlog: number };
       };
       expect(run.sidecar).toMatchObject({ created: 6, dropped: 2, backlog: 4 });
+      const out: string[] = [];
+      const io = { out: (t: string) => out.push(t), err: (t: string) => out.push(t) };
+      expect(await runCli(['status', '--url', `http://127.0.0.1:${daemon.httpPort}`, '--rate-ms', '50'], io)).toBe(0);
+      expect(out.join('')).toMatch(/side-car attribution\n/);
+      expect(out.join('')).toMatch(/cap\s+4\s+4\s+0\s+6\s+2\s+0\.0\s+0\.00\s+0/);
+      const metrics = await (await fetch(`http://127.0.0.1:${daemon.httpPort}/metrics`)).text();
+      expect(metrics).toContain('motive_sidecar_backlog{run="cap"} 4');
+      expect(metrics).toContain('motive_sidecar_leased{run="cap"} 4');
+      expect(metrics).toContain('motive_sidecar_jobs_created_total{run="cap"} 6');
+      expect(metrics).toContain('motive_sidecar_jobs_dropped_total{run="cap"} 2');
+      expect(metrics).toContain('motive_sidecar_jobs_attributed_total{run="cap"} 0');
       // a worker Hello for a run that does not exist is refused (it never creates a run)
       const w = rawStream(address);
       w.write(hello('nope', K, { worker: true }));
