@@ -7,6 +7,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import { runCli } from '../../daemon/cli/cli.js';
 import { loadAttributionService } from '../../daemon/ingest/index.js';
 import { freePort, spawnDaemon, startTestDaemon, tempDir, type ChildDaemon } from '../helpers/daemon.js';
@@ -246,6 +247,17 @@ describe('side-car jobs', () => {
         sidecar?: { created: number; dropped: number; backlog: number };
       };
       expect(run.sidecar).toMatchObject({ created: 6, dropped: 2, backlog: 4 });
+      // the live feed's top event carries the same counters
+      const ws = new WebSocket(`ws://127.0.0.1:${daemon.httpPort}/v1/runs/cap/live?types=top`);
+      const top = await new Promise<{ sidecar: { backlog: number; dropped: number } | null }>((resolve, reject) => {
+        ws.on('message', (m: Buffer) => {
+          const e = JSON.parse(m.toString()) as { type: string; sidecar: { backlog: number; dropped: number } | null };
+          if (e.type === 'top') resolve(e);
+        });
+        ws.on('error', reject);
+      });
+      ws.close();
+      expect(top.sidecar).toMatchObject({ backlog: 4, dropped: 2 });
       const out: string[] = [];
       const io = { out: (t: string) => out.push(t), err: (t: string) => out.push(t) };
       expect(await runCli(['status', '--url', `http://127.0.0.1:${daemon.httpPort}`, '--rate-ms', '50'], io)).toBe(0);
