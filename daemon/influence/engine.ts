@@ -114,6 +114,9 @@ type Item =
     }
   | { kind: 'queries'; sub: QuerySubmission; at: number; resolve: (o: SubmitOutcome) => void; reject: (e: unknown) => void };
 
+/** A prepared batch that is neither scored nor applied to samples: a duplicate, or a side-car report. */
+const UNSCORED = { samples: undefined, products: undefined, querySet: undefined, rejected: false } as const;
+
 interface PreparedBatch {
   readonly item: Extract<Item, { kind: 'batch' }>;
   readonly run: RunState;
@@ -479,7 +482,7 @@ export class InfluenceEngine {
         if (claimed === 'rejected') continue;
         answer = claimed;
         if (answer === undefined) {
-          items.push({ item, run, duplicate: true, samples: undefined, products: undefined, querySet: undefined, rejected: false });
+          items.push({ item, run, duplicate: true, ...UNSCORED });
           products.push(undefined);
           continue;
         }
@@ -488,23 +491,14 @@ export class InfluenceEngine {
       } else {
         const last = ahead.seqs.get(key) ?? run.commits.get(sub.rank) ?? 0;
         if (sub.seq <= last) {
-          items.push({ item, run, duplicate: true, samples: undefined, products: undefined, querySet: undefined, rejected: false });
+          items.push({ item, run, duplicate: true, ...UNSCORED });
           products.push(undefined);
           continue;
         }
         if (sub.deferred === true) {
           ahead.seqs.set(key, sub.seq);
           const report = this.store.jobs.planReport(run.info.id, sub.step, sub.lr, sub.sampleIds);
-          items.push({
-            item,
-            run,
-            duplicate: false,
-            samples: undefined,
-            products: undefined,
-            querySet: undefined,
-            rejected: false,
-            report,
-          });
+          items.push({ item, run, duplicate: false, ...UNSCORED, report });
           products.push(undefined);
           continue;
         }

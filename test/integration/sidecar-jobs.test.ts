@@ -93,7 +93,7 @@ function workerBatch(seq: number, jobs: readonly LeasedJob[], snapshotStep: numb
 async function expectAcks(s: RawStream, seqs: number[]): Promise<DaemonReply[]> {
   const got: DaemonReply[] = [];
   while (got.filter((m) => m.ack !== undefined).length < seqs.length) {
-    const m = await s.next(10_000);
+    const m = await s.next(30_000);
     if (m === 'end') throw new Error('stream ended');
     if (m.error !== undefined) throw new Error(`${m.error.code}: ${m.error.message}`);
     got.push(m);
@@ -105,7 +105,7 @@ async function expectAcks(s: RawStream, seqs: number[]): Promise<DaemonReply[]> 
 async function attach(address: string, runId: string, extra: Record<string, unknown>): Promise<RawStream> {
   const s = rawStream(address);
   s.write(hello(runId, K, extra));
-  const w = await s.next(10_000);
+  const w = await s.next(30_000);
   if (w === 'end' || w.welcome === undefined) throw new Error(`no welcome: ${JSON.stringify(w)}`);
   return s;
 }
@@ -183,7 +183,7 @@ describe('side-car jobs', () => {
     expect(third.map((j) => j.sampleId)).toEqual(['a', 'b', 'e']);
     // a row that names an open job of another sample is rejected, and the job stays open
     worker.write(workerBatch(6, [{ ...third[1]!, sampleId: 'zz' }], 2));
-    const bad = await worker.next(10_000);
+    const bad = await worker.next(30_000);
     expect(bad !== 'end' && bad.error?.code).toBe('MOTIVE_INGEST_JOB_MISMATCH');
     worker.write(workerBatch(7, third.slice(0, 1), 1));
     await expectAcks(worker, [7]);
@@ -229,7 +229,7 @@ describe('side-car jobs', () => {
     expect(stats.sidecar).toMatchObject({ created: 8, attributed: 8, dropped: 0 });
     w2.close();
     l.close();
-  }, 120_000);
+  }, 240_000);
 
   it('bounds the backlog: a report beyond sidecar.maxBacklog drops the oldest jobs and counts them', async () => {
     const daemon = await startTestDaemon({ sidecar: { maxBacklog: 4 } });
@@ -272,7 +272,7 @@ describe('side-car jobs', () => {
       // a worker Hello for a run that does not exist is refused (it never creates a run)
       const w = rawStream(address);
       w.write(hello('nope', K, { worker: true }));
-      const m = await w.next(10_000);
+      const m = await w.next(30_000);
       expect(m !== 'end' && m.error?.code).toBe('MOTIVE_INGEST_HELLO_INVALID');
       w.close();
       trainer.close();
