@@ -267,10 +267,10 @@ export const ConfigSchema = Type.Object(
     sidecar: Type.Object(
       {
         maxBacklog: Type.Integer({
-          default: 1_000_000,
+          default: 200_000,
           minimum: 1,
           description:
-            'Most side-car jobs (trained clip-step pairs not yet attributed) per run; a report beyond it drops the oldest jobs, counted in motive_sidecar_dropped_total (docs/wire.md).',
+            'Most side-car jobs (trained clip-step pairs not yet attributed) per run, each about 200 bytes of memory; a report beyond it drops the oldest jobs, counted in motive_sidecar_jobs_dropped_total (docs/wire.md).',
         }),
         leaseMs: Type.Integer({
           default: 60_000,

@@ -1,6 +1,6 @@
 /**
  * `motive.v1.Attribution/Lease` (docs/wire.md, "Side-car attribution"): a worker asks for open
- * jobs of a run, newest step first; the daemon leases them to it in memory for `lease_ms` (after
+ * jobs of a run, the newest reports first; the daemon leases them to it in memory for `lease_ms` (after
  * that, or after a restart, they are leased again). A lease promises nothing about counting: a
  * job counts once, through the commit of the first worker batch that answers it (daemon/store/jobs.ts).
  */

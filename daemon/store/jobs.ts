@@ -19,7 +19,7 @@
  * unanswered job can be leased again.
  *
  * Backlog: at most `maxBacklog` unanswered jobs per run. A report that would exceed it drops the
- * oldest jobs (lowest step first) in its own commit and counts them (`dropped`), so workers that
+ * oldest jobs (the first reported) in its own commit and counts them (`dropped`), so workers that
  * fall behind attribute the newest steps; leases hand out the newest steps first.
  */
 import type { Database, RootDatabase } from 'lmdb';
@@ -68,8 +68,13 @@ export interface AnswerPlan {
 }
 
 interface RunJobs {
-  /** Unanswered jobs as applied to memory, in creation order. */
+  /** Unanswered jobs as applied to memory. */
   readonly pending: Map<number, Job>;
+  /**
+   * Job ids in creation order (ascending), open or not: leases walk it from the newest end and
+   * the backlog bound from the oldest, skipping ids no longer open; compacted as it fills with those.
+   */
+  order: number[];
   /** Lease expiry (Date.now ms) per leased job. */
   readonly leases: Map<number, number>;
   /** Counters as applied to memory. */
@@ -97,7 +102,7 @@ export class SidecarJobs {
   private readonly statsDb: Database<JobStats, string>;
   private readonly runs = new Map<string, RunJobs>();
   /** Most unanswered jobs per run (config `sidecar.maxBacklog`). */
-  maxBacklog = 1_000_000;
+  maxBacklog = 200_000;
 
   constructor(root: RootDatabase) {
     this.jobsDb = root.openDB<JobRow, [string, number]>({ name: 'jobs' });
@@ -114,6 +119,7 @@ export class SidecarJobs {
     r.allocate = stats.nextId;
     for (const { key, value } of this.jobsDb.getRange({ start: [runId], end: [`${runId}\u0000`] })) {
       r.pending.set(key[1], { id: key[1], step: value.step, lr: value.lr, sampleId: value.sampleId });
+      r.order.push(key[1]);
     }
   }
 
@@ -122,6 +128,7 @@ export class SidecarJobs {
     if (r === undefined) {
       r = {
         pending: new Map(),
+        order: [],
         leases: new Map(),
         stats: { ...EMPTY_STATS },
         persisted: { ...EMPTY_STATS },
@@ -159,16 +166,19 @@ export class SidecarJobs {
   planReport(runId: string, step: number, lr: number, sampleIds: readonly string[]): ReportPlan {
     const r = this.state(runId);
     const jobs = sampleIds.map((sampleId) => ({ id: r.allocate++, step, lr, sampleId }));
-    for (const j of jobs) r.aheadAdded.set(j.id, j);
-    const excess = this.backlog(runId) - this.maxBacklog;
+    for (const j of jobs) {
+      r.aheadAdded.set(j.id, j);
+      r.order.push(j.id);
+    }
+    let excess = this.backlog(runId) - this.maxBacklog;
     const dropped: number[] = [];
-    if (excess > 0) {
-      const open = [...r.pending.values(), ...r.aheadAdded.values()].filter((j) => !r.aheadGone.has(j.id));
-      open.sort((a, b) => a.step - b.step || a.id - b.id);
-      for (const j of open.slice(0, excess)) {
-        dropped.push(j.id);
-        r.aheadGone.add(j.id);
-      }
+    // The oldest open jobs: the first reported (a run's reports come in step order per rank).
+    for (let i = 0; i < r.order.length && excess > 0; i++) {
+      const id = r.order[i] as number;
+      if (!open(r, id)) continue;
+      dropped.push(id);
+      r.aheadGone.add(id);
+      excess--;
     }
     return { runId, jobs, dropped };
   }
@@ -261,6 +271,7 @@ export class SidecarJobs {
       r.aheadAdded.delete(id);
     }
     const last = p.jobs.length === 0 ? 0 : (p.jobs[p.jobs.length - 1] as Job).id;
+    compact(r);
     r.stats = {
       ...r.stats,
       nextId: Math.max(r.stats.nextId, last + 1),
@@ -279,6 +290,7 @@ export class SidecarJobs {
       r.aheadAdded.delete(id);
     }
     r.stats = addAnswer(r.stats, p);
+    compact(r);
   }
 
   /**
@@ -295,15 +307,20 @@ export class SidecarJobs {
   }
 
   /**
-   * Leases up to `max` open jobs not leased now, newest step first (then oldest id), until
-   * `now + leaseMs`. A job whose lease expires is leased again; a late answer still counts once.
+   * Leases up to `max` open jobs not leased now, the newest reports first (a step's jobs in the
+   * order reported), until `now + leaseMs`. A job whose lease expires is leased again; a late
+   * answer still counts once. Walks back from the newest job: the cost is the jobs it hands out,
+   * the ones leased now and one step's worth more.
    */
   lease(runId: string, max: number, leaseMs: number, now = Date.now()): Job[] {
     const r = this.runs.get(runId);
     if (r === undefined) return [];
     const free: Job[] = [];
-    for (const j of r.pending.values()) {
-      if (r.aheadGone.has(j.id)) continue;
+    for (let i = r.order.length - 1; i >= 0; i--) {
+      const j = r.pending.get(r.order[i] as number);
+      if (j === undefined || r.aheadGone.has(j.id)) continue;
+      // Enough, and past the last step taken: the rest of that step is in.
+      if (free.length >= max && j.step !== (free[free.length - 1] as Job).step) break;
       const until = r.leases.get(j.id);
       if (until !== undefined && until > now) continue;
       free.push(j);
@@ -325,6 +342,17 @@ export class SidecarJobs {
   forget(runId: string): void {
     this.runs.delete(runId);
   }
+}
+
+/** Whether the job is open as far as the groups prepared so far know. */
+function open(r: RunJobs, id: number): boolean {
+  return (r.pending.has(id) || r.aheadAdded.has(id)) && !r.aheadGone.has(id);
+}
+
+/** Drops closed ids from `order` once they make up most of it. */
+function compact(r: RunJobs): void {
+  const live = r.pending.size + r.aheadAdded.size;
+  if (r.order.length > 2 * live + 1024) r.order = r.order.filter((id) => r.pending.has(id) || r.aheadAdded.has(id));
 }
 
 function addAnswer(s: JobStats, p: AnswerPlan): JobStats {
