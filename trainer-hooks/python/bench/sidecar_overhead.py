@@ -6,7 +6,7 @@ attention and FFN linear, AdamW, micro-batch 1). A real daemon (``node bin/motiv
 
 1. **Step time.** The trainer runs on core 0 (``os.sched_setaffinity``, one torch thread), one
    worker on core 1 attributes every reported clip meanwhile. Two training loops alternate step by
-   step, so the machine's changing load falls on both alike: one plain, one with
+   step (in ABBA order), so the machine's changing load falls on both alike: one plain, one with
    :class:`~motive_hooks.sidecar.SidecarReporter` (report every step, a snapshot of the LoRA
    tensors every ``--snapshot-every`` steps, written from a background thread). Printed: the mean
    step time of each and the overhead.
@@ -175,9 +175,11 @@ def step_time(daemon: Daemon, args: argparse.Namespace, ctx: Any, cpus: List[Opt
             plain.step(False)
             side.step(False)
         loads = [os.getloadavg()[0]]
-        for _ in range(args.steps):
-            plain.step(True)
-            side.step(True)
+        for i in range(args.steps):
+            # ABBA order, so that neither loop always follows the other (e.g. its snapshot write)
+            first, second = (plain, side) if i % 4 in (0, 3) else (side, plain)
+            first.step(True)
+            second.step(True)
             loads.append(os.getloadavg()[0])
         base, mine = statistics.mean(plain.times), statistics.mean(side.times)
         stats = daemon.sidecar(run_id)
