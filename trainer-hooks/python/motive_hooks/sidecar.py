@@ -134,19 +134,22 @@ class SidecarReporter:
         self.state_fn = state_fn or trainable_state
         self._queue: "queue.Queue[Optional[tuple]]" = queue.Queue(maxsize=1)
         self._error: Optional[BaseException] = None
+        self._snapshot_step: Optional[int] = None
         self._thread: Optional[threading.Thread] = None
         if background:
             self._thread = threading.Thread(target=self._write_loop, name="motive-snapshots", daemon=True)
             self._thread.start()
 
     def due(self, step: int) -> bool:
-        """Whether :meth:`step` snapshots optimizer step ``step``."""
-        return step % self.snapshot_every == 0
+        """Whether :meth:`step` snapshots optimizer step ``step`` (once per step: with gradient
+        accumulation the micro-batches of a step share its snapshot)."""
+        return step % self.snapshot_every == 0 and step != self._snapshot_step
 
     def step(self, step: int, lr: float, ids: Sequence[str]) -> bool:
         """Snapshots the parameters when due, then reports (step, lr, ids). Returns the report's
         result (False: dropped, see :meth:`MotiveClient.send`)."""
         if self.due(step):
+            self._snapshot_step = step
             state = self.state_fn(self.model)
             if self._thread is None:
                 self.snapshots.write(step, state)

@@ -92,6 +92,11 @@ def test_snapshots_are_atomic_bounded_and_hold_only_trainable_tensors() -> None:
         assert not [n for n in os.listdir(snapdir) if ".tmp" in n]
         assert store.nearest(15) == 12 and store.nearest(16) == 16 and store.nearest(100) == 16
         assert store.nearest(3) == 8  # older ones were cleaned up: the oldest left
+        # micro-batches of one optimizer step share its snapshot: written once
+        rep = SidecarReporter(model, None, os.path.join(snapdir, "accum"), background=False)
+        assert rep.due(0)
+        rep.step(0, 0.1, ["c0"])
+        assert not rep.due(0) and rep.due(1)
         loaded = store.load(12)
         assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], state[k]) for k in state)
         # snapshot_every: the nearest snapshot at or before each job's step
