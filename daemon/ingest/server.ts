@@ -137,10 +137,10 @@ export class IngestServer {
     }));
   }
 
-  /** Attached trainer streams per run. */
+  /** Attached trainer streams per run (side-car workers' streams not counted). */
   attachedCounts(): Map<string, number> {
     const out = new Map<string, number>();
-    for (const s of this.streams) if (s.hello !== undefined) out.set(s.hello.runId, (out.get(s.hello.runId) ?? 0) + 1);
+    for (const s of this.streams) if (s.hello?.worker === false) out.set(s.hello.runId, (out.get(s.hello.runId) ?? 0) + 1);
     return out;
   }
 
@@ -166,7 +166,7 @@ export class IngestServer {
       stream.detach();
       if (!this.streams.delete(stream)) return;
       stream.closed = true;
-      if (stream.hello !== undefined) this.observer.attached?.(stream.hello.runId, -1);
+      if (stream.hello?.worker === false) this.observer.attached?.(stream.hello.runId, -1);
     };
     call.on('data', (msg: TrainerMessageMsg) => {
       call.pause();
@@ -352,7 +352,7 @@ export class IngestServer {
     }
     stream.hello = hello;
     stream.normalize = run.info.scoreMode === 'cosine';
-    this.observer.attached?.(hello.runId, 1);
+    if (!hello.worker) this.observer.attached?.(hello.runId, 1);
     this.deps.log.info({ runId: hello.runId, rank: hello.rank, client: hello.client }, 'trainer attached');
     stream.send({
       welcome: {

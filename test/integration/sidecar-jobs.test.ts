@@ -160,6 +160,9 @@ describe('side-car jobs', () => {
     expect(second.jobs.map((j) => j.sampleId)).toEqual(['b', 'c']);
 
     const worker = await attach(address, 'sc', { worker: true, worldSize: 0 });
+    // a worker's stream is not a trainer's
+    const listed = (await (await fetch(`${base}/v1/runs`)).json()) as { runs: Array<{ id: string; attachedTrainers: number }> };
+    expect(listed.runs.find((r) => r.id === 'sc')?.attachedTrainers).toBe(1);
     const step1 = first.jobs.filter((j) => j.step === 1);
     worker.write(workerBatch(1, step1, 1));
     worker.write(workerBatch(2, step1, 1)); // a resend: every job answered already
