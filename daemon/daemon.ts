@@ -57,6 +57,7 @@ export async function startDaemon(config: MotiveConfig, log: Logger = createLogg
     syncCommits: config.store.syncCommits,
     onRepair: (message, detail) => log.warn(detail, message),
   });
+  store.jobs.maxBacklog = config.sidecar.maxBacklog;
   const auth = new Authorizer(config.auth.tokens, config.auth.trainerToken);
   const tls = readTls(config.tls);
   const kernel = await MatMulKernel.create({ threads: config.influence.threads });
@@ -82,6 +83,7 @@ export async function startDaemon(config: MotiveConfig, log: Logger = createLogg
       receiveWindowBytes: config.grpc.receiveWindowBytes,
       auth,
       maxRuns: config.limits.maxRuns,
+      leaseMs: config.sidecar.leaseMs,
       ...(tls === undefined ? {} : { tls }),
       scoreMode: config.score.normalize,
       maxDim: config.limits.maxDim,

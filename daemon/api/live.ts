@@ -25,6 +25,7 @@ import type { FastifyInstance } from 'fastify';
 import { WebSocketServer, WebSocket } from 'ws';
 import { MotiveError, httpToken, type Authorizer, type ErrorCode, type Logger } from '../shared/index.js';
 import { DistributionCache, WEIGHT_BUCKETS, weightCounts, type CommitEvent, type InfluenceEngine } from '../influence/index.js';
+import { sidecarView } from './sidecar-view.js';
 import type { RunState, SampleState, Store } from '../store/index.js';
 import { sampleSignal, type FusedOptions, type SignalStats, type WeightUpdateEvent, type WeightingService } from '../weighting/index.js';
 
@@ -593,6 +594,7 @@ export class LiveFeed {
       helpful: this.withMotion(topSamples(run, 'helpful', this.o.topLimit, signal)),
       scoreHistogram: { min: d.scoreMin, max: d.scoreMax, counts: d.scoreBins },
       weightHistogram: { le: WEIGHT_BUCKETS, counts: weightCounts },
+      sidecar: sidecarView(this.deps.store, run.info.id) ?? null,
     };
   }
 

@@ -109,6 +109,20 @@ export const runDetailSchema = {
     },
     downweighted: { type: 'integer' },
     quarantined: { type: 'integer' },
+    sidecar: {
+      type: 'object',
+      properties: {
+        backlog: { type: 'integer' },
+        leased: { type: 'integer' },
+        created: { type: 'integer' },
+        attributed: { type: 'integer' },
+        dropped: { type: 'integer' },
+        batches: { type: 'integer' },
+        stalenessMean: { type: 'number' },
+        stalenessMax: { type: 'number' },
+      },
+      required: ['backlog', 'leased', 'created', 'attributed', 'dropped', 'batches', 'stalenessMean', 'stalenessMax'],
+    },
   },
   required: [
     ...runSummarySchema.required,

@@ -6,6 +6,7 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, ty
 import { Authorizer, ErrorCodes, MotiveError, httpToken, isMotiveError, type Action, type Grant, type Logger } from '../shared/index.js';
 import type { InfluenceEngine, RunViews, SampleOrder } from '../influence/index.js';
 import type { RunState, Store } from '../store/index.js';
+import { sidecarDetail } from './sidecar-view.js';
 import type { WeightingService } from '../weighting/index.js';
 import {
   errorSchema,
@@ -235,6 +236,7 @@ export function buildApi(deps: ApiDeps, options: ApiOptions): FastifyInstance {
         ranks: [...run.commits.entries()].sort((a, b) => a[0] - b[0]).map(([rank, seq]) => ({ rank, lastCommittedSeq: seq })),
         downweighted,
         quarantined,
+        ...sidecarDetail(store, run.info.id),
       };
     },
   });

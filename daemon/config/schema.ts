@@ -264,6 +264,23 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    sidecar: Type.Object(
+      {
+        maxBacklog: Type.Integer({
+          default: 200_000,
+          minimum: 1,
+          description:
+            'Most side-car jobs (trained clip-step pairs not yet attributed) per run, each about 200 bytes of memory; a report beyond it drops the oldest jobs, counted in motive_sidecar_jobs_dropped_total (docs/wire.md).',
+        }),
+        leaseMs: Type.Integer({
+          default: 60_000,
+          minimum: 100,
+          description:
+            'How long a worker holds leased jobs (when its Lease asks for no other time); unanswered by then, they are leased again.',
+        }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     shutdownGraceMs: Type.Integer({ default: 10000, minimum: 0, description: 'SIGTERM: time to drain streams before closing.' }),
   },
   { additionalProperties: false, $id: 'https://motive.dev/schemas/config.schema.json', title: 'Motive daemon configuration' },

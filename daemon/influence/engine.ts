@@ -9,11 +9,22 @@
  * event loop after its commit, before any further I/O is read. The next group is prepared while one commits.
  */
 import { MotiveError, normalizeRows, trace, type Logger } from '../shared/index.js';
-import type { PendingScores, QuerySetRecord, RunState, SampleState, ScoreMode, SketchDType, Store } from '../store/index.js';
+import type {
+  AnswerPlan,
+  PendingScores,
+  QuerySetRecord,
+  ReportPlan,
+  RunState,
+  SampleState,
+  ScoreMode,
+  SketchDType,
+  Store,
+} from '../store/index.js';
 import type { MatMulKernel } from './matmul-kernel.js';
 import { allFinite, transpose } from './math.js';
 import { overflowReason } from './finite-check.js';
 import { SketchBuffers } from './sketch-decode.js';
+import { claimRows, releaseClaims } from './sidecar-rows.js';
 
 /** A validated, decoded batch (docs/wire.md, SketchBatch). */
 export interface BatchSubmission {
@@ -41,6 +52,12 @@ export interface BatchSubmission {
   readonly wireDtype: SketchDType;
   /** Wire bytes, for group sizing. */
   readonly bytes: number;
+  /** A side-car report (docs/wire.md): no sketches; each sample becomes a job for the workers. */
+  readonly deferred?: boolean;
+  /** A side-car worker's batch: the job each row answers (deduplicated by job, not by rank and seq). */
+  readonly jobIds?: readonly number[];
+  /** A worker batch's parameter snapshot step (its staleness is `step − snapshotStep`). */
+  readonly snapshotStep?: number;
 }
 
 /** A validated, decoded query set. */
@@ -107,6 +124,9 @@ type Item =
     }
   | { kind: 'queries'; sub: QuerySubmission; at: number; resolve: (o: SubmitOutcome) => void; reject: (e: unknown) => void };
 
+/** A prepared batch that is neither scored nor applied to samples: a duplicate, or a side-car report. */
+const UNSCORED = { samples: undefined, products: undefined, querySet: undefined, rejected: false } as const;
+
 interface PreparedBatch {
   readonly item: Extract<Item, { kind: 'batch' }>;
   readonly run: RunState;
@@ -118,6 +138,10 @@ interface PreparedBatch {
   readonly querySet: QuerySetRecord | undefined;
   /** Rejected while preparing (products overflow): neither committed nor applied. */
   rejected: boolean;
+  /** A side-car report's jobs (then nothing else of the batch is logged or applied). */
+  readonly report?: ReportPlan;
+  /** A worker batch's answered jobs. */
+  readonly answer?: AnswerPlan | undefined;
 }
 
 /**
@@ -393,6 +417,7 @@ export class InfluenceEngine {
     this.ahead.queryIds.clear();
     this.ahead.samples.clear();
     this.ahead.projected.clear();
+    this.store.jobs.forgetAhead();
   }
 
   private runFor(runId: string): RunState {
@@ -407,6 +432,8 @@ export class InfluenceEngine {
     const newQueryIds = new Map<RunState, string[]>();
     const items: Array<PreparedBatch | PreparedQueries> = [];
     const products: Array<Promise<Float32Array> | undefined> = [];
+    /** Worker batches' claimed jobs, released again where the batch is rejected while prepared. */
+    const claims = new Map<Item, AnswerPlan>();
     for (const item of group) {
       let run: RunState;
       try {
@@ -456,13 +483,35 @@ export class InfluenceEngine {
         products.push(undefined);
         continue;
       }
-      const sub = item.sub;
+      let sub = item.sub;
       const key = `${sub.runId}\u0000${sub.rank}`;
-      const last = ahead.seqs.get(key) ?? run.commits.get(sub.rank) ?? 0;
-      if (sub.seq <= last) {
-        items.push({ item, run, duplicate: true, samples: undefined, products: undefined, querySet: undefined, rejected: false });
-        products.push(undefined);
-        continue;
+      let answer: AnswerPlan | undefined;
+      if (sub.jobIds !== undefined) {
+        // A worker's batch: rows whose jobs are answered already are cut (sidecar-rows.ts).
+        const claimed = claimRows(this.store, run, item);
+        if (claimed === 'rejected') continue;
+        answer = claimed;
+        if (answer === undefined) {
+          items.push({ item, run, duplicate: true, ...UNSCORED });
+          products.push(undefined);
+          continue;
+        }
+        claims.set(item, answer);
+        sub = item.sub;
+      } else {
+        const last = ahead.seqs.get(key) ?? run.commits.get(sub.rank) ?? 0;
+        if (sub.seq <= last) {
+          items.push({ item, run, duplicate: true, ...UNSCORED });
+          products.push(undefined);
+          continue;
+        }
+        if (sub.deferred === true) {
+          ahead.seqs.set(key, sub.seq);
+          const report = this.store.jobs.planReport(run.info.id, sub.step, sub.lr, sub.sampleIds);
+          items.push({ item, run, duplicate: false, ...UNSCORED, report });
+          products.push(undefined);
+          continue;
+        }
       }
       if (sub.normalized === true && run.info.scoreMode !== 'cosine') {
         // The stream decoded for the run it attached to; a run replaced since scores otherwise.
@@ -493,7 +542,7 @@ export class InfluenceEngine {
         }
       }
       if (added > 0) for (let i = 0; i < ids.length; i++) if (samples[i] === undefined) fresh.add(ids[i] as string);
-      ahead.seqs.set(key, sub.seq);
+      if (answer === undefined) ahead.seqs.set(key, sub.seq);
       const n = sub.sampleIds.length;
       const k = run.info.dim;
       if (run.info.scoreMode === 'cosine' && sub.normalized !== true) normalizeRows(sub.sketches, n, k);
@@ -501,11 +550,11 @@ export class InfluenceEngine {
       // Queued now, awaited below: onnxruntime-node runs each product on a later turn of this
       // thread (with its intra-op threads), so the products of a group run back to back.
       products.push(qs === undefined ? undefined : this.kernel.multiply(sub.sketches, n, k, this.queryMatrix(run, qs, k), qs.ids.length));
-      items.push({ item, run, duplicate: false, samples, products: undefined, querySet: qs, rejected: false });
+      items.push({ item, run, duplicate: false, samples, products: undefined, querySet: qs, rejected: false, answer });
     }
     const done = await Promise.all(products.map((p) => p ?? Promise.resolve(undefined)));
     items.forEach((p, i) => {
-      if ('record' in p || p.duplicate) return;
+      if ('record' in p || p.duplicate || p.report !== undefined) return;
       p.products = done[i];
       // Under `dot`, finite sketches can still overflow float32 products: never store Inf.
       if (p.products !== undefined && !allFinite(p.products)) {
@@ -519,6 +568,7 @@ export class InfluenceEngine {
         p.item.reject(new MotiveError('MOTIVE_INGEST_BATCH_OVERFLOW', overflow));
       }
     });
+    releaseClaims(this.store, claims, items);
     const queryIds = new Map<RunState, string[]>();
     for (const p of items) if (!queryIds.has(p.run)) queryIds.set(p.run, [...p.run.queryIds, ...(ahead.queryIds.get(p.run) ?? [])]);
     const id = ++this.groupIds;
@@ -538,7 +588,7 @@ export class InfluenceEngine {
     if (weigher?.batchUpdates !== true) return out;
     const touched = new Map<RunState, Map<string, Projected>>();
     for (const p of items) {
-      if ('record' in p || p.duplicate || p.rejected) continue;
+      if ('record' in p || p.duplicate || p.rejected || p.report !== undefined) continue;
       const run = p.run;
       let projected = this.ahead.projected.get(run);
       if (projected === undefined) this.ahead.projected.set(run, (projected = new Map<string, Projected>()));
@@ -627,6 +677,11 @@ export class InfluenceEngine {
           }
           if (p.duplicate) continue;
           const sub = p.item.sub;
+          if (p.report !== undefined) {
+            tx.putCommit(sub.runId, sub.rank, sub.seq);
+            for (const w of this.store.jobs.reportWrites(p.report)) tx.write(w);
+            continue;
+          }
           const lsn = tx.appendBatch(sub.runId, {
             step: sub.step,
             lr: sub.lr,
@@ -639,7 +694,8 @@ export class InfluenceEngine {
           out.set(p, lsn);
           if (sub.features !== undefined)
             tx.putFeatures(sub.runId, sub.sampleIds, sub.features, sub.features.length / sub.sampleIds.length);
-          tx.putCommit(sub.runId, sub.rank, sub.seq);
+          if (p.answer !== undefined) for (const w of this.store.jobs.answerWrites(p.answer)) tx.write(w);
+          else tx.putCommit(sub.runId, sub.rank, sub.seq);
           c.addBatches++;
           c.addSketches += sub.sampleIds.length;
           if (sub.step > c.lastStep) c.lastStep = sub.step;
@@ -737,6 +793,13 @@ export class InfluenceEngine {
         this.sketchBuffers.giveBytes(sub.wire);
         continue;
       }
+      if (p.report !== undefined) {
+        this.store.jobs.applyReport(p.report);
+        p.run.commits.set(sub.rank, sub.seq);
+        const key = `${sub.runId}\u0000${sub.rank}`;
+        if (this.ahead.seqs.get(key) === sub.seq) this.ahead.seqs.delete(key);
+        continue;
+      }
       const lsn = lsns.get(p) as number;
       this.store.applyBatch(
         p.run,
@@ -755,9 +818,12 @@ export class InfluenceEngine {
       this.sketchBuffers.giveBytes(sub.wire);
       if (sub.features !== undefined && sub.features.length === sub.sampleIds.length * p.run.features.width)
         p.run.features.setRows(sub.sampleIds, sub.features);
-      p.run.commits.set(sub.rank, sub.seq);
-      const key = `${sub.runId}\u0000${sub.rank}`;
-      if (this.ahead.seqs.get(key) === sub.seq) this.ahead.seqs.delete(key);
+      if (p.answer !== undefined) this.store.jobs.applyAnswer(p.answer);
+      else {
+        p.run.commits.set(sub.rank, sub.seq);
+        const key = `${sub.runId}\u0000${sub.rank}`;
+        if (this.ahead.seqs.get(key) === sub.seq) this.ahead.seqs.delete(key);
+      }
       const fresh = this.ahead.samples.get(p.run);
       if (fresh !== undefined && fresh.size > 0) {
         // Only ids new when prepared can be in `fresh`.
@@ -786,7 +852,7 @@ export class InfluenceEngine {
     // projections of every group prepared after it, and walking all of it per group cost 5 % of
     // the main thread at 32 batches in flight.
     for (const p of live) {
-      if ('record' in p || p.duplicate) continue;
+      if ('record' in p || p.duplicate || p.report !== undefined) continue;
       const projected = this.ahead.projected.get(p.run);
       if (projected === undefined) continue;
       for (const id of p.item.sub.sampleIds) if (projected.get(id)?.group === g.id) projected.delete(id);

@@ -31,6 +31,8 @@ export interface HelloMsg {
   applyWeights: boolean;
   /** Per-clip feature names (empty: the stream sends no features). */
   featureNames?: string[];
+  /** A side-car worker's stream (docs/wire.md). */
+  worker?: boolean;
 }
 export interface SketchBatchMsg {
   seq: number;
@@ -41,6 +43,23 @@ export interface SketchBatchMsg {
   losses: number[];
   /** Row-major [sampleIds.length × featureNames.length], or empty. */
   features?: number[];
+  /** A side-car report: no sketches, its samples become jobs. */
+  deferred?: boolean;
+  /** A worker batch: the job each row answers. */
+  jobIds?: number[];
+  /** A worker batch: the step of the snapshot it was sketched at. */
+  snapshotStep?: number;
+}
+export interface LeaseRequestMsg {
+  runId: string;
+  token: string;
+  worker: string;
+  maxJobs: number;
+  leaseMs: number;
+}
+export interface LeaseReplyMsg {
+  jobs: Array<{ id: number; step: number; lr: number; sampleId: string }>;
+  backlog: number;
 }
 export interface QuerySetMsg {
   version: number;

@@ -10,7 +10,8 @@ import { MotiveError, describeError, isMotiveError, trace, type Authorizer, type
 import type { InfluenceEngine } from '../influence/index.js';
 import type { RunState, ScoreMode, Store } from '../store/index.js';
 import type { WeightingService, WeightUpdateEvent } from '../weighting/index.js';
-import { loadAttributionService, type DaemonMessageMsg, type TrainerMessageMsg } from './proto.js';
+import { loadAttributionService, type DaemonMessageMsg, type LeaseReplyMsg, type TrainerMessageMsg } from './proto.js';
+import { handleLease, type LeaseCall } from './lease.js';
 import { decodeBatch, decodeQueries, validateHello, type IngestLimits, type ValidHello } from './validate.js';
 import { TrainerStream } from './trainer-stream.js';
 
@@ -32,6 +33,8 @@ export interface IngestOptions extends IngestLimits {
   readonly scoreMode: ScoreMode;
   /** Most runs the daemon holds. */
   readonly maxRuns: number;
+  /** `sidecar.leaseMs`: how long a side-car worker holds leased jobs by default. */
+  readonly leaseMs: number;
   /** Optional TLS key pair (PEM); plaintext when absent. */
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer };
 }
@@ -49,6 +52,8 @@ export interface IngestObserver {
   batchAcked?(runId: string, latencyMs: number): void;
   rejected?(code: string): void;
   attached?(runId: string, delta: 1 | -1): void;
+  /** A side-car worker leased `jobs` jobs of the run. */
+  leased?(runId: string, worker: string, jobs: number): void;
 }
 
 type Call = grpc.ServerDuplexStream<TrainerMessageMsg, DaemonMessageMsg>;
@@ -92,7 +97,11 @@ export class IngestServer {
       'grpc.max_send_message_length': 256 * 1024 * 1024,
     });
     const { service } = loadAttributionService();
-    this.server.addService(service, { Attach: (call: Call) => this.attach(call) });
+    this.server.addService(service, {
+      Attach: (call: Call) => this.attach(call),
+      Lease: (call: LeaseCall, callback: grpc.sendUnaryData<LeaseReplyMsg>) =>
+        handleLease(call, callback, deps.store, options, this.observer),
+    });
     deps.weighting.onTrainerUpdate((e) => this.pushWeights(e));
   }
 
@@ -128,10 +137,10 @@ export class IngestServer {
     }));
   }
 
-  /** Attached trainer streams per run. */
+  /** Attached trainer streams per run (side-car workers' streams not counted). */
   attachedCounts(): Map<string, number> {
     const out = new Map<string, number>();
-    for (const s of this.streams) if (s.hello !== undefined) out.set(s.hello.runId, (out.get(s.hello.runId) ?? 0) + 1);
+    for (const s of this.streams) if (s.hello?.worker === false) out.set(s.hello.runId, (out.get(s.hello.runId) ?? 0) + 1);
     return out;
   }
 
@@ -157,7 +166,7 @@ export class IngestServer {
       stream.detach();
       if (!this.streams.delete(stream)) return;
       stream.closed = true;
-      if (stream.hello !== undefined) this.observer.attached?.(stream.hello.runId, -1);
+      if (stream.hello?.worker === false) this.observer.attached?.(stream.hello.runId, -1);
     };
     call.on('data', (msg: TrainerMessageMsg) => {
       call.pause();
@@ -214,6 +223,7 @@ export class IngestServer {
           this.deps.engine.sketchBuffers,
           stream.normalize,
           hello.featureNames.length,
+          hello.worker,
         );
       } catch (err) {
         this.rejectItem(stream, err, Number.isSafeInteger(batchMsg.seq) ? batchMsg.seq : 0);
@@ -223,7 +233,8 @@ export class IngestServer {
         this.rejectItem(stream, new MotiveError('MOTIVE_INGEST_SEQ_ORDER', `seq ${decoded.seq} after ${stream.lastSeq}`), decoded.seq);
         return;
       }
-      if (decoded.step < stream.lastStep) {
+      // A worker answers jobs newest first (docs/wire.md): its steps may go down.
+      if (decoded.step < stream.lastStep && !hello.worker) {
         this.rejectItem(
           stream,
           new MotiveError('MOTIVE_INGEST_STEP_BACKWARDS', `step ${decoded.step} after ${stream.lastStep}`),
@@ -305,6 +316,13 @@ export class IngestServer {
       stream.fail(e, true);
       return;
     }
+    if (existing === undefined && hello.worker) {
+      // A worker never creates a run: the trainer's Hello fixes its world size.
+      const e = new MotiveError('MOTIVE_INGEST_HELLO_INVALID', `run ${hello.runId} does not exist (a worker attaches to a trainer's run)`);
+      this.observer.rejected?.(e.code);
+      stream.fail(e, true);
+      return;
+    }
     existing ??= await this.createRun(hello);
     let run = existing;
     const p = run.info.projection;
@@ -324,7 +342,7 @@ export class IngestServer {
     }
     if (hello.featureNames.length > 0 && !(await this.fixFeatureNames(stream, run, hello))) return;
     run = this.deps.store.run(hello.runId) ?? run;
-    if (hello.worldSize !== run.info.worldSize) {
+    if (hello.worldSize !== run.info.worldSize && !hello.worker) {
       const e = new MotiveError(
         'MOTIVE_INGEST_WORLD_SIZE',
         `run ${hello.runId} has world_size ${run.info.worldSize}, Hello has world_size ${hello.worldSize} (rank ${hello.rank})`,
@@ -335,11 +353,12 @@ export class IngestServer {
     }
     stream.hello = hello;
     stream.normalize = run.info.scoreMode === 'cosine';
-    this.observer.attached?.(hello.runId, 1);
+    if (!hello.worker) this.observer.attached?.(hello.runId, 1);
     this.deps.log.info({ runId: hello.runId, rank: hello.rank, client: hello.client }, 'trainer attached');
     stream.send({
       welcome: {
-        lastCommittedSeq: run.commits.get(hello.rank) ?? 0,
+        // A worker's batches are deduplicated by job, not by seq: it resends all it holds.
+        lastCommittedSeq: hello.worker ? 0 : (run.commits.get(hello.rank) ?? 0),
         weightsVersion: run.weightsVersion,
         daemon: DAEMON_NAME,
         queryVersion: run.latestQuerySet()?.version ?? 0,

@@ -34,6 +34,8 @@ export interface ValidHello {
   readonly applyWeights: boolean;
   /** Names of the per-clip features this stream's batches carry (empty: none). */
   readonly featureNames: readonly string[];
+  /** A side-car worker's stream: its batches answer jobs (docs/wire.md). */
+  readonly worker: boolean;
 }
 
 /** Checks Hello.feature_names: at most MAX_FEATURES, each non-empty, unique, at most MAX_FEATURE_NAME characters. */
@@ -87,6 +89,7 @@ export function validateHello(h: HelloMsg, limits: IngestLimits, auth: Authorize
     client: h.client.slice(0, 200),
     applyWeights: h.applyWeights,
     featureNames,
+    worker: h.worker === true,
   };
 }
 
@@ -119,6 +122,11 @@ export interface DecodedBatch {
   readonly wire: Uint8Array;
   /** The dtype of `wire`: the stream's, which may differ from its run's (mixed-precision ranks). */
   readonly wireDtype: SketchDType;
+  /** A side-car report (no sketches). */
+  readonly deferred?: boolean;
+  /** A worker batch: the job each row answers, and the snapshot step it was sketched at. */
+  readonly jobIds?: readonly number[];
+  readonly snapshotStep?: number;
 }
 
 /**
@@ -134,6 +142,7 @@ export function decodeBatch(
   buffers?: SketchBuffers,
   normalize = false,
   featureCount = 0,
+  worker = false,
 ): DecodedBatch {
   if (!Number.isSafeInteger(b.seq) || b.seq < 1) throw new MotiveError('MOTIVE_INGEST_BATCH_INVALID', 'seq must be >= 1');
   if (!Number.isSafeInteger(b.step) || b.step < 0) throw new MotiveError('MOTIVE_INGEST_BATCH_INVALID', 'step out of range');
@@ -141,6 +150,21 @@ export function decodeBatch(
   const n = b.sampleIds.length;
   if (n === 0) throw new MotiveError('MOTIVE_INGEST_BATCH_EMPTY');
   checkIds(b.sampleIds, limits, 'sample');
+  const sidecar = decodeSidecar(b, n, worker);
+  if (b.deferred === true) {
+    return {
+      seq: b.seq,
+      step: b.step,
+      lr: b.lr,
+      sampleIds: b.sampleIds,
+      sketches: new Float32Array(0),
+      features: undefined,
+      normalized: normalize,
+      wire: new Uint8Array(0),
+      wireDtype: dtype,
+      deferred: true,
+    };
+  }
   const expected = n * dim * dtypeBytes(dtype);
   if (b.sketches.length !== expected) {
     throw new MotiveError(
@@ -164,7 +188,35 @@ export function decodeBatch(
     normalized: normalize,
     wire: buffers === undefined ? b.sketches : buffers.copyBytes(b.sketches),
     wireDtype: dtype,
+    ...sidecar,
   };
+}
+
+/**
+ * The side-car fields (docs/wire.md): a report (`deferred`) carries ids alone and comes from a
+ * trainer's stream; a worker's batch names one job per row and its snapshot step; other batches
+ * carry neither.
+ */
+function decodeSidecar(b: SketchBatchMsg, n: number, worker: boolean): { jobIds?: number[]; snapshotStep?: number } {
+  const jobIds = b.jobIds ?? [];
+  if (b.deferred === true) {
+    if (worker) throw new MotiveError('MOTIVE_INGEST_BATCH_INVALID', 'a worker sends no deferred batches');
+    if (b.sketches.length !== 0 || b.losses.length !== 0 || (b.features ?? []).length !== 0 || jobIds.length !== 0) {
+      throw new MotiveError('MOTIVE_INGEST_BATCH_INVALID', 'a deferred batch carries sample ids alone');
+    }
+    return {};
+  }
+  if (!worker) {
+    if (jobIds.length !== 0) throw new MotiveError('MOTIVE_INGEST_BATCH_INVALID', 'job_ids on a trainer stream (Hello.worker unset)');
+    return {};
+  }
+  if (jobIds.length !== n) throw new MotiveError('MOTIVE_INGEST_BATCH_INVALID', `${jobIds.length} job ids for ${n} samples`);
+  for (const id of jobIds) {
+    if (!Number.isSafeInteger(id) || id < 1) throw new MotiveError('MOTIVE_INGEST_BATCH_INVALID', `job id ${id} out of range`);
+  }
+  const snapshotStep = b.snapshotStep ?? 0;
+  if (!Number.isSafeInteger(snapshotStep)) throw new MotiveError('MOTIVE_INGEST_BATCH_INVALID', 'snapshot_step out of range');
+  return { jobIds, snapshotStep };
 }
 
 /** A batch's features: none, or exactly n × nf finite values (float32 as sent). */

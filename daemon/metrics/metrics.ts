@@ -11,6 +11,7 @@ import { DistributionCache, SCORE_QUANTILES, WEIGHT_BUCKETS, type CommitEvent, t
 import type { Store } from '../store/index.js';
 import type { WeightUpdateEvent } from '../weighting/index.js';
 import { ErrorCodes } from '../shared/index.js';
+import { registerSidecarMetrics } from './sidecar.js';
 
 export interface MetricsDeps {
   readonly store: Store;
@@ -192,6 +193,7 @@ export class MotiveMetrics {
     });
 
     const { store, engine } = deps;
+    registerSidecarMetrics(registry, store);
     new Gauge({
       name: 'motive_queue_depth',
       help: 'Batches and query sets waiting for a group commit.',

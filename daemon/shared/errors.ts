@@ -42,6 +42,8 @@ export const ErrorCodes = {
   MOTIVE_INGEST_SEQ_ORDER: { status: 400, message: 'seq lower than an earlier seq on this stream' },
   MOTIVE_INGEST_STEP_BACKWARDS: { status: 400, message: 'step lower than an earlier step on this stream' },
   MOTIVE_INGEST_WORLD_SIZE: { status: 409, message: "world_size differs from the run's" },
+  MOTIVE_INGEST_JOB_MISMATCH: { status: 409, message: 'a worker batch row does not match the side-car job it names' },
+  MOTIVE_INGEST_LEASE_INVALID: { status: 400, message: 'invalid side-car lease request' },
   MOTIVE_INGEST_LIMIT_RUNS: { status: 429, message: 'the daemon holds its maximum number of runs' },
   MOTIVE_INGEST_LIMIT_SAMPLES: { status: 429, message: 'the run holds its maximum number of samples' },
   MOTIVE_INGEST_STALLED: { status: 429, message: 'the trainer stopped reading its stream', retry: true },

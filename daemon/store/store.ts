@@ -38,6 +38,7 @@ import { DeltaPool } from './delta-pool.js';
 import { pendingScores, type PendingScores } from './pending-scores.js';
 import { FeatureTables, sameNames } from './features.js';
 import { PreviewTable, type PreviewEntry, type PreviewRecord } from './previews.js';
+import { SidecarJobs } from './jobs.js';
 import { checkEnvironment } from './env-check.js';
 import { settleTurnBatch } from './turn-batch.js';
 import { REMOVING, SegmentManifest } from './manifest.js';
@@ -201,6 +202,8 @@ export interface StoreTx {
    * a new weights version is this + 1, allocated in log order whoever commits it.
    */
   weightsVersion(run: RunState): number;
+  /** A write of another table of the main environment (side-car jobs, jobs.ts) in this transaction. */
+  write(w: () => unknown): void;
 }
 
 /** What the flusher is doing, for metrics and `motive status`. */
@@ -463,6 +466,8 @@ export class Store {
   private readonly featureTables: FeatureTables;
   /** Clip previews beside the profiles (previews.ts). */
   private readonly previewTable: PreviewTable;
+  /** Side-car attribution jobs (jobs.ts). */
+  readonly jobs: SidecarJobs;
   private readonly manifest: SegmentManifest;
   /** Opened from a store from before the segment manifest (format < 6): its segments are checked as format 5 wrote them. */
   private readonly legacySegments: boolean;
@@ -536,6 +541,7 @@ export class Store {
     this.profilesDb = root.openDB<ClipProfileRecord, [string, string]>({ name: 'profiles' });
     this.featureTables = new FeatureTables(root);
     this.previewTable = new PreviewTable(root);
+    this.jobs = new SidecarJobs(root);
   }
 
   /** Opens (creating when missing) the store, loads every run into memory and replays the log. */
@@ -603,6 +609,7 @@ export class Store {
       run.lastStep = value.lastStep;
       this.persistedRuns.set(key, value);
       this.featureTables.load(key, run.features);
+      this.jobs.load(key);
       for (const { key: k, value: seq } of this.commitsDb.getRange(runRange(key))) run.commits.set(k[1], seq);
       for (const { value: q } of this.queriesDb.getRange(runRange(key))) {
         const columns = Int32Array.from(q.ids, (id) => run.queryColumn(id));
@@ -885,6 +892,7 @@ export class Store {
         writes.push(() => settled(this.logDb.put(lsn, record)));
         return lsn;
       },
+      write: (w) => void writes.push(() => settled(w())),
     };
     let result: T;
     try {
@@ -1635,7 +1643,7 @@ export class Store {
       const segments = this.segmentsOf(run);
       const logKeys: number[] = [];
       for (const { key, value } of this.logDb.getRange()) if (value.runId === runId) logKeys.push(key);
-      const featureWrites = this.featureTables.removeWrites(runId);
+      const featureWrites = [...this.featureTables.removeWrites(runId), ...this.jobs.removeWrites(runId)];
       const dbs = [this.commitsDb, this.queriesDb] as unknown as Database<unknown, Key[]>[];
       const keys = dbs.map((db) => [...db.getKeys(runRange(runId))]);
       await this.commitWith(
@@ -1651,6 +1659,7 @@ export class Store {
         },
       );
       this.featureTables.forget(runId);
+      this.jobs.forget(runId);
       await segments.remove();
       this.segments.delete(run);
       this.persistedRuns.delete(runId);

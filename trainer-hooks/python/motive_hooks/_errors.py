@@ -40,6 +40,8 @@ ERROR_MESSAGES: Dict[str, str] = {
     "MOTIVE_INGEST_HELLO_INVALID": "invalid Hello",
     "MOTIVE_INGEST_HELLO_REQUIRED": "first message must be Hello",
     "MOTIVE_INGEST_INTERNAL": "internal error",
+    "MOTIVE_INGEST_JOB_MISMATCH": "a worker batch row does not match the side-car job it names",
+    "MOTIVE_INGEST_LEASE_INVALID": "invalid side-car lease request",
     "MOTIVE_INGEST_LIMIT_RUNS": "the daemon holds its maximum number of runs",
     "MOTIVE_INGEST_LIMIT_SAMPLES": "the run holds its maximum number of samples",
     "MOTIVE_INGEST_PROJECTION_MISMATCH": "projection differs from the run",

@@ -80,6 +80,9 @@ class _Rows:
     data: bytes
     losses: Optional[List[float]]
     features: Optional[List[float]] = None  # row-major [len(ids) x len(feature_names)]
+    deferred: bool = False  # a side-car report: ids alone, workers attribute them
+    job_ids: Optional[List[int]] = None  # a worker's rows: the job each answers
+    snapshot_step: int = 0  # a worker's rows: the parameter snapshot they were sketched at
 
 
 @dataclass
@@ -148,6 +151,10 @@ class MotiveClient:
             ``max_backoff_s`` (defaults 0.1 and 2).
         tls, tls_root_certificates: connect over TLS (a daemon with ``tls`` configured), trusting
             the PEM ``tls_root_certificates`` or, when None, the system roots.
+        worker: a side-car worker's client (docs/wire.md, "Side-car attribution"): its rows name
+            the jobs they answer (``send(..., job_ids=, snapshot_step=)``); rank and world size
+            do not apply, and after a reconnect it resends every unacknowledged batch (the daemon
+            counts each job once).
         raise_on_error: False (default): no method but the constructor ever raises into the
             training loop; failures are logged, counted in :meth:`stats` and reported through
             return values. True: ``send``, ``set_queries`` and ``flush`` raise
@@ -184,6 +191,7 @@ class MotiveClient:
         raise_on_error: bool = False,
         tls_root_certificates: Optional[bytes] = None,
         tls: bool = False,
+        worker: bool = False,
     ) -> None:
         if dtype not in ("float16", "float32"):
             raise ValueError(f"dtype must be 'float16' or 'float32', got {dtype!r}")
@@ -228,8 +236,10 @@ class MotiveClient:
                 client=f"motive-hooks/{CLIENT_VERSION}",
                 apply_weights=bool(apply_weights),
                 feature_names=names,
+                worker=bool(worker),
             )
         )
+        self.worker = bool(worker)
         self._lock = threading.Lock()
         self._cv = threading.Condition(self._lock)
         self._pending: Deque[Union[_Rows, _Queries]] = deque()
@@ -400,8 +410,14 @@ class MotiveClient:
         sketches: ArrayLike,
         losses: Optional[Sequence[float]] = None,
         features: Optional[ArrayLike] = None,
+        *,
+        job_ids: Optional[Sequence[int]] = None,
+        snapshot_step: int = 0,
     ) -> bool:
         """Queues one row per sample for optimizer step ``step`` with learning rate ``lr``.
+
+        A worker's client (``worker=True``) also names the job each row answers (``job_ids``)
+        and the step of the parameter snapshot it sketched them at (``snapshot_step``).
 
         ``features``, when given, is ``[len(ids) x len(feature_names)]`` finite values (a tensor,
         array or nested sequence): the clips' motion checks, stored per sample (the latest wins).
@@ -420,8 +436,36 @@ class MotiveClient:
                 raw = losses.detach().cpu().tolist() if isinstance(losses, torch.Tensor) else losses
                 loss_list = [float(v) for v in raw]
             rows = _Rows(int(step), float(lr), ids, data, loss_list, self._features(features, len(ids)))
+            if self.worker != (job_ids is not None):
+                raise ValueError("job_ids go with a worker's client (worker=True), and only there")
+            if job_ids is not None:
+                rows.job_ids = [int(j) for j in job_ids]
+                rows.snapshot_step = int(snapshot_step)
+                if len(rows.job_ids) != len(ids):
+                    raise ValueError(f"{len(rows.job_ids)} job ids for {len(ids)} samples")
         except Exception as exc:
             return bool(self._bad_call("send", exc, False))
+        return self._enqueue(rows)
+
+    def report(self, step: int, lr: float, ids: Sequence[str]) -> bool:
+        """Side-car mode: reports that optimizer step ``step`` (learning rate ``lr``) trained on
+        ``ids``; side-car workers sketch them later (docs/wire.md, "Side-car attribution").
+
+        Costs the training loop what queuing the ids costs; the sender thread sends it as a
+        deferred ``SketchBatch``, deduplicated by its seq like any batch. Returns as :meth:`send`.
+        """
+        try:
+            if self.worker:
+                raise ValueError("a worker's client does not report training steps")
+            rows = _Rows(int(step), float(lr), [str(i) for i in ids], b"", None, None, deferred=True)
+            if not rows.ids:
+                raise ValueError("no sample ids")
+        except Exception as exc:
+            return bool(self._bad_call("report", exc, False))
+        return self._enqueue(rows)
+
+    def _enqueue(self, rows: _Rows) -> bool:
+        ids, step = rows.ids, rows.step
         deadline = time.monotonic() + (self.block_timeout_s if self.policy == "block" else 0.0)
         with self._cv:
             self._last_step = max(self._last_step, rows.step)
@@ -817,6 +861,11 @@ class MotiveClient:
                     # A batch carries features for all of its rows or for none.
                     if (nxt.features is None) != (head.features is None):
                         break
+                    # Reports, worker rows (of one snapshot) and sketches travel apart.
+                    if nxt.deferred != head.deferred or nxt.snapshot_step != head.snapshot_step:
+                        break
+                    if (nxt.job_ids is None) != (head.job_ids is None):
+                        break
                     if rows + len(nxt.ids) > self.max_batch_rows:
                         break
                     self._pending.popleft()
@@ -850,8 +899,11 @@ class MotiveClient:
         losses: List[float] = []
         have_losses = all(g.losses is not None for g in group)
         features: List[float] = []
+        job_ids: List[int] = []
         for g in group:
             ids.extend(g.ids)
+            if g.job_ids is not None:
+                job_ids.extend(g.job_ids)
             if g.features is not None:
                 features.extend(g.features)
             if have_losses and g.losses is not None:
@@ -865,5 +917,8 @@ class MotiveClient:
                 sketches=b"".join(g.data for g in group),
                 losses=losses if have_losses else [],
                 features=features,
+                deferred=group[0].deferred,
+                job_ids=job_ids,
+                snapshot_step=group[0].snapshot_step,
             )
         )
