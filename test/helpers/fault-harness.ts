@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { CRASH_PHASE, type CrashPoint } from '../../daemon/shared/crash-point.js';
 import { MotiveClient } from '../../trainer-hooks/ts/index.js';
 import { refSignal, type RefOptions } from './fused-reference.js';
-import { freePort, spawnDaemon, tempDir, type ChildDaemon } from './daemon.js';
+import { DaemonStartError, freePort, spawnDaemon, tempDir, type ChildDaemon } from './daemon.js';
 import { ReferenceModel, decodeBytes, relErr, rng } from './reference.js';
 import { makeScenario, streamRank, type Scenario, type ScenarioClient } from './scenario.js';
 
@@ -247,7 +247,8 @@ export class CrashableDaemon {
     };
     if (crashAt !== undefined) env.MOTIVE_CRASH_AT = `${crashAt.point}:${crashAt.n}`;
     this.armed = crashAt?.point;
-    this.child = await spawnDaemon(env, fileLimitKiB === undefined ? {} : { fileLimitKiB });
+    // A restart recovers every earlier trial's run: on a loaded machine that can take a while.
+    this.child = await spawnDaemon(env, { readyTimeoutMs: 180_000, ...(fileLimitKiB === undefined ? {} : { fileLimitKiB }) });
   }
 
   /** Sends `signal` and waits for the process to exit; resolves with its exit code. */
@@ -610,7 +611,8 @@ export async function runCrashTrial(daemon: CrashableDaemon, plan: TrialPlan, op
     try {
       await daemon.start(commitDelayMs, {}, undefined, crashAt);
     } catch (err) {
-      if (crashAt === undefined) throw err;
+      // Only its own SIGKILL at the crash point (reached while it recovered) counts as the kill.
+      if (crashAt === undefined || !(err instanceof DaemonStartError) || err.signal !== 'SIGKILL') throw err;
       diedStarting = true;
     }
   };
