@@ -83,6 +83,8 @@ export interface KillRecord {
   /** Batches sent but not acknowledged, over all ranks, at the kill. */
   readonly outstanding: number;
   readonly commitDelayMs: number;
+  /** How long the restart after it took, to the daemon's ready line (ms). */
+  readonly restartMs: number;
 }
 
 export interface TrialResult {
@@ -596,6 +598,8 @@ export async function runCrashTrial(daemon: CrashableDaemon, plan: TrialPlan, op
         worldSize: TRIAL_RANKS,
         maxUnacked: 8,
         reconnectDelayMs: 50,
+        // Longer than a restart may take on a loaded machine (CrashableDaemon's ready timeout).
+        reconnectTimeoutMs: 240_000,
         applyWeights: true,
         dtype: rankDtype(rank),
         featureNames: FEATURE_NAMES,
@@ -667,18 +671,22 @@ export async function runCrashTrial(daemon: CrashableDaemon, plan: TrialPlan, op
         })();
         await t.promise;
         await poll;
-        records.push({
+        const record = {
           kind: t.kind,
           ...(k.point === undefined ? {} : { point: k.point }),
           acksSinceStart,
           outstanding: outstanding(),
           commitDelayMs: k.commitDelayMs,
-        });
+          restartMs: 0,
+        };
+        records.push(record);
         await daemon.stop('SIGKILL');
         await sleep(k.downMs);
         const next = plan.kills[plan.kills.indexOf(k) + 1];
         acksSinceStart = 0;
+        const restartAt = Date.now();
         await startFor(next?.commitDelayMs ?? options.nextCommitDelayMs ?? 0, next);
+        record.restartMs = Date.now() - restartAt;
       }
       current = undefined;
     })();
@@ -731,10 +739,13 @@ export async function runCrashTrial(daemon: CrashableDaemon, plan: TrialPlan, op
   return result;
 }
 
-/** One line per trial: seed, kills (kind[:point]@acks/outstanding, commit delay), result. */
+/** One line per trial: seed, kills (kind[:point]@acks/outstanding/commit delay/restart time), result. */
 export function formatTrial(t: TrialResult): string {
   const kills = t.kills
-    .map((k) => `${k.kind}${k.point === undefined ? '' : `:${k.point}`}@${k.acksSinceStart}acks/${k.outstanding}out/${k.commitDelayMs}ms`)
+    .map(
+      (k) =>
+        `${k.kind}${k.point === undefined ? '' : `:${k.point}`}@${k.acksSinceStart}acks/${k.outstanding}out/${k.commitDelayMs}ms/up${(k.restartMs / 1000).toFixed(1)}s`,
+    )
     .join(' ');
   const head = `seed=${t.seed} ${t.ok ? 'PASS' : 'FAIL'} kills=[${kills}] reconnects=${t.reconnects} batches=${t.batches} samples=${t.samples} ${(t.durationMs / 1000).toFixed(1)}s`;
   return t.ok ? head : `${head}\n  ${t.mismatches.slice(0, 10).join('\n  ')}`;
