@@ -480,7 +480,7 @@ export function featuresOf(id: string): number[] {
 }
 
 /** The client as {@link streamRank} drives it, each batch carrying its samples' feature rows. */
-function withFeatures(c: MotiveClient): ScenarioClient {
+export function withFeatures(c: MotiveClient): ScenarioClient {
   return {
     setQueries: (version, step, ids, sketches) => c.setQueries(version, step, ids, sketches),
     send: (step, lr, ids, sketches) => c.send(step, lr, ids, sketches, [], ids.flatMap(featuresOf)),
@@ -505,11 +505,16 @@ const WEIGHTS: RefOptions & { minDelta: number } = {
  * signal of the float64 reference (docs/method.md) over the final scores. A stored weight moves
  * only by more than `minDelta`, so it may lag the final recompute's value by that much.
  */
-export async function compareSignal(baseUrl: string, runId: string, ref: ReferenceModel): Promise<string[]> {
+export async function compareSignal(
+  baseUrl: string,
+  runId: string,
+  ref: ReferenceModel,
+  features: (id: string) => number[] = featuresOf,
+): Promise<string[]> {
   const out: string[] = [];
   const ids = [...ref.samples.keys()];
   const want = refSignal(
-    ids.map((id) => ({ score: ref.score(id), seen: ref.samples.get(id)!.seen, features: featuresOf(id) })),
+    ids.map((id) => ({ score: ref.score(id), seen: ref.samples.get(id)!.seen, features: features(id) })),
     WEIGHTS,
   );
   for (const [i, id] of ids.entries()) {
@@ -520,7 +525,7 @@ export async function compareSignal(baseUrl: string, runId: string, ref: Referen
     }
     const g = got.body as SampleJson;
     const w = want[i]!;
-    const f = featuresOf(id);
+    const f = features(id);
     if (JSON.stringify(g.features) !== JSON.stringify(Object.fromEntries(FEATURE_NAMES.map((n, j) => [n, f[j]]))))
       out.push(`${id}: features ${JSON.stringify(g.features)} != ${JSON.stringify(f)}`);
     const near = (a: number | null, b: number | null, tol: number): boolean =>
