@@ -1,6 +1,6 @@
 /**
- * Crash-safety harness, full count: `npm run test:crash` (100 trials; CI runs it after `npm
- * test`, which runs three in `test/integration/fault-injection.test.ts`), or `npx tsx
+ * Crash-safety harness, full count: `npm run test:crash` (100 trials; `npm test` runs three in
+ * `test/integration/fault-injection.test.ts`), or `npx tsx
  * scripts/fault-harness.ts --trials N [--seed 1000] [--batches 180]`. Each trial streams a seeded
  * three-rank scenario (query refreshes, live weights, per-clip features, rank 1 sending FLOAT16
  * beside two FLOAT32 ranks) into a child daemon and SIGKILLs it: from outside at seeded points
