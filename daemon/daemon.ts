@@ -71,6 +71,9 @@ export async function startDaemon(config: MotiveConfig, log: Logger = createLogg
   engine.onCommit((e) => {
     if (e.batches > 0 || e.querySets.length > 0) weighting.committed(e.runId, e.querySets.length > 0);
   });
+  // A crash can fall between a commit and the recompute it asked for, and resends of what was
+  // committed are duplicates that ask for none: every recovered run is recomputed once.
+  for (const run of store.runs()) weighting.schedule(run.info.id);
   const views = new RunViews(config.score.votePercentile, config.weights);
   const ingest = new IngestServer(
     { store, engine, weighting, log },

@@ -9,6 +9,7 @@
  * event loop after its commit, before any further I/O is read. The next group is prepared while one commits.
  */
 import { MotiveError, normalizeRows, trace, type Logger } from '../shared/index.js';
+import { crashPoint } from '../shared/crash-point.js';
 import type {
   AnswerPlan,
   PendingScores,
@@ -725,6 +726,7 @@ export class InfluenceEngine {
       return;
     }
     const now = performance.now();
+    crashPoint(live.some((p) => 'record' in p && p.record !== undefined) ? 'query' : 'ingest');
     // Durable now: the batches that wait for that hear first, and the group is applied on the
     // next turn, after their Acks have left (see submitBatch).
     let trainersTold = false;

@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { MotiveError } from '../shared/index.js';
+import { crashPoint } from '../shared/crash-point.js';
 
 /** Frame header: u32 frame bytes | u32 crc32 of bytes [8, frame bytes) | u8 kind | u8 0 | u16 id bytes | u32 body bytes. */
 export const FRAME_HEADER_BYTES = 16;
@@ -634,6 +635,7 @@ export class RunSegments {
       }
       if (copies.length > 0) {
         const to = await this.append(copies);
+        crashPoint('compact');
         for (const f of kept) {
           this.retain(to + f.at, f.bytes);
           this.release(f.loc, f.bytes);
@@ -649,6 +651,7 @@ export class RunSegments {
     const others = this.sizes();
     others.delete(segment.seq);
     await this.hooks?.removing(segment.seq, others);
+    crashPoint('compact-remove');
     this.segments.delete(segment.seq);
     if (segment.handle !== undefined) await segment.handle.close();
     else closeSync(segment.fd);

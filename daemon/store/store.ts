@@ -17,6 +17,7 @@ import { accessSync, constants, existsSync, mkdirSync, rmSync, statSync, statfsS
 import { basename, dirname, join, resolve } from 'node:path';
 import { open, type Database, type Key, type RootDatabase } from 'lmdb';
 import { MotiveError, decodeSketches, describeError, normalizeRows, trace } from '../shared/index.js';
+import { crashPoint } from '../shared/crash-point.js';
 import { RunState, type QuerySetRecord, type RunInfo, type SampleState, type SketchDType } from './run-state.js';
 import { HISTORY_TRAILER_BYTES, HistoryPending, appendToTrailer, mergeHistory, readHistoryTrailer, type HistoryPoint } from './history.js';
 import {
@@ -1263,6 +1264,7 @@ export class Store {
       // Written once the log commits queued by then are done: the log's next commit, and the
       // Acks behind it, then meet less of the chunk's write and sync on the disk.
       base = await segments.append(chunk.frames, () => this.tail);
+      crashPoint('flush');
       if (trace.on) trace.event('flush-write', chunk.builtFrom, performance.now(), chunk.records.length + chunk.weights.length);
     } catch (err) {
       this.unflushed(chunk);
@@ -1367,6 +1369,7 @@ export class Store {
     const sizes = new Map<string, Map<number, number>>();
     for (const [run, segments] of this.segments) if (this.runStates.get(run.info.id) === run) sizes.set(run.info.id, segments.sizes());
     await this.manifest.recordAll(sizes);
+    crashPoint('trim');
     await this.commitWith(
       () => undefined,
       () => {

@@ -15,6 +15,7 @@
  */
 import type { BatchWeigher } from '../influence/engine.js';
 import { trace, type Logger } from '../shared/index.js';
+import { crashPoint } from '../shared/crash-point.js';
 import type { RunState, SampleState, Store } from '../store/index.js';
 import { featureStat, featureWork, signalWeight, spreads, type FusedOptions, type SignalStats } from './fused.js';
 import { robustStats, type RobustStats, type WeightPolicyOptions } from './policy.js';
@@ -366,6 +367,7 @@ export class WeightingService implements BatchWeigher {
       tx.updateRun(run, { weightsVersion: version });
       return tx.appendWeights(runId, ids, changed);
     });
+    crashPoint('recompute');
     // Durable: the trainers hear now, as they hear a group's batch weights, so that they hear
     // every change in commit order (a later group's, told at its commit, may come before the
     // apply below); the feed hears once it is applied.

@@ -57,11 +57,25 @@ export interface ChildDaemon {
   readonly exited: Promise<number | null>;
 }
 
+/** The error of a daemon that died before it was ready: `signal` names what killed it, if anything did. */
+export class DaemonStartError extends Error {
+  readonly signal: NodeJS.Signals | null;
+  constructor(message: string, signal: NodeJS.Signals | null) {
+    super(message);
+    this.signal = signal;
+  }
+}
+
 /**
- * Spawns `node bin/motived.js` and waits for its ready line. With `fileLimitKiB` it runs under
- * `ulimit -f` with SIGXFSZ ignored (the disposition survives exec): a disk that fills up.
+ * Spawns `node bin/motived.js` and waits for its ready line (`readyTimeoutMs`, default 30 s; past
+ * it the child is killed, so it cannot hold the ports or the store of a later start). With
+ * `fileLimitKiB` it runs under `ulimit -f` with SIGXFSZ ignored (the disposition survives exec):
+ * a disk that fills up.
  */
-export function spawnDaemon(env: Record<string, string>, options: { fileLimitKiB?: number } = {}): Promise<ChildDaemon> {
+export function spawnDaemon(
+  env: Record<string, string>,
+  options: { fileLimitKiB?: number; readyTimeoutMs?: number } = {},
+): Promise<ChildDaemon> {
   const limit = options.fileLimitKiB;
   const [command, args] =
     limit === undefined
@@ -72,11 +86,21 @@ export function spawnDaemon(env: Record<string, string>, options: { fileLimitKiB
     env: { ...process.env, MOTIVE_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  let exitSignal: NodeJS.Signals | null = null;
+  const exited = new Promise<number | null>((r) =>
+    proc.once('exit', (code, signal) => {
+      exitSignal = signal;
+      r(code);
+    }),
+  );
   let stderr = '';
   proc.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`daemon did not start in 30 s: ${stderr}`)), 30_000);
+    const readyMs = options.readyTimeoutMs ?? 30_000;
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new DaemonStartError(`daemon did not start in ${readyMs / 1000} s: ${stderr}`, null));
+    }, readyMs);
     const lines = createInterface({ input: proc.stdout });
     lines.on('line', (line) => {
       try {
@@ -91,7 +115,7 @@ export function spawnDaemon(env: Record<string, string>, options: { fileLimitKiB
     });
     void exited.then((code) => {
       clearTimeout(timer);
-      reject(new Error(`daemon exited (${code}) before ready: ${stderr}`));
+      reject(new DaemonStartError(`daemon exited (${code ?? exitSignal}) before ready: ${stderr}`, exitSignal));
     });
   });
 }

@@ -1,20 +1,26 @@
 /**
  * Crash-safety harness: a child daemon on a fixed data dir and fixed ports that is SIGKILLed at
- * seeded points while three ranks stream a scenario with query refreshes and live weights, then
- * restarted; the final store (read over REST) is compared with the float64 reference: counters,
- * every sample's seen / sums / score, every coordinate of every G(z) (/attribute with basis
- * queries), a seeded /attribute ranking, the live weights and the run list. The ranks send
- * mixed sketch dtypes (rank 1 FLOAT16, the others FLOAT32), with values exact in both.
+ * seeded points — from outside, or by itself at a crash point (`MOTIVE_CRASH_AT`,
+ * `daemon/shared/crash-point.ts`) in ingest, a query update, a flush, a log trim, compaction or a
+ * weight recompute — while three ranks stream a scenario with query refreshes, live weights and
+ * per-clip features, then restarted; the final store (read over REST) is compared with the
+ * float64 reference: counters and query-set history, every sample's seen / votes / lastStep /
+ * sums / score, every coordinate of every G(z) (/attribute with basis queries), a seeded
+ * /attribute ranking, every sample's features, fused z, motion check and weight, the live
+ * weights and the run list. The ranks send mixed sketch dtypes (rank 1 FLOAT16, the others
+ * FLOAT32), with values exact in both.
  *
  * Used by `test/integration/fault-injection.test.ts` (a few trials) and
  * `scripts/fault-harness.ts` (the full count).
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { CRASH_PHASE, type CrashPoint } from '../../daemon/shared/crash-point.js';
 import { MotiveClient } from '../../trainer-hooks/ts/index.js';
-import { freePort, spawnDaemon, tempDir, type ChildDaemon } from './daemon.js';
+import { refSignal, type RefOptions } from './fused-reference.js';
+import { DaemonStartError, freePort, spawnDaemon, tempDir, type ChildDaemon } from './daemon.js';
 import { ReferenceModel, decodeBytes, relErr, rng } from './reference.js';
-import { makeScenario, streamRank, type Scenario } from './scenario.js';
+import { makeScenario, streamRank, type Scenario, type ScenarioClient } from './scenario.js';
 
 /** Each rank's sketch dtype: mixed precision among the ranks of one run. */
 export function rankDtype(rank: number): 'float32' | 'float16' {
@@ -41,7 +47,9 @@ export type KillKind =
   /** while acks are outstanding, a seeded time into a widened (commitDelayMs) group commit */
   | 'commit'
   /** a seeded 0–5 ms after one rank sent a QuerySet refresh */
-  | 'query';
+  | 'query'
+  /** the daemon kills itself the n-th time it reaches a crash point (MOTIVE_CRASH_AT) */
+  | 'point';
 
 export interface KillPlan {
   readonly kind: KillKind;
@@ -56,6 +64,9 @@ export interface KillPlan {
   readonly commitDelayMs: number;
   /** Down time before the restart (ms). */
   readonly downMs: number;
+  /** point: where the daemon dies, and on which arrival there (counted from its start). */
+  readonly point?: CrashPoint;
+  readonly n?: number;
 }
 
 export interface TrialPlan {
@@ -66,10 +77,14 @@ export interface TrialPlan {
 /** What happened to one kill. */
 export interface KillRecord {
   readonly kind: KillKind | 'idle';
+  /** point kills: the crash point planned (reached unless kind is 'idle'). */
+  readonly point?: CrashPoint;
   readonly acksSinceStart: number;
   /** Batches sent but not acknowledged, over all ranks, at the kill. */
   readonly outstanding: number;
   readonly commitDelayMs: number;
+  /** How long the restart after it took, to the daemon's ready line (ms). */
+  readonly restartMs: number;
 }
 
 export interface TrialResult {
@@ -85,26 +100,75 @@ export interface TrialResult {
 
 export const TRIAL_RANKS = 3;
 export const TRIAL_DIM = 64;
-const KINDS: readonly KillKind[] = ['random', 'commit', 'query'];
+/** Batches per trial over all ranks: 60 steps a rank, so every query-set version (v3 at step 50) is sent. */
+export const TRIAL_BATCHES = 180;
+/**
+ * The first kill of trial i: three timed kinds from outside, then the crash points inside the
+ * daemon, so that every phase (ingest, query update, flush, log trim, compaction, weight
+ * recompute) is killed in every ten trials.
+ */
+const FIRST: ReadonlyArray<KillKind | CrashPoint> = [
+  'random',
+  'commit',
+  'query',
+  'ingest',
+  'flush',
+  'trim',
+  'compact',
+  'compact-remove',
+  'recompute',
+  'query',
+];
+/** Which arrival at a point the daemon dies on: 1 + a seeded int below this (reached in a trial at any load). */
+const POINT_SPREAD: Readonly<Record<CrashPoint, number>> = {
+  ingest: 12,
+  query: 3,
+  flush: 12,
+  trim: 8,
+  compact: 2,
+  'compact-remove': 2,
+  recompute: 6,
+};
 
 /**
- * The seeded plan of trial `index`: its first kill cycles random → commit → query; half the
- * trials get a second, random kill after the restart.
+ * The seeded plan of trial `index`: its first kill cycles through {@link FIRST} (index 9 is the
+ * query-update crash point, index 2 the timed kill after a QuerySet); half the trials get a
+ * second kill after the restart, random or at a crash point other than a query update (every
+ * query set may be committed by then).
  */
-export function planTrial(seed: number, index: number): TrialPlan {
+export function planTrial(seed: number, index: number, batches = TRIAL_BATCHES): TrialPlan {
   const r = rng(seed * 7919 + 17);
-  const kill = (kind: KillKind, maxAcks: number): KillPlan => ({
+  const kill = (kind: KillKind, maxAcks: number, point?: CrashPoint): KillPlan => ({
     kind,
-    afterAcks: kind === 'query' ? 0 : 3 + r.int(maxAcks),
+    afterAcks: kind === 'query' || kind === 'point' ? 0 : 3 + r.int(maxAcks),
     delayMs: kind === 'commit' ? 2 + r.int(20) : kind === 'query' ? r.int(6) : r.int(30),
     rank: r.int(TRIAL_RANKS),
     queryVersion: 2 + r.int(2),
     commitDelayMs: kind === 'commit' ? 25 + r.int(20) : [0, 0, 2, 10][r.int(4)]!,
     downMs: r.int(300),
+    ...(point === undefined ? {} : { point, n: 1 + r.int(POINT_SPREAD[point]) }),
   });
-  const kills = [kill(KINDS[index % KINDS.length]!, 150)];
-  if (r.uniform() < 0.5) kills.push(kill('random', 60));
+  const first = FIRST[index % FIRST.length]!;
+  // Index 2 is the timed kill after a QuerySet; index 9 the crash point of a query update.
+  // Timed kills come after up to 5/8 of the trial's acks (the first) or a quarter (the second).
+  const firstAcks = Math.floor((batches * 5) / 8);
+  const kills = [
+    index % FIRST.length === 2
+      ? kill('query', firstAcks)
+      : first in POINT_SPREAD
+        ? kill('point', 0, first as CrashPoint)
+        : kill(first as KillKind, firstAcks),
+  ];
+  if (r.uniform() < 0.5) {
+    const points = (Object.keys(POINT_SPREAD) as CrashPoint[]).filter((p) => p !== 'query');
+    kills.push(r.uniform() < 0.5 ? kill('random', Math.floor(batches / 4)) : kill('point', 0, points[r.int(points.length)]));
+  }
   return { seed, kills };
+}
+
+/** The phase a point kill lands in. */
+export function phaseOf(point: CrashPoint): string {
+  return CRASH_PHASE[point];
 }
 
 /** A child daemon that keeps its data dir and ports across SIGKILLs and restarts. */
@@ -118,6 +182,8 @@ export class CrashableDaemon {
   starts = 0;
   /** store.commitDelayMs of the running daemon. */
   commitDelayMs = 0;
+  /** The crash point the running daemon was started with, if any. */
+  armed: CrashPoint | undefined;
 
   private constructor(grpcPort: number, httpPort: number) {
     this.data = tempDir('motive-fault-data-');
@@ -147,13 +213,21 @@ export class CrashableDaemon {
    * Starts the daemon with weights on ({minSeen 1, intervalMs 50}) and the given extra config.
    * `fileLimitKiB` caps the size of every file it writes (RLIMIT_FSIZE, SIGXFSZ ignored), which
    * is how a full disk is simulated: the store's write fails once its file would grow past it.
+   * `crashAt` (a {@link KillPlan}'s point and n) arms a crash point; a point of the flusher or of
+   * compaction gets the smallest flush interval and segments, where those phases run most.
    */
-  async start(commitDelayMs = 0, config: Record<string, unknown> = {}, fileLimitKiB?: number): Promise<void> {
+  async start(
+    commitDelayMs = 0,
+    config: Record<string, unknown> = {},
+    fileLimitKiB?: number,
+    crashAt?: { point: CrashPoint; n: number },
+  ): Promise<void> {
     const file = join(this.configDir.path, `config-${this.starts}.json`);
     // The flusher's settings cycle with each start, so kills land before, during and between
     // flushes and log trims, with and without ingest waiting for the flusher; commits alternate
     // between LMDB's write thread and synchronous ones.
-    const v = this.starts % 3;
+    const busyStore = crashAt !== undefined && (phaseOf(crashAt.point) === 'flush' || phaseOf(crashAt.point) === 'compaction');
+    const v = busyStore ? 0 : this.starts % 3;
     const store = {
       commitDelayMs,
       flushIntervalMs: [5, 50, 1000][v],
@@ -167,13 +241,16 @@ export class CrashableDaemon {
     writeFileSync(file, JSON.stringify({ weights: { minSeen: 1, intervalMs: 50 }, store, ...config }));
     this.commitDelayMs = commitDelayMs;
     this.starts++;
-    const env = {
+    const env: Record<string, string> = {
       MOTIVE_CONFIG: file,
       MOTIVE_DATA_DIR: this.dataDir,
       MOTIVE_GRPC_PORT: String(this.grpcPort),
       MOTIVE_HTTP_PORT: String(this.httpPort),
     };
-    this.child = await spawnDaemon(env, fileLimitKiB === undefined ? {} : { fileLimitKiB });
+    if (crashAt !== undefined) env.MOTIVE_CRASH_AT = `${crashAt.point}:${crashAt.n}`;
+    this.armed = crashAt?.point;
+    // A restart recovers every earlier trial's run: on a loaded machine that can take a while.
+    this.child = await spawnDaemon(env, { readyTimeoutMs: 180_000, ...(fileLimitKiB === undefined ? {} : { fileLimitKiB }) });
   }
 
   /** Sends `signal` and waits for the process to exit; resolves with its exit code. */
@@ -243,8 +320,13 @@ interface SampleJson {
   id: string;
   score: number;
   seen: number;
+  votes: number;
   lastStep: number;
   querySums: number[];
+  weight: number;
+  fused: number | null;
+  check: number | null;
+  features: Record<string, number>;
   history: Array<{ seen: number; step: number; score: number }>;
 }
 
@@ -265,6 +347,9 @@ function historyProblems(g: SampleJson, steps: ReadonlySet<number>): string[] {
   if (g.seen > 0 && g.history.at(-1)?.score !== g.score) out.push(`${g.id}: newest history score ${g.history.at(-1)?.score} != ${g.score}`);
   return out;
 }
+
+/** The daemon's `score.votePercentile` (its default). */
+const VOTE_PERCENTILE = 90;
 
 /** The daemon's run ids, sorted. */
 async function runIds(baseUrl: string): Promise<string[]> {
@@ -312,6 +397,22 @@ export async function compareWithReference(
 
   const stepsOf = new Map<string, Set<number>>();
   for (const b of scn.ranks.flat()) for (const id of b.ids) (stepsOf.get(id) ?? stepsOf.set(id, new Set()).get(id)!).add(b.step);
+  // Votes: S_j above the run's percentile τ_j of column j; a sum within rounding of τ_j may go either way.
+  const ids = [...ref.samples.keys()];
+  const taus = ref.queryIds.map((_, j) =>
+    ReferenceModel.percentile(
+      ids.map((id) => ref.querySums(id)[j]!),
+      VOTE_PERCENTILE,
+    ),
+  );
+  const sumScale = Math.max(1e-9, ...ids.flatMap((id) => ref.querySums(id).map(Math.abs)));
+  const votesWithin = (id: string, v: number): boolean => {
+    const sums = ref.querySums(id);
+    const tol = 1e-5 * sumScale;
+    const lo = taus.filter((t, j) => sums[j]! > t + tol).length;
+    const hi = taus.filter((t, j) => sums[j]! > t - tol).length;
+    return v >= lo && v <= hi;
+  };
   for (const [id, s] of ref.samples) {
     const got = await getJson(`${baseUrl}/v1/runs/${runId}/samples/${encodeURIComponent(id)}`);
     if (got.status !== 200) {
@@ -321,6 +422,7 @@ export async function compareWithReference(
     const g = got.body as SampleJson;
     if (g.seen !== s.seen) out.push(`${id}: seen ${g.seen} != ${s.seen}`);
     if (g.lastStep !== s.lastStep) out.push(`${id}: lastStep ${g.lastStep} != ${s.lastStep}`);
+    if (!votesWithin(id, g.votes)) out.push(`${id}: votes ${g.votes} != ${ref.votes(VOTE_PERCENTILE).get(id)}`);
     const want = ref.querySums(id);
     const e = relErr(g.querySums, want);
     if (g.querySums.length !== want.length || !(e <= 1e-4)) out.push(`${id}: querySums rel err ${e}`);
@@ -386,6 +488,79 @@ export async function compareEmbeddings(baseUrl: string, runId: string, dim: num
   return out;
 }
 
+/** The per-clip features every trial's ranks send (docs/wire.md). */
+export const FEATURE_NAMES = ['f0', 'f1'];
+
+/**
+ * A sample's feature row: a function of its id alone (ranks of one run may commit a sample's
+ * batches in any order, and the store keeps the latest row), multiples of 1/64, exact in float32.
+ * Every eighth sample stands out in f1, so the motion check lowers some fused scores.
+ */
+export function featuresOf(id: string): number[] {
+  let h = 2166136261;
+  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 16777619) >>> 0;
+  return [((h & 0xff) - 128) / 64, (h >>> 8) % 8 === 0 ? 6 + ((h >>> 16) & 0x3f) / 64 : ((h >>> 16) & 0x3f) / 64];
+}
+
+/** The client as {@link streamRank} drives it, each batch carrying its samples' feature rows. */
+export function withFeatures(c: MotiveClient): ScenarioClient {
+  return {
+    setQueries: (version, step, ids, sketches) => c.setQueries(version, step, ids, sketches),
+    send: (step, lr, ids, sketches) => c.send(step, lr, ids, sketches, [], ids.flatMap(featuresOf)),
+  };
+}
+
+/** The weighting options of the harness's daemons (config defaults, `minSeen` 1). */
+const WEIGHTS: RefOptions & { minDelta: number } = {
+  policy: 'downweight',
+  minSeen: 1,
+  beta: 0.5,
+  wMin: 0.05,
+  quarantineZ: -4,
+  signal: 'fused',
+  checkWeight: 2,
+  checkFloorZ: 0,
+  minDelta: 0.01,
+};
+
+/**
+ * Every sample's stored features, and its fused z, motion check and weight against the fused
+ * signal of the float64 reference (docs/method.md) over the final scores. A stored weight moves
+ * only by more than `minDelta`, so it may lag the final recompute's value by that much.
+ */
+export async function compareSignal(
+  baseUrl: string,
+  runId: string,
+  ref: ReferenceModel,
+  features: (id: string) => number[] = featuresOf,
+): Promise<string[]> {
+  const out: string[] = [];
+  const ids = [...ref.samples.keys()];
+  const want = refSignal(
+    ids.map((id) => ({ score: ref.score(id), seen: ref.samples.get(id)!.seen, features: features(id) })),
+    WEIGHTS,
+  );
+  for (const [i, id] of ids.entries()) {
+    const got = await getJson(`${baseUrl}/v1/runs/${runId}/samples/${encodeURIComponent(id)}`);
+    if (got.status !== 200) {
+      out.push(`${id}: status ${got.status}`);
+      continue;
+    }
+    const g = got.body as SampleJson;
+    const w = want[i]!;
+    const f = features(id);
+    if (JSON.stringify(g.features) !== JSON.stringify(Object.fromEntries(FEATURE_NAMES.map((n, j) => [n, f[j]]))))
+      out.push(`${id}: features ${JSON.stringify(g.features)} != ${JSON.stringify(f)}`);
+    const near = (a: number | null, b: number | null, tol: number): boolean =>
+      a === null ? b === null : b !== null && Math.abs(a - b) <= tol;
+    if (!near(g.fused, w.fused, 1e-3)) out.push(`${id}: fused ${g.fused} != ${w.fused}`);
+    if (!near(g.check, w.check, 1e-3)) out.push(`${id}: check ${g.check} != ${w.check}`);
+    if (!(Math.abs(g.weight - w.weight) <= WEIGHTS.minDelta + 1e-3)) out.push(`${id}: weight ${g.weight} != ${w.weight}`);
+    if (out.length > 20) break;
+  }
+  return out;
+}
+
 /** Checks that every client's live weight map equals the stored weights once they settle. */
 async function compareWeights(baseUrl: string, runId: string, clients: MotiveClient[]): Promise<string[]> {
   let stored = { version: -1, weights: {} as Record<string, number> };
@@ -415,7 +590,7 @@ async function compareWeights(baseUrl: string, runId: string, clients: MotiveCli
 }
 
 export interface TrialOptions {
-  /** Batches over all ranks (default 240). */
+  /** Batches over all ranks (default {@link TRIAL_BATCHES}). */
   readonly batches?: number;
   /** store.commitDelayMs for the last restart: the first kill of the next trial needs it. */
   readonly nextCommitDelayMs?: number;
@@ -435,7 +610,7 @@ export async function runCrashTrial(daemon: CrashableDaemon, plan: TrialPlan, op
       dim: TRIAL_DIM,
       queries: 4,
       ranks: TRIAL_RANKS,
-      batches: options.batches ?? 240,
+      batches: options.batches ?? TRIAL_BATCHES,
       batchSize: 8,
       pool: 120,
     }),
@@ -451,17 +626,38 @@ export async function runCrashTrial(daemon: CrashableDaemon, plan: TrialPlan, op
         worldSize: TRIAL_RANKS,
         maxUnacked: 8,
         reconnectDelayMs: 50,
+        // Longer than a restart may take on a loaded machine (CrashableDaemon's ready timeout).
+        reconnectTimeoutMs: 240_000,
         applyWeights: true,
         dtype: rankDtype(rank),
+        featureNames: FEATURE_NAMES,
       }),
   );
   const mismatches: string[] = [];
   const records: KillRecord[] = [];
+  /** Set when a daemon armed with a crash point died at it before it was ready (in its recovery). */
+  let diedStarting = false;
+  /** Starts the daemon, armed with `k`'s crash point if it has one. */
+  const startFor = async (commitDelayMs: number, k: KillPlan | undefined): Promise<void> => {
+    const crashAt = k?.point === undefined || k.n === undefined ? undefined : { point: k.point, n: k.n };
+    try {
+      await daemon.start(commitDelayMs, {}, undefined, crashAt);
+    } catch (err) {
+      // Only its own SIGKILL at the crash point (reached while it recovered) counts as the kill.
+      if (crashAt === undefined || !(err instanceof DaemonStartError) || err.signal !== 'SIGKILL') throw err;
+      diedStarting = true;
+    }
+  };
   try {
     const first = plan.kills[0];
-    if (daemon.proc === undefined || (first !== undefined && daemon.commitDelayMs !== first.commitDelayMs)) {
+    if (
+      daemon.proc === undefined ||
+      daemon.armed !== undefined ||
+      first?.kind === 'point' ||
+      (first !== undefined && daemon.commitDelayMs !== first.commitDelayMs)
+    ) {
       await daemon.stop('SIGTERM');
-      await daemon.start(first?.commitDelayMs ?? 0);
+      await startFor(first?.commitDelayMs ?? 0, first);
     }
     const runsBefore = await runIds(daemon.baseUrl);
     await Promise.all(clients.map((c) => c.connect()));
@@ -483,10 +679,15 @@ export async function runCrashTrial(daemon: CrashableDaemon, plan: TrialPlan, op
         current = k;
         trigger = new Trigger();
         const t = trigger;
-        // random / commit conditions are polled; query kills fire from the send loop.
+        // A point kill fires when the daemon has died by itself.
+        let died = diedStarting;
+        diedStarting = false;
+        if (k.kind === 'point') void daemon.proc?.exited.then(() => (died = true));
+        // random / commit / point conditions are polled; query kills fire from the send loop.
         const poll = (async () => {
           while (!t.fired) {
-            if (sendersDone && outstanding() === 0) t.fire('idle');
+            if (k.kind === 'point' && died) t.fire('point');
+            else if (sendersDone && outstanding() === 0) t.fire('idle');
             else if (k.kind === 'random' && acksSinceStart >= k.afterAcks) {
               await sleep(k.delayMs);
               t.fire('random');
@@ -498,12 +699,22 @@ export async function runCrashTrial(daemon: CrashableDaemon, plan: TrialPlan, op
         })();
         await t.promise;
         await poll;
-        records.push({ kind: t.kind, acksSinceStart, outstanding: outstanding(), commitDelayMs: k.commitDelayMs });
+        const record = {
+          kind: t.kind,
+          ...(k.point === undefined ? {} : { point: k.point }),
+          acksSinceStart,
+          outstanding: outstanding(),
+          commitDelayMs: k.commitDelayMs,
+          restartMs: 0,
+        };
+        records.push(record);
         await daemon.stop('SIGKILL');
         await sleep(k.downMs);
         const next = plan.kills[plan.kills.indexOf(k) + 1];
         acksSinceStart = 0;
-        await daemon.start(next?.commitDelayMs ?? options.nextCommitDelayMs ?? 0);
+        const restartAt = Date.now();
+        await startFor(next?.commitDelayMs ?? options.nextCommitDelayMs ?? 0, next);
+        record.restartMs = Date.now() - restartAt;
       }
       current = undefined;
     })();
@@ -513,7 +724,7 @@ export async function runCrashTrial(daemon: CrashableDaemon, plan: TrialPlan, op
 
     await Promise.all(
       clients.map((c, rank) =>
-        streamRank(c, scn, rank, {
+        streamRank(withFeatures(c), scn, rank, {
           // A 'query' kill fires a few ms after this rank sent the chosen query-set version.
           afterQuerySet: async (qs) => {
             const k = current;
@@ -532,6 +743,7 @@ export async function runCrashTrial(daemon: CrashableDaemon, plan: TrialPlan, op
     await Promise.all(clients.map((c) => c.flush(60_000)));
     mismatches.push(...(await compareWithReference(daemon.baseUrl, runId, scn, ref, plan.seed)));
     mismatches.push(...(await compareWeights(daemon.baseUrl, runId, clients)));
+    mismatches.push(...(await compareSignal(daemon.baseUrl, runId, ref)));
     // The run list: the runs of earlier trials and this one, none lost, none come back.
     const runsAfter = await runIds(daemon.baseUrl);
     const want = [...new Set([...runsBefore, runId])].sort();
@@ -555,9 +767,14 @@ export async function runCrashTrial(daemon: CrashableDaemon, plan: TrialPlan, op
   return result;
 }
 
-/** One line per trial: seed, kills (kind@acks/outstanding, commit delay), result. */
+/** One line per trial: seed, kills (kind[:point]@acks/outstanding/commit delay/restart time), result. */
 export function formatTrial(t: TrialResult): string {
-  const kills = t.kills.map((k) => `${k.kind}@${k.acksSinceStart}acks/${k.outstanding}out/${k.commitDelayMs}ms`).join(' ');
+  const kills = t.kills
+    .map(
+      (k) =>
+        `${k.kind}${k.point === undefined ? '' : `:${k.point}`}@${k.acksSinceStart}acks/${k.outstanding}out/${k.commitDelayMs}ms/up${(k.restartMs / 1000).toFixed(1)}s`,
+    )
+    .join(' ');
   const head = `seed=${t.seed} ${t.ok ? 'PASS' : 'FAIL'} kills=[${kills}] reconnects=${t.reconnects} batches=${t.batches} samples=${t.samples} ${(t.durationMs / 1000).toFixed(1)}s`;
   return t.ok ? head : `${head}\n  ${t.mismatches.slice(0, 10).join('\n  ')}`;
 }

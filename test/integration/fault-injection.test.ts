@@ -1,19 +1,25 @@
 /**
- * Crash safety: a child daemon is SIGKILLed at seeded points — at a random ack count, inside a
- * widened group commit while acks are outstanding, right after a QuerySet refresh — and restarted
- * on the same store and ports; three ranks with live weights (one sending FLOAT16, two FLOAT32)
- * resume by themselves. Every stored quantity (REST: counters, sums, every G(z) coordinate,
- * /attribute, weights, the run list) equals the float64 reference every trial. `npm run
- * test:crash` (scripts/fault-harness.ts) runs the full count.
+ * Crash safety: a child daemon is SIGKILLed at seeded points — inside a widened group commit
+ * while acks are outstanding, and at crash points inside compaction and a weight recompute (with
+ * a second kill in some trials) — and restarted on the same store and ports; three ranks with
+ * live weights and per-clip features (one sending FLOAT16, two FLOAT32) resume by themselves.
+ * Every stored quantity (REST: counters, seen, votes, sums, every G(z) coordinate, /attribute,
+ * features, fused signal and weights, the run list) equals the float64 reference every trial.
+ * `npm run test:crash` (scripts/fault-harness.ts) runs the full count: every kind of kill.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CrashableDaemon, formatTrial, planTrial, runCrashTrial, type TrialPlan } from '../helpers/fault-harness.js';
 
-const SEEDS = [101, 102, 103];
+/** Seed and plan index (the first kill's kind, fault-harness.ts FIRST): commit, compact, recompute. */
+const TRIALS: ReadonlyArray<readonly [number, number]> = [
+  [101, 1],
+  [102, 6],
+  [103, 8],
+];
 
 describe('SIGKILL at seeded points (fault harness, reduced)', () => {
   let daemon: CrashableDaemon;
-  const plans: TrialPlan[] = SEEDS.map((seed, i) => planTrial(seed, i));
+  const plans: TrialPlan[] = TRIALS.map(([seed, index]) => planTrial(seed, index));
 
   beforeAll(async () => {
     daemon = await CrashableDaemon.create();
@@ -23,13 +29,15 @@ describe('SIGKILL at seeded points (fault harness, reduced)', () => {
     await daemon.dispose();
   });
 
-  it.each(plans.map((p, i) => [p.kills[0]?.kind ?? 'none', p.seed, i] as const))(
+  it.each(plans.map((p, i) => [p.kills[0]?.point ?? p.kills[0]?.kind ?? 'none', p.seed, i] as const))(
     'kill %s (seed %i): the restarted store equals the reference',
     async (_kind, _seed, i) => {
       const plan = plans[i]!;
       const result = await runCrashTrial(daemon, plan, { nextCommitDelayMs: plans[i + 1]?.kills[0]?.commitDelayMs ?? 0 });
       expect(result.mismatches, formatTrial(result)).toEqual([]);
       expect(result.kills.length).toBe(plan.kills.length);
+      // A crash point planned is reached (the daemon died there, not killed idle at the end).
+      expect(result.kills.filter((k) => k.kind === 'idle').map((k) => k.point)).toEqual([]);
       expect(result.reconnects).toBeGreaterThan(0);
     },
     90_000,
