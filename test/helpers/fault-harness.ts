@@ -17,6 +17,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CRASH_PHASE, type CrashPoint } from '../../daemon/shared/crash-point.js';
 import { MotiveClient } from '../../trainer-hooks/ts/index.js';
+import { loadConfig } from '../../daemon/config/index.js';
 import { refSignal, type RefOptions } from './fused-reference.js';
 import { DaemonStartError, freePort, spawnDaemon, tempDir, type ChildDaemon } from './daemon.js';
 import { ReferenceModel, decodeBytes, relErr, rng } from './reference.js';
@@ -510,17 +511,18 @@ export function withFeatures(c: MotiveClient): ScenarioClient {
   };
 }
 
-/** The weighting options of the harness's daemons (config defaults, `minSeen` 1). */
+/** The weighting options of the harness's daemons: the configuration's defaults, read from it. */
+const DEFAULT_WEIGHTS = loadConfig({ env: {} }).weights;
 const WEIGHTS: RefOptions & { minDelta: number } = {
-  policy: 'downweight',
-  minSeen: 1,
-  beta: 0.5,
-  wMin: 0.05,
-  quarantineZ: -4,
-  signal: 'fused',
-  checkWeight: 2,
-  checkFloorZ: 0,
-  minDelta: 0.01,
+  policy: DEFAULT_WEIGHTS.policy,
+  minSeen: DEFAULT_WEIGHTS.minSeen,
+  beta: DEFAULT_WEIGHTS.beta,
+  wMin: DEFAULT_WEIGHTS.wMin,
+  quarantineZ: DEFAULT_WEIGHTS.quarantineZ,
+  signal: DEFAULT_WEIGHTS.signal,
+  checkWeight: DEFAULT_WEIGHTS.checkWeight,
+  checkFloorZ: DEFAULT_WEIGHTS.checkFloorZ,
+  minDelta: DEFAULT_WEIGHTS.minDelta,
 };
 
 /**

@@ -7,19 +7,22 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { MotiveClient } from '../../trainer-hooks/ts/index.js';
 import { CrashableDaemon } from '../helpers/fault-harness.js';
+import { loadConfig } from '../../daemon/config/index.js';
 import { refSignal, type RefOptions } from '../helpers/fused-reference.js';
 import { ReferenceModel } from '../helpers/reference.js';
 
 const K = 16;
+/** The daemon's default weighting, read from its configuration (CONFIG below changes none of these). */
+const D = loadConfig({ env: {} }).weights;
 const OPTIONS: RefOptions = {
-  policy: 'downweight',
-  minSeen: 1,
-  beta: 0.5,
-  wMin: 0.05,
-  quarantineZ: -4,
-  signal: 'fused',
-  checkWeight: 2,
-  checkFloorZ: 0,
+  policy: D.policy,
+  minSeen: D.minSeen,
+  beta: D.beta,
+  wMin: D.wMin,
+  quarantineZ: D.quarantineZ,
+  signal: D.signal,
+  checkWeight: D.checkWeight,
+  checkFloorZ: D.checkFloorZ,
 };
 const MIN_DELTA = 0.01;
 /**
