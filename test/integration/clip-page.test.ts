@@ -9,12 +9,12 @@ import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chromium, type BrowserContext } from 'playwright-core';
+import type { BrowserContext } from 'playwright-core';
+import { CHROMIUM, launchChromium } from '../helpers/browser.js';
 import { streamSyntheticRun } from '../../daemon/cli/synthetic-run.js';
 import { REPO_ROOT, startTestDaemon, tempDir } from '../helpers/daemon.js';
 import { haveBinary } from '../helpers/system-binary.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const RUN = 'clip-run';
 const CLIPS = 60;
 const have = haveBinary(CHROMIUM, 'chromium');
@@ -68,21 +68,7 @@ describe.skipIf(!have)('clip page in headless Chromium', () => {
       body: JSON.stringify({ profiles }),
     });
     expect(res.status).toBe(200);
-    browser = await chromium.launchPersistentContext(profile.path, {
-      executablePath: CHROMIUM,
-      headless: true,
-      viewport: { width: 1400, height: 900 },
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    browser = await launchChromium(profile.path);
   }, 90_000);
 
   afterAll(async () => {

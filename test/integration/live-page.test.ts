@@ -6,12 +6,12 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chromium, type BrowserContext } from 'playwright-core';
+import type { BrowserContext } from 'playwright-core';
+import { CHROMIUM, launchChromium } from '../helpers/browser.js';
 import { streamSyntheticRun } from '../../daemon/cli/synthetic-run.js';
 import { REPO_ROOT, startTestDaemon, tempDir } from '../helpers/daemon.js';
 import { haveBinary } from '../helpers/system-binary.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const RUN = 'page-run';
 const have = haveBinary(CHROMIUM, 'chromium');
 
@@ -32,21 +32,7 @@ describe.skipIf(!have)('live page in headless Chromium', () => {
       signal: stop.signal,
     });
     for (let i = 0; i < 100 && daemon.store.run(RUN) === undefined; i++) await new Promise((r) => setTimeout(r, 50));
-    browser = await chromium.launchPersistentContext(profile.path, {
-      executablePath: CHROMIUM,
-      headless: true,
-      viewport: { width: 1400, height: 900 },
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    browser = await launchChromium(profile.path);
   }, 60_000);
 
   afterAll(async () => {

@@ -11,7 +11,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chromium, type BrowserContext } from 'playwright-core';
+import type { BrowserContext } from 'playwright-core';
+import { CHROMIUM, launchChromium } from '../helpers/browser.js';
 import { runCli } from '../../daemon/cli/cli.js';
 import { streamSyntheticRun, syntheticClipIds } from '../../daemon/cli/synthetic-run.js';
 import { REPO_ROOT, startTestDaemon, tempDir } from '../helpers/daemon.js';
@@ -19,7 +20,6 @@ import { haveBinary } from '../helpers/system-binary.js';
 import { ffmpegAvailable } from '../fixtures/synthetic-clips.js';
 import { kindOfId, writeLavfiClip } from '../fixtures/lavfi-clips.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const RUN = 'preview-run';
 const CLIPS = 16;
 const have = haveBinary(CHROMIUM, 'chromium');
@@ -64,21 +64,7 @@ describe.skipIf(!have || !HAVE_FFMPEG)('live page previews in headless Chromium'
       signal: stop.signal,
     });
     for (let i = 0; i < 100 && daemon.store.run(RUN) === undefined; i++) await new Promise((r) => setTimeout(r, 50));
-    browser = await chromium.launchPersistentContext(profile.path, {
-      executablePath: CHROMIUM,
-      headless: true,
-      viewport: { width: 1400, height: 900 },
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    browser = await launchChromium(profile.path);
   }, 420_000);
 
   afterAll(async () => {

@@ -12,7 +12,8 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chromium, type BrowserContext } from 'playwright-core';
+import type { BrowserContext } from 'playwright-core';
+import { CHROMIUM, launchChromium } from '../helpers/browser.js';
 import { runCli } from '../../daemon/cli/cli.js';
 import { streamSyntheticRun, syntheticClipIds } from '../../daemon/cli/synthetic-run.js';
 import { REPO_ROOT, startTestDaemon, tempDir } from '../helpers/daemon.js';
@@ -20,7 +21,6 @@ import { haveBinary } from '../helpers/system-binary.js';
 import { ffmpegAvailable } from '../fixtures/synthetic-clips.js';
 import { kindOfId, writeLavfiClip } from '../fixtures/lavfi-clips.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const RUN = 'report-run';
 const CLIPS = 16;
 const TOP = 6;
@@ -61,20 +61,7 @@ describe.skipIf(!have || !HAVE_FFMPEG)('motive report', () => {
     // A weights recompute after the last batch (every 200 ms).
     const version = daemon.store.run(RUN)!.weightsVersion;
     for (let i = 0; i < 100 && daemon.store.run(RUN)!.weightsVersion === version; i++) await new Promise((r) => setTimeout(r, 50));
-    browser = await chromium.launchPersistentContext(profile.path, {
-      executablePath: CHROMIUM,
-      headless: true,
-      viewport: { width: 1280, height: 900 },
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    browser = await launchChromium(profile.path, 1280);
   }, 420_000);
 
   afterAll(async () => {
