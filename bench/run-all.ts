@@ -1,7 +1,8 @@
 /**
  * Every benchmark in turn, each in its own process (`npm run bench`): ingest, feedback latency,
- * attribution scan (with its baselines), scans while a run streams, and memory. Tables go to
- * stdout, JSON to bench/results/. The first run fills the 100k and 1M sample stores under
+ * attribution scan (with its baselines), scans while a run streams, memory, and the costs against
+ * catalogue size (1M and 2M samples). Tables go to
+ * stdout, JSON to bench/results/. The first run fills the 100k, 1M and 2M sample stores under
  * bench/.cache/ (a few minutes); later runs reuse them.
  *
  *   npm run bench [-- --quick]
@@ -18,6 +19,7 @@ const benches: Array<[string, string[]]> = [
   ['scan', ['--profile']],
   ['scan-live', []],
   ['memory', []],
+  ['scale', []],
 ];
 let failed = 0;
 for (const [name, args] of benches) {
