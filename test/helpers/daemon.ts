@@ -67,20 +67,22 @@ export class DaemonStartError extends Error {
 }
 
 /**
- * Spawns `node bin/motived.js` and waits for its ready line (`readyTimeoutMs`, default 30 s; past
+ * Spawns `node bin/motived.js` (or `entry`, a bundle of the same daemon: test/helpers/daemon-bundle.ts)
+ * and waits for its ready line (`readyTimeoutMs`, default 30 s; past
  * it the child is killed, so it cannot hold the ports or the store of a later start). With
  * `fileLimitKiB` it runs under `ulimit -f` with SIGXFSZ ignored (the disposition survives exec):
  * a disk that fills up.
  */
 export function spawnDaemon(
   env: Record<string, string>,
-  options: { fileLimitKiB?: number; readyTimeoutMs?: number } = {},
+  options: { fileLimitKiB?: number; readyTimeoutMs?: number; entry?: string } = {},
 ): Promise<ChildDaemon> {
   const limit = options.fileLimitKiB;
+  const entry = options.entry ?? 'bin/motived.js';
   const [command, args] =
     limit === undefined
-      ? [process.execPath, ['bin/motived.js']]
-      : ['bash', ['-c', `trap '' XFSZ; ulimit -f ${Math.max(1, Math.floor(limit))}; exec "$0" bin/motived.js`, process.execPath]];
+      ? [process.execPath, [entry]]
+      : ['bash', ['-c', `trap '' XFSZ; ulimit -f ${Math.max(1, Math.floor(limit))}; exec "$0" "$1"`, process.execPath, entry]];
   const proc = spawn(command, args, {
     cwd: REPO_ROOT,
     env: { ...process.env, MOTIVE_LOG_LEVEL: 'info', ...env },

@@ -97,7 +97,40 @@ export interface TrialResult {
   readonly samples: number;
   readonly mismatches: readonly string[];
   readonly durationMs: number;
+  /** Where the trial's time went (ms). */
+  readonly phases: TrialPhases;
 }
+
+/**
+ * Wall time of a trial's phases (ms). `stream` runs from the clients' connect to their last Ack
+ * and contains `kill` (a kill to the process's exit), `down` (the planned down time) and
+ * `restart` (to the ready line, recovery included); the rest of it is ingest. `prepare` is the
+ * restart before the trial that arms its first crash point or commit delay.
+ */
+export interface TrialPhases {
+  prepare: number;
+  stream: number;
+  kill: number;
+  down: number;
+  restart: number;
+  /** Counters, seen, sums, scores, history, /attribute and every G(z) coordinate. */
+  compare: number;
+  /** Waiting for the weights to settle, then the live weights against the stored ones. */
+  weights: number;
+  /** Features, fused z, check and weight; the run list. */
+  signal: number;
+}
+
+export const PHASE_NAMES: ReadonlyArray<keyof TrialPhases> = [
+  'prepare',
+  'stream',
+  'kill',
+  'down',
+  'restart',
+  'compare',
+  'weights',
+  'signal',
+];
 
 export const TRIAL_RANKS = 3;
 export const TRIAL_DIM = 64;
@@ -146,7 +179,8 @@ export function planTrial(seed: number, index: number, batches = TRIAL_BATCHES):
     rank: r.int(TRIAL_RANKS),
     queryVersion: 2 + r.int(2),
     commitDelayMs: kind === 'commit' ? 25 + r.int(20) : [0, 0, 2, 10][r.int(4)]!,
-    downMs: r.int(300),
+    // Clients already find the daemon down for its whole restart; this adds a little more.
+    downMs: r.int(100),
     ...(point === undefined ? {} : { point, n: 1 + r.int(POINT_SPREAD[point]) }),
   });
   const first = FIRST[index % FIRST.length]!;
@@ -180,13 +214,18 @@ export class CrashableDaemon {
   private readonly configDir: { path: string; remove: () => void };
   private readonly data: { path: string; remove: () => void };
   private child: ChildDaemon | undefined;
+  /** What `node` runs: bin/motived.js, or a bundle of the same daemon (test/helpers/daemon-bundle.ts). */
+  readonly entry: string | undefined;
   starts = 0;
+  /** How long each start took to the ready line, recovery included (ms). */
+  readonly startMs: number[] = [];
   /** store.commitDelayMs of the running daemon. */
   commitDelayMs = 0;
   /** The crash point the running daemon was started with, if any. */
   armed: CrashPoint | undefined;
 
-  private constructor(grpcPort: number, httpPort: number) {
+  private constructor(grpcPort: number, httpPort: number, entry: string | undefined) {
+    this.entry = entry;
     this.data = tempDir('motive-fault-data-');
     this.configDir = tempDir('motive-fault-cfg-');
     this.dataDir = this.data.path;
@@ -194,8 +233,9 @@ export class CrashableDaemon {
     this.httpPort = httpPort;
   }
 
-  static async create(): Promise<CrashableDaemon> {
-    return new CrashableDaemon(await freePort(), await freePort());
+  /** `entry`: the daemon's entry file for `node` (default bin/motived.js, through tsx's loader). */
+  static async create(options: { entry?: string } = {}): Promise<CrashableDaemon> {
+    return new CrashableDaemon(await freePort(), await freePort(), options.entry);
   }
 
   get proc(): ChildDaemon | undefined {
@@ -211,7 +251,7 @@ export class CrashableDaemon {
   }
 
   /**
-   * Starts the daemon with weights on ({minSeen 1, intervalMs 50}) and the given extra config.
+   * Starts the daemon with weights on ({minSeen 1, intervalMs 50, maxRecomputeShare 1}) and the given extra config.
    * `fileLimitKiB` caps the size of every file it writes (RLIMIT_FSIZE, SIGXFSZ ignored), which
    * is how a full disk is simulated: the store's write fails once its file would grow past it.
    * `crashAt` (a {@link KillPlan}'s point and n) arms a crash point; a point of the flusher or of
@@ -239,7 +279,10 @@ export class CrashableDaemon {
       segmentBytes: fileLimitKiB === undefined ? [16384, 262144, 64 * 1024 ** 2][v] : 1024 ** 3,
       syncCommits: this.starts % 2 === 1,
     };
-    writeFileSync(file, JSON.stringify({ weights: { minSeen: 1, intervalMs: 50 }, store, ...config }));
+    // maxRecomputeShare 1: a recompute follows every change within intervalMs (not stretched by a
+    // loaded machine's slow recomputes), so the weights settle soon after the last batch.
+    const weights = { minSeen: 1, intervalMs: 50, maxRecomputeShare: 1 };
+    writeFileSync(file, JSON.stringify({ weights, store, ...config }));
     this.commitDelayMs = commitDelayMs;
     this.starts++;
     const env: Record<string, string> = {
@@ -251,7 +294,13 @@ export class CrashableDaemon {
     if (crashAt !== undefined) env.MOTIVE_CRASH_AT = `${crashAt.point}:${crashAt.n}`;
     this.armed = crashAt?.point;
     // A restart recovers every earlier trial's run: on a loaded machine that can take a while.
-    this.child = await spawnDaemon(env, { readyTimeoutMs: 180_000, ...(fileLimitKiB === undefined ? {} : { fileLimitKiB }) });
+    const t0 = Date.now();
+    this.child = await spawnDaemon(env, {
+      readyTimeoutMs: 180_000,
+      ...(fileLimitKiB === undefined ? {} : { fileLimitKiB }),
+      ...(this.entry === undefined ? {} : { entry: this.entry }),
+    });
+    this.startMs.push(Date.now() - t0);
   }
 
   /** Sends `signal` and waits for the process to exit; resolves with its exit code. */
@@ -363,10 +412,36 @@ async function getJson(url: string, init?: RequestInit): Promise<{ status: numbe
   return { status: res.status, body: await res.json() };
 }
 
+/** Requests kept in flight at once by the comparisons: the daemon answers while the next ones travel. */
+const IN_FLIGHT = 4;
+
+/** `f` over `items`, at most {@link IN_FLIGHT} at a time; results in the items' order. */
+async function pooled<T, R>(items: readonly T[], f: (x: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await f(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, items.length) }, worker));
+  return out;
+}
+
+/** Each sample's `GET /v1/runs/:run/samples/:id` answer, by id. */
+export type SampleAnswers = ReadonlyMap<string, { status: number; body: unknown }>;
+
+/** Fetches every sample's detail once, for {@link compareWithReference} and {@link compareSignal}. */
+export async function fetchSamples(baseUrl: string, runId: string, ids: readonly string[]): Promise<SampleAnswers> {
+  const answers = await pooled(ids, (id) => getJson(`${baseUrl}/v1/runs/${runId}/samples/${encodeURIComponent(id)}`));
+  return new Map(ids.map((id, i) => [id, answers[i]!]));
+}
+
 /**
  * Compares the stored run with the reference over REST: run counters and per-rank markers, every
- * sample's seen / lastStep / querySums / score / score history, and the /attribute ranking of a
- * seeded query.
+ * sample's seen / lastStep / querySums / score / score history, the /attribute ranking of a
+ * seeded query and every G(z) coordinate. `samples`: the samples' answers if already fetched.
  */
 export async function compareWithReference(
   baseUrl: string,
@@ -374,6 +449,7 @@ export async function compareWithReference(
   scn: Scenario,
   ref: ReferenceModel,
   seed: number,
+  samples?: SampleAnswers,
 ): Promise<string[]> {
   const out: string[] = [];
   const run = await getJson(`${baseUrl}/v1/runs/${runId}`);
@@ -414,8 +490,9 @@ export async function compareWithReference(
     const hi = taus.filter((t, j) => sums[j]! > t - tol).length;
     return v >= lo && v <= hi;
   };
+  const answers = samples ?? (await fetchSamples(baseUrl, runId, ids));
   for (const [id, s] of ref.samples) {
-    const got = await getJson(`${baseUrl}/v1/runs/${runId}/samples/${encodeURIComponent(id)}`);
+    const got = answers.get(id) ?? { status: 0, body: undefined };
     if (got.status !== 200) {
       out.push(`${id}: status ${got.status}`);
       continue;
@@ -470,13 +547,17 @@ export async function compareEmbeddings(baseUrl: string, runId: string, dim: num
   const out: string[] = [];
   let scale = 1e-9;
   for (const s of ref.samples.values()) for (const x of s.g) scale = Math.max(scale, Math.abs(x));
+  const answers = await pooled(
+    Array.from({ length: dim }, (_, d) => d),
+    (d) =>
+      getJson(`${baseUrl}/v1/runs/${runId}/attribute`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ sketch: Array.from({ length: dim }, (_, i) => (i === d ? 1 : 0)), limit: ref.samples.size }),
+      }),
+  );
   for (let d = 0; d < dim && out.length < 20; d++) {
-    const sketch = Array.from({ length: dim }, (_, i) => (i === d ? 1 : 0));
-    const res = await getJson(`${baseUrl}/v1/runs/${runId}/attribute`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ sketch, limit: ref.samples.size }),
-    });
+    const res = answers[d]!;
     if (res.status !== 200) return [...out, `G(z)_${d}: /attribute status ${res.status}`];
     const got = (res.body as { samples: Array<{ id: string; score: number }> }).samples;
     if (got.length !== ref.samples.size) out.push(`G(z)_${d}: ${got.length} samples != ${ref.samples.size}`);
@@ -529,21 +610,24 @@ const WEIGHTS: RefOptions & { minDelta: number } = {
  * Every sample's stored features, and its fused z, motion check and weight against the fused
  * signal of the float64 reference (docs/method.md) over the final scores. A stored weight moves
  * only by more than `minDelta`, so it may lag the final recompute's value by that much.
+ * `samples`: the samples' answers if already fetched (after the weights settled).
  */
 export async function compareSignal(
   baseUrl: string,
   runId: string,
   ref: ReferenceModel,
   features: (id: string) => number[] = featuresOf,
+  samples?: SampleAnswers,
 ): Promise<string[]> {
   const out: string[] = [];
   const ids = [...ref.samples.keys()];
+  const answers = samples ?? (await fetchSamples(baseUrl, runId, ids));
   const want = refSignal(
     ids.map((id) => ({ score: ref.score(id), seen: ref.samples.get(id)!.seen, features: features(id) })),
     WEIGHTS,
   );
   for (const [i, id] of ids.entries()) {
-    const got = await getJson(`${baseUrl}/v1/runs/${runId}/samples/${encodeURIComponent(id)}`);
+    const got = answers.get(id) ?? { status: 0, body: undefined };
     if (got.status !== 200) {
       out.push(`${id}: status ${got.status}`);
       continue;
@@ -637,6 +721,16 @@ export async function runCrashTrial(daemon: CrashableDaemon, plan: TrialPlan, op
   );
   const mismatches: string[] = [];
   const records: KillRecord[] = [];
+  const phases: TrialPhases = { prepare: 0, stream: 0, kill: 0, down: 0, restart: 0, compare: 0, weights: 0, signal: 0 };
+  /** Runs `f`, adding its wall time to `phases[p]`. */
+  const timed = async <T>(p: keyof TrialPhases, f: () => Promise<T>): Promise<T> => {
+    const t0 = Date.now();
+    try {
+      return await f();
+    } finally {
+      phases[p] += Date.now() - t0;
+    }
+  };
   /** Set when a daemon armed with a crash point died at it before it was ready (in its recovery). */
   let diedStarting = false;
   /** Starts the daemon, armed with `k`'s crash point if it has one. */
@@ -658,10 +752,13 @@ export async function runCrashTrial(daemon: CrashableDaemon, plan: TrialPlan, op
       first?.kind === 'point' ||
       (first !== undefined && daemon.commitDelayMs !== first.commitDelayMs)
     ) {
-      await daemon.stop('SIGTERM');
-      await startFor(first?.commitDelayMs ?? 0, first);
+      await timed('prepare', async () => {
+        await daemon.stop('SIGTERM');
+        await startFor(first?.commitDelayMs ?? 0, first);
+      });
     }
     const runsBefore = await runIds(daemon.baseUrl);
+    const streamStart = Date.now();
     await Promise.all(clients.map((c) => c.connect()));
     let acksSinceStart = 0;
     let lastAckAt = Date.now();
@@ -710,12 +807,12 @@ export async function runCrashTrial(daemon: CrashableDaemon, plan: TrialPlan, op
           restartMs: 0,
         };
         records.push(record);
-        await daemon.stop('SIGKILL');
-        await sleep(k.downMs);
+        await timed('kill', () => daemon.stop('SIGKILL'));
+        await timed('down', () => sleep(k.downMs));
         const next = plan.kills[plan.kills.indexOf(k) + 1];
         acksSinceStart = 0;
         const restartAt = Date.now();
-        await startFor(next?.commitDelayMs ?? options.nextCommitDelayMs ?? 0, next);
+        await timed('restart', () => startFor(next?.commitDelayMs ?? options.nextCommitDelayMs ?? 0, next));
         record.restartMs = Date.now() - restartAt;
       }
       current = undefined;
@@ -743,9 +840,12 @@ export async function runCrashTrial(daemon: CrashableDaemon, plan: TrialPlan, op
     sendersDone = true;
     await killer;
     await Promise.all(clients.map((c) => c.flush(60_000)));
-    mismatches.push(...(await compareWithReference(daemon.baseUrl, runId, scn, ref, plan.seed)));
-    mismatches.push(...(await compareWeights(daemon.baseUrl, runId, clients)));
-    mismatches.push(...(await compareSignal(daemon.baseUrl, runId, ref)));
+    phases.stream = Date.now() - streamStart;
+    // The weights settle first, so one fetch of every sample serves all the comparisons.
+    mismatches.push(...(await timed('weights', () => compareWeights(daemon.baseUrl, runId, clients))));
+    const samples = await timed('compare', () => fetchSamples(daemon.baseUrl, runId, [...ref.samples.keys()]));
+    mismatches.push(...(await timed('compare', () => compareWithReference(daemon.baseUrl, runId, scn, ref, plan.seed, samples))));
+    mismatches.push(...(await timed('signal', () => compareSignal(daemon.baseUrl, runId, ref, featuresOf, samples))));
     // The run list: the runs of earlier trials and this one, none lost, none come back.
     const runsAfter = await runIds(daemon.baseUrl);
     const want = [...new Set([...runsBefore, runId])].sort();
@@ -764,6 +864,7 @@ export async function runCrashTrial(daemon: CrashableDaemon, plan: TrialPlan, op
     samples: ref.samples.size,
     mismatches,
     durationMs: Date.now() - started,
+    phases,
   };
   options.log?.(formatTrial(result));
   return result;
@@ -777,6 +878,7 @@ export function formatTrial(t: TrialResult): string {
         `${k.kind}${k.point === undefined ? '' : `:${k.point}`}@${k.acksSinceStart}acks/${k.outstanding}out/${k.commitDelayMs}ms/up${(k.restartMs / 1000).toFixed(1)}s`,
     )
     .join(' ');
-  const head = `seed=${t.seed} ${t.ok ? 'PASS' : 'FAIL'} kills=[${kills}] reconnects=${t.reconnects} batches=${t.batches} samples=${t.samples} ${(t.durationMs / 1000).toFixed(1)}s`;
+  const phases = PHASE_NAMES.map((p) => `${p} ${(t.phases[p] / 1000).toFixed(1)}`).join(' ');
+  const head = `seed=${t.seed} ${t.ok ? 'PASS' : 'FAIL'} kills=[${kills}] reconnects=${t.reconnects} batches=${t.batches} samples=${t.samples} ${(t.durationMs / 1000).toFixed(1)}s (${phases})`;
   return t.ok ? head : `${head}\n  ${t.mismatches.slice(0, 10).join('\n  ')}`;
 }

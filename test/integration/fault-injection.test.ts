@@ -8,6 +8,7 @@
  * `npm run test:crash` (scripts/fault-harness.ts) runs the full count: every kind of kill.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildDaemonBundle, type DaemonBundle } from '../helpers/daemon-bundle.js';
 import { CrashableDaemon, formatTrial, planTrial, runCrashTrial, type TrialPlan } from '../helpers/fault-harness.js';
 
 /** Seed and plan index (the first kill's kind, fault-harness.ts FIRST): commit, compact, recompute. */
@@ -19,14 +20,18 @@ const TRIALS: ReadonlyArray<readonly [number, number]> = [
 
 describe('SIGKILL at seeded points (fault harness, reduced)', () => {
   let daemon: CrashableDaemon;
+  let bundle: DaemonBundle;
   const plans: TrialPlan[] = TRIALS.map(([seed, index]) => planTrial(seed, index));
 
   beforeAll(async () => {
-    daemon = await CrashableDaemon.create();
+    // The daemon's sources bundled once, as `npm run test:crash` runs them: restarts skip tsx.
+    bundle = await buildDaemonBundle();
+    daemon = await CrashableDaemon.create({ entry: bundle.entry });
     await daemon.start(plans[0]?.kills[0]?.commitDelayMs ?? 0);
-  });
+  }, 60_000);
   afterAll(async () => {
     await daemon.dispose();
+    bundle.remove();
   });
 
   it.each(plans.map((p, i) => [p.kills[0]?.point ?? p.kills[0]?.kind ?? 'none', p.seed, i] as const))(
