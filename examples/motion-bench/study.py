@@ -135,7 +135,7 @@ def direction_knowledge(model: torch.nn.Module, clips: int = 30, draws: int = 4,
         return tot / draws
 
     out = {}
-    for s in (0.1, 0.25, 0.5, 0.75, 0.9):
+    for s in (0.1, 0.3, 0.5, 0.7, 0.9):
         lf = [loss(x, s) for x in fwd]
         lr = [loss(x, s) for x in rev]
         out[f"{s:g}"] = {"paired": sum(a > b for a, b in zip(lr, lf)) / len(lf), "unpaired": 1 - auc(lr, lf)}
