@@ -32,6 +32,15 @@ def signals(r: dict) -> Dict[str, List[float]]:
     for name in ("masked", "temporal", "accel-multi-t", "accel-luma"):
         if name in r["scores"]:
             out[f"attribution, `{'paper' if name == 'masked' else name}`"] = r["scores"][name]
+    for name in [n for n in r["scores"] if n.startswith("rev")]:
+        out[f"attribution, `reverse` ({name[3:]})"] = r["scores"][name]
+        if "accel-luma" in r["scores"]:
+            # two blocks of one sketch: the daemon's score is the sum of the blocks' mean cosines
+            both = [a + b for a, b in zip(r["scores"]["accel-luma"], r["scores"][name])]
+            out[f"attribution, `accel-luma` + `reverse` ({name[3:]})"] = both
+            for w, floor in FUSIONS:
+                if floor == 0 and w in (2, 4, 6):
+                    out[f"fused, `accel-luma` + `reverse` ({name[3:]}), weight {w}, floor 0"] = fused(torch.tensor(both), checks, floor, w).tolist()
     out["motion check `flow_accel`"] = [-float(v) for v in checks[:, 0]]
     out["motion check `still_fraction`"] = [-float(v) for v in checks[:, 1]]
     out["motion checks, largest robust z"] = (-z).tolist()

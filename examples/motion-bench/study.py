@@ -114,6 +114,34 @@ def clip_losses(model: torch.nn.Module, lats: Sequence[torch.Tensor], draws: int
     return out
 
 
+@torch.no_grad()
+def direction_knowledge(model: torch.nn.Module, clips: int = 30, draws: int = 4, seed: int = 777) -> Dict[str, Dict[str, float]]:
+    """Does the model know which way the data's falls go? Per noise level ``s``, the flow-matching
+    loss (mean over ``draws`` seeded draws) of reversed falls against the same falls played
+    forwards (development textures): ``paired`` = the share of clips whose reversal has the higher
+    loss, ``unpaired`` = AUC of a reversed fall's loss above another clip's forward one."""
+    rev = [bd.to_latent(c.frames) for c in bd.make_set({"rev-fall": clips}, seed, "knows", bd.DEV)]
+    fwd = [x.flip(1).contiguous() for x in rev]
+
+    def loss(x: torch.Tensor, s: float) -> float:
+        tot = 0.0
+        for d in range(draws):
+            g = torch.Generator()
+            g.manual_seed(d)
+            noise = torch.randn((1,) + tuple(x.shape), generator=g)
+            sv = torch.tensor([s])
+            pred = model((1 - sv) * x.unsqueeze(0) + sv * noise, sv)
+            tot += float(((pred - (noise - x.unsqueeze(0))) ** 2).mean())
+        return tot / draws
+
+    out = {}
+    for s in (0.1, 0.3, 0.5, 0.7, 0.9):
+        lf = [loss(x, s) for x in fwd]
+        lr = [loss(x, s) for x in rev]
+        out[f"{s:g}"] = {"paired": sum(a > b for a, b in zip(lr, lf)) / len(lf), "unpaired": 1 - auc(lr, lf)}
+    return out
+
+
 def robust_z(v: torch.Tensor) -> torch.Tensor:
     """(v − median) / σ, σ = 1.4826·MAD or √(π/2)·mean absolute deviation when MAD is 0 (the
     daemon's weight policy); zeros when every value is equal."""
@@ -152,6 +180,12 @@ COMPONENTS = {
     "a751c": dict(kind="temporal2", t_fix=751, noise_seed=1, channel_pool=True),
     "a250cp2": dict(kind="temporal2", t_fix=250, noise_seed=2, channel_pool=True, spatial_pool=2),
     "t751": dict(kind="temporal", t_fix=751, noise_seed=1),
+    "r100": dict(kind="masked", t_fix=100, noise_seed=3, reverse=True),
+    "r250": dict(kind="masked", t_fix=250, noise_seed=3, reverse=True),
+    "r500": dict(kind="masked", t_fix=500, noise_seed=3, reverse=True),
+    "r250c": dict(kind="masked", t_fix=250, noise_seed=3, reverse=True, channel_pool=True),
+    "r250t": dict(kind="temporal", t_fix=250, noise_seed=3, reverse=True),
+    "rm": dict(kind="masked", timesteps=(100, 500), noise_seed=3, reverse=True),
 }
 RECIPES = {
     "masked": ["masked@751"],
@@ -159,6 +193,12 @@ RECIPES = {
     "accel-luma": ["a500c", "a751c", "a250cp2"],
     "accel-luma-nolow": ["a500c", "a751c"],
     "temporal": ["t751"],
+    "rev100": ["r100"],
+    "rev250": ["r250"],
+    "rev500": ["r500"],
+    "rev250c": ["r250c"],
+    "rev250t": ["r250t"],
+    "rev100+500": ["rm"],
 }
 ONLY = [r for r in os.environ.get("MOTION_BENCH_RECIPES", "").split(",") if r]
 """``MOTION_BENCH_RECIPES=accel-luma,masked``: sketch only these recipes' components (faster)."""
@@ -260,6 +300,13 @@ def run(split: str, seed: int, counts: Dict[str, int]) -> Dict[str, object]:
 def main(argv: Sequence[str]) -> None:
     if argv[0] == "pretrain":
         pretrain()
+        return
+    if argv[0] == "knows":
+        model = SmallVideoDenoiser(channels=3, width=WIDTH)
+        model.load_state_dict(torch.load(argv[1]) if len(argv) > 1 else pretrain())
+        model.eval()
+        for s, v in direction_knowledge(model).items():
+            print(f"s={s}: reversed fall's loss above its forward version's {v['paired']:.2f}; above another forward fall's (AUC) {v['unpaired']:.2f}")
         return
     split = argv[1]
     counts = bd.training_counts(bd.SPLITS[split])

@@ -12,7 +12,7 @@ from .loss import MotionObjective, epsilon_predict, flow_matching_predict, motio
 from .mask import flow_magnitude, lucas_kanade_flow, motion_mask
 from .motion_check import FEATURE_NAMES as MOTION_CHECKS
 from .motion_check import clip_features
-from .presets import DEFAULT_RECIPE, RECIPES, auto_layers, default_layers, recipe
+from .presets import COMPOSITE_RECIPES, DEFAULT_RECIPE, RECIPES, auto_layers, default_layers, recipe, recipe_objectives
 from .sampler import MotiveDistributedSampler, MotiveSampler
 from .sketch import PROJECTION_KIND, GradientSketcher, LayerProjection, normalize_sketches
 
@@ -20,6 +20,7 @@ __version__ = CLIENT_VERSION
 
 __all__ = [
     "CLIENT_VERSION",
+    "COMPOSITE_RECIPES",
     "DEFAULT_RECIPE",
     "MOTION_CHECKS",
     "RECIPES",
@@ -27,6 +28,7 @@ __all__ = [
     "default_layers",
     "clip_features",
     "recipe",
+    "recipe_objectives",
     "ClientStats",
     "GradientSketcher",
     "LayerProjection",

@@ -31,7 +31,7 @@ from .layers import LayerSpec, resolve_layers, unwrap_model
 from .loss import MotionObjective, PredictFn, flow_matching_predict
 from .motion_check import FEATURE_NAMES, clip_features
 from .presets import DEFAULT_RECIPE, default_layers
-from .presets import recipe as recipe_objective
+from .presets import recipe_objectives
 from .sketch import GradientSketcher, normalize_sketches
 
 __all__ = ["MotionAttributor", "SketchIdentity", "isolated_pass"]
@@ -169,7 +169,7 @@ class MotionAttributor:
         elif t_fix is not None:
             self.objectives = [MotionObjective(predict, t_fix=t_fix, noise_seed=noise_seed, frame_dim=frame_dim)]
         else:
-            self.objectives = [recipe_objective(recipe, predict, frame_dim=frame_dim, noise_seed=noise_seed)]
+            self.objectives = recipe_objectives(recipe, predict, frame_dim=frame_dim, noise_seed=noise_seed)
         self.objective = self.objectives[0]
         names = [o.name for o in self.objectives]
         if len(set(names)) != len(names):

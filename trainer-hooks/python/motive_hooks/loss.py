@@ -35,6 +35,14 @@ an option of :class:`MotionObjective`:
   appearance alone explains. A frozen clip has an all-zero contrast gradient.
   ``contrast="query"`` applies it to query clips only (a *motion-contrast query*: the query's
   gradient minus its static copy's), training clips keep the plain loss.
+- ``reverse=True``: the *time-reversal contrast*, the loss of the clip minus the loss of the clip
+  played backwards, each against the seeded draw and against the draw reversed in time (half of
+  ``[L(z, n) − L(z̄, n̄)] + [L(z, n̄) − L(z̄, n)]``, ``z̄`` the reversed clip). Whatever does not
+  depend on which way the clip runs cancels: a clip and its reverse get exactly opposite
+  objectives (and gradients), a still clip and a model that treats time symmetrically get 0. So
+  the gradient is what the model has learnt about the direction of motion, and a clip that runs
+  against the queries' direction (a fall played upwards) points the other way. It costs four
+  forwards of the batch per timestep.
 """
 
 from __future__ import annotations
@@ -210,6 +218,15 @@ def flow_matching_predict(num_timesteps: int = 1000) -> PredictFn:
     return predict
 
 
+def _reverse_rows(x: torch.Tensor, frame_dim: int, noise: bool = False) -> torch.Tensor:
+    """Four rows per sample, sample-major, for the time-reversal contrast: the clip, the clip
+    reversed, the clip, the clip reversed (``noise=True``: the draw, reversed, reversed, the draw,
+    so that each clip meets both the draw and its reverse)."""
+    rev = x.flip(frame_dim)
+    rows = (x, rev, rev, x) if noise else (x, rev, x, rev)
+    return torch.stack(rows, dim=1).reshape(4 * x.shape[0], *x.shape[1:])
+
+
 OBJECTIVE_KINDS = ("masked", "temporal", "temporal2")
 """The per-sample losses :class:`MotionObjective` offers: ``masked`` (:func:`motion_loss`, the
 paper's), ``temporal`` and ``temporal2`` (:func:`temporal_difference_loss` of order 1 and 2)."""
@@ -252,6 +269,9 @@ class MotionObjective:
             (:func:`batch_coupled`); otherwise one forward per timestep. ``False``: always one
             forward per timestep; ``True``: stack even for a
             ``predict`` that does not declare it (it must honour ``t`` per sample).
+        reverse: the time-reversal contrast (see the module doc); the forward runs on ``4B``
+            clips, sample-major (clip, reversed, clip, reversed, with the draw, reversed,
+            reversed, the draw). Needs a tensor batch; not with ``contrast``.
     """
 
     def __init__(
@@ -269,6 +289,7 @@ class MotionObjective:
         channel_pool: bool = False,
         name: Optional[str] = None,
         stack_timesteps: Optional[bool] = None,
+        reverse: bool = False,
     ) -> None:
         if kind not in OBJECTIVE_KINDS:
             raise ValueError(f"kind must be one of {OBJECTIVE_KINDS}, got {kind!r}")
@@ -295,6 +316,9 @@ class MotionObjective:
         self.channel_dim = 2 if self.frame_dim == 1 else 1
         """The channel axis of the latents and of ``pred``."""
         self.stack_timesteps = stack_timesteps
+        self.reverse = bool(reverse)
+        if self.reverse and contrast:
+            raise ValueError("reverse and contrast cannot be combined")
         if name is None:
             name = kind + "@" + "+".join(str(t) for t in self.timesteps)
             if contrast:
@@ -305,6 +329,8 @@ class MotionObjective:
                 name += "-cmean"
             if not use_mask:
                 name += "-nomask"
+            if self.reverse:
+                name += "-reverse"
         self.name = name
 
     def latents(self, batch: Any) -> torch.Tensor:
@@ -345,7 +371,10 @@ class MotionObjective:
     def _noise(self, lat: torch.Tensor, i: int, noise: Optional[torch.Tensor]) -> torch.Tensor:
         if noise is not None:
             return noise
-        return seeded_noise(lat.shape, self.noise_seed + i, self.frame_dim, device=lat.device, dtype=lat.dtype)
+        draw = seeded_noise(lat.shape, self.noise_seed + i, self.frame_dim, device=lat.device, dtype=lat.dtype)
+        if self.reverse:
+            draw = _reverse_rows(draw[0::4], self.frame_dim, noise=True)
+        return draw
 
     def _looped_losses(
         self, model: torch.nn.Module, batch: Any, lat: torch.Tensor, masks: Optional[torch.Tensor], noise: Optional[torch.Tensor]
@@ -420,10 +449,20 @@ class MotionObjective:
                 masks = masks.repeat_interleave(2, dim=0)
         if contrast and noise is not None:
             noise = noise.repeat_interleave(2, dim=0)
+        if self.reverse:
+            if not isinstance(batch, torch.Tensor):
+                raise TypeError("reverse=True needs the batch to be the latent tensor")
+            batch = lat = _reverse_rows(lat, self.frame_dim)
+            if masks is not None:
+                masks = _reverse_rows(masks, 1)
+            if noise is not None:
+                noise = _reverse_rows(noise, self.frame_dim, noise=True)
         if self.stacks(model, batch):
             total = self._stacked_losses(model, lat, masks, noise)
         else:
             total = self._looped_losses(model, batch, lat, masks, noise)
         if contrast:
             total = (total[0::2] - total[1::2]) * moving
+        elif self.reverse:
+            total = 0.5 * ((total[0::4] - total[1::4]) + (total[2::4] - total[3::4]))
         return total

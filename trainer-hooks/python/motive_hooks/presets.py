@@ -15,7 +15,7 @@ import torch.nn as nn
 from .layers import LORA_NAME
 from .loss import MotionObjective, PredictFn
 
-__all__ = ["DEFAULT_RECIPE", "RECIPES", "recipe", "auto_layers", "default_layers", "AUTO_LAYER_COUNT"]
+__all__ = ["DEFAULT_RECIPE", "RECIPES", "COMPOSITE_RECIPES", "recipe", "recipe_objectives", "auto_layers", "default_layers", "AUTO_LAYER_COUNT"]
 
 RECIPES: Dict[str, str] = {
     "accel-luma": "second frame differences of the channel-mean prediction error, motion-masked, at t = 500 "
@@ -23,8 +23,16 @@ RECIPES: Dict[str, str] = {
     "accel-multi-t": "second frame differences of the prediction error, motion-masked, at t = 500 and 751",
     "temporal": "first frame differences of the prediction error, motion-masked, at t = 751",
     "paper": "the motion-masked denoising loss at t = 751 (the published method)",
+    "reverse": "time-reversal contrast: the motion-masked loss of the clip minus that of the clip played "
+    "backwards, each against the seeded draw and its reverse, at t = 100 and 500",
+    "accel-luma+reverse": "two blocks of one sketch: `accel-luma` and `reverse`",
 }
 """The named recipes and what each differentiates."""
+
+COMPOSITE_RECIPES: Dict[str, Tuple[str, ...]] = {"accel-luma+reverse": ("accel-luma", "reverse")}
+"""Recipes of several objectives, each sketched as its own block of the concatenated sketch (see
+:class:`~motive_hooks.MotionAttributor`): the daemon's score of a clip is the sum of its mean
+cosines with each block's queries."""
 
 DEFAULT_RECIPE = "accel-luma"
 """The recipe :class:`~motive_hooks.MotionAttributor` uses unless given ``objectives``."""
@@ -50,7 +58,26 @@ def recipe(
         return MotionObjective(predict, kind="temporal", t_fix=751, **common)  # type: ignore[arg-type]
     if name == "paper":
         return MotionObjective(predict, kind="masked", t_fix=751, **common)  # type: ignore[arg-type]
+    if name == "reverse":
+        common["noise_seed"] = noise_seed + 3  # a draw apart from accel-luma's three
+        return MotionObjective(predict, kind="masked", timesteps=(100, 500), reverse=True, **common)  # type: ignore[arg-type]
+    if name in COMPOSITE_RECIPES:
+        raise ValueError(f"recipe {name!r} has several objectives: use recipe_objectives()")
     raise ValueError(f"unknown recipe {name!r}; known: {', '.join(RECIPES)}")
+
+
+def recipe_objectives(
+    name: str,
+    predict: PredictFn,
+    frame_dim: int = 2,
+    noise_seed: int = 0,
+    latents_of: Optional[Callable[[Any], Any]] = None,
+    stack_timesteps: Optional[bool] = None,
+) -> List[MotionObjective]:
+    """The objectives of the named recipe: one for a single recipe, one per block for a
+    :data:`COMPOSITE_RECIPES` one (arguments as :func:`recipe`)."""
+    parts = COMPOSITE_RECIPES.get(name, (name,))
+    return [recipe(p, predict, frame_dim, noise_seed, latents_of, stack_timesteps) for p in parts]
 
 
 AUTO_LAYER_COUNT = 3

@@ -220,3 +220,86 @@ def test_channel_pool_gradients_through_the_model() -> None:
     attr = MotionAttributor(model, model.sketch_layers(), p, dim=48, objectives=[obj])
     raw, _ = attr.raw_sketch(x, masks)
     assert raw.shape == (2, 48) and bool(torch.isfinite(raw).all()) and float(raw.abs().max()) > 0
+
+
+def _plain_fm_loss(model: torch.nn.Module, x: torch.Tensor, noise: torch.Tensor, t: int, mask: torch.Tensor) -> float:
+    """The flow-matching motion loss of one clip ``[C, F, h, w]``, written out in float64."""
+    s = t / 1000.0
+    xs = (1 - s) * x + s * noise
+    pred = model(xs.unsqueeze(0), torch.tensor([s], dtype=x.dtype))[0]
+    err = (pred - (noise - x)) ** 2 * mask.unsqueeze(0)
+    return float(err.mean()) / x.shape[1]
+
+
+class _ConvVelocity(torch.nn.Module):
+    """A float64 velocity model: one 3D convolution (not symmetric in time), scaled by s."""
+
+    def __init__(self, symmetric: bool = False) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv3d(3, 3, 3, padding=1).double()
+        if symmetric:
+            with torch.no_grad():
+                self.conv.weight.copy_(0.5 * (self.conv.weight + self.conv.weight.flip(2)))
+
+    def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) * (1 + s.view(-1, 1, 1, 1, 1))
+
+
+@pytest.mark.parametrize("stack", [False, True])
+def test_reverse_contrast_matches_a_plain_reference(stack: bool) -> None:
+    torch.manual_seed(0)
+    model = _ConvVelocity()
+    x = synthetic_latents(3, channels=3, frames=5, size=6).double()
+    masks = torch.rand(3, 5, 6, 6, dtype=torch.float64)
+    obj = MotionObjective(flow_matching_predict(), kind="masked", timesteps=(100, 500), noise_seed=3, reverse=True, stack_timesteps=stack)
+    got = obj.per_sample_losses(model, x, masks)
+    for b in range(3):
+        ref = 0.0
+        for i, t in enumerate((100, 500)):
+            g = torch.Generator()
+            g.manual_seed(3 + i)
+            n = torch.randn(5, 3, 6, 6, generator=g).permute(1, 0, 2, 3).double()  # frame by frame, as seeded_noise draws
+            xr, nr, mr = x[b].flip(1), n.flip(1), masks[b].flip(0)
+            ref += 0.5 * (
+                _plain_fm_loss(model, x[b], n, t, masks[b])
+                - _plain_fm_loss(model, xr, nr, t, mr)
+                + _plain_fm_loss(model, x[b], nr, t, masks[b])
+                - _plain_fm_loss(model, xr, n, t, mr)
+            )
+        assert abs(float(got[b]) - ref / 2) < 1e-6 * max(1.0, abs(ref))
+    # a clip played backwards gets exactly the opposite objective, a still clip none
+    back = obj.per_sample_losses(model, x.flip(2), masks.flip(1))
+    torch.testing.assert_close(back, -got, rtol=0, atol=1e-7)
+    still = x[:, :, :1].expand_as(x).contiguous()
+    assert float(obj.per_sample_losses(model, still, masks[:, :1].expand_as(masks)).abs().max()) < 1e-12
+
+
+def test_reverse_contrast_vanishes_for_a_model_symmetric_in_time() -> None:
+    torch.manual_seed(1)
+    x = synthetic_latents(2, channels=3, frames=6, size=5).double()
+    obj = MotionObjective(flow_matching_predict(), timesteps=(100, 500), reverse=True)
+    assert float(obj.per_sample_losses(_ConvVelocity(symmetric=True), x, None).abs().max()) < 1e-7
+    assert float(obj.per_sample_losses(_ConvVelocity(), x, None).abs().min()) > 1e-5
+    with pytest.raises(ValueError):
+        MotionObjective(flow_matching_predict(), reverse=True, contrast=True)
+
+
+def test_composite_recipe_gives_one_block_per_objective() -> None:
+    from motive_hooks import COMPOSITE_RECIPES, recipe, recipe_objectives
+
+    model = SmallVideoDenoiser(channels=3, width=8)
+    parts = COMPOSITE_RECIPES["accel-luma+reverse"]
+    objs = recipe_objectives("accel-luma+reverse", flow_matching_predict())
+    assert [o.name for o in objs] == list(parts) and objs[1].reverse and not objs[0].reverse
+    assert [o.name for o in recipe_objectives("paper", flow_matching_predict())] == ["paper"]
+    with pytest.raises(ValueError):
+        recipe("accel-luma+reverse", flow_matching_predict())
+    attr = MotionAttributor(model, dim=16, recipe="accel-luma+reverse")
+    assert attr.dim == 32 and [o.name for o in attr.objectives] == list(parts)
+    x = synthetic_latents(2, channels=3, frames=4, size=6)
+    rows, _ = attr.sketch(x, None)
+    # each block is the L2-normalised sketch of its own objective, scaled by 1/sqrt(2)
+    for i, obj in enumerate(attr.objectives):
+        raw, _ = attr.raw_sketch(x, None, objective=obj)
+        expect = raw / raw.norm(dim=1, keepdim=True) / 2**0.5
+        torch.testing.assert_close(rows[:, 16 * i : 16 * (i + 1)], expect, rtol=1e-5, atol=1e-6)
