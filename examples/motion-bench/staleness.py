@@ -3,6 +3,7 @@ to N steps old change what the daemon's default signal detects? Development spli
 
     /usr/bin/python3 examples/motion-bench/staleness.py run 0 1 2          # emulated, N = 1, 4, 8
     /usr/bin/python3 examples/motion-bench/staleness.py real 0 --every 8   # the real side-car path
+    /usr/bin/python3 examples/motion-bench/staleness.py real 0 --every 8 --backlog   # trainer runs ahead
     /usr/bin/python3 examples/motion-bench/staleness.py table out/staleness-dev-*.json
 
 Per seed, as ``bench.py --split dev --methods uniform --epochs 1``: the development training set,
@@ -28,6 +29,7 @@ has attributed it (workers keeping up: the backlog, newest first, is a separate 
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import os
 import shutil
@@ -46,6 +48,7 @@ import bench  # noqa: E402  (puts the hook package on the path through study)
 import data as bd  # noqa: E402
 import study  # noqa: E402
 from motive_hooks import MotionAttributor, MotiveClient  # noqa: E402
+from motive_hooks.motion_check import clip_features  # noqa: E402
 from motive_hooks.sidecar import SidecarReporter  # noqa: E402
 from motive_hooks.toy import SmallVideoDenoiser  # noqa: E402
 from motive_hooks.worker import Job, SidecarWorker, run_worker  # noqa: E402
@@ -89,6 +92,47 @@ class RaggedAttributor(MotionAttributor):
         return torch.stack([rows[i] for i in range(len(batch.lats))])
 
 
+def _robust(v: torch.Tensor) -> Optional[Tuple[float, float]]:
+    """The daemon's robust statistics (daemon/weighting/policy.ts): the median with linear
+    interpolation, σ = 1.4826 · MAD, else √(π/2) · mean absolute deviation; None when σ is 0."""
+    med = float(torch.quantile(v, 0.5))
+    dev = (v - med).abs()
+    sigma = 1.4826 * float(torch.quantile(dev, 0.5))
+    if not sigma > 0:
+        sigma = math.sqrt(math.pi / 2) * float(dev.mean())
+    return (med, sigma) if sigma > 0 else None
+
+
+def daemon_fused(score: torch.Tensor, feats: torch.Tensor, weight: float = 4.0, floor: float = 0.0) -> torch.Tensor:
+    """The daemon's default signal (docs/method.md, "The fused signal"; daemon/weighting/fused.ts)
+    with its defaults ``checkWeight`` 4 and ``checkFloorZ`` 0, every sample eligible; the features
+    as the daemon holds them (float32)."""
+    score = score.double()
+    st = _robust(score)
+    za = torch.zeros_like(score) if st is None else (score - st[0]) / st[1]
+    f = feats.float().double()
+    zs = []
+    for j in range(f.shape[1]):
+        fj = _robust(f[:, j])
+        zs.append(torch.zeros_like(score) if fj is None else (f[:, j] - fj[0]) / fj[1])
+    check = (torch.stack(zs, dim=1).max(dim=1).values - floor).clamp_min(0.0)
+    return za - weight * check
+
+
+def clip_checks(seed: int) -> Dict[str, List[float]]:
+    """The motion checks of one seed's training clips, per clip id (what the hook sends)."""
+    clips = bd.make_set(bd.training_counts(bd.DEV), 100 + seed, f"dev{seed}", bd.DEV)
+    return {c.id: clip_features(bd.to_latent(c.frames).unsqueeze(0))[0].tolist() for c in clips}
+
+
+def signals_of(score: Dict[str, float], checks: Dict[str, List[float]]) -> Dict[str, Dict[str, float]]:
+    """Attribution alone and the fused default signal per clip (low = harmful)."""
+    ids = [i for i in score if i in checks]
+    s = torch.tensor([score[i] for i in ids], dtype=torch.float64)
+    fused = daemon_fused(s, torch.tensor([checks[i] for i in ids], dtype=torch.float64))
+    return {"attribution": dict(zip(ids, s.tolist())), "default": dict(zip(ids, fused.tolist()))}
+
+
 class Scorer:
     """What the daemon does with a run's rows (docs/method.md): cosine-normalised sketches scored
     ``η_t · mean_j <ĝ, q̂_j>`` against the query set in force (here the newest published, as
@@ -118,12 +162,9 @@ class Scorer:
         self.staleness.append(int(step) - int(kw.get("snapshot_step", step)))
         return True
 
-    def signals(self, ids: Sequence[str]) -> Dict[str, Dict[str, float]]:
+    def signals(self) -> Dict[str, Dict[str, float]]:
         """Attribution alone and the fused default signal per clip (low = harmful)."""
-        ids = [i for i in ids if i in self.score]
-        score = torch.tensor([self.score[i] for i in ids], dtype=torch.float64)
-        fused = study.fused(score, torch.tensor([self.features[i] for i in ids], dtype=torch.float64), 0.0, 4.0)
-        return {"attribution": dict(zip(ids, score.tolist())), "default": dict(zip(ids, fused.tolist()))}
+        return signals_of(self.score, self.features)
 
 
 class Seed:
@@ -206,7 +247,8 @@ def emulate(seed: int) -> Dict[str, Any]:
         model.load_state_dict(w)
         for grp in study.by_length(idx, d.lats):
             hook.step(step, lr, [d.ids[i] for i in grp], torch.stack([d.lats[i] for i in grp]), torch.stack([d.masks[i] for i in grp]))
-    res["modes"]["in-process"] = {"signals": sink.signals(d.ids), "staleness_max": 0, "refreshes": sink.refreshes, "seconds": time.time() - t1}
+    res["checks"] = sink.features
+    res["modes"]["in-process"] = {"signals": sink.signals(), "staleness_max": 0, "refreshes": sink.refreshes, "seconds": time.time() - t1}
     # side-car: a worker's sketches at the nearest snapshot, queries published at the snapshot
     for n in EVERY:
         worker = SidecarWorker(d.attributor(new_model(weights[0])), d.dataset, os.path.join(tmp, f"every{n}"))
@@ -216,7 +258,7 @@ def emulate(seed: int) -> Dict[str, Any]:
             for g in worker.sketch_jobs([Job(step * 100 + k, step, lr, d.ids[i]) for k, i in enumerate(idx)]):
                 worker.refresh_queries(sink, g.snapshot_step, len(g.ids))  # type: ignore[arg-type]
                 sink.send(g.step, g.lr, g.ids, g.sketches, g.losses, features=g.features, snapshot_step=g.snapshot_step)
-        res["modes"][f"side-car, every {n}"] = {"signals": sink.signals(d.ids), "staleness_max": max(sink.staleness), "refreshes": sink.refreshes, "seconds": time.time() - t1}
+        res["modes"][f"side-car, every {n}"] = {"signals": sink.signals(), "staleness_max": max(sink.staleness), "refreshes": sink.refreshes, "seconds": time.time() - t1}
     shutil.rmtree(tmp, ignore_errors=True)
     for m in res["modes"].values():
         m["detection"] = {k: bench.detection(v, d.clips) for k, v in m["signals"].items()}
@@ -230,12 +272,14 @@ def _worker(address: str, run: str, snapdir: str, seed: int) -> None:
     run_worker(lambda: new_model(study.pretrain()), d.dataset, address, run, snapdir, attributor=d.attributor, worker_name="w0", idle_exit_s=300.0, threads=1)
 
 
-def real(seed: int, every: int) -> Dict[str, Any]:
-    """The side-car path end to end: reporter, real daemon, one worker process."""
+def real(seed: int, every: int, wait: bool = True) -> Dict[str, Any]:
+    """The side-car path end to end: reporter, real daemon, one worker process. ``wait``: the
+    trainer waits after each step until the worker has attributed it; else it runs ahead and the
+    worker drains the backlog (newest first)."""
     d = Seed(seed)
     daemon = bench.Daemon()
     tmp = tempfile.mkdtemp(prefix="motive-stale-real-")
-    run = f"dev-s{seed}-sidecar{every}"
+    run = f"dev-s{seed}-sidecar{every}{'' if wait else '-backlog'}"
     proc = multiprocessing.get_context("spawn").Process(target=_worker, args=(daemon.grpc, run, os.path.join(tmp, "snap"), seed))
     t0 = time.time()
     try:
@@ -251,12 +295,16 @@ def real(seed: int, every: int) -> Dict[str, Any]:
                 reporter.append(SidecarReporter(model, client[0], os.path.join(tmp, "snap"), snapshot_every=every, keep=1000, background=False))
             reporter[0].step(step, lr, [d.ids[i] for i in idx])
             assert client[0].flush(60)
-            while daemon.get(f"/v1/runs/{run}")["sidecar"]["backlog"] > 0:  # the worker keeps up
+            while wait and daemon.get(f"/v1/runs/{run}")["sidecar"]["backlog"] > 0:  # the worker keeps up
                 if not proc.is_alive():
                     raise RuntimeError("the worker exited")
                 time.sleep(0.1)
 
         train(d, on_step)
+        while daemon.get(f"/v1/runs/{run}")["sidecar"]["backlog"] > 0:
+            if not proc.is_alive():
+                raise RuntimeError("the worker exited")
+            time.sleep(0.5)
         side = daemon.get(f"/v1/runs/{run}")["sidecar"]
         views = daemon.samples(run)
         client[0].close(30)
@@ -269,6 +317,7 @@ def real(seed: int, every: int) -> Dict[str, Any]:
     return {
         "seed": seed,
         "every": every,
+        "wait": wait,
         "sidecar": side,
         "seconds": time.time() - t0,
         "signals": sigs,
@@ -305,8 +354,9 @@ def table(runs: Sequence[Dict[str, Any]]) -> str:
 def compare(real_run: Dict[str, Any], emulated: Dict[str, Any]) -> str:
     """The real side-car path against its emulation on the same seed: AUCs side by side, and the
     largest per-clip difference of each signal relative to that signal's spread (robust σ)."""
-    mode = emulated["modes"][f"side-car, every {real_run['every']}"]
-    lines = [f"seed {real_run['seed']}, snapshot every {real_run['every']}: daemon {json.dumps(real_run['sidecar'])}"]
+    mode = emulated["modes"]["in-process" if real_run["every"] == 1 else f"side-car, every {real_run['every']}"]
+    how = "the trainer waits for the worker" if real_run.get("wait", True) else "backlog, drained newest first"
+    lines = [f"seed {real_run['seed']}, snapshot every {real_run['every']}, {how}: daemon {json.dumps(real_run['sidecar'])}"]
     for sig in ("attribution", "default"):
         a, b = real_run["signals"][sig], mode["signals"][sig]
         common = sorted(set(a) & set(b))
@@ -323,6 +373,16 @@ def main(argv: Sequence[str]) -> None:
     os.makedirs(OUT, exist_ok=True)
     if argv[0] == "table":
         runs = [json.load(open(p)) for p in argv[1:]]
+        for r in runs:  # scored again from the raw scores and the checks (files of older versions)
+            clips = bd.make_set(bd.training_counts(bd.DEV), 100 + r["seed"], f"dev{r['seed']}", bd.DEV)
+            checks = r.get("checks") or clip_checks(r["seed"])
+            for m in r["modes"].values() if "modes" in r else [r]:
+                if "modes" not in r:  # the daemon's own fused signal against this formula
+                    mine = signals_of(m["signals"]["attribution"], checks)["default"]
+                    print(f"real seed {r['seed']}: max |daemon fused − daemon_fused()| = {max(abs(mine[i] - v) for i, v in m['signals']['default'].items()):.2g}")
+                    continue
+                m["signals"] = signals_of(m["signals"]["attribution"], checks)
+                m["detection"] = {k: bench.detection(v, clips) for k, v in m["signals"].items()}
         print(table([r for r in runs if "modes" in r]))
         by_seed = {r["seed"]: r for r in runs if "modes" in r}
         for r in runs:
@@ -332,9 +392,11 @@ def main(argv: Sequence[str]) -> None:
         return
     if argv[0] == "real":
         every = int(argv[argv.index("--every") + 1]) if "--every" in argv else 8
-        for s in argv[1 : argv.index("--every") if "--every" in argv else None]:
-            r = real(int(s), every)
-            with open(os.path.join(OUT, f"staleness-real-dev-{s}-every{every}.json"), "w") as f:
+        wait = "--backlog" not in argv
+        seeds = [a for k, a in enumerate(argv[1:], 1) if not a.startswith("--") and argv[k - 1] != "--every"]
+        for s in seeds:
+            r = real(int(s), every, wait)
+            with open(os.path.join(OUT, f"staleness-real-dev-{s}-every{every}{'' if wait else '-backlog'}.json"), "w") as f:
                 json.dump(r, f)
             print(f"real seed {s} every {every} ({r['seconds']:.0f}s, load {os.getloadavg()[0]:.1f}): sidecar {json.dumps(r['sidecar'])}")
             for k, v in r["detection"].items():
