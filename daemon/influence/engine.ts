@@ -26,6 +26,7 @@ import { allFinite, transpose } from './math.js';
 import { overflowReason } from './finite-check.js';
 import { SketchBuffers } from './sketch-decode.js';
 import { claimRows, releaseClaims } from './sidecar-rows.js';
+import { earliestQuerySet } from './sidecar-queries.js';
 
 /** A validated, decoded batch (docs/wire.md, SketchBatch). */
 export interface BatchSubmission {
@@ -547,7 +548,7 @@ export class InfluenceEngine {
       const n = sub.sampleIds.length;
       const k = run.info.dim;
       if (run.info.scoreMode === 'cosine' && sub.normalized !== true) normalizeRows(sub.sketches, n, k);
-      const qs = querySetAt(run, pendingQs, sub.step);
+      const qs = querySetAt(run, pendingQs, sub.step) ?? (answer === undefined ? undefined : earliestQuerySet(run, pendingQs));
       // Queued now, awaited below: onnxruntime-node runs each product on a later turn of this
       // thread (with its intra-op threads), so the products of a group run back to back.
       products.push(qs === undefined ? undefined : this.kernel.multiply(sub.sketches, n, k, this.queryMatrix(run, qs, k), qs.ids.length));

@@ -14,6 +14,10 @@ at. A worker that uses it for a job of step ``s`` has staleness 0 and computes e
 in-process sketch; for a job of step ``s + d`` (``d < snapshot_every``) it uses weights ``d``
 steps old.
 
+A step's report leaves only once its snapshot, and every earlier one, is durable: with the
+background writer, the reports of a step being snapshotted and of the steps after it wait behind
+the write (in order), so a worker never leases a job whose snapshot is not there yet.
+
 Snapshots are written atomically (a temporary file in the same directory, flushed, then
 ``os.replace``), so a worker never reads a partial one, and only the newest ``keep`` are kept: a
 worker more than ``keep · snapshot_every`` steps behind finds no snapshot at or before its job's
@@ -111,7 +115,11 @@ class SidecarReporter:
         state_fn: what to snapshot (default :func:`trainable_state`).
         background: write snapshots from a background thread (default True): the step pays for
             the copy of the tensors to the CPU only. At most one snapshot waits; a step that
-            finds one still waiting waits for it, so snapshots are never skipped.
+            finds one still waiting waits for it, so snapshots are never skipped. A step's
+            report is never sent before the snapshot it may be sketched at is durable: while a
+            snapshot is being written, the reports of its step and of the steps after it wait
+            in order behind it and the writer thread sends them once it is renamed into place
+            (a worker would otherwise sketch them at an older snapshot, or find none).
 
     Call :meth:`step` where the in-process hook's ``attr.step`` goes: after ``loss.backward()``,
     before ``optimizer.step()``.
@@ -132,7 +140,10 @@ class SidecarReporter:
         self.snapshots = SnapshotStore(snapshot_dir, keep=keep)
         self.snapshot_every = max(1, int(snapshot_every))
         self.state_fn = state_fn or trainable_state
-        self._queue: "queue.Queue[Optional[tuple]]" = queue.Queue(maxsize=1)
+        self._queue: "queue.Queue[Optional[tuple]]" = queue.Queue()
+        self._slots = threading.BoundedSemaphore(2)  # one snapshot written, one waiting
+        self._lock = threading.Lock()
+        self._inflight = 0  # snapshots and reports queued for the writer, not yet done
         self._error: Optional[BaseException] = None
         self._snapshot_step: Optional[int] = None
         self._thread: Optional[threading.Thread] = None
@@ -147,17 +158,32 @@ class SidecarReporter:
 
     def step(self, step: int, lr: float, ids: Sequence[str]) -> bool:
         """Snapshots the parameters when due, then reports (step, lr, ids). Returns the report's
-        result (False: dropped, see :meth:`MotiveClient.send`)."""
+        result (False: dropped, see :meth:`MotiveClient.send`); True for a report that waits for
+        the background writer (a drop is then counted in the client's stats)."""
+        if self._thread is not None and self._error is not None:
+            raise RuntimeError(f"snapshot writer failed: {self._error!r}")
         if self.due(step):
             self._snapshot_step = step
             state = self.state_fn(self.model)
             if self._thread is None:
                 self.snapshots.write(step, state)
             else:
-                if self._error is not None:
-                    raise RuntimeError(f"snapshot writer failed: {self._error!r}")
-                self._queue.put((step, state))
-        return True if self.client is None else self.client.report(step, lr, ids)
+                self._slots.acquire()
+                self._put(("snapshot", step, state))
+        if self.client is None:
+            return True
+        if self._thread is not None:
+            with self._lock:
+                if self._inflight > 0:  # behind a snapshot not yet durable: keep the order
+                    self._inflight += 1
+                    self._queue.put(("report", step, lr, list(ids)))
+                    return True
+        return self.client.report(step, lr, ids)
+
+    def _put(self, item: tuple) -> None:
+        with self._lock:
+            self._inflight += 1
+            self._queue.put(item)
 
     def _write_loop(self) -> None:
         while True:
@@ -165,10 +191,19 @@ class SidecarReporter:
             try:
                 if item is None:
                     return
-                self.snapshots.write(item[0], item[1])
+                if item[0] == "snapshot":
+                    try:
+                        self.snapshots.write(item[1], item[2])
+                    finally:
+                        self._slots.release()
+                elif self.client is not None:
+                    self.client.report(item[1], item[2], item[3])
             except BaseException as exc:  # reported on the next step
                 self._error = exc
             finally:
+                if item is not None:
+                    with self._lock:
+                        self._inflight -= 1
                 self._queue.task_done()
 
     def flush(self) -> None:

@@ -44,9 +44,12 @@ __all__ = ["Job", "SidecarWorker", "SketchedJobs", "WorkerStats", "lease_jobs", 
 _LEASE = "/motive.v1.Attribution/Lease"
 _log = logging.getLogger("motive_hooks.worker")
 
-#: ``dataset(ids) -> (batch, masks)``: the clips of ``ids`` as the attributor's objective takes
-#: them (latents ``[B, C, F, h, w]`` and motion masks ``[B, F, h, w]`` or None), in that order.
-Dataset = Callable[[Sequence[str]], Tuple[Any, Optional[torch.Tensor]]]
+#: ``dataset(ids) -> (batch, masks)``: the clips of ``ids`` in that order, as the attributor's
+#: objective takes them: latents ``[B, C, F, h, w]`` and motion masks ``[B, F, h, w]`` or None;
+#: or, when a step's clips differ in shape (frame counts), a list of per-clip latents
+#: ``[C, F, h, w]`` and a list of per-clip masks ``[F, h, w]`` (or None). The worker sketches
+#: each group of equal shape at once, as the in-process hook is called once per length group.
+Dataset = Callable[[Sequence[str]], Tuple[Any, Any]]
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,8 @@ class SidecarWorker:
         self.dataset = dataset
         self.snapshots = SnapshotStore(snapshot_dir)
         self.loaded: Optional[int] = None
+        #: the oldest step of a query set this worker published (None: none yet)
+        self.oldest_queries: Optional[int] = None
         self._params: Dict[str, nn.Parameter] = dict(attributor.model.named_parameters())
 
     def load(self, step: int) -> None:
@@ -112,21 +117,49 @@ class SidecarWorker:
                 self._params[name].copy_(value)
         self.loaded = step
 
-    def _load_nearest(self, step: int) -> int:
+    def _load_nearest(self, step: int) -> Optional[int]:
+        """Loads the newest snapshot at or before ``step``; None when the directory holds none yet
+        (the jobs wait: their leases expire and they are leased again)."""
         for _ in range(5):  # the trainer may remove a snapshot between listing and loading
             snap = self.snapshots.nearest(step)
             if snap is None:
-                raise FileNotFoundError(f"no snapshot in {self.snapshots.directory}")
+                return None
             try:
                 self.load(snap)
                 return snap
             except FileNotFoundError:
                 continue
-        raise FileNotFoundError(f"snapshots of {self.snapshots.directory} keep disappearing")
+        return None
+
+    def _sketch_clips(self, ids: Sequence[str]) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        """Sketches, losses and features of ``ids`` in their order, one attributor call per group of
+        clips of equal shape."""
+        batch, masks = self.dataset(ids)
+        if not isinstance(batch, (list, tuple)):
+            return (*self.attr.sketch(batch, masks), self.attr.features(batch))
+        clips = list(batch)
+        if len(clips) != len(ids) or (masks is not None and len(masks) != len(ids)):
+            raise ValueError(f"the dataset returned {len(clips)} clips for {len(ids)} ids")
+        groups: Dict[Tuple[int, ...], List[int]] = {}
+        for i, clip in enumerate(clips):
+            groups.setdefault(tuple(clip.shape), []).append(i)
+        sketches: List[Optional[torch.Tensor]] = [None] * len(ids)
+        losses: List[Optional[torch.Tensor]] = [None] * len(ids)
+        feats: List[Optional[torch.Tensor]] = [None] * len(ids)
+        for rows in groups.values():
+            sub = torch.stack([clips[i] for i in rows])
+            sub_masks = None if masks is None else torch.stack([masks[i] for i in rows])
+            sk, lo = self.attr.sketch(sub, sub_masks)
+            fe = self.attr.features(sub)
+            for r, i in enumerate(rows):
+                sketches[i], losses[i] = sk[r], lo[r]
+                feats[i] = None if fe is None else fe[r]
+        features = None if feats[0] is None else torch.stack(feats)  # type: ignore[arg-type]
+        return torch.stack(sketches), torch.stack(losses), features  # type: ignore[arg-type]
 
     def sketch_jobs(self, jobs: Sequence[Job]) -> List[SketchedJobs]:
         """The sketches of ``jobs``, one group per step (newest first), each at the newest snapshot
-        at or before its step."""
+        at or before its step. Steps for which no snapshot exists yet are left out (unanswered)."""
         by_step: Dict[int, List[Job]] = {}
         for j in jobs:
             by_step.setdefault(j.step, []).append(j)
@@ -134,9 +167,11 @@ class SidecarWorker:
         for step in sorted(by_step, reverse=True):
             group = by_step[step]
             snap = self._load_nearest(step)
+            if snap is None:
+                _log.info("no snapshot for step %d in %s yet", step, self.snapshots.directory)
+                continue
             ids = [j.sample_id for j in group]
-            batch, masks = self.dataset(ids)
-            sketches, losses = self.attr.sketch(batch, masks)
+            sketches, losses, features = self._sketch_clips(ids)
             out.append(
                 SketchedJobs(
                     step=step,
@@ -146,20 +181,25 @@ class SidecarWorker:
                     snapshot_step=snap,
                     sketches=sketches,
                     losses=losses,
-                    features=self.attr.features(batch),
+                    features=features,
                 )
             )
         return out
 
-    def refresh_queries(self, client: MotiveClient, snapshot_step: int, clips: int) -> None:
+    def refresh_queries(self, client: MotiveClient, snapshot_step: int, clips: int, step: Optional[int] = None) -> None:
         """Publishes the query sketches at the loaded snapshot when the in-process hook's rule says
-        so (``query_every`` / ``query_ratio`` of :class:`MotionAttributor`), counting ``clips``."""
+        so (``query_every`` / ``query_ratio`` of :class:`MotionAttributor`), counting ``clips``; and,
+        whatever the rule says, before the jobs of a ``step`` older than every set published so far
+        (a backlog drained newest first): a set is in force from its step on, so without one at or
+        before ``step`` those jobs would add nothing to the sums (docs/method.md)."""
         attr = self.attr
-        if attr._queries and attr._query_due(snapshot_step):
+        older = step is not None and self.oldest_queries is not None and step < self.oldest_queries
+        if attr._queries and (attr._query_due(snapshot_step) or older):
             qids, qsk, groups = attr.query_sketches()
             client.set_queries(qids, qsk, step=snapshot_step, groups=groups)
             attr._query_step = snapshot_step
             attr._since_refresh = 0
+            self.oldest_queries = snapshot_step if self.oldest_queries is None else min(self.oldest_queries, snapshot_step)
         attr._since_refresh += clips
 
 
@@ -232,9 +272,13 @@ def run_worker(
                     address, run_id, attr.dim, dtype=dtype, token=token, sketcher=attr, worker=True, apply_weights=False
                 )
             started = time.perf_counter()
-            for g in worker.sketch_jobs(jobs):
+            groups = worker.sketch_jobs(jobs)
+            if not groups:  # no snapshot yet: the leases expire and the jobs come again
+                time.sleep(poll_s)
+                continue
+            for g in groups:
                 if publish_queries:
-                    worker.refresh_queries(client, g.snapshot_step, len(g.ids))
+                    worker.refresh_queries(client, g.snapshot_step, len(g.ids), step=g.step)
                 client.send(g.step, g.lr, g.ids, g.sketches, g.losses, features=g.features, job_ids=g.job_ids, snapshot_step=g.snapshot_step)
                 stats.jobs += len(g.ids)
                 stats.batches += 1
