@@ -1,5 +1,5 @@
 """The motion benchmark with the product's defaults: a real daemon, the hook as a new user sets it up,
-one fine-tune per seed with every step attributed, and the live-weighting downstream comparison.
+one fine-tune per seed with its first epoch attributed, and the live-weighting downstream comparison.
 
     /usr/bin/python3 examples/motion-bench/bench.py --split held --seeds 0 1 2
     /usr/bin/python3 examples/motion-bench/bench.py --split dev --seeds 0 --methods uniform --epochs 1
@@ -10,9 +10,14 @@ on clean clips (``study.py pretrain``). ``uniform`` fine-tunes with uniform samp
 per epoch) and the hook attributing every step; after the first epoch it reads the daemon's
 per-clip views and weights. ``live`` fine-tunes the same clips in the same order with each step's
 per-sample losses weighted by the daemon's weights for those clips (the step waits for the weight
-update that follows its batch's commit). Nothing is configured beyond what the README's example
-sets: ``MotionAttributor(model)``, ``MotiveClient(address, run, attr.dim, sketcher=attr)``, a
-daemon with its default configuration.
+update that follows its batch's commit). ``oracle`` weights harmful clips' losses 0 and the rest 1,
+without a daemon: the most any weighting could gain, so that a downstream gap too small to measure
+is told apart from a weighting that does nothing. Steps of the first ``--attributed-epochs``
+(default 1) are attributed; later epochs train on the weights pushed by then, which keeps four
+epochs affordable. Then 64 clips are sampled from each model with the same noise and measured
+(``downstream.py``). Nothing is configured beyond what the README's example sets:
+``MotionAttributor(model)``, ``MotiveClient(address, run, attr.dim, sketcher=attr)``, a daemon
+with its default configuration.
 """
 
 from __future__ import annotations
@@ -256,7 +261,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--split", default="held", choices=sorted(bd.SPLITS))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--attributed-epochs", type=int, default=1, help="epochs with every step attributed; later epochs train on the weights pushed by then")
     ap.add_argument("--methods", default="uniform,live,oracle")
     ap.add_argument("--out", default=os.path.join(HERE, "out"))
