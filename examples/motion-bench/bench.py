@@ -181,8 +181,11 @@ def finetune(
     res: Dict[str, Any] = {"method": method, "seed": seed}
     t0 = time.time()
     timeouts = 0
+    # per epoch, the share of the loss weight that harmful clips carry (uniform: their share of the set)
+    harmful_mass: List[float] = []
     for epoch in range(epochs):
         order = torch.randperm(n, generator=gen).tolist()
+        mass = [0.0, 0.0]
         for s in range(steps):
             step = epoch * steps + s
             idx = order[s * study.BATCH : (s + 1) * study.BATCH]
@@ -208,12 +211,17 @@ def finetune(
                 per = study.fm_loss(model, torch.stack([lats[i] for i in grp]), gen)
                 if weights is None:
                     loss = loss + per.sum()
+                    mass[0] += sum(1.0 for i in grp if clips[i].harmful)
+                    mass[1] += len(grp)
                 else:
                     w = torch.tensor([float(weights[idx.index(i)]) for i in grp])
                     loss = loss + (w * per).sum()
                     total += float(w.sum())
+                    mass[0] += sum(float(w[k]) for k, i in enumerate(grp) if clips[i].harmful)
+                    mass[1] += float(w.sum())
             (loss / (len(idx) if weights is None else max(total, 1e-6))).backward()
             opt.step()
+        harmful_mass.append(mass[0] / max(mass[1], 1e-12))
         if epoch == 0 and method == "uniform" and client is not None:
             client.flush(timeout_s=60)
             views = daemon.samples(run)
@@ -237,6 +245,7 @@ def finetune(
     if client is not None:
         client.close(timeout_s=30)
     res["gate_timeouts"] = timeouts
+    res["harmful_loss_share"] = harmful_mass
     res["seconds"] = time.time() - t0
     res["metrics"] = downstream.sample_metrics(generate(model, SAMPLES, 8, 16, seed=20_000 + seed), ref)
     return res
@@ -290,7 +299,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                 r["model_free"] = base
                 results["runs"].append(r)
                 mt = r["metrics"]
-                log(f"  {method} seed {seed}: {r['seconds']:.0f}s smoothness {mt['smoothness']:.4f} jerk {mt['jerk']:.4f} dynamic {mt['dynamic']:.3f} rel {mt['dynamic_rel']:.3f} moving {mt['moving_pairs']:.3f} flicker {mt['flicker']:.3f} (load {os.getloadavg()[0]:.1f})")
+                log(f"  {method} seed {seed}: {r['seconds']:.0f}s smoothness {mt['smoothness']:.4f} jerk {mt['jerk']:.4f} dynamic {mt['dynamic']:.3f} rel {mt['dynamic_rel']:.3f} moving {mt['moving_pairs']:.3f} flicker {mt['flicker']:.3f} harmful loss share {[round(x, 3) for x in r['harmful_loss_share']]} (load {os.getloadavg()[0]:.1f})")
         finally:
             daemon.stop()
     results["seconds"] = time.time() - t0
