@@ -1,5 +1,5 @@
 """The motion benchmark with the product's defaults: a real daemon, the hook as a new user sets it up,
-one fine-tune per seed with every step attributed, and the live-weighting downstream comparison.
+one fine-tune per seed with its first epoch attributed, and the live-weighting downstream comparison.
 
     /usr/bin/python3 examples/motion-bench/bench.py --split held --seeds 0 1 2
     /usr/bin/python3 examples/motion-bench/bench.py --split dev --seeds 0 --methods uniform --epochs 1
@@ -10,9 +10,14 @@ on clean clips (``study.py pretrain``). ``uniform`` fine-tunes with uniform samp
 per epoch) and the hook attributing every step; after the first epoch it reads the daemon's
 per-clip views and weights. ``live`` fine-tunes the same clips in the same order with each step's
 per-sample losses weighted by the daemon's weights for those clips (the step waits for the weight
-update that follows its batch's commit). Nothing is configured beyond what the README's example
-sets: ``MotionAttributor(model)``, ``MotiveClient(address, run, attr.dim, sketcher=attr)``, a
-daemon with its default configuration.
+update that follows its batch's commit). ``oracle`` weights harmful clips' losses 0 and the rest 1,
+without a daemon: the most any weighting could gain, so that a downstream gap too small to measure
+is told apart from a weighting that does nothing. Steps of the first ``--attributed-epochs``
+(default 1) are attributed; later epochs train on the weights pushed by then, which keeps four
+epochs affordable. Then 64 clips are sampled from each model with the same noise and measured
+(``downstream.py``). Nothing is configured beyond what the README's example sets:
+``MotionAttributor(model)``, ``MotiveClient(address, run, attr.dim, sketcher=attr)``, a daemon
+with its default configuration.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ sys.path.append(os.path.join(ROOT, "examples", "synthetic-motion"))
 import data as bd  # noqa: E402
 import features as bf  # noqa: E402
 import study  # noqa: E402
-from metrics import batch_metrics  # noqa: E402
+import downstream  # noqa: E402  (after study, which puts the hook package on the path)
 from motive_hooks import MotionAttributor, MotiveClient  # noqa: E402
 from motive_hooks.toy import SmallVideoDenoiser  # noqa: E402
 
@@ -126,13 +131,34 @@ def detection(values: Dict[str, float], clips: Sequence[bd.Clip]) -> Dict[str, f
     return out
 
 
+SAMPLES = 64
+"""Clips sampled from each fine-tuned model for the downstream metrics (the same noise for every method)."""
+
 ATTR_OPTIONS: Dict[str, Any] = {}
 """Hook options other than the defaults (``--attr '{"query_every": 5}'``), for studies only."""
 
 
 def finetune(
-    split: bd.Split, seed: int, method: str, clips: List[bd.Clip], queries: List[bd.Clip], init: Dict[str, torch.Tensor], daemon: Daemon, epochs: int, log: Any
+    split: bd.Split,
+    seed: int,
+    method: str,
+    clips: List[bd.Clip],
+    queries: List[bd.Clip],
+    init: Dict[str, torch.Tensor],
+    daemon: Daemon,
+    epochs: int,
+    log: Any,
+    attributed_epochs: Optional[int] = None,
+    ref: Optional[downstream.Reference] = None,
 ) -> Dict[str, Any]:
+    """One fine-tune of ``method`` (``uniform``, ``live`` or ``oracle``: harmful clips' losses
+    weighted 0, no daemon). Steps of the first ``attributed_epochs`` (default: all) are attributed;
+    later ones train on the weights pushed by then. ``ref``: the downstream metrics' thresholds
+    (default: from ``clips``' clean clips)."""
+    if attributed_epochs is None:
+        attributed_epochs = epochs
+    if ref is None:
+        ref = downstream.reference([bd.to_latent(c.frames) for c in clips if c.kind == "clean"])
     lats, masks = study.prepare(clips)
     qlats, qmasks = study.prepare(queries)
     ids = [c.id for c in clips]
@@ -143,30 +169,41 @@ def finetune(
     gen = torch.Generator()
     gen.manual_seed(10_000 + seed)
     run = f"{split.name}-s{seed}-{method}"
-    # the README's lines, nothing more
-    attr = MotionAttributor(model, **ATTR_OPTIONS)
-    client = attr.client = MotiveClient(daemon.grpc, run, attr.dim, sketcher=attr, apply_weights=method == "live")
-    for grp in study.by_length(range(len(queries)), qlats):
-        attr.add_queries([queries[i].id for i in grp], torch.stack([qlats[i] for i in grp]), torch.stack([qmasks[i] for i in grp]))
+    # the README's lines, nothing more (the oracle needs no daemon: it knows which clips are harmful)
+    attr = MotionAttributor(model, **ATTR_OPTIONS) if method != "oracle" else None
+    client = None
+    if attr is not None:
+        client = attr.client = MotiveClient(daemon.grpc, run, attr.dim, sketcher=attr, apply_weights=method == "live")
+        for grp in study.by_length(range(len(queries)), qlats):
+            attr.add_queries([queries[i].id for i in grp], torch.stack([qlats[i] for i in grp]), torch.stack([qmasks[i] for i in grp]))
     n = len(clips)
     steps = (n + study.BATCH - 1) // study.BATCH
     res: Dict[str, Any] = {"method": method, "seed": seed}
     t0 = time.time()
     timeouts = 0
+    # per epoch, the share of the loss weight that harmful clips carry (uniform: their share of the set)
+    harmful_mass: List[float] = []
     for epoch in range(epochs):
         order = torch.randperm(n, generator=gen).tolist()
+        mass = [0.0, 0.0]
         for s in range(steps):
             step = epoch * steps + s
             idx = order[s * study.BATCH : (s + 1) * study.BATCH]
             lr = opt.param_groups[0]["lr"]
-            for grp in study.by_length(idx, lats):
-                attr.step(step, lr, [ids[i] for i in grp], torch.stack([lats[i] for i in grp]), torch.stack([masks[i] for i in grp]))
+            attributing = attr is not None and epoch < attributed_epochs
+            if attributing:
+                for grp in study.by_length(idx, lats):
+                    attr.step(step, lr, [ids[i] for i in grp], torch.stack([lats[i] for i in grp]), torch.stack([masks[i] for i in grp]))
             weights = None
             if method == "live":
-                client.flush(timeout_s=10)
-                if not client.wait_weights(client.acked_weights_version, 0.5):
-                    timeouts += 1
+                assert client is not None
+                if attributing:
+                    client.flush(timeout_s=10)
+                    if not client.wait_weights(client.acked_weights_version, 0.5):
+                        timeouts += 1
                 weights = client.loss_weights([ids[i] for i in idx])
+            elif method == "oracle":
+                weights = torch.tensor([0.0 if clips[i].harmful else 1.0 for i in idx])
             opt.zero_grad()
             loss = torch.zeros(())
             total = 0.0
@@ -174,13 +211,18 @@ def finetune(
                 per = study.fm_loss(model, torch.stack([lats[i] for i in grp]), gen)
                 if weights is None:
                     loss = loss + per.sum()
+                    mass[0] += sum(1.0 for i in grp if clips[i].harmful)
+                    mass[1] += len(grp)
                 else:
                     w = torch.tensor([float(weights[idx.index(i)]) for i in grp])
                     loss = loss + (w * per).sum()
                     total += float(w.sum())
+                    mass[0] += sum(float(w[k]) for k, i in enumerate(grp) if clips[i].harmful)
+                    mass[1] += float(w.sum())
             (loss / (len(idx) if weights is None else max(total, 1e-6))).backward()
             opt.step()
-        if epoch == 0 and method == "uniform":
+        harmful_mass.append(mass[0] / max(mass[1], 1e-12))
+        if epoch == 0 and method == "uniform" and client is not None:
             client.flush(timeout_s=60)
             views = daemon.samples(run)
             sigs: Dict[str, Dict[str, float]] = {"default": {}, "attribution": {}, "check": {}}
@@ -200,10 +242,12 @@ def finetune(
             }
             log(f"  {run} epoch 1: " + json.dumps({k: {m: round(x, 3) for m, x in v.items()} for k, v in res["after_epoch1"].items()}))
             log(f"  {run} weights v{res['weights_version']}: " + json.dumps({k: round(v, 3) for k, v in res["mean_weight"].items()}))
-    client.close(timeout_s=30)
+    if client is not None:
+        client.close(timeout_s=30)
     res["gate_timeouts"] = timeouts
+    res["harmful_loss_share"] = harmful_mass
     res["seconds"] = time.time() - t0
-    res["metrics"] = batch_metrics(generate(model, 24, 8, 16, seed=20_000 + seed))
+    res["metrics"] = downstream.sample_metrics(generate(model, SAMPLES, 8, 16, seed=20_000 + seed), ref)
     return res
 
 
@@ -226,8 +270,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--split", default="held", choices=sorted(bd.SPLITS))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--methods", default="uniform,live")
+    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--attributed-epochs", type=int, default=1, help="epochs with every step attributed; later epochs train on the weights pushed by then")
+    ap.add_argument("--methods", default="uniform,live,oracle")
     ap.add_argument("--out", default=os.path.join(HERE, "out"))
     ap.add_argument("--attr", default="{}", help="MotionAttributor options besides the defaults (JSON), for studies")
     args = ap.parse_args(argv)
@@ -245,17 +290,21 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         clips = bd.make_set(bd.training_counts(split), 100 + seed, f"{split.name}{seed}", split)
         queries = bd.make_set({"clean": 2 * len(bd.CONTENT)}, 500 + seed, f"q{seed}", split)
         base = model_free(clips)
+        ref = downstream.reference([bd.to_latent(c.frames) for c in clips if c.kind == "clean"])
         log(f"seed {seed} model-free: " + json.dumps({k: {m: round(x, 3) for m, x in v.items()} for k, v in base.items()}))
         daemon = Daemon()
         try:
             for method in args.methods.split(","):
-                r = finetune(split, seed, method, clips, queries, init, daemon, args.epochs, log)
+                r = finetune(split, seed, method, clips, queries, init, daemon, args.epochs, log, args.attributed_epochs, ref)
                 r["model_free"] = base
                 results["runs"].append(r)
-                log(f"  {method} seed {seed}: {r['seconds']:.0f}s smoothness {r['metrics']['smoothness']:.4f} dynamic {r['metrics']['dynamic']:.3f} motion {r['metrics']['motion_px']:.2f}px")
+                mt = r["metrics"]
+                log(f"  {method} seed {seed}: {r['seconds']:.0f}s smoothness {mt['smoothness']:.4f} jerk {mt['jerk']:.4f} dynamic {mt['dynamic']:.3f} rel {mt['dynamic_rel']:.3f} moving {mt['moving_pairs']:.3f} flicker {mt['flicker']:.3f} harmful loss share {[round(x, 3) for x in r['harmful_loss_share']]} (load {os.getloadavg()[0]:.1f})")
         finally:
             daemon.stop()
     results["seconds"] = time.time() - t0
+    results["downstream"] = downstream.compare(results["runs"])
+    log(downstream.table(results["downstream"]))
     path = os.path.join(args.out, f"bench-{split.name}.json")
     with open(path, "w") as f:
         json.dump(results, f, indent=1)

@@ -12,6 +12,7 @@ import json
 import os
 import statistics
 import sys
+import time
 from typing import Dict, List
 
 import torch
@@ -45,6 +46,7 @@ def main(seeds: List[int]) -> None:
     mix = torch.randn(16, 3, generator=gen) * 2.5
     bias = torch.randn(16, generator=gen) * 3
     rows = []
+    cost: Dict[str, List[float]] = {}
     for seed in seeds:
         clips = bd.make_set(bd.training_counts(bd.DEV), 100 + seed, f"dev{seed}", bd.DEV)
         kinds = [c.kind for c in clips]
@@ -53,7 +55,9 @@ def main(seeds: List[int]) -> None:
             for vname, x in views(c.frames, mix, bias).items():
                 if vname not in VIEWS:
                     continue
+                t0 = time.perf_counter()
                 feats = mc.clip_features(x.unsqueeze(0))[0].tolist()
+                cost.setdefault(vname, []).append(time.perf_counter() - t0)
                 for j, name in enumerate(mc.FEATURE_NAMES):
                     vals.setdefault(vname, {}).setdefault(name, []).append(feats[j])
                 vals[vname].setdefault("absratio", []).append(bf.baseline_features(x)["absratio"])
@@ -75,6 +79,9 @@ def main(seeds: List[int]) -> None:
                     a.append(auc([-v[i] for i in range(len(v)) if pred(ks[i])], [-v[i] for i in range(len(v)) if ks[i] == "clean"]))
                 cells.append(f"{statistics.mean(a):.2f}")
             print(f"| {vname} | {name} | " + " | ".join(cells) + " |")
+    load = os.getloadavg()
+    for vname, ts in cost.items():
+        print(f"clip_features, {vname}: {1000 * statistics.median(ts):.1f} ms per clip (median of {len(ts)}; load average {load[0]:.1f} / {load[1]:.1f}, 1 thread)")
 
 
 if __name__ == "__main__":

@@ -23,14 +23,18 @@ The statistics:
 
 - ``flow_accel``: ``log((mean ‖ū_{f+1} − ū_f‖² + δ) / (mean ‖ū_f‖² + δ))``, ``ū_f`` the dense optical
   flow between frames f and f+1 of that view (the hook's pyramidal Lucas–Kanade,
-  :func:`~motive_hooks.mask.lucas_kanade_flow`, integration window σ = 3 px) smoothed by a Gaussian
-  of σ = ``WORK_SIZE`` / 4, δ = 1e-4 px²: how much the motion changes from one frame pair to the
+  :func:`~motive_hooks.mask.lucas_kanade_flow`, integration window σ = 3 px, Tikhonov term 1e-2 of
+  the view's squared range per px²) smoothed by a Gaussian of σ = ``WORK_SIZE`` / 4, δ = 1e-4 px²:
+  how much the motion changes from one frame pair to the
   next against how large it is. Smooth motion (pans, zooms, rolls, objects on smooth paths, gravity)
   keeps it low whatever the texture; shake, flicker (brightness changes read as spurious motion),
   stutter, speed jumps, cuts and swapped frames raise it. The smoothing keeps what moves coherently
   over a region (a shaken frame, a jumping object) and averages out the incoherent flow that
-  per-frame noise induces. Frame differences alone mistake a fast pan over fine texture, or grain,
-  for shake; the smoothed flow does so far less (docs/results.md).
+  per-frame noise induces. The Tikhonov term sits above the structure that per-frame noise gives a
+  calm, low-contrast region (a still background), so noise there does not become flow, while
+  textured regions, where motion is measured, keep theirs. Frame differences alone mistake a fast
+  pan over fine texture, or grain, for shake; the smoothed, regularised flow does so far less
+  (docs/results.md).
 - ``still_fraction``: the share of consecutive frame pairs that do not change (mean squared
   difference of the standardised channels below ``1e-3``, their variance being 1): 1 for frozen
   content, the share of held frames for stutter, 0 for a clip that moves.
@@ -61,6 +65,7 @@ area-averaged down to it; smaller ones are used as they are)."""
 _STILL_TOLERANCE = 1e-3
 _FLOW_FLOOR_PX2 = 1e-4
 _WINDOW_SIGMA = 3.0
+_FLOW_REG = 1e-2
 _SMOOTH = -20.0
 
 
@@ -104,7 +109,7 @@ def _smooth(flow: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def _flow_accel(x: torch.Tensor) -> float:
     view = standardised_view(x)
-    flow = lucas_kanade_flow(view, window_sigma=_WINDOW_SIGMA)  # [F-1, 2, h', w']
+    flow = lucas_kanade_flow(view, window_sigma=_WINDOW_SIGMA, reg=_FLOW_REG)  # [F-1, 2, h', w']
     flow = _smooth(flow, WORK_SIZE / 4)
     size = flow.pow(2).sum(dim=1).mean()
     change = (flow[1:] - flow[:-1]).pow(2).sum(dim=1).mean()

@@ -33,7 +33,7 @@ def _run() -> dict:
         return _RESULT
     # the benchmark's modules have plain names (data, study, …) that other examples use too: import
     # them from their folder and take them out of sys.modules again
-    names = ("bench", "data", "study", "features")
+    names = ("bench", "data", "study", "features", "downstream")
     saved = {n: sys.modules.pop(n) for n in names if n in sys.modules}
     sys.path.insert(0, BENCH)
     try:
