@@ -136,6 +136,10 @@ describe('decodeBatch (property)', () => {
           sampleIds: [...x.ids],
           sketches: framed(x.bytes, x.offset),
           losses: [...x.losses],
+          features: [],
+          deferred: false,
+          jobIds: [],
+          snapshotStep: 0,
         };
         const broken = new Set<ErrorCode>();
         if (badCounter(x.seq, 1) || badCounter(x.step, 0)) broken.add('MOTIVE_INGEST_BATCH_INVALID');

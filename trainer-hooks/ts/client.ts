@@ -8,6 +8,16 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { RETRYABLE_CODES } from './errors.js';
+import {
+  WIRE_DECODE_OPTIONS,
+  type DaemonMessageMsg,
+  type ErrorMsg,
+  type QuerySetInit,
+  type SketchBatchInit,
+  type TrainerMessageInit,
+  type WeightUpdateMsg,
+  type WelcomeMsg,
+} from './wire.js';
 
 /** Query sets kept for resend until a later batch's Ack confirms them, as the Python client keeps. */
 export const MAX_UNCONFIRMED_QUERIES = 256;
@@ -44,48 +54,22 @@ export interface MotiveClientOptions {
   readonly tls?: { readonly ca?: Buffer };
 }
 
-export interface WelcomeInfo {
-  readonly lastCommittedSeq: number;
-  readonly weightsVersion: number;
-  readonly daemon: string;
-  /** Newest query-set version the run holds: a restarted trainer numbers its next one above it. */
-  readonly queryVersion: number;
-}
-
-export interface DaemonErrorInfo {
-  readonly code: string;
-  readonly message: string;
-  readonly fatal: boolean;
-  readonly seq: number;
-}
-
-export interface WeightUpdateInfo {
-  readonly version: number;
-  readonly full: boolean;
-  readonly sampleIds: string[];
-  readonly weights: number[];
-}
+/** The daemon's Welcome (`queryVersion`: the newest query-set version the run holds; number the next one above it). */
+export type WelcomeInfo = WelcomeMsg;
+/** A daemon Error message (docs/wire.md, "Error codes"). */
+export type DaemonErrorInfo = ErrorMsg;
+export type WeightUpdateInfo = WeightUpdateMsg;
 
 interface PendingBatch {
   readonly seq: number;
-  readonly message: {
-    batch: { seq: number; step: number; lr: number; sampleIds: string[]; sketches: Buffer; losses: number[]; features: number[] };
-  };
+  readonly message: { readonly batch: SketchBatchInit };
 }
 
 interface QueryMessage {
-  queries: { version: number; step: number; queryIds: string[]; groups: string[]; sketches: Buffer };
+  readonly queries: QuerySetInit;
 }
 
-interface DaemonMessage {
-  body?: 'welcome' | 'ack' | 'weights' | 'error';
-  welcome?: WelcomeInfo;
-  ack?: { seq: number };
-  weights?: WeightUpdateInfo;
-  error?: DaemonErrorInfo;
-}
-
-type Stream = grpc.ClientDuplexStream<unknown, DaemonMessage>;
+type Stream = grpc.ClientDuplexStream<TrainerMessageInit, DaemonMessageMsg>;
 
 /** A daemon error that ends the client (refused Hello and the like). */
 export class MotiveClientError extends Error {
@@ -101,7 +85,7 @@ export class MotiveClientError extends Error {
 let clientCtor: grpc.ServiceClientConstructor | undefined;
 function attributionClient(): grpc.ServiceClientConstructor {
   if (clientCtor === undefined) {
-    const def = protoLoader.loadSync(PROTO_PATH, { keepCase: false, longs: Number, enums: String, defaults: true, oneofs: true });
+    const def = protoLoader.loadSync(PROTO_PATH, WIRE_DECODE_OPTIONS);
     const pkg = grpc.loadPackageDefinition(def) as unknown as { motive: { v1: { Attribution: grpc.ServiceClientConstructor } } };
     clientCtor = pkg.motive.v1.Attribution;
   }
@@ -295,11 +279,11 @@ export class MotiveClient extends EventEmitter {
     return Buffer.from(values.buffer, values.byteOffset, values.byteLength);
   }
 
-  private write(msg: unknown): void {
+  private write(msg: TrainerMessageInit): void {
     if (this.connected && this.stream !== undefined) this.stream.write(msg);
   }
 
-  private async writeWithBackpressure(msg: unknown): Promise<void> {
+  private async writeWithBackpressure(msg: TrainerMessageInit): Promise<void> {
     const s = this.stream;
     if (s === undefined || s.write(msg)) return;
     // Wait for drain, close or error, then remove all three listeners (no leak per blocked write).
@@ -335,14 +319,14 @@ export class MotiveClient extends EventEmitter {
       const stream = this.grpcClient.Attach();
       this.stream = stream;
       let welcomed = false;
-      stream.on('data', (msg: DaemonMessage) => {
-        if (msg.welcome) {
+      stream.on('data', (msg: DaemonMessageMsg) => {
+        if (msg.body === 'welcome') {
           welcomed = true;
           this.onWelcome(msg.welcome);
           resolve(msg.welcome);
-        } else if (msg.ack) this.onAck(msg.ack.seq);
-        else if (msg.weights) this.onWeights(msg.weights);
-        else if (msg.error) {
+        } else if (msg.body === 'ack') this.onAck(msg.ack.seq);
+        else if (msg.body === 'weights') this.onWeights(msg.weights);
+        else if (msg.body === 'error') {
           const e = msg.error;
           if (e.fatal) {
             const err = new MotiveClientError(e.code, e.message);
