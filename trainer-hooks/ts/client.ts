@@ -19,11 +19,30 @@ import {
   type WelcomeMsg,
 } from './wire.js';
 
-/** Query sets kept for resend until a later batch's Ack confirms them, as the Python client keeps. */
-export const MAX_UNCONFIRMED_QUERIES = 256;
+/**
+ * The defaults this client shares with the Python client (`motive_hooks.client.MotiveClient`;
+ * docs/wire.md, "Client defaults"), so that ranks of both attach to one run on defaults alike; a
+ * unit test reads both clients and fails when they differ.
+ */
+export const CLIENT_DEFAULTS = {
+  /** Half the bytes of float32 on the wire and in the daemon's log; the ingest targets are measured in it. */
+  dtype: 'float16',
+  /** The Python hook's sketcher's projection (`sketch.PROJECTION_KIND`). */
+  projectionKind: 'logra-gaussian',
+  seed: 0,
+  fingerprint: '',
+  applyWeights: true,
+  /** Batches kept for resend until acknowledged; at the cap, sending waits for Acks. */
+  maxUnacked: 1024,
+  /** Query sets kept for resend until a later batch's Ack confirms them (the oldest forgotten first). */
+  maxUnconfirmedQueries: 256,
+  /** Reconnect delay after a failed attempt, doubling up to `maxReconnectDelayMs`. */
+  reconnectDelayMs: 100,
+  maxReconnectDelayMs: 2000,
+} as const;
 
-/** `Hello.projection.kind` when none is given: the Python hook's sketcher's, so ranks of both agree. */
-export const DEFAULT_PROJECTION_KIND = 'logra-gaussian';
+/** Query sets kept for resend until a later batch's Ack confirms them. */
+export const MAX_UNCONFIRMED_QUERIES = CLIENT_DEFAULTS.maxUnconfirmedQueries;
 
 const PROTO_PATH = fileURLToPath(new URL('../../schemas/motive.proto', import.meta.url));
 
@@ -37,6 +56,7 @@ export interface MotiveClientOptions {
   readonly dim: number;
   readonly rank?: number;
   readonly worldSize?: number;
+  /** Wire encoding of sketch rows. Default float16 ({@link CLIENT_DEFAULTS}). */
   readonly dtype?: ClientDType;
   readonly token?: string;
   readonly projection?: { kind: string; seed: number | string; fingerprint: string };
@@ -44,11 +64,16 @@ export interface MotiveClientOptions {
   readonly applyWeights?: boolean;
   /** Names of the per-clip features `send` may carry (docs/wire.md); none by default. */
   readonly featureNames?: readonly string[];
-  /** Most unacknowledged batches before `send` waits. Default 64. */
+  /** Most unacknowledged batches before `send` waits. Default 1024. */
   readonly maxUnacked?: number;
-  /** Delay between reconnect attempts in ms. Default 200. */
+  /** Delay after the first failed reconnect attempt in ms, doubling after each further one. Default 100. */
   readonly reconnectDelayMs?: number;
-  /** Give up reconnecting after this long without a Welcome (ms). Default 60000. */
+  /** Longest delay between reconnect attempts in ms. Default 2000. */
+  readonly maxReconnectDelayMs?: number;
+  /**
+   * Give up reconnecting after this long without a Welcome (ms). Default 60000. The Python client
+   * never gives up (it must not fail a training loop); this one serves scripts, which should.
+   */
   readonly reconnectTimeoutMs?: number;
   /** Connect over TLS, trusting this PEM CA (or the system roots when `ca` is omitted). */
   readonly tls?: { readonly ca?: Buffer };
@@ -159,11 +184,12 @@ export class MotiveClient extends EventEmitter {
     this.options = {
       rank: 0,
       worldSize: 1,
-      dtype: 'float32',
-      applyWeights: true,
+      dtype: CLIENT_DEFAULTS.dtype,
+      applyWeights: CLIENT_DEFAULTS.applyWeights,
       featureNames: [],
-      maxUnacked: 64,
-      reconnectDelayMs: 200,
+      maxUnacked: CLIENT_DEFAULTS.maxUnacked,
+      reconnectDelayMs: CLIENT_DEFAULTS.reconnectDelayMs,
+      maxReconnectDelayMs: CLIENT_DEFAULTS.maxReconnectDelayMs,
       reconnectTimeoutMs: 60000,
       ...options,
     };
@@ -205,7 +231,7 @@ export class MotiveClient extends EventEmitter {
   setQueries(version: number, step: number, ids: string[], sketches: Float32Array, groups: string[] = []): void {
     const msg: QueryMessage = { queries: { version, step, queryIds: ids, groups, sketches: this.encode(sketches) } };
     this.querySets.push({ firstSeq: this.nextSeq, msg });
-    if (this.querySets.length > MAX_UNCONFIRMED_QUERIES) this.querySets.shift();
+    if (this.querySets.length > CLIENT_DEFAULTS.maxUnconfirmedQueries) this.querySets.shift();
     this.write(msg);
   }
 
@@ -302,6 +328,7 @@ export class MotiveClient extends EventEmitter {
 
   private async openWithRetry(): Promise<WelcomeInfo> {
     const deadline = Date.now() + this.options.reconnectTimeoutMs;
+    let delay = this.options.reconnectDelayMs;
     for (;;) {
       this.throwIfFatal();
       try {
@@ -309,7 +336,8 @@ export class MotiveClient extends EventEmitter {
       } catch (err) {
         if (err instanceof MotiveClientError || this.closed) throw err;
         if (Date.now() > deadline) throw err;
-        await new Promise((r) => setTimeout(r, this.options.reconnectDelayMs));
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(this.options.maxReconnectDelayMs, delay * 2);
       }
     }
   }
@@ -368,10 +396,10 @@ export class MotiveClient extends EventEmitter {
           rank: this.options.rank,
           worldSize: this.options.worldSize,
           projection: {
-            kind: this.options.projection?.kind ?? DEFAULT_PROJECTION_KIND,
-            seed: this.options.projection?.seed ?? 0,
+            kind: this.options.projection?.kind ?? CLIENT_DEFAULTS.projectionKind,
+            seed: this.options.projection?.seed ?? CLIENT_DEFAULTS.seed,
             dim: this.options.dim,
-            fingerprint: this.options.projection?.fingerprint ?? '',
+            fingerprint: this.options.projection?.fingerprint ?? CLIENT_DEFAULTS.fingerprint,
           },
           dtype: this.options.dtype === 'float16' ? 'FLOAT16' : 'FLOAT32',
           token: this.options.token ?? '',
