@@ -48,7 +48,7 @@ describe('trainer client defaults', () => {
     expect(CLIENT_DEFAULTS.reconnectDelayMs).toBe(pyFloat('backoff_s') * 1000);
     expect(CLIENT_DEFAULTS.maxReconnectDelayMs).toBe(pyFloat('max_backoff_s') * 1000);
     expect(CLIENT_DEFAULTS.maxUnconfirmedQueries).toBe(
-      Number(pythonConstant('trainer-hooks/python/motive_hooks/client.py', '_MAX_UNCONFIRMED_QUERIES')),
+      Number(pythonConstant('trainer-hooks/python/motive_hooks/protocol.py', 'MAX_UNCONFIRMED_QUERIES')),
     );
     expect(MAX_UNCONFIRMED_QUERIES).toBe(CLIENT_DEFAULTS.maxUnconfirmedQueries);
   });
