@@ -99,7 +99,7 @@ describe('SIGKILL mid-stream', () => {
       return samples.map(({ id, score, seen, votes, lastStep }) => ({ id, score, seen, votes, lastStep }));
     };
     const before = await counted();
-    (again as unknown as { nextSeq: number }).nextSeq = 1;
+    (again as unknown as { protocol: { nextSeq: number } }).protocol.nextSeq = 1;
     for (const b of scn.ranks[0] ?? []) await again.send(b.step, b.lr, b.ids, b.values);
     await again.flush();
     again.close();

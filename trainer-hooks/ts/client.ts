@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { RETRYABLE_CODES } from './errors.js';
+import { StreamProtocol } from './protocol.js';
 import {
   WIRE_DECODE_OPTIONS,
   type DaemonMessageMsg,
@@ -85,15 +86,6 @@ export type WelcomeInfo = WelcomeMsg;
 export type DaemonErrorInfo = ErrorMsg;
 export type WeightUpdateInfo = WeightUpdateMsg;
 
-interface PendingBatch {
-  readonly seq: number;
-  readonly message: { readonly batch: SketchBatchInit };
-}
-
-interface QueryMessage {
-  readonly queries: QuerySetInit;
-}
-
 type Stream = grpc.ClientDuplexStream<TrainerMessageInit, DaemonMessageMsg>;
 
 /** A daemon error that ends the client (refused Hello and the like). */
@@ -161,13 +153,8 @@ export class MotiveClient extends EventEmitter {
     Pick<MotiveClientOptions, 'token' | 'projection' | 'tls'>;
   private readonly grpcClient: grpc.Client & { Attach(): Stream };
   private stream: Stream | undefined;
-  private nextSeq = 1;
-  private readonly unacked: PendingBatch[] = [];
-  /**
-   * Query sets not yet known to be committed, each with the seq of the first batch sent after it:
-   * the daemon commits a stream's messages in order, so an Ack at or past that seq confirms it.
-   */
-  private readonly querySets: Array<{ readonly firstSeq: number; readonly msg: QueryMessage }> = [];
+  /** Sequence numbers, unacknowledged batches and unconfirmed query sets (protocol.ts). */
+  private readonly protocol = new StreamProtocol<TrainerMessageInit>(CLIENT_DEFAULTS.maxUnconfirmedQueries);
   private readonly weightMap = new Map<string, number>();
   private weightsVersionValue = 0;
   private closed = false;
@@ -221,7 +208,7 @@ export class MotiveClient extends EventEmitter {
 
   /** Seq numbers sent but not yet acknowledged. */
   get pending(): number {
-    return this.unacked.length;
+    return this.protocol.pending;
   }
 
   /**
@@ -229,20 +216,14 @@ export class MotiveClient extends EventEmitter {
    * confirms it (at most {@link MAX_UNCONFIRMED_QUERIES} kept, the oldest forgotten first).
    */
   setQueries(version: number, step: number, ids: string[], sketches: Float32Array, groups: string[] = []): void {
-    const msg: QueryMessage = { queries: { version, step, queryIds: ids, groups, sketches: this.encode(sketches) } };
-    this.querySets.push({ firstSeq: this.nextSeq, msg });
-    if (this.querySets.length > CLIENT_DEFAULTS.maxUnconfirmedQueries) this.querySets.shift();
-    this.write(msg);
+    const queries: QuerySetInit = { version, step, queryIds: ids, groups, sketches: this.encode(sketches) };
+    this.protocol.queries({ queries });
+    this.write({ queries });
   }
 
   /** Query sets kept for resend (not yet confirmed by an Ack). */
   get unconfirmedQuerySets(): number {
-    return this.querySets.length;
-  }
-
-  /** Forgets the query sets sent before batch `committedSeq`, which is committed. */
-  private confirmQueries(committedSeq: number): void {
-    while (this.querySets.length > 0 && (this.querySets[0] as { firstSeq: number }).firstSeq <= committedSeq) this.querySets.shift();
+    return this.protocol.unconfirmedQueries;
   }
 
   /**
@@ -259,26 +240,29 @@ export class MotiveClient extends EventEmitter {
     features: ArrayLike<number> = [],
   ): Promise<number> {
     this.throwIfFatal();
-    while (this.unacked.length >= this.options.maxUnacked) {
+    while (this.protocol.pending >= this.options.maxUnacked) {
       await once(this, 'progress');
       this.throwIfFatal();
     }
-    const seq = this.nextSeq++;
-    const pending: PendingBatch = {
-      seq,
-      message: { batch: { seq, step, lr, sampleIds: ids, sketches: this.encode(sketches), losses, features: Array.from(features) } },
+    const batch: Omit<SketchBatchInit, 'seq'> = {
+      step,
+      lr,
+      sampleIds: ids,
+      sketches: this.encode(sketches),
+      losses,
+      features: Array.from(features),
     };
-    this.unacked.push(pending);
-    if (this.connected) await this.writeWithBackpressure(pending.message);
-    return seq;
+    const kept = this.protocol.batch((seq) => ({ batch: { seq, ...batch } }));
+    if (this.connected) await this.writeWithBackpressure(kept.message);
+    return kept.seq;
   }
 
   /** Resolves when every batch sent so far is acknowledged. */
   async flush(timeoutMs = 60000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    while (this.unacked.length > 0) {
+    while (this.protocol.pending > 0) {
       this.throwIfFatal();
-      if (Date.now() > deadline) throw new Error(`flush timed out with ${this.unacked.length} unacknowledged batches`);
+      if (Date.now() > deadline) throw new Error(`flush timed out with ${this.protocol.pending} unacknowledged batches`);
       // Wake on progress or every 100 ms, without leaving a listener behind.
       const ac = new AbortController();
       const timer = setTimeout(() => ac.abort(), 100);
@@ -412,31 +396,20 @@ export class MotiveClient extends EventEmitter {
   }
 
   private onWelcome(w: WelcomeInfo): void {
-    while (this.unacked.length > 0 && (this.unacked[0] as PendingBatch).seq <= w.lastCommittedSeq) this.unacked.shift();
-    if (this.nextSeq <= w.lastCommittedSeq) this.nextSeq = w.lastCommittedSeq + 1;
+    const resend = this.protocol.welcome(w.lastCommittedSeq);
     this.connected = true;
-    this.confirmQueries(w.lastCommittedSeq);
-    for (const q of this.querySets) this.stream?.write(q.msg);
-    for (const b of this.unacked) this.stream?.write(b.message);
+    for (const m of resend) this.stream?.write(m);
     this.emit('welcome', w);
     this.emit('progress');
   }
 
   private onAck(seq: number): void {
-    // Acks arrive in commit order; drop everything up to and including seq.
-    let dropped = false;
-    while (this.unacked.length > 0 && (this.unacked[0] as PendingBatch).seq <= seq) {
-      this.unacked.shift();
-      dropped = true;
-    }
-    this.confirmQueries(seq);
-    if (dropped) this.emit('progress');
+    if (this.protocol.ack(seq)) this.emit('progress');
     this.emit('ack', seq);
   }
 
   private onRejected(e: DaemonErrorInfo): void {
-    const i = this.unacked.findIndex((b) => b.seq === e.seq);
-    if (i >= 0) this.unacked.splice(i, 1);
+    this.protocol.reject(e.seq);
     this.rejected++;
     this.emit('rejected', e);
     this.emit('progress');
