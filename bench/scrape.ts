@@ -30,7 +30,7 @@ const BATCH = 2000;
 const rows: Array<Array<string | number>> = [];
 for (const n of SIZES) {
   const d = await startTestDaemon({ weights: { minSeen: 1, intervalMs: 60_000 } });
-  const c = new MotiveClient({ address: `127.0.0.1:${d.grpcPort}`, runId: 'scrape', dim: K, applyWeights: false });
+  const c = new MotiveClient({ dtype: 'float32', address: `127.0.0.1:${d.grpcPort}`, runId: 'scrape', dim: K, applyWeights: false });
   try {
     await c.connect();
     const r = rng(1);

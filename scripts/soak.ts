@@ -110,7 +110,8 @@ const runId = 'soak';
 let acked = 0;
 const clients = Array.from(
   { length: RANKS },
-  (_, rank) => new MotiveClient({ address: daemon.address, runId, dim: K, rank, worldSize: RANKS, maxUnacked, applyWeights: true }),
+  (_, rank) =>
+    new MotiveClient({ dtype: 'float32', address: daemon.address, runId, dim: K, rank, worldSize: RANKS, maxUnacked, applyWeights: true }),
 );
 clients.forEach((c) => c.on('ack', () => acked++));
 await Promise.all(clients.map((c) => c.connect()));

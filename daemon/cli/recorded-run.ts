@@ -15,6 +15,7 @@ import { tableFromIPC, type Table } from 'apache-arrow';
 import protobuf from 'protobufjs';
 import { MotiveClient } from '../../trainer-hooks/ts/index.js';
 import { MotiveError, describeError } from '../shared/index.js';
+import { WIRE_DECODE_OPTIONS, type TrainerMessageMsg } from '../shared/wire.js';
 
 const PROTO_PATH = fileURLToPath(new URL('../../schemas/motive.proto', import.meta.url));
 
@@ -97,39 +98,30 @@ export function readRecordedRun(path: string): RecordedMessage[] {
     for (let i = 0; i < table.numRows; i++) {
       const raw = messageCol(i);
       if (!(raw instanceof Uint8Array)) throw new Error(`row ${i}: message is not binary`);
-      const m = Trainer.toObject(Trainer.decode(raw), { longs: Number, defaults: true }) as Record<
-        string,
-        Record<string, unknown> | undefined
-      >;
+      // Decoded as grpc-js decodes a stream's messages, so the generated wire types describe it.
+      const m = Trainer.toObject(Trainer.decode(raw), WIRE_DECODE_OPTIONS) as TrainerMessageMsg;
       const t = Number(tMs?.(i) ?? 0);
-      if (m['hello'] !== undefined) {
-        const p = m['hello']['projection'] as { kind: string; seed: number; dim: number; fingerprint: string } | undefined;
+      if (m.body === 'hello') {
+        const p = m.hello.projection;
         out.push({
           kind: 'hello',
           tMs: t,
           dim: p?.dim ?? 0,
-          ...(p === undefined ? {} : { projection: { kind: p.kind, seed: String(p.seed), fingerprint: p.fingerprint } }),
+          ...(p === null ? {} : { projection: { kind: p.kind, seed: String(p.seed), fingerprint: p.fingerprint } }),
         });
-      } else if (m['batch'] !== undefined) {
-        const b = m['batch'];
-        out.push({
-          kind: 'batch',
-          tMs: t,
-          step: Number(b['step']),
-          lr: Number(b['lr']),
-          ids: strings(b['sampleIds']),
-          sketches: f32(b['sketches']),
-        });
-      } else if (m['queries'] !== undefined) {
-        const q = m['queries'];
+      } else if (m.body === 'batch') {
+        const b = m.batch;
+        out.push({ kind: 'batch', tMs: t, step: b.step, lr: b.lr, ids: b.sampleIds, sketches: f32(b.sketches) });
+      } else if (m.body === 'queries') {
+        const q = m.queries;
         out.push({
           kind: 'queries',
           tMs: t,
-          version: Number(q['version']),
-          step: Number(q['step']),
-          ids: strings(q['queryIds']),
-          groups: strings(q['groups']),
-          sketches: f32(q['sketches']),
+          version: q.version,
+          step: q.step,
+          ids: q.queryIds,
+          groups: q.groups,
+          sketches: f32(q.sketches),
         });
       }
     }

@@ -7,9 +7,9 @@
 import * as grpc from '@grpc/grpc-js';
 import { MotiveError, type Authorizer } from '../shared/index.js';
 import type { Store } from '../store/index.js';
-import type { LeaseReplyMsg, LeaseRequestMsg } from './proto.js';
+import type { LeaseReplyInit, LeaseRequestMsg } from './proto.js';
 
-export type LeaseCall = grpc.ServerUnaryCall<LeaseRequestMsg, LeaseReplyMsg>;
+export type LeaseCall = grpc.ServerUnaryCall<LeaseRequestMsg, LeaseReplyInit>;
 
 /** Most jobs one Lease may ask for. */
 export const MAX_LEASE_JOBS = 4096;
@@ -24,7 +24,7 @@ export interface LeaseOptions {
 
 export function handleLease(
   call: LeaseCall,
-  callback: grpc.sendUnaryData<LeaseReplyMsg>,
+  callback: grpc.sendUnaryData<LeaseReplyInit>,
   store: Store,
   options: LeaseOptions,
   observer: { rejected?(code: string): void; leased?(runId: string, worker: string, jobs: number): void },

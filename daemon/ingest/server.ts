@@ -10,7 +10,7 @@ import { MotiveError, describeError, isMotiveError, trace, type Authorizer, type
 import type { InfluenceEngine } from '../influence/index.js';
 import type { RunState, ScoreMode, Store } from '../store/index.js';
 import type { WeightingService, WeightUpdateEvent } from '../weighting/index.js';
-import { loadAttributionService, type DaemonMessageMsg, type LeaseReplyMsg, type TrainerMessageMsg } from './proto.js';
+import { loadAttributionService, type DaemonMessageInit, type HelloMsg, type LeaseReplyInit, type TrainerMessageMsg } from './proto.js';
 import { handleLease, type LeaseCall } from './lease.js';
 import { decodeBatch, decodeQueries, validateHello, type IngestLimits, type ValidHello } from './validate.js';
 import { TrainerStream } from './trainer-stream.js';
@@ -56,7 +56,7 @@ export interface IngestObserver {
   leased?(runId: string, worker: string, jobs: number): void;
 }
 
-type Call = grpc.ServerDuplexStream<TrainerMessageMsg, DaemonMessageMsg>;
+type Call = grpc.ServerDuplexStream<TrainerMessageMsg, DaemonMessageInit>;
 
 /**
  * Raises the HTTP/2 receive windows (per connection and per stream) of every session the server
@@ -99,7 +99,7 @@ export class IngestServer {
     const { service } = loadAttributionService();
     this.server.addService(service, {
       Attach: (call: Call) => this.attach(call),
-      Lease: (call: LeaseCall, callback: grpc.sendUnaryData<LeaseReplyMsg>) =>
+      Lease: (call: LeaseCall, callback: grpc.sendUnaryData<LeaseReplyInit>) =>
         handleLease(call, callback, deps.store, options, this.observer),
     });
     deps.weighting.onTrainerUpdate((e) => this.pushWeights(e));
@@ -197,7 +197,7 @@ export class IngestServer {
     // A message read while draining is left unprocessed (never acknowledged): the trainer
     // resends it to the next daemon. The stream stays open until drain() has sent its acks.
     if (this.draining) return;
-    if (msg.body === 'hello' && msg.hello) {
+    if (msg.body === 'hello') {
       if (stream.hello !== undefined) {
         stream.fail(new MotiveError('MOTIVE_INGEST_DUPLICATE_HELLO'), true);
         return;
@@ -211,7 +211,7 @@ export class IngestServer {
       stream.fail(new MotiveError('MOTIVE_INGEST_HELLO_REQUIRED'), true);
       return;
     }
-    if (msg.body === 'batch' && msg.batch) {
+    if (msg.body === 'batch') {
       const batchMsg = msg.batch;
       let decoded;
       try {
@@ -259,7 +259,7 @@ export class IngestServer {
         .finally(() => this.release(stream, bytes));
       return;
     }
-    if (msg.body === 'queries' && msg.queries) {
+    if (msg.body === 'queries') {
       let decoded;
       try {
         decoded = decodeQueries(msg.queries, hello.dim, hello.dtype, this.options);
@@ -296,7 +296,7 @@ export class IngestServer {
     }
   }
 
-  private async onHello(stream: TrainerStream, raw: NonNullable<TrainerMessageMsg['hello']>): Promise<void> {
+  private async onHello(stream: TrainerStream, raw: HelloMsg): Promise<void> {
     let hello: ValidHello;
     try {
       hello = validateHello(raw, this.options, this.options.auth);

@@ -14,9 +14,9 @@ import { constants as h2 } from 'node:http2';
 import type * as grpc from '@grpc/grpc-js';
 import type { MotiveError } from '../shared/index.js';
 import type { ValidHello } from './validate.js';
-import type { DaemonMessageMsg, TrainerMessageMsg } from './proto.js';
+import type { DaemonMessageInit, TrainerMessageMsg } from './proto.js';
 
-type Call = grpc.ServerDuplexStream<TrainerMessageMsg, DaemonMessageMsg>;
+type Call = grpc.ServerDuplexStream<TrainerMessageMsg, DaemonMessageInit>;
 
 /** A weight update as ingest pushes it. */
 export interface WeightPush {
@@ -99,7 +99,7 @@ export class TrainerStream {
     return !this.full && this.call.writableLength < MAX_QUEUED_MESSAGES;
   }
 
-  send(msg: DaemonMessageMsg): void {
+  send(msg: DaemonMessageInit): void {
     if (this.closed) return;
     try {
       if (!this.call.write(msg)) this.full = true;

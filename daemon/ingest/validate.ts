@@ -77,7 +77,7 @@ export function validateHello(h: HelloMsg, limits: IngestLimits, auth: Authorize
   if (h.dtype === 'FLOAT32') dtype = 'float32';
   else if (h.dtype === 'FLOAT16') dtype = 'float16';
   else throw new MotiveError('MOTIVE_INGEST_BAD_DTYPE', `dtype ${String(h.dtype)} (expected FLOAT32 or FLOAT16)`);
-  const featureNames = validateFeatureNames(h.featureNames ?? []);
+  const featureNames = validateFeatureNames(h.featureNames);
   if (!auth.check(h.token, 'attach', h.runId).ok) throw new MotiveError('MOTIVE_INGEST_FORBIDDEN', `run ${h.runId}`);
   return {
     runId: h.runId,
@@ -89,7 +89,7 @@ export function validateHello(h: HelloMsg, limits: IngestLimits, auth: Authorize
     client: h.client.slice(0, 200),
     applyWeights: h.applyWeights,
     featureNames,
-    worker: h.worker === true,
+    worker: h.worker,
   };
 }
 
@@ -151,7 +151,7 @@ export function decodeBatch(
   if (n === 0) throw new MotiveError('MOTIVE_INGEST_BATCH_EMPTY');
   checkIds(b.sampleIds, limits, 'sample');
   const sidecar = decodeSidecar(b, n, worker);
-  if (b.deferred === true) {
+  if (b.deferred) {
     return {
       seq: b.seq,
       step: b.step,
@@ -175,7 +175,7 @@ export function decodeBatch(
   if (b.losses.length !== 0 && b.losses.length !== n) {
     throw new MotiveError('MOTIVE_INGEST_BATCH_INVALID', `${b.losses.length} losses for ${n} samples`);
   }
-  const features = decodeFeatures(b.features ?? [], n, featureCount);
+  const features = decodeFeatures(b.features, n, featureCount);
   const sketches = decodeFiniteSketches(b.sketches, dtype, n * dim, buffers, normalize ? dim : undefined);
   if (sketches === undefined) throw new MotiveError('MOTIVE_INGEST_BATCH_NONFINITE');
   return {
@@ -198,10 +198,10 @@ export function decodeBatch(
  * carry neither.
  */
 function decodeSidecar(b: SketchBatchMsg, n: number, worker: boolean): { jobIds?: number[]; snapshotStep?: number } {
-  const jobIds = b.jobIds ?? [];
-  if (b.deferred === true) {
+  const jobIds = b.jobIds;
+  if (b.deferred) {
     if (worker) throw new MotiveError('MOTIVE_INGEST_BATCH_INVALID', 'a worker sends no deferred batches');
-    if (b.sketches.length !== 0 || b.losses.length !== 0 || (b.features ?? []).length !== 0 || jobIds.length !== 0) {
+    if (b.sketches.length !== 0 || b.losses.length !== 0 || b.features.length !== 0 || jobIds.length !== 0) {
       throw new MotiveError('MOTIVE_INGEST_BATCH_INVALID', 'a deferred batch carries sample ids alone');
     }
     return {};
@@ -214,7 +214,7 @@ function decodeSidecar(b: SketchBatchMsg, n: number, worker: boolean): { jobIds?
   for (const id of jobIds) {
     if (!Number.isSafeInteger(id) || id < 1) throw new MotiveError('MOTIVE_INGEST_BATCH_INVALID', `job id ${id} out of range`);
   }
-  const snapshotStep = b.snapshotStep ?? 0;
+  const snapshotStep = b.snapshotStep;
   if (!Number.isSafeInteger(snapshotStep)) throw new MotiveError('MOTIVE_INGEST_BATCH_INVALID', 'snapshot_step out of range');
   return { jobIds, snapshotStep };
 }

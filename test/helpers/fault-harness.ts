@@ -712,6 +712,7 @@ export async function runCrashTrial(daemon: CrashableDaemon, plan: TrialPlan, op
         worldSize: TRIAL_RANKS,
         maxUnacked: 8,
         reconnectDelayMs: 50,
+        maxReconnectDelayMs: 50,
         // Longer than a restart may take on a loaded machine (CrashableDaemon's ready timeout).
         reconnectTimeoutMs: 240_000,
         applyWeights: true,

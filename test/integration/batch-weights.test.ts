@@ -67,7 +67,7 @@ describe('batch weight updates', () => {
     const mean = new Float64Array(K);
     for (let j = 0; j < M; j++) for (let d = 0; d < K; d++) mean[d] = (mean[d] as number) + (queries[j * K + d] as number) / M;
     const updates: WeightUpdateInfo[] = [];
-    const c = new MotiveClient({ address: `127.0.0.1:${daemon.grpcPort}`, runId: 'bw', dim: K, applyWeights: true });
+    const c = new MotiveClient({ dtype: 'float32', address: `127.0.0.1:${daemon.grpcPort}`, runId: 'bw', dim: K, applyWeights: true });
     client = c;
     c.on('weights', (u: WeightUpdateInfo) => updates.push(u));
     await c.connect();
@@ -190,7 +190,7 @@ describe('recompute over a run larger than one slice', () => {
   it("gives every sample the policy's weight from the final scores (float64 reference)", async () => {
     const K2 = 16;
     const d = await startTestDaemon({ weights: { minSeen: 1, intervalMs: 60_000, beta: BETA, wMin: W_MIN, batchUpdates: true } });
-    const c = new MotiveClient({ address: `127.0.0.1:${d.grpcPort}`, runId: 'big', dim: K2, applyWeights: false });
+    const c = new MotiveClient({ dtype: 'float32', address: `127.0.0.1:${d.grpcPort}`, runId: 'big', dim: K2, applyWeights: false });
     try {
       await c.connect();
       const r = rng(21);

@@ -29,7 +29,7 @@ describe('npm start and the motive CLI', () => {
     expect(existsSync(join(dataDir, 'data.mdb'))).toBe(true);
     const url = `http://127.0.0.1:${daemon.httpPort}`;
 
-    const c = new MotiveClient({ address: `127.0.0.1:${daemon.grpcPort}`, runId: 'cli-run', dim: 4 });
+    const c = new MotiveClient({ dtype: 'float32', address: `127.0.0.1:${daemon.grpcPort}`, runId: 'cli-run', dim: 4 });
     await c.connect();
     c.setQueries(1, 0, ['q'], Float32Array.from([1, 0, 0, 0]));
     await c.send(1, 0.1, ['good', 'bad'], Float32Array.from([1, 0, 0, 0, -1, 0, 0, 0]));

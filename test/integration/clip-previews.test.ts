@@ -39,7 +39,7 @@ describe.skipIf(!HAVE_FFMPEG)('clip previews', () => {
     ]);
     daemon = await startTestDaemon();
     url = `http://127.0.0.1:${daemon.httpPort}`;
-    const c = new MotiveClient({ address: `127.0.0.1:${daemon.grpcPort}`, runId: 'pv', dim: 2 });
+    const c = new MotiveClient({ dtype: 'float32', address: `127.0.0.1:${daemon.grpcPort}`, runId: 'pv', dim: 2 });
     await c.connect();
     c.setQueries(1, 0, ['smooth'], Float32Array.from([1, 0]));
     const ids = [...clips.map((x) => x.id), 'never-profiled'];

@@ -34,6 +34,7 @@ describe('SIGKILL mid-stream', () => {
     const clients = scn.ranks.map(
       (_, rank) =>
         new MotiveClient({
+          dtype: 'float32',
           address: `127.0.0.1:${grpcPort}`,
           runId: 'crash',
           dim: K,
@@ -41,6 +42,7 @@ describe('SIGKILL mid-stream', () => {
           worldSize: RANKS,
           maxUnacked: 8,
           reconnectDelayMs: 100,
+          maxReconnectDelayMs: 100,
         }),
     );
     await Promise.all(clients.map((c) => c.connect()));
@@ -78,7 +80,14 @@ describe('SIGKILL mid-stream', () => {
     }
 
     // A trainer that lost its acks resends rank 0's whole stream: acknowledged, counted nothing.
-    const again = new MotiveClient({ address: `127.0.0.1:${grpcPort}`, runId: 'crash', dim: K, rank: 0, worldSize: RANKS });
+    const again = new MotiveClient({
+      dtype: 'float32',
+      address: `127.0.0.1:${grpcPort}`,
+      runId: 'crash',
+      dim: K,
+      rank: 0,
+      worldSize: RANKS,
+    });
     const welcome = await again.connect();
     expect(welcome.lastCommittedSeq).toBe(80);
     // What the resend could count: each sample's evidence (weights and the fused z follow the
@@ -90,7 +99,7 @@ describe('SIGKILL mid-stream', () => {
       return samples.map(({ id, score, seen, votes, lastStep }) => ({ id, score, seen, votes, lastStep }));
     };
     const before = await counted();
-    (again as unknown as { nextSeq: number }).nextSeq = 1;
+    (again as unknown as { protocol: { nextSeq: number } }).protocol.nextSeq = 1;
     for (const b of scn.ranks[0] ?? []) await again.send(b.step, b.lr, b.ids, b.values);
     await again.flush();
     again.close();
@@ -103,7 +112,7 @@ describe('graceful restart', () => {
     const dir = tempDir();
     const d1 = await startTestDaemon({}, dir.path);
     const scn = makeScenario({ seed: 8, dim: 64, queries: 3, ranks: 1, batches: 40, batchSize: 8, pool: 50 });
-    const c = new MotiveClient({ address: `127.0.0.1:${d1.grpcPort}`, runId: 'persist', dim: 64 });
+    const c = new MotiveClient({ dtype: 'float32', address: `127.0.0.1:${d1.grpcPort}`, runId: 'persist', dim: 64 });
     await c.connect();
     c.setQueries(1, 0, scn.querySets[0]!.ids, scn.querySets[0]!.values);
     for (const b of scn.ranks[0]!) await c.send(b.step, b.lr, b.ids, b.values);

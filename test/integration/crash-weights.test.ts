@@ -48,7 +48,14 @@ describe('a SIGKILL before the recompute a commit asked for', () => {
     const base = daemon.baseUrl;
     const weights = async (): Promise<WeightsJson> => (await (await fetch(`${base}/v1/runs/w/weights`)).json()) as WeightsJson;
     const ref = new ReferenceModel(K);
-    const client = new MotiveClient({ address: daemon.address, runId: 'w', dim: K, reconnectDelayMs: 50 });
+    const client = new MotiveClient({
+      dtype: 'float32',
+      address: daemon.address,
+      runId: 'w',
+      dim: K,
+      reconnectDelayMs: 50,
+      maxReconnectDelayMs: 50,
+    });
     await client.connect();
     const q = Float32Array.from({ length: K }, (_, i) => (i === 0 ? 1 : 0));
     client.setQueries(1, 0, ['q0'], q);

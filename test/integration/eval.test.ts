@@ -91,7 +91,7 @@ describe('motive eval on a run with known scores', () => {
         if (name !== 'unlabelled') label.set(id, name);
       }
     }
-    const c = new MotiveClient({ address: `127.0.0.1:${daemon.grpcPort}`, runId: RUN, dim: DIM });
+    const c = new MotiveClient({ dtype: 'float32', address: `127.0.0.1:${daemon.grpcPort}`, runId: RUN, dim: DIM });
     await c.connect();
     const q = new Float32Array(DIM);
     q[0] = 1;
@@ -364,7 +364,13 @@ describe('motive eval on a run with known scores', () => {
       },
     });
     try {
-      const c = new MotiveClient({ address: `127.0.0.1:${secured.grpcPort}`, runId: 'secure', dim: 2, token: 'eval-trainer-token' });
+      const c = new MotiveClient({
+        dtype: 'float32',
+        address: `127.0.0.1:${secured.grpcPort}`,
+        runId: 'secure',
+        dim: 2,
+        token: 'eval-trainer-token',
+      });
       await c.connect();
       c.setQueries(1, 0, ['q'], Float32Array.from([1, 0]));
       await c.send(0, 0.1, ['good', 'bad'], Float32Array.from([1, 0, -1, 0]));

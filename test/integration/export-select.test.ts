@@ -52,7 +52,15 @@ describe('motive select and motive export on a known run', () => {
     url = `http://127.0.0.1:${daemon.httpPort}`;
     for (const qs of scn.querySets) ref.addQuerySet(qs.version, qs.step, qs.ids, f32(qs.values));
     const clients = scn.ranks.map(
-      (_, rank) => new MotiveClient({ address: `127.0.0.1:${daemon.grpcPort}`, runId: RUN, dim: DIM, rank, worldSize: scn.ranks.length }),
+      (_, rank) =>
+        new MotiveClient({
+          dtype: 'float32',
+          address: `127.0.0.1:${daemon.grpcPort}`,
+          runId: RUN,
+          dim: DIM,
+          rank,
+          worldSize: scn.ranks.length,
+        }),
     );
     await Promise.all(clients.map((c) => c.connect()));
     await Promise.all(

@@ -63,7 +63,14 @@ describe('slow store: the trainer client under long backpressure', () => {
     try {
       const K = 256;
       const N = 64;
-      const c = new MotiveClient({ address: `127.0.0.1:${d.grpcPort}`, runId: 'listeners', dim: K, maxUnacked: 64, applyWeights: false });
+      const c = new MotiveClient({
+        dtype: 'float32',
+        address: `127.0.0.1:${d.grpcPort}`,
+        runId: 'listeners',
+        dim: K,
+        maxUnacked: 64,
+        applyWeights: false,
+      });
       await c.connect();
       const values = Float32Array.from({ length: N * K }, (_, i) => Math.sin(i));
       const ids = Array.from({ length: N }, (_, i) => `c${i}`);

@@ -231,7 +231,13 @@ describe('fused signal with a real daemon', () => {
   });
 
   it('takes features from the TypeScript client', async () => {
-    const c = new MotiveClient({ address: `127.0.0.1:${daemon.grpcPort}`, runId: 'ts-features', dim: K, featureNames: ['jitter'] });
+    const c = new MotiveClient({
+      dtype: 'float32',
+      address: `127.0.0.1:${daemon.grpcPort}`,
+      runId: 'ts-features',
+      dim: K,
+      featureNames: ['jitter'],
+    });
     await c.connect();
     await c.send(0, 0.01, ['x', 'y'], new Float32Array(2 * K).fill(0.5), [], [0.1, 7]);
     await c.flush();

@@ -136,6 +136,10 @@ describe('decodeBatch (property)', () => {
           sampleIds: [...x.ids],
           sketches: framed(x.bytes, x.offset),
           losses: [...x.losses],
+          features: [],
+          deferred: false,
+          jobIds: [],
+          snapshotStep: 0,
         };
         const broken = new Set<ErrorCode>();
         if (badCounter(x.seq, 1) || badCounter(x.step, 0)) broken.add('MOTIVE_INGEST_BATCH_INVALID');
@@ -277,7 +281,7 @@ describe('REST parameters (property, real HTTP)', () => {
     daemon = await startTestDaemon({ limits: { maxAttributeLimit: 100 } });
     base = `http://127.0.0.1:${daemon.httpPort}`;
     const r = rng(9);
-    const c = new MotiveClient({ address: `127.0.0.1:${daemon.grpcPort}`, runId: RUN, dim: K, applyWeights: false });
+    const c = new MotiveClient({ dtype: 'float32', address: `127.0.0.1:${daemon.grpcPort}`, runId: RUN, dim: K, applyWeights: false });
     await c.connect();
     c.setQueries(
       1,
@@ -468,7 +472,13 @@ describe('REST parameters (property, real HTTP)', () => {
   // registered code either.
   it('GET /samples/:id serves a stored sample whose id is 101–512 characters long', async () => {
     const id = `long-${'z'.repeat(145)}`;
-    const c = new MotiveClient({ address: `127.0.0.1:${daemon.grpcPort}`, runId: 'long-ids', dim: K, applyWeights: false });
+    const c = new MotiveClient({
+      dtype: 'float32',
+      address: `127.0.0.1:${daemon.grpcPort}`,
+      runId: 'long-ids',
+      dim: K,
+      applyWeights: false,
+    });
     await c.connect();
     await c.send(
       0,
@@ -540,7 +550,7 @@ describe('score.normalize = dot: overflow', () => {
   it('never stores a non-finite sum from finite sketches', async () => {
     const d = await startTestDaemon({ score: { normalize: 'dot' } });
     try {
-      const c = new MotiveClient({ address: `127.0.0.1:${d.grpcPort}`, runId: 'dot', dim: 4, applyWeights: false });
+      const c = new MotiveClient({ dtype: 'float32', address: `127.0.0.1:${d.grpcPort}`, runId: 'dot', dim: 4, applyWeights: false });
       await c.connect();
       c.setQueries(1, 0, ['q0'], Float32Array.from([1e20, 1e20, 1e20, 1e20]));
       await c.send(0, 1, ['a'], Float32Array.from([1e20, 1e20, 1e20, 1e20]));

@@ -31,7 +31,13 @@ describe('the crash harness comparisons (negative control)', () => {
     cleanup = d.cleanup;
     const base = `http://127.0.0.1:${d.httpPort}`;
     const scn = halfExact(makeScenario({ seed: 7, dim: TRIAL_DIM, queries: 4, ranks: 1, batches: 60, batchSize: 8, pool: 40 }));
-    const c = new MotiveClient({ address: `127.0.0.1:${d.grpcPort}`, runId: 'nc', dim: TRIAL_DIM, featureNames: FEATURE_NAMES });
+    const c = new MotiveClient({
+      dtype: 'float32',
+      address: `127.0.0.1:${d.grpcPort}`,
+      runId: 'nc',
+      dim: TRIAL_DIM,
+      featureNames: FEATURE_NAMES,
+    });
     await c.connect();
     await streamRank(withFeatures(c), scn, 0);
     await c.flush(60_000);

@@ -65,7 +65,7 @@ describe('run-scoped tokens against every route and metric', () => {
     });
     url = `http://127.0.0.1:${daemon.httpPort}`;
     for (const runId of ['runA', 'runB']) {
-      const c = new MotiveClient({ address: `127.0.0.1:${daemon.grpcPort}`, runId, dim: 2, token: TOKENS.trainer });
+      const c = new MotiveClient({ dtype: 'float32', address: `127.0.0.1:${daemon.grpcPort}`, runId, dim: 2, token: TOKENS.trainer });
       await c.connect();
       c.setQueries(1, 0, ['q'], Float32Array.from([1, 0]));
       await c.send(0, 0.1, [`${runId}-s`], Float32Array.from([1, 0.5]));

@@ -13,7 +13,7 @@ describe('REST input is taken as sent', () => {
   beforeAll(async () => {
     daemon = await startTestDaemon();
     url = `http://127.0.0.1:${daemon.httpPort}`;
-    const c = new MotiveClient({ address: `127.0.0.1:${daemon.grpcPort}`, runId: 'in', dim: 3 });
+    const c = new MotiveClient({ dtype: 'float32', address: `127.0.0.1:${daemon.grpcPort}`, runId: 'in', dim: 3 });
     await c.connect();
     c.setQueries(1, 0, ['q'], Float32Array.from([1, 0, 0]));
     await c.send(0, 0.1, ['a', 'b'], Float32Array.from([1, 0, 0, 0, 1, 0]));

@@ -108,7 +108,7 @@ describe('trainer streams that do not read their weights', () => {
       grpc: { maxStalledMs: MAX_STALLED_MS },
       weights: { intervalMs: 20, minDelta: 0, minSeen: 1, maxRecomputeShare: 1 },
     });
-    writer = new MotiveClient({ address: `127.0.0.1:${daemon.grpcPort}`, runId: RUN, dim: K, applyWeights: false });
+    writer = new MotiveClient({ dtype: 'float32', address: `127.0.0.1:${daemon.grpcPort}`, runId: RUN, dim: K, applyWeights: false });
     await writer.connect();
     writer.setQueries(
       1,

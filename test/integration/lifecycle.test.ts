@@ -18,6 +18,7 @@ const ADMIN = 'admin-token-0001';
 
 async function feed(port: number, runId: string, ids: string[]): Promise<void> {
   const c = new MotiveClient({
+    dtype: 'float32',
     address: `127.0.0.1:${port}`,
     runId,
     dim: 3,
@@ -49,7 +50,7 @@ describe('run deletion, backup and restore', () => {
 
   it('backs up a running daemon and restores the copy into a working store', async () => {
     // Admin tokens may attach too.
-    const c = new MotiveClient({ address: `127.0.0.1:${daemon.grpcPort}`, runId: 'keep', dim: 3, token: ADMIN });
+    const c = new MotiveClient({ dtype: 'float32', address: `127.0.0.1:${daemon.grpcPort}`, runId: 'keep', dim: 3, token: ADMIN });
     await c.connect();
     c.setQueries(1, 0, ['q'], Float32Array.from([1, 1, 0]));
     await c.send(0, 0.5, ['a', 'b'], Float32Array.from([1, 0, 0, 0, 1, 0]));

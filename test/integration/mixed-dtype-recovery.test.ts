@@ -88,7 +88,7 @@ describe('crash recovery with mixed sketch dtypes among ranks', () => {
       const welcome = await again.connect();
       const batches = scn.ranks[rank]!;
       expect(welcome.lastCommittedSeq).toBe(batches.length);
-      (again as unknown as { nextSeq: number }).nextSeq = batches.length - 4;
+      (again as unknown as { protocol: { nextSeq: number } }).protocol.nextSeq = batches.length - 4;
       for (const b of batches.slice(-5)) await again.send(b.step, b.lr, b.ids, b.values);
       await again.flush(60_000);
       again.close();

@@ -29,7 +29,7 @@ describe('motion descriptors in the views', () => {
   beforeAll(async () => {
     daemon = await startTestDaemon();
     base = `http://127.0.0.1:${daemon.httpPort}`;
-    const c = new MotiveClient({ address: `127.0.0.1:${daemon.grpcPort}`, runId: 'mv', dim: 2 });
+    const c = new MotiveClient({ dtype: 'float32', address: `127.0.0.1:${daemon.grpcPort}`, runId: 'mv', dim: 2 });
     await c.connect();
     c.setQueries(1, 0, ['q'], Float32Array.from([1, 0]));
     await c.send(0, 0.1, ['bad-1', 'good-1'], Float32Array.from([-1, 0, 1, 0]));

@@ -56,7 +56,7 @@ describe.skipIf(!HAVE_FFMPEG)('motive profile on synthetic mp4 clips', () => {
     daemon = await startTestDaemon();
     url = `http://127.0.0.1:${daemon.httpPort}`;
     // A run over the same clip ids: clean clips help the motion query, jitter and frozen ones hurt it.
-    const c = new MotiveClient({ address: `127.0.0.1:${daemon.grpcPort}`, runId: 'sprites', dim: 2 });
+    const c = new MotiveClient({ dtype: 'float32', address: `127.0.0.1:${daemon.grpcPort}`, runId: 'sprites', dim: 2 });
     await c.connect();
     c.setQueries(1, 0, ['smooth'], Float32Array.from([1, 0]));
     const sketches = clips.flatMap((clip, i) => (clip.kind === 'clean' ? [1, 0.1 * (i % 3)] : [-1, 0.1 * (i % 3)]));

@@ -24,7 +24,7 @@ describe('scans interleaved with ingest', () => {
   });
 
   it('ranks exactly as the float64 reference after every batch, with flushes in between', async () => {
-    const c = new MotiveClient({ address: `127.0.0.1:${daemon.grpcPort}`, runId: 'scan', dim: K, applyWeights: false });
+    const c = new MotiveClient({ dtype: 'float32', address: `127.0.0.1:${daemon.grpcPort}`, runId: 'scan', dim: K, applyWeights: false });
     await c.connect();
     const r = rng(3);
     const g = new Map<string, Float64Array>();

@@ -43,7 +43,13 @@ describe('roles', () => {
         ],
       },
     });
-    const c = new MotiveClient({ address: `127.0.0.1:${daemon.grpcPort}`, runId: 'secure', dim: 4, token: TOKENS.trainer });
+    const c = new MotiveClient({
+      dtype: 'float32',
+      address: `127.0.0.1:${daemon.grpcPort}`,
+      runId: 'secure',
+      dim: 4,
+      token: TOKENS.trainer,
+    });
     await c.connect();
     c.setQueries(1, 0, ['q'], Float32Array.from([1, 0, 0, 0]));
     await c.send(0, 0.1, ['a', 'b'], Float32Array.from([1, 0, 0, 0, 0, 1, 0, 0]));
@@ -168,7 +174,7 @@ describe('TLS', () => {
     );
     const d = await startTestDaemon({ tls: { certFile: cert, keyFile: key } });
     const ca = readFileSync(cert);
-    const c = new MotiveClient({ address: `localhost:${d.grpcPort}`, runId: 'tls', dim: 2, tls: { ca } });
+    const c = new MotiveClient({ dtype: 'float32', address: `localhost:${d.grpcPort}`, runId: 'tls', dim: 2, tls: { ca } });
     await c.connect();
     await c.send(0, 1, ['x'], Float32Array.from([1, 2]));
     await c.flush();

@@ -217,7 +217,15 @@ describe('SIGTERM drain', () => {
     await daemon.start(80, { shutdownGraceMs: 5000 });
     const scn = makeScenario({ seed: 47, dim: K, queries: 4, ranks: 1, batches: 120, batchSize: 8, pool: 100 });
     const ref = referenceOf(scn);
-    const c = new MotiveClient({ address: daemon.address, runId: 'drain-client', dim: K, maxUnacked: 16, reconnectDelayMs: 50 });
+    const c = new MotiveClient({
+      dtype: 'float32',
+      address: daemon.address,
+      runId: 'drain-client',
+      dim: K,
+      maxUnacked: 16,
+      reconnectDelayMs: 50,
+      maxReconnectDelayMs: 50,
+    });
     const errors: string[] = [];
     c.on('daemon-error', (e: DaemonErrorInfo) => errors.push(e.code));
     await c.connect();

@@ -18,7 +18,7 @@ describe('TypeScript client query sets and defaults', () => {
   });
 
   it('forgets a query set once a later batch is acknowledged, and keeps at most the bound', async () => {
-    const c = new MotiveClient({ address: `127.0.0.1:${daemon.grpcPort}`, runId: 'qs', dim: 2, applyWeights: false });
+    const c = new MotiveClient({ dtype: 'float32', address: `127.0.0.1:${daemon.grpcPort}`, runId: 'qs', dim: 2, applyWeights: false });
     await c.connect();
     for (let v = 1; v <= 3; v++) c.setQueries(v, 0, ['q'], Float32Array.from([1, v]));
     expect(c.unconfirmedQuerySets).toBe(3);

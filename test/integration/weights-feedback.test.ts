@@ -23,7 +23,7 @@ describe('planted harmful samples', () => {
     const queries = Float32Array.from({ length: M * K }, () => r.normal());
     const mean = new Float64Array(K);
     for (let j = 0; j < M; j++) for (let d = 0; d < K; d++) mean[d] = (mean[d] as number) + (queries[j * K + d] as number) / M;
-    client = new MotiveClient({ address: `127.0.0.1:${daemon.grpcPort}`, runId: 'planted', dim: K, applyWeights: true });
+    client = new MotiveClient({ dtype: 'float32', address: `127.0.0.1:${daemon.grpcPort}`, runId: 'planted', dim: K, applyWeights: true });
     client.on('weights', (u: WeightUpdateInfo) => updates.push(u));
     await client.connect();
     client.setQueries(
@@ -86,7 +86,14 @@ describe('planted harmful samples', () => {
   });
 
   it('sends a full snapshot to a trainer that attaches later', async () => {
-    const late = new MotiveClient({ address: `127.0.0.1:${daemon.grpcPort}`, runId: 'planted', dim: K, rank: 0, applyWeights: true });
+    const late = new MotiveClient({
+      dtype: 'float32',
+      address: `127.0.0.1:${daemon.grpcPort}`,
+      runId: 'planted',
+      dim: K,
+      rank: 0,
+      applyWeights: true,
+    });
     const got = new Promise<WeightUpdateInfo>((resolve) => late.once('weights', resolve));
     await late.connect();
     const snap = await got;

@@ -8,12 +8,42 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { RETRYABLE_CODES } from './errors.js';
+import { StreamProtocol } from './protocol.js';
+import {
+  WIRE_DECODE_OPTIONS,
+  type DaemonMessageMsg,
+  type ErrorMsg,
+  type QuerySetInit,
+  type SketchBatchInit,
+  type TrainerMessageInit,
+  type WeightUpdateMsg,
+  type WelcomeMsg,
+} from './wire.js';
 
-/** Query sets kept for resend until a later batch's Ack confirms them, as the Python client keeps. */
-export const MAX_UNCONFIRMED_QUERIES = 256;
+/**
+ * The defaults this client shares with the Python client (`motive_hooks.client.MotiveClient`;
+ * docs/wire.md, "Client defaults"), so that ranks of both attach to one run on defaults alike; a
+ * unit test reads both clients and fails when they differ.
+ */
+export const CLIENT_DEFAULTS = {
+  /** Half the bytes of float32 on the wire and in the daemon's log; the ingest targets are measured in it. */
+  dtype: 'float16',
+  /** The Python hook's sketcher's projection (`sketch.PROJECTION_KIND`). */
+  projectionKind: 'logra-gaussian',
+  seed: 0,
+  fingerprint: '',
+  applyWeights: true,
+  /** Batches kept for resend until acknowledged; at the cap, sending waits for Acks. */
+  maxUnacked: 1024,
+  /** Query sets kept for resend until a later batch's Ack confirms them (the oldest forgotten first). */
+  maxUnconfirmedQueries: 256,
+  /** Reconnect delay after a failed attempt, doubling up to `maxReconnectDelayMs`. */
+  reconnectDelayMs: 100,
+  maxReconnectDelayMs: 2000,
+} as const;
 
-/** `Hello.projection.kind` when none is given: the Python hook's sketcher's, so ranks of both agree. */
-export const DEFAULT_PROJECTION_KIND = 'logra-gaussian';
+/** Query sets kept for resend until a later batch's Ack confirms them. */
+export const MAX_UNCONFIRMED_QUERIES = CLIENT_DEFAULTS.maxUnconfirmedQueries;
 
 const PROTO_PATH = fileURLToPath(new URL('../../schemas/motive.proto', import.meta.url));
 
@@ -27,6 +57,7 @@ export interface MotiveClientOptions {
   readonly dim: number;
   readonly rank?: number;
   readonly worldSize?: number;
+  /** Wire encoding of sketch rows. Default float16 ({@link CLIENT_DEFAULTS}). */
   readonly dtype?: ClientDType;
   readonly token?: string;
   readonly projection?: { kind: string; seed: number | string; fingerprint: string };
@@ -34,58 +65,28 @@ export interface MotiveClientOptions {
   readonly applyWeights?: boolean;
   /** Names of the per-clip features `send` may carry (docs/wire.md); none by default. */
   readonly featureNames?: readonly string[];
-  /** Most unacknowledged batches before `send` waits. Default 64. */
+  /** Most unacknowledged batches before `send` waits. Default 1024. */
   readonly maxUnacked?: number;
-  /** Delay between reconnect attempts in ms. Default 200. */
+  /** Delay after the first failed reconnect attempt in ms, doubling after each further one. Default 100. */
   readonly reconnectDelayMs?: number;
-  /** Give up reconnecting after this long without a Welcome (ms). Default 60000. */
+  /** Longest delay between reconnect attempts in ms. Default 2000. */
+  readonly maxReconnectDelayMs?: number;
+  /**
+   * Give up reconnecting after this long without a Welcome (ms). Default 60000. The Python client
+   * never gives up (it must not fail a training loop); this one serves scripts, which should.
+   */
   readonly reconnectTimeoutMs?: number;
   /** Connect over TLS, trusting this PEM CA (or the system roots when `ca` is omitted). */
   readonly tls?: { readonly ca?: Buffer };
 }
 
-export interface WelcomeInfo {
-  readonly lastCommittedSeq: number;
-  readonly weightsVersion: number;
-  readonly daemon: string;
-  /** Newest query-set version the run holds: a restarted trainer numbers its next one above it. */
-  readonly queryVersion: number;
-}
+/** The daemon's Welcome (`queryVersion`: the newest query-set version the run holds; number the next one above it). */
+export type WelcomeInfo = WelcomeMsg;
+/** A daemon Error message (docs/wire.md, "Error codes"). */
+export type DaemonErrorInfo = ErrorMsg;
+export type WeightUpdateInfo = WeightUpdateMsg;
 
-export interface DaemonErrorInfo {
-  readonly code: string;
-  readonly message: string;
-  readonly fatal: boolean;
-  readonly seq: number;
-}
-
-export interface WeightUpdateInfo {
-  readonly version: number;
-  readonly full: boolean;
-  readonly sampleIds: string[];
-  readonly weights: number[];
-}
-
-interface PendingBatch {
-  readonly seq: number;
-  readonly message: {
-    batch: { seq: number; step: number; lr: number; sampleIds: string[]; sketches: Buffer; losses: number[]; features: number[] };
-  };
-}
-
-interface QueryMessage {
-  queries: { version: number; step: number; queryIds: string[]; groups: string[]; sketches: Buffer };
-}
-
-interface DaemonMessage {
-  body?: 'welcome' | 'ack' | 'weights' | 'error';
-  welcome?: WelcomeInfo;
-  ack?: { seq: number };
-  weights?: WeightUpdateInfo;
-  error?: DaemonErrorInfo;
-}
-
-type Stream = grpc.ClientDuplexStream<unknown, DaemonMessage>;
+type Stream = grpc.ClientDuplexStream<TrainerMessageInit, DaemonMessageMsg>;
 
 /** A daemon error that ends the client (refused Hello and the like). */
 export class MotiveClientError extends Error {
@@ -101,7 +102,7 @@ export class MotiveClientError extends Error {
 let clientCtor: grpc.ServiceClientConstructor | undefined;
 function attributionClient(): grpc.ServiceClientConstructor {
   if (clientCtor === undefined) {
-    const def = protoLoader.loadSync(PROTO_PATH, { keepCase: false, longs: Number, enums: String, defaults: true, oneofs: true });
+    const def = protoLoader.loadSync(PROTO_PATH, WIRE_DECODE_OPTIONS);
     const pkg = grpc.loadPackageDefinition(def) as unknown as { motive: { v1: { Attribution: grpc.ServiceClientConstructor } } };
     clientCtor = pkg.motive.v1.Attribution;
   }
@@ -152,13 +153,8 @@ export class MotiveClient extends EventEmitter {
     Pick<MotiveClientOptions, 'token' | 'projection' | 'tls'>;
   private readonly grpcClient: grpc.Client & { Attach(): Stream };
   private stream: Stream | undefined;
-  private nextSeq = 1;
-  private readonly unacked: PendingBatch[] = [];
-  /**
-   * Query sets not yet known to be committed, each with the seq of the first batch sent after it:
-   * the daemon commits a stream's messages in order, so an Ack at or past that seq confirms it.
-   */
-  private readonly querySets: Array<{ readonly firstSeq: number; readonly msg: QueryMessage }> = [];
+  /** Sequence numbers, unacknowledged batches and unconfirmed query sets (protocol.ts). */
+  private readonly protocol = new StreamProtocol<TrainerMessageInit>(CLIENT_DEFAULTS.maxUnconfirmedQueries);
   private readonly weightMap = new Map<string, number>();
   private weightsVersionValue = 0;
   private closed = false;
@@ -175,11 +171,12 @@ export class MotiveClient extends EventEmitter {
     this.options = {
       rank: 0,
       worldSize: 1,
-      dtype: 'float32',
-      applyWeights: true,
+      dtype: CLIENT_DEFAULTS.dtype,
+      applyWeights: CLIENT_DEFAULTS.applyWeights,
       featureNames: [],
-      maxUnacked: 64,
-      reconnectDelayMs: 200,
+      maxUnacked: CLIENT_DEFAULTS.maxUnacked,
+      reconnectDelayMs: CLIENT_DEFAULTS.reconnectDelayMs,
+      maxReconnectDelayMs: CLIENT_DEFAULTS.maxReconnectDelayMs,
       reconnectTimeoutMs: 60000,
       ...options,
     };
@@ -211,7 +208,7 @@ export class MotiveClient extends EventEmitter {
 
   /** Seq numbers sent but not yet acknowledged. */
   get pending(): number {
-    return this.unacked.length;
+    return this.protocol.pending;
   }
 
   /**
@@ -219,20 +216,14 @@ export class MotiveClient extends EventEmitter {
    * confirms it (at most {@link MAX_UNCONFIRMED_QUERIES} kept, the oldest forgotten first).
    */
   setQueries(version: number, step: number, ids: string[], sketches: Float32Array, groups: string[] = []): void {
-    const msg: QueryMessage = { queries: { version, step, queryIds: ids, groups, sketches: this.encode(sketches) } };
-    this.querySets.push({ firstSeq: this.nextSeq, msg });
-    if (this.querySets.length > MAX_UNCONFIRMED_QUERIES) this.querySets.shift();
-    this.write(msg);
+    const queries: QuerySetInit = { version, step, queryIds: ids, groups, sketches: this.encode(sketches) };
+    this.protocol.queries({ queries });
+    this.write({ queries });
   }
 
   /** Query sets kept for resend (not yet confirmed by an Ack). */
   get unconfirmedQuerySets(): number {
-    return this.querySets.length;
-  }
-
-  /** Forgets the query sets sent before batch `committedSeq`, which is committed. */
-  private confirmQueries(committedSeq: number): void {
-    while (this.querySets.length > 0 && (this.querySets[0] as { firstSeq: number }).firstSeq <= committedSeq) this.querySets.shift();
+    return this.protocol.unconfirmedQueries;
   }
 
   /**
@@ -249,26 +240,29 @@ export class MotiveClient extends EventEmitter {
     features: ArrayLike<number> = [],
   ): Promise<number> {
     this.throwIfFatal();
-    while (this.unacked.length >= this.options.maxUnacked) {
+    while (this.protocol.pending >= this.options.maxUnacked) {
       await once(this, 'progress');
       this.throwIfFatal();
     }
-    const seq = this.nextSeq++;
-    const pending: PendingBatch = {
-      seq,
-      message: { batch: { seq, step, lr, sampleIds: ids, sketches: this.encode(sketches), losses, features: Array.from(features) } },
+    const batch: Omit<SketchBatchInit, 'seq'> = {
+      step,
+      lr,
+      sampleIds: ids,
+      sketches: this.encode(sketches),
+      losses,
+      features: Array.from(features),
     };
-    this.unacked.push(pending);
-    if (this.connected) await this.writeWithBackpressure(pending.message);
-    return seq;
+    const kept = this.protocol.batch((seq) => ({ batch: { seq, ...batch } }));
+    if (this.connected) await this.writeWithBackpressure(kept.message);
+    return kept.seq;
   }
 
   /** Resolves when every batch sent so far is acknowledged. */
   async flush(timeoutMs = 60000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    while (this.unacked.length > 0) {
+    while (this.protocol.pending > 0) {
       this.throwIfFatal();
-      if (Date.now() > deadline) throw new Error(`flush timed out with ${this.unacked.length} unacknowledged batches`);
+      if (Date.now() > deadline) throw new Error(`flush timed out with ${this.protocol.pending} unacknowledged batches`);
       // Wake on progress or every 100 ms, without leaving a listener behind.
       const ac = new AbortController();
       const timer = setTimeout(() => ac.abort(), 100);
@@ -295,11 +289,11 @@ export class MotiveClient extends EventEmitter {
     return Buffer.from(values.buffer, values.byteOffset, values.byteLength);
   }
 
-  private write(msg: unknown): void {
+  private write(msg: TrainerMessageInit): void {
     if (this.connected && this.stream !== undefined) this.stream.write(msg);
   }
 
-  private async writeWithBackpressure(msg: unknown): Promise<void> {
+  private async writeWithBackpressure(msg: TrainerMessageInit): Promise<void> {
     const s = this.stream;
     if (s === undefined || s.write(msg)) return;
     // Wait for drain, close or error, then remove all three listeners (no leak per blocked write).
@@ -318,6 +312,7 @@ export class MotiveClient extends EventEmitter {
 
   private async openWithRetry(): Promise<WelcomeInfo> {
     const deadline = Date.now() + this.options.reconnectTimeoutMs;
+    let delay = this.options.reconnectDelayMs;
     for (;;) {
       this.throwIfFatal();
       try {
@@ -325,7 +320,8 @@ export class MotiveClient extends EventEmitter {
       } catch (err) {
         if (err instanceof MotiveClientError || this.closed) throw err;
         if (Date.now() > deadline) throw err;
-        await new Promise((r) => setTimeout(r, this.options.reconnectDelayMs));
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(this.options.maxReconnectDelayMs, delay * 2);
       }
     }
   }
@@ -335,14 +331,14 @@ export class MotiveClient extends EventEmitter {
       const stream = this.grpcClient.Attach();
       this.stream = stream;
       let welcomed = false;
-      stream.on('data', (msg: DaemonMessage) => {
-        if (msg.welcome) {
+      stream.on('data', (msg: DaemonMessageMsg) => {
+        if (msg.body === 'welcome') {
           welcomed = true;
           this.onWelcome(msg.welcome);
           resolve(msg.welcome);
-        } else if (msg.ack) this.onAck(msg.ack.seq);
-        else if (msg.weights) this.onWeights(msg.weights);
-        else if (msg.error) {
+        } else if (msg.body === 'ack') this.onAck(msg.ack.seq);
+        else if (msg.body === 'weights') this.onWeights(msg.weights);
+        else if (msg.body === 'error') {
           const e = msg.error;
           if (e.fatal) {
             const err = new MotiveClientError(e.code, e.message);
@@ -384,10 +380,10 @@ export class MotiveClient extends EventEmitter {
           rank: this.options.rank,
           worldSize: this.options.worldSize,
           projection: {
-            kind: this.options.projection?.kind ?? DEFAULT_PROJECTION_KIND,
-            seed: this.options.projection?.seed ?? 0,
+            kind: this.options.projection?.kind ?? CLIENT_DEFAULTS.projectionKind,
+            seed: this.options.projection?.seed ?? CLIENT_DEFAULTS.seed,
             dim: this.options.dim,
-            fingerprint: this.options.projection?.fingerprint ?? '',
+            fingerprint: this.options.projection?.fingerprint ?? CLIENT_DEFAULTS.fingerprint,
           },
           dtype: this.options.dtype === 'float16' ? 'FLOAT16' : 'FLOAT32',
           token: this.options.token ?? '',
@@ -400,31 +396,20 @@ export class MotiveClient extends EventEmitter {
   }
 
   private onWelcome(w: WelcomeInfo): void {
-    while (this.unacked.length > 0 && (this.unacked[0] as PendingBatch).seq <= w.lastCommittedSeq) this.unacked.shift();
-    if (this.nextSeq <= w.lastCommittedSeq) this.nextSeq = w.lastCommittedSeq + 1;
+    const resend = this.protocol.welcome(w.lastCommittedSeq);
     this.connected = true;
-    this.confirmQueries(w.lastCommittedSeq);
-    for (const q of this.querySets) this.stream?.write(q.msg);
-    for (const b of this.unacked) this.stream?.write(b.message);
+    for (const m of resend) this.stream?.write(m);
     this.emit('welcome', w);
     this.emit('progress');
   }
 
   private onAck(seq: number): void {
-    // Acks arrive in commit order; drop everything up to and including seq.
-    let dropped = false;
-    while (this.unacked.length > 0 && (this.unacked[0] as PendingBatch).seq <= seq) {
-      this.unacked.shift();
-      dropped = true;
-    }
-    this.confirmQueries(seq);
-    if (dropped) this.emit('progress');
+    if (this.protocol.ack(seq)) this.emit('progress');
     this.emit('ack', seq);
   }
 
   private onRejected(e: DaemonErrorInfo): void {
-    const i = this.unacked.findIndex((b) => b.seq === e.seq);
-    if (i >= 0) this.unacked.splice(i, 1);
+    this.protocol.reject(e.seq);
     this.rejected++;
     this.emit('rejected', e);
     this.emit('progress');

@@ -1,4 +1,5 @@
 export {
+  CLIENT_DEFAULTS,
   MotiveClient,
   MotiveClientError,
   encodeFloat16Array,

@@ -17,11 +17,23 @@ function hello(featureNames: string[]): HelloMsg {
     client: 't',
     applyWeights: false,
     featureNames,
+    worker: false,
   };
 }
 
 function batch(features: number[]): SketchBatchMsg {
-  return { seq: 1, step: 0, lr: 0.1, sampleIds: ['a', 'b'], sketches: Buffer.from(new Float32Array(4).buffer), losses: [], features };
+  return {
+    seq: 1,
+    step: 0,
+    lr: 0.1,
+    sampleIds: ['a', 'b'],
+    sketches: Buffer.from(new Float32Array(4).buffer),
+    losses: [],
+    features,
+    deferred: false,
+    jobIds: [],
+    snapshotStep: 0,
+  };
 }
 
 function code(f: () => unknown): string | undefined {

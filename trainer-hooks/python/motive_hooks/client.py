@@ -22,9 +22,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Deque, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Deque, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 import grpc
 import numpy as np
@@ -32,6 +32,7 @@ import torch
 
 from ._proto import motive_pb2 as pb
 from ._errors import RETRYABLE_CODES
+from .protocol import MAX_UNCONFIRMED_QUERIES, StreamProtocol
 from .sketch import PROJECTION_KIND, GradientSketcher
 
 __all__ = ["MotiveClient", "MotiveClientError", "ClientStats", "CLIENT_VERSION"]
@@ -43,9 +44,6 @@ _METHOD = "/motive.v1.Attribution/Attach"
 _log = logging.getLogger("motive_hooks.client")
 
 ArrayLike = Union[torch.Tensor, np.ndarray, Sequence[Sequence[float]]]
-
-#: Query sets kept for resend until a later batch is acked (the oldest are forgotten first).
-_MAX_UNCONFIRMED_QUERIES = 256
 
 
 class MotiveClientError(RuntimeError):
@@ -244,17 +242,10 @@ class MotiveClient:
         self._cv = threading.Condition(self._lock)
         self._pending: Deque[Union[_Rows, _Queries]] = deque()
         self._pending_rows = 0
-        self._unacked: "OrderedDict[int, Any]" = OrderedDict()
-        self._next_seq: Optional[int] = None
-        self._query_version = 0  # the highest QuerySet version this client numbered or saw
-        self._query_floor = 0  # the highest Welcome.query_version seen (versions the run holds)
-        self._sent_query_version = 0  # the version of the last QuerySet put on a stream
-        self._welcomed = False  # a Welcome arrived at least once
-        self._latest_queries: Optional[Any] = None
-        # QuerySets sent but not known to be committed: version -> (seq of the first batch sent
-        # after it, message). The daemon commits a stream's messages in order, so the ack of
-        # that batch (or a Welcome.last_committed_seq covering it) confirms the query set.
-        self._sent_queries: "OrderedDict[int, Tuple[int, Any]]" = OrderedDict()
+        # Sequence numbers, unacknowledged batches and query versions (protocol.py); guarded by _lock.
+        self._protocol: StreamProtocol[Any] = StreamProtocol(
+            world_size=self.world_size, max_unacked=self.max_unacked, max_unconfirmed_queries=MAX_UNCONFIRMED_QUERIES
+        )
         self._last_step = -1
         self._weights: Dict[str, float] = {}
         self._weights_version = 0
@@ -358,10 +349,10 @@ class MotiveClient:
                 return 0
             if step is None:
                 step = self._last_step + 1
-            self._query_version += 1
+            version = self._protocol.number_queries()
             msg = pb.TrainerMessage(
                 queries=pb.QuerySet(
-                    version=self._query_version,
+                    version=version,
                     step=max(0, step),
                     query_ids=ids,
                     groups=group_list,
@@ -370,7 +361,7 @@ class MotiveClient:
             )
             self._pending.append(_Queries(msg))
             self._cv.notify_all()
-            return self._query_version
+            return version
 
     def wait_attached(self, timeout_s: float = 10.0) -> bool:
         """Waits up to ``timeout_s`` seconds for the first ``Welcome``; False on timeout/refusal.
@@ -379,18 +370,18 @@ class MotiveClient:
         """
         deadline = time.monotonic() + max(0.0, float(timeout_s))
         with self._cv:
-            while not self._welcomed and not self._failed and not self._closing:
+            while not self._protocol.welcomed and not self._failed and not self._closing:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
                 self._cv.wait(min(left, 0.05))
-            return self._welcomed and not self._failed
+            return self._protocol.welcomed and not self._failed
 
     @property
     def query_version(self) -> int:
         """The highest QuerySet version this client numbered or saw in a ``Welcome`` (0: none)."""
         with self._lock:
-            return self._query_version
+            return self._protocol.query_version
 
     def _bad_call(self, what: str, exc: BaseException, result: Any) -> Any:
         """Reports a malformed call: raises under ``raise_on_error``, else logs and counts it."""
@@ -513,7 +504,7 @@ class MotiveClient:
         """
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         with self._cv:
-            while self._pending or self._unacked or self._in_flight:
+            while self._pending or self._protocol.unacked or self._in_flight:
                 if self._failed:
                     break
                 left = None if deadline is None else deadline - time.monotonic()
@@ -534,7 +525,7 @@ class MotiveClient:
         deadline = time.monotonic() + max(0.0, float(timeout_s))
         try:
             with self._cv:
-                busy = bool(self._pending or self._unacked or self._in_flight) and not self._failed
+                busy = bool(self._pending or self._protocol.unacked or self._in_flight) and not self._failed
             if busy:
                 self.flush(max(0.0, deadline - time.monotonic() - 0.2))
         except Exception as exc:  # close must not raise into the training loop
@@ -625,7 +616,7 @@ class MotiveClient:
         with self._lock:
             s = ClientStats(**{k: getattr(self._stats, k) for k in self._stats.__dataclass_fields__})
             s.errors = list(self._stats.errors)
-            s.unacked_batches = len(self._unacked)
+            s.unacked_batches = len(self._protocol.unacked)
             s.queued_sends = self._pending_rows
             return s
 
@@ -698,11 +689,6 @@ class MotiveClient:
             self._stats.errors.append(text)
             del self._stats.errors[:-20]
 
-    def _confirm_queries_locked(self, committed_seq: int) -> None:
-        """Forgets the query sets sent before batch ``committed_seq``, which is committed."""
-        for version in [v for v, (first, _) in self._sent_queries.items() if first <= committed_seq]:
-            del self._sent_queries[version]
-
     def _drop_all_locked(self) -> None:
         for item in self._pending:
             if isinstance(item, _Rows):
@@ -710,9 +696,8 @@ class MotiveClient:
                 self._stats.dropped_sends += 1
         self._pending.clear()
         self._pending_rows = 0
-        for msg in self._unacked.values():
+        for msg in self._protocol.drop_unacked():
             self._stats.dropped_rows += len(msg.batch.sample_ids)
-        self._unacked.clear()
 
     def _read(self, conn: _Conn, call: Any) -> None:
         try:
@@ -737,10 +722,9 @@ class MotiveClient:
                 self._cv.notify_all()
         elif kind == "ack":
             with self._cv:
-                if self._unacked.pop(int(msg.ack.seq), None) is not None:
+                if self._protocol.ack(int(msg.ack.seq)):
                     self._stats.acked_batches += 1
                 self._acked_weights_version = self._weights_version
-                self._confirm_queries_locked(int(msg.ack.seq))
                 self._cv.notify_all()
         elif kind == "weights":
             wu = msg.weights
@@ -769,7 +753,7 @@ class MotiveClient:
                 conn.dead.set()
             elif err.seq:
                 with self._cv:
-                    if self._unacked.pop(int(err.seq), None) is not None:
+                    if self._protocol.reject(int(err.seq)):
                         self._stats.rejected_batches += 1
                     self._cv.notify_all()
             with self._cv:
@@ -790,31 +774,14 @@ class MotiveClient:
                         return False
             if conn.refused or conn.welcome is None:
                 return False
-            last = int(conn.welcome.last_committed_seq)
             with self._cv:
-                first = not self._welcomed
-                self._welcomed = True
-                # A single rank numbers above every version the run holds. With several ranks the
-                # versions must agree across ranks (the daemon de-duplicates by version), so only
-                # a rank that already has history (a restarted trainer) takes the run's newest
-                # version at its first Welcome as its base; a fresh rank numbers 1, 2, ...
-                if self.world_size == 1 or (first and last > 0):
-                    self._query_floor = max(self._query_floor, int(conn.welcome.query_version))
-                    self._query_version = max(self._query_version, self._query_floor)
-                if self._next_seq is None:
-                    self._next_seq = last + 1
-                for seq in [s for s in self._unacked if s <= last]:
-                    del self._unacked[seq]
-                    self._stats.acked_batches += 1
-                self._confirm_queries_locked(last)
-                if self._sent_queries:  # every query set that may have been lost, in order
-                    for _, qmsg in self._sent_queries.values():
-                        conn.put(qmsg)
-                elif self._latest_queries is not None:
-                    conn.put(self._latest_queries)
-                for msg in self._unacked.values():
+                resume = self._protocol.welcome(
+                    int(conn.welcome.last_committed_seq), int(conn.welcome.query_version)
+                )
+                self._stats.acked_batches += resume.acked
+                for msg in resume.messages:
                     conn.put(msg)
-                    self._stats.resent_batches += 1
+                self._stats.resent_batches += resume.resent
                 self._stats.state = "connected"
                 self._cv.notify_all()
             self._pump(conn)
@@ -832,23 +799,13 @@ class MotiveClient:
                 while True:
                     if conn.dead.is_set() or self._closing:
                         return
-                    if self._pending and (
-                        isinstance(self._pending[0], _Queries) or len(self._unacked) < self.max_unacked
-                    ):
+                    if self._pending and (isinstance(self._pending[0], _Queries) or self._protocol.has_room()):
                         break
                     self._cv.wait(0.05)
                 head = self._pending.popleft()
                 if isinstance(head, _Queries):
                     qs = head.msg.queries
-                    # above what the run holds (Welcome) and what this client sent, in queue order
-                    qs.version = max(int(qs.version), self._query_floor + 1, self._sent_query_version + 1)
-                    self._sent_query_version = int(qs.version)
-                    self._query_version = max(self._query_version, int(qs.version))
-                    self._latest_queries = head.msg
-                    assert self._next_seq is not None
-                    self._sent_queries[int(qs.version)] = (self._next_seq, head.msg)
-                    while len(self._sent_queries) > _MAX_UNCONFIRMED_QUERIES:
-                        self._sent_queries.popitem(last=False)
+                    qs.version = self._protocol.queries_sent(int(qs.version), head.msg)
                     conn.put(head.msg)
                     continue
                 self._pending_rows -= 1
@@ -872,9 +829,7 @@ class MotiveClient:
                     self._pending_rows -= 1
                     group.append(nxt)
                     rows += len(nxt.ids)
-                assert self._next_seq is not None
-                seq = self._next_seq
-                self._next_seq += 1
+                seq = self._protocol.take_seq()
                 self._cv.notify_all()
                 self._in_flight = True
             msg: Optional[Any] = None
@@ -887,7 +842,7 @@ class MotiveClient:
                         self._stats.dropped_rows += sum(len(g.ids) for g in group)
                         self._stats.dropped_sends += len(group)
                     else:
-                        self._unacked[seq] = msg
+                        self._protocol.batch_sent(seq, msg)
                         self._stats.sent_batches += 1
                     self._cv.notify_all()
             if msg is None or self._closing:

@@ -1,0 +1,64 @@
+/**
+ * The TypeScript client's stream protocol (trainer-hooks/ts/protocol.ts) without a daemon: the
+ * rules of docs/wire.md ("Ordering") written out in each case.
+ */
+import { describe, expect, it } from 'vitest';
+import { StreamProtocol } from '../../../trainer-hooks/ts/protocol.js';
+
+type Msg = string; // the protocol never looks inside a message
+
+function batch(p: StreamProtocol<Msg>): number {
+  return p.batch((seq) => `b${seq}`).seq;
+}
+
+describe('trainer stream protocol', () => {
+  it('numbers batches 1, 2, 3 and keeps each until an Ack at or past it', () => {
+    const p = new StreamProtocol<Msg>(8);
+    expect([batch(p), batch(p), batch(p)]).toEqual([1, 2, 3]);
+    expect(p.pending).toBe(3);
+    expect(p.ack(2)).toBe(true); // Acks come in commit order: 1 and 2 are committed
+    expect(p.pending).toBe(1);
+    expect(p.ack(2)).toBe(false);
+    expect(p.welcome(0)).toEqual(['b3']);
+  });
+
+  it('after a reconnect resends the unconfirmed query sets, then the unacknowledged batches, in order', () => {
+    const p = new StreamProtocol<Msg>(8);
+    p.welcome(0);
+    p.queries('q1'); // confirmed by batch 1
+    batch(p);
+    p.queries('q2'); // confirmed by batch 2
+    batch(p);
+    p.queries('q3'); // no batch after it yet
+    p.ack(1);
+    expect(p.unconfirmedQueries).toBe(2);
+    // The new stream's Welcome shows batch 2 committed (its Ack was lost with the old stream).
+    expect(p.welcome(2)).toEqual(['q3']);
+    expect(batch(p)).toBe(3);
+    p.ack(3);
+    expect(p.unconfirmedQueries).toBe(0);
+    expect(p.welcome(3)).toEqual([]);
+  });
+
+  it('continues numbering above the run’s last committed seq (a restarted trainer)', () => {
+    const p = new StreamProtocol<Msg>(8);
+    expect(p.welcome(41)).toEqual([]);
+    expect(batch(p)).toBe(42);
+  });
+
+  it('forgets a rejected batch alone', () => {
+    const p = new StreamProtocol<Msg>(8);
+    p.welcome(0);
+    [1, 2, 3].forEach(() => batch(p));
+    expect(p.reject(2)).toBe(true);
+    expect(p.reject(2)).toBe(false);
+    expect(p.welcome(0)).toEqual(['b1', 'b3']);
+  });
+
+  it('keeps at most the bound of unconfirmed query sets, the oldest forgotten first', () => {
+    const p = new StreamProtocol<Msg>(3);
+    for (let v = 1; v <= 5; v++) p.queries(`q${v}`);
+    expect(p.unconfirmedQueries).toBe(3);
+    expect(p.welcome(0)).toEqual(['q3', 'q4', 'q5']);
+  });
+});

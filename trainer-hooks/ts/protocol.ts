@@ -1,0 +1,83 @@
+/**
+ * The trainer side of the `Attach` stream protocol without I/O (docs/wire.md, "Ordering"): batch
+ * sequence numbers, the batches not yet acknowledged, the query sets not yet confirmed, and what a
+ * new stream must be sent again after its Welcome. No stream, timer or event here: `MotiveClient`
+ * (client.ts) calls it and writes what it returns, so the rules are tested without a daemon
+ * (test/unit/client/protocol.test.ts). The Python client keeps the same rules in
+ * `motive_hooks/protocol.py`.
+ */
+
+/** A message kept for resending; the protocol never looks inside one. */
+export interface Kept<M> {
+  readonly seq: number;
+  readonly message: M;
+}
+
+export class StreamProtocol<M> {
+  private nextSeq = 1;
+  private readonly unacked: Array<Kept<M>> = [];
+  /**
+   * Query sets not yet known to be committed, each with the seq of the first batch sent after it:
+   * the daemon commits a stream's messages in order, so an Ack at or past that seq confirms it.
+   */
+  private readonly querySets: Array<Kept<M>> = [];
+
+  /** @param maxUnconfirmedQueries query sets kept for resend, the oldest forgotten first. */
+  constructor(private readonly maxUnconfirmedQueries: number) {}
+
+  /** Batches sent (or queued while disconnected) and not yet acknowledged. */
+  get pending(): number {
+    return this.unacked.length;
+  }
+
+  /** Query sets kept for resend. */
+  get unconfirmedQueries(): number {
+    return this.querySets.length;
+  }
+
+  /** Numbers a new batch and keeps `make(seq)` until it is acknowledged; returns it. */
+  batch(make: (seq: number) => M): Kept<M> {
+    const seq = this.nextSeq++;
+    const kept = { seq, message: make(seq) };
+    this.unacked.push(kept);
+    return kept;
+  }
+
+  /** Keeps a query set sent now until a later batch's Ack confirms it. */
+  queries(message: M): void {
+    this.querySets.push({ seq: this.nextSeq, message });
+    if (this.querySets.length > this.maxUnconfirmedQueries) this.querySets.shift();
+  }
+
+  /**
+   * A Welcome arrived on a new stream: forgets what it shows committed, continues numbering
+   * above it, and returns what to send again, in order (the query sets, then the batches).
+   */
+  welcome(lastCommittedSeq: number): M[] {
+    this.dropThrough(lastCommittedSeq);
+    if (this.nextSeq <= lastCommittedSeq) this.nextSeq = lastCommittedSeq + 1;
+    return [...this.querySets.map((q) => q.message), ...this.unacked.map((b) => b.message)];
+  }
+
+  /** An Ack (they come in commit order): true when it acknowledged a batch still kept. */
+  ack(seq: number): boolean {
+    return this.dropThrough(seq);
+  }
+
+  /** A non-fatal Error for batch `seq`: the batch is forgotten (never resent). */
+  reject(seq: number): boolean {
+    const i = this.unacked.findIndex((b) => b.seq === seq);
+    if (i >= 0) this.unacked.splice(i, 1);
+    return i >= 0;
+  }
+
+  private dropThrough(committedSeq: number): boolean {
+    let dropped = false;
+    while (this.unacked.length > 0 && (this.unacked[0] as Kept<M>).seq <= committedSeq) {
+      this.unacked.shift();
+      dropped = true;
+    }
+    while (this.querySets.length > 0 && (this.querySets[0] as Kept<M>).seq <= committedSeq) this.querySets.shift();
+    return dropped;
+  }
+}
