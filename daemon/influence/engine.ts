@@ -10,109 +10,24 @@
  */
 import { MotiveError, normalizeRows, trace, type Logger } from '../shared/index.js';
 import { crashPoint } from '../shared/crash-point.js';
-import type {
-  AnswerPlan,
-  PendingScores,
-  QuerySetRecord,
-  ReportPlan,
-  RunState,
-  SampleState,
-  ScoreMode,
-  SketchDType,
-  Store,
-} from '../store/index.js';
+import type { AnswerPlan, QuerySetRecord, ReportPlan, RunState, SampleState, Store } from '../store/index.js';
 import type { MatMulKernel } from './matmul-kernel.js';
 import { allFinite, transpose } from './math.js';
 import { overflowReason } from './finite-check.js';
 import { SketchBuffers } from './sketch-decode.js';
 import { claimRows, releaseClaims } from './sidecar-rows.js';
+import { attribute } from './attribute.js';
+import type { BatchSubmission, BatchWeigher, CommitEvent, InfluenceEngineOptions, QuerySubmission, SubmitOutcome } from './engine-types.js';
 
-/** A validated, decoded batch (docs/wire.md, SketchBatch). */
-export interface BatchSubmission {
-  readonly runId: string;
-  readonly rank: number;
-  readonly seq: number;
-  readonly step: number;
-  readonly lr: number;
-  readonly sampleIds: readonly string[];
-  /** [sampleIds.length × k] float32, raw (normalised here per the run's score mode) or `normalized`. */
-  readonly sketches: Float32Array;
-  /**
-   * Already L2-normalised row by row (ingest decodes a cosine run's sketches that way, in one
-   * pass); a cosine run's raw sketches are normalised in the group's preparation.
-   */
-  readonly normalized?: boolean;
-  /** The sketch bytes as received: what the store logs. */
-  readonly wire: Uint8Array;
-  /** Per-sample features [sampleIds.length × the run's feature count], stored with the batch; undefined: none. */
-  readonly features?: Float32Array | undefined;
-  /**
-   * The dtype of `wire`: the sending rank's, which may differ from the run's (ranks in mixed
-   * precision); logged with the bytes so that recovery decodes them as ingest did.
-   */
-  readonly wireDtype: SketchDType;
-  /** Wire bytes, for group sizing. */
-  readonly bytes: number;
-  /** A side-car report (docs/wire.md): no sketches; each sample becomes a job for the workers. */
-  readonly deferred?: boolean;
-  /** A side-car worker's batch: the job each row answers (deduplicated by job, not by rank and seq). */
-  readonly jobIds?: readonly number[];
-  /** A worker batch's parameter snapshot step (its staleness is `step − snapshotStep`). */
-  readonly snapshotStep?: number;
-}
-
-/** A validated, decoded query set. */
-export interface QuerySubmission {
-  readonly runId: string;
-  readonly version: number;
-  readonly step: number;
-  readonly ids: readonly string[];
-  readonly groups: readonly string[];
-  /** [ids.length × k] float32, raw. */
-  readonly sketches: Float32Array;
-  readonly bytes: number;
-}
-
-/** committed: counted now; duplicate: already counted earlier, not counted again. */
-export type SubmitOutcome = 'committed' | 'duplicate';
-
-/** What one group commit changed, for weighting, the live feed and metrics. */
-export interface CommitEvent {
-  readonly runId: string;
-  readonly batches: number;
-  readonly sketches: number;
-  readonly bytes: number;
-  readonly lastStep: number;
-  readonly querySets: readonly QuerySetRecord[];
-  /** The sample ids of each batch committed (duplicates left out), in commit order. */
-  readonly sampleIds: ReadonlyArray<readonly string[]>;
-  /** Durable transaction of the group, from its turn in the store (waiting for earlier commits included). */
-  readonly commitMs: number;
-  /** Where the group's time went (docs/observability.md, `motive_ingest_stage_seconds`). */
-  readonly stages: CommitStages;
-}
-
-/** Time of each step between a batch's arrival and its Ack, for one group commit. */
-export interface CommitStages {
-  /** Per batch of the run in this group: from submission until its group was taken up. */
-  readonly waitMs: readonly number[];
-  /** Preparing the group: de-duplication, normalisation and the products with the queries. */
-  readonly scoreMs: number;
-  /** From prepared until its transaction began (the previous group's commit still running). */
-  readonly queuedMs: number;
-  /** The durable transaction itself: the log entries written and synced. */
-  readonly durableMs: number;
-  /** Applying the group to memory after its commit. */
-  readonly applyMs: number;
-}
-
-export interface InfluenceEngineOptions {
-  readonly maxGroupBytes: number;
-  /** Rows of the int8 mirror per kernel call in `/attribute` scans. */
-  readonly scanChunkSamples: number;
-  /** Most distinct samples per run; a batch that would add more is rejected. */
-  readonly maxSamplesPerRun: number;
-}
+export type {
+  BatchSubmission,
+  BatchWeigher,
+  CommitEvent,
+  CommitStages,
+  InfluenceEngineOptions,
+  QuerySubmission,
+  SubmitOutcome,
+} from './engine-types.js';
 
 type Item =
   | {
@@ -143,42 +58,6 @@ interface PreparedBatch {
   readonly report?: ReportPlan;
   /** A worker batch's answered jobs. */
   readonly answer?: AnswerPlan | undefined;
-}
-
-/**
- * Batch weights (`weights.batchUpdates`): while a group is prepared, the engine projects each of
- * its samples' score and `seen` as they will be once the group is applied, and the weighting
- * service maps them to weights with the statistics of the run's last recompute. The weights that
- * moved are logged in the group's own transaction, so a batch's WeightUpdate follows its Ack with
- * no commit of its own.
- */
-export interface BatchWeigher {
-  /** Whether it gives batch weights at all (fixed for its lifetime): without, nothing is projected. */
-  readonly batchUpdates: boolean;
-  /**
-   * The weight of a sample of `run` with score `score` after `seen` batches and its latest
-   * features (undefined: none), or undefined when the
-   * run has no statistics to use (batch updates off, no recompute yet, or it scored over a query
-   * count other than `queries`).
-   */
-  batchPolicy(run: RunState, queries: number): ((score: number, seen: number, features: Float32Array | undefined) => number) | undefined;
-  /** Whether a weight that moves from `from` to `to` is pushed. */
-  moves(from: number, to: number): boolean;
-  /**
-   * Batch weights committed with their group at weights `version`, not yet applied: called with
-   * the group's Acks when they are sent before its apply (see {@link InfluenceEngine.submitBatch}),
-   * so that the trainers have the weights with the Acks.
-   */
-  durable(run: RunState, version: number, ids: readonly string[], weights: Float32Array): void;
-  /** The same, applied to memory: announce them (`trainersTold`: {@link BatchWeigher.durable} came first). */
-  announce(
-    run: RunState,
-    version: number,
-    ids: readonly string[],
-    weights: Float32Array,
-    newlyDownweighted: readonly string[],
-    trainersTold: boolean,
-  ): void;
 }
 
 /** A sample as it will be once every prepared group is applied (score total, seen, weight). */
@@ -915,88 +794,11 @@ export class InfluenceEngine {
   }
 
   /**
-   * Scores a new query against every stored G(z) of a run: `<G(z), q̂>` with q normalised per
-   * the run's score mode. Returns the best `limit`, best first, exactly: the int8 mirror gives
-   * every row an approximate score with an error bound, and only rows whose bound reaches the
-   * top are rescored from the float32 G(z) in the store.
+   * Scores a new query against every stored G(z) of a run (the read path, attribute.ts): the best
+   * `limit`, best first, exactly.
    */
-  async attribute(run: RunState, query: Float32Array, limit: number): Promise<Array<{ id: string; score: number }>> {
-    const k = run.info.dim;
-    const q = Float32Array.from(query);
-    if (run.info.scoreMode === 'cosine') normalizeRows(q, 1, k);
-    let qL1 = 0;
-    for (let d = 0; d < k; d++) qL1 += Math.abs(q[d] as number);
-    // Rounding each int8 value moves it by at most scale/2; float32 accumulation adds a little.
-    const boundPerScale = qL1 * (0.5 + 127 * k * 1.2e-7);
-    // The changes ingest has not folded into records yet, scored before the mirror is sized
-    // (a sample new since the last flush gets its zero row here).
-    const pending = this.store.pendingScores(run, q);
-    const mirror = run.mirror;
-    const n = mirror.size;
-    const approx = new Float32Array(n);
-    const bound = new Float32Array(n);
-    const ids: string[] = new Array<string>(n);
-    for (const block of mirror.blocksView()) {
-      // Small sub-chunks keep the kernel's float32 copy of the int8 rows in cache (2.5× faster
-      // than whole 16 Ki-row blocks at k = 512, measured).
-      const c = new Float32Array(block.count);
-      const chunk = this.options.scanChunkSamples;
-      // A block's chunks queued together run back to back in one turn of the event loop: between
-      // turns the batches and flush work waiting get the main thread, and under ingest a turn per
-      // chunk let them in before every chunk.
-      const parts: Array<Promise<Float32Array>> = [];
-      for (let at = 0; at < block.count; at += chunk) {
-        const rows = Math.min(chunk, block.count - at);
-        parts.push(this.kernel.multiplyInt8(block.rows.subarray(at * k, (at + rows) * k), rows, k, q, 1));
-      }
-      (await Promise.all(parts)).forEach((part, j) => c.set(part, j * chunk));
-      for (let i = 0; i < block.count; i++) {
-        const slot = block.first + i;
-        const scale = block.scales[i] as number;
-        approx[slot] = (c[i] as number) * scale;
-        bound[slot] = scale * boundPerScale;
-        ids[slot] = block.ids[i] as string;
-      }
-    }
-    addPending(pending, approx, bound);
-    const lower = new TopK(limit);
-    for (let slot = 0; slot < n; slot++) lower.offer(ids[slot] as string, (approx[slot] as number) - (bound[slot] as number));
-    const threshold = lower.full ? lower.min : -Infinity;
-    const top = new TopK(limit);
-    const g = new Float32Array(k);
-    for (let slot = 0; slot < n; slot++) {
-      if ((approx[slot] as number) + (bound[slot] as number) < threshold) continue;
-      const id = ids[slot] as string;
-      if (this.store.readEmbedding(run.info.id, id, g) === undefined) continue;
-      let score = 0;
-      for (let d = 0; d < k; d++) score += (g[d] as number) * (q[d] as number);
-      top.offer(id, score);
-    }
-    return top.sorted();
-  }
-}
-
-/**
- * Adds each pending change's `<change, q>` to its row's approximate score, with the rounding that
- * adds (the float64 sum's, the float32 score's, and the float32 G(z) = record + change the
- * rescoring reads). A row a flush rebuilt while the scan ran may hold the change already: it
- * gets no bound, and so is rescored.
- */
-function addPending(p: PendingScores, approx: Float32Array, bound: Float32Array): void {
-  for (let i = 0; i < p.count; i++) {
-    const slot = p.slots[i] as number;
-    if (slot >= approx.length) continue;
-    if (p.folded(i)) {
-      bound[slot] = Infinity;
-      continue;
-    }
-    const a = (approx[slot] as number) + (p.dots[i] as number);
-    approx[slot] = a;
-    // The row's bound b is at least scale · ‖q‖₁ / 2 and |record[d]| ≤ 127 · scale, so
-    // Σ |record[d] · q[d]| ≤ 254 b: rounding record + change to float32 moves the score by at
-    // most 6e-8 of that plus Σ |change[d] · q[d]|.
-    const b = bound[slot] as number;
-    bound[slot] = b + 2e-5 * b + 2.4e-7 * ((p.abs[i] as number) + Math.abs(a));
+  attribute(run: RunState, query: Float32Array, limit: number): Promise<Array<{ id: string; score: number }>> {
+    return attribute({ store: this.store, kernel: this.kernel, scanChunkSamples: this.options.scanChunkSamples }, run, query, limit);
   }
 }
 
@@ -1009,72 +811,3 @@ function querySetAt(run: RunState, pending: readonly QuerySetRecord[], step: num
   }
   return best;
 }
-
-/** Keeps the `limit` largest scores (a bounded min-heap). */
-class TopK {
-  private readonly ids: string[] = [];
-  private readonly scores: number[] = [];
-  private readonly limit: number;
-
-  constructor(limit: number) {
-    this.limit = limit;
-  }
-
-  /** True once `limit` values are held. */
-  get full(): boolean {
-    return this.ids.length >= this.limit;
-  }
-
-  /** The smallest value held (the current cut). */
-  get min(): number {
-    return this.scores[0] ?? -Infinity;
-  }
-
-  offer(id: string, score: number): void {
-    if (this.limit <= 0) return;
-    if (this.ids.length < this.limit) {
-      this.ids.push(id);
-      this.scores.push(score);
-      this.up(this.ids.length - 1);
-    } else if (score > (this.scores[0] as number)) {
-      this.ids[0] = id;
-      this.scores[0] = score;
-      this.down(0);
-    }
-  }
-
-  sorted(): Array<{ id: string; score: number }> {
-    const out = this.ids.map((id, i) => ({ id, score: this.scores[i] as number }));
-    return out.sort((a, b) => b.score - a.score || (a.id < b.id ? -1 : 1));
-  }
-
-  private swap(a: number, b: number): void {
-    [this.ids[a], this.ids[b]] = [this.ids[b] as string, this.ids[a] as string];
-    [this.scores[a], this.scores[b]] = [this.scores[b] as number, this.scores[a] as number];
-  }
-
-  private up(i: number): void {
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if ((this.scores[parent] as number) <= (this.scores[i] as number)) break;
-      this.swap(i, parent);
-      i = parent;
-    }
-  }
-
-  private down(i: number): void {
-    const n = this.ids.length;
-    for (;;) {
-      const l = 2 * i + 1;
-      const r = l + 1;
-      let smallest = i;
-      if (l < n && (this.scores[l] as number) < (this.scores[smallest] as number)) smallest = l;
-      if (r < n && (this.scores[r] as number) < (this.scores[smallest] as number)) smallest = r;
-      if (smallest === i) return;
-      this.swap(i, smallest);
-      i = smallest;
-    }
-  }
-}
-
-export type { ScoreMode };

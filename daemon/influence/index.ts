@@ -6,6 +6,7 @@ export {
   type CommitEvent,
   type CommitStages,
   type InfluenceEngineOptions,
+  type BatchWeigher,
 } from './engine.js';
 export { MatMulKernel, type MatMulKernelOptions } from './matmul-kernel.js';
 export { RunViews, type SampleView, type SampleOrder } from './views.js';
