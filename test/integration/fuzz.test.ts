@@ -531,7 +531,7 @@ describe('REST parameters (property, real HTTP)', () => {
 });
 
 describe('score.normalize = dot: overflow', () => {
-  // Daemon bug (daemon/influence/engine.ts): under `dot` the sketches are used as sent, and only
+  // Daemon bug (daemon/influence/prepare.ts): under `dot` the sketches are used as sent, and only
   // NaN/Inf inputs are refused. Finite float32 values whose products overflow float32 (here
   // 1e20 · 1e20 · 4) make S_j = Infinity; it is stored for good, the REST serialiser turns it into
   // `"score": null` / `"querySums": [null]` (the schema says number), and it skews the median/MAD
