@@ -3,12 +3,13 @@
  * means durable, memory follows the log): the batches waiting for durability hear first
  * (`tellDurable`), then, on the next turn of the event loop, the group is applied to memory in
  * commit order exactly as recovery replays the log (`applyGroup`), its submissions resolve, and
- * the commit listeners hear what changed.
+ * the commit listeners and the `motive:engine:commit` channel's subscribers hear what changed.
  */
 import { trace, type Logger } from '../shared/index.js';
 import type { QuerySetRecord, RunState, Store } from '../store/index.js';
 import type { BatchWeigher, CommitEvent } from './engine-types.js';
 import type { SketchBuffers } from './sketch-decode.js';
+import { engineCommitChannel } from './channels.js';
 import {
   appliesSamples,
   type Ahead,
@@ -26,6 +27,8 @@ export interface ApplyContext {
   readonly weigher: BatchWeigher | undefined;
   readonly listeners: ReadonlyArray<(e: CommitEvent) => void>;
   readonly log: Logger;
+  /** The engine, named in what it publishes (channels.ts). */
+  readonly source: object;
 }
 
 /** A group just committed, and when. */
@@ -212,5 +215,6 @@ function emitEvents(ctx: ApplyContext, c: CommittedGroup, events: ReadonlyMap<st
         ctx.log.error({ err }, 'commit listener failed');
       }
     }
+    if (engineCommitChannel.hasSubscribers) engineCommitChannel.publish({ engine: ctx.source, event });
   }
 }

@@ -279,7 +279,7 @@ export class InfluenceEngine {
   /** What the steps after a commit use; the weigher is read when they run. */
   private applyContext(): ApplyContext {
     const { store, ahead, sketchBuffers, weigher, listeners, log } = this;
-    return { store, ahead, sketchBuffers, weigher, listeners, log };
+    return { store, ahead, sketchBuffers, weigher, listeners, log, source: this };
   }
 
   /**

@@ -21,3 +21,4 @@ export {
 } from './distribution.js';
 export { decodeFiniteSketches, dtypeBytes, SketchBuffers } from './sketch-decode.js';
 export { allFinite } from './math.js';
+export { ENGINE_COMMIT_CHANNEL, subscribeCommits, type EngineCommitMessage } from './channels.js';

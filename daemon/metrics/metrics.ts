@@ -7,7 +7,8 @@
  */
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import type { LiveFeedStats } from '../api/live.js';
-import { DistributionCache, type CommitEvent, type InfluenceEngine } from '../influence/index.js';
+import { DistributionCache, subscribeCommits, type CommitEvent, type InfluenceEngine } from '../influence/index.js';
+import type { Logger } from '../shared/index.js';
 import type { Store } from '../store/index.js';
 import type { WeightUpdateEvent } from '../weighting/index.js';
 import { registerSidecarMetrics } from './sidecar.js';
@@ -30,13 +31,16 @@ export interface MetricsDeps {
   readonly liveStats?: () => LiveFeedStats;
   /** The live feed's event types, shown at 0 before the first is sent. */
   readonly liveEventTypes?: readonly string[];
+  /** Where a failure of the commit subscriber is logged. */
+  readonly log?: Logger;
 }
 
 /**
  * Every Motive metric, one collector per subsystem: ingest-metrics.ts, engine-metrics.ts,
  * weighting-metrics.ts, store-metrics.ts, run-metrics.ts, sidecar.ts, live-metrics.ts. Feed it the
- * ingest observations (it satisfies the ingest observer's shape) and the engine / weighting events
- * through {@link MotiveMetrics.onCommit} and {@link MotiveMetrics.onWeightUpdate}; render with
+ * ingest observations (it satisfies the ingest observer's shape) and the weighting events through
+ * {@link MotiveMetrics.onWeightUpdate}; the engine's commits it hears on the `motive:engine:commit`
+ * channel (daemon/influence/channels.ts) until {@link MotiveMetrics.close}. Render with
  * `registry.metrics()`.
  */
 export class MotiveMetrics {
@@ -46,6 +50,7 @@ export class MotiveMetrics {
   private readonly weighting: WeightingMetrics;
   private readonly distributions = new DistributionCache();
   private readonly store: Store;
+  private readonly unsubscribe: () => void;
 
   constructor(deps: MetricsDeps, options: { readonly processMetrics?: boolean } = {}) {
     const registry = new Registry();
@@ -66,6 +71,16 @@ export class MotiveMetrics {
     registerStoreMetrics(registry, deps.store);
     registerRunMetrics(registry, deps.store, this.distributions);
     if (deps.liveStats !== undefined) registerLiveMetrics(registry, deps.liveStats, deps.liveEventTypes ?? []);
+    this.unsubscribe = subscribeCommits(
+      deps.engine,
+      (e) => this.onCommit(e),
+      (err) => deps.log?.error({ err }, 'metrics commit subscriber failed'),
+    );
+  }
+
+  /** Stops hearing the engine's commits. */
+  close(): void {
+    this.unsubscribe();
   }
 
   /** Ingest observer: a batch was decoded and queued. */
@@ -88,7 +103,7 @@ export class MotiveMetrics {
     this.ingest.attached(runId, delta);
   }
 
-  /** Engine listener: one group commit of one run. */
+  /** One group commit of one run (from the engine's channel). */
   onCommit(e: CommitEvent): void {
     this.engine.onCommit(e);
     this.weighting.committed(e.runId);
