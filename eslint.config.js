@@ -1,4 +1,4 @@
-// ESLint 9 flat config: typescript-eslint strictTypeChecked, plus the house rules of STYLE.md.
+// ESLint 9 flat config: typescript-eslint strictTypeChecked, plus the house rules (import layers: docs/architecture.md).
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
@@ -27,27 +27,63 @@ const LAYERS = {
 };
 const FOLDERS = [...Object.keys(LAYERS), 'cli', 'replay'];
 
-function layerRule(folder) {
+/**
+ * Phases inside a folder that may not import each other (docs/architecture.md): the engine's read
+ * path reads the store and never the write path's state, and the write path never the scan; the
+ * engine facade (engine.ts) wires both. `files` are globs under daemon/<folder>/, `banned` the
+ * module names (without `.js`) they may not import.
+ */
+const PHASES = {
+  influence: [
+    {
+      files: ['attribute.ts', 'top-k.ts'],
+      banned: ['engine', 'prepare', 'project-weights', 'write-group', 'apply', 'write-state', 'query-matrix'],
+      message: 'The read path (attribute.ts) does not import the write path (docs/architecture.md).',
+    },
+    {
+      files: ['prepare.ts', 'project-weights.ts', 'write-group.ts', 'apply.ts', 'write-state.ts', 'query-matrix.ts'],
+      banned: ['engine', 'attribute', 'top-k'],
+      message: 'The write path does not import the read path or the engine facade (docs/architecture.md).',
+    },
+  ],
+  metrics: [
+    {
+      files: ['*-metrics.ts', 'sidecar.ts', 'snapshot-metric.ts', 'buckets.ts'],
+      banned: ['metrics', 'route'],
+      message: 'A collector stands alone; metrics.ts composes them (docs/architecture.md).',
+    },
+  ],
+};
+
+function restrictedImports(folder, phase) {
   const allowed = new Set([folder, ...LAYERS[folder]]);
   const banned = FOLDERS.filter((f) => !allowed.has(f));
-  return {
-    files: [`daemon/${folder}/**/*.ts`],
-    rules: {
-      'no-restricted-imports': [
-        'error',
-        {
-          paths: PACKAGES.filter((name) => !PACKAGE_USERS[name].includes(folder)).map((name) => ({
-            name,
-            message: `Only ${OWNER[name]} imports ${name}.`,
-          })),
-          patterns: banned.map((f) => ({
-            group: [`../${f}/*`, `../../${f}/*`],
-            message: `daemon/${folder} may import only ${[...allowed].join(', ')} (docs/architecture.md).`,
-          })),
-        },
-      ],
+  const patterns = banned.map((f) => ({
+    group: [`../${f}/*`, `../../${f}/*`],
+    message: `daemon/${folder} may import only ${[...allowed].join(', ')} (docs/architecture.md).`,
+  }));
+  if (phase !== undefined) patterns.push({ group: phase.banned.map((m) => `./${m}.js`), message: phase.message });
+  return [
+    'error',
+    {
+      paths: PACKAGES.filter((name) => !PACKAGE_USERS[name].includes(folder)).map((name) => ({
+        name,
+        message: `Only ${OWNER[name]} imports ${name}.`,
+      })),
+      patterns,
     },
-  };
+  ];
+}
+
+/** The folder's layer rule, then one per phase of it (a later rule replaces the earlier for its files). */
+function layerRules(folder) {
+  return [
+    { files: [`daemon/${folder}/**/*.ts`], rules: { 'no-restricted-imports': restrictedImports(folder) } },
+    ...(PHASES[folder] ?? []).map((phase) => ({
+      files: phase.files.map((f) => `daemon/${folder}/${f}`),
+      rules: { 'no-restricted-imports': restrictedImports(folder, phase) },
+    })),
+  ];
 }
 
 export default tseslint.config(
@@ -77,7 +113,7 @@ export default tseslint.config(
       'no-restricted-imports': ['error', { paths: PACKAGES.map((name) => ({ name, message: `Only ${OWNER[name]} imports ${name}.` })) }],
     },
   },
-  ...Object.keys(LAYERS).map(layerRule),
+  ...Object.keys(LAYERS).flatMap(layerRules),
   {
     files: ['test/**/*.ts', 'bench/**/*.ts', 'scripts/**/*.ts'],
     rules: {

@@ -121,12 +121,12 @@ export async function startDaemon(config: MotiveConfig, log: Logger = createLogg
     attachedCounts: () => ingest.attachedCounts(),
     liveStats: () => live.stats(),
     liveEventTypes: LIVE_EVENT_TYPES,
+    log,
   });
   registerMetricsRoute(api, metrics);
   registerMotionRoutes(api, { store, views, votePercentile: config.score.votePercentile });
   registerPreviewRoutes(api, store);
   registerClipPage(api);
-  engine.onCommit((e) => metrics.onCommit(e));
   weighting.onUpdate((e) => metrics.onWeightUpdate(e));
   ingest.observer = {
     batchAccepted: (runId, sketches, bytes) => metrics.batchAccepted(runId, sketches, bytes),
@@ -143,6 +143,7 @@ export async function startDaemon(config: MotiveConfig, log: Logger = createLogg
     httpPort = typeof addr === 'object' && addr !== null ? addr.port : config.http.port;
   } catch (err) {
     state = 'failed';
+    metrics.close();
     ingest.close();
     await api.close();
     await kernel.close();
@@ -174,6 +175,7 @@ export async function startDaemon(config: MotiveConfig, log: Logger = createLogg
         await engine.drained();
         await weighting.flushAll();
         weighting.close();
+        metrics.close();
         await api.close();
         await kernel.close();
         await store.close();

@@ -1,4 +1,5 @@
-export { buildApi, type ApiDeps, type ApiOptions, type RouteAccess } from './server.js';
+export { buildApi, type ApiDeps, type ApiOptions } from './app.js';
+export type { RouteAccess } from './edge.js';
 export {
   LiveFeed,
   LIVE_EVENT_TYPES,

@@ -16,7 +16,7 @@
  * buffer holds more than `maxBufferedBytes` is skipped (counted), and one that stays over it for
  * `maxBehindMs` is disconnected (counted). Nothing is queued per client beyond the socket buffer.
  */
-import { sampleMotion, type SampleMotion } from './motion-routes.js';
+import { sampleMotion, type SampleMotion } from './sample-motion.js';
 import { tokenParam } from './schemas.js';
 import { readFile } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';

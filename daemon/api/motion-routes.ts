@@ -10,14 +10,17 @@
  * - `GET /v1/runs/:run/export.arrow` → every sample as an Arrow IPC stream (schemas/samples.arrow.md).
  */
 import { Readable } from 'node:stream';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { MotiveError } from '../shared/index.js';
 import type { RunViews } from '../influence/index.js';
-import type { ClipProfileRecord, RunState, Store } from '../store/index.js';
+import type { ClipProfileRecord, Store } from '../store/index.js';
 import { arrowExport } from '../export/index.js';
 import { DESCRIPTOR_NAMES, PREVIEW_KINDS, explain, type MotionDescriptors } from '../motion/index.js';
 import { errorSchema, runParams, tokenParam } from './schemas.js';
 import { explainSchema, profileSchema } from './motion-schemas.js';
+import { requireRun } from './edge.js';
+
+export { sampleMotion, type SampleMotion } from './sample-motion.js';
 
 export interface MotionRoutesDeps {
   readonly store: Store;
@@ -33,21 +36,6 @@ export interface MotionRoutesOptions {
   readonly exportBatchRows?: number;
 }
 
-/** A sample view's `motion` field: the clip's descriptors and profile provenance, or null. */
-export type SampleMotion = Record<string, number | boolean | string> | null;
-
-/** The `motion` field of a sample view: the newest profile of the clip named by the sample id. */
-export function sampleMotion(store: Store, sampleId: string): SampleMotion {
-  const p = store.profile(sampleId);
-  if (p === undefined) return null;
-  const out: Record<string, number | boolean | string> = { hash: p.hash, profiledAt: new Date(p.profiledAtMs).toISOString() };
-  for (const name of DESCRIPTOR_NAMES) {
-    const v = p.fields[name];
-    if (v !== undefined) out[name] = v;
-  }
-  return out;
-}
-
 function descriptorsOf(p: ClipProfileRecord): MotionDescriptors | undefined {
   const f = p.fields;
   for (const name of DESCRIPTOR_NAMES) if (f[name] === undefined) return undefined;
@@ -56,17 +44,17 @@ function descriptorsOf(p: ClipProfileRecord): MotionDescriptors | undefined {
 
 type ProfileBody = Record<string, number | boolean | string> & { id: string; hash: string; profiledAtMs: number };
 
-/** Registers the routes on the REST app. */
-export function registerMotionRoutes(app: FastifyInstance, deps: MotionRoutesDeps, options: MotionRoutesOptions = {}): void {
-  const { store, views } = deps;
-  const maxProfiles = options.maxProfilesPerRequest ?? 10_000;
-  const errors = { 400: errorSchema, 404: errorSchema };
-  const getRun = (id: string): RunState => {
-    const run = store.run(id);
-    if (run === undefined) throw new MotiveError('MOTIVE_API_RUN_NOT_FOUND', id);
-    return run;
-  };
+/** The error answers of the motion routes. */
+const errors = { 400: errorSchema, 404: errorSchema };
 
+/** Registers the routes on the REST app: one plugin for profiles, one for a run's explain and export. */
+export function registerMotionRoutes(app: FastifyInstance, deps: MotionRoutesDeps, options: MotionRoutesOptions = {}): void {
+  void app.register(profileRoutes, { store: deps.store, maxProfiles: options.maxProfilesPerRequest ?? 10_000 });
+  void app.register(runMotionRoutes, { deps, options });
+}
+
+/** `/v1/profiles`: store, look up and read clips' motion profiles. */
+const profileRoutes: FastifyPluginAsync<{ store: Store; maxProfiles: number }> = async (app, { store, maxProfiles }) => {
   app.post<{ Body: { profiles: ProfileBody[] } }>('/v1/profiles', {
     schema: {
       body: {
@@ -132,7 +120,11 @@ export function registerMotionRoutes(app: FastifyInstance, deps: MotionRoutesDep
       return { ...p.fields, id: req.params.id, hash: p.hash, profiledAtMs: p.profiledAtMs };
     },
   });
+};
 
+/** A run's `/explain` and `/export.arrow`. */
+const runMotionRoutes: FastifyPluginAsync<{ deps: MotionRoutesDeps; options: MotionRoutesOptions }> = async (app, { deps, options }) => {
+  const { store, views } = deps;
   app.get<{ Params: { run: string }; Querystring: { fraction: number } }>('/v1/runs/:run/explain', {
     schema: {
       params: runParams,
@@ -144,7 +136,7 @@ export function registerMotionRoutes(app: FastifyInstance, deps: MotionRoutesDep
       response: { 200: explainSchema, ...errors },
     },
     handler: async (req) => {
-      const run = getRun(req.params.run);
+      const run = requireRun(store, req.params.run);
       const rows = [];
       for (const s of run.samples.values()) {
         const p = store.profile(s.id);
@@ -158,7 +150,7 @@ export function registerMotionRoutes(app: FastifyInstance, deps: MotionRoutesDep
   app.get<{ Params: { run: string } }>('/v1/runs/:run/export.arrow', {
     schema: { params: runParams, response: { 400: errorSchema, 404: errorSchema } },
     handler: async (req, reply) => {
-      const run = getRun(req.params.run);
+      const run = requireRun(store, req.params.run);
       const source = arrowExport(run, store, views, {
         votePercentile: deps.votePercentile,
         ...(options.exportBatchRows === undefined ? {} : { batchRows: options.exportBatchRows }),
@@ -171,4 +163,4 @@ export function registerMotionRoutes(app: FastifyInstance, deps: MotionRoutesDep
         .send(body);
     },
   });
-}
+};

@@ -34,6 +34,40 @@ interface PreviewBody {
   previews: Array<{ id: string; hash: string; kind: PreviewKind; data: string }>;
 }
 
+/** The body of `POST /v1/profiles/previews`: at most `maxPreviews`, each base64 of at most `base64Max` characters. */
+function previewBodySchema(maxPreviews: number, base64Max: number) {
+  return {
+    type: 'object',
+    properties: {
+      previews: {
+        type: 'array',
+        maxItems: maxPreviews,
+        items: {
+          type: 'object',
+          properties: {
+            id: { type: 'string', minLength: 1, maxLength: 1024 },
+            hash: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+            kind: { type: 'string', enum: [...PREVIEW_KINDS] },
+            data: { type: 'string', minLength: 1, maxLength: base64Max, pattern: '^[A-Za-z0-9+/]+={0,2}$' },
+          },
+          required: ['id', 'hash', 'kind', 'data'],
+          additionalProperties: false,
+        },
+      },
+    },
+    required: ['previews'],
+    additionalProperties: false,
+  } as const;
+}
+
+/** Whether a conditional request's validators (`If-None-Match` first, else `If-Modified-Since`) still match. */
+function stillFresh(inm: string | undefined, ims: string | undefined, etag: string, modified: Date): boolean {
+  return inm !== undefined
+    ? inm.split(',').some((t) => t.trim() === etag || t.trim() === '*')
+    : ims !== undefined && Date.parse(ims) >= modified.getTime();
+}
+
+/** Registers the preview routes on the REST app. */
 export function registerPreviewRoutes(app: FastifyInstance, store: Store, options: PreviewRoutesOptions = {}): void {
   const maxPreviews = options.maxPreviewsPerRequest ?? 64;
   const base64Max = Math.ceil(MAX_PREVIEW_BYTES / 3) * 4;
@@ -43,28 +77,7 @@ export function registerPreviewRoutes(app: FastifyInstance, store: Store, option
     // Each preview is at most MAX_PREVIEW_BYTES; a request carries a few clips' worth.
     bodyLimit: Math.min(maxPreviews, 8) * (base64Max + 1024),
     schema: {
-      body: {
-        type: 'object',
-        properties: {
-          previews: {
-            type: 'array',
-            maxItems: maxPreviews,
-            items: {
-              type: 'object',
-              properties: {
-                id: { type: 'string', minLength: 1, maxLength: 1024 },
-                hash: { type: 'string', pattern: '^[0-9a-f]{64}$' },
-                kind: { type: 'string', enum: [...PREVIEW_KINDS] },
-                data: { type: 'string', minLength: 1, maxLength: base64Max, pattern: '^[A-Za-z0-9+/]+={0,2}$' },
-              },
-              required: ['id', 'hash', 'kind', 'data'],
-              additionalProperties: false,
-            },
-          },
-        },
-        required: ['previews'],
-        additionalProperties: false,
-      },
+      body: previewBodySchema(maxPreviews, base64Max),
       response: { 200: { type: 'object', properties: { stored: { type: 'integer' } }, required: ['stored'] }, ...errors },
     },
     handler: async (req) => {
@@ -109,12 +122,7 @@ export function registerPreviewRoutes(app: FastifyInstance, store: Store, option
         .header('last-modified', modified.toUTCString())
         .header('cache-control', `private, max-age=${PREVIEW_MAX_AGE_S}`)
         .header('x-content-type-options', 'nosniff');
-      const inm = req.headers['if-none-match'];
-      const ims = req.headers['if-modified-since'];
-      const fresh =
-        inm !== undefined
-          ? inm.split(',').some((t) => t.trim() === etag || t.trim() === '*')
-          : ims !== undefined && Date.parse(ims) >= modified.getTime();
+      const fresh = stillFresh(req.headers['if-none-match'], req.headers['if-modified-since'], etag, modified);
       if (fresh) return reply.code(304).send();
       return reply.type(preview.type).send(Buffer.from(preview.data.buffer, preview.data.byteOffset, preview.data.byteLength));
     },

@@ -6,6 +6,7 @@ export {
   type CommitEvent,
   type CommitStages,
   type InfluenceEngineOptions,
+  type BatchWeigher,
 } from './engine.js';
 export { MatMulKernel, type MatMulKernelOptions } from './matmul-kernel.js';
 export { RunViews, type SampleView, type SampleOrder } from './views.js';
@@ -20,3 +21,4 @@ export {
 } from './distribution.js';
 export { decodeFiniteSketches, dtypeBytes, SketchBuffers } from './sketch-decode.js';
 export { allFinite } from './math.js';
+export { ENGINE_COMMIT_CHANNEL, subscribeCommits, type EngineCommitMessage } from './channels.js';

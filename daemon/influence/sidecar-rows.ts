@@ -5,7 +5,7 @@
  * preparation and commit, so a job is counted once however often workers resend (daemon/store/jobs.ts).
  */
 import type { AnswerPlan, RunState, Store } from '../store/index.js';
-import type { BatchSubmission } from './engine.js';
+import type { BatchSubmission } from './engine-types.js';
 import { dtypeBytes } from './sketch-decode.js';
 
 /** An engine queue item as far as the claim is concerned. */

@@ -13,7 +13,7 @@
  * (and everyone else's) with current statistics. A new query set changes every score, so after
  * one the batch weights wait for the recompute that follows it.
  */
-import type { BatchWeigher } from '../influence/engine.js';
+import type { BatchWeigher } from '../influence/index.js';
 import { trace, type Logger } from '../shared/index.js';
 import { crashPoint } from '../shared/crash-point.js';
 import type { RunState, SampleState, Store } from '../store/index.js';

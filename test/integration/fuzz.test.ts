@@ -465,7 +465,7 @@ describe('REST parameters (property, real HTTP)', () => {
     expect(fiveHundreds).toEqual([]);
   });
 
-  // Daemon bug (daemon/api/server.ts): the router's maxParamLength (find-my-way default 100) is
+  // Daemon bug (daemon/api/app.ts): the router's maxParamLength (find-my-way default 100) is
   // below what the schemas and the wire allow (run ids 128, sample ids up to
   // limits.maxSampleIdBytes = 512). A stored sample whose id is 101+ characters cannot be read:
   // GET /v1/runs/:run/samples/:id answers 414 {"code":"FST_ERR_MAX_PARAM_LENGTH"}, which is not a
@@ -493,7 +493,7 @@ describe('REST parameters (property, real HTTP)', () => {
     expect((res.body as { seen: number }).seen).toBe(1);
   });
 
-  // Daemon bug (daemon/api/server.ts, POST /attribute): the sketch is checked with
+  // Daemon bug (daemon/api/attribute-routes.ts, POST /attribute): the sketch is checked with
   // Number.isFinite in float64 and then converted with Float32Array.from, so a finite JSON value
   // beyond float32 range (|v| > 3.4028e38, e.g. 1e308) becomes ±Infinity, the scores become NaN
   // and the response serialiser throws: 500 MOTIVE_INGEST_INTERNAL instead of 400
@@ -513,7 +513,7 @@ describe('REST parameters (property, real HTTP)', () => {
     expect([...foreignCodes].filter((c) => c !== 'FST_ERR_MAX_PARAM_LENGTH' && c !== 'FST_ERR_BAD_URL')).toEqual([]);
   });
 
-  // Daemon bug (daemon/api/server.ts): errors raised by fastify's router before a route runs —
+  // Daemon bug (daemon/api/app.ts): errors raised by fastify's router before a route runs —
   // a malformed percent-escape (FST_ERR_BAD_URL, 400) and a path parameter over maxParamLength
   // (FST_ERR_MAX_PARAM_LENGTH, 414) — skip setErrorHandler, so they leave with fastify's codes,
   // not a MOTIVE_* code from the registry as docs/api.md promises (Fastify's `frameworkErrors`
@@ -541,7 +541,7 @@ describe('REST parameters (property, real HTTP)', () => {
 });
 
 describe('score.normalize = dot: overflow', () => {
-  // Daemon bug (daemon/influence/engine.ts): under `dot` the sketches are used as sent, and only
+  // Daemon bug (daemon/influence/prepare.ts): under `dot` the sketches are used as sent, and only
   // NaN/Inf inputs are refused. Finite float32 values whose products overflow float32 (here
   // 1e20 · 1e20 · 4) make S_j = Infinity; it is stored for good, the REST serialiser turns it into
   // `"score": null` / `"querySums": [null]` (the schema says number), and it skews the median/MAD
