@@ -13,14 +13,25 @@ export interface Kept<M> {
   readonly message: M;
 }
 
+/** A batch kept for resending, with how to build it again under another seq. */
+interface KeptBatch<M> extends Kept<M> {
+  readonly make: (seq: number) => M;
+}
+
 export class StreamProtocol<M> {
   private nextSeq = 1;
-  private readonly unacked: Array<Kept<M>> = [];
+  private unacked: Array<KeptBatch<M>> = [];
+  /**
+   * No Welcome yet: the run's committed seq is unknown, so the batches numbered meanwhile are
+   * provisional and the first Welcome numbers them above it (else a resumed run's daemon would
+   * take them for batches it already committed).
+   */
+  private welcomed = false;
   /**
    * Query sets not yet known to be committed, each with the seq of the first batch sent after it:
    * the daemon commits a stream's messages in order, so an Ack at or past that seq confirms it.
    */
-  private readonly querySets: Array<Kept<M>> = [];
+  private querySets: Array<Kept<M>> = [];
 
   /** @param maxUnconfirmedQueries query sets kept for resend, the oldest forgotten first. */
   constructor(private readonly maxUnconfirmedQueries: number) {}
@@ -38,7 +49,7 @@ export class StreamProtocol<M> {
   /** Numbers a new batch and keeps `make(seq)` until it is acknowledged; returns it. */
   batch(make: (seq: number) => M): Kept<M> {
     const seq = this.nextSeq++;
-    const kept = { seq, message: make(seq) };
+    const kept = { seq, message: make(seq), make };
     this.unacked.push(kept);
     return kept;
   }
@@ -54,6 +65,15 @@ export class StreamProtocol<M> {
    * above it, and returns what to send again, in order (the query sets, then the batches).
    */
   welcome(lastCommittedSeq: number): M[] {
+    if (!this.welcomed) {
+      // Provisional numbers started at 1: shifting every one by the committed seq keeps their
+      // order and each query set's place among the batches.
+      this.welcomed = true;
+      this.nextSeq += lastCommittedSeq;
+      this.unacked = this.unacked.map((b) => ({ seq: b.seq + lastCommittedSeq, message: b.make(b.seq + lastCommittedSeq), make: b.make }));
+      this.querySets = this.querySets.map((q) => ({ seq: q.seq + lastCommittedSeq, message: q.message }));
+      return [...this.querySets.map((q) => q.message), ...this.unacked.map((b) => b.message)];
+    }
     this.dropThrough(lastCommittedSeq);
     if (this.nextSeq <= lastCommittedSeq) this.nextSeq = lastCommittedSeq + 1;
     return [...this.querySets.map((q) => q.message), ...this.unacked.map((b) => b.message)];

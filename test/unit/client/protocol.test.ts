@@ -14,6 +14,7 @@ function batch(p: StreamProtocol<Msg>): number {
 describe('trainer stream protocol', () => {
   it('numbers batches 1, 2, 3 and keeps each until an Ack at or past it', () => {
     const p = new StreamProtocol<Msg>(8);
+    p.welcome(0);
     expect([batch(p), batch(p), batch(p)]).toEqual([1, 2, 3]);
     expect(p.pending).toBe(3);
     expect(p.ack(2)).toBe(true); // Acks come in commit order: 1 and 2 are committed
@@ -44,6 +45,22 @@ describe('trainer stream protocol', () => {
     const p = new StreamProtocol<Msg>(8);
     expect(p.welcome(41)).toEqual([]);
     expect(batch(p)).toBe(42);
+  });
+
+  it('numbers the batches and query sets sent before the first Welcome above the run’s committed seq', () => {
+    const p = new StreamProtocol<Msg>(8);
+    batch(p); // provisional 1
+    p.queries('q1'); // confirmed by the batch after it
+    batch(p); // provisional 2
+    // A resumed run: the daemon has committed 50 batches of this rank. Without renumbering these
+    // two would be taken for batches 1 and 2, already committed, and dropped.
+    expect(p.welcome(50)).toEqual(['q1', 'b51', 'b52']);
+    expect(p.pending).toBe(2);
+    expect(p.ack(51)).toBe(true);
+    expect(p.unconfirmedQueries).toBe(1); // q1 waits for batch 52
+    expect(p.ack(52)).toBe(true);
+    expect(p.unconfirmedQueries).toBe(0);
+    expect(batch(p)).toBe(53);
   });
 
   it('forgets a rejected batch alone', () => {
