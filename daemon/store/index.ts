@@ -3,12 +3,12 @@ export {
   STORE_FORMAT_VERSION,
   type StoreOptions,
   type StoreTx,
-  type ClipProfileRecord,
   type BatchEffect,
   type FlushStats,
   type LoggedBatch,
   type RunUpdate,
 } from './store.js';
+export type { ClipProfileRecord } from './tables.js';
 export {
   RunState,
   type RunInfo,

@@ -13,10 +13,22 @@
  * threads, so a flush never delays an Ack. On start-up the log entries newer than a sample's record
  * are replayed (docs/store.md).
  */
-import { accessSync, constants, existsSync, mkdirSync, rmSync, statSync, statfsSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
-import { open, type Database, type Key, type RootDatabase } from 'lmdb';
-import { MotiveError, decodeSketches, describeError, normalizeRows, trace } from '../shared/index.js';
+import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import type { Database, Key, RootDatabase } from 'lmdb';
+import { MotiveError, decodeSketches, normalizeRows, trace } from '../shared/index.js';
+import {
+  Tables,
+  openEnv,
+  openMain,
+  runRange,
+  settled,
+  type ClipProfileRecord,
+  type LogRecord,
+  type QueryRecord,
+  type RunRecord,
+} from './tables.js';
+import { storeError } from './store-errors.js';
 import { crashPoint } from '../shared/crash-point.js';
 import { RunState, type QuerySetRecord, type RunInfo, type SampleState, type SketchDType } from './run-state.js';
 import { HISTORY_TRAILER_BYTES, HistoryPending, appendToTrailer, mergeHistory, readHistoryTrailer, type HistoryPoint } from './history.js';
@@ -40,7 +52,6 @@ import { pendingScores, type PendingScores } from './pending-scores.js';
 import { FeatureTables, sameNames } from './features.js';
 import { PreviewTable, type PreviewEntry, type PreviewRecord } from './previews.js';
 import { SidecarJobs } from './jobs.js';
-import { checkEnvironment } from './env-check.js';
 import { settleTurnBatch } from './turn-batch.js';
 import { REMOVING, SegmentManifest } from './manifest.js';
 import {
@@ -92,15 +103,6 @@ export interface StoreOptions {
   readonly onRepair?: (message: string, detail: Record<string, unknown>) => void;
 }
 
-interface RunRecord {
-  info: RunInfo;
-  queryIds: string[];
-  weightsVersion: number;
-  batches: number;
-  sketches: number;
-  lastStep: number;
-}
-
 /** A change to a run's persisted record ({@link StoreTx.updateRun}). */
 export interface RunUpdate {
   readonly addBatches?: number;
@@ -111,34 +113,6 @@ export interface RunUpdate {
   /** The full list of query ids (only ever appended to). */
   readonly queryIds?: readonly string[];
 }
-
-interface QueryRecord {
-  version: number;
-  step: number;
-  ids: string[];
-  groups: string[];
-  receivedAtMs: number;
-  sketches: Uint8Array;
-}
-
-/** A log entry: a committed batch, or a weight change (docs/store.md). */
-type LogRecord =
-  | {
-      kind: 'batch';
-      runId: string;
-      step: number;
-      lr: number;
-      /** Version of the query set the products were taken with; 0 before the first. */
-      qsVersion: number;
-      ids: string[];
-      /** float32 LE [n × m] products with that query set (empty when qsVersion is 0). */
-      products: Uint8Array;
-      /** The sketches as they came off the wire, [n × k] of `dtype`. */
-      sketches: Uint8Array;
-      /** The sending rank's dtype; absent in entries a format 5 store logged (then the run's). */
-      dtype?: SketchDType;
-    }
-  | { kind: 'weights'; runId: string; ids: string[]; weights: Uint8Array };
 
 /** A batch to log: what recovery needs to apply it again exactly as it was applied live. */
 export interface LoggedBatch {
@@ -167,18 +141,6 @@ export interface BatchEffect {
    * yet), so the batch costs one id lookup, not one per stage. Recovery leaves it out.
    */
   readonly samples?: ReadonlyArray<SampleState | undefined> | undefined;
-}
-
-/**
- * A clip's motion profile (daemon/motion), keyed by [clipId, hash] in the `profiles` database.
- * Profiles belong to clips, not runs: every run whose sample ids name the clip shows them.
- */
-export interface ClipProfileRecord {
-  /** sha256 of the clip file the profile was computed from, hex. */
-  readonly hash: string;
-  readonly profiledAtMs: number;
-  /** Descriptors and provenance (numbers, booleans, strings), as docs/motion-profiling.md lists them. */
-  readonly fields: Readonly<Record<string, number | boolean | string>>;
 }
 
 /** Writes allowed inside {@link Store.commit}. None changes memory. */
@@ -219,16 +181,6 @@ export interface FlushStats {
   readonly bytesCompacted: number;
   readonly lastCycleMs: number;
   readonly lastError: string | undefined;
-}
-
-/**
- * Writes inside a transaction return their own promises, which reject when the commit fails; the
- * commit's own promise reports that failure, so these must not become unhandled rejections (Node
- * would exit, e.g. on a full disk).
- */
-function settled(write: unknown): void {
-  const p = write as { then?: unknown; catch?: (f: () => undefined) => unknown } | null;
-  if (p !== null && typeof p === 'object' && typeof p.catch === 'function') p.catch(() => undefined);
 }
 
 /**
@@ -349,120 +301,13 @@ async function moveSampleRecords(dataDir: string, runIds: readonly string[], map
     await env.close();
   }
 }
-
-/**
- * Below this many free bytes on the data directory's file system a failed write is taken for a
- * full disk: LMDB reports a write the disk cut short as EIO, not ENOSPC.
- */
-const NEARLY_FULL_BYTES = 16 << 20;
-
-/** Free bytes for unprivileged writers on `dir`'s file system, or undefined when unknown. */
-function freeBytes(dir: string): number | undefined {
-  try {
-    const s = statfsSync(dir);
-    return s.bavail * s.bsize;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * Maps a failed LMDB or segment write to MOTIVE_STORE_FULL (no space, the cause named) or
- * MOTIVE_STORE_COMMIT, with the system error lmdb-js keeps beside its own in the message.
- */
-async function storeError(err: unknown, dataDir: string): Promise<MotiveError> {
-  if (err instanceof MotiveError) return err;
-  // lmdb-js puts the system error (ENOSPC, EIO, ...) in a promise beside the error.
-  const commitError = (err as { commitError?: unknown }).commitError;
-  settled(commitError);
-  const message = (err as Error).message;
-  let cause = '';
-  if (commitError instanceof Promise)
-    cause = describeError(
-      await commitError.then(
-        () => '',
-        (e: unknown) => e,
-      ),
-    );
-  const detail = cause === '' ? message : `${cause} (${message})`;
-  if (/MDB_MAP_FULL|ENOSPC|EFBIG|No space|too large/i.test(detail)) {
-    return new MotiveError('MOTIVE_STORE_FULL', `no space left for the store in ${dataDir}: ${detail}`, { cause: err });
-  }
-  const free = freeBytes(dataDir);
-  if (free !== undefined && free < NEARLY_FULL_BYTES) {
-    return new MotiveError('MOTIVE_STORE_FULL', `no space left for the store in ${dataDir} (ENOSPC: ${free} bytes free): ${detail}`, {
-      cause: err,
-    });
-  }
-  return new MotiveError('MOTIVE_STORE_COMMIT', detail, { cause: err });
-}
-
-/** Every key [runId, …] of a table: [runId] sorts before them all, [runId + NUL] after. */
-function runRange(runId: string): { start: [string]; end: [string] } {
-  return { start: [runId], end: [`${runId}\u0000`] };
-}
-
-/**
- * MOTIVE_STORE_READONLY unless the data directory (or, before it exists, the nearest existing
- * directory above it) and its files can be written: a read-only mount (EROFS, reported to root
- * too) or missing permissions, found before anything is opened.
- */
-function checkWritable(dataDir: string): void {
-  let dir = resolve(dataDir);
-  while (!existsSync(dir) && dirname(dir) !== dir) dir = dirname(dir);
-  for (const path of [dir, join(dataDir, 'data.mdb'), join(dataDir, 'lock.mdb'), join(dataDir, 'records')]) {
-    if (!existsSync(path)) continue;
-    try {
-      accessSync(path, constants.W_OK);
-    } catch (err) {
-      throw new MotiveError(
-        'MOTIVE_STORE_READONLY',
-        `${path}: ${(err as Error).message}; the store needs its data directory writable (store.dataDir / MOTIVE_DATA_DIR)`,
-        { cause: err },
-      );
-    }
-  }
-}
-
-/**
- * Opens the main environment after checking its file (env-check.ts) and that the directory is
- * writable: MOTIVE_STORE_CORRUPT, MOTIVE_STORE_READONLY or MOTIVE_STORE_OPEN otherwise.
- */
-function openMain(dataDir: string, mapSize: number): RootDatabase {
-  checkWritable(dataDir);
-  try {
-    return openEnv(dataDir, mapSize);
-  } catch (err) {
-    if (err instanceof MotiveError) throw err;
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EROFS' || code === 'EACCES' || code === 'EPERM') {
-      throw new MotiveError('MOTIVE_STORE_READONLY', `${dataDir}: ${(err as Error).message}; the store needs a writable data directory`, {
-        cause: err,
-      });
-    }
-    throw new MotiveError('MOTIVE_STORE_OPEN', `${dataDir}: ${(err as Error).message}`, { cause: err });
-  }
-}
-
-function openEnv(path: string, mapSize: number): RootDatabase {
-  mkdirSync(path, { recursive: true });
-  checkEnvironment(path);
-  // noSubdir: false, else lmdb-js takes a directory whose name has an extension for a file.
-  return open({ path, mapSize, maxDbs: 16, noSubdir: false });
-}
-
 export class Store {
   private readonly root: RootDatabase;
-  private readonly runsDb: Database<RunRecord, string>;
-  private readonly commitsDb: Database<number, [string, number]>;
-  private readonly queriesDb: Database<QueryRecord, [string, number]>;
-  private readonly logDb: Database<LogRecord, number>;
+  private readonly tables: Tables;
   /** Each run's written records and weight entries (segments.ts), under `dataDir/records`. */
   private readonly segments = new Map<RunState, RunSegments>();
   private readonly recordsDir: string;
   private readonly segmentBytes: number;
-  private readonly metaDb: Database<number, string>;
-  private readonly profilesDb: Database<ClipProfileRecord, [string, string]>;
   /** Per-sample features and each run's feature names (features.ts). */
   private readonly featureTables: FeatureTables;
   /** Clip previews beside the profiles (previews.ts). */
@@ -521,8 +366,10 @@ export class Store {
   /** The last flush failure, while ingest is held back by it. */
   private flushFailure: MotiveError | undefined;
 
-  private constructor(root: RootDatabase, dataDir: string, options: StoreOptions, legacySegments: boolean) {
+  private constructor(tables: Tables, dataDir: string, options: StoreOptions, legacySegments: boolean) {
+    const root = tables.root;
     this.root = root;
+    this.tables = tables;
     this.manifest = new SegmentManifest(root);
     this.legacySegments = legacySegments;
     this.onRepair = options.onRepair ?? (() => undefined);
@@ -534,12 +381,6 @@ export class Store {
     this.flushIntervalMs = options.flushIntervalMs ?? 1000;
     this.flushChunk = options.flushChunkSamples ?? 1024;
     this.syncCommits = options.syncCommits ?? false;
-    this.runsDb = root.openDB<RunRecord, string>({ name: 'runs' });
-    this.commitsDb = root.openDB<number, [string, number]>({ name: 'commits' });
-    this.queriesDb = root.openDB<QueryRecord, [string, number]>({ name: 'queries' });
-    this.logDb = root.openDB<LogRecord, number>({ name: 'log' });
-    this.metaDb = root.openDB<number, string>({ name: 'meta' });
-    this.profilesDb = root.openDB<ClipProfileRecord, [string, string]>({ name: 'profiles' });
     this.featureTables = new FeatureTables(root);
     this.previewTable = new PreviewTable(root);
     this.jobs = new SidecarJobs(root);
@@ -548,8 +389,8 @@ export class Store {
   /** Opens (creating when missing) the store, loads every run into memory and replays the log. */
   static async open(options: StoreOptions): Promise<Store> {
     const root = openMain(options.dataDir, options.mapSizeBytes);
-    const metaDb = root.openDB<number, string>({ name: 'meta' });
-    const format = metaDb.get('format');
+    const tables = new Tables(root);
+    const format = tables.meta.get('format');
     if (format !== undefined && format !== STORE_FORMAT_VERSION && format !== 3 && format !== 4 && format !== 5) {
       await root.close();
       throw new MotiveError(
@@ -561,7 +402,7 @@ export class Store {
     const segmentBytes = options.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
     try {
       if (format === 3 || format === 4) {
-        const runIds = [...root.openDB<RunRecord, string>({ name: 'runs' }).getKeys()];
+        const runIds = [...tables.runs.getKeys()];
         await moveSampleRecords(options.dataDir, runIds, options.mapSizeBytes, segmentBytes);
       }
       removeDeletedRuns(recordsDir);
@@ -569,12 +410,12 @@ export class Store {
       await root.close();
       throw new MotiveError('MOTIVE_STORE_OPEN', `${options.dataDir}: ${(err as Error).message}`, { cause: err });
     }
-    const store = new Store(root, options.dataDir, options, format !== undefined && format < STORE_FORMAT_VERSION);
+    const store = new Store(tables, options.dataDir, options, format !== undefined && format < STORE_FORMAT_VERSION);
     try {
       store.loadAll();
       await store.finishOpen();
       if (format !== STORE_FORMAT_VERSION) {
-        await metaDb.put('format', STORE_FORMAT_VERSION);
+        await tables.meta.put('format', STORE_FORMAT_VERSION);
         await root.flushed;
       }
       // The samples environment of a format 3 or 4 store, once its records are in segments.
@@ -601,7 +442,7 @@ export class Store {
 
   private loadAll(): void {
     let maxLsn = 0;
-    for (const { key, value } of this.runsDb.getRange()) {
+    for (const { key, value } of this.tables.runs.getRange()) {
       const run = new RunState(value.info);
       for (const id of value.queryIds) run.queryColumn(id);
       run.weightsVersion = value.weightsVersion;
@@ -611,8 +452,8 @@ export class Store {
       this.persistedRuns.set(key, value);
       this.featureTables.load(key, run.features);
       this.jobs.load(key);
-      for (const { key: k, value: seq } of this.commitsDb.getRange(runRange(key))) run.commits.set(k[1], seq);
-      for (const { value: q } of this.queriesDb.getRange(runRange(key))) {
+      for (const { key: k, value: seq } of this.tables.commits.getRange(runRange(key))) run.commits.set(k[1], seq);
+      for (const { value: q } of this.tables.queries.getRange(runRange(key))) {
         const columns = Int32Array.from(q.ids, (id) => run.queryColumn(id));
         run.addQuerySet({
           version: q.version,
@@ -706,7 +547,7 @@ export class Store {
   /** Applies every logged change newer than the record it touches (crash recovery). */
   private replayLog(): void {
     this.logEntries = 0;
-    for (const { key: lsn, value } of this.logDb.getRange()) {
+    for (const { key: lsn, value } of this.tables.log.getRange()) {
       this.logEntries++;
       if (lsn > this.lsn) this.lsn = lsn;
       const run = this.runStates.get(value.runId);
@@ -823,7 +664,7 @@ export class Store {
     const persist = (record: RunRecord): void => {
       if (!before.has(record.info.id)) before.set(record.info.id, this.persistedRuns.get(record.info.id));
       this.persistedRuns.set(record.info.id, record);
-      writes.push(() => settled(this.runsDb.put(record.info.id, record)));
+      writes.push(() => settled(this.tables.runs.put(record.info.id, record)));
     };
     const tx: StoreTx = {
       putRun: (run) =>
@@ -847,7 +688,7 @@ export class Store {
           lastStep: Math.max(prev.lastStep, u.lastStep ?? 0),
         });
       },
-      putCommit: (runId, rank, seq) => void writes.push(() => settled(this.commitsDb.put([runId, rank], seq))),
+      putCommit: (runId, rank, seq) => void writes.push(() => settled(this.tables.commits.put([runId, rank], seq))),
       putQuerySet: (runId, qs) => {
         // A set is stored when it first commits, with its sketches (only older sets drop them).
         if (qs.sketches === undefined) throw new Error(`query set v${qs.version} of run ${runId} has no sketches to store`);
@@ -859,7 +700,7 @@ export class Store {
           receivedAtMs: qs.receivedAtMs,
           sketches: float32Bytes(qs.sketches),
         };
-        writes.push(() => settled(this.queriesDb.put([runId, qs.version], record)));
+        writes.push(() => settled(this.tables.queries.put([runId, qs.version], record)));
       },
       appendBatch: (runId, b) => {
         const lsn = ++this.lsn;
@@ -875,7 +716,7 @@ export class Store {
           sketches: b.wire,
           dtype: b.wireDtype,
         };
-        writes.push(() => settled(this.logDb.put(lsn, record)));
+        writes.push(() => settled(this.tables.log.put(lsn, record)));
         return lsn;
       },
       putFeatures: (runId, ids, rows, nf) => {
@@ -890,7 +731,7 @@ export class Store {
         const lsn = ++this.lsn;
         appended.push({ lsn, runId });
         const record: LogRecord = { kind: 'weights', runId, ids: ids as string[], weights: float32Bytes(weights) };
-        writes.push(() => settled(this.logDb.put(lsn, record)));
+        writes.push(() => settled(this.tables.log.put(lsn, record)));
         return lsn;
       },
       write: (w) => void writes.push(() => settled(w())),
@@ -1363,7 +1204,7 @@ export class Store {
    */
   private async trimLog(upTo: number): Promise<void> {
     if (upTo <= 0) return;
-    const keys = [...this.logDb.getKeys({ end: upTo + 1 })];
+    const keys = [...this.tables.log.getKeys({ end: upTo + 1 })];
     if (keys.length === 0) return;
     // What the trimmed entries held is from now on only in the segments: their sizes recorded first.
     const sizes = new Map<string, Map<number, number>>();
@@ -1373,7 +1214,7 @@ export class Store {
     await this.commitWith(
       () => undefined,
       () => {
-        for (const key of keys) settled(this.logDb.remove(key));
+        for (const key of keys) settled(this.tables.log.remove(key));
       },
     );
     this.logEntries -= keys.length;
@@ -1506,7 +1347,7 @@ export class Store {
    * newest sets keep theirs, run-state.ts).
    */
   querySketches(runId: string, version: number): Float32Array {
-    const q = this.queriesDb.get([runId, version]);
+    const q = this.tables.queries.get([runId, version]);
     if (q === undefined) throw new MotiveError('MOTIVE_INGEST_INTERNAL', `run ${runId} has no stored query set v${version}`);
     return bytesToFloat32(q.sketches);
   }
@@ -1645,19 +1486,19 @@ export class Store {
       // creating a run of the same id removes (never a run whose recorded segments are missing).
       const segments = this.segmentsOf(run);
       const logKeys: number[] = [];
-      for (const { key, value } of this.logDb.getRange()) if (value.runId === runId) logKeys.push(key);
+      for (const { key, value } of this.tables.log.getRange()) if (value.runId === runId) logKeys.push(key);
       const featureWrites = [...this.featureTables.removeWrites(runId), ...this.jobs.removeWrites(runId)];
-      const dbs = [this.commitsDb, this.queriesDb] as unknown as Database<unknown, Key[]>[];
+      const dbs = [this.tables.commits, this.tables.queries] as unknown as Database<unknown, Key[]>[];
       const keys = dbs.map((db) => [...db.getKeys(runRange(runId))]);
       await this.commitWith(
         () => undefined,
         () => {
           this.manifest.removeRun(runId);
-          settled(this.runsDb.remove(runId));
+          settled(this.tables.runs.remove(runId));
           dbs.forEach((db, i) => {
             for (const key of keys[i] ?? []) settled(db.remove(key));
           });
-          for (const key of logKeys) settled(this.logDb.remove(key));
+          for (const key of logKeys) settled(this.tables.log.remove(key));
           for (const w of featureWrites) settled(w());
         },
       );
@@ -1709,14 +1550,14 @@ export class Store {
    */
   putProfiles(entries: ReadonlyArray<{ clipId: string; record: ClipProfileRecord }>): Promise<void> {
     return this.commit(() => {
-      for (const e of entries) settled(this.profilesDb.put([e.clipId, e.record.hash], e.record));
+      for (const e of entries) settled(this.tables.profiles.put([e.clipId, e.record.hash], e.record));
     });
   }
 
   /** The clip's newest profile (by `profiledAtMs`), or undefined. */
   profile(clipId: string): ClipProfileRecord | undefined {
     let newest: ClipProfileRecord | undefined;
-    for (const { value } of this.profilesDb.getRange(runRange(clipId))) {
+    for (const { value } of this.tables.profiles.getRange(runRange(clipId))) {
       if (newest === undefined || value.profiledAtMs > newest.profiledAtMs) newest = value;
     }
     return newest;
@@ -1742,7 +1583,7 @@ export class Store {
 
   /** Whether the clip has a profile computed from a file with this hash. */
   hasProfile(clipId: string, hash: string): boolean {
-    return this.profilesDb.doesExist([clipId, hash]);
+    return this.tables.profiles.doesExist([clipId, hash]);
   }
 
   /** Bytes the store occupies (the main environment by LMDB's own accounting, and the record segments). */
