@@ -1,14 +1,6 @@
-export {
-  Store,
-  STORE_FORMAT_VERSION,
-  type StoreOptions,
-  type StoreTx,
-  type BatchEffect,
-  type FlushStats,
-  type LoggedBatch,
-  type RunUpdate,
-} from './store.js';
+export { Store, type StoreOptions, type StoreTx, type BatchEffect, type FlushStats, type LoggedBatch, type RunUpdate } from './store.js';
 export type { ClipProfileRecord } from './tables.js';
+export { STORE_FORMAT_VERSION } from './migration.js';
 export {
   RunState,
   type RunInfo,

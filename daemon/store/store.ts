@@ -13,22 +13,13 @@
  * threads, so a flush never delays an Ack. On start-up the log entries newer than a sample's record
  * are replayed (docs/store.md).
  */
-import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Database, Key, RootDatabase } from 'lmdb';
 import { MotiveError, decodeSketches, normalizeRows, trace } from '../shared/index.js';
-import {
-  Tables,
-  openEnv,
-  openMain,
-  runRange,
-  settled,
-  type ClipProfileRecord,
-  type LogRecord,
-  type QueryRecord,
-  type RunRecord,
-} from './tables.js';
+import { Tables, openMain, runRange, settled, type ClipProfileRecord, type LogRecord, type QueryRecord, type RunRecord } from './tables.js';
 import { storeError } from './store-errors.js';
+import { STORE_FORMAT_VERSION, checkFormat, hasSamplesEnv, moveSampleRecords, removeSamplesEnv } from './migration.js';
 import { crashPoint } from '../shared/crash-point.js';
 import { RunState, type QuerySetRecord, type RunInfo, type SampleState, type SketchDType } from './run-state.js';
 import { HISTORY_TRAILER_BYTES, HistoryPending, appendToTrailer, mergeHistory, readHistoryTrailer, type HistoryPoint } from './history.js';
@@ -46,6 +37,7 @@ import {
   smallInt,
   writeSampleRecord,
   writeSampleRecordAt,
+  writeWeightBody,
 } from './codec.js';
 import { DeltaPool } from './delta-pool.js';
 import { pendingScores, type PendingScores } from './pending-scores.js';
@@ -74,12 +66,6 @@ import {
   type ScannedFrame,
   type SegmentProblem,
 } from './segments.js';
-
-/**
- * Bumped whenever the on-disk layout changes incompatibly. Format 6 logs each batch's wire dtype
- * (a format 5 entry has none and is read in its run's dtype, as it was written).
- */
-export const STORE_FORMAT_VERSION = 6;
 
 export interface StoreOptions {
   readonly dataDir: string;
@@ -239,68 +225,6 @@ interface Arena {
 /** Default size of a record segment. */
 const DEFAULT_SEGMENT_BYTES = 64 << 20;
 
-/** A weight entry's body (segments.ts): f64 lsn, f32 weight, zero padding. */
-function writeWeightBody(buf: Buffer, at: number, lsn: number, weight: number): void {
-  buf.writeDoubleLE(lsn, at);
-  buf.writeFloatLE(weight, at + 8);
-  buf.writeUInt32LE(0, at + 12);
-}
-
-/** A whole frame holding `body` (used where frames are written one by one). */
-function encodeFrame(kind: number, id: string, body: Uint8Array): Buffer {
-  const idBytes = Buffer.byteLength(id);
-  const frame = Buffer.alloc(frameBytes(idBytes, body.length));
-  beginFrame(frame, kind, id, idBytes, body.length);
-  frame.set(body, bodyOffset(idBytes));
-  sealFrame(frame);
-  return frame;
-}
-
-/** Frames gathered per append while moving records. */
-const MOVE_BATCH_BYTES = 8 << 20;
-
-/**
- * Moves the sample records and weight entries of a format 3 or 4 store (an LMDB samples
- * environment under `dataDir/samples`) into record segments. Started over from nothing by the
- * next start-up if it is interrupted: the store stays format 3 or 4 until it is done.
- */
-async function moveSampleRecords(dataDir: string, runIds: readonly string[], mapSize: number, segmentBytes: number): Promise<void> {
-  const recordsDir = join(dataDir, 'records');
-  rmSync(recordsDir, { recursive: true, force: true });
-  mkdirSync(recordsDir, { recursive: true });
-  if (!existsSync(join(dataDir, 'samples'))) return;
-  const env = openEnv(join(dataDir, 'samples'), mapSize);
-  try {
-    const samplesDb = env.openDB<Buffer, [string, string]>({ name: 'samples', encoding: 'binary' });
-    const weightsDb = env.openDB<Buffer, [string, string]>({ name: 'weights', encoding: 'binary' });
-    for (const runId of runIds) {
-      const segments = RunSegments.open(runSegmentsDir(recordsDir, runId), runId, segmentBytes);
-      try {
-        let batch: Buffer[] = [];
-        let bytes = 0;
-        const add = async (frame: Buffer): Promise<void> => {
-          batch.push(frame);
-          bytes += frame.length;
-          if (bytes < MOVE_BATCH_BYTES) return;
-          await segments.append(batch);
-          batch = [];
-          bytes = 0;
-        };
-        for (const { key, value } of samplesDb.getRange(runRange(runId))) await add(encodeFrame(FRAME_RECORD, key[1], value));
-        for (const { key, value } of weightsDb.getRange(runRange(runId))) {
-          const body = Buffer.alloc(WEIGHT_BODY_BYTES);
-          writeWeightBody(body, 0, value.readDoubleLE(0), value.readFloatLE(8));
-          await add(encodeFrame(FRAME_WEIGHT, key[1], body));
-        }
-        if (batch.length > 0) await segments.append(batch);
-      } finally {
-        await segments.close();
-      }
-    }
-  } finally {
-    await env.close();
-  }
-}
 export class Store {
   private readonly root: RootDatabase;
   private readonly tables: Tables;
@@ -391,17 +315,16 @@ export class Store {
     const root = openMain(options.dataDir, options.mapSizeBytes);
     const tables = new Tables(root);
     const format = tables.meta.get('format');
-    if (format !== undefined && format !== STORE_FORMAT_VERSION && format !== 3 && format !== 4 && format !== 5) {
+    try {
+      checkFormat(format, options.dataDir);
+    } catch (err) {
       await root.close();
-      throw new MotiveError(
-        'MOTIVE_STORE_FORMAT',
-        `${options.dataDir} holds format ${String(format)}, this daemon reads format ${STORE_FORMAT_VERSION}`,
-      );
+      throw err;
     }
     const recordsDir = join(options.dataDir, 'records');
     const segmentBytes = options.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
     try {
-      if (format === 3 || format === 4) {
+      if (hasSamplesEnv(format)) {
         const runIds = [...tables.runs.getKeys()];
         await moveSampleRecords(options.dataDir, runIds, options.mapSizeBytes, segmentBytes);
       }
@@ -419,7 +342,7 @@ export class Store {
         await root.flushed;
       }
       // The samples environment of a format 3 or 4 store, once its records are in segments.
-      rmSync(join(options.dataDir, 'samples'), { recursive: true, force: true });
+      removeSamplesEnv(options.dataDir);
     } catch (err) {
       await store.closeFiles();
       throw err instanceof MotiveError
