@@ -19,6 +19,7 @@ import type { Database, Key, RootDatabase } from 'lmdb';
 import { MotiveError, decodeSketches, normalizeRows, trace } from '../shared/index.js';
 import { Tables, openMain, runRange, settled, type ClipProfileRecord, type LogRecord, type QueryRecord, type RunRecord } from './tables.js';
 import { storeError } from './store-errors.js';
+import { ClipTables } from './profiles.js';
 import { STORE_FORMAT_VERSION, checkFormat, hasSamplesEnv, moveSampleRecords, removeSamplesEnv } from './migration.js';
 import { crashPoint } from '../shared/crash-point.js';
 import { RunState, type QuerySetRecord, type RunInfo, type SampleState, type SketchDType } from './run-state.js';
@@ -234,8 +235,8 @@ export class Store {
   private readonly segmentBytes: number;
   /** Per-sample features and each run's feature names (features.ts). */
   private readonly featureTables: FeatureTables;
-  /** Clip previews beside the profiles (previews.ts). */
-  private readonly previewTable: PreviewTable;
+  /** Clips' motion profiles and previews (profiles.ts). */
+  private readonly clips: ClipTables;
   /** Side-car attribution jobs (jobs.ts). */
   readonly jobs: SidecarJobs;
   private readonly manifest: SegmentManifest;
@@ -306,7 +307,7 @@ export class Store {
     this.flushChunk = options.flushChunkSamples ?? 1024;
     this.syncCommits = options.syncCommits ?? false;
     this.featureTables = new FeatureTables(root);
-    this.previewTable = new PreviewTable(root);
+    this.clips = new ClipTables(this.tables.profiles, new PreviewTable(root), (write) => this.commit(write));
     this.jobs = new SidecarJobs(root);
   }
 
@@ -1472,41 +1473,32 @@ export class Store {
    * once durable. A profile for an existing [clipId, hash] replaces it.
    */
   putProfiles(entries: ReadonlyArray<{ clipId: string; record: ClipProfileRecord }>): Promise<void> {
-    return this.commit(() => {
-      for (const e of entries) settled(this.tables.profiles.put([e.clipId, e.record.hash], e.record));
-    });
+    return this.clips.putProfiles(entries);
   }
 
   /** The clip's newest profile (by `profiledAtMs`), or undefined. */
   profile(clipId: string): ClipProfileRecord | undefined {
-    let newest: ClipProfileRecord | undefined;
-    for (const { value } of this.tables.profiles.getRange(runRange(clipId))) {
-      if (newest === undefined || value.profiledAtMs > newest.profiledAtMs) newest = value;
-    }
-    return newest;
+    return this.clips.profile(clipId);
   }
 
   /** Stores clip previews in one transaction, serialised with {@link Store.commit}; resolves once durable. */
   putPreviews(entries: readonly PreviewEntry[]): Promise<void> {
-    return this.commit(() => {
-      for (const e of entries) settled(this.previewTable.put(e));
-    });
+    return this.clips.putPreviews(entries);
   }
 
   /** The `kind` preview of the clip's newest profile (previews.ts), or undefined. */
   preview(clipId: string, kind: string): PreviewRecord | undefined {
-    const p = this.profile(clipId);
-    return p === undefined ? undefined : this.previewTable.get(clipId, p.hash, kind);
+    return this.clips.preview(clipId, kind);
   }
 
   /** Whether every one of `kinds` is stored for the clip file with this hash. */
   hasPreviews(clipId: string, hash: string, kinds: readonly string[]): boolean {
-    return this.previewTable.hasAll(clipId, hash, kinds);
+    return this.clips.hasPreviews(clipId, hash, kinds);
   }
 
   /** Whether the clip has a profile computed from a file with this hash. */
   hasProfile(clipId: string, hash: string): boolean {
-    return this.tables.profiles.doesExist([clipId, hash]);
+    return this.clips.hasProfile(clipId, hash);
   }
 
   /** Bytes the store occupies (the main environment by LMDB's own accounting, and the record segments). */
