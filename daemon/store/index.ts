@@ -1,5 +1,6 @@
-export { Store, type StoreOptions, type StoreTx, type BatchEffect, type FlushStats, type LoggedBatch, type RunUpdate } from './store.js';
+export { Store, type StoreOptions, type BatchEffect, type FlushStats } from './store.js';
 export type { ClipProfileRecord } from './tables.js';
+export type { StoreTx, LoggedBatch, RunUpdate } from './commit-log.js';
 export { STORE_FORMAT_VERSION } from './migration.js';
 export {
   RunState,

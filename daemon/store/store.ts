@@ -17,12 +17,13 @@ import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Database, Key, RootDatabase } from 'lmdb';
 import { MotiveError, decodeSketches, normalizeRows, trace } from '../shared/index.js';
-import { Tables, openMain, runRange, settled, type ClipProfileRecord, type LogRecord, type QueryRecord, type RunRecord } from './tables.js';
+import { Tables, openMain, runRange, settled, type ClipProfileRecord } from './tables.js';
 import { storeError } from './store-errors.js';
+import { CommitLog, type StoreTx } from './commit-log.js';
 import { ClipTables } from './profiles.js';
 import { STORE_FORMAT_VERSION, checkFormat, hasSamplesEnv, moveSampleRecords, removeSamplesEnv } from './migration.js';
 import { crashPoint } from '../shared/crash-point.js';
-import { RunState, type QuerySetRecord, type RunInfo, type SampleState, type SketchDType } from './run-state.js';
+import { RunState, type QuerySetRecord, type RunInfo, type SampleState } from './run-state.js';
 import { HISTORY_TRAILER_BYTES, HistoryPending, appendToTrailer, mergeHistory, readHistoryTrailer, type HistoryPoint } from './history.js';
 import {
   bytesToFloat32,
@@ -30,7 +31,6 @@ import {
   decodeSample,
   embeddingOffset,
   embeddingView,
-  float32Bytes,
   RECORD_LSN_OFFSET,
   recordLayout,
   recordShape,
@@ -45,7 +45,6 @@ import { pendingScores, type PendingScores } from './pending-scores.js';
 import { FeatureTables, sameNames } from './features.js';
 import { PreviewTable, type PreviewEntry, type PreviewRecord } from './previews.js';
 import { SidecarJobs } from './jobs.js';
-import { settleTurnBatch } from './turn-batch.js';
 import { REMOVING, SegmentManifest } from './manifest.js';
 import {
   FRAME_RECORD,
@@ -90,30 +89,6 @@ export interface StoreOptions {
   readonly onRepair?: (message: string, detail: Record<string, unknown>) => void;
 }
 
-/** A change to a run's persisted record ({@link StoreTx.updateRun}). */
-export interface RunUpdate {
-  readonly addBatches?: number;
-  readonly addSketches?: number;
-  /** Raises lastStep to this when larger. */
-  readonly lastStep?: number;
-  readonly weightsVersion?: number;
-  /** The full list of query ids (only ever appended to). */
-  readonly queryIds?: readonly string[];
-}
-
-/** A batch to log: what recovery needs to apply it again exactly as it was applied live. */
-export interface LoggedBatch {
-  readonly step: number;
-  readonly lr: number;
-  readonly sampleIds: readonly string[];
-  /** Wire bytes of the sketches, in `wireDtype` (the sending rank's, not necessarily the run's). */
-  readonly wire: Uint8Array;
-  readonly wireDtype: SketchDType;
-  readonly querySet: QuerySetRecord | undefined;
-  /** [n × m] float32 products with `querySet`. */
-  readonly products: Float32Array | undefined;
-}
-
 /** A committed batch's effect on its samples (docs/method.md). */
 export interface BatchEffect {
   readonly sampleIds: readonly string[];
@@ -128,32 +103,6 @@ export interface BatchEffect {
    * yet), so the batch costs one id lookup, not one per stage. Recovery leaves it out.
    */
   readonly samples?: ReadonlyArray<SampleState | undefined> | undefined;
-}
-
-/** Writes allowed inside {@link Store.commit}. None changes memory. */
-export interface StoreTx {
-  /** Persists the run as it is in memory (info, query ids, counters). */
-  putRun(run: RunState): void;
-  /**
-   * Changes the run's persisted record relative to what earlier commits persisted (which may be
-   * ahead of memory while their callers have not applied them yet).
-   */
-  updateRun(run: RunState, update: RunUpdate): void;
-  putCommit(runId: string, rank: number, seq: number): void;
-  putQuerySet(runId: string, qs: QuerySetRecord): void;
-  /** Appends a batch to the log; returns its log sequence number, for {@link Store.applyBatch}. */
-  appendBatch(runId: string, batch: LoggedBatch): number;
-  /** Stores a batch's per-sample features ([ids.length × nf] float32; the latest row of a sample wins, features.ts). */
-  putFeatures(runId: string, ids: readonly string[], rows: Float32Array, nf: number): void;
-  /** Appends a weight change to the log; returns its log sequence number, for {@link Store.applyWeights}. */
-  appendWeights(runId: string, ids: readonly string[], weights: Float32Array): number;
-  /**
-   * The run's weights version as persisted by the commits before this one and this one so far:
-   * a new weights version is this + 1, allocated in log order whoever commits it.
-   */
-  weightsVersion(run: RunState): number;
-  /** A write of another table of the main environment (side-car jobs, jobs.ts) in this transaction. */
-  write(w: () => unknown): void;
 }
 
 /** What the flusher is doing, for metrics and `motive status`. */
@@ -244,19 +193,13 @@ export class Store {
   private readonly legacySegments: boolean;
   private readonly onRepair: (message: string, detail: Record<string, unknown>) => void;
   private readonly runStates = new Map<string, RunState>();
-  /** Each run's record as last committed: ahead of memory while a commit awaits its apply. */
-  private readonly persistedRuns = new Map<string, RunRecord>();
-  private tail: Promise<void> = Promise.resolve();
+  /** The commit queue and the log's bookkeeping (commit-log.ts). */
+  private readonly commitLog: CommitLog;
   readonly dataDir: string;
-  private readonly commitDelayMs: number;
   private readonly maxDirty: number;
   private readonly flushIntervalMs: number;
   private readonly flushChunk: number;
-  private readonly syncCommits: boolean;
 
-  /** Last log sequence number handed out, and the last one applied to memory. */
-  private lsn = 0;
-  private appliedLsn = 0;
   /** Per run: samples changed since their record was written, and their pending G(z) changes. */
   private readonly dirty = new Map<RunState, Set<SampleState>>();
   private readonly deltas = new Map<RunState, DeltaPool>();
@@ -274,14 +217,10 @@ export class Store {
   private readonly sliceSamples: SampleState[] = [];
   private readonly sliceIdBytes = new Int32Array(FLUSH_SLICE);
   private readonly sliceBody = new Int32Array(FLUSH_SLICE);
-  /** Committed log entries not applied to memory yet, with their run. */
-  private readonly unapplied = new Map<number, RunState | undefined>();
   /** Per run, segments whose deletion a crash interrupted (finished while loading, forgotten by finishOpen). */
   private readonly unfinishedRemovals = new Map<string, number[]>();
   /** True while the log is replayed at start-up. */
   private replaying = false;
-  private logEntries = 0;
-  private commitCount = 0;
   private flushTimer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   private flushPaused = 0;
@@ -301,12 +240,11 @@ export class Store {
     this.dataDir = dataDir;
     this.recordsDir = join(dataDir, 'records');
     this.segmentBytes = options.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
-    this.commitDelayMs = options.commitDelayMs ?? 0;
     this.maxDirty = options.maxDirtySamples ?? 65536;
     this.flushIntervalMs = options.flushIntervalMs ?? 1000;
     this.flushChunk = options.flushChunkSamples ?? 1024;
-    this.syncCommits = options.syncCommits ?? false;
     this.featureTables = new FeatureTables(root);
+    this.commitLog = new CommitLog(tables, this.featureTables, this.runStates, { ...options, dataDir });
     this.clips = new ClipTables(this.tables.profiles, new PreviewTable(root), (write) => this.commit(write));
     this.jobs = new SidecarJobs(root);
   }
@@ -373,7 +311,7 @@ export class Store {
       run.batches = value.batches;
       run.sketches = value.sketches;
       run.lastStep = value.lastStep;
-      this.persistedRuns.set(key, value);
+      this.commitLog.persistedRuns.set(key, value);
       this.featureTables.load(key, run.features);
       this.jobs.load(key);
       for (const { key: k, value: seq } of this.tables.commits.getRange(runRange(key))) run.commits.set(k[1], seq);
@@ -393,8 +331,8 @@ export class Store {
       if (lsn > maxLsn) maxLsn = lsn;
       this.runStates.set(key, run);
     }
-    this.lsn = maxLsn;
-    this.appliedLsn = maxLsn;
+    this.commitLog.lsn = maxLsn;
+    this.commitLog.appliedLsn = maxLsn;
     this.replaying = true;
     try {
       this.replayLog();
@@ -470,10 +408,10 @@ export class Store {
 
   /** Applies every logged change newer than the record it touches (crash recovery). */
   private replayLog(): void {
-    this.logEntries = 0;
+    this.commitLog.entries = 0;
     for (const { key: lsn, value } of this.tables.log.getRange()) {
-      this.logEntries++;
-      if (lsn > this.lsn) this.lsn = lsn;
+      this.commitLog.entries++;
+      if (lsn > this.commitLog.lsn) this.commitLog.lsn = lsn;
       const run = this.runStates.get(value.runId);
       if (run === undefined) continue;
       if (value.kind === 'weights') {
@@ -499,7 +437,7 @@ export class Store {
         lsn,
       );
     }
-    this.appliedLsn = this.lsn;
+    this.commitLog.appliedLsn = this.commitLog.lsn;
   }
 
   run(runId: string): RunState | undefined {
@@ -561,133 +499,9 @@ export class Store {
     return this.commitWith(mutate);
   }
 
-  /**
-   * {@link Store.commit} with `direct`, the store's own writes outside StoreTx (log trims, run
-   * deletion), run inside the same batch: a write issued outside a batch joins lmdb-js's
-   * event-turn batch, whose own promise nobody holds, and a failed commit (a full disk) would
-   * reject it unhandled.
-   */
+  /** {@link Store.commit} with `direct`, the store's own writes outside StoreTx, in the same transaction. */
   private commitWith<T>(mutate: (tx: StoreTx) => T, direct?: () => void): Promise<T> {
-    const result = this.tail.then(() => this.commitNow(mutate, direct));
-    this.tail = result.then(
-      () => undefined,
-      () => undefined,
-    );
-    return result;
-  }
-
-  private async commitNow<T>(mutate: (tx: StoreTx) => T, direct?: () => void): Promise<T> {
-    if (this.commitDelayMs > 0) await new Promise((r) => setTimeout(r, this.commitDelayMs));
-    const started = trace.on ? performance.now() : 0;
-    const lsnBefore = this.lsn;
-    const appended: Array<{ lsn: number; runId: string }> = [];
-    /** The transaction's writes, issued only once `mutate` has returned (all of them or none). */
-    const writes: Array<() => void> = [];
-    /** persistedRuns entries as they were before this transaction, to restore if it fails. */
-    const before = new Map<string, RunRecord | undefined>();
-    const persist = (record: RunRecord): void => {
-      if (!before.has(record.info.id)) before.set(record.info.id, this.persistedRuns.get(record.info.id));
-      this.persistedRuns.set(record.info.id, record);
-      writes.push(() => settled(this.tables.runs.put(record.info.id, record)));
-    };
-    const tx: StoreTx = {
-      putRun: (run) =>
-        persist({
-          info: run.info,
-          queryIds: [...run.queryIds],
-          weightsVersion: run.weightsVersion,
-          batches: run.batches,
-          sketches: run.sketches,
-          lastStep: run.lastStep,
-        }),
-      updateRun: (run, u) => {
-        const prev = this.persistedRuns.get(run.info.id);
-        if (prev === undefined) throw new MotiveError('MOTIVE_INGEST_INTERNAL', `run ${run.info.id} is not persisted`);
-        persist({
-          info: prev.info,
-          queryIds: u.queryIds === undefined ? prev.queryIds : [...u.queryIds],
-          weightsVersion: u.weightsVersion ?? prev.weightsVersion,
-          batches: prev.batches + (u.addBatches ?? 0),
-          sketches: prev.sketches + (u.addSketches ?? 0),
-          lastStep: Math.max(prev.lastStep, u.lastStep ?? 0),
-        });
-      },
-      putCommit: (runId, rank, seq) => void writes.push(() => settled(this.tables.commits.put([runId, rank], seq))),
-      putQuerySet: (runId, qs) => {
-        // A set is stored when it first commits, with its sketches (only older sets drop them).
-        if (qs.sketches === undefined) throw new Error(`query set v${qs.version} of run ${runId} has no sketches to store`);
-        const record: QueryRecord = {
-          version: qs.version,
-          step: qs.step,
-          ids: [...qs.ids],
-          groups: [...qs.groups],
-          receivedAtMs: qs.receivedAtMs,
-          sketches: float32Bytes(qs.sketches),
-        };
-        writes.push(() => settled(this.tables.queries.put([runId, qs.version], record)));
-      },
-      appendBatch: (runId, b) => {
-        const lsn = ++this.lsn;
-        appended.push({ lsn, runId });
-        const record: LogRecord = {
-          kind: 'batch',
-          runId,
-          step: b.step,
-          lr: b.lr,
-          qsVersion: b.querySet?.version ?? 0,
-          ids: b.sampleIds as string[],
-          products: b.products === undefined ? new Uint8Array(0) : float32Bytes(b.products),
-          sketches: b.wire,
-          dtype: b.wireDtype,
-        };
-        writes.push(() => settled(this.tables.log.put(lsn, record)));
-        return lsn;
-      },
-      putFeatures: (runId, ids, rows, nf) => {
-        for (const w of this.featureTables.rowWrites(runId, ids, rows, nf)) writes.push(() => settled(w()));
-      },
-      weightsVersion: (run) => {
-        const prev = this.persistedRuns.get(run.info.id);
-        if (prev === undefined) throw new MotiveError('MOTIVE_INGEST_INTERNAL', `run ${run.info.id} is not persisted`);
-        return prev.weightsVersion;
-      },
-      appendWeights: (runId, ids, weights) => {
-        const lsn = ++this.lsn;
-        appended.push({ lsn, runId });
-        const record: LogRecord = { kind: 'weights', runId, ids: ids as string[], weights: float32Bytes(weights) };
-        writes.push(() => settled(this.tables.log.put(lsn, record)));
-        return lsn;
-      },
-      write: (w) => void writes.push(() => settled(w())),
-    };
-    let result: T;
-    try {
-      result = mutate(tx);
-      const write = (): void => {
-        for (const w of writes) w();
-        direct?.();
-      };
-      // The writes as one batch: lmdb-js runs it on its write thread in one transaction, with no
-      // turn of this thread in between (a transaction callback would hold the write lock until
-      // this thread got to it). `syncCommits` writes it here, synchronously, instead. Durable
-      // only after `flushed` either way.
-      if (this.syncCommits) this.root.transactionSync(write);
-      else await this.root.batch(write);
-      await this.root.flushed;
-    } catch (err) {
-      settleTurnBatch(this.root);
-      this.lsn = lsnBefore;
-      for (const [id, record] of before) {
-        if (record === undefined) this.persistedRuns.delete(id);
-        else this.persistedRuns.set(id, record);
-      }
-      throw await storeError(err, this.dataDir);
-    }
-    if (trace.on) trace.event('commit', started, performance.now(), appended.length);
-    this.commitCount++;
-    this.logEntries += appended.length;
-    for (const a of appended) this.unapplied.set(a.lsn, this.runStates.get(a.runId));
-    return result;
+    return this.commitLog.commit(mutate, direct);
   }
 
   /**
@@ -780,20 +594,8 @@ export class Store {
   }
 
   private applied(lsn: number): void {
-    this.unapplied.delete(lsn);
-    if (lsn > this.appliedLsn) this.appliedLsn = lsn;
+    this.commitLog.applied(lsn);
     this.afterApply();
-  }
-
-  /** The newest LSN such that every committed entry up to it is applied to memory. */
-  private appliedPrefix(): number {
-    let upTo = this.appliedLsn;
-    for (const [lsn, run] of this.unapplied) {
-      // An entry of a run deleted meanwhile is never applied, and has no effect to wait for.
-      if (run === undefined || this.runStates.get(run.info.id) !== run) this.unapplied.delete(lsn);
-      else if (lsn - 1 < upTo) upTo = lsn - 1;
-    }
-    return upTo;
   }
 
   private afterApply(): void {
@@ -863,7 +665,7 @@ export class Store {
    */
   private async flushCycle(): Promise<void> {
     const started = performance.now();
-    const upTo = this.appliedPrefix();
+    const upTo = this.commitLog.appliedPrefix();
     /** The chunk being written, if any. */
     let writing: Promise<void> | undefined;
     for (const [run, set] of [...this.dirty]) {
@@ -1028,7 +830,7 @@ export class Store {
     try {
       // Written once the log commits queued by then are done: the log's next commit, and the
       // Acks behind it, then meet less of the chunk's write and sync on the disk.
-      base = await segments.append(chunk.frames, () => this.tail);
+      base = await segments.append(chunk.frames, () => this.commitLog.tail);
       crashPoint('flush');
       if (trace.on) trace.event('flush-write', chunk.builtFrom, performance.now(), chunk.records.length + chunk.weights.length);
     } catch (err) {
@@ -1141,7 +943,7 @@ export class Store {
         for (const key of keys) settled(this.tables.log.remove(key));
       },
     );
-    this.logEntries -= keys.length;
+    this.commitLog.entries -= keys.length;
   }
 
   /**
@@ -1165,9 +967,9 @@ export class Store {
   async flush(): Promise<void> {
     for (;;) {
       while (this.flushing !== undefined) await this.flushing;
-      if (this.dirtyCount === 0 && this.logEntries === 0) break;
+      if (this.dirtyCount === 0 && this.commitLog.entries === 0) break;
       const before = this.stats.samplesFlushed;
-      const entriesBefore = this.logEntries;
+      const entriesBefore = this.commitLog.entries;
       // Registered as the running cycle, so that no background cycle starts beside it: two
       // cycles could write a sample's older record after its newer one.
       const cycle = this.flushCycle();
@@ -1181,18 +983,18 @@ export class Store {
         this.flushing = undefined;
         this.wakeRoomWaiters();
       }
-      if (this.stats.samplesFlushed === before && this.logEntries === entriesBefore) break;
+      if (this.stats.samplesFlushed === before && this.commitLog.entries === entriesBefore) break;
     }
   }
 
   /** Durable transactions {@link Store.commit} has made since the store was opened. */
   get commits(): number {
-    return this.commitCount;
+    return this.commitLog.count;
   }
 
   /** Flusher and log state. */
   flushStats(): FlushStats {
-    return { dirtySamples: this.dirtyCount, logEntries: this.logEntries, ...this.stats };
+    return { dirtySamples: this.dirtyCount, logEntries: this.commitLog.entries, ...this.stats };
   }
 
   /** Copies the G(z) of the sample's written record (in flight or in its segment) into `out`; zeros if none. */
@@ -1367,7 +1169,7 @@ export class Store {
         sample.total = run.sumsOf(sample).reduce((t, x) => t + x, 0);
         beginFrame(frame, FRAME_RECORD, sample.id, idBytes, body);
         const record = frame.subarray(start, start + body);
-        const recordG = writeSampleRecord(record, run, sample, k, this.appliedLsn);
+        const recordG = writeSampleRecord(record, run, sample, k, this.commitLog.appliedLsn);
         if (g !== undefined) recordG.set(g.subarray(0, k));
         else this.currentEmbedding(run, sample, recordG);
         sealFrame(frame);
@@ -1389,7 +1191,7 @@ export class Store {
         sample.atBytes = body;
         sample.weightAt = -1;
         segments.retain(sample.at, bytes);
-        sample.lsn = sample.flushedLsn = this.appliedLsn;
+        sample.lsn = sample.flushedLsn = this.commitLog.appliedLsn;
         if (sample.delta >= 0) pool.release(sample.delta);
         sample.delta = -1;
         this.inflight.delete(sample);
@@ -1430,8 +1232,8 @@ export class Store {
       this.jobs.forget(runId);
       await segments.remove();
       this.segments.delete(run);
-      this.persistedRuns.delete(runId);
-      this.logEntries -= logKeys.length;
+      this.commitLog.persistedRuns.delete(runId);
+      this.commitLog.entries -= logKeys.length;
       this.runStates.delete(runId);
       this.dirtyCount -= this.dirty.get(run)?.size ?? 0;
       this.dirty.delete(run);
@@ -1511,7 +1313,7 @@ export class Store {
 
   /** Writes every dirty sample, trims the log and closes both environments. */
   async close(): Promise<void> {
-    await this.tail;
+    await this.commitLog.tail;
     if (this.flushTimer !== undefined) clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
     try {
@@ -1519,7 +1321,7 @@ export class Store {
     } finally {
       this.closed = true;
       this.wakeRoomWaiters();
-      await this.tail;
+      await this.commitLog.tail;
       await this.closeFiles();
     }
   }
