@@ -20,19 +20,19 @@ import { MotiveError, decodeSketches, normalizeRows, trace } from '../shared/ind
 import { Tables, openMain, runRange, settled, type ClipProfileRecord } from './tables.js';
 import { storeError } from './store-errors.js';
 import { CommitLog, type StoreTx } from './commit-log.js';
+import { PendingSamples } from './pending.js';
+import { applyBatch, applyWeights, type BatchEffect } from './apply-batch.js';
 import { ClipTables } from './profiles.js';
 import { STORE_FORMAT_VERSION, checkFormat, hasSamplesEnv, moveSampleRecords, removeSamplesEnv } from './migration.js';
 import { crashPoint } from '../shared/crash-point.js';
-import { RunState, type QuerySetRecord, type RunInfo, type SampleState } from './run-state.js';
-import { HISTORY_TRAILER_BYTES, HistoryPending, appendToTrailer, mergeHistory, readHistoryTrailer, type HistoryPoint } from './history.js';
+import { RunState, type RunInfo, type SampleState } from './run-state.js';
+import { HISTORY_TRAILER_BYTES, appendToTrailer, mergeHistory, type HistoryPoint } from './history.js';
 import {
   bytesToFloat32,
-  copyEmbedding,
   decodeSample,
   embeddingOffset,
   embeddingView,
   RECORD_LSN_OFFSET,
-  recordLayout,
   recordShape,
   sampleRecordBytes,
   smallInt,
@@ -40,7 +40,6 @@ import {
   writeSampleRecordAt,
   writeWeightBody,
 } from './codec.js';
-import { DeltaPool } from './delta-pool.js';
 import { pendingScores, type PendingScores } from './pending-scores.js';
 import { FeatureTables, sameNames } from './features.js';
 import { PreviewTable, type PreviewEntry, type PreviewRecord } from './previews.js';
@@ -87,22 +86,6 @@ export interface StoreOptions {
   readonly syncCommits?: boolean;
   /** Hears each repair made while opening (a torn tail cut off, a leftover removed), to log it. */
   readonly onRepair?: (message: string, detail: Record<string, unknown>) => void;
-}
-
-/** A committed batch's effect on its samples (docs/method.md). */
-export interface BatchEffect {
-  readonly sampleIds: readonly string[];
-  readonly step: number;
-  readonly lr: number;
-  /** [n × k] float32, normalised per the run's score mode. */
-  readonly sketches: Float32Array;
-  readonly querySet: QuerySetRecord | undefined;
-  readonly products: Float32Array | undefined;
-  /**
-   * Each id's sample as the caller already looked it up (undefined where it was not in the run
-   * yet), so the batch costs one id lookup, not one per stage. Recovery leaves it out.
-   */
-  readonly samples?: ReadonlyArray<SampleState | undefined> | undefined;
 }
 
 /** What the flusher is doing, for metrics and `motive status`. */
@@ -200,17 +183,8 @@ export class Store {
   private readonly flushIntervalMs: number;
   private readonly flushChunk: number;
 
-  /** Per run: samples changed since their record was written, and their pending G(z) changes. */
-  private readonly dirty = new Map<RunState, Set<SampleState>>();
-  private readonly deltas = new Map<RunState, DeltaPool>();
-  /** Per dirty sample: its score-history points not in its record yet (history.ts). */
-  private readonly history = new HistoryPending();
-  private dirtyCount = 0;
-  /**
-   * Records handed to a flush write not known durable yet (or whose write failed): for these
-   * samples the record here, not the one in their segment, is the base their delta adds to.
-   */
-  private readonly inflight = new Map<SampleState, Uint8Array>();
+  /** Dirty samples, their pending changes and their written records' bases (pending.ts). */
+  private readonly pending: PendingSamples;
   /** Free flush-slice buffers by size (see {@link Store.takeArena}). */
   private readonly arenas = new Map<number, Arena[]>();
   /** The flush slice being built: its samples, id bytes and body bytes (reused). */
@@ -244,6 +218,7 @@ export class Store {
     this.flushIntervalMs = options.flushIntervalMs ?? 1000;
     this.flushChunk = options.flushChunkSamples ?? 1024;
     this.featureTables = new FeatureTables(root);
+    this.pending = new PendingSamples((run) => this.segmentsOf(run));
     this.commitLog = new CommitLog(tables, this.featureTables, this.runStates, { ...options, dataDir });
     this.clips = new ClipTables(this.tables.profiles, new PreviewTable(root), (write) => this.commit(write));
     this.jobs = new SidecarJobs(root);
@@ -341,7 +316,7 @@ export class Store {
     }
     // Mirror rows hold the records' G(z); scans add the replayed changes (pendingScores).
     // What the log held is now dirty in memory: write it out soon, not at the next ingest.
-    if (this.dirtyCount > 0) this.afterApply();
+    if (this.pending.count > 0) this.afterApply();
   }
 
   /**
@@ -505,92 +480,18 @@ export class Store {
   }
 
   /**
-   * Applies a committed batch (logged as `lsn`) to its samples in memory: seen, lastStep,
-   * S_j += lr · products and G(z) += lr · ĝ (into the sample's pending delta). Called once per
-   * batch in log order, live after the commit and again by recovery, which skips samples whose
-   * record already holds the entry.
+   * Applies a committed batch (logged as `lsn`) to its samples in memory (apply-batch.ts). Called
+   * once per batch in log order, live after the commit and again by recovery.
    */
   applyBatch(run: RunState, b: BatchEffect, lsn: number): void {
-    const n = b.sampleIds.length;
-    const qs = b.querySet;
-    const m = qs?.ids.length ?? 0;
-    const nq = run.queryIds.length;
-    const pool = this.deltaPool(run);
-    const dirty = this.dirtySet(run);
-    const lr = b.lr;
-    const known = b.samples;
-    pool.stage(b.sketches, n);
-    // Query j adds to sums[columns[j]]; in the usual case (the run's queries, in order) that is
-    // sums[j], and the loop without the indirection is faster (0.68 vs 0.83–1.15 µs a sample at
-    // m = 64 in a micro-benchmark over 200,000 samples; the misses on the sums rows dominate both).
-    const cols = qs?.columns;
-    let identity = cols !== undefined;
-    for (let j = 0; identity && j < m; j++) identity = (cols as Int32Array)[j] === j;
-    for (let i = 0; i < n; i++) {
-      const sample = known?.[i] ?? run.getOrCreateSample(b.sampleIds[i] as string);
-      if (lsn <= sample.flushedLsn) continue;
-      if (sample.nq < nq) run.growSums(sample, nq);
-      sample.seen++;
-      if (b.step > sample.lastStep || sample.seen === 1) sample.lastStep = b.step;
-      if (cols !== undefined && b.products !== undefined) {
-        const sums = run.sumsSlab(sample.sumsAt);
-        const row = run.sumsOffset(sample.sumsAt);
-        const products = b.products;
-        const at = i * m;
-        let total = 0;
-        if (identity) {
-          for (let j = 0; j < m; j++) {
-            const c = lr * (products[at + j] as number);
-            sums[row + j] = (sums[row + j] as number) + c;
-            total += c;
-          }
-        } else {
-          for (let j = 0; j < m; j++) {
-            const col = row + (cols[j] as number);
-            const c = lr * (products[at + j] as number);
-            sums[col] = (sums[col] as number) + c;
-            total += c;
-          }
-        }
-        sample.total += total;
-      }
-      this.history.add(sample, b.step, sample.weight);
-      if (sample.delta < 0) sample.delta = pool.alloc();
-      pool.add(sample.delta, i, lr);
-      this.touch(dirty, sample, lsn);
-    }
+    applyBatch(this.pending, run, b, lsn);
     this.applied(lsn);
   }
 
   /** Applies a committed weight change (logged as `lsn`) in memory. */
   applyWeights(run: RunState, ids: readonly string[], weights: Float32Array, lsn: number): void {
-    const dirty = this.dirtySet(run);
-    ids.forEach((id, i) => {
-      const sample = run.samples.get(id);
-      if (sample === undefined || lsn <= sample.flushedLsn) return;
-      sample.weight = weights[i] as number;
-      this.touch(dirty, sample, lsn);
-    });
+    applyWeights(this.pending, run, ids, weights, lsn);
     this.applied(lsn);
-  }
-
-  private touch(dirty: Set<SampleState>, sample: SampleState, lsn: number): void {
-    sample.lsn = lsn;
-    if (dirty.has(sample)) return;
-    dirty.add(sample);
-    this.dirtyCount++;
-  }
-
-  private dirtySet(run: RunState): Set<SampleState> {
-    let set = this.dirty.get(run);
-    if (set === undefined) this.dirty.set(run, (set = new Set()));
-    return set;
-  }
-
-  private deltaPool(run: RunState): DeltaPool {
-    let pool = this.deltas.get(run);
-    if (pool === undefined) this.deltas.set(run, (pool = new DeltaPool(run.info.dim)));
-    return pool;
   }
 
   private applied(lsn: number): void {
@@ -600,7 +501,7 @@ export class Store {
 
   private afterApply(): void {
     if (this.closed || this.replaying) return;
-    if (this.dirtyCount >= this.maxDirty / 2) this.startFlush();
+    if (this.pending.count >= this.maxDirty / 2) this.startFlush();
     else if (this.flushTimer === undefined && this.flushing === undefined) {
       this.flushTimer = setTimeout(() => {
         this.flushTimer = undefined;
@@ -615,7 +516,7 @@ export class Store {
    * group, so memory stays bounded when the flusher falls behind.
    */
   room(): Promise<void> {
-    if (this.dirtyCount < this.maxDirty) return Promise.resolve();
+    if (this.pending.count < this.maxDirty) return Promise.resolve();
     // The flusher cannot make room (e.g. the disk is full): fail instead of waiting forever.
     if (this.flushFailure !== undefined && this.flushing === undefined) return Promise.reject(this.flushFailure);
     this.startFlush();
@@ -623,8 +524,8 @@ export class Store {
   }
 
   private wakeRoomWaiters(): void {
-    const failure = this.dirtyCount >= this.maxDirty && !this.closed ? this.flushFailure : undefined;
-    if (this.dirtyCount >= this.maxDirty && !this.closed && failure === undefined) return;
+    const failure = this.pending.count >= this.maxDirty && !this.closed ? this.flushFailure : undefined;
+    if (this.pending.count >= this.maxDirty && !this.closed && failure === undefined) return;
     const waiters = this.roomWaiters;
     this.roomWaiters = [];
     for (const w of waiters) {
@@ -652,7 +553,7 @@ export class Store {
       .finally(() => {
         this.flushing = undefined;
         this.wakeRoomWaiters();
-        if (this.dirtyCount > 0 && !this.closed && this.flushPaused === 0) this.afterApply();
+        if (this.pending.count > 0 && !this.closed && this.flushPaused === 0) this.afterApply();
       });
     this.flushing = cycle;
   }
@@ -668,12 +569,12 @@ export class Store {
     const upTo = this.commitLog.appliedPrefix();
     /** The chunk being written, if any. */
     let writing: Promise<void> | undefined;
-    for (const [run, set] of [...this.dirty]) {
+    for (const [run, set] of [...this.pending.dirty]) {
       if (this.runStates.get(run.info.id) !== run) {
         // Deleted while a group of it was committing: nothing of it is written any more.
-        this.dirtyCount -= set.size;
-        this.dirty.delete(run);
-        this.deltas.delete(run);
+        this.pending.count -= set.size;
+        this.pending.dirty.delete(run);
+        this.pending.deltas.delete(run);
         continue;
       }
       // In dirty order: appended, records need no sorting.
@@ -742,8 +643,8 @@ export class Store {
   private async buildFrames(samples: readonly SampleState[], chunk: FlushChunk): Promise<void> {
     const run = chunk.run;
     const k = run.info.dim;
-    const pool = this.deltaPool(run);
-    const set = this.dirtySet(run);
+    const pool = this.pending.poolOf(run);
+    const set = this.pending.setOf(run);
     const { records, weights, frames, arenas } = chunk;
     let chunkBytes = 0;
     for (let at = 0; at < samples.length; at += FLUSH_SLICE) {
@@ -762,7 +663,7 @@ export class Store {
         const idBytes = Buffer.byteLength(sample.id);
         // No batch since its record was written (no pending delta, no unwritten record as its
         // base): only its weight changed, and a weight entry says so instead of the whole record.
-        const body = sample.delta < 0 && !this.inflight.has(sample) ? 0 : sampleRecordBytes(sample.nq, k);
+        const body = sample.delta < 0 && !this.pending.inflight.has(sample) ? 0 : sampleRecordBytes(sample.nq, k);
         sliceSamples[n] = sample;
         sliceIdBytes[n] = idBytes;
         sliceBody[n] = body;
@@ -795,24 +696,24 @@ export class Store {
           // Base plus pending change, and its int8 mirror row, folded in the delta pool's memory
           // by its SIMD kernels (the same floats as addTo and the mirror's own set).
           const row = sample.delta;
-          this.baseEmbedding(run, sample, pool.scratch(row), pool.scratchBytes(row));
+          this.pending.baseEmbedding(run, sample, pool.scratch(row), pool.scratchBytes(row));
           // The written points first (this may read, and fail, before the unwritten are taken).
           const trailerAt = start + embeddingOffset(sample.nq) + 4 * k;
-          this.copyWrittenHistory(run, sample, arena.bytes.subarray(trailerAt, trailerAt + HISTORY_TRAILER_BYTES));
-          appendToTrailer(abuf, trailerAt, this.history.take(sample), sample.seen);
+          this.pending.copyWrittenHistory(run, sample, arena.bytes.subarray(trailerAt, trailerAt + HISTORY_TRAILER_BYTES));
+          appendToTrailer(abuf, trailerAt, this.pending.history.take(sample), sample.seen);
           const scale = pool.fold(row) / 127;
           sample.delta = -1;
           arena.f32.set(pool.scratch(row), (start + embeddingOffset(sample.nq)) >> 2);
           run.mirror.setQuantized(run.mirrorSlot(sample), scale, scale === 0 ? undefined : pool.quantize(row, 1 / scale));
           const buf = arena.bytes.subarray(start, start + body);
-          this.inflight.set(sample, buf);
+          this.pending.inflight.set(sample, buf);
           records.push({ sample, pos, bytes, idBytes, flushedBefore, buf });
         }
         sealFrameAt(abuf, arena.bytes, offset, bytes);
         offset += bytes;
         sample.flushedLsn = sample.lsn;
         set.delete(sample);
-        this.dirtyCount--;
+        this.pending.count--;
       }
       chunkBytes += sliceBytes;
       if (trace.on) trace.event('flush', sliceStart, performance.now(), n);
@@ -846,7 +747,7 @@ export class Store {
       s.atBytes = r.buf.length;
       s.weightAt = -1;
       segments.retain(s.at, r.bytes);
-      if (this.inflight.get(s) === r.buf) this.inflight.delete(s);
+      if (this.pending.inflight.get(s) === r.buf) this.pending.inflight.delete(s);
     }
     for (const w of chunk.weights) {
       const s = w.sample;
@@ -892,10 +793,10 @@ export class Store {
    * meanwhile.
    */
   private unflushed(chunk: FlushChunk): void {
-    const set = this.dirtySet(chunk.run);
+    const set = this.pending.setOf(chunk.run);
     for (const r of [...chunk.records, ...chunk.weights]) {
       r.sample.flushedLsn = r.flushedBefore;
-      this.touch(set, r.sample, r.sample.lsn);
+      this.pending.touch(set, r.sample, r.sample.lsn);
     }
   }
 
@@ -959,7 +860,7 @@ export class Store {
     while (this.flushing !== undefined) await this.flushing;
     return () => {
       this.flushPaused--;
-      if (this.flushPaused === 0 && this.dirtyCount > 0 && !this.closed) this.afterApply();
+      if (this.flushPaused === 0 && this.pending.count > 0 && !this.closed) this.afterApply();
     };
   }
 
@@ -967,7 +868,7 @@ export class Store {
   async flush(): Promise<void> {
     for (;;) {
       while (this.flushing !== undefined) await this.flushing;
-      if (this.dirtyCount === 0 && this.commitLog.entries === 0) break;
+      if (this.pending.count === 0 && this.commitLog.entries === 0) break;
       const before = this.stats.samplesFlushed;
       const entriesBefore = this.commitLog.entries;
       // Registered as the running cycle, so that no background cycle starts beside it: two
@@ -994,56 +895,7 @@ export class Store {
 
   /** Flusher and log state. */
   flushStats(): FlushStats {
-    return { dirtySamples: this.dirtyCount, logEntries: this.commitLog.entries, ...this.stats };
-  }
-
-  /** Copies the G(z) of the sample's written record (in flight or in its segment) into `out`; zeros if none. */
-  private baseEmbedding(run: RunState, sample: SampleState, out: Float32Array, outBytes?: Uint8Array): void {
-    const inflight = this.inflight.get(sample);
-    if (inflight !== undefined) copyEmbedding(inflight, out);
-    else if (sample.at < 0) out.fill(0);
-    else {
-      // G(z) alone, read straight into `out`: the record's length gives its number of sums.
-      const k = run.info.dim;
-      const { nq } = recordLayout(sample.atBytes, k);
-      const n = Math.min(k, out.length);
-      const into = outBytes !== undefined && outBytes.length === 4 * n ? outBytes : new Uint8Array(out.buffer, out.byteOffset, 4 * n);
-      this.segmentsOf(run).read(sample.at, embeddingOffset(nq), into);
-      if (n < out.length) out.fill(0, n);
-    }
-  }
-
-  /**
-   * Copies the history trailer of the sample's written record (in flight or in its segment) into
-   * `out`; leaves `out` (an empty trailer) as it is where the record has none.
-   */
-  private copyWrittenHistory(run: RunState, sample: SampleState, out: Uint8Array): void {
-    const k = run.info.dim;
-    const inflight = this.inflight.get(sample);
-    if (inflight !== undefined) {
-      const { historyAt } = recordLayout(inflight.length, k);
-      if (historyAt >= 0) out.set(inflight.subarray(historyAt, historyAt + HISTORY_TRAILER_BYTES));
-      return;
-    }
-    if (sample.at < 0) return;
-    const { historyAt } = recordLayout(sample.atBytes, k);
-    if (historyAt >= 0) this.segmentsOf(run).read(sample.at, historyAt, out);
-  }
-
-  /** The score-history points of the sample's written record (in flight or in its segment). */
-  private writtenHistory(run: RunState, sample: SampleState): HistoryPoint[] {
-    const k = run.info.dim;
-    const inflight = this.inflight.get(sample);
-    if (inflight !== undefined) {
-      const { historyAt } = recordLayout(inflight.length, k);
-      return historyAt < 0 ? [] : readHistoryTrailer(inflight, historyAt);
-    }
-    if (sample.at < 0) return [];
-    const { historyAt } = recordLayout(sample.atBytes, k);
-    if (historyAt < 0) return [];
-    const trailer = new Uint8Array(HISTORY_TRAILER_BYTES);
-    this.segmentsOf(run).read(sample.at, historyAt, trailer);
-    return readHistoryTrailer(trailer);
+    return { dirtySamples: this.pending.count, logEntries: this.commitLog.entries, ...this.stats };
   }
 
   /** A sample's score history (docs/store.md, "Score history"), oldest first; undefined when unknown. */
@@ -1051,13 +903,7 @@ export class Store {
     const run = this.runStates.get(runId);
     const sample = run?.samples.get(sampleId);
     if (run === undefined || sample === undefined) return undefined;
-    return mergeHistory(this.writtenHistory(run, sample), this.history.peek(sample), sample.seen);
-  }
-
-  /** Current G(z) of a sample: its written record plus its pending delta. */
-  private currentEmbedding(run: RunState, sample: SampleState, out: Float32Array): void {
-    this.baseEmbedding(run, sample, out);
-    if (sample.delta >= 0) this.deltaPool(run).addTo(sample.delta, out);
+    return mergeHistory(this.pending.writtenHistory(run, sample), this.pending.history.peek(sample), sample.seen);
   }
 
   /**
@@ -1065,7 +911,7 @@ export class Store {
    * int8 mirror holds the records' G(z), and a scan adds these (pending-scores.ts).
    */
   pendingScores(run: RunState, q: Float32Array): PendingScores {
-    return pendingScores(run, this.deltas.get(run), this.dirty.get(run), q);
+    return pendingScores(run, this.pending.deltas.get(run), this.pending.dirty.get(run), q);
   }
 
   /**
@@ -1083,7 +929,7 @@ export class Store {
     const run = this.runStates.get(runId);
     const sample = run?.samples.get(sampleId);
     if (run === undefined || sample === undefined) return undefined;
-    this.currentEmbedding(run, sample, out);
+    this.pending.currentEmbedding(run, sample, out);
     return out;
   }
 
@@ -1103,12 +949,12 @@ export class Store {
     if (run === undefined) return;
     const rows = new Float32Array(chunkSamples * dim);
     const bytes = new Uint8Array(rows.buffer);
-    const changed = new Set<SampleState>(this.dirty.get(run));
-    for (const s of this.inflight.keys()) if (run.samples.get(s.id) === s) changed.add(s);
+    const changed = new Set<SampleState>(this.pending.dirty.get(run));
+    for (const s of this.pending.inflight.keys()) if (run.samples.get(s.id) === s) changed.add(s);
     const g = new Float32Array(run.info.dim);
     let ids: string[] = [];
     const put = (sample: SampleState): void => {
-      this.currentEmbedding(run, sample, g);
+      this.pending.currentEmbedding(run, sample, g);
       rows.set(g.subarray(0, dim), ids.length * dim);
       ids.push(sample.id);
     };
@@ -1149,8 +995,8 @@ export class Store {
     const resume = await this.pauseFlusher();
     try {
       const k = run.info.dim;
-      const set = this.dirtySet(run);
-      const pool = this.deltaPool(run);
+      const set = this.pending.setOf(run);
+      const pool = this.pending.poolOf(run);
       const segments = this.segmentsOf(run);
       const sizes = entries.map(({ sample }) => {
         const idBytes = Buffer.byteLength(sample.id);
@@ -1171,7 +1017,7 @@ export class Store {
         const record = frame.subarray(start, start + body);
         const recordG = writeSampleRecord(record, run, sample, k, this.commitLog.appliedLsn);
         if (g !== undefined) recordG.set(g.subarray(0, k));
-        else this.currentEmbedding(run, sample, recordG);
+        else this.pending.currentEmbedding(run, sample, recordG);
         sealFrame(frame);
         return { sample, pos, bytes, idBytes, body, g: recordG };
       });
@@ -1183,7 +1029,7 @@ export class Store {
         if (known !== undefined) {
           if (known.at >= 0) segments.release(known.at, frameBytes(idBytes, known.atBytes));
           if (known.weightAt >= 0) segments.release(known.weightAt, frameBytes(idBytes, WEIGHT_BODY_BYTES));
-          this.inflight.delete(known);
+          this.pending.inflight.delete(known);
         }
         run.putSample(sample, known);
         run.mirror.set(run.mirrorSlot(sample), g);
@@ -1194,8 +1040,8 @@ export class Store {
         sample.lsn = sample.flushedLsn = this.commitLog.appliedLsn;
         if (sample.delta >= 0) pool.release(sample.delta);
         sample.delta = -1;
-        this.inflight.delete(sample);
-        if (set.delete(sample)) this.dirtyCount--;
+        this.pending.inflight.delete(sample);
+        if (set.delete(sample)) this.pending.count--;
       }
     } finally {
       resume();
@@ -1235,10 +1081,7 @@ export class Store {
       this.commitLog.persistedRuns.delete(runId);
       this.commitLog.entries -= logKeys.length;
       this.runStates.delete(runId);
-      this.dirtyCount -= this.dirty.get(run)?.size ?? 0;
-      this.dirty.delete(run);
-      this.deltas.delete(run);
-      for (const sample of run.samples.values()) this.inflight.delete(sample);
+      this.pending.dropRun(run);
       this.wakeRoomWaiters();
       return true;
     } finally {
