@@ -1,4 +1,5 @@
-export { Store, type StoreOptions, type FlushStats } from './store.js';
+export { Store, type StoreOptions } from './store.js';
+export type { FlushStats } from './flusher.js';
 export type { BatchEffect } from './apply-batch.js';
 export type { ClipProfileRecord } from './tables.js';
 export type { StoreTx, LoggedBatch, RunUpdate } from './commit-log.js';
