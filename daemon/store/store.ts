@@ -16,35 +16,25 @@
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Database, Key, RootDatabase } from 'lmdb';
-import { MotiveError, decodeSketches, normalizeRows } from '../shared/index.js';
+import { MotiveError } from '../shared/index.js';
 import { Tables, openMain, runRange, settled, type ClipProfileRecord } from './tables.js';
 import { CommitLog, type StoreTx } from './commit-log.js';
 import { PendingSamples } from './pending.js';
 import { Flusher, type FlushStats } from './flusher.js';
+import { Recovery } from './recovery.js';
 import { applyBatch, applyWeights, type BatchEffect } from './apply-batch.js';
 import { ClipTables } from './profiles.js';
 import { STORE_FORMAT_VERSION, checkFormat, hasSamplesEnv, moveSampleRecords, removeSamplesEnv } from './migration.js';
 import { RunState, type RunInfo, type SampleState } from './run-state.js';
 import { mergeHistory, type HistoryPoint } from './history.js';
-import {
-  bytesToFloat32,
-  decodeSample,
-  embeddingOffset,
-  embeddingView,
-  RECORD_LSN_OFFSET,
-  recordShape,
-  sampleRecordBytes,
-  smallInt,
-  writeSampleRecord,
-} from './codec.js';
+import { bytesToFloat32, embeddingOffset, recordShape, sampleRecordBytes, writeSampleRecord } from './codec.js';
 import { pendingScores, type PendingScores } from './pending-scores.js';
 import { FeatureTables, sameNames } from './features.js';
 import { PreviewTable, type PreviewEntry, type PreviewRecord } from './previews.js';
 import { SidecarJobs } from './jobs.js';
-import { REMOVING, SegmentManifest } from './manifest.js';
+import { SegmentManifest } from './manifest.js';
 import {
   FRAME_RECORD,
-  FRAME_WEIGHT,
   RunSegments,
   WEIGHT_BODY_BYTES,
   beginFrame,
@@ -53,10 +43,8 @@ import {
   listSegments,
   removeDeletedRuns,
   removeRunDir,
-  removeSegmentFile,
   runSegmentsDir,
   sealFrame,
-  type SegmentProblem,
 } from './segments.js';
 
 export interface StoreOptions {
@@ -98,8 +86,6 @@ export class Store {
   /** Side-car attribution jobs (jobs.ts). */
   readonly jobs: SidecarJobs;
   private readonly manifest: SegmentManifest;
-  /** Opened from a store from before the segment manifest (format < 6): its segments are checked as format 5 wrote them. */
-  private readonly legacySegments: boolean;
   private readonly onRepair: (message: string, detail: Record<string, unknown>) => void;
   private readonly runStates = new Map<string, RunState>();
   /** The commit queue and the log's bookkeeping (commit-log.ts). */
@@ -110,16 +96,11 @@ export class Store {
 
   /** Dirty samples, their pending changes and their written records' bases (pending.ts). */
   private readonly pending: PendingSamples;
-  /** Per run, segments whose deletion a crash interrupted (finished while loading, forgotten by finishOpen). */
-  private readonly unfinishedRemovals = new Map<string, number[]>();
-  /** True while the log is replayed at start-up. */
-  private replaying = false;
-  private constructor(tables: Tables, dataDir: string, options: StoreOptions, legacySegments: boolean) {
+  private constructor(tables: Tables, dataDir: string, options: StoreOptions) {
     const root = tables.root;
     this.root = root;
     this.tables = tables;
     this.manifest = new SegmentManifest(root);
-    this.legacySegments = legacySegments;
     this.onRepair = options.onRepair ?? (() => undefined);
     this.dataDir = dataDir;
     this.recordsDir = join(dataDir, 'records');
@@ -167,10 +148,9 @@ export class Store {
       await root.close();
       throw new MotiveError('MOTIVE_STORE_OPEN', `${options.dataDir}: ${(err as Error).message}`, { cause: err });
     }
-    const store = new Store(tables, options.dataDir, options, format !== undefined && format < STORE_FORMAT_VERSION);
+    const store = new Store(tables, options.dataDir, options);
     try {
-      store.loadAll();
-      await store.finishOpen();
+      await store.recover(format !== undefined && format < STORE_FORMAT_VERSION);
       if (format !== STORE_FORMAT_VERSION) {
         await tables.meta.put('format', STORE_FORMAT_VERSION);
         await root.flushed;
@@ -187,152 +167,29 @@ export class Store {
   }
 
   /**
-   * After loading: a store from before the manifest records its segments as loaded (torn tails
-   * cut off); segments whose deletion a crash interrupted are forgotten.
+   * Loads every run, replays the log (recovery.ts) and starts writing out what the log held; then
+   * records the segments as loaded.
    */
-  private async finishOpen(): Promise<void> {
-    const sizes = new Map<string, Map<number, number>>();
-    if (this.legacySegments) for (const [run, segments] of this.segments) sizes.set(run.info.id, segments.sizes());
-    await this.manifest.recordAll(sizes, this.unfinishedRemovals);
-    this.unfinishedRemovals.clear();
-  }
-
-  private loadAll(): void {
-    let maxLsn = 0;
-    for (const { key, value } of this.tables.runs.getRange()) {
-      const run = new RunState(value.info);
-      for (const id of value.queryIds) run.queryColumn(id);
-      run.weightsVersion = value.weightsVersion;
-      run.batches = value.batches;
-      run.sketches = value.sketches;
-      run.lastStep = value.lastStep;
-      this.commitLog.persistedRuns.set(key, value);
-      this.featureTables.load(key, run.features);
-      this.jobs.load(key);
-      for (const { key: k, value: seq } of this.tables.commits.getRange(runRange(key))) run.commits.set(k[1], seq);
-      for (const { value: q } of this.tables.queries.getRange(runRange(key))) {
-        const columns = Int32Array.from(q.ids, (id) => run.queryColumn(id));
-        run.addQuerySet({
-          version: q.version,
-          step: q.step,
-          ids: q.ids,
-          groups: q.groups,
-          columns,
-          sketches: bytesToFloat32(q.sketches),
-          receivedAtMs: q.receivedAtMs,
-        });
-      }
-      const lsn = this.loadSegments(run);
-      if (lsn > maxLsn) maxLsn = lsn;
-      this.runStates.set(key, run);
-    }
-    this.commitLog.lsn = maxLsn;
-    this.commitLog.appliedLsn = maxLsn;
-    this.replaying = true;
-    try {
-      this.replayLog();
-    } finally {
-      this.replaying = false;
-    }
+  private async recover(legacySegments: boolean): Promise<void> {
+    const recovery = new Recovery({
+      tables: this.tables,
+      commitLog: this.commitLog,
+      pending: this.pending,
+      runStates: this.runStates,
+      segments: this.segments,
+      manifest: this.manifest,
+      featureTables: this.featureTables,
+      jobs: this.jobs,
+      recordsDir: this.recordsDir,
+      segmentBytes: this.segmentBytes,
+      legacySegments,
+      onRepair: this.onRepair,
+    });
+    recovery.load();
     // Mirror rows hold the records' G(z); scans add the replayed changes (pendingScores).
     // What the log held is now dirty in memory: write it out soon, not at the next ingest.
     if (this.pending.count > 0) this.flusher.afterApply();
-  }
-
-  /**
-   * Loads a run's samples from its segments: each sample's newest record (the larger lsn; of
-   * equal ones the later, as a compaction's copy is), then its newest weight entry where that is
-   * newer than the record. Returns the largest lsn met.
-   */
-  private loadSegments(run: RunState): number {
-    const id = run.info.id;
-    const dir = runSegmentsDir(this.recordsDir, id);
-    const expected = this.legacySegments ? undefined : this.manifest.entries(id);
-    const removals: number[] = [];
-    for (const [seq, size] of expected ?? []) {
-      if (size !== REMOVING) continue;
-      // Compaction had copied its live frames and synced them before it began deleting it.
-      removeSegmentFile(dir, seq);
-      removals.push(seq);
-      expected?.delete(seq);
-    }
-    this.unfinishedRemovals.set(id, removals);
-    const report = (p: SegmentProblem): void =>
-      this.onRepair(`store repaired: ${p.kind} ${p.file} at offset ${p.offset}: ${p.detail}`, { ...p });
-    const segments = RunSegments.open(dir, id, this.segmentBytes, {
-      check: { expected, mode: 'open', report },
-      hooks: this.manifest.hooks(id),
-    });
-    this.segments.set(run, segments);
-    let maxLsn = 0;
-    const weights = new Map<string, { lsn: number; weight: number; loc: number }>();
-    for (const f of segments.scan()) {
-      if (f.kind === FRAME_RECORD) {
-        const known = run.samples.get(f.id);
-        if (known !== undefined && f.body.readDoubleLE(RECORD_LSN_OFFSET) < known.flushedLsn) continue;
-        // An older version's sums are reused: segments hold several versions of a sample.
-        const { sample, lsn } = decodeSample(run, f.id, f.body, known);
-        sample.at = f.loc;
-        sample.atBytes = f.body.length;
-        run.putSample(sample, known);
-        run.mirror.set(run.mirrorSlot(sample), embeddingView(f.body));
-        if (lsn > maxLsn) maxLsn = lsn;
-      } else if (f.kind === FRAME_WEIGHT) {
-        const lsn = smallInt(f.body.readDoubleLE(0));
-        const prev = weights.get(f.id);
-        if (prev === undefined || lsn >= prev.lsn) weights.set(f.id, { lsn, weight: f.body.readFloatLE(8), loc: f.loc });
-      }
-    }
-    // A weight entry newer than its sample's record holds the sample's weight (and every
-    // change up to its lsn: only weights changed since the record).
-    for (const [id, w] of weights) {
-      const sample = run.samples.get(id);
-      if (sample === undefined || w.lsn <= sample.flushedLsn) continue;
-      sample.weight = w.weight;
-      sample.lsn = sample.flushedLsn = w.lsn;
-      sample.weightAt = w.loc;
-      if (w.lsn > maxLsn) maxLsn = w.lsn;
-    }
-    for (const sample of run.samples.values()) {
-      const idBytes = Buffer.byteLength(sample.id);
-      if (sample.at >= 0) segments.retain(sample.at, frameBytes(idBytes, sample.atBytes));
-      if (sample.weightAt >= 0) segments.retain(sample.weightAt, frameBytes(idBytes, WEIGHT_BODY_BYTES));
-    }
-    return maxLsn;
-  }
-
-  /** Applies every logged change newer than the record it touches (crash recovery). */
-  private replayLog(): void {
-    this.commitLog.entries = 0;
-    for (const { key: lsn, value } of this.tables.log.getRange()) {
-      this.commitLog.entries++;
-      if (lsn > this.commitLog.lsn) this.commitLog.lsn = lsn;
-      const run = this.runStates.get(value.runId);
-      if (run === undefined) continue;
-      if (value.kind === 'weights') {
-        this.applyWeights(run, value.ids, bytesToFloat32(value.weights), lsn);
-        continue;
-      }
-      const n = value.ids.length;
-      const k = run.info.dim;
-      // Decoded and normalised exactly as ingest did (validate.ts, engine.ts): the same floats.
-      const sketches = decodeSketches(value.sketches, value.dtype ?? run.info.dtype, n * k);
-      if (run.info.scoreMode === 'cosine') normalizeRows(sketches, n, k);
-      const querySet = value.qsVersion === 0 ? undefined : run.querySet(value.qsVersion);
-      this.applyBatch(
-        run,
-        {
-          sampleIds: value.ids,
-          step: value.step,
-          lr: value.lr,
-          sketches,
-          querySet,
-          products: querySet === undefined ? undefined : bytesToFloat32(value.products),
-        },
-        lsn,
-      );
-    }
-    this.commitLog.appliedLsn = this.commitLog.lsn;
+    await recovery.finishOpen();
   }
 
   run(runId: string): RunState | undefined {
@@ -416,7 +273,7 @@ export class Store {
 
   private applied(lsn: number): void {
     this.commitLog.applied(lsn);
-    if (!this.replaying) this.flusher.afterApply();
+    this.flusher.afterApply();
   }
 
   /**
