@@ -27,27 +27,51 @@ const LAYERS = {
 };
 const FOLDERS = [...Object.keys(LAYERS), 'cli', 'replay'];
 
-function layerRule(folder) {
+/**
+ * Folders split by phase behind a facade (docs/architecture.md): their phase modules never import
+ * the facade or the folder's index, which wire the phases together, not the reverse.
+ */
+const FACADES = { store: ['store.js', 'index.js'] };
+
+function restrictedImports(folder, extraPatterns) {
   const allowed = new Set([folder, ...LAYERS[folder]]);
   const banned = FOLDERS.filter((f) => !allowed.has(f));
-  return {
-    files: [`daemon/${folder}/**/*.ts`],
-    rules: {
-      'no-restricted-imports': [
-        'error',
-        {
-          paths: PACKAGES.filter((name) => !PACKAGE_USERS[name].includes(folder)).map((name) => ({
-            name,
-            message: `Only ${OWNER[name]} imports ${name}.`,
-          })),
-          patterns: banned.map((f) => ({
-            group: [`../${f}/*`, `../../${f}/*`],
-            message: `daemon/${folder} may import only ${[...allowed].join(', ')} (docs/architecture.md).`,
-          })),
-        },
+  return [
+    'error',
+    {
+      paths: PACKAGES.filter((name) => !PACKAGE_USERS[name].includes(folder)).map((name) => ({
+        name,
+        message: `Only ${OWNER[name]} imports ${name}.`,
+      })),
+      patterns: [
+        ...banned.map((f) => ({
+          group: [`../${f}/*`, `../../${f}/*`],
+          message: `daemon/${folder} may import only ${[...allowed].join(', ')} (docs/architecture.md).`,
+        })),
+        ...extraPatterns,
       ],
     },
-  };
+  ];
+}
+
+function layerRule(folder) {
+  const rules = [{ files: [`daemon/${folder}/**/*.ts`], rules: { 'no-restricted-imports': restrictedImports(folder, []) } }];
+  const facade = FACADES[folder];
+  if (facade !== undefined) {
+    rules.push({
+      files: [`daemon/${folder}/**/*.ts`],
+      ignores: facade.map((f) => `daemon/${folder}/${f.replace(/\.js$/, '.ts')}`),
+      rules: {
+        'no-restricted-imports': restrictedImports(folder, [
+          {
+            group: facade.map((f) => `./${f}`),
+            message: `daemon/${folder}'s phase modules do not import its facade (${facade.join(', ')}); it imports them.`,
+          },
+        ]),
+      },
+    });
+  }
+  return rules;
 }
 
 export default tseslint.config(
@@ -77,7 +101,7 @@ export default tseslint.config(
       'no-restricted-imports': ['error', { paths: PACKAGES.map((name) => ({ name, message: `Only ${OWNER[name]} imports ${name}.` })) }],
     },
   },
-  ...Object.keys(LAYERS).map(layerRule),
+  ...Object.keys(LAYERS).flatMap(layerRule),
   {
     files: ['test/**/*.ts', 'bench/**/*.ts', 'scripts/**/*.ts'],
     rules: {
