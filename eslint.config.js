@@ -55,6 +55,12 @@ const PHASES = {
   ],
 };
 
+/**
+ * Folders split by phase behind a facade: their phase modules never import the facade or the
+ * folder's index, which wire the phases together, not the reverse.
+ */
+const FACADES = { store: ['store', 'index'] };
+
 function restrictedImports(folder, phase) {
   const allowed = new Set([folder, ...LAYERS[folder]]);
   const banned = FOLDERS.filter((f) => !allowed.has(f));
@@ -83,6 +89,20 @@ function layerRules(folder) {
       files: phase.files.map((f) => `daemon/${folder}/${f}`),
       rules: { 'no-restricted-imports': restrictedImports(folder, phase) },
     })),
+    ...(FACADES[folder] === undefined
+      ? []
+      : [
+          {
+            files: [`daemon/${folder}/**/*.ts`],
+            ignores: FACADES[folder].map((f) => `daemon/${folder}/${f}.ts`),
+            rules: {
+              'no-restricted-imports': restrictedImports(folder, {
+                banned: FACADES[folder],
+                message: `daemon/${folder}'s phase modules do not import its facade (${FACADES[folder].join(', ')}); it imports them.`,
+              }),
+            },
+          },
+        ]),
   ];
 }
 

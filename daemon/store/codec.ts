@@ -171,3 +171,10 @@ export function bytesToFloat32(bytes: Uint8Array): Float32Array {
   new Uint8Array(out.buffer).set(bytes);
   return out;
 }
+
+/** A weight entry's body (segments.ts, 16 bytes): f64 lsn, f32 weight, zero padding. */
+export function writeWeightBody(buf: Buffer, at: number, lsn: number, weight: number): void {
+  buf.writeDoubleLE(lsn, at);
+  buf.writeFloatLE(weight, at + 8);
+  buf.writeUInt32LE(0, at + 12);
+}

@@ -1,14 +1,9 @@
-export {
-  Store,
-  STORE_FORMAT_VERSION,
-  type StoreOptions,
-  type StoreTx,
-  type ClipProfileRecord,
-  type BatchEffect,
-  type FlushStats,
-  type LoggedBatch,
-  type RunUpdate,
-} from './store.js';
+export { Store, type StoreOptions } from './store.js';
+export type { FlushStats } from './flusher.js';
+export type { BatchEffect } from './apply-batch.js';
+export type { ClipProfileRecord } from './tables.js';
+export type { StoreTx, LoggedBatch, RunUpdate } from './commit-log.js';
+export { STORE_FORMAT_VERSION } from './migration.js';
 export {
   RunState,
   type RunInfo,

@@ -13,62 +13,39 @@
  * threads, so a flush never delays an Ack. On start-up the log entries newer than a sample's record
  * are replayed (docs/store.md).
  */
-import { accessSync, constants, existsSync, mkdirSync, rmSync, statSync, statfsSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
-import { open, type Database, type Key, type RootDatabase } from 'lmdb';
-import { MotiveError, decodeSketches, describeError, normalizeRows, trace } from '../shared/index.js';
-import { crashPoint } from '../shared/crash-point.js';
-import { RunState, type QuerySetRecord, type RunInfo, type SampleState, type SketchDType } from './run-state.js';
-import { HISTORY_TRAILER_BYTES, HistoryPending, appendToTrailer, mergeHistory, readHistoryTrailer, type HistoryPoint } from './history.js';
-import {
-  bytesToFloat32,
-  copyEmbedding,
-  decodeSample,
-  embeddingOffset,
-  embeddingView,
-  float32Bytes,
-  RECORD_LSN_OFFSET,
-  recordLayout,
-  recordShape,
-  sampleRecordBytes,
-  smallInt,
-  writeSampleRecord,
-  writeSampleRecordAt,
-} from './codec.js';
-import { DeltaPool } from './delta-pool.js';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import type { Database, Key, RootDatabase } from 'lmdb';
+import { MotiveError } from '../shared/index.js';
+import { Tables, openMain, runRange, settled, type ClipProfileRecord } from './tables.js';
+import { CommitLog, type StoreTx } from './commit-log.js';
+import { PendingSamples } from './pending.js';
+import { Flusher, type FlushStats } from './flusher.js';
+import { Recovery } from './recovery.js';
+import { applyBatch, applyWeights, type BatchEffect } from './apply-batch.js';
+import { ClipTables } from './profiles.js';
+import { STORE_FORMAT_VERSION, checkFormat, hasSamplesEnv, moveSampleRecords, removeSamplesEnv } from './migration.js';
+import { RunState, type RunInfo, type SampleState } from './run-state.js';
+import { mergeHistory, type HistoryPoint } from './history.js';
+import { bytesToFloat32, embeddingOffset, recordShape, sampleRecordBytes, writeSampleRecord } from './codec.js';
 import { pendingScores, type PendingScores } from './pending-scores.js';
 import { FeatureTables, sameNames } from './features.js';
 import { PreviewTable, type PreviewEntry, type PreviewRecord } from './previews.js';
 import { SidecarJobs } from './jobs.js';
-import { checkEnvironment } from './env-check.js';
-import { settleTurnBatch } from './turn-batch.js';
-import { REMOVING, SegmentManifest } from './manifest.js';
+import { SegmentManifest } from './manifest.js';
 import {
   FRAME_RECORD,
-  FRAME_WEIGHT,
   RunSegments,
   WEIGHT_BODY_BYTES,
   beginFrame,
-  beginFrameAt,
   bodyOffset,
   frameBytes,
   listSegments,
   removeDeletedRuns,
   removeRunDir,
-  removeSegmentFile,
   runSegmentsDir,
   sealFrame,
-  sealFrameAt,
-  type MovedFrame,
-  type ScannedFrame,
-  type SegmentProblem,
 } from './segments.js';
-
-/**
- * Bumped whenever the on-disk layout changes incompatibly. Format 6 logs each batch's wire dtype
- * (a format 5 entry has none and is read in its run's dtype, as it was written).
- */
-export const STORE_FORMAT_VERSION = 6;
 
 export interface StoreOptions {
   readonly dataDir: string;
@@ -92,476 +69,78 @@ export interface StoreOptions {
   readonly onRepair?: (message: string, detail: Record<string, unknown>) => void;
 }
 
-interface RunRecord {
-  info: RunInfo;
-  queryIds: string[];
-  weightsVersion: number;
-  batches: number;
-  sketches: number;
-  lastStep: number;
-}
-
-/** A change to a run's persisted record ({@link StoreTx.updateRun}). */
-export interface RunUpdate {
-  readonly addBatches?: number;
-  readonly addSketches?: number;
-  /** Raises lastStep to this when larger. */
-  readonly lastStep?: number;
-  readonly weightsVersion?: number;
-  /** The full list of query ids (only ever appended to). */
-  readonly queryIds?: readonly string[];
-}
-
-interface QueryRecord {
-  version: number;
-  step: number;
-  ids: string[];
-  groups: string[];
-  receivedAtMs: number;
-  sketches: Uint8Array;
-}
-
-/** A log entry: a committed batch, or a weight change (docs/store.md). */
-type LogRecord =
-  | {
-      kind: 'batch';
-      runId: string;
-      step: number;
-      lr: number;
-      /** Version of the query set the products were taken with; 0 before the first. */
-      qsVersion: number;
-      ids: string[];
-      /** float32 LE [n × m] products with that query set (empty when qsVersion is 0). */
-      products: Uint8Array;
-      /** The sketches as they came off the wire, [n × k] of `dtype`. */
-      sketches: Uint8Array;
-      /** The sending rank's dtype; absent in entries a format 5 store logged (then the run's). */
-      dtype?: SketchDType;
-    }
-  | { kind: 'weights'; runId: string; ids: string[]; weights: Uint8Array };
-
-/** A batch to log: what recovery needs to apply it again exactly as it was applied live. */
-export interface LoggedBatch {
-  readonly step: number;
-  readonly lr: number;
-  readonly sampleIds: readonly string[];
-  /** Wire bytes of the sketches, in `wireDtype` (the sending rank's, not necessarily the run's). */
-  readonly wire: Uint8Array;
-  readonly wireDtype: SketchDType;
-  readonly querySet: QuerySetRecord | undefined;
-  /** [n × m] float32 products with `querySet`. */
-  readonly products: Float32Array | undefined;
-}
-
-/** A committed batch's effect on its samples (docs/method.md). */
-export interface BatchEffect {
-  readonly sampleIds: readonly string[];
-  readonly step: number;
-  readonly lr: number;
-  /** [n × k] float32, normalised per the run's score mode. */
-  readonly sketches: Float32Array;
-  readonly querySet: QuerySetRecord | undefined;
-  readonly products: Float32Array | undefined;
-  /**
-   * Each id's sample as the caller already looked it up (undefined where it was not in the run
-   * yet), so the batch costs one id lookup, not one per stage. Recovery leaves it out.
-   */
-  readonly samples?: ReadonlyArray<SampleState | undefined> | undefined;
-}
-
-/**
- * A clip's motion profile (daemon/motion), keyed by [clipId, hash] in the `profiles` database.
- * Profiles belong to clips, not runs: every run whose sample ids name the clip shows them.
- */
-export interface ClipProfileRecord {
-  /** sha256 of the clip file the profile was computed from, hex. */
-  readonly hash: string;
-  readonly profiledAtMs: number;
-  /** Descriptors and provenance (numbers, booleans, strings), as docs/motion-profiling.md lists them. */
-  readonly fields: Readonly<Record<string, number | boolean | string>>;
-}
-
-/** Writes allowed inside {@link Store.commit}. None changes memory. */
-export interface StoreTx {
-  /** Persists the run as it is in memory (info, query ids, counters). */
-  putRun(run: RunState): void;
-  /**
-   * Changes the run's persisted record relative to what earlier commits persisted (which may be
-   * ahead of memory while their callers have not applied them yet).
-   */
-  updateRun(run: RunState, update: RunUpdate): void;
-  putCommit(runId: string, rank: number, seq: number): void;
-  putQuerySet(runId: string, qs: QuerySetRecord): void;
-  /** Appends a batch to the log; returns its log sequence number, for {@link Store.applyBatch}. */
-  appendBatch(runId: string, batch: LoggedBatch): number;
-  /** Stores a batch's per-sample features ([ids.length × nf] float32; the latest row of a sample wins, features.ts). */
-  putFeatures(runId: string, ids: readonly string[], rows: Float32Array, nf: number): void;
-  /** Appends a weight change to the log; returns its log sequence number, for {@link Store.applyWeights}. */
-  appendWeights(runId: string, ids: readonly string[], weights: Float32Array): number;
-  /**
-   * The run's weights version as persisted by the commits before this one and this one so far:
-   * a new weights version is this + 1, allocated in log order whoever commits it.
-   */
-  weightsVersion(run: RunState): number;
-  /** A write of another table of the main environment (side-car jobs, jobs.ts) in this transaction. */
-  write(w: () => unknown): void;
-}
-
-/** What the flusher is doing, for metrics and `motive status`. */
-export interface FlushStats {
-  /** Samples whose newest state is only in the log and in memory. */
-  readonly dirtySamples: number;
-  /** Log entries not yet trimmed. */
-  readonly logEntries: number;
-  readonly cycles: number;
-  readonly samplesFlushed: number;
-  /** Bytes of superseded records reclaimed by compaction. */
-  readonly bytesCompacted: number;
-  readonly lastCycleMs: number;
-  readonly lastError: string | undefined;
-}
-
-/**
- * Writes inside a transaction return their own promises, which reject when the commit fails; the
- * commit's own promise reports that failure, so these must not become unhandled rejections (Node
- * would exit, e.g. on a full disk).
- */
-function settled(write: unknown): void {
-  const p = write as { then?: unknown; catch?: (f: () => undefined) => unknown } | null;
-  if (p !== null && typeof p === 'object' && typeof p.catch === 'function') p.catch(() => undefined);
-}
-
-/**
- * Records the flusher builds per event-loop turn: under 1 ms of main thread, so an Ack waiting
- * behind a slice waits at most that long (a slice of 256 held the Ack path behind ~3 ms turns and
- * doubled Ack latency at 10,000 sketches/s; 32 is no better than 64). docs/performance.md.
- */
-const FLUSH_SLICE = 64;
-
-/**
- * Free flush-slice buffers kept per size: a chunk of the default 1024 records uses 16, and two
- * chunks are in flight at a time (one written while the next is built), 8 MiB at k = 512. Larger
- * chunks (`store.flushChunkSamples`) allocate the rest per chunk.
- */
-const ARENAS_KEPT = 32;
-
-/**
- * Compaction starts when a run's segments hold more than this many times their live bytes (each
- * record rewritten about once on average: a bounded write amplification, half the disk wasted).
- */
-const MAX_GARBAGE_RATIO = 2;
-
-/** A flushed frame: its sample, where its body lies in the chunk, its frame's size. */
-interface FlushedFrame {
-  readonly sample: SampleState;
-  /** Offset of the frame's body from the chunk's first byte. */
-  readonly pos: number;
-  readonly bytes: number;
-  readonly idBytes: number;
-  readonly flushedBefore: number;
-}
-
-/** A flush chunk's frames, built and not yet known written. */
-interface FlushChunk {
-  readonly run: RunState;
-  /** Record frames; `buf` is the record (the frame's body). */
-  readonly records: Array<FlushedFrame & { buf: Uint8Array }>;
-  /** Samples whose weight alone changed since their record: a weight entry each (lsn, weight). */
-  readonly weights: FlushedFrame[];
-  /** The frames, back to back, as appended. */
-  readonly frames: Buffer[];
-  /** The slices' buffers, given back once the records are written. */
-  readonly arenas: Arena[];
-  /** performance.now() when its build began (the trace's flush-write span), 0 without a trace. */
-  readonly builtFrom: number;
-}
-
-/** A flush slice's buffer with views of its memory, reused from cycle to cycle. */
-interface Arena {
-  readonly buf: Buffer;
-  readonly bytes: Uint8Array;
-  readonly f64: Float64Array;
-  readonly f32: Float32Array;
-}
-
 /** Default size of a record segment. */
 const DEFAULT_SEGMENT_BYTES = 64 << 20;
 
-/** A weight entry's body (segments.ts): f64 lsn, f32 weight, zero padding. */
-function writeWeightBody(buf: Buffer, at: number, lsn: number, weight: number): void {
-  buf.writeDoubleLE(lsn, at);
-  buf.writeFloatLE(weight, at + 8);
-  buf.writeUInt32LE(0, at + 12);
-}
-
-/** A whole frame holding `body` (used where frames are written one by one). */
-function encodeFrame(kind: number, id: string, body: Uint8Array): Buffer {
-  const idBytes = Buffer.byteLength(id);
-  const frame = Buffer.alloc(frameBytes(idBytes, body.length));
-  beginFrame(frame, kind, id, idBytes, body.length);
-  frame.set(body, bodyOffset(idBytes));
-  sealFrame(frame);
-  return frame;
-}
-
-/** Frames gathered per append while moving records. */
-const MOVE_BATCH_BYTES = 8 << 20;
-
-/**
- * Moves the sample records and weight entries of a format 3 or 4 store (an LMDB samples
- * environment under `dataDir/samples`) into record segments. Started over from nothing by the
- * next start-up if it is interrupted: the store stays format 3 or 4 until it is done.
- */
-async function moveSampleRecords(dataDir: string, runIds: readonly string[], mapSize: number, segmentBytes: number): Promise<void> {
-  const recordsDir = join(dataDir, 'records');
-  rmSync(recordsDir, { recursive: true, force: true });
-  mkdirSync(recordsDir, { recursive: true });
-  if (!existsSync(join(dataDir, 'samples'))) return;
-  const env = openEnv(join(dataDir, 'samples'), mapSize);
-  try {
-    const samplesDb = env.openDB<Buffer, [string, string]>({ name: 'samples', encoding: 'binary' });
-    const weightsDb = env.openDB<Buffer, [string, string]>({ name: 'weights', encoding: 'binary' });
-    for (const runId of runIds) {
-      const segments = RunSegments.open(runSegmentsDir(recordsDir, runId), runId, segmentBytes);
-      try {
-        let batch: Buffer[] = [];
-        let bytes = 0;
-        const add = async (frame: Buffer): Promise<void> => {
-          batch.push(frame);
-          bytes += frame.length;
-          if (bytes < MOVE_BATCH_BYTES) return;
-          await segments.append(batch);
-          batch = [];
-          bytes = 0;
-        };
-        for (const { key, value } of samplesDb.getRange(runRange(runId))) await add(encodeFrame(FRAME_RECORD, key[1], value));
-        for (const { key, value } of weightsDb.getRange(runRange(runId))) {
-          const body = Buffer.alloc(WEIGHT_BODY_BYTES);
-          writeWeightBody(body, 0, value.readDoubleLE(0), value.readFloatLE(8));
-          await add(encodeFrame(FRAME_WEIGHT, key[1], body));
-        }
-        if (batch.length > 0) await segments.append(batch);
-      } finally {
-        await segments.close();
-      }
-    }
-  } finally {
-    await env.close();
-  }
-}
-
-/**
- * Below this many free bytes on the data directory's file system a failed write is taken for a
- * full disk: LMDB reports a write the disk cut short as EIO, not ENOSPC.
- */
-const NEARLY_FULL_BYTES = 16 << 20;
-
-/** Free bytes for unprivileged writers on `dir`'s file system, or undefined when unknown. */
-function freeBytes(dir: string): number | undefined {
-  try {
-    const s = statfsSync(dir);
-    return s.bavail * s.bsize;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * Maps a failed LMDB or segment write to MOTIVE_STORE_FULL (no space, the cause named) or
- * MOTIVE_STORE_COMMIT, with the system error lmdb-js keeps beside its own in the message.
- */
-async function storeError(err: unknown, dataDir: string): Promise<MotiveError> {
-  if (err instanceof MotiveError) return err;
-  // lmdb-js puts the system error (ENOSPC, EIO, ...) in a promise beside the error.
-  const commitError = (err as { commitError?: unknown }).commitError;
-  settled(commitError);
-  const message = (err as Error).message;
-  let cause = '';
-  if (commitError instanceof Promise)
-    cause = describeError(
-      await commitError.then(
-        () => '',
-        (e: unknown) => e,
-      ),
-    );
-  const detail = cause === '' ? message : `${cause} (${message})`;
-  if (/MDB_MAP_FULL|ENOSPC|EFBIG|No space|too large/i.test(detail)) {
-    return new MotiveError('MOTIVE_STORE_FULL', `no space left for the store in ${dataDir}: ${detail}`, { cause: err });
-  }
-  const free = freeBytes(dataDir);
-  if (free !== undefined && free < NEARLY_FULL_BYTES) {
-    return new MotiveError('MOTIVE_STORE_FULL', `no space left for the store in ${dataDir} (ENOSPC: ${free} bytes free): ${detail}`, {
-      cause: err,
-    });
-  }
-  return new MotiveError('MOTIVE_STORE_COMMIT', detail, { cause: err });
-}
-
-/** Every key [runId, …] of a table: [runId] sorts before them all, [runId + NUL] after. */
-function runRange(runId: string): { start: [string]; end: [string] } {
-  return { start: [runId], end: [`${runId}\u0000`] };
-}
-
-/**
- * MOTIVE_STORE_READONLY unless the data directory (or, before it exists, the nearest existing
- * directory above it) and its files can be written: a read-only mount (EROFS, reported to root
- * too) or missing permissions, found before anything is opened.
- */
-function checkWritable(dataDir: string): void {
-  let dir = resolve(dataDir);
-  while (!existsSync(dir) && dirname(dir) !== dir) dir = dirname(dir);
-  for (const path of [dir, join(dataDir, 'data.mdb'), join(dataDir, 'lock.mdb'), join(dataDir, 'records')]) {
-    if (!existsSync(path)) continue;
-    try {
-      accessSync(path, constants.W_OK);
-    } catch (err) {
-      throw new MotiveError(
-        'MOTIVE_STORE_READONLY',
-        `${path}: ${(err as Error).message}; the store needs its data directory writable (store.dataDir / MOTIVE_DATA_DIR)`,
-        { cause: err },
-      );
-    }
-  }
-}
-
-/**
- * Opens the main environment after checking its file (env-check.ts) and that the directory is
- * writable: MOTIVE_STORE_CORRUPT, MOTIVE_STORE_READONLY or MOTIVE_STORE_OPEN otherwise.
- */
-function openMain(dataDir: string, mapSize: number): RootDatabase {
-  checkWritable(dataDir);
-  try {
-    return openEnv(dataDir, mapSize);
-  } catch (err) {
-    if (err instanceof MotiveError) throw err;
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EROFS' || code === 'EACCES' || code === 'EPERM') {
-      throw new MotiveError('MOTIVE_STORE_READONLY', `${dataDir}: ${(err as Error).message}; the store needs a writable data directory`, {
-        cause: err,
-      });
-    }
-    throw new MotiveError('MOTIVE_STORE_OPEN', `${dataDir}: ${(err as Error).message}`, { cause: err });
-  }
-}
-
-function openEnv(path: string, mapSize: number): RootDatabase {
-  mkdirSync(path, { recursive: true });
-  checkEnvironment(path);
-  // noSubdir: false, else lmdb-js takes a directory whose name has an extension for a file.
-  return open({ path, mapSize, maxDbs: 16, noSubdir: false });
-}
-
 export class Store {
   private readonly root: RootDatabase;
-  private readonly runsDb: Database<RunRecord, string>;
-  private readonly commitsDb: Database<number, [string, number]>;
-  private readonly queriesDb: Database<QueryRecord, [string, number]>;
-  private readonly logDb: Database<LogRecord, number>;
+  private readonly tables: Tables;
   /** Each run's written records and weight entries (segments.ts), under `dataDir/records`. */
   private readonly segments = new Map<RunState, RunSegments>();
   private readonly recordsDir: string;
   private readonly segmentBytes: number;
-  private readonly metaDb: Database<number, string>;
-  private readonly profilesDb: Database<ClipProfileRecord, [string, string]>;
   /** Per-sample features and each run's feature names (features.ts). */
   private readonly featureTables: FeatureTables;
-  /** Clip previews beside the profiles (previews.ts). */
-  private readonly previewTable: PreviewTable;
+  /** Clips' motion profiles and previews (profiles.ts). */
+  private readonly clips: ClipTables;
   /** Side-car attribution jobs (jobs.ts). */
   readonly jobs: SidecarJobs;
   private readonly manifest: SegmentManifest;
-  /** Opened from a store from before the segment manifest (format < 6): its segments are checked as format 5 wrote them. */
-  private readonly legacySegments: boolean;
   private readonly onRepair: (message: string, detail: Record<string, unknown>) => void;
   private readonly runStates = new Map<string, RunState>();
-  /** Each run's record as last committed: ahead of memory while a commit awaits its apply. */
-  private readonly persistedRuns = new Map<string, RunRecord>();
-  private tail: Promise<void> = Promise.resolve();
+  /** The commit queue and the log's bookkeeping (commit-log.ts). */
+  private readonly commitLog: CommitLog;
   readonly dataDir: string;
-  private readonly commitDelayMs: number;
-  private readonly maxDirty: number;
-  private readonly flushIntervalMs: number;
-  private readonly flushChunk: number;
-  private readonly syncCommits: boolean;
+  /** Writes dirty samples to their segments in the background, and holds ingest back (flusher.ts). */
+  private readonly flusher: Flusher;
 
-  /** Last log sequence number handed out, and the last one applied to memory. */
-  private lsn = 0;
-  private appliedLsn = 0;
-  /** Per run: samples changed since their record was written, and their pending G(z) changes. */
-  private readonly dirty = new Map<RunState, Set<SampleState>>();
-  private readonly deltas = new Map<RunState, DeltaPool>();
-  /** Per dirty sample: its score-history points not in its record yet (history.ts). */
-  private readonly history = new HistoryPending();
-  private dirtyCount = 0;
-  /**
-   * Records handed to a flush write not known durable yet (or whose write failed): for these
-   * samples the record here, not the one in their segment, is the base their delta adds to.
-   */
-  private readonly inflight = new Map<SampleState, Uint8Array>();
-  /** Free flush-slice buffers by size (see {@link Store.takeArena}). */
-  private readonly arenas = new Map<number, Arena[]>();
-  /** The flush slice being built: its samples, id bytes and body bytes (reused). */
-  private readonly sliceSamples: SampleState[] = [];
-  private readonly sliceIdBytes = new Int32Array(FLUSH_SLICE);
-  private readonly sliceBody = new Int32Array(FLUSH_SLICE);
-  /** Committed log entries not applied to memory yet, with their run. */
-  private readonly unapplied = new Map<number, RunState | undefined>();
-  /** Per run, segments whose deletion a crash interrupted (finished while loading, forgotten by finishOpen). */
-  private readonly unfinishedRemovals = new Map<string, number[]>();
-  /** True while the log is replayed at start-up. */
-  private replaying = false;
-  private logEntries = 0;
-  private commitCount = 0;
-  private flushTimer: NodeJS.Timeout | undefined;
-  private flushing: Promise<void> | undefined;
-  private flushPaused = 0;
-  private closed = false;
-  private stats = { cycles: 0, samplesFlushed: 0, bytesCompacted: 0, lastCycleMs: 0, lastError: undefined as string | undefined };
-  private roomWaiters: Array<{ resolve: () => void; reject: (err: unknown) => void }> = [];
-  /** The last flush failure, while ingest is held back by it. */
-  private flushFailure: MotiveError | undefined;
-
-  private constructor(root: RootDatabase, dataDir: string, options: StoreOptions, legacySegments: boolean) {
+  /** Dirty samples, their pending changes and their written records' bases (pending.ts). */
+  private readonly pending: PendingSamples;
+  private constructor(tables: Tables, dataDir: string, options: StoreOptions) {
+    const root = tables.root;
     this.root = root;
+    this.tables = tables;
     this.manifest = new SegmentManifest(root);
-    this.legacySegments = legacySegments;
     this.onRepair = options.onRepair ?? (() => undefined);
     this.dataDir = dataDir;
     this.recordsDir = join(dataDir, 'records');
     this.segmentBytes = options.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
-    this.commitDelayMs = options.commitDelayMs ?? 0;
-    this.maxDirty = options.maxDirtySamples ?? 65536;
-    this.flushIntervalMs = options.flushIntervalMs ?? 1000;
-    this.flushChunk = options.flushChunkSamples ?? 1024;
-    this.syncCommits = options.syncCommits ?? false;
-    this.runsDb = root.openDB<RunRecord, string>({ name: 'runs' });
-    this.commitsDb = root.openDB<number, [string, number]>({ name: 'commits' });
-    this.queriesDb = root.openDB<QueryRecord, [string, number]>({ name: 'queries' });
-    this.logDb = root.openDB<LogRecord, number>({ name: 'log' });
-    this.metaDb = root.openDB<number, string>({ name: 'meta' });
-    this.profilesDb = root.openDB<ClipProfileRecord, [string, string]>({ name: 'profiles' });
     this.featureTables = new FeatureTables(root);
-    this.previewTable = new PreviewTable(root);
+    this.commitLog = new CommitLog(tables, this.featureTables, this.runStates, { ...options, dataDir });
+    this.pending = new PendingSamples((run) => this.segmentsOf(run));
+    this.flusher = new Flusher(
+      {
+        tables,
+        commitLog: this.commitLog,
+        pending: this.pending,
+        runStates: this.runStates,
+        segments: this.segments,
+        segmentsOf: (run) => this.segmentsOf(run),
+        manifest: this.manifest,
+        dataDir,
+      },
+      options,
+    );
+    this.clips = new ClipTables(this.tables.profiles, new PreviewTable(root), (write) => this.commit(write));
     this.jobs = new SidecarJobs(root);
   }
 
   /** Opens (creating when missing) the store, loads every run into memory and replays the log. */
   static async open(options: StoreOptions): Promise<Store> {
     const root = openMain(options.dataDir, options.mapSizeBytes);
-    const metaDb = root.openDB<number, string>({ name: 'meta' });
-    const format = metaDb.get('format');
-    if (format !== undefined && format !== STORE_FORMAT_VERSION && format !== 3 && format !== 4 && format !== 5) {
+    const tables = new Tables(root);
+    const format = tables.meta.get('format');
+    try {
+      checkFormat(format, options.dataDir);
+    } catch (err) {
       await root.close();
-      throw new MotiveError(
-        'MOTIVE_STORE_FORMAT',
-        `${options.dataDir} holds format ${String(format)}, this daemon reads format ${STORE_FORMAT_VERSION}`,
-      );
+      throw err;
     }
     const recordsDir = join(options.dataDir, 'records');
     const segmentBytes = options.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
     try {
-      if (format === 3 || format === 4) {
-        const runIds = [...root.openDB<RunRecord, string>({ name: 'runs' }).getKeys()];
+      if (hasSamplesEnv(format)) {
+        const runIds = [...tables.runs.getKeys()];
         await moveSampleRecords(options.dataDir, runIds, options.mapSizeBytes, segmentBytes);
       }
       removeDeletedRuns(recordsDir);
@@ -569,16 +148,15 @@ export class Store {
       await root.close();
       throw new MotiveError('MOTIVE_STORE_OPEN', `${options.dataDir}: ${(err as Error).message}`, { cause: err });
     }
-    const store = new Store(root, options.dataDir, options, format !== undefined && format < STORE_FORMAT_VERSION);
+    const store = new Store(tables, options.dataDir, options);
     try {
-      store.loadAll();
-      await store.finishOpen();
+      await store.recover(format !== undefined && format < STORE_FORMAT_VERSION);
       if (format !== STORE_FORMAT_VERSION) {
-        await metaDb.put('format', STORE_FORMAT_VERSION);
+        await tables.meta.put('format', STORE_FORMAT_VERSION);
         await root.flushed;
       }
       // The samples environment of a format 3 or 4 store, once its records are in segments.
-      rmSync(join(options.dataDir, 'samples'), { recursive: true, force: true });
+      removeSamplesEnv(options.dataDir);
     } catch (err) {
       await store.closeFiles();
       throw err instanceof MotiveError
@@ -589,152 +167,29 @@ export class Store {
   }
 
   /**
-   * After loading: a store from before the manifest records its segments as loaded (torn tails
-   * cut off); segments whose deletion a crash interrupted are forgotten.
+   * Loads every run, replays the log (recovery.ts) and starts writing out what the log held; then
+   * records the segments as loaded.
    */
-  private async finishOpen(): Promise<void> {
-    const sizes = new Map<string, Map<number, number>>();
-    if (this.legacySegments) for (const [run, segments] of this.segments) sizes.set(run.info.id, segments.sizes());
-    await this.manifest.recordAll(sizes, this.unfinishedRemovals);
-    this.unfinishedRemovals.clear();
-  }
-
-  private loadAll(): void {
-    let maxLsn = 0;
-    for (const { key, value } of this.runsDb.getRange()) {
-      const run = new RunState(value.info);
-      for (const id of value.queryIds) run.queryColumn(id);
-      run.weightsVersion = value.weightsVersion;
-      run.batches = value.batches;
-      run.sketches = value.sketches;
-      run.lastStep = value.lastStep;
-      this.persistedRuns.set(key, value);
-      this.featureTables.load(key, run.features);
-      this.jobs.load(key);
-      for (const { key: k, value: seq } of this.commitsDb.getRange(runRange(key))) run.commits.set(k[1], seq);
-      for (const { value: q } of this.queriesDb.getRange(runRange(key))) {
-        const columns = Int32Array.from(q.ids, (id) => run.queryColumn(id));
-        run.addQuerySet({
-          version: q.version,
-          step: q.step,
-          ids: q.ids,
-          groups: q.groups,
-          columns,
-          sketches: bytesToFloat32(q.sketches),
-          receivedAtMs: q.receivedAtMs,
-        });
-      }
-      const lsn = this.loadSegments(run);
-      if (lsn > maxLsn) maxLsn = lsn;
-      this.runStates.set(key, run);
-    }
-    this.lsn = maxLsn;
-    this.appliedLsn = maxLsn;
-    this.replaying = true;
-    try {
-      this.replayLog();
-    } finally {
-      this.replaying = false;
-    }
+  private async recover(legacySegments: boolean): Promise<void> {
+    const recovery = new Recovery({
+      tables: this.tables,
+      commitLog: this.commitLog,
+      pending: this.pending,
+      runStates: this.runStates,
+      segments: this.segments,
+      manifest: this.manifest,
+      featureTables: this.featureTables,
+      jobs: this.jobs,
+      recordsDir: this.recordsDir,
+      segmentBytes: this.segmentBytes,
+      legacySegments,
+      onRepair: this.onRepair,
+    });
+    recovery.load();
     // Mirror rows hold the records' G(z); scans add the replayed changes (pendingScores).
     // What the log held is now dirty in memory: write it out soon, not at the next ingest.
-    if (this.dirtyCount > 0) this.afterApply();
-  }
-
-  /**
-   * Loads a run's samples from its segments: each sample's newest record (the larger lsn; of
-   * equal ones the later, as a compaction's copy is), then its newest weight entry where that is
-   * newer than the record. Returns the largest lsn met.
-   */
-  private loadSegments(run: RunState): number {
-    const id = run.info.id;
-    const dir = runSegmentsDir(this.recordsDir, id);
-    const expected = this.legacySegments ? undefined : this.manifest.entries(id);
-    const removals: number[] = [];
-    for (const [seq, size] of expected ?? []) {
-      if (size !== REMOVING) continue;
-      // Compaction had copied its live frames and synced them before it began deleting it.
-      removeSegmentFile(dir, seq);
-      removals.push(seq);
-      expected?.delete(seq);
-    }
-    this.unfinishedRemovals.set(id, removals);
-    const report = (p: SegmentProblem): void =>
-      this.onRepair(`store repaired: ${p.kind} ${p.file} at offset ${p.offset}: ${p.detail}`, { ...p });
-    const segments = RunSegments.open(dir, id, this.segmentBytes, {
-      check: { expected, mode: 'open', report },
-      hooks: this.manifest.hooks(id),
-    });
-    this.segments.set(run, segments);
-    let maxLsn = 0;
-    const weights = new Map<string, { lsn: number; weight: number; loc: number }>();
-    for (const f of segments.scan()) {
-      if (f.kind === FRAME_RECORD) {
-        const known = run.samples.get(f.id);
-        if (known !== undefined && f.body.readDoubleLE(RECORD_LSN_OFFSET) < known.flushedLsn) continue;
-        // An older version's sums are reused: segments hold several versions of a sample.
-        const { sample, lsn } = decodeSample(run, f.id, f.body, known);
-        sample.at = f.loc;
-        sample.atBytes = f.body.length;
-        run.putSample(sample, known);
-        run.mirror.set(run.mirrorSlot(sample), embeddingView(f.body));
-        if (lsn > maxLsn) maxLsn = lsn;
-      } else if (f.kind === FRAME_WEIGHT) {
-        const lsn = smallInt(f.body.readDoubleLE(0));
-        const prev = weights.get(f.id);
-        if (prev === undefined || lsn >= prev.lsn) weights.set(f.id, { lsn, weight: f.body.readFloatLE(8), loc: f.loc });
-      }
-    }
-    // A weight entry newer than its sample's record holds the sample's weight (and every
-    // change up to its lsn: only weights changed since the record).
-    for (const [id, w] of weights) {
-      const sample = run.samples.get(id);
-      if (sample === undefined || w.lsn <= sample.flushedLsn) continue;
-      sample.weight = w.weight;
-      sample.lsn = sample.flushedLsn = w.lsn;
-      sample.weightAt = w.loc;
-      if (w.lsn > maxLsn) maxLsn = w.lsn;
-    }
-    for (const sample of run.samples.values()) {
-      const idBytes = Buffer.byteLength(sample.id);
-      if (sample.at >= 0) segments.retain(sample.at, frameBytes(idBytes, sample.atBytes));
-      if (sample.weightAt >= 0) segments.retain(sample.weightAt, frameBytes(idBytes, WEIGHT_BODY_BYTES));
-    }
-    return maxLsn;
-  }
-
-  /** Applies every logged change newer than the record it touches (crash recovery). */
-  private replayLog(): void {
-    this.logEntries = 0;
-    for (const { key: lsn, value } of this.logDb.getRange()) {
-      this.logEntries++;
-      if (lsn > this.lsn) this.lsn = lsn;
-      const run = this.runStates.get(value.runId);
-      if (run === undefined) continue;
-      if (value.kind === 'weights') {
-        this.applyWeights(run, value.ids, bytesToFloat32(value.weights), lsn);
-        continue;
-      }
-      const n = value.ids.length;
-      const k = run.info.dim;
-      // Decoded and normalised exactly as ingest did (validate.ts, engine.ts): the same floats.
-      const sketches = decodeSketches(value.sketches, value.dtype ?? run.info.dtype, n * k);
-      if (run.info.scoreMode === 'cosine') normalizeRows(sketches, n, k);
-      const querySet = value.qsVersion === 0 ? undefined : run.querySet(value.qsVersion);
-      this.applyBatch(
-        run,
-        {
-          sampleIds: value.ids,
-          step: value.step,
-          lr: value.lr,
-          sketches,
-          querySet,
-          products: querySet === undefined ? undefined : bytesToFloat32(value.products),
-        },
-        lsn,
-      );
-    }
-    this.appliedLsn = this.lsn;
+    if (this.pending.count > 0) this.flusher.afterApply();
+    await recovery.finishOpen();
   }
 
   run(runId: string): RunState | undefined {
@@ -796,251 +251,29 @@ export class Store {
     return this.commitWith(mutate);
   }
 
-  /**
-   * {@link Store.commit} with `direct`, the store's own writes outside StoreTx (log trims, run
-   * deletion), run inside the same batch: a write issued outside a batch joins lmdb-js's
-   * event-turn batch, whose own promise nobody holds, and a failed commit (a full disk) would
-   * reject it unhandled.
-   */
+  /** {@link Store.commit} with `direct`, the store's own writes outside StoreTx, in the same transaction. */
   private commitWith<T>(mutate: (tx: StoreTx) => T, direct?: () => void): Promise<T> {
-    const result = this.tail.then(() => this.commitNow(mutate, direct));
-    this.tail = result.then(
-      () => undefined,
-      () => undefined,
-    );
-    return result;
-  }
-
-  private async commitNow<T>(mutate: (tx: StoreTx) => T, direct?: () => void): Promise<T> {
-    if (this.commitDelayMs > 0) await new Promise((r) => setTimeout(r, this.commitDelayMs));
-    const started = trace.on ? performance.now() : 0;
-    const lsnBefore = this.lsn;
-    const appended: Array<{ lsn: number; runId: string }> = [];
-    /** The transaction's writes, issued only once `mutate` has returned (all of them or none). */
-    const writes: Array<() => void> = [];
-    /** persistedRuns entries as they were before this transaction, to restore if it fails. */
-    const before = new Map<string, RunRecord | undefined>();
-    const persist = (record: RunRecord): void => {
-      if (!before.has(record.info.id)) before.set(record.info.id, this.persistedRuns.get(record.info.id));
-      this.persistedRuns.set(record.info.id, record);
-      writes.push(() => settled(this.runsDb.put(record.info.id, record)));
-    };
-    const tx: StoreTx = {
-      putRun: (run) =>
-        persist({
-          info: run.info,
-          queryIds: [...run.queryIds],
-          weightsVersion: run.weightsVersion,
-          batches: run.batches,
-          sketches: run.sketches,
-          lastStep: run.lastStep,
-        }),
-      updateRun: (run, u) => {
-        const prev = this.persistedRuns.get(run.info.id);
-        if (prev === undefined) throw new MotiveError('MOTIVE_INGEST_INTERNAL', `run ${run.info.id} is not persisted`);
-        persist({
-          info: prev.info,
-          queryIds: u.queryIds === undefined ? prev.queryIds : [...u.queryIds],
-          weightsVersion: u.weightsVersion ?? prev.weightsVersion,
-          batches: prev.batches + (u.addBatches ?? 0),
-          sketches: prev.sketches + (u.addSketches ?? 0),
-          lastStep: Math.max(prev.lastStep, u.lastStep ?? 0),
-        });
-      },
-      putCommit: (runId, rank, seq) => void writes.push(() => settled(this.commitsDb.put([runId, rank], seq))),
-      putQuerySet: (runId, qs) => {
-        // A set is stored when it first commits, with its sketches (only older sets drop them).
-        if (qs.sketches === undefined) throw new Error(`query set v${qs.version} of run ${runId} has no sketches to store`);
-        const record: QueryRecord = {
-          version: qs.version,
-          step: qs.step,
-          ids: [...qs.ids],
-          groups: [...qs.groups],
-          receivedAtMs: qs.receivedAtMs,
-          sketches: float32Bytes(qs.sketches),
-        };
-        writes.push(() => settled(this.queriesDb.put([runId, qs.version], record)));
-      },
-      appendBatch: (runId, b) => {
-        const lsn = ++this.lsn;
-        appended.push({ lsn, runId });
-        const record: LogRecord = {
-          kind: 'batch',
-          runId,
-          step: b.step,
-          lr: b.lr,
-          qsVersion: b.querySet?.version ?? 0,
-          ids: b.sampleIds as string[],
-          products: b.products === undefined ? new Uint8Array(0) : float32Bytes(b.products),
-          sketches: b.wire,
-          dtype: b.wireDtype,
-        };
-        writes.push(() => settled(this.logDb.put(lsn, record)));
-        return lsn;
-      },
-      putFeatures: (runId, ids, rows, nf) => {
-        for (const w of this.featureTables.rowWrites(runId, ids, rows, nf)) writes.push(() => settled(w()));
-      },
-      weightsVersion: (run) => {
-        const prev = this.persistedRuns.get(run.info.id);
-        if (prev === undefined) throw new MotiveError('MOTIVE_INGEST_INTERNAL', `run ${run.info.id} is not persisted`);
-        return prev.weightsVersion;
-      },
-      appendWeights: (runId, ids, weights) => {
-        const lsn = ++this.lsn;
-        appended.push({ lsn, runId });
-        const record: LogRecord = { kind: 'weights', runId, ids: ids as string[], weights: float32Bytes(weights) };
-        writes.push(() => settled(this.logDb.put(lsn, record)));
-        return lsn;
-      },
-      write: (w) => void writes.push(() => settled(w())),
-    };
-    let result: T;
-    try {
-      result = mutate(tx);
-      const write = (): void => {
-        for (const w of writes) w();
-        direct?.();
-      };
-      // The writes as one batch: lmdb-js runs it on its write thread in one transaction, with no
-      // turn of this thread in between (a transaction callback would hold the write lock until
-      // this thread got to it). `syncCommits` writes it here, synchronously, instead. Durable
-      // only after `flushed` either way.
-      if (this.syncCommits) this.root.transactionSync(write);
-      else await this.root.batch(write);
-      await this.root.flushed;
-    } catch (err) {
-      settleTurnBatch(this.root);
-      this.lsn = lsnBefore;
-      for (const [id, record] of before) {
-        if (record === undefined) this.persistedRuns.delete(id);
-        else this.persistedRuns.set(id, record);
-      }
-      throw await storeError(err, this.dataDir);
-    }
-    if (trace.on) trace.event('commit', started, performance.now(), appended.length);
-    this.commitCount++;
-    this.logEntries += appended.length;
-    for (const a of appended) this.unapplied.set(a.lsn, this.runStates.get(a.runId));
-    return result;
+    return this.commitLog.commit(mutate, direct);
   }
 
   /**
-   * Applies a committed batch (logged as `lsn`) to its samples in memory: seen, lastStep,
-   * S_j += lr · products and G(z) += lr · ĝ (into the sample's pending delta). Called once per
-   * batch in log order, live after the commit and again by recovery, which skips samples whose
-   * record already holds the entry.
+   * Applies a committed batch (logged as `lsn`) to its samples in memory (apply-batch.ts). Called
+   * once per batch in log order, live after the commit and again by recovery.
    */
   applyBatch(run: RunState, b: BatchEffect, lsn: number): void {
-    const n = b.sampleIds.length;
-    const qs = b.querySet;
-    const m = qs?.ids.length ?? 0;
-    const nq = run.queryIds.length;
-    const pool = this.deltaPool(run);
-    const dirty = this.dirtySet(run);
-    const lr = b.lr;
-    const known = b.samples;
-    pool.stage(b.sketches, n);
-    // Query j adds to sums[columns[j]]; in the usual case (the run's queries, in order) that is
-    // sums[j], and the loop without the indirection is faster (0.68 vs 0.83–1.15 µs a sample at
-    // m = 64 in a micro-benchmark over 200,000 samples; the misses on the sums rows dominate both).
-    const cols = qs?.columns;
-    let identity = cols !== undefined;
-    for (let j = 0; identity && j < m; j++) identity = (cols as Int32Array)[j] === j;
-    for (let i = 0; i < n; i++) {
-      const sample = known?.[i] ?? run.getOrCreateSample(b.sampleIds[i] as string);
-      if (lsn <= sample.flushedLsn) continue;
-      if (sample.nq < nq) run.growSums(sample, nq);
-      sample.seen++;
-      if (b.step > sample.lastStep || sample.seen === 1) sample.lastStep = b.step;
-      if (cols !== undefined && b.products !== undefined) {
-        const sums = run.sumsSlab(sample.sumsAt);
-        const row = run.sumsOffset(sample.sumsAt);
-        const products = b.products;
-        const at = i * m;
-        let total = 0;
-        if (identity) {
-          for (let j = 0; j < m; j++) {
-            const c = lr * (products[at + j] as number);
-            sums[row + j] = (sums[row + j] as number) + c;
-            total += c;
-          }
-        } else {
-          for (let j = 0; j < m; j++) {
-            const col = row + (cols[j] as number);
-            const c = lr * (products[at + j] as number);
-            sums[col] = (sums[col] as number) + c;
-            total += c;
-          }
-        }
-        sample.total += total;
-      }
-      this.history.add(sample, b.step, sample.weight);
-      if (sample.delta < 0) sample.delta = pool.alloc();
-      pool.add(sample.delta, i, lr);
-      this.touch(dirty, sample, lsn);
-    }
+    applyBatch(this.pending, run, b, lsn);
     this.applied(lsn);
   }
 
   /** Applies a committed weight change (logged as `lsn`) in memory. */
   applyWeights(run: RunState, ids: readonly string[], weights: Float32Array, lsn: number): void {
-    const dirty = this.dirtySet(run);
-    ids.forEach((id, i) => {
-      const sample = run.samples.get(id);
-      if (sample === undefined || lsn <= sample.flushedLsn) return;
-      sample.weight = weights[i] as number;
-      this.touch(dirty, sample, lsn);
-    });
+    applyWeights(this.pending, run, ids, weights, lsn);
     this.applied(lsn);
   }
 
-  private touch(dirty: Set<SampleState>, sample: SampleState, lsn: number): void {
-    sample.lsn = lsn;
-    if (dirty.has(sample)) return;
-    dirty.add(sample);
-    this.dirtyCount++;
-  }
-
-  private dirtySet(run: RunState): Set<SampleState> {
-    let set = this.dirty.get(run);
-    if (set === undefined) this.dirty.set(run, (set = new Set()));
-    return set;
-  }
-
-  private deltaPool(run: RunState): DeltaPool {
-    let pool = this.deltas.get(run);
-    if (pool === undefined) this.deltas.set(run, (pool = new DeltaPool(run.info.dim)));
-    return pool;
-  }
-
   private applied(lsn: number): void {
-    this.unapplied.delete(lsn);
-    if (lsn > this.appliedLsn) this.appliedLsn = lsn;
-    this.afterApply();
-  }
-
-  /** The newest LSN such that every committed entry up to it is applied to memory. */
-  private appliedPrefix(): number {
-    let upTo = this.appliedLsn;
-    for (const [lsn, run] of this.unapplied) {
-      // An entry of a run deleted meanwhile is never applied, and has no effect to wait for.
-      if (run === undefined || this.runStates.get(run.info.id) !== run) this.unapplied.delete(lsn);
-      else if (lsn - 1 < upTo) upTo = lsn - 1;
-    }
-    return upTo;
-  }
-
-  private afterApply(): void {
-    if (this.closed || this.replaying) return;
-    if (this.dirtyCount >= this.maxDirty / 2) this.startFlush();
-    else if (this.flushTimer === undefined && this.flushing === undefined) {
-      this.flushTimer = setTimeout(() => {
-        this.flushTimer = undefined;
-        this.startFlush();
-      }, this.flushIntervalMs);
-      this.flushTimer.unref();
-    }
+    this.commitLog.applied(lsn);
+    this.flusher.afterApply();
   }
 
   /**
@@ -1048,249 +281,17 @@ export class Store {
    * group, so memory stays bounded when the flusher falls behind.
    */
   room(): Promise<void> {
-    if (this.dirtyCount < this.maxDirty) return Promise.resolve();
-    // The flusher cannot make room (e.g. the disk is full): fail instead of waiting forever.
-    if (this.flushFailure !== undefined && this.flushing === undefined) return Promise.reject(this.flushFailure);
-    this.startFlush();
-    return new Promise((resolve, reject) => this.roomWaiters.push({ resolve, reject }));
+    return this.flusher.room();
   }
 
-  private wakeRoomWaiters(): void {
-    const failure = this.dirtyCount >= this.maxDirty && !this.closed ? this.flushFailure : undefined;
-    if (this.dirtyCount >= this.maxDirty && !this.closed && failure === undefined) return;
-    const waiters = this.roomWaiters;
-    this.roomWaiters = [];
-    for (const w of waiters) {
-      if (failure === undefined) w.resolve();
-      else w.reject(failure);
-    }
+  /** Writes every dirty sample and trims the log; resolves once both are durable. */
+  flush(): Promise<void> {
+    return this.flusher.flush();
   }
 
-  private startFlush(): void {
-    if (this.flushing !== undefined || this.flushPaused > 0 || this.closed) return;
-    if (this.flushTimer !== undefined) {
-      clearTimeout(this.flushTimer);
-      this.flushTimer = undefined;
-    }
-    const cycle = this.flushCycle()
-      .then(
-        () => {
-          this.flushFailure = undefined;
-        },
-        async (err: unknown) => {
-          this.flushFailure = await storeError(err, this.dataDir);
-          this.stats.lastError = `${this.flushFailure.code}: ${this.flushFailure.message}`;
-        },
-      )
-      .finally(() => {
-        this.flushing = undefined;
-        this.wakeRoomWaiters();
-        if (this.dirtyCount > 0 && !this.closed && this.flushPaused === 0) this.afterApply();
-      });
-    this.flushing = cycle;
-  }
-
-  /**
-   * One flush cycle: writes every sample dirty now (run by run, in chunks of one append each) as
-   * base record + pending delta, then trims the log up to the last entry applied when the cycle
-   * began and compacts the runs' segments. Samples touched again meanwhile stay dirty, with the
-   * log entries they need.
-   */
-  private async flushCycle(): Promise<void> {
-    const started = performance.now();
-    const upTo = this.appliedPrefix();
-    /** The chunk being written, if any. */
-    let writing: Promise<void> | undefined;
-    for (const [run, set] of [...this.dirty]) {
-      if (this.runStates.get(run.info.id) !== run) {
-        // Deleted while a group of it was committing: nothing of it is written any more.
-        this.dirtyCount -= set.size;
-        this.dirty.delete(run);
-        this.deltas.delete(run);
-        continue;
-      }
-      // In dirty order: appended, records need no sorting.
-      const samples = [...set];
-      for (let at = 0; at < samples.length; at += this.flushChunk) {
-        if (this.runStates.get(run.info.id) !== run) break;
-        // The next chunk is built while the one before it is written (its append and sync on
-        // libuv's thread pool): built one after the other, a chunk's build waited for the
-        // previous write and the writer for the build.
-        const chunk = await this.buildChunk(run, samples.slice(at, at + this.flushChunk));
-        if (writing !== undefined) {
-          try {
-            await writing;
-          } catch (err) {
-            if (chunk !== undefined) this.unflushed(chunk);
-            throw err;
-          } finally {
-            writing = undefined;
-          }
-        }
-        if (chunk !== undefined) {
-          writing = this.writeChunk(chunk);
-          // Awaited before the next chunk is handed over or the cycle ends; handled here so that
-          // a failure while the next chunk is built is not an unhandled rejection meanwhile.
-          writing.catch(() => undefined);
-        }
-      }
-    }
-    if (writing !== undefined) await writing;
-    await this.trimLog(upTo);
-    for (const [run, segments] of this.segments) {
-      if (this.runStates.get(run.info.id) !== run) continue;
-      this.stats.bytesCompacted += await segments.compact(
-        MAX_GARBAGE_RATIO,
-        (f) => this.isLive(run, f),
-        (f, to) => {
-          this.moved(run, f, to);
-        },
-      );
-    }
-    this.stats.cycles++;
-    this.stats.lastCycleMs = performance.now() - started;
-    this.stats.lastError = undefined;
-  }
-
-  /**
-   * Builds the frames of one chunk of a run's dirty samples (base record + pending delta, or a
-   * weight entry; the samples are then clean, their records their base in `inflight`). Frames are
-   * built in slices, yielding to the event loop between slices, so a flush never holds the main
-   * thread (and the Acks it sends) for long. Undefined when none of them is dirty any more.
-   */
-  private async buildChunk(run: RunState, samples: readonly SampleState[]): Promise<FlushChunk | undefined> {
-    const chunk: FlushChunk = { run, records: [], weights: [], frames: [], arenas: [], builtFrom: trace.on ? performance.now() : 0 };
-    try {
-      await this.buildFrames(samples, chunk);
-    } catch (err) {
-      // A record that could not be read back (an I/O error): what was built is dirty again, and
-      // the sample it failed on was never taken.
-      this.unflushed(chunk);
-      throw err;
-    }
-    return chunk.records.length === 0 && chunk.weights.length === 0 ? undefined : chunk;
-  }
-
-  /** Builds the frames of `samples` into `chunk`, slice by slice (see {@link Store.buildChunk}). */
-  private async buildFrames(samples: readonly SampleState[], chunk: FlushChunk): Promise<void> {
-    const run = chunk.run;
-    const k = run.info.dim;
-    const pool = this.deltaPool(run);
-    const set = this.dirtySet(run);
-    const { records, weights, frames, arenas } = chunk;
-    let chunkBytes = 0;
-    for (let at = 0; at < samples.length; at += FLUSH_SLICE) {
-      if (at > 0) await new Promise((resolve) => setImmediate(resolve));
-      const sliceStart = trace.on ? performance.now() : 0;
-      // Allocation-light: the slice in reused arrays, frames written at offsets of the arena
-      // through its views (a view per record was most of what the flusher left to the GC).
-      const sliceSamples = this.sliceSamples;
-      const { sliceIdBytes, sliceBody } = this;
-      let n = 0;
-      let sliceBytes = 0;
-      const end = Math.min(samples.length, at + FLUSH_SLICE);
-      for (let i = at; i < end; i++) {
-        const sample = samples[i] as SampleState;
-        if (!set.has(sample)) continue;
-        const idBytes = Buffer.byteLength(sample.id);
-        // No batch since its record was written (no pending delta, no unwritten record as its
-        // base): only its weight changed, and a weight entry says so instead of the whole record.
-        const body = sample.delta < 0 && !this.inflight.has(sample) ? 0 : sampleRecordBytes(sample.nq, k);
-        sliceSamples[n] = sample;
-        sliceIdBytes[n] = idBytes;
-        sliceBody[n] = body;
-        n++;
-        sliceBytes += frameBytes(idBytes, body === 0 ? WEIGHT_BODY_BYTES : body);
-      }
-      if (n === 0) continue;
-      // One arena per slice, its frames back to back; each frame 8-byte aligned, and so are the
-      // record's f64 / f32 views.
-      const arena = this.takeArena(sliceBytes);
-      arenas.push(arena);
-      frames.push(arena.buf.subarray(0, sliceBytes));
-      const abuf = arena.buf;
-      let offset = 0;
-      for (let i = 0; i < n; i++) {
-        const sample = sliceSamples[i] as SampleState;
-        const idBytes = sliceIdBytes[i] as number;
-        const body = sliceBody[i] as number;
-        const bytes = frameBytes(idBytes, body === 0 ? WEIGHT_BODY_BYTES : body);
-        const start = offset + bodyOffset(idBytes);
-        const flushedBefore = sample.flushedLsn;
-        const pos = chunkBytes + start;
-        if (body === 0) {
-          beginFrameAt(abuf, offset, bytes, FRAME_WEIGHT, sample.id, idBytes, WEIGHT_BODY_BYTES);
-          writeWeightBody(abuf, start, sample.lsn, sample.weight);
-          weights.push({ sample, pos, bytes, idBytes, flushedBefore });
-        } else {
-          beginFrameAt(abuf, offset, bytes, FRAME_RECORD, sample.id, idBytes, body);
-          writeSampleRecordAt(abuf, arena.f64, start, run, sample, k, sample.lsn);
-          // Base plus pending change, and its int8 mirror row, folded in the delta pool's memory
-          // by its SIMD kernels (the same floats as addTo and the mirror's own set).
-          const row = sample.delta;
-          this.baseEmbedding(run, sample, pool.scratch(row), pool.scratchBytes(row));
-          // The written points first (this may read, and fail, before the unwritten are taken).
-          const trailerAt = start + embeddingOffset(sample.nq) + 4 * k;
-          this.copyWrittenHistory(run, sample, arena.bytes.subarray(trailerAt, trailerAt + HISTORY_TRAILER_BYTES));
-          appendToTrailer(abuf, trailerAt, this.history.take(sample), sample.seen);
-          const scale = pool.fold(row) / 127;
-          sample.delta = -1;
-          arena.f32.set(pool.scratch(row), (start + embeddingOffset(sample.nq)) >> 2);
-          run.mirror.setQuantized(run.mirrorSlot(sample), scale, scale === 0 ? undefined : pool.quantize(row, 1 / scale));
-          const buf = arena.bytes.subarray(start, start + body);
-          this.inflight.set(sample, buf);
-          records.push({ sample, pos, bytes, idBytes, flushedBefore, buf });
-        }
-        sealFrameAt(abuf, arena.bytes, offset, bytes);
-        offset += bytes;
-        sample.flushedLsn = sample.lsn;
-        set.delete(sample);
-        this.dirtyCount--;
-      }
-      chunkBytes += sliceBytes;
-      if (trace.on) trace.event('flush', sliceStart, performance.now(), n);
-    }
-  }
-
-  /**
-   * Appends a built chunk to its run's active segment as one write (and one sync), handed over
-   * once all its frames are built, then points its samples at their new frames; the frames they
-   * supersede become garbage for compaction.
-   */
-  private async writeChunk(chunk: FlushChunk): Promise<void> {
-    const segments = this.segmentsOf(chunk.run);
-    let base: number;
-    try {
-      // Written once the log commits queued by then are done: the log's next commit, and the
-      // Acks behind it, then meet less of the chunk's write and sync on the disk.
-      base = await segments.append(chunk.frames, () => this.tail);
-      crashPoint('flush');
-      if (trace.on) trace.event('flush-write', chunk.builtFrom, performance.now(), chunk.records.length + chunk.weights.length);
-    } catch (err) {
-      this.unflushed(chunk);
-      throw err;
-    }
-    for (const r of chunk.records) {
-      const s = r.sample;
-      if (s.at >= 0) segments.release(s.at, frameBytes(r.idBytes, s.atBytes));
-      // The record holds the weight too: an older weight entry is superseded.
-      if (s.weightAt >= 0) segments.release(s.weightAt, frameBytes(r.idBytes, WEIGHT_BODY_BYTES));
-      s.at = base + r.pos;
-      s.atBytes = r.buf.length;
-      s.weightAt = -1;
-      segments.retain(s.at, r.bytes);
-      if (this.inflight.get(s) === r.buf) this.inflight.delete(s);
-    }
-    for (const w of chunk.weights) {
-      const s = w.sample;
-      if (s.weightAt >= 0) segments.release(s.weightAt, w.bytes);
-      s.weightAt = base + w.pos;
-      segments.retain(s.weightAt, w.bytes);
-    }
-    // Durable, and no longer any sample's base: nothing refers to these frames any more.
-    for (const arena of chunk.arenas) this.giveArena(arena);
-    this.stats.samplesFlushed += chunk.records.length + chunk.weights.length;
-    this.wakeRoomWaiters();
+  /** Flusher and log state. */
+  flushStats(): FlushStats {
+    return this.flusher.stats();
   }
 
   private segmentsOf(run: RunState): RunSegments {
@@ -1304,179 +305,9 @@ export class Store {
     return segments;
   }
 
-  /** Whether a frame compaction met is still its sample's newest. */
-  private isLive(run: RunState, f: ScannedFrame): boolean {
-    const s = run.samples.get(f.id);
-    if (s === undefined) return false;
-    return f.kind === FRAME_RECORD ? s.at === f.loc : f.kind === FRAME_WEIGHT && s.weightAt === f.loc;
-  }
-
-  /** Points a sample at the copy compaction made of its frame. */
-  private moved(run: RunState, f: MovedFrame, to: number): void {
-    const s = run.samples.get(f.id);
-    if (s === undefined) return;
-    if (f.kind === FRAME_RECORD && s.at === f.loc) s.at = to;
-    else if (f.kind === FRAME_WEIGHT && s.weightAt === f.loc) s.weightAt = to;
-  }
-
-  /**
-   * A chunk not known written: each record stays the sample's base (in `inflight`) and the
-   * sample dirty again, so the next cycle writes it again; nothing the log still holds is trimmed
-   * meanwhile.
-   */
-  private unflushed(chunk: FlushChunk): void {
-    const set = this.dirtySet(chunk.run);
-    for (const r of [...chunk.records, ...chunk.weights]) {
-      r.sample.flushedLsn = r.flushedBefore;
-      this.touch(set, r.sample, r.sample.lsn);
-    }
-  }
-
-  /**
-   * A buffer of at least `bytes` for one flush slice's records, reused when one is free: a
-   * slice is about 140 KiB outside the JS heap, and a new one per slice made V8 collect garbage
-   * more often (it counts external memory towards its heap limit).
-   */
-  private takeArena(bytes: number): Arena {
-    const size = 2 ** Math.ceil(Math.log2(Math.max(bytes, 4096)));
-    const list = this.arenas.get(size);
-    const reused = list?.pop();
-    if (reused !== undefined) return reused;
-    const buf = Buffer.allocUnsafeSlow(size);
-    return {
-      buf,
-      bytes: new Uint8Array(buf.buffer, buf.byteOffset, size),
-      f64: new Float64Array(buf.buffer, buf.byteOffset, size / 8),
-      f32: new Float32Array(buf.buffer, buf.byteOffset, size / 4),
-    };
-  }
-
-  private giveArena(arena: Arena): void {
-    let list = this.arenas.get(arena.buf.byteLength);
-    if (list === undefined) this.arenas.set(arena.buf.byteLength, (list = []));
-    if (list.length < ARENAS_KEPT) list.push(arena);
-  }
-
-  /**
-   * Removes log entries ≤ `upTo`. Safe after a cycle that began at `upTo`: every sample dirty then
-   * was written with a state at least that new, and samples dirtied later only hold newer entries.
-   */
-  private async trimLog(upTo: number): Promise<void> {
-    if (upTo <= 0) return;
-    const keys = [...this.logDb.getKeys({ end: upTo + 1 })];
-    if (keys.length === 0) return;
-    // What the trimmed entries held is from now on only in the segments: their sizes recorded first.
-    const sizes = new Map<string, Map<number, number>>();
-    for (const [run, segments] of this.segments) if (this.runStates.get(run.info.id) === run) sizes.set(run.info.id, segments.sizes());
-    await this.manifest.recordAll(sizes);
-    crashPoint('trim');
-    await this.commitWith(
-      () => undefined,
-      () => {
-        for (const key of keys) settled(this.logDb.remove(key));
-      },
-    );
-    this.logEntries -= keys.length;
-  }
-
-  /**
-   * Pauses the flusher and waits for a running cycle to end; the returned function resumes it.
-   * Deleting a run, writing imported samples and taking a backup need the segments to hold still.
-   */
-  private async pauseFlusher(): Promise<() => void> {
-    this.flushPaused++;
-    if (this.flushTimer !== undefined) {
-      clearTimeout(this.flushTimer);
-      this.flushTimer = undefined;
-    }
-    while (this.flushing !== undefined) await this.flushing;
-    return () => {
-      this.flushPaused--;
-      if (this.flushPaused === 0 && this.dirtyCount > 0 && !this.closed) this.afterApply();
-    };
-  }
-
-  /** Writes every dirty sample and trims the log; resolves once both are durable. */
-  async flush(): Promise<void> {
-    for (;;) {
-      while (this.flushing !== undefined) await this.flushing;
-      if (this.dirtyCount === 0 && this.logEntries === 0) break;
-      const before = this.stats.samplesFlushed;
-      const entriesBefore = this.logEntries;
-      // Registered as the running cycle, so that no background cycle starts beside it: two
-      // cycles could write a sample's older record after its newer one.
-      const cycle = this.flushCycle();
-      this.flushing = cycle.then(
-        () => undefined,
-        () => undefined,
-      );
-      try {
-        await cycle;
-      } finally {
-        this.flushing = undefined;
-        this.wakeRoomWaiters();
-      }
-      if (this.stats.samplesFlushed === before && this.logEntries === entriesBefore) break;
-    }
-  }
-
   /** Durable transactions {@link Store.commit} has made since the store was opened. */
   get commits(): number {
-    return this.commitCount;
-  }
-
-  /** Flusher and log state. */
-  flushStats(): FlushStats {
-    return { dirtySamples: this.dirtyCount, logEntries: this.logEntries, ...this.stats };
-  }
-
-  /** Copies the G(z) of the sample's written record (in flight or in its segment) into `out`; zeros if none. */
-  private baseEmbedding(run: RunState, sample: SampleState, out: Float32Array, outBytes?: Uint8Array): void {
-    const inflight = this.inflight.get(sample);
-    if (inflight !== undefined) copyEmbedding(inflight, out);
-    else if (sample.at < 0) out.fill(0);
-    else {
-      // G(z) alone, read straight into `out`: the record's length gives its number of sums.
-      const k = run.info.dim;
-      const { nq } = recordLayout(sample.atBytes, k);
-      const n = Math.min(k, out.length);
-      const into = outBytes !== undefined && outBytes.length === 4 * n ? outBytes : new Uint8Array(out.buffer, out.byteOffset, 4 * n);
-      this.segmentsOf(run).read(sample.at, embeddingOffset(nq), into);
-      if (n < out.length) out.fill(0, n);
-    }
-  }
-
-  /**
-   * Copies the history trailer of the sample's written record (in flight or in its segment) into
-   * `out`; leaves `out` (an empty trailer) as it is where the record has none.
-   */
-  private copyWrittenHistory(run: RunState, sample: SampleState, out: Uint8Array): void {
-    const k = run.info.dim;
-    const inflight = this.inflight.get(sample);
-    if (inflight !== undefined) {
-      const { historyAt } = recordLayout(inflight.length, k);
-      if (historyAt >= 0) out.set(inflight.subarray(historyAt, historyAt + HISTORY_TRAILER_BYTES));
-      return;
-    }
-    if (sample.at < 0) return;
-    const { historyAt } = recordLayout(sample.atBytes, k);
-    if (historyAt >= 0) this.segmentsOf(run).read(sample.at, historyAt, out);
-  }
-
-  /** The score-history points of the sample's written record (in flight or in its segment). */
-  private writtenHistory(run: RunState, sample: SampleState): HistoryPoint[] {
-    const k = run.info.dim;
-    const inflight = this.inflight.get(sample);
-    if (inflight !== undefined) {
-      const { historyAt } = recordLayout(inflight.length, k);
-      return historyAt < 0 ? [] : readHistoryTrailer(inflight, historyAt);
-    }
-    if (sample.at < 0) return [];
-    const { historyAt } = recordLayout(sample.atBytes, k);
-    if (historyAt < 0) return [];
-    const trailer = new Uint8Array(HISTORY_TRAILER_BYTES);
-    this.segmentsOf(run).read(sample.at, historyAt, trailer);
-    return readHistoryTrailer(trailer);
+    return this.commitLog.count;
   }
 
   /** A sample's score history (docs/store.md, "Score history"), oldest first; undefined when unknown. */
@@ -1484,13 +315,7 @@ export class Store {
     const run = this.runStates.get(runId);
     const sample = run?.samples.get(sampleId);
     if (run === undefined || sample === undefined) return undefined;
-    return mergeHistory(this.writtenHistory(run, sample), this.history.peek(sample), sample.seen);
-  }
-
-  /** Current G(z) of a sample: its written record plus its pending delta. */
-  private currentEmbedding(run: RunState, sample: SampleState, out: Float32Array): void {
-    this.baseEmbedding(run, sample, out);
-    if (sample.delta >= 0) this.deltaPool(run).addTo(sample.delta, out);
+    return mergeHistory(this.pending.writtenHistory(run, sample), this.pending.history.peek(sample), sample.seen);
   }
 
   /**
@@ -1498,7 +323,7 @@ export class Store {
    * int8 mirror holds the records' G(z), and a scan adds these (pending-scores.ts).
    */
   pendingScores(run: RunState, q: Float32Array): PendingScores {
-    return pendingScores(run, this.deltas.get(run), this.dirty.get(run), q);
+    return pendingScores(run, this.pending.deltas.get(run), this.pending.dirty.get(run), q);
   }
 
   /**
@@ -1506,7 +331,7 @@ export class Store {
    * newest sets keep theirs, run-state.ts).
    */
   querySketches(runId: string, version: number): Float32Array {
-    const q = this.queriesDb.get([runId, version]);
+    const q = this.tables.queries.get([runId, version]);
     if (q === undefined) throw new MotiveError('MOTIVE_INGEST_INTERNAL', `run ${runId} has no stored query set v${version}`);
     return bytesToFloat32(q.sketches);
   }
@@ -1516,7 +341,7 @@ export class Store {
     const run = this.runStates.get(runId);
     const sample = run?.samples.get(sampleId);
     if (run === undefined || sample === undefined) return undefined;
-    this.currentEmbedding(run, sample, out);
+    this.pending.currentEmbedding(run, sample, out);
     return out;
   }
 
@@ -1536,12 +361,12 @@ export class Store {
     if (run === undefined) return;
     const rows = new Float32Array(chunkSamples * dim);
     const bytes = new Uint8Array(rows.buffer);
-    const changed = new Set<SampleState>(this.dirty.get(run));
-    for (const s of this.inflight.keys()) if (run.samples.get(s.id) === s) changed.add(s);
+    const changed = new Set<SampleState>(this.pending.dirty.get(run));
+    for (const s of this.pending.inflight.keys()) if (run.samples.get(s.id) === s) changed.add(s);
     const g = new Float32Array(run.info.dim);
     let ids: string[] = [];
     const put = (sample: SampleState): void => {
-      this.currentEmbedding(run, sample, g);
+      this.pending.currentEmbedding(run, sample, g);
       rows.set(g.subarray(0, dim), ids.length * dim);
       ids.push(sample.id);
     };
@@ -1579,11 +404,11 @@ export class Store {
   async writeSamples(runId: string, entries: ReadonlyArray<{ sample: SampleState; g?: Float32Array }>): Promise<void> {
     const run = this.runStates.get(runId);
     if (run === undefined) throw new MotiveError('MOTIVE_INGEST_INTERNAL', `run ${runId} is not registered`);
-    const resume = await this.pauseFlusher();
+    const resume = await this.flusher.pause();
     try {
       const k = run.info.dim;
-      const set = this.dirtySet(run);
-      const pool = this.deltaPool(run);
+      const set = this.pending.setOf(run);
+      const pool = this.pending.poolOf(run);
       const segments = this.segmentsOf(run);
       const sizes = entries.map(({ sample }) => {
         const idBytes = Buffer.byteLength(sample.id);
@@ -1602,9 +427,9 @@ export class Store {
         sample.total = run.sumsOf(sample).reduce((t, x) => t + x, 0);
         beginFrame(frame, FRAME_RECORD, sample.id, idBytes, body);
         const record = frame.subarray(start, start + body);
-        const recordG = writeSampleRecord(record, run, sample, k, this.appliedLsn);
+        const recordG = writeSampleRecord(record, run, sample, k, this.commitLog.appliedLsn);
         if (g !== undefined) recordG.set(g.subarray(0, k));
-        else this.currentEmbedding(run, sample, recordG);
+        else this.pending.currentEmbedding(run, sample, recordG);
         sealFrame(frame);
         return { sample, pos, bytes, idBytes, body, g: recordG };
       });
@@ -1616,7 +441,7 @@ export class Store {
         if (known !== undefined) {
           if (known.at >= 0) segments.release(known.at, frameBytes(idBytes, known.atBytes));
           if (known.weightAt >= 0) segments.release(known.weightAt, frameBytes(idBytes, WEIGHT_BODY_BYTES));
-          this.inflight.delete(known);
+          this.pending.inflight.delete(known);
         }
         run.putSample(sample, known);
         run.mirror.set(run.mirrorSlot(sample), g);
@@ -1624,11 +449,11 @@ export class Store {
         sample.atBytes = body;
         sample.weightAt = -1;
         segments.retain(sample.at, bytes);
-        sample.lsn = sample.flushedLsn = this.appliedLsn;
+        sample.lsn = sample.flushedLsn = this.commitLog.appliedLsn;
         if (sample.delta >= 0) pool.release(sample.delta);
         sample.delta = -1;
-        this.inflight.delete(sample);
-        if (set.delete(sample)) this.dirtyCount--;
+        this.pending.inflight.delete(sample);
+        if (set.delete(sample)) this.pending.count--;
       }
     } finally {
       resume();
@@ -1639,25 +464,25 @@ export class Store {
   async deleteRun(runId: string): Promise<boolean> {
     const run = this.runStates.get(runId);
     if (run === undefined) return false;
-    const resume = await this.pauseFlusher();
+    const resume = await this.flusher.pause();
     try {
       // The run's records last: a crash in between leaves a directory no run refers to, which
       // creating a run of the same id removes (never a run whose recorded segments are missing).
       const segments = this.segmentsOf(run);
       const logKeys: number[] = [];
-      for (const { key, value } of this.logDb.getRange()) if (value.runId === runId) logKeys.push(key);
+      for (const { key, value } of this.tables.log.getRange()) if (value.runId === runId) logKeys.push(key);
       const featureWrites = [...this.featureTables.removeWrites(runId), ...this.jobs.removeWrites(runId)];
-      const dbs = [this.commitsDb, this.queriesDb] as unknown as Database<unknown, Key[]>[];
+      const dbs = [this.tables.commits, this.tables.queries] as unknown as Database<unknown, Key[]>[];
       const keys = dbs.map((db) => [...db.getKeys(runRange(runId))]);
       await this.commitWith(
         () => undefined,
         () => {
           this.manifest.removeRun(runId);
-          settled(this.runsDb.remove(runId));
+          settled(this.tables.runs.remove(runId));
           dbs.forEach((db, i) => {
             for (const key of keys[i] ?? []) settled(db.remove(key));
           });
-          for (const key of logKeys) settled(this.logDb.remove(key));
+          for (const key of logKeys) settled(this.tables.log.remove(key));
           for (const w of featureWrites) settled(w());
         },
       );
@@ -1665,14 +490,11 @@ export class Store {
       this.jobs.forget(runId);
       await segments.remove();
       this.segments.delete(run);
-      this.persistedRuns.delete(runId);
-      this.logEntries -= logKeys.length;
+      this.commitLog.persistedRuns.delete(runId);
+      this.commitLog.entries -= logKeys.length;
       this.runStates.delete(runId);
-      this.dirtyCount -= this.dirty.get(run)?.size ?? 0;
-      this.dirty.delete(run);
-      this.deltas.delete(run);
-      for (const sample of run.samples.values()) this.inflight.delete(sample);
-      this.wakeRoomWaiters();
+      this.pending.dropRun(run);
+      this.flusher.wakeRoomWaiters();
       return true;
     } finally {
       resume();
@@ -1687,7 +509,7 @@ export class Store {
   async backup(dir: string): Promise<number> {
     mkdirSync(dir, { recursive: true });
     if (existsSync(join(dir, 'data.mdb')) || existsSync(join(dir, 'records'))) throw new Error(`${dir} already holds a store`);
-    const resume = await this.pauseFlusher();
+    const resume = await this.flusher.pause();
     try {
       // Records first, then the main environment: with the flusher paused the log is not trimmed
       // in between, so the copy's log holds every change newer than the copy's sample records.
@@ -1708,41 +530,32 @@ export class Store {
    * once durable. A profile for an existing [clipId, hash] replaces it.
    */
   putProfiles(entries: ReadonlyArray<{ clipId: string; record: ClipProfileRecord }>): Promise<void> {
-    return this.commit(() => {
-      for (const e of entries) settled(this.profilesDb.put([e.clipId, e.record.hash], e.record));
-    });
+    return this.clips.putProfiles(entries);
   }
 
   /** The clip's newest profile (by `profiledAtMs`), or undefined. */
   profile(clipId: string): ClipProfileRecord | undefined {
-    let newest: ClipProfileRecord | undefined;
-    for (const { value } of this.profilesDb.getRange(runRange(clipId))) {
-      if (newest === undefined || value.profiledAtMs > newest.profiledAtMs) newest = value;
-    }
-    return newest;
+    return this.clips.profile(clipId);
   }
 
   /** Stores clip previews in one transaction, serialised with {@link Store.commit}; resolves once durable. */
   putPreviews(entries: readonly PreviewEntry[]): Promise<void> {
-    return this.commit(() => {
-      for (const e of entries) settled(this.previewTable.put(e));
-    });
+    return this.clips.putPreviews(entries);
   }
 
   /** The `kind` preview of the clip's newest profile (previews.ts), or undefined. */
   preview(clipId: string, kind: string): PreviewRecord | undefined {
-    const p = this.profile(clipId);
-    return p === undefined ? undefined : this.previewTable.get(clipId, p.hash, kind);
+    return this.clips.preview(clipId, kind);
   }
 
   /** Whether every one of `kinds` is stored for the clip file with this hash. */
   hasPreviews(clipId: string, hash: string, kinds: readonly string[]): boolean {
-    return this.previewTable.hasAll(clipId, hash, kinds);
+    return this.clips.hasPreviews(clipId, hash, kinds);
   }
 
   /** Whether the clip has a profile computed from a file with this hash. */
   hasProfile(clipId: string, hash: string): boolean {
-    return this.profilesDb.doesExist([clipId, hash]);
+    return this.clips.hasProfile(clipId, hash);
   }
 
   /** Bytes the store occupies (the main environment by LMDB's own accounting, and the record segments). */
@@ -1755,15 +568,13 @@ export class Store {
 
   /** Writes every dirty sample, trims the log and closes both environments. */
   async close(): Promise<void> {
-    await this.tail;
-    if (this.flushTimer !== undefined) clearTimeout(this.flushTimer);
-    this.flushTimer = undefined;
+    await this.commitLog.tail;
+    this.flusher.cancelTimer();
     try {
-      await this.flush();
+      await this.flusher.flush();
     } finally {
-      this.closed = true;
-      this.wakeRoomWaiters();
-      await this.tail;
+      this.flusher.close();
+      await this.commitLog.tail;
       await this.closeFiles();
     }
   }

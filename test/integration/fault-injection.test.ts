@@ -191,7 +191,7 @@ describe('disk full (RLIMIT_FSIZE on the child daemon)', () => {
     }
   }, 60_000);
 
-  // Daemon bug (daemon/store/store.ts, commitNow/StoreTx): the writes inside the transaction are
+  // Daemon bug (daemon/store/commit-log.ts, LogTransaction/StoreTx): the writes inside the transaction are
   // `void this.<db>.put(...)`; when LMDB's commit fails (here EIO/EFBIG at the file-size limit,
   // as on a full disk) lmdb-js rejects those promises with "Commit failed (see commitError for
   // details)", nobody handles them, and Node exits on the unhandled rejection. The daemon dies

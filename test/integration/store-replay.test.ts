@@ -143,7 +143,7 @@ describe('store recovery (write-ahead log replay)', () => {
     // One flush cycle racing ingest (two records per transaction, so the batches interleave):
     // records written during it hold log entries newer than the cycle's start, which the cycle
     // does not trim, so recovery must skip those entries for those samples.
-    const cycle = (store as unknown as { flushCycle: () => Promise<void> }).flushCycle();
+    const cycle = (store as unknown as { flusher: { flushCycle: () => Promise<void> } }).flusher.flushCycle();
     await Promise.all([cycle, batches(10)]);
     await engine.drained();
     const stats = store.flushStats();
