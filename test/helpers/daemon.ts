@@ -67,8 +67,8 @@ export class DaemonStartError extends Error {
 }
 
 /**
- * Spawns `node bin/motived.js` (or `entry`, a bundle of the same daemon: test/helpers/daemon-bundle.ts)
- * and waits for its ready line (`readyTimeoutMs`, default 30 s; past
+ * Spawns `node bin/motived.js` (or `entry`, or under vitest the run's bundle of the same daemon from
+ * `TEST_DAEMON_BUNDLE`: test/helpers/global-setup.ts) and waits for its ready line (`readyTimeoutMs`, default 30 s; past
  * it the child is killed, so it cannot hold the ports or the store of a later start). With
  * `fileLimitKiB` it runs under `ulimit -f` with SIGXFSZ ignored (the disposition survives exec):
  * a disk that fills up.
@@ -78,7 +78,7 @@ export function spawnDaemon(
   options: { fileLimitKiB?: number; readyTimeoutMs?: number; entry?: string } = {},
 ): Promise<ChildDaemon> {
   const limit = options.fileLimitKiB;
-  const entry = options.entry ?? 'bin/motived.js';
+  const entry = options.entry ?? process.env.TEST_DAEMON_BUNDLE ?? 'bin/motived.js';
   const [command, args] =
     limit === undefined
       ? [process.execPath, [entry]]
