@@ -249,6 +249,16 @@ def run(split: str, seed: int, counts: Dict[str, int]) -> Dict[str, object]:
     raw = {name: torch.zeros(n, DIM) for name in COMPONENTS}
     qcur: Dict[str, torch.Tensor] = {}
     scores = {r: torch.zeros(n, dtype=torch.float64) for r in RECIPES}
+    # the reversal check as the hook sends it: at each clip's attributed step, on the model the step
+    # starts from (MotionAttributor.features); and on the pre-trained model, for comparison
+    hook = next(iter(attrs.values()))
+    gap = torch.zeros(n, dtype=torch.float64)
+    gap_level = torch.zeros(n, dtype=torch.float64)
+    gap0 = torch.zeros(n, dtype=torch.float64)
+    gap0_level = torch.zeros(n, dtype=torch.float64)
+    for grp in by_length(range(n), lats):
+        g_, l_ = hook.reversal_terms(torch.stack([lats[i] for i in grp]))
+        gap0[grp], gap0_level[grp] = g_.double(), l_.double()
     t0 = time.time()
     for step in range((n + BATCH - 1) // BATCH):
         idx = order[step * BATCH : (step + 1) * BATCH]
@@ -264,6 +274,9 @@ def run(split: str, seed: int, counts: Dict[str, int]) -> Dict[str, object]:
             for grp in by_length(idx, lats):
                 r, _ = attr.raw_sketch(torch.stack([lats[i] for i in grp]), torch.stack([masks[i] for i in grp]))
                 raw[name][grp] = r
+        for grp in by_length(idx, lats):
+            g_, l_ = hook.reversal_terms(torch.stack([lats[i] for i in grp]))
+            gap[grp], gap_level[grp] = g_.double(), l_.double()
         for rname, comps in RECIPES.items():
             g = normalize_sketches(sum(raw[c][idx] for c in comps))
             q = normalize_sketches(sum(qcur[c] for c in comps))
@@ -282,6 +295,10 @@ def run(split: str, seed: int, counts: Dict[str, int]) -> Dict[str, object]:
     res["scores"] = {r: s.tolist() for r, s in scores.items()}
     checks = torch.cat([clip_features(x.unsqueeze(0)) for x in lats])
     res["checks"] = checks.tolist()
+    res["reversal_gap"] = gap.tolist()
+    res["reversal_level"] = gap_level.tolist()
+    res["reversal_gap_pretrained"] = gap0.tolist()
+    res["reversal_level_pretrained"] = gap0_level.tolist()
     res["check_auc"] = {
         name: {k: auc([-float(checks[i, j]) for i, c in enumerate(clips) if c.kind == k], [-float(checks[i, j]) for i, c in enumerate(clips) if c.kind == "clean"]) for k in kinds if k != "clean"}
         for j, name in enumerate(FEATURE_NAMES)

@@ -32,6 +32,7 @@ from .loss import MotionObjective, PredictFn, flow_matching_predict
 from .motion_check import FEATURE_NAMES, clip_features
 from .presets import DEFAULT_RECIPE, default_layers
 from .presets import recipe_objectives
+from .reversal_check import REVERSAL_FEATURE, reversal_terms
 from .sketch import GradientSketcher, normalize_sketches
 
 __all__ = ["MotionAttributor", "SketchIdentity", "isolated_pass"]
@@ -124,6 +125,11 @@ class MotionAttributor:
         motion_check: send the model-free motion checks of each clip
             (:mod:`motive_hooks.motion_check`) beside its sketch (default True); the daemon fuses
             them with the attribution score.
+        reversal_check: send the model-based reversal check of each clip
+            (:mod:`motive_hooks.reversal_check`, feature ``reversal_gap``) beside the motion
+            checks (default False): how much the model's loss on the clip exceeds its loss on the
+            clip played backwards, ``4 × 2`` forwards of the clip under ``no_grad``. A batch the
+            hook cannot reverse (not a latent tensor, or one frame) sends 0.
         budget: given (e.g. ``0.1``), the most the hook may add to the training time, as a
             fraction of it: a step that ``every`` makes due is attributed only while the hook's
             own wall time so far is at most ``budget`` times the training time so far (the wall
@@ -157,6 +163,7 @@ class MotionAttributor:
         recipe: str = DEFAULT_RECIPE,
         motion_check: bool = True,
         budget: Optional[float] = None,
+        reversal_check: bool = False,
     ) -> None:
         self.model = model = unwrap_model(model)
         if predict is None:
@@ -177,8 +184,10 @@ class MotionAttributor:
         self.identity: Any = self.sketcher if len(self.objectives) == 1 else SketchIdentity(self.sketcher, names)
         self.client = client
         self.frame_dim = int(frame_dim)
-        self.feature_names: Tuple[str, ...] = FEATURE_NAMES if motion_check else ()
-        """The motion-check names announced in ``Hello`` (empty: none sent)."""
+        self._model_free = bool(motion_check)
+        self._reversal = bool(reversal_check)
+        self.feature_names: Tuple[str, ...] = (FEATURE_NAMES if motion_check else ()) + ((REVERSAL_FEATURE,) if reversal_check else ())
+        """The per-clip check names announced in ``Hello`` (empty: none sent)."""
         self.every = max(1, int(every))
         self.query_every = None if query_every is None else max(1, int(query_every))
         self.query_ratio = float(query_ratio)
@@ -219,10 +228,27 @@ class MotionAttributor:
         return str(self.identity.kind)
 
     def features(self, batch: Any) -> Optional[torch.Tensor]:
-        """The motion checks ``[B, len(feature_names)]`` of a batch, or None when switched off."""
+        """The per-clip checks ``[B, len(feature_names)]`` of a batch, or None when switched off."""
         if not self.feature_names:
             return None
-        return clip_features(self.objective.latents(batch), frame_dim=self.frame_dim)
+        parts: List[torch.Tensor] = []
+        if self._model_free:
+            parts.append(clip_features(self.objective.latents(batch), frame_dim=self.frame_dim))
+        if self._reversal:
+            parts.append(self.reversal_terms(batch)[0].view(-1, 1))
+        return torch.cat(parts, dim=1)
+
+    def reversal_terms(self, batch: Any) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The reversal gap ``[B]`` of a batch and the mean loss it is made of
+        (:func:`~motive_hooks.reversal_check.reversal_terms`), with the model in eval mode and the
+        RNG state restored, through the first objective's ``predict``. Zeros for a batch that is
+        not the latent tensor itself (a structured batch cannot be reversed here)."""
+        lat = self.objective.latents(batch)
+        if not isinstance(batch, torch.Tensor) or lat is not batch:
+            zero = torch.zeros(int(lat.shape[0]), dtype=torch.float32)
+            return zero, zero.clone()
+        with isolated_pass(self.model, (), freeze_others=False):
+            return reversal_terms(self.model, self.objective.predict, batch.detach(), frame_dim=self.frame_dim)
 
     def sketch(
         self, batch: Any, masks: Optional[torch.Tensor], noise: Optional[torch.Tensor] = None, query: bool = False
