@@ -219,6 +219,11 @@ export const ConfigSchema = Type.Object(
           default: 0,
           description: 'fused signal: a feature counts as suspicious only by how far its robust z exceeds this.',
         }),
+        checkShares: Type.Record(Type.String({ minLength: 1, maxLength: 64 }), Type.Number({ minimum: 0 }), {
+          default: { reversal_gap: 0.25 },
+          description:
+            "fused signal: features, by name, that are added to the check, each as share times its robust z above checkFloorZ, instead of entering the check's largest z ({}: every feature enters the largest z). The default adds the hook's model-based reversal_gap at a quarter of the largest z's weight, chosen on the motion benchmark's development families (docs/method.md, 'The fused signal'; docs/results.md).",
+        }),
       },
       { additionalProperties: false, default: {} },
     ),

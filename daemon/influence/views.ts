@@ -5,7 +5,7 @@
  */
 import type { RunState, SampleState } from '../store/index.js';
 import { percentileVotes } from '../shared/index.js';
-import { featureStats, sampleSignal, type FusedOptions, type SignalStats } from '../weighting/fused.js';
+import { featureShares, featureStats, sampleSignal, type FusedOptions, type SignalStats } from '../weighting/fused.js';
 import { robustStats } from '../weighting/policy.js';
 
 export interface SampleView {
@@ -91,6 +91,7 @@ export class RunViews {
     const stats: SignalStats = {
       attribution: robustStats(scores, eligible),
       checks: f.size === 0 ? [] : featureStats(f.rows(), f.size, f.width),
+      shares: featureShares(f.names, this.signal),
     };
     this.signals.set(run, { revision: run.revision, stats });
     return stats;

@@ -17,7 +17,7 @@ import type { BatchWeigher } from '../influence/index.js';
 import { trace, type Logger } from '../shared/index.js';
 import { crashPoint } from '../shared/crash-point.js';
 import type { RunState, SampleState, Store } from '../store/index.js';
-import { featureStat, featureWork, signalWeight, spreads, type FusedOptions, type SignalStats } from './fused.js';
+import { featureShares, featureStat, featureWork, signalWeight, spreads, type FusedOptions, type SignalStats } from './fused.js';
 import { robustStats, type RobustStats, type WeightPolicyOptions } from './policy.js';
 
 export interface WeightingOptions extends WeightPolicyOptions, FusedOptions {
@@ -213,7 +213,7 @@ export class WeightingService implements BatchWeigher {
     return this.store.run(run.info.id) === run ? this.stats.get(run.info.id)?.stats : undefined;
   }
 
-  /** The fused-signal options of the weights (`weights.signal`, `checkWeight`, `checkFloorZ`). */
+  /** The fused-signal options of the weights (`weights.signal`, `checkWeight`, `checkFloorZ`, `checkShares`). */
   get signalOptions(): FusedOptions {
     return this.options;
   }
@@ -325,7 +325,7 @@ export class WeightingService implements BatchWeigher {
         // The rows as they are now (batches applied meanwhile may have added some).
         checks.push(featureStat(features.rows(), Math.min(rows, features.size), nf, i, work));
       }
-      const stats: SignalStats = { attribution, checks };
+      const stats: SignalStats = { attribution, checks, shares: featureShares(features.names, this.options) };
       this.stats.set(runId, { stats, queries: run.queryIds.length });
       const weighs = spreads(stats, this.signal);
       // The weights in slices too: over 100,000 samples this pass held the main thread (and the

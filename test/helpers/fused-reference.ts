@@ -18,6 +18,10 @@ export interface RefOptions {
   readonly signal: 'fused' | 'attribution';
   readonly checkWeight: number;
   readonly checkFloorZ: number;
+  /** The run's feature names, in their order (for `checkShares`). */
+  readonly names?: readonly string[];
+  /** Features, by name, added to the check with their own share instead of entering its largest z. */
+  readonly checkShares?: Readonly<Record<string, number>>;
 }
 
 export interface RefSignal {
@@ -63,11 +67,17 @@ export function refSignalUnder(st: RefStats, s: RefSample, o: RefOptions): RefSi
   let check: number | null = null;
   if (s.features !== undefined && nf > 0) {
     let max = -Infinity;
+    let added = 0;
     for (let i = 0; i < nf; i++) {
       const f = fst[i];
-      max = Math.max(max, f === undefined ? 0 : (s.features[i]! - f.median) / f.sigma);
+      const z = f === undefined ? 0 : (s.features[i]! - f.median) / f.sigma;
+      const name = o.names?.[i];
+      const share = name !== undefined && o.checkShares !== undefined && name in o.checkShares ? o.checkShares[name]! : null;
+      if (share === null) max = Math.max(max, z);
+      else added += share * Math.max(0, z - o.checkFloorZ);
     }
-    check = Math.max(0, max - o.checkFloorZ);
+    if (max === -Infinity) max = 0;
+    check = Math.max(0, max - o.checkFloorZ) + added;
   }
   const fusedDefined = att !== undefined || fst.some((x) => x !== undefined);
   const za = att === undefined ? 0 : (s.score - att.median) / att.sigma;

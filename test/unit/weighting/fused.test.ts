@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { featureStats, sampleSignal, signalWeight, type SignalStats } from '../../../daemon/weighting/fused.js';
+import { featureShares, featureStats, sampleSignal, signalWeight, type SignalStats } from '../../../daemon/weighting/fused.js';
 import { robustStats } from '../../../daemon/weighting/policy.js';
 import { refSignal, type RefOptions, type RefSample } from '../../helpers/fused-reference.js';
 
@@ -25,6 +25,7 @@ function moduleSignal(samples: readonly RefSample[], o: RefOptions): Array<{ che
   const st: SignalStats = {
     attribution: robustStats(scores, eligible),
     checks: withF.length === 0 ? [] : featureStats(rows, withF.length, nf),
+    shares: featureShares(o.names ?? [], o),
   };
   return samples.map((s) => {
     const row = s.features === undefined ? undefined : Float32Array.from(s.features);
@@ -70,6 +71,12 @@ describe('fused signal', () => {
     ['fused, quarantine', { ...base, policy: 'quarantine' as const }],
     ['fused, floor 1, weight 2', { ...base, checkFloorZ: 1, checkWeight: 2 }],
     ['attribution', { ...base, signal: 'attribution' as const }],
+    [
+      'fused, the second feature added with share 0.25',
+      { ...base, checkWeight: 4, names: ['accel', 'still'], checkShares: { still: 0.25 } },
+    ],
+    ['fused, both features added, floor 1', { ...base, checkFloorZ: 1, names: ['accel', 'still'], checkShares: { accel: 1, still: 0.5 } }],
+    ['fused, a share for a feature the run lacks', { ...base, names: ['accel', 'still'], checkShares: { reversal_gap: 2 } }],
   ])('matches the plain float64 formula (%s)', (_name, o) => {
     expectClose(moduleSignal(samples, o), refSignal(samples, o));
   });
@@ -94,6 +101,17 @@ describe('fused signal', () => {
     expect(moduleSignal(bare, base).every((g) => g.fused === null && g.check === null && g.weight === 1)).toBe(true);
   });
 
+  it('adds a shared feature to the largest z of the others', () => {
+    // Sample 5's second feature stands out (z ≫ 0) and sample 3's first: with the second feature
+    // shared, sample 5's check is its first feature's z (clamped) plus a quarter of its second's.
+    const o = { ...base, checkWeight: 4, names: ['accel', 'still'], checkShares: { still: 0.25 } };
+    const max = moduleSignal(samples, base);
+    const shared = moduleSignal(samples, o);
+    expect(shared[5]!.check!).toBeLessThan(max[5]!.check!);
+    expect(shared[5]!.check!).toBeGreaterThan(0.2 * max[5]!.check!);
+    expect(shared[3]!.check).toBeCloseTo(max[3]!.check!, 9);
+  });
+
   it('matches the reference on random runs (ties, constant features, mixed presence)', () => {
     const sample = fc.record({
       score: fc.oneof(
@@ -116,9 +134,10 @@ describe('fused signal', () => {
         fc.constantFrom('fused', 'attribution'),
         fc.constantFrom(0, 0.5, 2),
         fc.constantFrom(-1, 0, 1.5),
-        (rows, signal, checkWeight, checkFloorZ) => {
+        fc.constantFrom(undefined, { c: 0.5 }, { a: 0, c: 2 }, { a: 1, b: 1, c: 1 }),
+        (rows, signal, checkWeight, checkFloorZ, checkShares) => {
           const s: RefSample[] = rows.map((r) => ({ score: r.score, seen: r.seen, features: r.has ? r.f.map(f32) : undefined }));
-          const o = { ...base, signal: signal, checkWeight, checkFloorZ };
+          const o = { ...base, signal: signal, checkWeight, checkFloorZ, names: ['a', 'b', 'c'], ...(checkShares ? { checkShares } : {}) };
           expectClose(moduleSignal(s, o), refSignal(s, o));
         },
       ),

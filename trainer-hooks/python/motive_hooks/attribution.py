@@ -32,7 +32,7 @@ from .loss import MotionObjective, PredictFn, flow_matching_predict
 from .motion_check import FEATURE_NAMES, clip_features
 from .presets import DEFAULT_RECIPE, default_layers
 from .presets import recipe_objectives
-from .reversal_check import REVERSAL_FEATURE, reversal_terms
+from .reversal_check import REVERSAL_FEATURE, reversal_check, reversal_terms
 from .sketch import GradientSketcher, normalize_sketches
 
 __all__ = ["MotionAttributor", "SketchIdentity", "isolated_pass"]
@@ -127,8 +127,9 @@ class MotionAttributor:
             them with the attribution score.
         reversal_check: send the model-based reversal check of each clip
             (:mod:`motive_hooks.reversal_check`, feature ``reversal_gap``) beside the motion
-            checks (default False): how much the model's loss on the clip exceeds its loss on the
-            clip played backwards, ``4 × 2`` forwards of the clip under ``no_grad``. A batch the
+            checks (default True): how much the model's loss on the clip exceeds its loss on the
+            clip played backwards, relative to that loss, ``4 × 2`` forwards of the clip under
+            ``no_grad``. A batch the
             hook cannot reverse (not a latent tensor, or one frame) sends 0.
         budget: given (e.g. ``0.1``), the most the hook may add to the training time, as a
             fraction of it: a step that ``every`` makes due is attributed only while the hook's
@@ -163,7 +164,7 @@ class MotionAttributor:
         recipe: str = DEFAULT_RECIPE,
         motion_check: bool = True,
         budget: Optional[float] = None,
-        reversal_check: bool = False,
+        reversal_check: bool = True,
     ) -> None:
         self.model = model = unwrap_model(model)
         if predict is None:
@@ -235,7 +236,7 @@ class MotionAttributor:
         if self._model_free:
             parts.append(clip_features(self.objective.latents(batch), frame_dim=self.frame_dim))
         if self._reversal:
-            parts.append(self.reversal_terms(batch)[0].view(-1, 1))
+            parts.append(reversal_check(*self.reversal_terms(batch)).view(-1, 1))
         return torch.cat(parts, dim=1)
 
     def reversal_terms(self, batch: Any) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -16,8 +16,13 @@ which way the clip runs cancels: a still clip, a one-frame clip and a model that
 symmetrically give 0, and a clip and its reverse get opposite gaps. Higher = the model finds the
 clip's own direction less likely than its reverse = more suspicious.
 
-The cost is ``4 × draws`` forwards of each clip (one forward of ``4B`` clips per draw) under
-``torch.no_grad``, no backward: with the defaults, 8 forwards per clip, about as much as the
+The hook sends the gap divided by the mean of the four losses it is made of (``reversal_gap``,
+:func:`reversal_check`): a clip whose appearance the model knows less well (colours it has not
+seen, noise) has larger losses both ways, and so a larger gap for the same preference of
+direction; divided, the gap reads the preference alone.
+
+The cost is ``4 × draws`` forwards of each clip (four forwards of the batch per draw, at the
+batch's own size) under ``torch.no_grad``, no backward: with the defaults, 8 forwards per clip, about as much as the
 default recipe's attribution pass (three timesteps, forward and backward).
 
 docs/results.md ("Development, fourth round") measures it on the motion benchmark.
@@ -29,9 +34,9 @@ from typing import Tuple
 
 import torch
 
-from .loss import PredictFn, _reverse_rows, seeded_noise
+from .loss import PredictFn, seeded_noise
 
-__all__ = ["REVERSAL_FEATURE", "REVERSAL_T", "REVERSAL_DRAWS", "reversal_terms"]
+__all__ = ["REVERSAL_FEATURE", "REVERSAL_T", "REVERSAL_DRAWS", "reversal_check", "reversal_terms"]
 
 REVERSAL_FEATURE = "reversal_gap"
 """The name the hook announces for the gap in ``Hello.feature_names``."""
@@ -76,17 +81,29 @@ def reversal_terms(
     level = torch.zeros(b, dtype=torch.float64)
     if f < 2 or b == 0:
         return gap.float(), level.float()
-    x4 = _reverse_rows(latents, frame_dim)  # z, z̄, z, z̄ per sample
-    tt = torch.full((4 * b,), int(t), dtype=torch.long, device=latents.device)
+    # one call per (clip, draw) pairing at the batch's own size, as the attribution pass calls
+    # ``predict``, so a ``predict`` that carries per-batch conditioning sees the batch it expects
+    zr = latents.flip(frame_dim)
+    tt = torch.full((b,), int(t), dtype=torch.long, device=latents.device)
+
+    def loss(z: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        pred, target = predict(model, z, tt, n)
+        return (pred.double() - target.double()).pow(2).flatten(1).mean(dim=1).cpu()
+
     for d in range(int(draws)):
         n = seeded_noise(latents.shape, noise_seed + d, frame_dim, device=latents.device, dtype=latents.dtype)
-        n4 = _reverse_rows(n, frame_dim, noise=True)  # n, n̄, n̄, n
-        pred, target = predict(model, x4, tt, n4)
-        err = (pred.double() - target.double()).pow(2).flatten(1).mean(dim=1).view(b, 4).cpu()
-        # rows: L(z, n), L(z̄, n̄), L(z, n̄), L(z̄, n)
-        gap += 0.5 * (err[:, 0] - err[:, 1] + err[:, 2] - err[:, 3])
-        level += err.mean(dim=1)
+        nr = n.flip(frame_dim)
+        l_zn, l_rr, l_zr, l_rn = loss(latents, n), loss(zr, nr), loss(latents, nr), loss(zr, n)
+        gap += 0.5 * (l_zn - l_rr + l_zr - l_rn)
+        level += 0.25 * (l_zn + l_rr + l_zr + l_rn)
     gap /= int(draws)
     level /= int(draws)
     ok = torch.isfinite(gap) & torch.isfinite(level)
     return torch.where(ok, gap, torch.zeros_like(gap)).float(), torch.where(ok, level, torch.zeros_like(level)).float()
+
+
+def reversal_check(gap: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+    """The value the hook sends for each clip, from :func:`reversal_terms`: the gap divided by the
+    mean loss (0 where that loss is 0, a clip the terms left neutral)."""
+    ok = level > 0
+    return torch.where(ok, gap / torch.where(ok, level, torch.ones_like(level)), torch.zeros_like(gap))

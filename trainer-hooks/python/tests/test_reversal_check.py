@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from motive_hooks import MotionAttributor, flow_matching_predict, seeded_noise
 from motive_hooks.motion_check import FEATURE_NAMES, clip_features
-from motive_hooks.reversal_check import REVERSAL_DRAWS, REVERSAL_FEATURE, REVERSAL_T, reversal_terms
+from motive_hooks.reversal_check import REVERSAL_DRAWS, REVERSAL_FEATURE, REVERSAL_T, reversal_check, reversal_terms
 
 
 class Arrow(nn.Module):
@@ -47,9 +47,10 @@ def _clips(b: int = 3, frames: int = 6, seed: int = 0) -> torch.Tensor:
     return torch.randn(b, 3, frames, 8, 8, generator=g)
 
 
-def _reference(model: nn.Module, x: torch.Tensor, t: int = REVERSAL_T, draws: int = REVERSAL_DRAWS, seed: int = 7_000) -> List[float]:
+def _reference(model: nn.Module, x: torch.Tensor, t: int = REVERSAL_T, draws: int = REVERSAL_DRAWS, seed: int = 7_000, relative: bool = False) -> List[float]:
     """Plain float64 loops over clips and draws: the rectified-flow loss of the model on the clip
-    and on its reverse, against the draw and the draw reversed (frame axis 2)."""
+    and on its reverse, against the draw and the draw reversed (frame axis 2); ``relative``: the
+    gap divided by the mean of the four losses."""
     m = copy.deepcopy(model).double().eval()
     s = t / 1000.0
     out = []
@@ -57,6 +58,7 @@ def _reference(model: nn.Module, x: torch.Tensor, t: int = REVERSAL_T, draws: in
         z = x[i : i + 1].double()
         zr = torch.flip(z, dims=[2])
         total = 0.0
+        mean = 0.0
         for d in range(draws):
             n = seeded_noise(z.shape, seed + d).double()
             nr = torch.flip(n, dims=[2])
@@ -67,7 +69,8 @@ def _reference(model: nn.Module, x: torch.Tensor, t: int = REVERSAL_T, draws: in
                 return float(((pred - (e - a)) ** 2).mean())
 
             total += 0.5 * (loss(z, n) - loss(zr, nr) + loss(z, nr) - loss(zr, n))
-        out.append(total / draws)
+            mean += (loss(z, n) + loss(zr, nr) + loss(z, nr) + loss(zr, n)) / 4
+        out.append(total / mean if relative else total / draws)
     return out
 
 
@@ -81,6 +84,9 @@ def test_gap_matches_a_float64_reference() -> None:
     for a, b in zip(gap.tolist(), ref):
         assert abs(a - b) <= 1e-5 + 1e-3 * abs(b), (a, b)
     assert bool((level > 0).all())
+    rel = _reference(model, x, relative=True)
+    for a, b in zip(reversal_check(gap, level).tolist(), rel):
+        assert abs(a - b) <= 1e-5 + 1e-3 * abs(b), (a, b)
 
 
 def test_a_clip_and_its_reverse_get_opposite_gaps_and_a_symmetric_model_none() -> None:
@@ -112,7 +118,7 @@ def test_non_finite_losses_send_the_neutral_value() -> None:
 
 def test_the_attributor_sends_it_as_its_third_feature_and_leaves_training_as_it_was() -> None:
     model = Arrow().train()
-    attr = MotionAttributor(model, ["head"], dim=16, reversal_check=True)
+    attr = MotionAttributor(model, ["head"], dim=16)  # on by default
     assert attr.feature_names == FEATURE_NAMES + (REVERSAL_FEATURE,)
     x = _clips()
     rng = torch.get_rng_state()
@@ -120,7 +126,7 @@ def test_the_attributor_sends_it_as_its_third_feature_and_leaves_training_as_it_
     assert model.training and torch.equal(torch.get_rng_state(), rng)
     assert feats is not None and feats.shape == (3, 3)
     assert torch.equal(feats[:, :2], clip_features(x))
-    for a, b in zip(feats[:, 2].tolist(), _reference(model, x)):  # eval mode: dropout off
+    for a, b in zip(feats[:, 2].tolist(), _reference(model, x, relative=True)):  # eval mode: dropout off
         assert abs(a - b) <= 1e-5 + 1e-3 * abs(b), (a, b)
     only = MotionAttributor(model, ["head"], dim=16, motion_check=False, reversal_check=True)
     assert only.feature_names == (REVERSAL_FEATURE,)
