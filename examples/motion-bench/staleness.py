@@ -103,19 +103,32 @@ def _robust(v: torch.Tensor) -> Optional[Tuple[float, float]]:
     return (med, sigma) if sigma > 0 else None
 
 
-def daemon_fused(score: torch.Tensor, feats: torch.Tensor, weight: float = 4.0, floor: float = 0.0) -> torch.Tensor:
+CHECK_SHARES = {"reversal_gap": 0.25}
+"""The daemon's default ``weights.checkShares``."""
+
+
+def daemon_fused(
+    score: torch.Tensor, feats: torch.Tensor, names: Sequence[str] = (), weight: float = 4.0, floor: float = 0.0
+) -> torch.Tensor:
     """The daemon's default signal (docs/method.md, "The fused signal"; daemon/weighting/fused.ts)
-    with its defaults ``checkWeight`` 4 and ``checkFloorZ`` 0, every sample eligible; the features
-    as the daemon holds them (float32)."""
+    with its defaults ``checkWeight`` 4, ``checkFloorZ`` 0 and ``checkShares`` (features ``names``,
+    in their order), every sample eligible; the features as the daemon holds them (float32)."""
     score = score.double()
     st = _robust(score)
     za = torch.zeros_like(score) if st is None else (score - st[0]) / st[1]
     f = feats.float().double()
     zs = []
+    added = torch.zeros_like(score)
     for j in range(f.shape[1]):
         fj = _robust(f[:, j])
-        zs.append(torch.zeros_like(score) if fj is None else (f[:, j] - fj[0]) / fj[1])
-    check = (torch.stack(zs, dim=1).max(dim=1).values - floor).clamp_min(0.0)
+        z = torch.zeros_like(score) if fj is None else (f[:, j] - fj[0]) / fj[1]
+        name = names[j] if j < len(names) else None
+        if name in CHECK_SHARES:
+            added = added + CHECK_SHARES[name] * (z - floor).clamp_min(0.0)
+        else:
+            zs.append(z)
+    largest = torch.stack(zs, dim=1).max(dim=1).values if zs else torch.zeros_like(score)
+    check = (largest - floor).clamp_min(0.0) + added
     return za - weight * check
 
 
@@ -125,11 +138,11 @@ def clip_checks(seed: int) -> Dict[str, List[float]]:
     return {c.id: clip_features(bd.to_latent(c.frames).unsqueeze(0))[0].tolist() for c in clips}
 
 
-def signals_of(score: Dict[str, float], checks: Dict[str, List[float]]) -> Dict[str, Dict[str, float]]:
+def signals_of(score: Dict[str, float], checks: Dict[str, List[float]], names: Sequence[str] = ()) -> Dict[str, Dict[str, float]]:
     """Attribution alone and the fused default signal per clip (low = harmful)."""
     ids = [i for i in score if i in checks]
     s = torch.tensor([score[i] for i in ids], dtype=torch.float64)
-    fused = daemon_fused(s, torch.tensor([checks[i] for i in ids], dtype=torch.float64))
+    fused = daemon_fused(s, torch.tensor([checks[i] for i in ids], dtype=torch.float64), names)
     return {"attribution": dict(zip(ids, s.tolist())), "default": dict(zip(ids, fused.tolist()))}
 
 
@@ -164,7 +177,7 @@ class Scorer:
 
     def signals(self) -> Dict[str, Dict[str, float]]:
         """Attribution alone and the fused default signal per clip (low = harmful)."""
-        return signals_of(self.score, self.features)
+        return signals_of(self.score, self.features, self.feature_names)
 
 
 class Seed:
@@ -248,6 +261,7 @@ def emulate(seed: int) -> Dict[str, Any]:
         for grp in study.by_length(idx, d.lats):
             hook.step(step, lr, [d.ids[i] for i in grp], torch.stack([d.lats[i] for i in grp]), torch.stack([d.masks[i] for i in grp]))
     res["checks"] = sink.features
+    res["feature_names"] = list(sink.feature_names)
     res["modes"]["in-process"] = {"signals": sink.signals(), "staleness_max": 0, "refreshes": sink.refreshes, "seconds": time.time() - t1}
     # side-car: a worker's sketches at the nearest snapshot, queries published at the snapshot
     for n in EVERY:
@@ -378,10 +392,10 @@ def main(argv: Sequence[str]) -> None:
             checks = r.get("checks") or clip_checks(r["seed"])
             for m in r["modes"].values() if "modes" in r else [r]:
                 if "modes" not in r:  # the daemon's own fused signal against this formula
-                    mine = signals_of(m["signals"]["attribution"], checks)["default"]
+                    mine = signals_of(m["signals"]["attribution"], checks, r.get("feature_names", ()))["default"]
                     print(f"real seed {r['seed']}: max |daemon fused − daemon_fused()| = {max(abs(mine[i] - v) for i, v in m['signals']['default'].items()):.2g}")
                     continue
-                m["signals"] = signals_of(m["signals"]["attribution"], checks)
+                m["signals"] = signals_of(m["signals"]["attribution"], checks, r.get("feature_names", ()))
                 m["detection"] = {k: bench.detection(v, clips) for k, v in m["signals"].items()}
         print(table([r for r in runs if "modes" in r]))
         by_seed = {r["seed"]: r for r in runs if "modes" in r}
