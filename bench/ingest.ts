@@ -7,9 +7,10 @@
  * their G(z)). Each case runs `--runs` times on a fresh store; the table shows the best and the spread.
  * `--profile` reruns the target case (k 512, m 64, batch 256, 1 rank) under `node --cpu-prof`
  * and prints the daemon's top self-time functions within the measured window and its main thread
- * by phase, in µs per sketch (profile-phases.ts); `--profile-only` runs just that.
+ * by phase, in µs per sketch (profile-phases.ts); `--profile-only` runs just that. `--root DIR`
+ * runs the daemon of another checkout (an older commit's worktree) under the same load, for A/B pairs.
  *
- *   npx tsx bench/ingest.ts [--seconds 4] [--runs 2] [--profile] [--profile-only] [--quick] [--config FILE] [--warm]
+ *   npx tsx bench/ingest.ts [--seconds 4] [--runs 2] [--profile] [--profile-only] [--root DIR] [--quick] [--config FILE] [--warm]
  *
  * `--config` starts the daemon with that config file (e.g. larger `store.maxDirtySamples`).
  * `--warm` measures a later epoch: before the window, rank 0 sends every clip of the pool once (not
@@ -55,6 +56,7 @@ const { values } = parseArgs({
     config: { type: 'string' },
     warm: { type: 'boolean' },
     'profile-only': { type: 'boolean' },
+    root: { type: 'string' },
   },
 });
 const WARM = values.warm === true;
@@ -99,6 +101,7 @@ async function runCase(c: Case, cpuProfDir?: string): Promise<CaseResult> {
   const dir = tempDir('motive-bench-');
   const d = await startBenchDaemon({
     dataDir: dir.path,
+    ...(values.root === undefined ? {} : { root: values.root }),
     ...(cpuProfDir === undefined ? {} : { cpuProfDir }),
     ...(c.config === undefined ? {} : { env: { MOTIVE_CONFIG: c.config.file } }),
   });

@@ -36,10 +36,16 @@ export function overflowReason(
   for (let i = 0; i < n; i++) {
     const s = samples?.[i];
     let total = s?.total ?? 0;
+    // The sample's sums row looked up once, not per query (a new sample's are all 0).
+    const nq = s === undefined ? 0 : s.nq;
+    const sums = s === undefined || nq === 0 ? undefined : run.sumsSlab(s.sumsAt);
+    const row = s === undefined ? 0 : run.sumsOffset(s.sumsAt);
+    const at = i * m;
     for (let j = 0; j < m; j++) {
-      const c = lr * (products[i * m + j] as number);
+      const c = lr * (products[at + j] as number);
       if (!(Math.abs(c) <= MAX_CONTRIBUTION)) return `lr × ⟨sketch, query⟩ = ${c} exceeds 2^96 (sample ${i}, query ${j})`;
-      const sum = (s === undefined ? 0 : run.sumAt(s, columns[j] as number)) + c;
+      const col = columns[j] as number;
+      const sum = (sums === undefined || col >= nq ? 0 : (sums[row + col] as number)) + c;
       total += c;
       if (!Number.isFinite(sum) || !Number.isFinite(total)) return `the sums of sample ${i} would overflow`;
     }
