@@ -5,7 +5,7 @@
  * commit as LMDB makes it (a 320 KiB entry, 256 sketches × (2k + 4m) bytes at k = 512, m = 64,
  * synced, then a 4 KiB meta page synced). No durable Ack can be faster than the second.
  *
- *   npx tsx bench/disk-floor.ts [--count 400] [--rate 10000]
+ *   npx tsx bench/disk-floor.ts [--count 400] [--rate 10000] [--quick]   (--quick: 100 of each)
  */
 import { closeSync, fdatasyncSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,8 +13,10 @@ import { parseArgs } from 'node:util';
 import { tempDir } from '../test/helpers/daemon.js';
 import { fmt, quantile, report } from './lib.js';
 
-const { values } = parseArgs({ options: { count: { type: 'string', default: '400' }, rate: { type: 'string', default: '10000' } } });
-const COUNT = Number(values.count);
+const { values } = parseArgs({
+  options: { count: { type: 'string', default: '400' }, rate: { type: 'string', default: '10000' }, quick: { type: 'boolean' } },
+});
+const COUNT = values.quick === true ? 100 : Number(values.count);
 /** Sketches/s the paced runs stand for: one commit per batch of 256. */
 const PERIOD_MS = (1000 * 256) / Number(values.rate);
 const ENTRY_BYTES = 256 * (2 * 512 + 4 * 64);

@@ -257,7 +257,8 @@ for (const c of values['profile-only'] === true ? [] : cases) {
   );
 }
 let profile: ReturnType<typeof summarizeProfile> | undefined;
-let phases: Array<{ phase: string; ms: number; usPerSketch: number; pct: number }> | undefined;
+let phases: Array<{ phase: string; ms: number; usPerSketch: number; cpuUsPerSketch: number; pct: number }> | undefined;
+let phasesCpu: { mainUsPerSketch: number; rate: number } | undefined;
 if (values.profile === true) {
   const profDir = join(CACHE_DIR, 'prof-ingest');
   rmSync(profDir, { recursive: true, force: true });
@@ -275,12 +276,20 @@ if (values.profile === true) {
   // The measured window only: start-up (tsx's transform of the sources) is not ingest.
   profile = summarizeProfile(profDir, 12, profiled.span);
   const windowMs = (profiled.span.toUs - profiled.span.fromUs) / 1000;
-  phases = phaseBudget(profDir, profiled.span).map((r) => ({
+  const rows = phaseBudget(profDir, profiled.span);
+  // The profile samples wall time (a thread the OS has preempted is sampled where it stopped), so
+  // on a loaded machine its ms exceed the CPU the thread got: each phase's share of the busy
+  // samples is also scaled to the main thread's CPU per sketch from /proc.
+  const busyMs = rows.filter((r) => r.phase !== '(idle)').reduce((t, r) => t + r.ms, 0);
+  const mainUs = (profiled.mainCores * 1e6) / profiled.rate;
+  phases = rows.map((r) => ({
     phase: r.phase,
     ms: Math.round(r.ms),
     usPerSketch: Number(((r.ms * 1000) / profiled.acked).toFixed(2)),
+    cpuUsPerSketch: r.phase === '(idle)' ? 0 : Number(((r.ms / busyMs) * mainUs).toFixed(2)),
     pct: Number(((r.ms / windowMs) * 100).toFixed(1)),
   }));
+  phasesCpu = { mainUsPerSketch: Number(mainUs.toFixed(2)), rate: Math.round(profiled.rate) };
   process.stderr.write(`profiled run: ${Math.round(profiled.rate)} sketches/s, ${profiled.acked} sketches\n`);
 }
 report(
@@ -311,14 +320,14 @@ report(
   {
     target: '>= 100000 sketches/s at k=512, m=64, fp16, batch 256',
     ...(profile === undefined ? {} : { profile }),
-    ...(phases === undefined ? {} : { phases }),
+    ...(phases === undefined ? {} : { phases, phasesCpu }),
   },
 );
 if (profile !== undefined) printProfile('ingest k 512, m 64, batch 256, 1 rank', profile);
 if (phases !== undefined)
   process.stdout.write(
-    `\nmain thread by phase (profiled window; µs per acknowledged sketch)\n\n${table(
-      ['phase', 'ms', '% of window', 'µs/sketch'],
-      phases.map((p) => [p.phase, String(p.ms), p.pct.toFixed(1), p.usPerSketch.toFixed(2)]),
+    `\nmain thread by phase (profiled window at ${phasesCpu?.rate ?? NaN} sketches/s; main thread CPU ${phasesCpu?.mainUsPerSketch ?? NaN} µs per sketch)\n\n${table(
+      ['phase', 'ms sampled', '% of window', 'µs/sketch sampled', 'CPU µs/sketch'],
+      phases.map((p) => [p.phase, String(p.ms), p.pct.toFixed(1), p.usPerSketch.toFixed(2), p.cpuUsPerSketch.toFixed(2)]),
     )}`,
   );
