@@ -20,6 +20,7 @@
  *   npx tsx bench/feedback.ts [--rates 10000,2500,500] [--interval-ms 50] [--sync-commits] [--batch-updates on|off] [--seconds 15] [--runs 2] [--quick]
  *                             [--cpu-prof DIR]   (the daemon under node --cpu-prof, its profiles written to DIR)
  *                             [--store JSON]     (merged into the daemon's `store` config, e.g. '{"flushChunkSamples": 512}')
+ *                             [--root DIR]       (the daemon of another checkout, e.g. an older commit's worktree, for A/B pairs)
  *                             [--trace]          (the daemon's Ack-path trace: where the median and the slowest 1 % of Acks
  *                                                 spent their time, and what ran meanwhile; daemon/shared/trace-summary.ts)
  */
@@ -47,6 +48,7 @@ const { values } = parseArgs({
     trace: { type: 'boolean' },
     store: { type: 'string' },
     quick: { type: 'boolean' },
+    root: { type: 'string' },
   },
 });
 const RATES = values.rates.split(',').map(Number);
@@ -117,6 +119,7 @@ async function once(rate: number, seed: number): Promise<RunResult> {
     dataDir: join(dir.path, 'store'),
     env: { MOTIVE_CONFIG: configFile, ...(values.trace === true ? { MOTIVE_TRACE_FILE: traceFile } : {}) },
     ...(values['cpu-prof'] === undefined ? {} : { cpuProfDir: values['cpu-prof'] }),
+    ...(values.root === undefined ? {} : { root: values.root }),
   });
   const r = rng(seed);
   const payloads = Array.from({ length: 4 }, () => encodeFloat16Array(Float32Array.from({ length: BATCH * K }, () => r.normal())));

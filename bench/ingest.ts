@@ -6,9 +6,11 @@
  * of 200,000 clips, so most samples are updated repeatedly as the run goes on (read-modify-write of
  * their G(z)). Each case runs `--runs` times on a fresh store; the table shows the best and the spread.
  * `--profile` reruns the target case (k 512, m 64, batch 256, 1 rank) under `node --cpu-prof`
- * and prints the daemon's top self-time functions.
+ * and prints the daemon's top self-time functions within the measured window and its main thread
+ * by phase, in µs per sketch (profile-phases.ts); `--profile-only` runs just that. `--root DIR`
+ * runs the daemon of another checkout (an older commit's worktree) under the same load, for A/B pairs.
  *
- *   npx tsx bench/ingest.ts [--seconds 4] [--runs 2] [--profile] [--quick] [--config FILE] [--warm]
+ *   npx tsx bench/ingest.ts [--seconds 4] [--runs 2] [--profile] [--profile-only] [--root DIR] [--quick] [--config FILE] [--warm]
  *
  * `--config` starts the daemon with that config file (e.g. larger `store.maxDirtySamples`).
  * `--warm` measures a later epoch: before the window, rank 0 sends every clip of the pool once (not
@@ -40,7 +42,10 @@ import {
   startBenchDaemon,
   scrapeMetric,
   summarizeProfile,
+  type ProfileSpan,
 } from './lib.js';
+import { phaseBudget } from './profile-phases.js';
+import { table } from '../daemon/cli/common.js';
 
 const { values } = parseArgs({
   options: {
@@ -50,6 +55,8 @@ const { values } = parseArgs({
     quick: { type: 'boolean' },
     config: { type: 'string' },
     warm: { type: 'boolean' },
+    'profile-only': { type: 'boolean' },
+    root: { type: 'string' },
   },
 });
 const WARM = values.warm === true;
@@ -83,12 +90,18 @@ interface CaseResult {
   /** The daemon's flusher when the window closed: samples written, samples still dirty. */
   flushed: number;
   dirty: number;
+  /** The measured window on CLOCK_MONOTONIC (µs), to cut a profile to it. */
+  span: ProfileSpan;
+  acked: number;
 }
+
+const monoUs = (): number => Number(process.hrtime.bigint() / 1000n);
 
 async function runCase(c: Case, cpuProfDir?: string): Promise<CaseResult> {
   const dir = tempDir('motive-bench-');
   const d = await startBenchDaemon({
     dataDir: dir.path,
+    ...(values.root === undefined ? {} : { root: values.root }),
     ...(cpuProfDir === undefined ? {} : { cpuProfDir }),
     ...(c.config === undefined ? {} : { env: { MOTIVE_CONFIG: c.config.file } }),
   });
@@ -139,6 +152,7 @@ async function runCase(c: Case, cpuProfDir?: string): Promise<CaseResult> {
     );
   }
   const started = performance.now();
+  const fromUs = monoUs();
   const daemonCpu0 = cpuMs(d.pid);
   const mainCpu0 = cpuMs(d.pid, d.pid);
   const clientCpu0 = process.cpuUsage();
@@ -159,6 +173,7 @@ async function runCase(c: Case, cpuProfDir?: string): Promise<CaseResult> {
     }),
   );
   const elapsed = (performance.now() - started) / 1000;
+  const span = { fromUs, toUs: monoUs() };
   const daemonCores = (cpuMs(d.pid) - daemonCpu0) / 1000 / elapsed;
   const mainCores = (cpuMs(d.pid, d.pid) - mainCpu0) / 1000 / elapsed;
   const cu = process.cpuUsage(clientCpu0);
@@ -176,6 +191,8 @@ async function runCase(c: Case, cpuProfDir?: string): Promise<CaseResult> {
     clientCores,
     flushed: flushed ?? NaN,
     dirty: dirty ?? NaN,
+    span,
+    acked,
   };
 }
 
@@ -206,7 +223,7 @@ if (values.quick !== true && values.config === undefined && !WARM) {
 }
 
 const rows: Array<Array<string | number>> = [];
-for (const c of cases) {
+for (const c of values['profile-only'] === true ? [] : cases) {
   const runs: CaseResult[] = [];
   for (let r = 0; r < RUNS; r++) runs.push(await runCase(c));
   const rate = bestOf(
@@ -240,12 +257,40 @@ for (const c of cases) {
   );
 }
 let profile: ReturnType<typeof summarizeProfile> | undefined;
+let phases: Array<{ phase: string; ms: number; usPerSketch: number; cpuUsPerSketch: number; pct: number }> | undefined;
+let phasesCpu: { mainUsPerSketch: number; rate: number } | undefined;
 if (values.profile === true) {
   const profDir = join(CACHE_DIR, 'prof-ingest');
   rmSync(profDir, { recursive: true, force: true });
   mkdirSync(profDir, { recursive: true });
-  await runCase({ k: 512, m: 64, batch: 256, ranks: 1 }, profDir);
-  profile = summarizeProfile(profDir);
+  const profiled = await runCase(
+    {
+      k: 512,
+      m: 64,
+      batch: 256,
+      ranks: 1,
+      ...(values.config === undefined ? {} : { config: { file: values.config, label: values.config } }),
+    },
+    profDir,
+  );
+  // The measured window only: start-up (tsx's transform of the sources) is not ingest.
+  profile = summarizeProfile(profDir, 12, profiled.span);
+  const windowMs = (profiled.span.toUs - profiled.span.fromUs) / 1000;
+  const rows = phaseBudget(profDir, profiled.span);
+  // The profile samples wall time (a thread the OS has preempted is sampled where it stopped), so
+  // on a loaded machine its ms exceed the CPU the thread got: each phase's share of the busy
+  // samples is also scaled to the main thread's CPU per sketch from /proc.
+  const busyMs = rows.filter((r) => r.phase !== '(idle)').reduce((t, r) => t + r.ms, 0);
+  const mainUs = (profiled.mainCores * 1e6) / profiled.rate;
+  phases = rows.map((r) => ({
+    phase: r.phase,
+    ms: Math.round(r.ms),
+    usPerSketch: Number(((r.ms * 1000) / profiled.acked).toFixed(2)),
+    cpuUsPerSketch: r.phase === '(idle)' ? 0 : Number(((r.ms / busyMs) * mainUs).toFixed(2)),
+    pct: Number(((r.ms / windowMs) * 100).toFixed(1)),
+  }));
+  phasesCpu = { mainUsPerSketch: Number(mainUs.toFixed(2)), rate: Math.round(profiled.rate) };
+  process.stderr.write(`profiled run: ${Math.round(profiled.rate)} sketches/s, ${profiled.acked} sketches\n`);
 }
 report(
   WARM ? 'ingest-warm' : 'ingest',
@@ -272,6 +317,17 @@ report(
     'store config',
   ],
   rows,
-  { target: '>= 100000 sketches/s at k=512, m=64, fp16, batch 256', ...(profile === undefined ? {} : { profile }) },
+  {
+    target: '>= 100000 sketches/s at k=512, m=64, fp16, batch 256',
+    ...(profile === undefined ? {} : { profile }),
+    ...(phases === undefined ? {} : { phases, phasesCpu }),
+  },
 );
 if (profile !== undefined) printProfile('ingest k 512, m 64, batch 256, 1 rank', profile);
+if (phases !== undefined)
+  process.stdout.write(
+    `\nmain thread by phase (profiled window at ${phasesCpu?.rate ?? NaN} sketches/s; main thread CPU ${phasesCpu?.mainUsPerSketch ?? NaN} µs per sketch)\n\n${table(
+      ['phase', 'ms sampled', '% of window', 'µs/sketch sampled', 'CPU µs/sketch'],
+      phases.map((p) => [p.phase, String(p.ms), p.pct.toFixed(1), p.usPerSketch.toFixed(2), p.cpuUsPerSketch.toFixed(2)]),
+    )}`,
+  );

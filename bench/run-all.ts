@@ -1,6 +1,6 @@
 /**
  * Every benchmark in turn, each in its own process (`npm run bench`): ingest, feedback latency,
- * attribution scan (with its baselines), scans while a run streams, memory, and the costs against
+ * the disk's own flush floor, attribution scan (with its baselines), scans while a run streams, memory, and the costs against
  * catalogue size (1M and 2M samples). Tables go to
  * stdout, JSON to bench/results/. The first run fills the 100k, 1M and 2M sample stores under
  * bench/.cache/ (a few minutes); later runs reuse them.
@@ -16,6 +16,7 @@ const extra = values.quick === true ? ['--quick'] : [];
 const benches: Array<[string, string[]]> = [
   ['ingest', ['--profile']],
   ['feedback', []],
+  ['disk-floor', []],
   ['scan', ['--profile']],
   ['scan-live', []],
   ['memory', []],

@@ -35,11 +35,25 @@ export function overflowReason(
   const n = m === 0 ? 0 : products.length / m;
   for (let i = 0; i < n; i++) {
     const s = samples?.[i];
-    let total = s?.total ?? 0;
+    const at = i * m;
+    // Adding at most 2^96 to a finite float64 never overflows: at the top of the range one ulp is
+    // 2^971, so the sum rounds to a finite value. With every contribution bounded, a sum the
+    // batch makes is finite exactly when it was before; the total (Σ_j S_j, kept with the same
+    // increments, and set from the sums by imports) is finite exactly when all the sums are. So
+    // the sums themselves are read only for a sample whose total is not finite: a second pass
+    // over every sample's sums row cost as many cache misses as the apply's own.
+    if (s === undefined || Number.isFinite(s.total)) {
+      for (let j = 0; j < m; j++) {
+        const c = lr * (products[at + j] as number);
+        if (!(Math.abs(c) <= MAX_CONTRIBUTION)) return `lr × ⟨sketch, query⟩ = ${c} exceeds 2^96 (sample ${i}, query ${j})`;
+      }
+      continue;
+    }
+    let total = s.total;
     for (let j = 0; j < m; j++) {
-      const c = lr * (products[i * m + j] as number);
+      const c = lr * (products[at + j] as number);
       if (!(Math.abs(c) <= MAX_CONTRIBUTION)) return `lr × ⟨sketch, query⟩ = ${c} exceeds 2^96 (sample ${i}, query ${j})`;
-      const sum = (s === undefined ? 0 : run.sumAt(s, columns[j] as number)) + c;
+      const sum = run.sumAt(s, columns[j] as number) + c;
       total += c;
       if (!Number.isFinite(sum) || !Number.isFinite(total)) return `the sums of sample ${i} would overflow`;
     }

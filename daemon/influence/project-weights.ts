@@ -54,13 +54,16 @@ function projectBatch(ahead: Ahead, p: PreparedBatch, group: number, mine: Map<s
     let e = projected.get(id);
     if (e === undefined) {
       const s = p.samples?.[i];
-      e = {
-        total: s?.total ?? 0,
-        seen: s?.seen ?? 0,
-        weight: s?.weight ?? 1,
-        features: run.features.size === 0 ? undefined : run.features.get(id)?.slice(),
-        group,
-      };
+      const features = run.features.size === 0 ? undefined : run.features.get(id)?.slice();
+      e = ahead.spareProjections.pop();
+      if (e === undefined) e = { total: s?.total ?? 0, seen: s?.seen ?? 0, weight: s?.weight ?? 1, features, group };
+      else {
+        e.total = s?.total ?? 0;
+        e.seen = s?.seen ?? 0;
+        e.weight = s?.weight ?? 1;
+        e.features = features;
+        e.group = group;
+      }
       projected.set(id, e);
     }
     if (sub.features !== undefined) {

@@ -113,6 +113,9 @@ export function seqKey(runId: string, rank: number): string {
   return `${runId}\u0000${rank}`;
 }
 
+/** Most dropped projections kept for reuse (a few groups' worth of batches of 256). */
+const SPARE_PROJECTIONS = 16384;
+
 /**
  * What groups prepared but not yet applied will change, so the next group is prepared as if
  * they were applied: the last seq per (run, rank), query sets, new query ids and new samples.
@@ -125,6 +128,11 @@ export class Ahead {
   readonly samples = new Map<RunState, Set<string>>();
   /** Every sample a prepared, unapplied group touches, as it will be once they are applied. */
   readonly projected = new Map<RunState, Map<string, Projected>>();
+  /**
+   * Projections dropped by the apply, reused by the next groups' (project-weights.ts): one per
+   * sample a group touches lived through the scavenges of the groups in flight and died old.
+   */
+  readonly spareProjections: Projected[] = [];
 
   /** Forgets everything assumed (the groups that assumed it are void). */
   clear(): void {
@@ -171,7 +179,17 @@ export class Ahead {
   appliedProjections(run: RunState, ids: readonly string[], group: number): void {
     const projected = this.projected.get(run);
     if (projected === undefined) return;
-    for (const id of ids) if (projected.get(id)?.group === group) projected.delete(id);
+    const spare = this.spareProjections;
+    for (const id of ids) {
+      const e = projected.get(id);
+      if (e?.group !== group) continue;
+      projected.delete(id);
+      // No one holds it now: the groups whose projections named it are all prepared.
+      if (spare.length < SPARE_PROJECTIONS) {
+        e.features = undefined;
+        spare.push(e);
+      }
+    }
     if (projected.size === 0) this.projected.delete(run);
   }
 }

@@ -128,6 +128,7 @@ export function decodeSample(run: RunState, id: string, buf: Uint8Array, reuse?:
       atBytes: 0,
       weightAt: -1,
       mirrorSlot: -1,
+      historyPending: undefined,
     },
     lsn,
   };

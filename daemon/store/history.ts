@@ -123,15 +123,16 @@ export function readHistoryTrailer(bytes: Uint8Array, at = 0): HistoryPoint[] {
 /**
  * The points of dirty samples not in their records yet, four numbers each (ordinal, step, total,
  * weight), thinned as they come so a sample touched often between flushes holds at most
- * {@link HISTORY_POINTS + 1}. Weakly keyed: a deleted run's samples take theirs with them.
+ * {@link HISTORY_POINTS + 1}. Held on the sample itself (`historyPending`): a deleted run's samples
+ * take theirs with them, and the apply adds a point without a lookup (a WeakMap keyed by the
+ * sample cost a hash lookup per sample per batch, and its entries the garbage collector's
+ * ephemeron work).
  */
 export class HistoryPending {
-  private readonly points = new WeakMap<SampleState, number[]>();
-
   /** Adds the point of the batch just applied to `sample` (its seen already counted). */
   add(sample: SampleState, step: number, weight: number): void {
-    let list = this.points.get(sample);
-    if (list === undefined) this.points.set(sample, (list = []));
+    let list = sample.historyPending;
+    if (list === undefined) sample.historyPending = list = [];
     const n = sample.seen;
     list.push(n - 1, step, sample.total, Math.fround(weight));
     // Drop what the grid no longer holds once the list is longer than a history: the rule keeps
@@ -151,7 +152,7 @@ export class HistoryPending {
 
   /** The sample's unwritten points, oldest first. */
   peek(sample: SampleState): HistoryPoint[] {
-    const list = this.points.get(sample);
+    const list = sample.historyPending;
     const out: HistoryPoint[] = [];
     if (list === undefined) return out;
     for (let r = 0; r < list.length; r += 4)
@@ -164,8 +165,8 @@ export class HistoryPending {
    * now writes: they are forgotten here.
    */
   take(sample: SampleState): number[] | undefined {
-    const list = this.points.get(sample);
-    this.points.delete(sample);
+    const list = sample.historyPending;
+    sample.historyPending = undefined;
     return list;
   }
 }

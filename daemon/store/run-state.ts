@@ -83,6 +83,12 @@ export interface SampleState {
   weightAt: number;
   /** Store bookkeeping: its row in the run's int8 mirror (-1: none yet; {@link RunState.mirrorSlot}). */
   mirrorSlot: number;
+  /**
+   * Store bookkeeping: its score-history points not in its record yet (history.ts's
+   * HistoryPending), undefined while it has none. A field, not a map keyed by the sample: the
+   * apply adds a point per sample per batch.
+   */
+  historyPending: number[] | undefined;
 }
 
 export class RunState {
@@ -198,6 +204,7 @@ export class RunState {
         atBytes: 0,
         weightAt: -1,
         mirrorSlot: -1,
+        historyPending: undefined,
       };
       this.samples.set(id, s);
     }

@@ -3,109 +3,72 @@
  * (`records/<run key>/<seq>.seg`) written front to back and never rewritten. A sample's newest
  * frame supersedes its older ones; the store keeps where each sample's newest frames lie, and
  * {@link RunSegments.compact} copies the live frames of mostly dead segments to the active one and
- * deletes them. See docs/store.md for the frame layout.
+ * deletes them. See docs/store.md for the frame layout: the format is in segment-frames.ts, the
+ * files' naming, durable creation and removal and the damage reports in segment-files.ts (both
+ * re-exported here).
  */
-import { closeSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { closeSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readSync, rmSync, statSync } from 'node:fs';
 import { open as openFile, rm, type FileHandle } from 'node:fs/promises';
-import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { crc32 } from 'node:zlib';
-import { MotiveError } from '../shared/index.js';
 import { crashPoint } from '../shared/crash-point.js';
+import { crc32 } from 'node:zlib';
+import {
+  FRAME_HEADER_BYTES,
+  FRAME_SEGMENT,
+  MAX_SEGMENT_BYTES,
+  SEGMENT_SPAN,
+  bodyOffset,
+  frameBytes,
+  segmentHeader,
+  segmentOf,
+  type MovedFrame,
+  type ScannedFrame,
+} from './segment-frames.js';
+import {
+  corruptError,
+  listSegments,
+  removeRunDir,
+  segmentPath,
+  syncDir,
+  syncDirAsync,
+  type SegmentCheck,
+  type SegmentHooks,
+  type SegmentProblem,
+} from './segment-files.js';
 
-/** Frame header: u32 frame bytes | u32 crc32 of bytes [8, frame bytes) | u8 kind | u8 0 | u16 id bytes | u32 body bytes. */
-export const FRAME_HEADER_BYTES = 16;
-export const FRAME_RECORD = 1;
-export const FRAME_WEIGHT = 2;
-/**
- * A segment's first frame (store format 6): the run id as its id, the segment number as its body
- * (u32, then 4 bytes of zeros), so a segment of another run, or renamed, is recognised.
- */
-export const FRAME_SEGMENT = 3;
-const SEGMENT_BODY_BYTES = 8;
-/** A weight entry's body: f64 lsn (the last log entry it reflects), f32 weight, 4 bytes of padding. */
-export const WEIGHT_BODY_BYTES = 16;
-/** Longest sample id a frame holds (its u16 length field). */
-export const MAX_ID_BYTES = 0xffff;
-/** Largest segment size a location can address (an offset is kept below 2^32). */
-export const MAX_SEGMENT_BYTES = 2 ** 30;
+export {
+  FRAME_HEADER_BYTES,
+  FRAME_RECORD,
+  FRAME_SEGMENT,
+  FRAME_WEIGHT,
+  MAX_ID_BYTES,
+  MAX_SEGMENT_BYTES,
+  WEIGHT_BODY_BYTES,
+  beginFrame,
+  beginFrameAt,
+  bodyOffset,
+  frameBytes,
+  sealFrame,
+  sealFrameAt,
+  segmentOf,
+  type MovedFrame,
+  type ScannedFrame,
+} from './segment-frames.js';
+export {
+  corruptError,
+  listSegments,
+  removeDeletedRuns,
+  removeRunDir,
+  removeSegmentFile,
+  runSegmentsDir,
+  segmentPath,
+  type SegmentCheck,
+  type SegmentHooks,
+  type SegmentProblem,
+} from './segment-files.js';
 
-/** A location packs (segment number, byte offset of a frame's body) into one safe integer. */
-const SEGMENT_SPAN = 2 ** 32;
-const SEGMENT_SUFFIX = '.seg';
-/** A run's directory is renamed to this before it is removed, so a crash never leaves part of it. */
-const DELETED_SUFFIX = '.deleted';
 /** Bytes read per call while scanning a segment. */
 const SCAN_BLOCK_BYTES = 8 << 20;
-
-function pad8(n: number): number {
-  return (n + 7) & ~7;
-}
-
-/** Bytes of a frame holding an id of `idBytes` UTF-8 bytes and a body of `bodyBytes`. */
-export function frameBytes(idBytes: number, bodyBytes: number): number {
-  return FRAME_HEADER_BYTES + pad8(idBytes) + pad8(bodyBytes);
-}
-
-/** Offset of a frame's body from its start. */
-export function bodyOffset(idBytes: number): number {
-  return FRAME_HEADER_BYTES + pad8(idBytes);
-}
-
-/**
- * Writes a frame's header and id into `frame` (exactly {@link frameBytes} long, 8-byte aligned);
- * the caller writes the body at {@link bodyOffset} and then calls {@link sealFrame}.
- */
-export function beginFrame(frame: Buffer, kind: number, id: string, idBytes: number, bodyBytes: number): void {
-  beginFrameAt(frame, 0, frame.length, kind, id, idBytes, bodyBytes);
-}
-
-/** {@link beginFrame} for the frame of `bytes` at `at` in `buf` (8-byte aligned): no view made. */
-export function beginFrameAt(buf: Buffer, at: number, bytes: number, kind: number, id: string, idBytes: number, bodyBytes: number): void {
-  if (idBytes > MAX_ID_BYTES) throw new RangeError(`sample id of ${idBytes} bytes: a record frame holds at most ${MAX_ID_BYTES}`);
-  buf.writeUInt32LE(bytes, at);
-  buf.writeUInt8(kind, at + 8);
-  buf.writeUInt8(0, at + 9);
-  buf.writeUInt16LE(idBytes, at + 10);
-  buf.writeUInt32LE(bodyBytes, at + 12);
-  buf.write(id, at + FRAME_HEADER_BYTES, idBytes, 'utf8');
-  // The padding after the id and after the body is zeros (frames are built in reused buffers).
-  buf.fill(0, at + FRAME_HEADER_BYTES + idBytes, at + bodyOffset(idBytes));
-  buf.fill(0, at + bodyOffset(idBytes) + bodyBytes, at + bytes);
-}
-
-/** Sets the frame's checksum, once its body is written. */
-export function sealFrame(frame: Buffer): void {
-  sealFrameAt(frame, frame, 0, frame.length);
-}
-
-/** {@link sealFrame} for the frame of `bytes` at `at` in `buf`; `view` is a Uint8Array of the same memory. */
-export function sealFrameAt(buf: Buffer, view: Uint8Array, at: number, bytes: number): void {
-  buf.writeUInt32LE(crc32(view.subarray(at + 8, at + bytes)), at + 4);
-}
-
-/** The segment number of a location. */
-export function segmentOf(loc: number): number {
-  return Math.floor(loc / SEGMENT_SPAN);
-}
-
-/** One frame met while scanning: `body` is a view valid until the scan reads on. */
-export interface ScannedFrame {
-  readonly kind: number;
-  readonly id: string;
-  readonly body: Buffer;
-  /** Location of the body. */
-  readonly loc: number;
-  /** The whole frame, a view valid until the scan reads on. */
-  readonly frame: Buffer;
-}
-
-/** A frame compaction moved: its kind, id and old body location. */
-export interface MovedFrame {
-  readonly kind: number;
-  readonly id: string;
-  readonly loc: number;
-}
 
 interface Segment {
   readonly seq: number;
@@ -117,125 +80,6 @@ interface Segment {
   live: number;
   /** Written to by this process (else opened read-only from an earlier one). */
   readonly handle: FileHandle | undefined;
-}
-
-/** What is wrong with a run's segments: found while opening or on the first scan. */
-export interface SegmentProblem {
-  /**
-   * torn: bytes at the end of a segment written after the store last recorded its size (so the
-   * log still holds what they held), cut off; corrupt: a frame that is damaged where the store
-   * recorded it written; cut: a segment shorter than recorded; missing: a recorded segment
-   * absent; foreign: a segment of another run or number; unlisted: a file the store never
-   * recorded (empty ones are a crash's leftover and removed).
-   */
-  readonly kind: 'torn' | 'corrupt' | 'cut' | 'missing' | 'foreign' | 'unlisted';
-  readonly file: string;
-  readonly offset: number;
-  readonly detail: string;
-  /** Cut off or removed (a torn tail or an empty unlisted segment, in open or repair mode). */
-  readonly repaired: boolean;
-}
-
-/** How {@link RunSegments.open} checks the segments it finds. */
-export interface SegmentCheck {
-  /**
-   * Bytes the store recorded written and synced per segment number (its manifest). Undefined for
-   * a store from before the manifest (format 5): then a bad frame is only a torn tail where it is
-   * the last thing in its segment.
-   */
-  readonly expected: ReadonlyMap<number, number> | undefined;
-  /**
-   * open: torn tails and empty unlisted segments repaired (and reported), anything else throws
-   * MOTIVE_STORE_CORRUPT; check: everything reported, nothing changed; repair: as check, with
-   * torn tails and empty unlisted segments repaired.
-   */
-  readonly mode: 'open' | 'check' | 'repair';
-  readonly report: (p: SegmentProblem) => void;
-}
-
-/** The error a damaged segment stops start-up with. */
-export function corruptError(p: SegmentProblem): MotiveError {
-  return new MotiveError(
-    'MOTIVE_STORE_CORRUPT',
-    `${p.file}: ${p.kind} at offset ${p.offset}: ${p.detail}; nothing was changed (\`motive check --data-dir DIR\` lists every problem; docs/store.md, "Damaged storage")`,
-  );
-}
-
-/** Path of segment `seq` in `dir`. */
-export function segmentPath(dir: string, seq: number): string {
-  return join(dir, `${String(seq).padStart(10, '0')}${SEGMENT_SUFFIX}`);
-}
-
-/** Segment numbers of the files in `dir` (none when it does not exist). */
-export function listSegments(dir: string): number[] {
-  if (!statSync(dir, { throwIfNoEntry: false })) return [];
-  return readdirSync(dir)
-    .filter((name) => name.endsWith(SEGMENT_SUFFIX))
-    .map((name) => Number.parseInt(name, 10))
-    .filter((seq) => Number.isSafeInteger(seq) && seq > 0)
-    .sort((a, b) => a - b);
-}
-
-/** Store-side bookkeeping of a run's segments (the manifest), called around their creation and removal. */
-export interface SegmentHooks {
-  /** A segment was created (empty, its entry synced); resolves once the store recorded it. */
-  started(seq: number): Promise<void>;
-  /** Compaction is about to delete `seq`: resolves once recorded, with every other segment's synced size. */
-  removing(seq: number, sizes: ReadonlyMap<number, number>): Promise<void>;
-  /** `seq` is deleted. */
-  removed(seq: number): Promise<void>;
-}
-
-/** Directory of a run's segments under `recordsDir`: a fixed-length name, whatever the run id. */
-export function runSegmentsDir(recordsDir: string, runId: string): string {
-  return join(recordsDir, createHash('sha256').update(runId).digest('hex').slice(0, 32));
-}
-
-/** fsync of a directory, so that the entries just created or removed in it are durable. */
-function syncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/**
- * The same on libuv's thread pool: for the segments a running store starts and removes, whose
- * directory syncs ran on the main thread and held it (and every Ack waiting on it) while the
- * file system committed its journal, behind whatever the flusher had just written.
- */
-async function syncDirAsync(dir: string): Promise<void> {
-  const handle = await openFile(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-/** Removes segment `seq` of `dir`, durably (its directory synced). */
-export function removeSegmentFile(dir: string, seq: number): void {
-  rmSync(segmentPath(dir, seq), { force: true });
-  if (statSync(dir, { throwIfNoEntry: false })) syncDir(dir);
-}
-
-/** Removes a run's directory: renamed first, so a crash leaves none of it behind. */
-export function removeRunDir(dir: string): void {
-  const gone = `${dir}${DELETED_SUFFIX}`;
-  rmSync(gone, { recursive: true, force: true });
-  renameSync(dir, gone);
-  syncDir(join(dir, '..'));
-  rmSync(gone, { recursive: true, force: true });
-}
-
-/** Removes what a crash left of deleted runs' directories. */
-export function removeDeletedRuns(recordsDir: string): void {
-  mkdirSync(recordsDir, { recursive: true });
-  for (const name of readdirSync(recordsDir)) {
-    if (name.endsWith(DELETED_SUFFIX)) rmSync(join(recordsDir, name), { recursive: true, force: true });
-  }
 }
 
 export class RunSegments {
@@ -702,16 +546,6 @@ export class RunSegments {
     await this.close();
     if (statSync(this.dir, { throwIfNoEntry: false })) removeRunDir(this.dir);
   }
-}
-
-/** A segment's first frame: the run id and the segment number. */
-function segmentHeader(runId: string, seq: number): Buffer {
-  const idBytes = Buffer.byteLength(runId);
-  const frame = Buffer.alloc(frameBytes(idBytes, SEGMENT_BODY_BYTES));
-  beginFrame(frame, FRAME_SEGMENT, runId, idBytes, SEGMENT_BODY_BYTES);
-  frame.writeUInt32LE(seq, bodyOffset(idBytes));
-  sealFrame(frame);
-  return frame;
 }
 
 /** `buffers` without their first `bytes` bytes. */
