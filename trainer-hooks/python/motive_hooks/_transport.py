@@ -315,8 +315,7 @@ class Sender:
             conn.welcomed.set()
         elif kind == "ack":
             with st.cv:
-                if st.protocol.ack(int(msg.ack.seq)):
-                    st.stats.acked_batches += 1
+                st.stats.acked_batches += st.protocol.ack(int(msg.ack.seq))
                 st.acked_weights_version = st.weights_version
         elif kind == "weights":
             with st.cv:
