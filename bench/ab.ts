@@ -263,7 +263,8 @@ for (let round = 1; round <= ROUNDS; round++) {
   const order: Side[] = round % 2 === 1 ? ['A', 'B'] : ['B', 'A'];
   for (const side of order) {
     await measure(side, round, scanStore, figures[side]);
-    process.stderr.write(`round ${round} ${side} done (load ${loadavg()[0]!.toFixed(2)})\n`);
+    const got = [...figures[side]].map(([name, v]) => `${name} ${fmt(v[v.length - 1]!, 1)}`).join(', ');
+    process.stderr.write(`round ${round} ${side} (load ${loadavg()[0]!.toFixed(2)}): ${got}\n`);
   }
 }
 const loadAfter = loadavg();
