@@ -404,7 +404,7 @@ export class MotiveClient extends EventEmitter {
   }
 
   private onAck(seq: number): void {
-    if (this.protocol.ack(seq)) this.emit('progress');
+    if (this.protocol.ack(seq) > 0) this.emit('progress');
     this.emit('ack', seq);
   }
 

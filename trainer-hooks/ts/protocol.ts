@@ -4,7 +4,8 @@
  * new stream must be sent again after its Welcome. No stream, timer or event here: `MotiveClient`
  * (client.ts) calls it and writes what it returns, so the rules are tested without a daemon
  * (test/unit/client/protocol.test.ts). The Python client keeps the same rules in
- * `motive_hooks/protocol.py`.
+ * `motive_hooks/protocol.py`; both replay schemas/stream-protocol.scenarios.json, so they cannot
+ * drift apart.
  */
 
 /** A message kept for resending; the protocol never looks inside one. */
@@ -79,8 +80,12 @@ export class StreamProtocol<M> {
     return [...this.querySets.map((q) => q.message), ...this.unacked.map((b) => b.message)];
   }
 
-  /** An Ack (they come in commit order): true when it acknowledged a batch still kept. */
-  ack(seq: number): boolean {
+  /**
+   * An Ack of `seq` acknowledges every batch up to it (docs/wire.md, "Acknowledgement"): the
+   * daemon commits a stream's batches in order and takes any seq at or below its last committed
+   * one for a duplicate. Returns how many kept batches it acknowledged.
+   */
+  ack(seq: number): number {
     return this.dropThrough(seq);
   }
 
@@ -91,11 +96,12 @@ export class StreamProtocol<M> {
     return i >= 0;
   }
 
-  private dropThrough(committedSeq: number): boolean {
-    let dropped = false;
+  /** Forgets the batches and query sets that `committedSeq` shows committed; returns how many batches. */
+  private dropThrough(committedSeq: number): number {
+    let dropped = 0;
     while (this.unacked.length > 0 && (this.unacked[0] as Kept<M>).seq <= committedSeq) {
       this.unacked.shift();
-      dropped = true;
+      dropped++;
     }
     while (this.querySets.length > 0 && (this.querySets[0] as Kept<M>).seq <= committedSeq) this.querySets.shift();
     return dropped;

@@ -32,12 +32,17 @@ describe('error tables of the trainer clients', () => {
 
   it('are what the clients decide retries by, with no list of codes of their own', () => {
     const ts = read('trainer-hooks/ts/client.ts');
-    const py = read('trainer-hooks/python/motive_hooks/client.py');
+    // The Python client's stream (its reader thread decides whether to reconnect) and the rest of it.
+    const pyStream = read('trainer-hooks/python/motive_hooks/_transport.py');
     expect(ts).toContain("import { RETRYABLE_CODES } from './errors.js'");
-    expect(py).toContain('from ._errors import RETRYABLE_CODES');
+    expect(pyStream).toContain('from ._errors import RETRYABLE_CODES');
+    const pyFiles = ['client.py', '_transport.py', '_client_state.py', '_messages.py', 'protocol.py'];
     for (const code of RETRYABLE_CODES) {
       expect(ts.includes(`'${code}'`), `client.ts names ${code} itself`).toBe(false);
-      expect(py.includes(`"${code}"`), `client.py names ${code} itself`).toBe(false);
+      for (const f of pyFiles) {
+        const py = read(`trainer-hooks/python/motive_hooks/${f}`);
+        expect(py.includes(`"${code}"`), `${f} names ${code} itself`).toBe(false);
+      }
     }
   });
 });

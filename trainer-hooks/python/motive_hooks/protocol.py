@@ -10,12 +10,16 @@ rules below are tested without a daemon (``tests/test_protocol.py``).
 Rules (docs/wire.md, "Ordering"):
 
 - Batches are numbered 1, 2, 3, ... per (run, rank), continuing after the first ``Welcome``'s
-  ``last_committed_seq``; a resent batch keeps its number. An ``Ack`` of ``seq`` acknowledges it;
-  a ``Welcome`` acknowledges every batch up to its ``last_committed_seq``.
+  ``last_committed_seq``; a resent batch keeps its number. An ``Ack`` of ``seq``, like a
+  ``Welcome``'s ``last_committed_seq``, acknowledges every batch up to ``seq`` (docs/wire.md,
+  "Acknowledgement": the daemon commits a stream's batches in order and takes a seq at or below
+  its last committed one for a duplicate).
 - A query set is confirmed by the acknowledgement of the first batch sent after it (the daemon
-  commits a stream's messages in order). After a reconnect the unconfirmed query sets are sent
-  again, in order, before the unacknowledged batches (at most ``max_unconfirmed_queries`` kept,
-  the oldest forgotten first); with none unconfirmed, the latest query set is sent again.
+  commits a stream's messages in order). After a reconnect the unconfirmed query sets, and no
+  others, are sent again, in order, before the unacknowledged batches (at most
+  ``max_unconfirmed_queries`` kept, the oldest forgotten first).
+- The TypeScript client's core (``trainer-hooks/ts/protocol.ts``) follows the same rules; both
+  replay ``schemas/stream-protocol.scenarios.json`` in their tests.
 - Query-set versions go above both this client's last version and the newest version the run
   holds (``Welcome.query_version``). With several ranks the versions must agree across ranks, so
   only a single rank, or a rank whose first ``Welcome`` shows committed batches (a restarted one),
@@ -71,7 +75,6 @@ class StreamProtocol(Generic[M]):
         self.welcomed = False
         self._query_floor = 0  # the highest Welcome.query_version taken (versions the run holds)
         self._sent_query_version = 0  # the version of the last query set sent
-        self._latest_queries: Optional[M] = None
         # version -> (seq of the first batch sent after it, message)
         self._unconfirmed: "OrderedDict[int, Tuple[int, M]]" = OrderedDict()
 
@@ -95,14 +98,9 @@ class StreamProtocol(Generic[M]):
         if self.next_seq is None:
             self.next_seq = last + 1
         out: Resume[M] = Resume()
-        for seq in [s for s in self.unacked if s <= last]:
-            del self.unacked[seq]
-            out.acked += 1
-        self._confirm_queries(last)
-        if self._unconfirmed:  # every query set that may have been lost, in order
-            out.messages.extend(msg for _, msg in self._unconfirmed.values())
-        elif self._latest_queries is not None:
-            out.messages.append(self._latest_queries)
+        out.acked = self._ack_through(last)
+        # Every query set that may have been lost, in order; a confirmed one is durable in the run.
+        out.messages.extend(msg for _, msg in self._unconfirmed.values())
         out.messages.extend(self.unacked.values())
         out.resent = len(self.unacked)
         return out
@@ -119,7 +117,6 @@ class StreamProtocol(Generic[M]):
         version = max(int(version), self._query_floor + 1, self._sent_query_version + 1)
         self._sent_query_version = version
         self.query_version = max(self.query_version, version)
-        self._latest_queries = msg
         self._unconfirmed[version] = (self.next_seq, msg)
         while len(self._unconfirmed) > self.max_unconfirmed_queries:
             self._unconfirmed.popitem(last=False)
@@ -137,11 +134,9 @@ class StreamProtocol(Generic[M]):
         """Batch ``seq`` goes on the stream; it is kept until acknowledged."""
         self.unacked[int(seq)] = msg
 
-    def ack(self, seq: int) -> bool:
-        """An ``Ack``: True when it acknowledged a batch this client still held."""
-        found = self.unacked.pop(int(seq), None) is not None
-        self._confirm_queries(int(seq))
-        return found
+    def ack(self, seq: int) -> int:
+        """An ``Ack`` of ``seq``: acknowledges every batch up to it; returns how many were held."""
+        return self._ack_through(int(seq))
 
     def reject(self, seq: int) -> bool:
         """A non-fatal ``Error`` for batch ``seq``: the batch is forgotten (never resent)."""
@@ -158,7 +153,14 @@ class StreamProtocol(Generic[M]):
         """Query sets kept for resend."""
         return len(self._unconfirmed)
 
-    def _confirm_queries(self, committed_seq: int) -> None:
-        """Forgets the query sets sent before batch ``committed_seq``, which is committed."""
-        for version in [v for v, (first, _) in self._unconfirmed.items() if first <= committed_seq]:
-            del self._unconfirmed[version]
+    def _ack_through(self, committed_seq: int) -> int:
+        """Forgets the batches up to ``committed_seq`` and the query sets sent before them;
+        returns how many batches."""
+        # Both are kept in sending order, so seqs only grow from the front.
+        done = 0
+        while self.unacked and next(iter(self.unacked)) <= committed_seq:
+            self.unacked.popitem(last=False)
+            done += 1
+        while self._unconfirmed and next(iter(self._unconfirmed.values()))[0] <= committed_seq:
+            self._unconfirmed.popitem(last=False)
+        return done

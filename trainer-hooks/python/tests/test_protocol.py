@@ -1,10 +1,14 @@
 """The stream protocol core (motive_hooks.protocol) without a daemon: numbering, acknowledgement,
 query versions and what a reconnect sends again, driven the way MotiveClient drives it and checked
-against the rules of docs/wire.md written out in each test."""
+against the rules of docs/wire.md written out in each test, and the scenarios of
+schemas/stream-protocol.scenarios.json, which the TypeScript client's core replays too
+(test/unit/client/protocol.test.ts)."""
 
 from __future__ import annotations
 
-from typing import List, Tuple
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
 
 import pytest
 
@@ -31,11 +35,11 @@ def test_numbers_batches_after_the_first_welcome_and_keeps_them_until_acked() ->
     resume = p.welcome(last_committed_seq=41, query_version=0)
     assert resume.messages == [] and resume.acked == 0
     assert [send_batch(p) for _ in range(3)] == [42, 43, 44]
-    assert p.ack(43) is True
+    assert p.reject(43) is True  # a rejected batch is never resent
     assert list(p.unacked) == [42, 44]
-    assert p.ack(43) is False  # acknowledged already
-    assert p.reject(44) is True  # a rejected batch is never resent
-    assert list(p.unacked) == [42]
+    assert p.ack(42) == 1
+    assert p.ack(42) == 0  # acknowledged already
+    assert list(p.unacked) == [44]
 
 
 def test_a_reconnect_resends_the_unacked_batches_in_order_keeping_their_numbers() -> None:
@@ -68,8 +72,8 @@ def test_resends_every_unconfirmed_query_set_before_the_batches() -> None:
     send_batch(p)
     p.ack(3)
     assert p.unconfirmed_queries == 0
-    # With nothing unconfirmed, a reconnect sends the latest query set again.
-    assert p.welcome(3, 3).messages == [("queries", 3)]
+    # Confirmed query sets are durable in the run: a reconnect sends none of them again.
+    assert p.welcome(3, 3).messages == []
 
 
 def test_keeps_at_most_the_bound_of_unconfirmed_query_sets_forgetting_the_oldest() -> None:
@@ -133,6 +137,45 @@ def test_a_worker_resends_everything_after_a_reconnect() -> None:
     p: StreamProtocol[Msg] = StreamProtocol()
     p.welcome(0, 0)
     sent: List[int] = [send_batch(p) for _ in range(3)]
-    p.ack(2)
-    assert p.welcome(0, 0).messages == [("batch", 1), ("batch", 3)]
+    p.ack(2)  # Acks come in commit order: batch 1 is committed (or was refused) too
+    assert p.welcome(0, 0).messages == [("batch", 3)]
     assert sent == [1, 2, 3]
+
+
+SCENARIOS: List[Dict[str, Any]] = json.loads(
+    (Path(__file__).resolve().parents[3] / "schemas" / "stream-protocol.scenarios.json").read_text("utf-8")
+)["scenarios"]
+
+
+def _replay(p: StreamProtocol[Any], step: Dict[str, Any], at: str) -> None:
+    """One step of a scenario (the file's ``about`` says what each key means)."""
+    if "welcome" in step:
+        got = [m[1] if m[0] == "queries" else f"b{m[1]}" for m in p.welcome(step["welcome"], 0).messages]
+        assert got == step["resend"], at
+    elif "batch" in step:
+        assert send_batch(p) == step["batch"], at
+    elif "queries" in step:
+        p.queries_sent(p.number_queries(), ("queries", step["queries"]))
+    elif "ack" in step:
+        assert p.ack(step["ack"]) == step["acked"], at
+    elif "reject" in step:
+        assert p.reject(step["reject"]) is step["found"], at
+    elif "pending" in step:
+        assert len(p.unacked) == step["pending"], at
+    elif "unconfirmed" in step:
+        assert p.unconfirmed_queries == step["unconfirmed"], at
+    else:
+        raise AssertionError(f"{at}: unknown step {step}")
+
+
+def test_reads_the_shared_scenarios() -> None:
+    assert len(SCENARIOS) >= 8
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s["name"] for s in SCENARIOS])
+def test_shared_scenario(scenario: Dict[str, Any]) -> None:
+    p: StreamProtocol[Any] = StreamProtocol(
+        max_unconfirmed_queries=scenario.get("maxUnconfirmedQueries", MAX_UNCONFIRMED_QUERIES)
+    )
+    for i, step in enumerate(scenario["steps"]):
+        _replay(p, step, f"{scenario['name']}, step {i + 1}")
