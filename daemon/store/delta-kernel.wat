@@ -11,6 +11,11 @@
 ;; quantize: q[i] = i8(trunc(f64(src[i]) * inv + 128.5) - 128)          (the int8 mirror's row)
 ;; dot:      out[0] = Σ f64(a[i]) * f64(b[i]), out[1] = Σ |f64(a[i]) * f64(b[i])|  (f64 at out;
 ;;           each product exact in f64; a scan's score of a pending change, and its error bound)
+;; dots:     for each of `count` rows (byte offsets at rows[j], i32), out + 16j gets f64 of
+;;           Σ a[i] * b[i] and of Σ |a[i] * b[i]|, both in float32 (products rounded, eight
+;;           running sums, any order: within γ_n · Σ|a[i] * b[i]| of the exact sums, n the row's
+;;           length), in one call for every dirty sample's change at a scan; the float32 lanes
+;;           do four products an instruction where dot's exact float64 ones do two
 ;;
 ;; Source of daemon/store/delta-kernel.ts (`npm run gen:wasm` rebuilds it).
 (module
@@ -196,4 +201,60 @@
         (br $tail)))
     (f64.store (local.get $out) (local.get $ss))
     (f64.store offset=8 (local.get $out) (local.get $tt)))
+
+  (func (export "dots") (param $rows i32) (param $count i32) (param $b i32) (param $n i32) (param $out i32)
+    (local $a i32) (local $q i32) (local $end i32) (local $last i32)
+    (local $p0 v128) (local $p1 v128)
+    (local $s0 v128) (local $s1 v128) (local $t0 v128) (local $t1 v128)
+    (local $pf f32) (local $ss f32) (local $tt f32)
+    (local.set $last (i32.add (local.get $rows) (i32.shl (local.get $count) (i32.const 2))))
+    (block $rows_done
+      (loop $row
+        (br_if $rows_done (i32.ge_u (local.get $rows) (local.get $last)))
+        (local.set $a (i32.load (local.get $rows)))
+        (local.set $q (local.get $b))
+        (local.set $s0 (v128.const i32x4 0 0 0 0))
+        (local.set $s1 (v128.const i32x4 0 0 0 0))
+        (local.set $t0 (v128.const i32x4 0 0 0 0))
+        (local.set $t1 (v128.const i32x4 0 0 0 0))
+        ;; end of the eight-float part
+        (local.set $end (i32.add (local.get $a) (i32.shl (i32.and (local.get $n) (i32.const -8)) (i32.const 2))))
+        (block $done
+          (loop $oct
+            (br_if $done (i32.ge_u (local.get $a) (local.get $end)))
+            (local.set $p0 (f32x4.mul (v128.load (local.get $a)) (v128.load (local.get $q))))
+            (local.set $p1 (f32x4.mul (v128.load offset=16 (local.get $a)) (v128.load offset=16 (local.get $q))))
+            (local.set $s0 (f32x4.add (local.get $s0) (local.get $p0)))
+            (local.set $s1 (f32x4.add (local.get $s1) (local.get $p1)))
+            (local.set $t0 (f32x4.add (local.get $t0) (f32x4.abs (local.get $p0))))
+            (local.set $t1 (f32x4.add (local.get $t1) (f32x4.abs (local.get $p1))))
+            (local.set $a (i32.add (local.get $a) (i32.const 32)))
+            (local.set $q (i32.add (local.get $q) (i32.const 32)))
+            (br $oct)))
+        (local.set $s0 (f32x4.add (local.get $s0) (local.get $s1)))
+        (local.set $t0 (f32x4.add (local.get $t0) (local.get $t1)))
+        (local.set $ss
+          (f32.add
+            (f32.add (f32x4.extract_lane 0 (local.get $s0)) (f32x4.extract_lane 1 (local.get $s0)))
+            (f32.add (f32x4.extract_lane 2 (local.get $s0)) (f32x4.extract_lane 3 (local.get $s0)))))
+        (local.set $tt
+          (f32.add
+            (f32.add (f32x4.extract_lane 0 (local.get $t0)) (f32x4.extract_lane 1 (local.get $t0)))
+            (f32.add (f32x4.extract_lane 2 (local.get $t0)) (f32x4.extract_lane 3 (local.get $t0)))))
+        (local.set $end (i32.add (local.get $end) (i32.shl (i32.and (local.get $n) (i32.const 7)) (i32.const 2))))
+        (block $tail_done
+          (loop $tail
+            (br_if $tail_done (i32.ge_u (local.get $a) (local.get $end)))
+            (local.set $pf (f32.mul (f32.load (local.get $a)) (f32.load (local.get $q))))
+            (local.set $ss (f32.add (local.get $ss) (local.get $pf)))
+            (local.set $tt (f32.add (local.get $tt) (f32.abs (local.get $pf))))
+            (local.set $a (i32.add (local.get $a) (i32.const 4)))
+            (local.set $q (i32.add (local.get $q) (i32.const 4)))
+            (br $tail)))
+        (f64.store (local.get $out) (f64.promote_f32 (local.get $ss)))
+        (f64.store offset=8 (local.get $out) (f64.promote_f32 (local.get $tt)))
+        (local.set $out (i32.add (local.get $out) (i32.const 16)))
+        (local.set $rows (i32.add (local.get $rows) (i32.const 4)))
+        (br $row)))
+  )
 )

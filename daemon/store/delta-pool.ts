@@ -30,6 +30,7 @@ interface Kernels {
   maxabs(src: number, n: number): number;
   quantize(src: number, q: number, n: number, inv: number): void;
   dot(a: number, b: number, n: number, out: number): void;
+  dots(rows: number, count: number, b: number, n: number, out: number): void;
 }
 
 interface Shard {
@@ -58,6 +59,9 @@ interface Shard {
   queryAt: number;
   dotAt: number;
   f64: Float64Array;
+  /** Byte offset and capacity (rows) of the area {@link DeltaPool.dots} lists rows and writes sums in (-1: none yet). */
+  dotsAt: number;
+  dotsRows: number;
 }
 
 export interface DeltaPoolOptions {
@@ -209,6 +213,51 @@ export class DeltaPool {
     out[1] = shard.f64[shard.dotAt / 8 + 1] as number;
   }
 
+  /**
+   * {@link DeltaPool.dot} of `count` rows at once (`rows[0..count)`, any shards) into `dots[j]`
+   * and `abs[j]`: one kernel call per shard instead of one per row, with the sums in a different
+   * order (four running sums, not one; the products are the same exact float64s). The query is
+   * the last {@link DeltaPool.setQuery}'s.
+   */
+  dots(rows: Int32Array, count: number, dots: Float64Array, abs: Float64Array): void {
+    for (let si = 0; si < this.shards.length; si++) {
+      const shard = this.shards[si] as Shard;
+      const lo = si * this.shardRows;
+      const hi = lo + this.shardRows;
+      let mine = 0;
+      for (let j = 0; j < count; j++) {
+        const row = rows[j] as number;
+        if (row >= lo && row < hi) mine++;
+      }
+      if (mine === 0) continue;
+      if (shard.dotsRows < mine) {
+        // The area is bump-allocated and never freed: at least double it each time, so the
+        // shard holds at most twice the largest dirty set it scored.
+        const room = Math.max(mine, 2 * shard.dotsRows, 1024);
+        shard.dotsAt = reserve(shard, align16(room * 4) + room * 16);
+        shard.dotsRows = room;
+      }
+      const list = new Int32Array(shard.memory.buffer, shard.dotsAt, mine);
+      const outAt = shard.dotsAt + align16(mine * 4);
+      const which = mine === count ? undefined : new Int32Array(mine);
+      let m = 0;
+      for (let j = 0; j < count; j++) {
+        const row = rows[j] as number;
+        if (row < lo || row >= hi) continue;
+        list[m] = this.offset(row) * 4;
+        if (which !== undefined) which[m] = j;
+        m++;
+      }
+      shard.kernels.dots(shard.dotsAt, mine, shard.queryAt, this.dim, outAt);
+      const out = new Float64Array(shard.memory.buffer, outAt, 2 * mine);
+      for (let i = 0; i < mine; i++) {
+        const j = which === undefined ? i : (which[i] as number);
+        dots[j] = out[2 * i] as number;
+        abs[j] = out[2 * i + 1] as number;
+      }
+    }
+  }
+
   /** The scratch row of `row`'s shard quantised to int8 with 1 / scale `inv` (embedding-mirror.ts). A view, valid until the next call. */
   quantize(row: number, inv: number): Int8Array {
     const shard = this.shardOf(row);
@@ -250,6 +299,8 @@ function newShard(dim: number): Shard {
     queryAt: -1,
     dotAt: -1,
     f64: new Float64Array(0),
+    dotsAt: -1,
+    dotsRows: 0,
   };
   reserve(shard, quantizedAt + dim);
   return shard;

@@ -142,4 +142,37 @@ describe('delta pool (WebAssembly SIMD kernels)', () => {
       }
     });
   }
+  for (const k of [1, 6, 13, 131, 512]) {
+    it(`dots many rows at once in float32, within γ_k · Σ|row · q| of float64, across shards, k = ${k}`, () => {
+      const r = rng(200 + k);
+      const pool = new DeltaPool(k, { blockBytes: 4 * k * 3, shardRowBytes: 4 * k * 7 });
+      const held = Array.from({ length: 30 }, () => pool.alloc());
+      const sketches = Float32Array.from({ length: held.length * k }, () => r.normal() * 10 ** (r.int(7) - 3));
+      pool.stage(sketches, held.length);
+      held.forEach((row, i) => pool.add(row, i, 0.25));
+      const gamma = (k * 2 ** -24) / (1 - k * 2 ** -24);
+      for (let trial = 0; trial < 4; trial++) {
+        // Any subset in any order, rows of several shards mixed; the scan area grows on trial 3.
+        const pick = Int32Array.from({ length: trial === 3 ? 2000 : 1 + r.int(held.length) }, () => held[r.int(held.length)] as number);
+        const q = Float32Array.from({ length: k }, () => r.normal() * (trial === 2 ? 1e3 : 1));
+        pool.setQuery(q);
+        const dots = new Float64Array(pick.length).fill(NaN);
+        const abs = new Float64Array(pick.length).fill(NaN);
+        pool.dots(pick, pick.length, dots, abs);
+        pick.forEach((row, j) => {
+          const g = rowOf(pool, row);
+          let dot = 0;
+          let sum = 0;
+          for (let d = 0; d < k; d++) {
+            dot += (g[d] as number) * (q[d] as number);
+            sum += Math.abs((g[d] as number) * (q[d] as number));
+          }
+          // The float64 reference's own rounding is far below γ_k.
+          expect(Math.abs((dots[j] as number) - dot)).toBeLessThanOrEqual(gamma * sum * (1 + 1e-9));
+          expect(Math.abs((abs[j] as number) - sum)).toBeLessThanOrEqual(gamma * sum * (1 + 1e-9));
+          expect(abs[j] as number).toBeGreaterThanOrEqual(Math.abs(dots[j] as number) * (1 - 2 * gamma));
+        });
+      }
+    });
+  }
 });
