@@ -6,7 +6,7 @@
  * (engine.ts, prepare.ts, apply.ts) is the only writer.
  */
 import { normalizeRows } from '../shared/index.js';
-import type { PendingScores, RunState, Store } from '../store/index.js';
+import type { PendingTail, RunState, Store } from '../store/index.js';
 import type { MatMulKernel } from './matmul-kernel.js';
 import { TopK } from './top-k.js';
 
@@ -45,9 +45,9 @@ export async function attribute(
   const k = run.info.dim;
   const q = Float32Array.from(query);
   if (run.info.scoreMode === 'cosine') normalizeRows(q, 1, k);
-  // The changes ingest has not folded into records yet, scored before the mirror is sized
-  // (a sample new since the last flush gets its zero row here).
-  const pending = deps.store.pendingScores(run, q);
+  // The changes ingest has not folded into records yet: requantised into their rows, or scored
+  // beside them, before the mirror is sized (a sample new since the last flush gets its row here).
+  const pending = deps.store.refreshMirror(run, q);
   const rows = await scanMirror(deps, run, q);
   addPending(pending, rows.approx, rows.bound);
   return rescore(deps.store, run, q, rows, limit);
@@ -96,7 +96,9 @@ async function scanMirror(deps: AttributeDeps, run: RunState, q: Float32Array): 
           const slot = block.first + at + i;
           const scale = block.scales[at + i] as number;
           approx[slot] = (c[i] as number) * scale;
-          bound[slot] = scale * boundPerScale;
+          // A requantised row's own error bound (per element) on top of its rounding's.
+          const err = block.errs[at + i] as number;
+          bound[slot] = err === 0 ? scale * boundPerScale : (scale * boundPerScale + err * qL1) * (1 + 1e-6);
           ids[slot] = block.ids[at + i] as string;
         }
       }
@@ -135,7 +137,7 @@ function rescore(store: Store, run: RunState, q: Float32Array, rows: Approximate
  * rescoring reads). A row a flush rebuilt while the scan ran may hold the change already: it
  * gets no bound, and so is rescored.
  */
-function addPending(p: PendingScores, approx: Float32Array, bound: Float32Array): void {
+function addPending(p: PendingTail, approx: Float32Array, bound: Float32Array): void {
   const roundoff = p.roundoff;
   for (let i = 0; i < p.count; i++) {
     const slot = p.slots[i] as number;
