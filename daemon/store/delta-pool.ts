@@ -97,6 +97,11 @@ export class DeltaPool {
     this.maxStageBytes = options.maxStageBytes ?? MAX_STAGE_BYTES;
   }
 
+  /** Rows handed out so far (free or not): every row number is below it. */
+  get rows(): number {
+    return this.next;
+  }
+
   /** A zeroed row. */
   alloc(): number {
     const reused = this.free.pop();

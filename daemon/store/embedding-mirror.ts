@@ -137,7 +137,8 @@ export class EmbeddingMirror {
   /** 0 when `slot` holds its record's G(z) quantised; else the per-element bound of {@link EmbeddingMirror.setApproximate}. */
   err(slot: number): number {
     this.check(slot);
-    return (this.errBlocks[Math.floor(slot / MIRROR_BLOCK_ROWS)] as Float32Array)[slot % MIRROR_BLOCK_ROWS] as number;
+    // A scan asks this of every dirty sample: shifts, not divisions (MIRROR_BLOCK_ROWS is 2¹⁴).
+    return (this.errBlocks[slot >>> 14] as Float32Array)[slot & (MIRROR_BLOCK_ROWS - 1)] as number;
   }
 
   private check(slot: number): void {

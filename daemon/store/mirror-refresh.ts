@@ -34,10 +34,11 @@ interface Refreshed {
 
 const refreshed = new WeakMap<DeltaPool, Refreshed>();
 
-function stateOf(pool: DeltaPool, row: number): Refreshed {
+/** The pool's state, sized for its every row. */
+function stateOf(pool: DeltaPool): Refreshed {
   let st = refreshed.get(pool);
-  if (st === undefined || row >= st.slot.length) {
-    const size = Math.max(1024, 2 * (st?.slot.length ?? 0), row + 1);
+  if (st === undefined || pool.rows > st.slot.length) {
+    const size = Math.max(1024, 2 * (st?.slot.length ?? 0), pool.rows);
     const slot = new Int32Array(size).fill(-1);
     const stamp = new Uint32Array(size);
     if (st !== undefined) {
@@ -94,6 +95,7 @@ export function refreshMirror(
 ): PendingTail {
   if (pool === undefined || dirty === undefined || dirty.size === 0) return none(0);
   const mirror = run.mirror;
+  const st = stateOf(pool);
   const most = dirty.size;
   const samples: SampleState[] = [];
   const slots = new Int32Array(most);
@@ -122,7 +124,6 @@ export function refreshMirror(
       pool.setBase(row, mirror.row(slot), mirror.scale(slot));
       fresh++;
     } else {
-      const st = stateOf(pool, row);
       if (st.slot[row] !== slot) {
         // Requantised from another change row, which this sample no longer has without a flush
         // having reset its mirror row: no base is known, so the row's bound becomes infinite and
@@ -133,6 +134,8 @@ export function refreshMirror(
       if (st.stamp[row] === pool.stamp(row)) continue;
     }
     requantize(run, pool, row, slot);
+    st.slot[row] = slot;
+    st.stamp[row] = pool.stamp(row);
     done++;
   }
   if (n === 0) return none(done);
@@ -171,7 +174,4 @@ function requantize(run: RunState, pool: DeltaPool, row: number, slot: number): 
   // of the float32 record + change the rescoring reads, with room to spare; 1e-30 keeps it positive.
   const err = base / 2 + 2 ** -20 * 127 * (scale + base) + 1e-30;
   run.mirror.setApproximate(slot, scale, scale === 0 ? undefined : pool.quantize(row, 1 / scale), err);
-  const st = stateOf(pool, row);
-  st.slot[row] = slot;
-  st.stamp[row] = pool.stamp(row);
 }
