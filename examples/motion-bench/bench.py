@@ -13,9 +13,9 @@ per-sample losses weighted by the daemon's weights for those clips (the step wai
 update that follows its batch's commit). ``oracle`` weights harmful clips' losses 0 and the rest 1,
 without a daemon: the most any weighting could gain, so that a downstream gap too small to measure
 is told apart from a weighting that does nothing. Steps of the first ``--attributed-epochs``
-(default 1) are attributed; later epochs train on the weights pushed by then, which keeps four
-epochs affordable. Then 64 clips are sampled from each model with the same noise and measured
-(``downstream.py``). Nothing is configured beyond what the README's example sets:
+(default 1) are attributed; later epochs train on the weights pushed by then, which keeps eight
+epochs affordable. From the second epoch on a moving average of the weights is kept (``--ema``);
+64 clips are sampled from it with the same noise for every method and measured (``downstream.py``). Nothing is configured beyond what the README's example sets:
 ``MotionAttributor(model)``, ``MotiveClient(address, run, attr.dim, sketcher=attr)``, a daemon
 with its default configuration.
 """
