@@ -13,7 +13,7 @@ per-sample losses weighted by the daemon's weights for those clips (the step wai
 update that follows its batch's commit). ``oracle`` weights harmful clips' losses 0 and the rest 1,
 without a daemon: the most any weighting could gain, so that a downstream gap too small to measure
 is told apart from a weighting that does nothing. Steps of the first ``--attributed-epochs``
-(default 1) are attributed; later epochs train on the weights pushed by then, which keeps eight
+(default 1) are attributed; later epochs train on the weights pushed by then, which keeps four
 epochs affordable. From the second epoch on a moving average of the weights is kept (``--ema``);
 64 clips are sampled from it with the same noise for every method and measured (``downstream.py``). Nothing is configured beyond what the README's example sets:
 ``MotionAttributor(model)``, ``MotiveClient(address, run, attr.dim, sketcher=attr)``, a daemon
@@ -289,7 +289,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--split", default="held", choices=sorted(bd.SPLITS))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--ema", type=float, default=EMA_DECAY, help="decay of the weights' moving average the samples come from (0: the last weights)")
     ap.add_argument("--attributed-epochs", type=int, default=1, help="epochs with every step attributed; later epochs train on the weights pushed by then")
     ap.add_argument("--methods", default="uniform,live,oracle")
