@@ -14,8 +14,8 @@ update that follows its batch's commit). ``oracle`` weights harmful clips' losse
 without a daemon: the most any weighting could gain, so that a downstream gap too small to measure
 is told apart from a weighting that does nothing. Steps of the first ``--attributed-epochs``
 (default 1) are attributed; later epochs train on the weights pushed by then, which keeps four
-epochs affordable. Then 64 clips are sampled from each model with the same noise and measured
-(``downstream.py``). Nothing is configured beyond what the README's example sets:
+epochs affordable. From the second epoch on a moving average of the weights is kept (``--ema``);
+64 clips are sampled from it with the same noise for every method and measured (``downstream.py``). Nothing is configured beyond what the README's example sets:
 ``MotionAttributor(model)``, ``MotiveClient(address, run, attr.dim, sketcher=attr)``, a daemon
 with its default configuration.
 """
@@ -134,6 +134,13 @@ def detection(values: Dict[str, float], clips: Sequence[bd.Clip]) -> Dict[str, f
 SAMPLES = 64
 """Clips sampled from each fine-tuned model for the downstream metrics (the same noise for every method)."""
 
+EMA_DECAY = 0.98
+"""Per-step decay of the exponential moving average of the weights kept from the second epoch on;
+samples are drawn from the average, as diffusion models are sampled (0: from the last weights).
+With a constant learning rate the last weights land anywhere in a band whose width moves the
+samples' smoothness by more than the harmful clips do (docs/results.md, "Downstream,
+redesigned")."""
+
 ATTR_OPTIONS: Dict[str, Any] = {}
 """Hook options other than the defaults (``--attr '{"query_every": 5}'``), for studies only."""
 
@@ -150,11 +157,14 @@ def finetune(
     log: Any,
     attributed_epochs: Optional[int] = None,
     ref: Optional[downstream.Reference] = None,
+    ema_decay: float = EMA_DECAY,
 ) -> Dict[str, Any]:
     """One fine-tune of ``method`` (``uniform``, ``live`` or ``oracle``: harmful clips' losses
     weighted 0, no daemon). Steps of the first ``attributed_epochs`` (default: all) are attributed;
     later ones train on the weights pushed by then. ``ref``: the downstream metrics' thresholds
-    (default: from ``clips``' clean clips)."""
+    (default: from ``clips``' clean clips). The samples come from the moving average of the
+    weights (``ema_decay``) kept from the second epoch on, or from the last weights when there is
+    one epoch or ``ema_decay`` is 0."""
     if attributed_epochs is None:
         attributed_epochs = epochs
     if ref is None:
@@ -183,6 +193,7 @@ def finetune(
     timeouts = 0
     # per epoch, the share of the loss weight that harmful clips carry (uniform: their share of the set)
     harmful_mass: List[float] = []
+    ema: Optional[Dict[str, torch.Tensor]] = None  # from the end of the first epoch on
     for epoch in range(epochs):
         order = torch.randperm(n, generator=gen).tolist()
         mass = [0.0, 0.0]
@@ -221,6 +232,12 @@ def finetune(
                     mass[1] += float(w.sum())
             (loss / (len(idx) if weights is None else max(total, 1e-6))).backward()
             opt.step()
+            if ema is not None:
+                with torch.no_grad():
+                    for k, v in model.state_dict().items():
+                        ema[k].mul_(ema_decay).add_(v, alpha=1 - ema_decay)
+        if epoch == 0 and ema_decay > 0:
+            ema = {k: v.clone() for k, v in model.state_dict().items()}
         harmful_mass.append(mass[0] / max(mass[1], 1e-12))
         if epoch == 0 and method == "uniform" and client is not None:
             client.flush(timeout_s=60)
@@ -247,6 +264,8 @@ def finetune(
     res["gate_timeouts"] = timeouts
     res["harmful_loss_share"] = harmful_mass
     res["seconds"] = time.time() - t0
+    if ema is not None and epochs > 1:
+        model.load_state_dict(ema)
     res["metrics"] = downstream.sample_metrics(generate(model, SAMPLES, 8, 16, seed=20_000 + seed), ref)
     return res
 
@@ -271,6 +290,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     ap.add_argument("--split", default="held", choices=sorted(bd.SPLITS))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--ema", type=float, default=EMA_DECAY, help="decay of the weights' moving average the samples come from (0: the last weights)")
     ap.add_argument("--attributed-epochs", type=int, default=1, help="epochs with every step attributed; later epochs train on the weights pushed by then")
     ap.add_argument("--methods", default="uniform,live,oracle")
     ap.add_argument("--out", default=os.path.join(HERE, "out"))
@@ -295,7 +315,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         daemon = Daemon()
         try:
             for method in args.methods.split(","):
-                r = finetune(split, seed, method, clips, queries, init, daemon, args.epochs, log, args.attributed_epochs, ref)
+                r = finetune(split, seed, method, clips, queries, init, daemon, args.epochs, log, args.attributed_epochs, ref, args.ema)
                 r["model_free"] = base
                 results["runs"].append(r)
                 mt = r["metrics"]
