@@ -87,13 +87,14 @@ def knowledge(model: torch.nn.Module, family: str, clips: int = 30, draws: int =
     return out
 
 
-def step_seconds(models: List[torch.nn.Module], reps: int = 7) -> List[float]:
+def step_seconds(models: List[torch.nn.Module], reps: int = 10) -> List[float]:
     """Median seconds of a forward+backward (flow-matching loss) of a batch of 8 twelve-frame
     latents, per model, the models' repetitions interleaved so that load changes hit all alike."""
     x = torch.randn(8, 3, 12, bd.SIZE // 2, bd.SIZE // 2)
     times: List[List[float]] = [[] for _ in models]
     for r in range(reps + 1):
-        for i, m in enumerate(models):
+        for i in range(len(models))[:: 1 if r % 2 else -1]:  # alternate the order: no model always runs first
+            m = models[i]
             g = torch.Generator()
             g.manual_seed(r)
             m.zero_grad()
