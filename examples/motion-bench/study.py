@@ -2,7 +2,7 @@
 model-free statistics and attribution recipes rank them after one epoch (in-process, the daemon's
 estimator), on the development split only.
 
-    /usr/bin/python3 examples/motion-bench/study.py pretrain
+    /usr/bin/python3 examples/motion-bench/study.py pretrain [--steps N] [--dolly N] [--width W] [--coords]
     /usr/bin/python3 examples/motion-bench/study.py run dev 0 1 2
 """
 
@@ -59,11 +59,33 @@ def fm_loss(model: torch.nn.Module, x: torch.Tensor, gen: torch.Generator) -> to
 PRETRAIN_STEPS = int(os.environ.get("MOTION_BENCH_PRETRAIN_STEPS", "500"))
 
 
-def pretrain(steps: int = PRETRAIN_STEPS, clips: int = 320, fresh: bool = False) -> Dict[str, torch.Tensor]:
+def pretrain_name(steps: int, clips: int, width: int = WIDTH, dolly: int = 0, coords: bool = False) -> str:
+    """The checkpoint's file name; the default configuration keeps the shipped name."""
+    extra = (f"-d{dolly}" if dolly else "") + ("-xy" if coords else "")
+    return f"pretrained-w{width}-n{clips}-s{steps}{extra}.pt"
+
+
+def dolly_clips(n: int, seed: int, prefix: str, split: bd.Split) -> List[bd.Clip]:
+    """``n`` clean dollies (the camera moving forward) of ``split``'s textures."""
+    gen = torch.Generator()
+    gen.manual_seed(seed)
+    texs = bd.textures(split.texture_prefix)
+    out = []
+    for i in range(n):
+        frames = bd.LENGTHS[int(torch.randint(len(bd.LENGTHS), (1,), generator=gen))]
+        clip = bd.render("dolly", frames, texs, bd.pick_textures(texs, gen), gen)
+        out.append(bd.Clip(f"{prefix}-dolly-{i:03d}", clip, "dolly", "clean"))
+    return out
+
+
+def pretrain(
+    steps: int = PRETRAIN_STEPS, clips: int = 320, fresh: bool = False, width: int = WIDTH, dolly: int = 0, coords: bool = False
+) -> Dict[str, torch.Tensor]:
     """The pre-trained weights: the checkpoint shipped beside this file (unless ``fresh``), else a
     cached or freshly trained one (AdamW, lr 2e-3 cosine, batch 8, on clean clips of every
-    content family and of both splits' textures)."""
-    name = f"pretrained-w{WIDTH}-n{clips}-s{steps}.pt"
+    content family and of both splits' textures, plus ``dolly`` extra clean dollies; a
+    ``SmallVideoDenoiser(channels=3, width=width, coords=coords)``)."""
+    name = pretrain_name(steps, clips, width, dolly, coords)
     shipped = os.path.join(HERE, name)
     if not fresh and os.path.exists(shipped):
         return torch.load(shipped)
@@ -74,8 +96,10 @@ def pretrain(steps: int = PRETRAIN_STEPS, clips: int = 320, fresh: bool = False)
     torch.manual_seed(1000)
     half = clips // 2
     pool = bd.make_set({"clean": half}, 1000, "pre-d", bd.DEV) + bd.make_set({"clean": half}, 1001, "pre-h", bd.HELD_OUT)
+    if dolly:
+        pool += dolly_clips(dolly // 2, 1002, "pre-dd", bd.DEV) + dolly_clips(dolly - dolly // 2, 1003, "pre-hd", bd.HELD_OUT)
     lats, _ = prepare(pool)
-    model = SmallVideoDenoiser(channels=3, width=WIDTH)
+    model = SmallVideoDenoiser(channels=3, width=width, coords=coords)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     gen = torch.Generator()
@@ -92,6 +116,7 @@ def pretrain(steps: int = PRETRAIN_STEPS, clips: int = 320, fresh: bool = False)
         sched.step()
         if step % 50 == 0:
             print(f"pretrain step {step} loss {float(loss) / BATCH:.4f} {time.time() - t0:.0f}s", flush=True)
+    print(f"pretrained {path} in {time.time() - t0:.0f}s (load average {os.getloadavg()[0]:.1f})", flush=True)
     sd = {k: v.clone() for k, v in model.state_dict().items()}
     torch.save(sd, path)
     return sd
@@ -316,7 +341,16 @@ def run(split: str, seed: int, counts: Dict[str, int]) -> Dict[str, object]:
 
 def main(argv: Sequence[str]) -> None:
     if argv[0] == "pretrain":
-        pretrain()
+        import argparse
+
+        ap = argparse.ArgumentParser(prog="study.py pretrain", description="pre-train the benchmark model (defaults: the shipped one)")
+        ap.add_argument("--steps", type=int, default=PRETRAIN_STEPS)
+        ap.add_argument("--clips", type=int, default=320, help="clean clips, every content family")
+        ap.add_argument("--width", type=int, default=WIDTH)
+        ap.add_argument("--dolly", type=int, default=0, help="extra clean dollies in the pool")
+        ap.add_argument("--coords", action="store_true", help="SmallVideoDenoiser(coords=True)")
+        a = ap.parse_args(argv[1:])
+        pretrain(a.steps, a.clips, width=a.width, dolly=a.dolly, coords=a.coords)
         return
     if argv[0] == "knows":
         model = SmallVideoDenoiser(channels=3, width=WIDTH)

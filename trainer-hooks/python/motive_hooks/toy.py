@@ -22,12 +22,17 @@ class SmallVideoDenoiser(nn.Module):
     Args:
         channels: latent channels C.
         width: hidden channels.
+        coords: also feed the first convolution two channels holding each pixel's position (x and y
+            in [-1, 1]), so that the model can tell where in the frame it is (a convolution alone
+            cannot, away from the borders): motion that depends on the position, such as the outward
+            flow of a camera moving forward, then becomes learnable locally. Off by default.
     """
 
-    def __init__(self, channels: int = 4, width: int = 32) -> None:
+    def __init__(self, channels: int = 4, width: int = 32, coords: bool = False) -> None:
         super().__init__()
+        self.coords = coords
         self.t_embed = nn.Linear(16, width)
-        self.conv_in = nn.Conv3d(channels, width, kernel_size=3, padding=1)
+        self.conv_in = nn.Conv3d(channels + (2 if coords else 0), width, kernel_size=3, padding=1)
         self.conv_mid = nn.Conv3d(width, width, kernel_size=3, padding=1)
         self.frame_conv = nn.Conv2d(width, width, kernel_size=3, padding=1)
         self.mlp_in = nn.Linear(width, 2 * width)
@@ -51,6 +56,10 @@ class SmallVideoDenoiser(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         b, _, f, h, w = x.shape
         emb = self.t_embed(self._time_features(t.to(x.device)))  # [B, width]
+        if self.coords:
+            ys = torch.linspace(-1, 1, h, device=x.device, dtype=x.dtype).view(1, 1, 1, h, 1).expand(b, 1, f, h, w)
+            xs = torch.linspace(-1, 1, w, device=x.device, dtype=x.dtype).view(1, 1, 1, 1, w).expand(b, 1, f, h, w)
+            x = torch.cat([x, xs, ys], dim=1)
         y = self.act(self.conv_in(x) + emb.view(b, -1, 1, 1, 1))
         y = self.act(self.conv_mid(y))
         z = y.permute(0, 2, 1, 3, 4).reshape(b * f, -1, h, w)  # frames folded into the batch, (b f)
