@@ -6,7 +6,7 @@
  * nothing between scrapes.
  */
 import { Registry, collectDefaultMetrics } from 'prom-client';
-import type { LiveFeedStats } from '../api/live.js';
+import type { LiveFeedStats } from '../api/live-events.js';
 import { DistributionCache, subscribeCommits, type CommitEvent, type InfluenceEngine } from '../influence/index.js';
 import type { Logger } from '../shared/index.js';
 import type { Store } from '../store/index.js';
