@@ -1,6 +1,6 @@
 /**
  * The live feed's events as they travel on the WebSocket, one JSON object per message
- * (docs/api.md, "Live feed"). The server builds them with these types and `motive watch` reads
+ * (docs/observability.md, "WebSocket feed"). The server builds them with these types and `motive watch` reads
  * them with the same ones, so a field renamed on one side fails to compile on the other.
  *
  * This file holds types and pure helpers only: the CLI imports it without the server.

@@ -1,6 +1,6 @@
 /**
  * The live feed's `top` event: a run's most harmful and most helpful clips, ranked as the weights
- * are, with the score and weight histograms (docs/api.md, "Live feed").
+ * are, with the score and weight histograms (docs/observability.md, "WebSocket feed").
  */
 import { WEIGHT_BUCKETS, type RunDistribution } from '../influence/index.js';
 import type { RunState, SampleState, Store } from '../store/index.js';
