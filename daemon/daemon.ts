@@ -118,6 +118,8 @@ export async function startDaemon(config: MotiveConfig, log: Logger = createLogg
   const metrics = new MotiveMetrics({
     store,
     engine,
+    ingest,
+    weighting,
     attachedCounts: () => ingest.attachedCounts(),
     liveStats: () => live.stats(),
     liveEventTypes: LIVE_EVENT_TYPES,
@@ -127,10 +129,7 @@ export async function startDaemon(config: MotiveConfig, log: Logger = createLogg
   registerMotionRoutes(api, { store, views, votePercentile: config.score.votePercentile });
   registerPreviewRoutes(api, store);
   registerClipPage(api);
-  weighting.onUpdate((e) => metrics.onWeightUpdate(e));
   ingest.observer = {
-    batchAccepted: (runId, sketches, bytes) => metrics.batchAccepted(runId, sketches, bytes),
-    batchAcked: (runId, latencyMs) => metrics.batchAcked(runId, latencyMs),
     rejected: (code) => metrics.rejectedMessage(code),
     attached: (runId, delta) => metrics.attached(runId, delta),
   };

@@ -1,7 +1,8 @@
 /**
  * The live feed: a WebSocket per viewer on `/v1/runs/:run/live`, pushing what happens to a run as
  * it happens, plus the built-in page at `/` that draws it. This file is the facade: it hears the
- * engine's commits and the weighting service's updates and decides what to send and when; the
+ * engine's commits and the weighting service's updates on their diagnostics channels and decides
+ * what to send and when; the
  * parts are beside it:
  * - `live-events.ts`: the events' types, shared with `motive watch`;
  * - `live-transport.ts`: admitting viewers and sending to them under the memory bound;
@@ -20,9 +21,9 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { MotiveError, type Authorizer, type Logger } from '../shared/index.js';
-import { DistributionCache, weightCounts, type CommitEvent, type InfluenceEngine } from '../influence/index.js';
+import { DistributionCache, subscribeCommits, weightCounts, type CommitEvent, type InfluenceEngine } from '../influence/index.js';
 import type { RunState, Store } from '../store/index.js';
-import type { WeightUpdateEvent, WeightingService } from '../weighting/index.js';
+import { weightsUpdated, type WeightUpdateEvent, type WeightingService } from '../weighting/index.js';
 import type { LiveEventBody, LiveEventType, LiveFeedStats, RecentDownweight } from './live-events.js';
 import { LiveTransport, liveMessage, type LiveClient } from './live-transport.js';
 import { topEventBody } from './live-top.js';
@@ -100,6 +101,7 @@ export class LiveFeed {
   private readonly transport: LiveTransport;
   private readonly runs = new Map<string, RunFeedState>();
   private readonly distributions = new DistributionCache();
+  private readonly unsubscribe: Array<() => void>;
   private closed = false;
 
   constructor(deps: LiveFeedDeps, options: LiveFeedOptions = {}) {
@@ -116,8 +118,12 @@ export class LiveFeed {
       recentLimit: options.recentLimit ?? 1000,
     };
     this.transport = new LiveTransport(this.o, deps.log, deps.auth, (c) => this.connected(c));
-    deps.engine.onCommit((e) => this.onCommit(e));
-    deps.weighting.onUpdate((e) => this.onWeights(e));
+    // Heard on the engine's and the weighting service's channels (docs/observability.md, "Channels").
+    const onError = (err: unknown): void => deps.log.error({ err }, 'live feed subscriber failed');
+    this.unsubscribe = [
+      subscribeCommits(deps.engine, (e) => this.onCommit(e), onError),
+      weightsUpdated.subscribe(deps.weighting, (e) => this.onWeights(e), onError),
+    ];
   }
 
   /** Counters for metrics. */
@@ -362,6 +368,7 @@ export class LiveFeed {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    for (const u of this.unsubscribe) u();
     for (const st of this.runs.values()) {
       clearTimeout(st.batchTimer);
       clearTimeout(st.topTimer);
