@@ -13,6 +13,7 @@ import { buildApi, LiveFeed, LIVE_EVENT_TYPES } from './api/index.js';
 import { registerMotionRoutes } from './api/motion-routes.js';
 import { registerPreviewRoutes } from './api/preview-routes.js';
 import { registerClipPage } from './api/clip-page.js';
+import { registerPageStyle } from './api/page-style.js';
 import { MotiveMetrics, registerMetricsRoute } from './metrics/index.js';
 
 export type DaemonState = 'starting' | 'running' | 'draining' | 'stopped' | 'failed';
@@ -129,6 +130,7 @@ export async function startDaemon(config: MotiveConfig, log: Logger = createLogg
   registerMotionRoutes(api, { store, views, votePercentile: config.score.votePercentile });
   registerPreviewRoutes(api, store);
   registerClipPage(api);
+  registerPageStyle(api);
   ingest.observer = {
     rejected: (code) => metrics.rejectedMessage(code),
     attached: (runId, delta) => metrics.attached(runId, delta),
