@@ -1,3 +1,4 @@
+/* eslint-disable max-lines-per-function -- IngestServer.handle takes the Attach stream's message kinds in turn, and its batch branch keeps in one place the order the Ack and exactly-once invariants need (docs/architecture.md). */
 /**
  * The trainer-facing gRPC edge: `motive.v1.Attribution/Attach`, one bidi stream per rank.
  * Each stream is handled one message at a time (the call is paused while a message is being
