@@ -95,23 +95,9 @@ export async function fetchSamples(baseUrl: string, runId: string, ids: readonly
   return new Map(ids.map((id, i) => [id, answers[i]!]));
 }
 
-/**
- * Compares the stored run with the reference over REST: run counters and per-rank markers, every
- * sample's seen / lastStep / querySums / score / score history, the /attribute ranking of a
- * seeded query and every G(z) coordinate. `samples`: the samples' answers if already fetched.
- */
-export async function compareWithReference(
-  baseUrl: string,
-  runId: string,
-  scn: Scenario,
-  ref: ReferenceModel,
-  seed: number,
-  samples?: SampleAnswers,
-): Promise<string[]> {
+/** The run's counters, query-set history and per-rank commit markers against the scenario. */
+function runProblems(r: RunJson, scn: Scenario, ref: ReferenceModel): string[] {
   const out: string[] = [];
-  const run = await getJson(`${baseUrl}/v1/runs/${runId}`);
-  if (run.status !== 200) return [`GET run: status ${run.status}`];
-  const r = run.body as RunJson;
   const totalBatches = scn.ranks.reduce((a, b) => a + b.length, 0);
   const totalSketches = scn.ranks.reduce((a, bs) => a + bs.reduce((x, b) => x + b.ids.length, 0), 0);
   const lastStep = Math.max(...scn.ranks.flatMap((bs) => bs.map((b) => b.step)));
@@ -129,6 +115,26 @@ export async function compareWithReference(
   const wantRanks = scn.ranks.map((bs, rank) => ({ rank, lastCommittedSeq: bs.length }));
   if (JSON.stringify(r.ranks) !== JSON.stringify(wantRanks)) out.push(`ranks ${JSON.stringify(r.ranks)} != ${JSON.stringify(wantRanks)}`);
 
+  return out;
+}
+
+/**
+ * Compares the stored run with the reference over REST: run counters and per-rank markers, every
+ * sample's seen / lastStep / querySums / score / score history, the /attribute ranking of a
+ * seeded query and every G(z) coordinate. `samples`: the samples' answers if already fetched.
+ */
+export async function compareWithReference(
+  baseUrl: string,
+  runId: string,
+  scn: Scenario,
+  ref: ReferenceModel,
+  seed: number,
+  samples?: SampleAnswers,
+): Promise<string[]> {
+  const out: string[] = [];
+  const run = await getJson(`${baseUrl}/v1/runs/${runId}`);
+  if (run.status !== 200) return [`GET run: status ${run.status}`];
+  out.push(...runProblems(run.body as RunJson, scn, ref));
   const stepsOf = new Map<string, Set<number>>();
   for (const b of scn.ranks.flat()) for (const id of b.ids) (stepsOf.get(id) ?? stepsOf.set(id, new Set()).get(id)!).add(b.step);
   // Votes: S_j above the run's percentile τ_j of column j; a sum within rounding of τ_j may go either way.
