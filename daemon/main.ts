@@ -3,8 +3,9 @@
  * SIGTERM/SIGINT into a graceful drain. The only place that calls process.exit.
  */
 import { loadConfig } from './config/index.js';
-import { createLogger, describeError, isMotiveError, trace } from './shared/index.js';
+import { createLogger, describeError, isMotiveError } from './shared/index.js';
 import { startDaemon } from './daemon.js';
+import { startTracing } from './tracing.js';
 
 export async function main(): Promise<void> {
   let config;
@@ -15,9 +16,9 @@ export async function main(): Promise<void> {
     process.exit(2);
   }
   const log = createLogger(config.logLevel);
-  // The Ack-path trace, a diagnostic (daemon/shared/trace.ts).
+  // The Ack-path trace, a diagnostic (daemon/shared/trace.ts), subscribed to its channels.
   const traceFile = process.env['MOTIVE_TRACE_FILE'];
-  if (traceFile !== undefined && traceFile !== '') trace.open(traceFile);
+  if (traceFile !== undefined && traceFile !== '') startTracing(traceFile, log);
   let daemon;
   try {
     daemon = await startDaemon(config, log);

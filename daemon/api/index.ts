@@ -4,6 +4,7 @@ export {
   LiveFeed,
   LIVE_EVENT_TYPES,
   topSamples,
+  type LiveEvent,
   type LiveEventType,
   type LiveFeedOptions,
   type LiveSampleRow,

@@ -134,6 +134,31 @@ class RankedClips {
   }
 }
 
+/**
+ * The top k of the scored clips (`options.topCount`) and how many of each group are among them.
+ * Ascending harm, ties by id, so the cut does not depend on input order.
+ */
+function topByGroup(
+  scored: readonly EvalClip[],
+  harm: Float64Array,
+  group: Int32Array,
+  groups: number,
+  options: EvalOptions,
+): { k: number; inTop: Float64Array } {
+  const byHarm = scored.map((c, i) => i);
+  byHarm.sort((a, b) => {
+    const d = (harm[a] as number) - (harm[b] as number);
+    if (d !== 0) return d;
+    const x = (scored[a] as EvalClip).id;
+    const y = (scored[b] as EvalClip).id;
+    return x < y ? -1 : x > y ? 1 : 0;
+  });
+  const k = scored.length === 0 ? 0 : Math.min(scored.length, options.topCount(scored.length));
+  const inTop = new Float64Array(groups);
+  for (const i of byHarm.slice(0, k)) inTop[group[i] as number] = (inTop[group[i] as number] as number) + 1;
+  return { k, inTop };
+}
+
 /** The figures for `clips` (every labelled clip found in the run). */
 export function evaluateLabels(clips: readonly EvalClip[], options: EvalOptions): EvalFigures {
   const names = [...new Set(clips.map((c) => c.label))].filter((l) => l !== options.reference);
@@ -175,18 +200,7 @@ export function evaluateLabels(clips: readonly EvalClip[], options: EvalOptions)
 
   const intervals = bootstrap(ranked, size, options, aucOf, pooledAuc);
 
-  // Top k: ascending harm, ties by id, so the cut does not depend on input order.
-  const byHarm = scored.map((c, i) => i);
-  byHarm.sort((a, b) => {
-    const d = (harm[a] as number) - (harm[b] as number);
-    if (d !== 0) return d;
-    const x = (scored[a] as EvalClip).id;
-    const y = (scored[b] as EvalClip).id;
-    return x < y ? -1 : x > y ? 1 : 0;
-  });
-  const k = scored.length === 0 ? 0 : Math.min(scored.length, options.topCount(scored.length));
-  const inTop = new Float64Array(groups);
-  for (const i of byHarm.slice(0, k)) inTop[group[i] as number] = (inTop[group[i] as number] as number) + 1;
+  const { k, inTop } = topByGroup(scored, harm, group, groups, options);
   const share = (x: number, of: number): number | null => (of === 0 ? null : x / of);
 
   const row = (g: number, label: string): GroupFigures => ({

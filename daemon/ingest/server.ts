@@ -1,3 +1,4 @@
+/* eslint-disable max-lines-per-function -- IngestServer.handle takes the Attach stream's message kinds in turn, and its batch branch keeps in one place the order the Ack and exactly-once invariants need (docs/architecture.md). */
 /**
  * The trainer-facing gRPC edge: `motive.v1.Attribution/Attach`, one bidi stream per rank.
  * Each stream is handled one message at a time (the call is paused while a message is being
@@ -6,7 +7,15 @@
  */
 import type { Http2SecureServer, Http2Server, ServerHttp2Session } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
-import { MotiveError, describeError, isMotiveError, trace, type Authorizer, type Logger } from '../shared/index.js';
+import {
+  MotiveError,
+  describeError,
+  ingestBatchAccepted,
+  ingestBatchAcked,
+  isMotiveError,
+  type Authorizer,
+  type Logger,
+} from '../shared/index.js';
 import type { InfluenceEngine } from '../influence/index.js';
 import type { RunState, ScoreMode, Store } from '../store/index.js';
 import type { WeightingService, WeightUpdateEvent } from '../weighting/index.js';
@@ -46,10 +55,11 @@ export interface IngestDeps {
   readonly log: Logger;
 }
 
-/** Observations for metrics and the live feed; all optional. */
+/**
+ * Observations for metrics; all optional. Accepted and acknowledged batches are published on the
+ * `motive:ingest:*` channels instead (shared/channels.ts).
+ */
 export interface IngestObserver {
-  batchAccepted?(runId: string, sketches: number, bytes: number): void;
-  batchAcked?(runId: string, latencyMs: number): void;
   rejected?(code: string): void;
   attached?(runId: string, delta: 1 | -1): void;
   /** A side-car worker leased `jobs` jobs of the run. */
@@ -170,7 +180,7 @@ export class IngestServer {
     };
     call.on('data', (msg: TrainerMessageMsg) => {
       call.pause();
-      this.handle(stream, msg, trace.on ? performance.now() : 0)
+      this.handle(stream, msg, ingestBatchAcked.hasSubscribers ? performance.now() : 0)
         .catch((err: unknown) => {
           this.deps.log.error({ err }, 'stream handler failed');
           // A known failure keeps its code (a client retries by it, docs/wire.md).
@@ -191,7 +201,7 @@ export class IngestServer {
     call.on('close', () => finish());
   }
 
-  /** `receivedAt`: when the message was read off the stream (performance.now(), while tracing). */
+  /** `receivedAt`: when the message was read off the stream (performance.now(), while Acks are heard). */
   private async handle(stream: TrainerStream, msg: TrainerMessageMsg, receivedAt: number): Promise<void> {
     if (stream.closed) return;
     // A message read while draining is left unprocessed (never acknowledged): the trainer
@@ -246,14 +256,14 @@ export class IngestServer {
       stream.lastStep = decoded.step;
       const bytes = batchMsg.sketches.length + 64 * decoded.sampleIds.length;
       stream.inflightBytes += bytes;
-      this.observer.batchAccepted?.(hello.runId, decoded.sampleIds.length, batchMsg.sketches.length);
+      const at = { runId: hello.runId, rank: hello.rank, seq: decoded.seq };
+      ingestBatchAccepted.publish(this, { ...at, samples: decoded.sampleIds.length, bytes: batchMsg.sketches.length });
       const sentAt = performance.now();
       // Acknowledged once durable; the engine applies it to memory right after the Ack leaves.
       this.deps.engine
         .submitBatch({ runId: hello.runId, rank: hello.rank, ...decoded, bytes }, () => {
           stream.send({ ack: { seq: decoded.seq } });
-          if (trace.on) trace.event('ack', hello.rank, decoded.seq, receivedAt, sentAt, performance.now());
-          this.observer.batchAcked?.(hello.runId, performance.now() - sentAt);
+          ingestBatchAcked.publish(this, { ...at, receivedAt, submittedAt: sentAt, ackedAt: performance.now() });
         })
         .catch((err: unknown) => this.rejectItem(stream, err, decoded.seq))
         .finally(() => this.release(stream, bytes));

@@ -73,14 +73,14 @@ export class IngestMetrics {
     });
   }
 
-  /** Ingest observer: a batch was decoded and queued. */
+  /** A batch was decoded and queued (`motive:ingest:batch-accepted`). */
   batchAccepted(runId: string, sketches: number, bytes: number): void {
     this.batchesIngested.inc({ run: runId });
     this.sketchesIngested.inc({ run: runId }, sketches);
     this.bytesIngested.inc({ run: runId }, bytes);
   }
 
-  /** Ingest observer: a batch's Ack left, `latencyMs` after the batch was accepted. */
+  /** A batch's Ack left, `latencyMs` after the batch was accepted (`motive:ingest:batch-acked`). */
   batchAcked(runId: string, latencyMs: number): void {
     this.ackSeconds.observe({ run: runId }, latencyMs / 1000);
   }

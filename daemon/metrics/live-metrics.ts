@@ -3,7 +3,7 @@
  * skipped for a full send buffer and clients dropped. Read at scrape time from the feed's counters.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { LiveFeedStats } from '../api/live.js';
+import type { LiveFeedStats } from '../api/live-events.js';
 
 export function registerLiveMetrics(registry: Registry, liveStats: () => LiveFeedStats, liveEventTypes: readonly string[]): void {
   const registers = [registry];

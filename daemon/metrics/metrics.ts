@@ -6,11 +6,11 @@
  * nothing between scrapes.
  */
 import { Registry, collectDefaultMetrics } from 'prom-client';
-import type { LiveFeedStats } from '../api/live.js';
+import type { LiveFeedStats } from '../api/live-events.js';
 import { DistributionCache, subscribeCommits, type CommitEvent, type InfluenceEngine } from '../influence/index.js';
-import type { Logger } from '../shared/index.js';
+import { ingestBatchAccepted, ingestBatchAcked, type Logger } from '../shared/index.js';
 import type { Store } from '../store/index.js';
-import type { WeightUpdateEvent } from '../weighting/index.js';
+import { weightsUpdated } from '../weighting/index.js';
 import { registerSidecarMetrics } from './sidecar.js';
 import { IngestMetrics } from './ingest-metrics.js';
 import { EngineMetrics } from './engine-metrics.js';
@@ -25,23 +25,27 @@ export { LATENCY_BUCKETS_SECONDS } from './buckets.js';
 export interface MetricsDeps {
   readonly store: Store;
   readonly engine: InfluenceEngine;
+  /** The ingest server whose batches are counted (heard on `motive:ingest:*`); none counted when absent. */
+  readonly ingest?: object;
+  /** The weighting service whose updates are counted (heard on `motive:weighting:update`). */
+  readonly weighting?: object;
   /** Attached trainer streams per run. */
   readonly attachedCounts: () => Map<string, number>;
   /** Live feed counters, when the feed runs. */
   readonly liveStats?: () => LiveFeedStats;
   /** The live feed's event types, shown at 0 before the first is sent. */
   readonly liveEventTypes?: readonly string[];
-  /** Where a failure of the commit subscriber is logged. */
+  /** Where a failure of a channel subscriber is logged. */
   readonly log?: Logger;
 }
 
 /**
  * Every Motive metric, one collector per subsystem: ingest-metrics.ts, engine-metrics.ts,
- * weighting-metrics.ts, store-metrics.ts, run-metrics.ts, sidecar.ts, live-metrics.ts. Feed it the
- * ingest observations (it satisfies the ingest observer's shape) and the weighting events through
- * {@link MotiveMetrics.onWeightUpdate}; the engine's commits it hears on the `motive:engine:commit`
- * channel (daemon/influence/channels.ts) until {@link MotiveMetrics.close}. Render with
- * `registry.metrics()`.
+ * weighting-metrics.ts, store-metrics.ts, run-metrics.ts, sidecar.ts, live-metrics.ts. It hears
+ * the engine's commits, ingest's accepted and acknowledged batches and the weighting service's
+ * updates on their channels (docs/observability.md, "Channels") until {@link MotiveMetrics.close};
+ * ingest's refusals and attachments it is told as the ingest observer (it satisfies its shape).
+ * Render with `registry.metrics()`.
  */
 export class MotiveMetrics {
   readonly registry: Registry;
@@ -50,7 +54,7 @@ export class MotiveMetrics {
   private readonly weighting: WeightingMetrics;
   private readonly distributions = new DistributionCache();
   private readonly store: Store;
-  private readonly unsubscribe: () => void;
+  private readonly unsubscribe: Array<() => void>;
 
   constructor(deps: MetricsDeps, options: { readonly processMetrics?: boolean } = {}) {
     const registry = new Registry();
@@ -71,26 +75,26 @@ export class MotiveMetrics {
     registerStoreMetrics(registry, deps.store);
     registerRunMetrics(registry, deps.store, this.distributions);
     if (deps.liveStats !== undefined) registerLiveMetrics(registry, deps.liveStats, deps.liveEventTypes ?? []);
-    this.unsubscribe = subscribeCommits(
-      deps.engine,
-      (e) => this.onCommit(e),
-      (err) => deps.log?.error({ err }, 'metrics commit subscriber failed'),
-    );
+    this.unsubscribe = this.subscribe(deps);
   }
 
-  /** Stops hearing the engine's commits. */
+  /** The channel subscriptions: the engine's commits, and ingest's and weighting's events when given. */
+  private subscribe(deps: MetricsDeps): Array<() => void> {
+    const onError = (err: unknown): void => deps.log?.error({ err }, 'metrics channel subscriber failed');
+    const out = [subscribeCommits(deps.engine, (e) => this.onCommit(e), onError)];
+    if (deps.ingest !== undefined) {
+      out.push(
+        ingestBatchAccepted.subscribe(deps.ingest, (b) => this.ingest.batchAccepted(b.runId, b.samples, b.bytes), onError),
+        ingestBatchAcked.subscribe(deps.ingest, (a) => this.ingest.batchAcked(a.runId, a.ackedAt - a.submittedAt), onError),
+      );
+    }
+    if (deps.weighting !== undefined) out.push(weightsUpdated.subscribe(deps.weighting, (e) => this.weighting.onWeightUpdate(e), onError));
+    return out;
+  }
+
+  /** Stops hearing the channels. */
   close(): void {
-    this.unsubscribe();
-  }
-
-  /** Ingest observer: a batch was decoded and queued. */
-  batchAccepted(runId: string, sketches: number, bytes: number): void {
-    this.ingest.batchAccepted(runId, sketches, bytes);
-  }
-
-  /** Ingest observer: a batch's Ack left, `latencyMs` after the batch was accepted. */
-  batchAcked(runId: string, latencyMs: number): void {
-    this.ingest.batchAcked(runId, latencyMs);
+    for (const u of this.unsubscribe) u();
   }
 
   /** Ingest observer: a message was refused with `code`. */
@@ -107,11 +111,6 @@ export class MotiveMetrics {
   onCommit(e: CommitEvent): void {
     this.engine.onCommit(e);
     this.weighting.committed(e.runId);
-  }
-
-  /** Weighting listener: a new weights version was announced. */
-  onWeightUpdate(e: WeightUpdateEvent): void {
-    this.weighting.onWeightUpdate(e);
   }
 
   /**

@@ -1,7 +1,7 @@
 /**
  * Weighting metrics (docs/observability.md): weight updates announced, samples down-weighted for
  * the first time, and the feedback latency from a commit to the weight update that reflects it.
- * Fed by the weighting service's updates and told of commits by {@link MotiveMetrics}.
+ * Fed the weighting service's updates and told of commits by {@link MotiveMetrics}, which hears both on their channels.
  */
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { WeightUpdateEvent } from '../weighting/index.js';
@@ -42,7 +42,7 @@ export class WeightingMetrics {
     if (!this.feedbackPendingSince.has(runId)) this.feedbackPendingSince.set(runId, performance.now());
   }
 
-  /** Weighting listener: a new weights version was announced. */
+  /** A new weights version was announced (`motive:weighting:update`). */
   onWeightUpdate(e: WeightUpdateEvent): void {
     const labels = { run: e.runId };
     this.weightUpdates.inc(labels);

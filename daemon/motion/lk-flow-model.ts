@@ -1,3 +1,4 @@
+/* eslint-disable max-lines-per-function -- lkFlowModel builds one ONNX graph whose nodes name each other; in pieces, each would pass a dozen tensor names and the pyramid's state along. */
 /**
  * The shipped optical-flow model: pyramidal (coarse-to-fine) Lucas–Kanade (Lucas & Kanade 1981;
  * Bouguet, "Pyramidal implementation of the Lucas Kanade feature tracker", 2000), built as an

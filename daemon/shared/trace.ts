@@ -17,7 +17,9 @@
  *   recompute START END                       one stretch of a weights recompute on the main thread
  *   gc START END                              one garbage collection
  *
- * Off (the default), every call site is one boolean test. `motive trace FILE` reads it
+ * The `ack` and `recompute` lines are written by subscriptions to ingest's and the weighting
+ * service's channels (daemon/tracing.ts); the others where they happen. Off (the default), every
+ * call site is one boolean test. `motive trace FILE` reads it
  * (`trace-summary.ts`): where the median and the slowest Acks spent their time and what ran on the
  * main thread meanwhile; `bench/feedback.ts --trace` runs its daemon with it.
  */

@@ -14,7 +14,8 @@
  * one the batch weights wait for the recompute that follows it.
  */
 import type { BatchWeigher } from '../influence/index.js';
-import { trace, type Logger } from '../shared/index.js';
+import type { Logger } from '../shared/index.js';
+import { recomputeStretches, weightsPushed, weightsUpdated } from './channels.js';
 import { crashPoint } from '../shared/crash-point.js';
 import type { RunState, SampleState, Store } from '../store/index.js';
 import { featureShares, featureStat, featureWork, signalWeight, spreads, type FusedOptions, type SignalStats } from './fused.js';
@@ -90,7 +91,6 @@ export class WeightingService implements BatchWeigher {
   private readonly recomputing = new Map<string, Promise<void>>();
   private readonly stats = new Map<string, RunStats>();
   private readonly freeWork: Work[] = [];
-  private readonly listeners: Array<(e: WeightUpdateEvent) => void> = [];
   private readonly trainerListeners: Array<(e: WeightUpdateEvent) => void> = [];
   private closed = false;
   /**
@@ -121,9 +121,13 @@ export class WeightingService implements BatchWeigher {
     return this.options.policy !== 'observe';
   }
 
-  /** Every update, once it is applied to memory (the live feed, metrics). */
-  onUpdate(listener: (e: WeightUpdateEvent) => void): void {
-    this.listeners.push(listener);
+  /**
+   * Every update of this service, once it is applied to memory: a subscription to
+   * `motive:weighting:update` (channels.ts), where the live feed and the metrics hear them.
+   * Returns the unsubscribe.
+   */
+  onUpdate(listener: (e: WeightUpdateEvent) => void): () => void {
+    return weightsUpdated.subscribe(this, listener, (err) => this.log.error({ err }, 'weight listener failed'));
   }
 
   /**
@@ -236,6 +240,7 @@ export class WeightingService implements BatchWeigher {
     if (told === undefined) this.told.set(run, (told = []));
     told.push({ version, ids, weights });
     this.emitTo(this.trainerListeners, event);
+    weightsPushed.publish(this, event);
   }
 
   /**
@@ -255,7 +260,7 @@ export class WeightingService implements BatchWeigher {
     const at = told?.findIndex((t) => t.version === version) ?? -1;
     if (told !== undefined && at >= 0) told.splice(at, 1);
     const event = { runId: run.info.id, version, full: false, sampleIds: ids, weights: [...weights], newlyDownweighted };
-    if (trainersTold) this.emitTo(this.listeners, event);
+    if (trainersTold) weightsUpdated.publish(this, event);
     else this.emit(event);
   }
 
@@ -291,7 +296,7 @@ export class WeightingService implements BatchWeigher {
     const endStretch = (): void => {
       const now = performance.now();
       busy += now - stretch;
-      if (trace.on) trace.event('recompute', stretch, now);
+      recomputeStretches.publish(this, { runId, start: stretch, end: now });
     };
     try {
       const it = run.samples.values();
@@ -395,7 +400,8 @@ export class WeightingService implements BatchWeigher {
 
   private emit(event: WeightUpdateEvent): void {
     this.emitTo(this.trainerListeners, event);
-    this.emitTo(this.listeners, event);
+    weightsPushed.publish(this, event);
+    weightsUpdated.publish(this, event);
   }
 
   private emitTo(listeners: ReadonlyArray<(e: WeightUpdateEvent) => void>, event: WeightUpdateEvent): void {

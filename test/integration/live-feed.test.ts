@@ -121,7 +121,7 @@ describe('live feed', () => {
     await new Promise<void>((resolve, reject) => {
       stalled.once('connect', () => {
         stalled.write(
-          'GET /v1/runs/live-a/live?types=batches HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+          'GET /v1/runs/live-a/live?types=queries HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
             'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
         );
         stalled.once('data', () => {
@@ -132,7 +132,7 @@ describe('live feed', () => {
       stalled.once('error', reject);
     });
     // A client that does read, counting events without keeping them (so this process's memory is the daemon's).
-    const reader = new WebSocket(`ws://127.0.0.1:${daemon.httpPort}/v1/runs/live-a/live?types=batches`);
+    const reader = new WebSocket(`ws://127.0.0.1:${daemon.httpPort}/v1/runs/live-a/live?types=queries`);
     let readerEvents = 0;
     reader.on('message', () => readerEvents++);
     await new Promise((r) => reader.once('open', r));
@@ -148,7 +148,8 @@ describe('live feed', () => {
     const rss0 = process.memoryUsage().rss;
     const deadline = Date.now() + 8000;
     while (daemon.live.stats().dropped === before.dropped && Date.now() < deadline) {
-      daemon.live.publish('live-a', 'batches', () => ({ pad }));
+      // A well-formed event made large by one long id.
+      daemon.live.publish('live-a', 'queries', () => ({ version: 1, step: 0, queries: 1, ids: [pad], groups: [] }));
       offeredBytes += pad.length;
       maxBuffered = Math.max(maxBuffered, ...daemon.live.bufferedBytes());
       peakRss = Math.max(peakRss, process.memoryUsage().rss);

@@ -68,6 +68,7 @@ describe('roles', () => {
     { name: 'samples', method: 'GET', path: '/v1/runs/secure/samples', allowed: ['viewer', 'admin'] },
     { name: 'sample', method: 'GET', path: '/v1/runs/secure/samples/a', allowed: ['viewer', 'admin'] },
     { name: 'clip page', method: 'GET', path: '/runs/secure/clips/a', allowed: ['viewer', 'admin'] },
+    { name: 'page style', method: 'GET', path: '/page/motive.css', allowed: WHO },
     { name: 'weights', method: 'GET', path: '/v1/runs/secure/weights', allowed: ['viewer', 'admin'] },
     { name: 'attribute', method: 'POST', path: '/v1/runs/secure/attribute', body: { sketch: [1, 0, 0, 0] }, allowed: ['viewer', 'admin'] },
     { name: 'delete (unknown run)', method: 'DELETE', path: '/v1/runs/not-there', allowed: ['admin'] },

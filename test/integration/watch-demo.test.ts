@@ -55,21 +55,47 @@ describe('motive watch', () => {
   it('renders the full view from events', () => {
     const state: WatchState = { run: 'r', top: undefined, sketchesPerSec: 0, log: [] };
     expect(renderWatch(state)).toMatch(/waiting for the run/);
-    applyEvent(state, { type: 'batches', t: 0, sketchesPerSec: 1234, batches: 1, sketches: 16, lastStep: 3 });
-    applyEvent(state, { type: 'harmful', t: 0, count: 1, samples: [{ id: 'frozen-0001' }] });
+    const row = { fused: null, lastStep: 3, motion: null };
+    applyEvent(state, {
+      type: 'batches',
+      run: 'r',
+      t: 0,
+      sketchesPerSec: 1234,
+      batchesPerSec: 77,
+      batches: 1,
+      sketches: 16,
+      bytes: 1024,
+      lastStep: 3,
+      commitMs: 2,
+      fromMs: 0,
+      toMs: 0,
+    });
+    applyEvent(state, {
+      type: 'harmful',
+      run: 'r',
+      t: 0,
+      version: 1,
+      count: 1,
+      threshold: 0.5,
+      samples: [{ id: 'frozen-0001', score: -0.5, weight: 0.1, quarantined: false }],
+    });
     applyEvent(state, {
       type: 'top',
+      run: 'r',
       t: 0,
       samples: 2,
+      batches: 2,
       sketches: 32,
       lastStep: 3,
       weightsVersion: 1,
       queryVersion: 1,
       downweighted: 1,
       quarantined: 0,
-      harmful: [{ id: 'frozen-0001', score: -0.5, weight: 0.1, seen: 3 }],
-      helpful: [{ id: 'clip-0002', score: 0.5, weight: 1, seen: 3 }],
+      harmful: [{ id: 'frozen-0001', score: -0.5, weight: 0.1, seen: 3, ...row }],
+      helpful: [{ id: 'clip-0002', score: 0.5, weight: 1, seen: 3, ...row }],
+      scoreHistogram: { min: -0.5, max: 0.5, counts: [1, 1] },
       weightHistogram: { le: [0.5, 1], counts: [1, 1] },
+      sidecar: null,
     });
     const view = renderWatch(state);
     expect(view).toMatch(/1234 sketches\/s/);

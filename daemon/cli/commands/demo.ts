@@ -101,6 +101,39 @@ async function runPython(
   }
 }
 
+/** Starts the demo's daemon on `dataDir`, at `httpPort` or, when that is taken, any free port. */
+async function startDemoDaemon(dataDir: string, httpPort: number): Promise<RunningDaemon> {
+  const startWith = async (port: number): Promise<RunningDaemon> => {
+    const config = loadConfig({
+      env: {},
+      overrides: { dataDir, logLevel: 'warn', grpc: { port: 0 }, http: { port }, weights: { intervalMs: 250, minSeen: 2 } },
+    });
+    return startDaemon(config, createLogger('warn'));
+  };
+  try {
+    return await startWith(httpPort);
+  } catch (err) {
+    // The default port is often taken by a daemon already running: any free port will do.
+    if ((err as { code?: string }).code !== 'EADDRINUSE' || httpPort === 0) throw err;
+    return startWith(0);
+  }
+}
+
+/** Prints the run's ten most harmful clips, as the daemon ranks them. */
+async function printTopHarmful(httpPort: number, runId: string, synthetic: boolean, io: Io): Promise<void> {
+  const res = await fetch(`http://127.0.0.1:${httpPort}/v1/runs/${encodeURIComponent(runId)}/samples?order=harmful&limit=10`);
+  const { samples } = (await res.json()) as {
+    samples: Array<{ id: string; score: number; votes: number; weight: number; seen: number }>;
+  };
+  io.out(`\nmost harmful clips of ${runId}${synthetic ? ' (synthetic stream)' : ''}:\n`);
+  io.out(
+    table(
+      ['#', 'clip', 'score', 'votes', 'weight', 'seen'],
+      samples.map((s, i) => [i + 1, s.id, s.score, s.votes, s.weight, s.seen]),
+    ),
+  );
+}
+
 export const demoCommand: Command = {
   usage: `demo [--source recorded|python|synthetic] [--steps N] [--http-port P] [--hold]
                                      a daemon on a temp store fed a run; prints the page URL and the top harmful clips`,
@@ -131,21 +164,7 @@ export const demoCommand: Command = {
     } else throw new UsageError('--source is recorded, python or synthetic');
 
     const dataDir = mkdtempSync(join(tmpdir(), 'motive-demo-'));
-    const startWith = async (port: number): Promise<RunningDaemon> => {
-      const config = loadConfig({
-        env: {},
-        overrides: { dataDir, logLevel: 'warn', grpc: { port: 0 }, http: { port }, weights: { intervalMs: 250, minSeen: 2 } },
-      });
-      return startDaemon(config, createLogger('warn'));
-    };
-    let daemon: RunningDaemon;
-    try {
-      daemon = await startWith(httpPort);
-    } catch (err) {
-      // The default port is often taken by a daemon already running: any free port will do.
-      if ((err as { code?: string }).code !== 'EADDRINUSE' || httpPort === 0) throw err;
-      daemon = await startWith(0);
-    }
+    const daemon = await startDemoDaemon(dataDir, httpPort);
     const runId = `demo-${picked.source}`;
     const stop = new AbortController();
     const onSigint = (): void => stop.abort();
@@ -172,17 +191,7 @@ export const demoCommand: Command = {
       clearInterval(ticker);
       progress.update(statusLine(daemon, runId, startedMs), true);
       progress.done();
-      const res = await fetch(`http://127.0.0.1:${daemon.httpPort}/v1/runs/${encodeURIComponent(runId)}/samples?order=harmful&limit=10`);
-      const { samples } = (await res.json()) as {
-        samples: Array<{ id: string; score: number; votes: number; weight: number; seen: number }>;
-      };
-      io.out(`\nmost harmful clips of ${runId}${picked.source === 'synthetic' ? ' (synthetic stream)' : ''}:\n`);
-      io.out(
-        table(
-          ['#', 'clip', 'score', 'votes', 'weight', 'seen'],
-          samples.map((s, i) => [i + 1, s.id, s.score, s.votes, s.weight, s.seen]),
-        ),
-      );
+      await printTopHarmful(daemon.httpPort, runId, picked.source === 'synthetic', io);
       if (values.hold === true && !stop.signal.aborted) {
         io.out(`\nstill serving ${pageUrl} — Ctrl-C to stop\n`);
         await new Promise<void>((r) => stop.signal.addEventListener('abort', () => r()));

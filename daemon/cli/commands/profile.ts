@@ -58,6 +58,58 @@ function positiveInt(name: string, v: string | undefined, fallback: number): num
   return n;
 }
 
+/** The profiler's settings from the command's options, checked. */
+function profilerOptions(values: {
+  'flow-scale': string;
+  'sample-fps'?: string | undefined;
+  'short-side'?: string | undefined;
+  'max-frames'?: string | undefined;
+  ffmpeg: string;
+  ffprobe: string;
+  'no-previews': boolean;
+}): { profiler: typeof PROFILER_DEFAULTS; flowScale: 1 | 255 } {
+  const flowScale = Number(values['flow-scale']);
+  if (flowScale !== 1 && flowScale !== 255) throw new UsageError('--flow-scale must be 1 or 255');
+  const sampleFps = values['sample-fps'] === undefined ? PROFILER_DEFAULTS.sampleFps : Number(values['sample-fps']);
+  if (!(sampleFps > 0)) throw new UsageError('--sample-fps must be positive');
+  const profiler = {
+    ...PROFILER_DEFAULTS,
+    shortSide: positiveInt('short-side', values['short-side'], PROFILER_DEFAULTS.shortSide),
+    maxFrames: positiveInt('max-frames', values['max-frames'], PROFILER_DEFAULTS.maxFrames),
+    sampleFps,
+    tools: { ffmpeg: values.ffmpeg, ffprobe: values.ffprobe },
+    previews: values['no-previews'] ? null : PROFILER_DEFAULTS.previews,
+  };
+  return { profiler, flowScale };
+}
+
+/** Prints what `GET /v1/runs/:run/explain` says of the run's motion descriptors now that its clips are profiled. */
+async function printExplain(url: string, run: string, io: Io, env: NodeJS.ProcessEnv): Promise<void> {
+  const ex = (await getJson(`${url}/v1/runs/${encodeURIComponent(run)}/explain`, undefined, env)) as {
+    samples: number;
+    profiled: number;
+    harmful: number;
+    helpful: number;
+    descriptors: Array<{
+      name: string;
+      spearman: number | null;
+      auc: number | null;
+      harmfulMean: number | null;
+      helpfulMean: number | null;
+    }>;
+    summary: string[];
+  };
+  io.out(`run ${run}: ${ex.profiled} of ${ex.samples} sample(s) profiled; ${ex.harmful} most harmful vs ${ex.helpful} most helpful\n`);
+  const n = (v: number | null): string | number => (v === null ? '-' : v);
+  io.out(
+    table(
+      ['descriptor', 'AUC', 'spearman', 'harmful mean', 'helpful mean'],
+      ex.descriptors.map((d) => [d.name, n(d.auc), n(d.spearman), n(d.harmfulMean), n(d.helpfulMean)]),
+    ),
+  );
+  for (const line of ex.summary) io.out(`  ${line}\n`);
+}
+
 export const profileCommand: Command = {
   usage: `profile <dir|manifest.jsonl|manifest.csv> [--run R] [--jobs N] [--flow-model FILE] [--flow-scale 1|255]
           [--short-side PX] [--sample-fps F] [--max-frames N] [--force] [--no-previews] [--ffmpeg PATH] [--ffprobe PATH] [--url URL]
@@ -84,18 +136,7 @@ export const profileCommand: Command = {
     const source = positionals[0];
     if (source === undefined || positionals.length > 1) throw new UsageError('give one directory or manifest');
     const url = baseUrl(values.url, env);
-    const flowScale = Number(values['flow-scale']);
-    if (flowScale !== 1 && flowScale !== 255) throw new UsageError('--flow-scale must be 1 or 255');
-    const sampleFps = values['sample-fps'] === undefined ? PROFILER_DEFAULTS.sampleFps : Number(values['sample-fps']);
-    if (!(sampleFps > 0)) throw new UsageError('--sample-fps must be positive');
-    const profiler = {
-      ...PROFILER_DEFAULTS,
-      shortSide: positiveInt('short-side', values['short-side'], PROFILER_DEFAULTS.shortSide),
-      maxFrames: positiveInt('max-frames', values['max-frames'], PROFILER_DEFAULTS.maxFrames),
-      sampleFps,
-      tools: { ffmpeg: values.ffmpeg, ffprobe: values.ffprobe },
-      previews: values['no-previews'] ? null : PROFILER_DEFAULTS.previews,
-    };
+    const { profiler, flowScale } = profilerOptions(values);
     const withPreviews = profiler.previews !== null;
     const jobs = positiveInt('jobs', values.jobs, availableParallelism());
     const clips = await listClips(source);
@@ -145,33 +186,7 @@ export const profileCommand: Command = {
     for (const f of failures) io.out(`  failed ${f}\n`);
     if (withPreviews) io.out(`previews of ${counts.profiled - previewFailures.length} clip(s), failed ${previewFailures.length}\n`);
     for (const f of previewFailures) io.out(`  preview failed ${f}\n`);
-    if (values.run !== undefined) {
-      const ex = (await getJson(`${url}/v1/runs/${encodeURIComponent(values.run)}/explain`, undefined, env)) as {
-        samples: number;
-        profiled: number;
-        harmful: number;
-        helpful: number;
-        descriptors: Array<{
-          name: string;
-          spearman: number | null;
-          auc: number | null;
-          harmfulMean: number | null;
-          helpfulMean: number | null;
-        }>;
-        summary: string[];
-      };
-      io.out(
-        `run ${values.run}: ${ex.profiled} of ${ex.samples} sample(s) profiled; ${ex.harmful} most harmful vs ${ex.helpful} most helpful\n`,
-      );
-      const n = (v: number | null): string | number => (v === null ? '-' : v);
-      io.out(
-        table(
-          ['descriptor', 'AUC', 'spearman', 'harmful mean', 'helpful mean'],
-          ex.descriptors.map((d) => [d.name, n(d.auc), n(d.spearman), n(d.harmfulMean), n(d.helpfulMean)]),
-        ),
-      );
-      for (const line of ex.summary) io.out(`  ${line}\n`);
-    }
+    if (values.run !== undefined) await printExplain(url, values.run, io, env);
     return counts.failed > 0 || previewFailures.length > 0 ? 1 : 0;
   },
 };

@@ -84,6 +84,52 @@ async function fetchPreview(
 
 type SampleRow = Omit<ReportClip, 'previews'>;
 
+/** Runs a request to the daemon; a failure is the user's input error (a wrong URL, run or token), not a crash. */
+async function fromDaemon<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    if (err instanceof InputError || err instanceof UsageError) throw err;
+    throw new InputError((err as Error).message);
+  }
+}
+
+/** Every preview kind of each profiled clip, by clip id, counting them on `steps`. */
+async function fetchPreviews(
+  url: string,
+  run: string,
+  profiled: readonly SampleRow[],
+  steps: Steps,
+  env: NodeJS.ProcessEnv,
+): Promise<Map<string, ReportClip['previews']>> {
+  const previews = new Map<string, ReportClip['previews']>();
+  let done = 0;
+  for (const c of profiled) {
+    if (!previews.has(c.id)) {
+      const got: Record<string, EmbeddedImage> = {};
+      for (const kind of PREVIEW_KINDS) {
+        const p = await fromDaemon(() => fetchPreview(url, run, c.id, kind, env));
+        if (p !== undefined) got[kind] = p;
+      }
+      previews.set(c.id, got);
+    }
+    steps.count('previews', ++done, profiled.length);
+  }
+  return previews;
+}
+
+/** Writes the report beside `out` and renames it, so a reader never sees half a report. */
+async function writeReport(out: string, html: string): Promise<void> {
+  const partial = `${out}.partial`;
+  try {
+    await writeFile(partial, html);
+    await rename(partial, out);
+  } catch (err) {
+    const e = new MotiveError('MOTIVE_REPORT_WRITE', `${out}: ${(err as Error).message}`);
+    throw new InputError(`${e.code}: ${e.message}`);
+  }
+}
+
 export const reportCommand: Command = {
   usage: `report --run R --out FILE.html [--labels FILE.csv] [--reference clean] [--top N] [--url URL]
                                      one self-contained HTML report of a run: summary, top clips with previews, distributions, evaluation, configuration`,
@@ -107,46 +153,27 @@ export const reportCommand: Command = {
     const out = values.out;
     const url = baseUrl(values.url, env);
     const steps = new Steps(io, values.labels === undefined ? 5 : 6, env['MOTIVE_PROGRESS'] !== 'lines' && process.stderr.isTTY);
-    const daemon = async <T>(work: () => Promise<T>): Promise<T> => {
-      try {
-        return await work();
-      } catch (err) {
-        if (err instanceof InputError || err instanceof UsageError) throw err;
-        throw new InputError((err as Error).message);
-      }
-    };
     const runPath = `${url}/v1/runs/${encodeURIComponent(run)}`;
 
     steps.next('run summary');
-    const summary = (await daemon(() => getJson(runPath, undefined, env))) as ReportData['run'];
-    const health = (await daemon(() => getJson(`${url}/healthz`, undefined, env))) as { daemon?: string };
+    const summary = (await fromDaemon(() => getJson(runPath, undefined, env))) as ReportData['run'];
+    const health = (await fromDaemon(() => getJson(`${url}/healthz`, undefined, env))) as { daemon?: string };
 
     steps.next(`scores and weights of ${summary.samples} sample(s)`);
-    const { scores, weights } = await daemon(async () => readScoresAndWeights(await fetchArrowExport(url, run, env)));
+    const { scores, weights } = await fromDaemon(async () => readScoresAndWeights(await fetchArrowExport(url, run, env)));
 
     steps.next(`top ${top} harmful and helpful clips`);
     const list = async (order: string): Promise<SampleRow[]> =>
-      ((await daemon(() => getJson(`${runPath}/samples?order=${order}&limit=${top}`, undefined, env))) as { samples: SampleRow[] }).samples;
+      ((await fromDaemon(() => getJson(`${runPath}/samples?order=${order}&limit=${top}`, undefined, env))) as { samples: SampleRow[] })
+        .samples;
     const harmful = await list('harmful');
     const helpful = await list('helpful');
 
     const profiled = [...harmful, ...helpful].filter((c) => c.motion !== null);
     steps.next(`previews of ${profiled.length} profiled clip(s)`);
-    const previews = new Map<string, ReportClip['previews']>();
-    let done = 0;
-    for (const c of profiled) {
-      if (!previews.has(c.id)) {
-        const got: Record<string, EmbeddedImage> = {};
-        for (const kind of PREVIEW_KINDS) {
-          const p = await daemon(() => fetchPreview(url, run, c.id, kind, env));
-          if (p !== undefined) got[kind] = p;
-        }
-        previews.set(c.id, got);
-      }
-      steps.count('previews', ++done, profiled.length);
-    }
+    const previews = await fetchPreviews(url, run, profiled, steps, env);
     const withPreviews = (rows: SampleRow[]): ReportClip[] => rows.map((c) => ({ ...c, previews: previews.get(c.id) ?? {} }));
-    const explain = (await daemon(() => getJson(`${runPath}/explain`, undefined, env))) as ReportExplain;
+    const explain = (await fromDaemon(() => getJson(`${runPath}/explain`, undefined, env))) as ReportExplain;
 
     let evaluation: ReportData['evaluation'] = null;
     if (values.labels !== undefined) {
@@ -171,15 +198,7 @@ export const reportCommand: Command = {
       explain,
       evaluation,
     });
-    // Written beside the target and renamed, so a reader never sees half a report.
-    const partial = `${out}.partial`;
-    try {
-      await writeFile(partial, html);
-      await rename(partial, out);
-    } catch (err) {
-      const e = new MotiveError('MOTIVE_REPORT_WRITE', `${out}: ${(err as Error).message}`);
-      throw new InputError(`${e.code}: ${e.message}`);
-    }
+    await writeReport(out, html);
     io.out(
       `wrote ${out} (${Math.round(html.length / 1024)} KiB): run ${run}, ${summary.samples} sample(s), ${profiled.length} clip preview(s)\n`,
     );

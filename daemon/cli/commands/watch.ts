@@ -1,38 +1,12 @@
 import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
+import { isLiveEvent, type LiveEvent, type LiveTopEvent } from '../../api/live-events.js';
 import { UsageError, authHeaders, baseUrl, defaultIo, formatNumber, table, type Command, type Io } from '../common.js';
-
-interface SampleRow {
-  id: string;
-  score: number;
-  weight: number;
-  seen: number;
-}
-
-interface TopEvent {
-  type: 'top';
-  samples: number;
-  sketches: number;
-  lastStep: number;
-  weightsVersion: number;
-  queryVersion: number;
-  downweighted: number;
-  quarantined: number;
-  harmful: SampleRow[];
-  helpful: SampleRow[];
-  weightHistogram: { le: number[]; counts: number[] };
-}
-
-interface FeedEvent {
-  type: string;
-  t: number;
-  [k: string]: unknown;
-}
 
 /** What the watch view shows; updated from feed events, rendered as text. */
 export interface WatchState {
   readonly run: string;
-  top: TopEvent | undefined;
+  top: LiveTopEvent | undefined;
   sketchesPerSec: number;
   /** The latest event lines, newest last, at most {@link WATCH_LOG_LINES}. */
   readonly log: string[];
@@ -42,36 +16,38 @@ export interface WatchState {
 export const WATCH_LOG_LINES = 8;
 
 /** One line describing a feed event (undefined for `top`, which redraws the tables instead). */
-export function describeEvent(e: FeedEvent): string | undefined {
+export function describeEvent(e: LiveEvent): string | undefined {
   const time = new Date(e.t).toISOString().slice(11, 19);
   switch (e.type) {
     case 'hello':
-      return `${time}  ${e['exists'] === true ? 'watching' : 'waiting for'} run ${String(e['run'])}`;
+      return `${time}  ${e.exists ? 'watching' : 'waiting for'} run ${e.run}`;
     case 'batches':
-      return `${time}  +${String(e['batches'])} batches (${String(e['sketches'])} sketches), step ${String(e['lastStep'])}, ${formatNumber(Number(e['sketchesPerSec']))} sketches/s`;
+      return `${time}  +${e.batches} batches (${e.sketches} sketches), step ${e.lastStep}, ${formatNumber(e.sketchesPerSec)} sketches/s`;
     case 'weights':
-      return `${time}  weights v${String(e['version'])}: ${String(e['changed'])} changed, ${String(e['downweighted'])} down-weighted`;
+      return `${time}  weights v${e.version}: ${e.changed} changed, ${e.downweighted} down-weighted`;
     case 'harmful': {
-      const ids = (e['samples'] as Array<{ id: string }>).map((s) => s.id);
-      const more = Number(e['count']) - ids.length;
+      const ids = e.samples.map((s) => s.id);
+      const more = e.count - ids.length;
       return `${time}  harmful: ${ids.slice(0, 6).join(', ')}${ids.length > 6 || more > 0 ? ` (+${Math.max(0, ids.length - 6) + more} more)` : ''}`;
     }
     case 'queries':
-      return `${time}  query set v${String(e['version'])} at step ${String(e['step'])} (${String(e['queries'])} queries)`;
-    default:
+      return `${time}  query set v${e.version} at step ${e.step} (${e.queries} queries)`;
+    case 'top':
       return undefined;
   }
 }
 
 /** Folds one event into the view state. */
-export function applyEvent(state: WatchState, e: FeedEvent): void {
+export function applyEvent(state: WatchState, e: LiveEvent): void {
   if (e.type === 'top') {
-    state.top = e as unknown as TopEvent;
+    state.top = e;
     return;
   }
-  if (e.type === 'batches') state.sketchesPerSec = Number(e['sketchesPerSec']);
   // Batches arrive several times a second; the rate line says enough about them in the full view.
-  if (e.type === 'batches') return;
+  if (e.type === 'batches') {
+    state.sketchesPerSec = e.sketchesPerSec;
+    return;
+  }
   const line = describeEvent(e);
   if (line === undefined) return;
   state.log.push(line);
@@ -163,9 +139,11 @@ export function watchFeed(
       finish(1);
     });
     ws.on('message', (data: Buffer) => {
-      const e = JSON.parse(data.toString()) as FeedEvent;
+      const e: unknown = JSON.parse(data.toString());
+      // Something else than an event (a newer daemon's, say) is passed over.
+      if (!isLiveEvent(e)) return;
       if (!options.screen) {
-        const line = e.type === 'top' ? topLine(e as unknown as TopEvent) : describeEvent(e);
+        const line = e.type === 'top' ? topLine(e) : describeEvent(e);
         if (line !== undefined) io.out(line + '\n');
         return;
       }
@@ -179,7 +157,7 @@ export function watchFeed(
   });
 }
 
-function topLine(t: TopEvent): string {
+function topLine(t: LiveTopEvent): string {
   const worst = t.harmful
     .slice(0, 3)
     .map((s) => `${s.id} (${formatNumber(s.score)})`)
