@@ -1,4 +1,3 @@
-/* eslint-disable max-lines -- the segment format's writer, reader, torn-tail repair and compaction share one frame layout and its CRC rules; being split into segment files and frames alongside the store's ingest work (docs/store.md). */
 /**
  * A run's written sample records and weight entries, appended to segment files
  * (`records/<run key>/<seq>.seg`) written front to back and never rewritten. A sample's newest
