@@ -248,12 +248,20 @@ def test_training_run_through_daemon_crash() -> None:
             assert np.abs(expect[sid]).max() > 0
 
         # weights: the daemon's down-weighting reaches the client and the sampler
+        # (the daemon may push more than one version after the restart's recompute: wait until the
+        # client holds the daemon's version and it has stopped changing, so the draws below use it)
         deadline = time.monotonic() + 20
         rest: Dict[str, float] = {}
+        settled: Optional[int] = None
+        since = time.monotonic()
         while time.monotonic() < deadline:
-            rest = daemon.get(f"/v1/runs/{run_id}/weights")["weights"]
+            body = daemon.get(f"/v1/runs/{run_id}/weights")
+            rest, version = body["weights"], body["version"]
             live = client.weights()
-            if any(w < 0.99 for w in rest.values()) and all(abs(live.get(k, 1.0) - w) < 1e-3 for k, w in rest.items()):
+            same = any(w < 0.99 for w in rest.values()) and all(abs(live.get(k, 1.0) - w) < 1e-3 for k, w in rest.items())
+            if not same or version != settled:
+                settled, since = (version if same else None), time.monotonic()
+            elif time.monotonic() - since >= 1.0:
                 break
             time.sleep(0.1)
         low = min(rest, key=lambda k: rest[k])
