@@ -165,6 +165,8 @@ def finetune(
     (default: from ``clips``' clean clips). The samples come from the moving average of the
     weights (``ema_decay``) kept from the second epoch on, or from the last weights when there is
     one epoch or ``ema_decay`` is 0."""
+    # Longer than 80 lines on purpose: the loop is the README's training loop written out once, and
+    # its steps share the model, optimizer, client and generators that a split would pass around.
     if attributed_epochs is None:
         attributed_epochs = epochs
     if ref is None:

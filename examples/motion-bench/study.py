@@ -233,6 +233,8 @@ if ONLY:
 
 
 def run(split: str, seed: int, counts: Dict[str, int]) -> Dict[str, object]:
+    # Longer than 80 lines on purpose: one study run reads top to bottom (pre-train, fine-tune with
+    # every recipe sketched, score, fuse), each step feeding the next.
     sp = bd.SPLITS[split]
     init = pretrain()
     clips = bd.make_set(counts, 100 + seed, f"{split}{seed}", sp)

@@ -74,6 +74,10 @@ export interface TrialOptions {
 /**
  * Runs one trial on `daemon` (which must be running): a fresh run `trial-<seed>`, three ranks,
  * the planned kills and restarts, then the comparison. Leaves the daemon running.
+ *
+ * Longer than 80 lines on purpose: the kill loop and the three ranks' streaming loop share the
+ * trial's mutable state (what each rank sent, the kills done, the restarts' timings), which reads
+ * best as one sequence; split, each part would take and return that state whole.
  */
 export async function runCrashTrial(daemon: CrashableDaemon, plan: TrialPlan, options: TrialOptions = {}): Promise<TrialResult> {
   const started = Date.now();
