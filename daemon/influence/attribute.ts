@@ -6,7 +6,7 @@
  * (engine.ts, prepare.ts, apply.ts) is the only writer.
  */
 import { normalizeRows } from '../shared/index.js';
-import type { PendingTail, RunState, Store } from '../store/index.js';
+import type { PendingScores, RunState, Store } from '../store/index.js';
 import type { MatMulKernel } from './matmul-kernel.js';
 import { TopK } from './top-k.js';
 
@@ -17,13 +17,6 @@ export interface AttributeDeps {
   /** Rows of the int8 mirror per kernel call. */
   readonly scanChunkSamples: number;
 }
-
-/**
- * Mirror rows scanned per turn of the event loop: four 16 Ki-row blocks, about 8 ms at k = 512
- * (0.12 µs a row on the 2-core machine of docs/performance.md), so a 100k-sample scan takes two
- * turns and a 1M one sixteen.
- */
-const SCAN_TURN_ROWS = 65536;
 
 /** Every mirror row's approximate score and its error bound, by mirror slot. */
 interface Approximate {
@@ -45,9 +38,9 @@ export async function attribute(
   const k = run.info.dim;
   const q = Float32Array.from(query);
   if (run.info.scoreMode === 'cosine') normalizeRows(q, 1, k);
-  // The changes ingest has not folded into records yet: requantised into their rows, or scored
-  // beside them, before the mirror is sized (a sample new since the last flush gets its row here).
-  const pending = deps.store.refreshMirror(run, q);
+  // The changes ingest has not folded into records yet, scored before the mirror is sized
+  // (a sample new since the last flush gets its zero row here).
+  const pending = deps.store.pendingScores(run, q);
   const rows = await scanMirror(deps, run, q);
   addPending(pending, rows.approx, rows.bound);
   return rescore(deps.store, run, q, rows, limit);
@@ -65,43 +58,26 @@ async function scanMirror(deps: AttributeDeps, run: RunState, q: Float32Array): 
   const approx = new Float32Array(n);
   const bound = new Float32Array(n);
   const ids: string[] = new Array<string>(n);
-  const blocks = [...mirror.blocksView()];
-  const chunk = deps.scanChunkSamples;
-  for (let b = 0; b < blocks.length;) {
-    // The blocks of one turn of the event loop: their chunks queued together run back to back,
-    // and between turns the batches and flush work waiting get the main thread. Under ingest each
-    // turn waits behind that work, so fewer turns make a faster scan; a turn of SCAN_TURN_ROWS
-    // keeps an Ack waiting behind a scan a few milliseconds at most.
-    const turn: typeof blocks = [];
-    let rows = 0;
-    do {
-      const block = blocks[b++] as (typeof blocks)[number];
-      turn.push(block);
-      rows += block.count;
-    } while (b < blocks.length && rows + (blocks[b] as (typeof blocks)[number]).count <= SCAN_TURN_ROWS);
+  for (const block of mirror.blocksView()) {
     // Small sub-chunks keep the kernel's float32 copy of the int8 rows in cache (2.5× faster
     // than whole 16 Ki-row blocks at k = 512, measured).
+    const c = new Float32Array(block.count);
+    const chunk = deps.scanChunkSamples;
+    // A block's chunks queued together run back to back in one turn of the event loop: between
+    // turns the batches and flush work waiting get the main thread, and under ingest a turn per
+    // chunk let them in before every chunk.
     const parts: Array<Promise<Float32Array>> = [];
-    for (const block of turn)
-      for (let at = 0; at < block.count; at += chunk) {
-        const count = Math.min(chunk, block.count - at);
-        parts.push(deps.kernel.multiplyInt8(block.rows.subarray(at * k, (at + count) * k), count, k, q, 1));
-      }
-    const done = await Promise.all(parts);
-    let part = 0;
-    for (const block of turn) {
-      for (let at = 0; at < block.count; at += chunk) {
-        const c = done[part++] as Float32Array;
-        for (let i = 0; i < c.length; i++) {
-          const slot = block.first + at + i;
-          const scale = block.scales[at + i] as number;
-          approx[slot] = (c[i] as number) * scale;
-          // A requantised row's own error bound (per element) on top of its rounding's.
-          const err = block.errs[at + i] as number;
-          bound[slot] = err === 0 ? scale * boundPerScale : (scale * boundPerScale + err * qL1) * (1 + 1e-6);
-          ids[slot] = block.ids[at + i] as string;
-        }
-      }
+    for (let at = 0; at < block.count; at += chunk) {
+      const rows = Math.min(chunk, block.count - at);
+      parts.push(deps.kernel.multiplyInt8(block.rows.subarray(at * k, (at + rows) * k), rows, k, q, 1));
+    }
+    (await Promise.all(parts)).forEach((part, j) => c.set(part, j * chunk));
+    for (let i = 0; i < block.count; i++) {
+      const slot = block.first + i;
+      const scale = block.scales[i] as number;
+      approx[slot] = (c[i] as number) * scale;
+      bound[slot] = scale * boundPerScale;
+      ids[slot] = block.ids[i] as string;
     }
   }
   return { approx, bound, ids };
@@ -133,12 +109,11 @@ function rescore(store: Store, run: RunState, q: Float32Array, rows: Approximate
 
 /**
  * Adds each pending change's `<change, q>` to its row's approximate score, with the rounding that
- * adds (the float32 dot's, the float32 score's, and the float32 G(z) = record + change the
+ * adds (the float64 sum's, the float32 score's, and the float32 G(z) = record + change the
  * rescoring reads). A row a flush rebuilt while the scan ran may hold the change already: it
  * gets no bound, and so is rescored.
  */
-function addPending(p: PendingTail, approx: Float32Array, bound: Float32Array): void {
-  const roundoff = p.roundoff;
+function addPending(p: PendingScores, approx: Float32Array, bound: Float32Array): void {
   for (let i = 0; i < p.count; i++) {
     const slot = p.slots[i] as number;
     if (slot >= approx.length) continue;
@@ -148,12 +123,10 @@ function addPending(p: PendingTail, approx: Float32Array, bound: Float32Array): 
     }
     const a = (approx[slot] as number) + (p.dots[i] as number);
     approx[slot] = a;
-    // The exact Σ |change[d] · q[d]| is at most t, and the dot is within roundoff · t of exact.
-    const t = (p.abs[i] as number) * (1 + roundoff);
     // The row's bound b is at least scale · ‖q‖₁ / 2 and |record[d]| ≤ 127 · scale, so
     // Σ |record[d] · q[d]| ≤ 254 b: rounding record + change to float32 moves the score by at
     // most 6e-8 of that plus Σ |change[d] · q[d]|.
     const b = bound[slot] as number;
-    bound[slot] = b + 2e-5 * b + 2.4e-7 * (t + Math.abs(a)) + roundoff * t;
+    bound[slot] = b + 2e-5 * b + 2.4e-7 * ((p.abs[i] as number) + Math.abs(a));
   }
 }

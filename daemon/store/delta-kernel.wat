@@ -1,23 +1,16 @@
 ;; Motive's delta-pool kernels (SIMD), over float32 rows in the imported memory.
 ;;
-;; axpy, fold, maxabs and quantize do the same arithmetic, in the same order, as the JavaScript
-;; loop each replaces (double products and sums over Float32Array elements, one rounding to
-;; float32 on store), so the results are bit for bit the same; four floats per iteration in two
-;; f64x2 lanes, the last n mod 4 one by one. dequantAdd and dots serve scans only, in float32
-;; lanes, their rounding bounded where they are used. Pointers are byte offsets into the memory;
-;; no alignment is assumed.
+;; Each does the same arithmetic, in the same order, as the JavaScript loop it replaces (double
+;; products and sums over Float32Array elements, one rounding to float32 on store), so the results
+;; are bit for bit the same; four floats per iteration in two f64x2 lanes, the last n mod 4 one by
+;; one. Pointers are byte offsets into the memory; no alignment is assumed.
 ;;
 ;; axpy:     dst[i] = f32(f64(dst[i]) + a * f64(src[i]))                 (a batch's apply)
 ;; fold:     dst[i] = f32(f64(dst[i]) + f64(delta[i])); delta[i] = 0; returns max |dst[i]|
 ;; maxabs:   returns max |src[i]|
 ;; quantize: q[i] = i8(trunc(f64(src[i]) * inv + 128.5) - 128)          (the int8 mirror's row)
-;; dequantAdd: dst[i] = f32(f32(base[i]) * scale) + delta[i] (float32 operations, base int8);
-;;           returns max |dst[i]| (a dirty sample's mirror row requantised: its record's int8 row
-;;           plus the pending change, mirror-refresh.ts)
-;; dots:     for each of `count` rows (byte offsets at rows[j], i32), out + 16j gets f64 of
-;;           Σ a[i] * b[i] and of Σ |a[i] * b[i]|, both in float32 (products rounded, eight
-;;           running sums, any order: within γ_n · Σ|a[i] * b[i]| of the exact sums, n the row's
-;;           length): a scan's scores of the pending changes not requantised into the mirror yet
+;; dot:      out[0] = Σ f64(a[i]) * f64(b[i]), out[1] = Σ |f64(a[i]) * f64(b[i])|  (f64 at out;
+;;           each product exact in f64; a scan's score of a pending change, and its error bound)
 ;;
 ;; Source of daemon/store/delta-kernel.ts (`npm run gen:wasm` rebuilds it).
 (module
@@ -166,99 +159,41 @@
         (local.set $src (i32.add (local.get $src) (i32.const 4)))
         (local.set $q (i32.add (local.get $q) (i32.const 1)))
         (br $tail))))
-  (func (export "dequantAdd") (param $base i32) (param $scale f32) (param $delta i32) (param $n i32) (param $dst i32) (result f32)
-    (local $vs v128) (local $g v128) (local $max v128) (local $end i32) (local $m f32) (local $x f32)
-    (local.set $vs (f32x4.splat (local.get $scale)))
-    (local.set $max (v128.const i32x4 0 0 0 0))
-    (local.set $end (i32.add (local.get $base) (i32.and (local.get $n) (i32.const -4))))
+  (func (export "dot") (param $a i32) (param $b i32) (param $n i32) (param $out i32)
+    (local $x v128) (local $y v128) (local $p v128) (local $s v128) (local $t v128) (local $end i32)
+    (local $pf f64) (local $ss f64) (local $tt f64)
+    (local.set $s (v128.const i32x4 0 0 0 0))
+    (local.set $t (v128.const i32x4 0 0 0 0))
+    (local.set $end (i32.add (local.get $a) (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 2))))
     (block $done
       (loop $quad
-        (br_if $done (i32.ge_u (local.get $base) (local.get $end)))
-        (local.set $g
-          (f32x4.add
-            (f32x4.mul
-              (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (i16x8.extend_low_i8x16_s (v128.load32_zero (local.get $base)))))
-              (local.get $vs))
-            (v128.load (local.get $delta))))
-        (v128.store (local.get $dst) (local.get $g))
-        (local.set $max (f32x4.max (local.get $max) (f32x4.abs (local.get $g))))
-        (local.set $base (i32.add (local.get $base) (i32.const 4)))
-        (local.set $delta (i32.add (local.get $delta) (i32.const 16)))
-        (local.set $dst (i32.add (local.get $dst) (i32.const 16)))
+        (br_if $done (i32.ge_u (local.get $a) (local.get $end)))
+        (local.set $x (v128.load (local.get $a)))
+        (local.set $y (v128.load (local.get $b)))
+        (local.set $p (f64x2.mul (f64x2.promote_low_f32x4 (local.get $x)) (f64x2.promote_low_f32x4 (local.get $y))))
+        (local.set $s (f64x2.add (local.get $s) (local.get $p)))
+        (local.set $t (f64x2.add (local.get $t) (f64x2.abs (local.get $p))))
+        (local.set $p
+          (f64x2.mul
+            (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $x) (local.get $x)))
+            (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $y) (local.get $y)))))
+        (local.set $s (f64x2.add (local.get $s) (local.get $p)))
+        (local.set $t (f64x2.add (local.get $t) (f64x2.abs (local.get $p))))
+        (local.set $a (i32.add (local.get $a) (i32.const 16)))
+        (local.set $b (i32.add (local.get $b) (i32.const 16)))
         (br $quad)))
-    (local.set $m
-      (f32.max
-        (f32.max (f32x4.extract_lane 0 (local.get $max)) (f32x4.extract_lane 1 (local.get $max)))
-        (f32.max (f32x4.extract_lane 2 (local.get $max)) (f32x4.extract_lane 3 (local.get $max)))))
-    (local.set $end (i32.add (local.get $end) (i32.and (local.get $n) (i32.const 3))))
+    (local.set $ss (f64.add (f64x2.extract_lane 0 (local.get $s)) (f64x2.extract_lane 1 (local.get $s))))
+    (local.set $tt (f64.add (f64x2.extract_lane 0 (local.get $t)) (f64x2.extract_lane 1 (local.get $t))))
+    (local.set $end (i32.add (local.get $end) (i32.shl (i32.and (local.get $n) (i32.const 3)) (i32.const 2))))
     (block $tail_done
       (loop $tail
-        (br_if $tail_done (i32.ge_u (local.get $base) (local.get $end)))
-        (local.set $x
-          (f32.add
-            (f32.mul (f32.convert_i32_s (i32.load8_s (local.get $base))) (local.get $scale))
-            (f32.load (local.get $delta))))
-        (f32.store (local.get $dst) (local.get $x))
-        (local.set $m (f32.max (local.get $m) (f32.abs (local.get $x))))
-        (local.set $base (i32.add (local.get $base) (i32.const 1)))
-        (local.set $delta (i32.add (local.get $delta) (i32.const 4)))
-        (local.set $dst (i32.add (local.get $dst) (i32.const 4)))
+        (br_if $tail_done (i32.ge_u (local.get $a) (local.get $end)))
+        (local.set $pf (f64.mul (f64.promote_f32 (f32.load (local.get $a))) (f64.promote_f32 (f32.load (local.get $b)))))
+        (local.set $ss (f64.add (local.get $ss) (local.get $pf)))
+        (local.set $tt (f64.add (local.get $tt) (f64.abs (local.get $pf))))
+        (local.set $a (i32.add (local.get $a) (i32.const 4)))
+        (local.set $b (i32.add (local.get $b) (i32.const 4)))
         (br $tail)))
-    (local.get $m))
-
-  (func (export "dots") (param $rows i32) (param $count i32) (param $b i32) (param $n i32) (param $out i32)
-    (local $a i32) (local $q i32) (local $end i32) (local $last i32)
-    (local $p0 v128) (local $p1 v128)
-    (local $s0 v128) (local $s1 v128) (local $t0 v128) (local $t1 v128)
-    (local $pf f32) (local $ss f32) (local $tt f32)
-    (local.set $last (i32.add (local.get $rows) (i32.shl (local.get $count) (i32.const 2))))
-    (block $rows_done
-      (loop $row
-        (br_if $rows_done (i32.ge_u (local.get $rows) (local.get $last)))
-        (local.set $a (i32.load (local.get $rows)))
-        (local.set $q (local.get $b))
-        (local.set $s0 (v128.const i32x4 0 0 0 0))
-        (local.set $s1 (v128.const i32x4 0 0 0 0))
-        (local.set $t0 (v128.const i32x4 0 0 0 0))
-        (local.set $t1 (v128.const i32x4 0 0 0 0))
-        ;; end of the eight-float part
-        (local.set $end (i32.add (local.get $a) (i32.shl (i32.and (local.get $n) (i32.const -8)) (i32.const 2))))
-        (block $done
-          (loop $oct
-            (br_if $done (i32.ge_u (local.get $a) (local.get $end)))
-            (local.set $p0 (f32x4.mul (v128.load (local.get $a)) (v128.load (local.get $q))))
-            (local.set $p1 (f32x4.mul (v128.load offset=16 (local.get $a)) (v128.load offset=16 (local.get $q))))
-            (local.set $s0 (f32x4.add (local.get $s0) (local.get $p0)))
-            (local.set $s1 (f32x4.add (local.get $s1) (local.get $p1)))
-            (local.set $t0 (f32x4.add (local.get $t0) (f32x4.abs (local.get $p0))))
-            (local.set $t1 (f32x4.add (local.get $t1) (f32x4.abs (local.get $p1))))
-            (local.set $a (i32.add (local.get $a) (i32.const 32)))
-            (local.set $q (i32.add (local.get $q) (i32.const 32)))
-            (br $oct)))
-        (local.set $s0 (f32x4.add (local.get $s0) (local.get $s1)))
-        (local.set $t0 (f32x4.add (local.get $t0) (local.get $t1)))
-        (local.set $ss
-          (f32.add
-            (f32.add (f32x4.extract_lane 0 (local.get $s0)) (f32x4.extract_lane 1 (local.get $s0)))
-            (f32.add (f32x4.extract_lane 2 (local.get $s0)) (f32x4.extract_lane 3 (local.get $s0)))))
-        (local.set $tt
-          (f32.add
-            (f32.add (f32x4.extract_lane 0 (local.get $t0)) (f32x4.extract_lane 1 (local.get $t0)))
-            (f32.add (f32x4.extract_lane 2 (local.get $t0)) (f32x4.extract_lane 3 (local.get $t0)))))
-        (local.set $end (i32.add (local.get $end) (i32.shl (i32.and (local.get $n) (i32.const 7)) (i32.const 2))))
-        (block $tail_done
-          (loop $tail
-            (br_if $tail_done (i32.ge_u (local.get $a) (local.get $end)))
-            (local.set $pf (f32.mul (f32.load (local.get $a)) (f32.load (local.get $q))))
-            (local.set $ss (f32.add (local.get $ss) (local.get $pf)))
-            (local.set $tt (f32.add (local.get $tt) (f32.abs (local.get $pf))))
-            (local.set $a (i32.add (local.get $a) (i32.const 4)))
-            (local.set $q (i32.add (local.get $q) (i32.const 4)))
-            (br $tail)))
-        (f64.store (local.get $out) (f64.promote_f32 (local.get $ss)))
-        (f64.store offset=8 (local.get $out) (f64.promote_f32 (local.get $tt)))
-        (local.set $out (i32.add (local.get $out) (i32.const 16)))
-        (local.set $rows (i32.add (local.get $rows) (i32.const 4)))
-        (br $row)))
-  )
+    (f64.store (local.get $out) (local.get $ss))
+    (f64.store offset=8 (local.get $out) (local.get $tt)))
 )

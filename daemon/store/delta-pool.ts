@@ -29,8 +29,7 @@ interface Kernels {
   fold(dst: number, delta: number, n: number): number;
   maxabs(src: number, n: number): number;
   quantize(src: number, q: number, n: number, inv: number): void;
-  dequantAdd(base: number, scale: number, delta: number, n: number, dst: number): number;
-  dots(rows: number, count: number, b: number, n: number, out: number): void;
+  dot(a: number, b: number, n: number, out: number): void;
 }
 
 interface Shard {
@@ -55,15 +54,10 @@ interface Shard {
   stageBytes: number;
   /** The staging area holds this batch. */
   staged: number;
-  /** Byte offset of each block's base rows ({@link DeltaPool.setBase}; -1: none yet). */
-  readonly bases: number[];
-  /** Int8 view over the whole memory. */
-  i8: Int8Array;
-  /** Byte offset of the query row {@link DeltaPool.dots} reads (-1: none yet). */
+  /** Byte offset of the query row and of the two float64s {@link DeltaPool.dot} writes (-1: none yet), and a view over the whole memory. */
   queryAt: number;
-  /** Byte offset and capacity (rows) of the area {@link DeltaPool.dots} lists rows and writes sums in (-1: none yet). */
-  dotsAt: number;
-  dotsRows: number;
+  dotAt: number;
+  f64: Float64Array;
 }
 
 export interface DeltaPoolOptions {
@@ -81,9 +75,6 @@ export class DeltaPool {
   private readonly shards: Shard[] = [];
   private readonly free: number[] = [];
   private next = 0;
-  /** Per row: {@link DeltaPool.stamp}, and the scale of its base. */
-  private stamps = new Uint32Array(0);
-  private baseScales = new Float32Array(0);
   /** The batch of the last {@link DeltaPool.stage}, and a number that names it. */
   private batch: Float32Array | undefined;
   private batchRows = 0;
@@ -97,24 +88,11 @@ export class DeltaPool {
     this.maxStageBytes = options.maxStageBytes ?? MAX_STAGE_BYTES;
   }
 
-  /** Rows handed out so far (free or not): every row number is below it. */
-  get rows(): number {
-    return this.next;
-  }
-
   /** A zeroed row. */
   alloc(): number {
     const reused = this.free.pop();
     if (reused !== undefined) return reused;
     const row = this.next++;
-    if (row >= this.stamps.length) {
-      const grown = new Uint32Array(Math.max(1024, 2 * this.stamps.length));
-      grown.set(this.stamps);
-      this.stamps = grown;
-      const scales = new Float32Array(grown.length);
-      scales.set(this.baseScales);
-      this.baseScales = scales;
-    }
     const local = row % this.shardRows;
     if (Math.floor(row / this.shardRows) >= this.shards.length) this.shards.push(newShard(this.dim));
     if (local % this.blockRows === 0) {
@@ -159,7 +137,6 @@ export class DeltaPool {
   /** row[d] += lr · sketch[d], `sketch` being row `i` of the staged batch. */
   add(row: number, i: number, lr: number): void {
     const k = this.dim;
-    this.stamps[row] = (this.stamps[row] as number) + 1;
     const shard = this.shard(row);
     const batch = this.batch as Float32Array;
     const bytes = this.batchRows * k * 4;
@@ -210,103 +187,26 @@ export class DeltaPool {
     return max;
   }
 
-  /**
-   * How many times `row` has been added to ({@link DeltaPool.add}) since the pool was made, across
-   * owners (a row freed and taken again keeps counting): a scan's mirror refresh compares it with
-   * the count it requantised the row at (mirror-refresh.ts).
-   */
-  stamp(row: number): number {
-    return this.stamps[row] as number;
-  }
-
-  /**
-   * Keeps `q` (k int8 values, a record's int8 mirror row) and its `scale` as the base of `row`'s
-   * change, for {@link DeltaPool.requantize}.
-   */
-  setBase(row: number, q: Int8Array, scale: number): void {
-    // The offset first: reserving the block's base rows may grow the memory, detaching old views.
-    const at = this.baseOffset(row);
-    this.shard(row).i8.set(q.subarray(0, this.dim), at);
-    this.baseScales[row] = scale;
-  }
-
-  /** The scale {@link DeltaPool.setBase} kept for `row`. */
-  baseScale(row: number): number {
-    return this.baseScales[row] as number;
-  }
-
-  /**
-   * The base row times its scale plus the row's change, in float32, into the scratch row of the
-   * row's shard; returns its max |·|. {@link DeltaPool.quantize} then gives its int8 row.
-   */
-  requantize(row: number): number {
-    const shard = this.shard(row);
-    return shard.kernels.dequantAdd(this.baseOffset(row), this.baseScales[row] as number, this.offset(row) * 4, this.dim, shard.scratchAt);
-  }
-
-  /** Byte offset of `row`'s base in its shard; the block's base rows are reserved on first use. */
-  private baseOffset(row: number): number {
-    const shard = this.shard(row);
-    const local = row % this.shardRows;
-    const block = Math.floor(local / this.blockRows);
-    let at = shard.bases[block] ?? -1;
-    if (at < 0) {
-      at = reserve(shard, this.blockRows * this.dim);
-      shard.bases[block] = at;
-    }
-    return at + (local % this.blockRows) * this.dim;
-  }
-
-  /** Puts `q` (k floats) in every shard's memory for {@link DeltaPool.dots}. */
+  /** Puts `q` (k floats) in every shard's memory for {@link DeltaPool.dot}. */
   setQuery(q: Float32Array): void {
     for (const shard of this.shards) {
-      if (shard.queryAt < 0) shard.queryAt = reserve(shard, 4 * this.dim);
+      if (shard.queryAt < 0) {
+        shard.queryAt = reserve(shard, 4 * this.dim);
+        shard.dotAt = reserve(shard, 16);
+      }
       shard.heap.set(q.subarray(0, this.dim), shard.queryAt / 4);
     }
   }
 
   /**
-   * `<row, q>` and `Σ |row[d] · q[d]|` (q from {@link DeltaPool.setQuery}) of `count` rows
-   * (`rows[0..count)`, any shards) into `dots[j]` and `abs[j]`, summed in float32 (delta-kernel.wat,
-   * `dots`): one kernel call per shard.
+   * `<row, q>` (q from {@link DeltaPool.setQuery}) summed in float64 over exact float64 products,
+   * and `Σ |row[d] · q[d]|` (what bounds that sum's rounding), into out[0] and out[1].
    */
-  dots(rows: Int32Array, count: number, dots: Float64Array, abs: Float64Array): void {
-    for (let si = 0; si < this.shards.length; si++) {
-      const shard = this.shards[si] as Shard;
-      const lo = si * this.shardRows;
-      const hi = lo + this.shardRows;
-      let mine = 0;
-      for (let j = 0; j < count; j++) {
-        const row = rows[j] as number;
-        if (row >= lo && row < hi) mine++;
-      }
-      if (mine === 0) continue;
-      if (shard.dotsRows < mine) {
-        // The area is bump-allocated and never freed: at least double it each time, so the
-        // shard holds at most twice the largest set it scored.
-        const room = Math.max(mine, 2 * shard.dotsRows, 1024);
-        shard.dotsAt = reserve(shard, align16(room * 4) + room * 16);
-        shard.dotsRows = room;
-      }
-      const list = new Int32Array(shard.memory.buffer, shard.dotsAt, mine);
-      const outAt = shard.dotsAt + align16(mine * 4);
-      const which = mine === count ? undefined : new Int32Array(mine);
-      let m = 0;
-      for (let j = 0; j < count; j++) {
-        const row = rows[j] as number;
-        if (row < lo || row >= hi) continue;
-        list[m] = this.offset(row) * 4;
-        if (which !== undefined) which[m] = j;
-        m++;
-      }
-      shard.kernels.dots(shard.dotsAt, mine, shard.queryAt, this.dim, outAt);
-      const out = new Float64Array(shard.memory.buffer, outAt, 2 * mine);
-      for (let i = 0; i < mine; i++) {
-        const j = which === undefined ? i : (which[i] as number);
-        dots[j] = out[2 * i] as number;
-        abs[j] = out[2 * i + 1] as number;
-      }
-    }
+  dot(row: number, out: Float64Array): void {
+    const shard = this.shard(row);
+    shard.kernels.dot(this.offset(row) * 4, shard.queryAt, this.dim, shard.dotAt);
+    out[0] = shard.f64[shard.dotAt / 8] as number;
+    out[1] = shard.f64[shard.dotAt / 8 + 1] as number;
   }
 
   /** The scratch row of `row`'s shard quantised to int8 with 1 / scale `inv` (embedding-mirror.ts). A view, valid until the next call. */
@@ -347,11 +247,9 @@ function newShard(dim: number): Shard {
     stageAt: -1,
     stageBytes: 0,
     staged: 0,
-    bases: [],
-    i8: new Int8Array(0),
     queryAt: -1,
-    dotsAt: -1,
-    dotsRows: 0,
+    dotAt: -1,
+    f64: new Float64Array(0),
   };
   reserve(shard, quantizedAt + dim);
   return shard;
@@ -371,7 +269,7 @@ function reserve(shard: Shard, bytes: number): number {
     // Growing detaches every view of the memory: make them anew.
     const buffer = shard.memory.buffer;
     shard.heap = new Float32Array(buffer);
-    shard.i8 = new Int8Array(buffer);
+    shard.f64 = new Float64Array(buffer);
     shard.scratch = new Float32Array(buffer, shard.scratchAt, shard.dim);
     shard.scratchBytes = new Uint8Array(buffer, shard.scratchAt, 4 * shard.dim);
     shard.quantized = new Int8Array(buffer, shard.quantizedAt, shard.dim);

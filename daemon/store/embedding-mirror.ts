@@ -4,13 +4,8 @@
  * Each row is quantised symmetrically with its own scale `s = max|G| / 127`, so for any query q
  * the approximate score `s · <q8, q>` is within `(s / 2) · ‖q‖₁` of the exact `<G, q>`. The scan
  * uses that bound to pick the few rows whose exact score could reach the top and rescores those
- * from the float32 G(z) in the store: the ranking it returns is exact. At k = 512 a row costs 520
- * bytes (values, scale and the bound of a requantised row), a quarter of the float32 rows, which
- * stay in the store.
- *
- * A row holds its record's G(z) (set when the record is built or loaded); a scan requantises the
- * rows of samples with a pending change to record + change (mirror-refresh.ts), which a row
- * records as a further per-element bound.
+ * from the float32 G(z) in the store: the ranking it returns is exact. At k = 512 a row costs 516
+ * bytes, a quarter of the float32 rows, which stay in the store.
  *
  * Rows live in fixed-size blocks (no reallocation as a run grows). A sample's slot is assigned
  * once ({@link EmbeddingMirror.add}) and kept on the sample (`SampleState.mirrorSlot`), not in a
@@ -25,8 +20,6 @@ export class EmbeddingMirror {
   readonly dim: number;
   private readonly blocks: Int8Array[] = [];
   private readonly scaleBlocks: Float32Array[] = [];
-  /** Per row: 0 when it is its record's G(z) quantised, else the bound {@link EmbeddingMirror.setApproximate} gave. */
-  private readonly errBlocks: Float32Array[] = [];
   private readonly ids: string[] = [];
 
   constructor(dim: number) {
@@ -40,7 +33,7 @@ export class EmbeddingMirror {
 
   /** Bytes held by the rows and scales. */
   get bytes(): number {
-    return this.blocks.length * MIRROR_BLOCK_ROWS * (this.dim + 8);
+    return this.blocks.length * MIRROR_BLOCK_ROWS * (this.dim + 4);
   }
 
   /** A new slot for sample `id` (a zero row until set): call once per sample, and keep it. */
@@ -50,7 +43,6 @@ export class EmbeddingMirror {
     if (slot >= this.blocks.length * MIRROR_BLOCK_ROWS) {
       this.blocks.push(new Int8Array(MIRROR_BLOCK_ROWS * this.dim));
       this.scaleBlocks.push(new Float32Array(MIRROR_BLOCK_ROWS));
-      this.errBlocks.push(new Float32Array(MIRROR_BLOCK_ROWS));
     }
     return slot;
   }
@@ -64,7 +56,6 @@ export class EmbeddingMirror {
     const block = this.blocks[Math.floor(slot / MIRROR_BLOCK_ROWS)] as Int8Array;
     const row = slot % MIRROR_BLOCK_ROWS;
     (this.scaleBlocks[Math.floor(slot / MIRROR_BLOCK_ROWS)] as Float32Array)[row] = scale;
-    (this.errBlocks[Math.floor(slot / MIRROR_BLOCK_ROWS)] as Float32Array)[row] = 0;
     if (q === undefined) block.fill(0, row * this.dim, (row + 1) * this.dim);
     else block.set(q, row * this.dim);
   }
@@ -75,7 +66,6 @@ export class EmbeddingMirror {
     const block = this.blocks[Math.floor(slot / MIRROR_BLOCK_ROWS)] as Int8Array;
     const scales = this.scaleBlocks[Math.floor(slot / MIRROR_BLOCK_ROWS)] as Float32Array;
     const row = slot % MIRROR_BLOCK_ROWS;
-    (this.errBlocks[Math.floor(slot / MIRROR_BLOCK_ROWS)] as Float32Array)[row] = 0;
     const k = this.dim;
     // max |g| in four running maxima: independent comparisons pipeline, about 40 % faster a row at k = 512 than one.
     let m0 = 0;
@@ -111,53 +101,16 @@ export class EmbeddingMirror {
     for (let j = 0; j < k; j++) block[off + j] = (((g[j] as number) * inv + 128.5) | 0) - 128;
   }
 
-  /**
-   * Stores a row that stands for G(z) within `err` per element beyond its own rounding (scale / 2):
-   * a dirty sample's record row plus its pending change, requantised (mirror-refresh.ts). `err`
-   * must be positive: it marks the row as no longer its record's.
-   */
-  setApproximate(slot: number, scale: number, q: Int8Array | undefined, err: number): void {
-    if (!(err > 0)) throw new RangeError(`mirror row error bound ${err} is not positive`);
-    this.setQuantized(slot, scale, q);
-    (this.errBlocks[Math.floor(slot / MIRROR_BLOCK_ROWS)] as Float32Array)[slot % MIRROR_BLOCK_ROWS] = err;
-  }
-
-  /** The int8 values of `slot` (a view). */
-  row(slot: number): Int8Array {
-    this.check(slot);
-    const at = (slot % MIRROR_BLOCK_ROWS) * this.dim;
-    return (this.blocks[Math.floor(slot / MIRROR_BLOCK_ROWS)] as Int8Array).subarray(at, at + this.dim);
-  }
-
-  scale(slot: number): number {
-    this.check(slot);
-    return (this.scaleBlocks[Math.floor(slot / MIRROR_BLOCK_ROWS)] as Float32Array)[slot % MIRROR_BLOCK_ROWS] as number;
-  }
-
-  /** 0 when `slot` holds its record's G(z) quantised; else the per-element bound of {@link EmbeddingMirror.setApproximate}. */
-  err(slot: number): number {
-    this.check(slot);
-    // A scan asks this of every dirty sample: shifts, not divisions (MIRROR_BLOCK_ROWS is 2¹⁴).
-    return (this.errBlocks[slot >>> 14] as Float32Array)[slot & (MIRROR_BLOCK_ROWS - 1)] as number;
-  }
-
   private check(slot: number): void {
     if (!(slot >= 0 && slot < this.ids.length)) throw new RangeError(`mirror slot ${slot} not assigned (${this.ids.length} held)`);
   }
 
   /**
-   * The rows block by block: `rows` is [count × dim] int8, `scales` and `errs` [count], `ids` the
-   * sample ids, `first` the slot of the first row. Views into the mirror: read them before the
-   * next commit.
+   * The rows block by block: `rows` is [count × dim] int8, `scales` [count], `ids` the sample
+   * ids, `first` the slot of the first row. Views into the mirror: read them before the next
+   * commit.
    */
-  *blocksView(): Generator<{
-    first: number;
-    count: number;
-    rows: Int8Array;
-    scales: Float32Array;
-    errs: Float32Array;
-    ids: readonly string[];
-  }> {
+  *blocksView(): Generator<{ first: number; count: number; rows: Int8Array; scales: Float32Array; ids: readonly string[] }> {
     for (let b = 0; b < this.blocks.length; b++) {
       const first = b * MIRROR_BLOCK_ROWS;
       const count = Math.min(MIRROR_BLOCK_ROWS, this.ids.length - first);
@@ -167,7 +120,6 @@ export class EmbeddingMirror {
         count,
         rows: (this.blocks[b] as Int8Array).subarray(0, count * this.dim),
         scales: (this.scaleBlocks[b] as Float32Array).subarray(0, count),
-        errs: (this.errBlocks[b] as Float32Array).subarray(0, count),
         ids: this.ids.slice(first, first + count),
       };
     }

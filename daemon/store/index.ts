@@ -15,6 +15,6 @@ export {
 } from './run-state.js';
 export { SampleFeatures, sameNames } from './features.js';
 export { type PreviewEntry, type PreviewRecord } from './previews.js';
+export type { PendingScores } from './pending-scores.js';
 export { HISTORY_POINTS, type HistoryPoint } from './history.js';
 export { SidecarJobs, type Job, type JobStats, type ReportPlan, type AnswerPlan } from './jobs.js';
-export type { PendingTail } from './mirror-refresh.js';

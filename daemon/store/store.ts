@@ -28,7 +28,7 @@ import { STORE_FORMAT_VERSION, checkFormat, hasSamplesEnv, moveSampleRecords, re
 import { RunState, type RunInfo, type SampleState } from './run-state.js';
 import { mergeHistory, type HistoryPoint } from './history.js';
 import { bytesToFloat32, embeddingOffset, recordShape, sampleRecordBytes, writeSampleRecord } from './codec.js';
-import { refreshMirror, type PendingTail } from './mirror-refresh.js';
+import { pendingScores, type PendingScores } from './pending-scores.js';
 import { FeatureTables, sameNames } from './features.js';
 import { PreviewTable, type PreviewEntry, type PreviewRecord } from './previews.js';
 import { SidecarJobs } from './jobs.js';
@@ -186,7 +186,7 @@ export class Store {
       onRepair: this.onRepair,
     });
     recovery.load();
-    // Mirror rows hold the records' G(z); a scan requantises the replayed changes in (refreshMirror).
+    // Mirror rows hold the records' G(z); scans add the replayed changes (pendingScores).
     // What the log held is now dirty in memory: write it out soon, not at the next ingest.
     if (this.pending.count > 0) this.flusher.afterApply();
     await recovery.finishOpen();
@@ -319,19 +319,11 @@ export class Store {
   }
 
   /**
-   * Rows of a run's int8 mirror a scan requantises at most (record + pending change,
-   * mirror-refresh.ts) while they still hold their record; the other changes it scores beside the
-   * mirror. About 4 ms of a scan at k = 512.
+   * `q` against the G(z) changes of the run's samples not folded into their records yet: the
+   * int8 mirror holds the records' G(z), and a scan adds these (pending-scores.ts).
    */
-  mirrorRefreshRows = 4096;
-
-  /**
-   * Brings the run's int8 mirror up to date for a scan with query `q` (mirror-refresh.ts): the
-   * changed rows requantised, the changes left over scored against `q`. Call before the scan
-   * reads the mirror.
-   */
-  refreshMirror(run: RunState, q: Float32Array): PendingTail {
-    return refreshMirror(run, this.pending.deltas.get(run), this.pending.dirty.get(run), q, this.mirrorRefreshRows);
+  pendingScores(run: RunState, q: Float32Array): PendingScores {
+    return pendingScores(run, this.pending.deltas.get(run), this.pending.dirty.get(run), q);
   }
 
   /**
