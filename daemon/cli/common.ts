@@ -27,6 +27,16 @@ export class InputError extends Error {
   override readonly name = 'InputError';
 }
 
+/** Runs requests to the daemon; a failure (unreachable, unknown run, an error answer) is the user's input error, printed as one line, not a crash. */
+export async function fromDaemon<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    if (err instanceof InputError || err instanceof UsageError) throw err;
+    throw new InputError((err as Error).message);
+  }
+}
+
 /** The daemon's HTTP base URL: --url, else $MOTIVE_URL, else http://127.0.0.1:8080. */
 export function baseUrl(url: string | undefined, env: NodeJS.ProcessEnv): string {
   return (url ?? env['MOTIVE_URL'] ?? 'http://127.0.0.1:8080').replace(/\/$/, '');

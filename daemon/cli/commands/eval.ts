@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { RecordBatchReader, type RecordBatch } from 'apache-arrow';
 import { MotiveError, type ErrorCode } from '../../shared/index.js';
-import { InputError, UsageError, baseUrl, getJson, table, type Command, type Io } from '../common.js';
+import { InputError, UsageError, fromDaemon, baseUrl, getJson, table, type Command, type Io } from '../common.js';
 import { evaluateLabels, type EvalClip, type EvalFigures, type GroupFigures } from '../eval-metrics.js';
 import { LabelsError, parseLabels } from '../labels-csv.js';
 import { fetchArrowExport } from './export.js';
@@ -28,16 +28,6 @@ interface RunClip {
 
 function fail(code: ErrorCode, detail: string): never {
   throw new InputError(`${code}: ${new MotiveError(code, detail).message}`);
-}
-
-/** A daemon failure (unreachable, unknown run, an error answer) as a one-line input error. */
-async function fromDaemon<T>(work: () => Promise<T>): Promise<T> {
-  try {
-    return await work();
-  } catch (err) {
-    if (err instanceof InputError || err instanceof UsageError) throw err;
-    throw new InputError((err as Error).message);
-  }
 }
 
 /**

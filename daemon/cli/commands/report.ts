@@ -9,7 +9,7 @@ import { writeFile, rename } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { RecordBatchReader, type RecordBatch } from 'apache-arrow';
 import { MotiveError } from '../../shared/index.js';
-import { InputError, UsageError, authHeaders, baseUrl, getJson, type Command, type Io } from '../common.js';
+import { InputError, UsageError, fromDaemon, authHeaders, baseUrl, getJson, type Command, type Io } from '../common.js';
 import { renderReport, type EmbeddedImage, type ReportClip, type ReportData, type ReportExplain } from '../report-html.js';
 import { evaluateRun } from './eval.js';
 import { fetchArrowExport } from './export.js';
@@ -83,16 +83,6 @@ async function fetchPreview(
 }
 
 type SampleRow = Omit<ReportClip, 'previews'>;
-
-/** Runs a request to the daemon; a failure is the user's input error (a wrong URL, run or token), not a crash. */
-async function fromDaemon<T>(work: () => Promise<T>): Promise<T> {
-  try {
-    return await work();
-  } catch (err) {
-    if (err instanceof InputError || err instanceof UsageError) throw err;
-    throw new InputError((err as Error).message);
-  }
-}
 
 /** Every preview kind of each profiled clip, by clip id, counting them on `steps`. */
 async function fetchPreviews(
